@@ -1,0 +1,39 @@
+# The two commands of the quick start: `make demo` and `make test`.
+# Each creates .venv on first use and installs what it needs into it.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+
+.PHONY: demo test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "Conveyor needs Python 3.11 or newer (found: $$($(PYTHON) --version))"; exit 2; }
+	@$(PYTHON) -m venv $(VENV) || \
+	  { echo "python venv is missing: sudo apt-get install python3-venv"; exit 2; }
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,shop]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/conveyor demo
+
+test: lint typecheck unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .conveyor

@@ -1,0 +1,103 @@
+"""The FastAPI application: products API, catalogue page, health, version and metrics."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import FastAPI, Header, HTTPException, Path, Response, status
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel
+
+from .config import Settings
+from .db import ProductStore
+from .faults import FaultMiddleware
+from .metrics import Metrics, MetricsMiddleware
+from .models import ErrorBody, Product, ProductIn
+from .pages import render_catalogue
+
+TITLE = "Conveyor Shop"
+ProductId = Annotated[int, Path(ge=1, description="The product's id.")]
+NOT_FOUND: dict[int | str, dict[str, object]] = {404: {"model": ErrorBody}}
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+
+
+class Version(BaseModel):
+    version: str
+
+
+def create_app(db_path: str | None = None, *, settings: Settings | None = None) -> FastAPI:
+    """Build the service; `settings` default to the environment, `db_path` overrides SHOP_DB."""
+    settings = settings or Settings.from_env()
+    store = ProductStore(db_path or settings.db_path)
+    store.create_schema()
+    metrics = Metrics(settings.version)
+
+    app = FastAPI(title=TITLE, version=settings.version, description="Conveyor's sample service.")
+    _add_product_routes(app, store)
+    _add_operational_routes(app, store, metrics, settings.version)
+    app.add_middleware(
+        FaultMiddleware,
+        fault_rate=settings.fault_rate,
+        extra_latency_ms=settings.extra_latency_ms,
+    )
+    # Added last so it is outermost: injected faults and their delay are measured too.
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
+    return app
+
+
+def _add_product_routes(app: FastAPI, store: ProductStore) -> None:
+    @app.get("/api/products", tags=["products"])
+    def list_products() -> list[Product]:
+        return store.list_products()
+
+    @app.get("/api/products/{product_id}", tags=["products"], responses=NOT_FOUND)
+    def get_product(product_id: ProductId) -> Product:
+        product = store.get(product_id)
+        if product is None:
+            raise _not_found(product_id)
+        return product
+
+    @app.post("/api/products", tags=["products"], status_code=status.HTTP_201_CREATED)
+    def create_product(product: ProductIn, response: Response) -> Product:
+        created = store.add(product)
+        response.headers["Location"] = app.url_path_for("get_product", product_id=created.id)
+        return created
+
+    @app.delete(
+        "/api/products/{product_id}",
+        tags=["products"],
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses=NOT_FOUND,
+    )
+    def delete_product(product_id: ProductId) -> None:
+        if not store.delete(product_id):
+            raise _not_found(product_id)
+
+
+def _add_operational_routes(
+    app: FastAPI, store: ProductStore, metrics: Metrics, version: str
+) -> None:
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def catalogue_page() -> str:
+        return render_catalogue(store.list_products(), version)
+
+    @app.get("/healthz", tags=["operations"])
+    def health() -> Health:
+        return Health(status="ok", version=version)
+
+    @app.get("/version", tags=["operations"])
+    def get_version() -> Version:
+        return Version(version=version)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics(accept: Annotated[str | None, Header()] = None) -> Response:
+        body, content_type = metrics.exposition(accept)
+        return Response(body, media_type=content_type)
+
+
+def _not_found(product_id: int) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"product {product_id} not found")

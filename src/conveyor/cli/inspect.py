@@ -1,0 +1,146 @@
+"""`conveyor status`, `conveyor logs`, `conveyor history`: read back from the store."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from conveyor.cli.output import OutputFormat, OutputOption, console, elapsed, emit_json, styled
+from conveyor.cli.project import SpecOption
+
+if TYPE_CHECKING:
+    from conveyor.service.project import Project
+    from conveyor.store.store import Store
+
+RunArgument = typer.Argument(help="A run number (default: the latest run).")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)
+    app.command("logs")(logs)
+    app.command("history")(history)
+
+
+def status(
+    run_id: Annotated[int | None, RunArgument] = None,
+    spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+) -> None:
+    """Show a run and the state of each of its jobs."""
+    from conveyor.service.project import Project
+    from conveyor.service.queries import run_view
+
+    with Project.locate(spec).open_store(create=False) as store:
+        view = run_view(store, run_id)
+    if output is OutputFormat.JSON:
+        emit_json({"run": view.run, "jobs": view.jobs})
+        return
+    run = view.run
+    console.print(
+        f"[bold]run {run.id}[/] {styled(run.state.value)} · {escape(run.pipeline)} · "
+        f"{(run.commit_sha or '')[:12]} on {escape(run.branch or run.tag or '(detached)')} · "
+        f"by {escape(run.actor or '?')} · {_when(run.started_at)} · "
+        f"{elapsed(run.started_at, run.finished_at or time.time())}"
+    )
+    table = Table(box=None, pad_edge=False)
+    for column in ("job", "state", "time", "tries", "detail"):
+        table.add_column(column)
+    for job in view.jobs:
+        table.add_row(
+            escape(job.job_id),
+            styled(job.state.value),
+            elapsed(job.started_at, job.finished_at),
+            str(job.attempts or ""),
+            escape(job.detail or job.reason or ""),
+        )
+    console.print(table)
+
+
+def logs(
+    run_id: Annotated[int | None, RunArgument] = None,
+    job: Annotated[str | None, typer.Argument(help="A job id or name (default: all).")] = None,
+    spec: Annotated[Path | None, SpecOption] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-F", help="Keep printing while it runs.")
+    ] = False,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+) -> None:
+    """Print the (masked) logs of a run's jobs."""
+    from conveyor.service.project import Project
+    from conveyor.service.queries import job_log, resolve_job, run_view
+
+    project = Project.locate(spec)
+    with project.open_store(create=False) as store:
+        view = run_view(store, run_id)
+        jobs = [resolve_job(store, view.run.id, job)] if job else view.jobs
+        if follow and job:
+            _follow(project, store, view.run.id, jobs[0].job_id)
+            return
+        collected = {j.job_id: job_log(project, store, view.run.id, j.job_id) for j in jobs}
+    if output is OutputFormat.JSON:
+        emit_json({"run": view.run.id, "jobs": collected})
+        return
+    for job_id, lines in collected.items():
+        if len(collected) > 1:
+            console.print(f"[bold]── {escape(job_id)}[/]")
+        for line in lines:
+            sys.stdout.write(line.text + "\n")
+
+
+def _follow(project: Project, store: Store, run_id: int, job_id: str) -> None:
+    from conveyor.service.queries import job_log
+
+    shown = 0
+    while True:
+        lines = job_log(project, store, run_id, job_id)
+        for line in lines[shown:]:
+            sys.stdout.write(line.text + "\n")
+        sys.stdout.flush()
+        shown = len(lines)
+        if store.get_job(run_id, job_id).state.finished:
+            return
+        time.sleep(0.5)
+
+
+def history(
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs.")] = 20,
+    branch: Annotated[str | None, typer.Option("--branch", help="Only this branch.")] = None,
+    spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+) -> None:
+    """List recent runs, newest first."""
+    from conveyor.service.project import Project
+
+    with Project.locate(spec).open_store(create=False) as store:
+        runs = store.list_runs(limit, branch=branch)
+    if output is OutputFormat.JSON:
+        emit_json(runs)
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("run", "state", "commit", "branch", "started", "took", "actor", "message"):
+        table.add_column(column)
+    for run in runs:
+        table.add_row(
+            str(run.id),
+            styled(run.state.value),
+            (run.commit_sha or "")[:12],
+            escape(run.branch or run.tag or ""),
+            _when(run.started_at),
+            elapsed(run.started_at, run.finished_at),
+            escape(run.actor or ""),
+            escape((run.message or "").splitlines()[0] if run.message else ""),
+        )
+    console.print(table)
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return ""
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,71 @@
+"""`conveyor init`, `conveyor lint`, `conveyor schema`: the spec file itself."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from conveyor.cli.output import OutputFormat, OutputOption, console, emit_json
+from conveyor.errors import ConveyorError
+
+SpecOption = typer.Option("--file", "-f", help="The spec file (default: ./conveyor.yml).")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+    app.command("lint")(lint)
+    app.command("schema")(schema)
+
+
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to write conveyor.yml.")] = Path("."),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a starter conveyor.yml (and keep .conveyor/ out of git)."""
+    from conveyor.spec.starter import STARTER_YAML
+
+    target = directory / "conveyor.yml"
+    if target.exists() and not force:
+        raise ConveyorError(f"{target} already exists", hint="pass --force to overwrite it")
+    directory.mkdir(parents=True, exist_ok=True)
+    target.write_text(STARTER_YAML)
+    _ignore_state_dir(directory)
+    console.print(f"wrote {target}; next: [bold]conveyor lint[/], then [bold]conveyor run[/]")
+
+
+def _ignore_state_dir(directory: Path) -> None:
+    ignore = directory / ".gitignore"
+    lines = ignore.read_text().splitlines() if ignore.exists() else []
+    if ".conveyor/" not in lines and ".conveyor" not in lines:
+        lines.append(".conveyor/")
+        ignore.write_text("\n".join(lines) + "\n")
+
+
+def lint(
+    spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+) -> None:
+    """Check conveyor.yml: syntax, keys, types, the needs graph, step parameters."""
+    from conveyor.service.project import Project
+    from conveyor.spec.loader import load_pipeline
+
+    started = time.perf_counter()
+    path = Project.locate(spec).spec_path
+    loaded = load_pipeline(path)
+    jobs = loaded.pipeline.jobs
+    took = time.perf_counter() - started
+    if output is OutputFormat.JSON:
+        emit_json({"file": str(path), "valid": True, "jobs": len(jobs), "seconds": round(took, 4)})
+        return
+    console.print(f"[green]✓[/] {path}: {len(jobs)} jobs, valid ({took * 1000:.0f} ms)")
+
+
+def schema() -> None:
+    """Print the JSON Schema of conveyor.yml (for editors: yaml-language-server)."""
+    from conveyor.spec.schema import pipeline_json_schema
+
+    print(json.dumps(pipeline_json_schema(), indent=2))

@@ -1,0 +1,1 @@
+"""The engine: planning, scheduling, executors, the job cache and secret masking."""

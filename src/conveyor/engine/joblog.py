@@ -1,0 +1,46 @@
+"""A job's log: masked lines written to a file as they come, and to the live reporter."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import TextIO
+
+from conveyor.engine.executors.base import Stream
+from conveyor.engine.mask import Masker
+from conveyor.engine.report import Reporter
+
+LOG_SEPARATOR = "\t"
+
+
+class JobLog:
+    """Implements LogSink. Masking happens here, before a line goes anywhere."""
+
+    def __init__(self, path: Path, job_id: str, masker: Masker, reporter: Reporter) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._job_id = job_id
+        self._masker = masker
+        self._reporter = reporter
+        self._started = time.monotonic()
+        self._file: TextIO = path.open("a", encoding="utf-8", buffering=1)
+
+    def write(self, stream: Stream, line: str) -> None:
+        masked = self._masker.mask(line)
+        elapsed = time.monotonic() - self._started
+        self._file.write(f"{elapsed:.3f}{LOG_SEPARATOR}{stream.value}{LOG_SEPARATOR}{masked}\n")
+        self._reporter.job_log(self._job_id, stream, masked)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def parse_log_line(raw: str) -> tuple[float, Stream, str]:
+    elapsed, stream, text = raw.rstrip("\n").split(LOG_SEPARATOR, 2)
+    return float(elapsed), Stream(stream), text
+
+
+def log_filename(job_id: str) -> str:
+    """A file name for a job id such as `test[python=3.11]`."""
+    return re.sub(r"[^A-Za-z0-9_.=,-]", "_", job_id) + ".log"

@@ -1,0 +1,238 @@
+"""Runs one planned job: cache lookup, attempts with retries, outputs, state transitions.
+
+Every state change goes to the store first (the event log), then to the reporter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conveyor.engine.cache import CacheKey, ToolVersions, compute_key, explain_miss, manifest_bytes
+from conveyor.engine.executors.base import ExecResult, Executor, Stream
+from conveyor.engine.joblog import JobLog, log_filename
+from conveyor.engine.mask import Masker
+from conveyor.engine.plan import PlannedJob
+from conveyor.engine.report import Reporter
+from conveyor.engine.workspace import (
+    MissingOutputsError,
+    Workspace,
+    collect_outputs,
+    restore_outputs,
+)
+from conveyor.spec.model import RetryPolicy
+from conveyor.states import FailureClass, JobState
+from conveyor.steps.base import StepContext
+from conveyor.steps.registry import STEPS
+from conveyor.store.records import CacheEntry
+from conveyor.store.store import Store
+
+
+@dataclass
+class RunContext:
+    """What every job of one run shares."""
+
+    run_id: int
+    pipeline: str
+    store: Store
+    workspace: Workspace
+    logs_dir: Path
+    base_env: dict[str, str]  # inherited + CONVEYOR_* variables, not part of the cache key
+    secrets: dict[str, str]
+    masker: Masker
+    reporter: Reporter
+    executors: Mapping[str, Executor]
+    default_timeout: float
+    default_retry: RetryPolicy | None
+    use_cache: bool = True
+    tools: ToolVersions = field(init=False)
+    outputs: dict[str, str | None] = field(default_factory=dict)  # job id -> manifest digest
+
+    def __post_init__(self) -> None:
+        self.tools = ToolVersions(self.base_env)
+
+
+class JobRunner:
+    def __init__(self, context: RunContext) -> None:
+        self.ctx = context
+
+    def transition(self, job_id: str, state: JobState, detail: str = "", **fields: object) -> None:
+        self.ctx.store.set_job_state(self.ctx.run_id, job_id, state, detail=detail, **fields)
+        self.ctx.reporter.job_state(job_id, state, detail)
+
+    async def run(self, job: PlannedJob, slots: asyncio.Semaphore) -> JobState:
+        key = await self._key(job)
+        if key is not None:
+            hit = self.ctx.store.cache_get(key.digest)
+            if hit is not None:
+                return self._restore(job, key, hit)
+        miss = self._miss_reason(job, key)
+        async with slots:
+            return await self._execute(job, key, miss)
+
+    def _miss_reason(self, job: PlannedJob, key: CacheKey | None) -> str:
+        if key is None:
+            return "cache disabled" if self.ctx.use_cache else "cache disabled (--no-cache)"
+        previous = self.ctx.store.cache_latest(self.ctx.pipeline, job.id)
+        return "cache miss: " + explain_miss(key, previous, self.ctx.store.blobs)
+
+    async def _key(self, job: PlannedJob) -> CacheKey | None:
+        if not (job.job.cache and self.ctx.use_cache):
+            return None
+        step = STEPS[job.step]
+        manifest = self.ctx.workspace.input_manifest(job.job.inputs)
+        raw = manifest_bytes(manifest)
+        manifest_digest = self.ctx.store.blobs.put_bytes(raw)
+        tools = {}
+        for tool in job.job.tools:
+            tools[tool] = await asyncio.to_thread(self.ctx.tools.version, tool)
+        return compute_key(
+            step=f"{step.name}@{step.version}",
+            command=step.describe(job.params),
+            env=job.env,
+            inputs_manifest=manifest_digest,
+            inputs_digest=manifest_digest,
+            upstream={need: self.ctx.outputs.get(need) for need in job.needs},
+            tools=tools,
+        )
+
+    def _restore(self, job: PlannedJob, key: CacheKey, hit: CacheEntry) -> JobState:
+        if hit.outputs_manifest:
+            restore_outputs(hit.outputs_manifest, self.ctx.workspace.path, self.ctx.store.blobs)
+        self.ctx.outputs[job.id] = hit.outputs_manifest
+        original = self.ctx.store.get_job(hit.run_id, hit.job_id)
+        self.transition(
+            job.id,
+            JobState.CACHED,
+            f"cache hit: outputs of run {hit.run_id} restored (key {key.digest[:12]})",
+            cache_key=key.digest,
+            outputs_blob=hit.outputs_manifest,
+            log_blob=original.log_blob,
+            finished_at=time.time(),
+        )
+        return JobState.CACHED
+
+    async def _execute(self, job: PlannedJob, key: CacheKey | None, miss: str) -> JobState:
+        log = JobLog(self._log_path(job.id), job.id, self.ctx.masker, self.ctx.reporter)
+        started = time.time()
+        self.transition(
+            job.id,
+            JobState.RUNNING,
+            miss,
+            attempts=1,
+            started_at=started,
+            cache_key=key.digest if key else None,
+        )
+        try:
+            result = await self._attempts(job, log)
+            result, outputs = self._outputs(job, result, log)
+        except asyncio.CancelledError:
+            log.write(Stream.SYSTEM, "cancelled")
+            log.close()
+            self.transition(
+                job.id,
+                JobState.CANCELLED,
+                "cancelled",
+                finished_at=time.time(),
+                log_blob=self._store_log(log),
+            )
+            raise
+        log.close()
+        log_blob = self._store_log(log)
+        if not result.ok:
+            self.transition(
+                job.id,
+                JobState.FAILED,
+                result.detail or "failed",
+                exit_code=result.exit_code,
+                failure=result.failure,
+                finished_at=time.time(),
+                log_blob=log_blob,
+            )
+            return JobState.FAILED
+        self.ctx.outputs[job.id] = outputs
+        if key is not None:
+            self.ctx.store.cache_put(
+                CacheEntry(
+                    key=key.digest,
+                    pipeline=self.ctx.pipeline,
+                    job_id=job.id,
+                    run_id=self.ctx.run_id,
+                    created_at=time.time(),
+                    outputs_manifest=outputs,
+                    components=key.components,
+                )
+            )
+        self.transition(
+            job.id,
+            JobState.SUCCESS,
+            f"took {time.time() - started:.2f}s",
+            exit_code=0,
+            finished_at=time.time(),
+            log_blob=log_blob,
+            outputs_blob=outputs,
+        )
+        return JobState.SUCCESS
+
+    async def _attempts(self, job: PlannedJob, log: JobLog) -> ExecResult:
+        policy = job.job.retry or self.ctx.default_retry
+        limit = 1 + (policy.max if policy else 0)
+        attempt = 1
+        while True:
+            result = await self._attempt(job, log)
+            if result.ok or attempt >= limit or not _retryable(result, policy):
+                return result
+            attempt += 1
+            note = f"attempt {attempt - 1} failed ({result.detail or result.failure}); retrying"
+            log.write(Stream.SYSTEM, f"{note}: attempt {attempt} of {limit}")
+            self.transition(job.id, JobState.RUNNING, note, attempts=attempt)
+
+    async def _attempt(self, job: PlannedJob, log: JobLog) -> ExecResult:
+        executor = self.ctx.executors.get(job.job.executor)
+        if executor is None:
+            detail = f"unknown executor '{job.job.executor}'"
+            return ExecResult(None, FailureClass.INFRASTRUCTURE, 0.0, detail)
+        env = {**self.ctx.base_env, **job.env, "CONVEYOR_JOB": job.id}
+        env.update({name: self.ctx.secrets[name] for name in job.job.secrets})
+        context = StepContext(
+            job_id=job.id,
+            workspace=self.ctx.workspace.path,
+            env=env,
+            timeout=job.job.timeout or self.ctx.default_timeout,
+            executor=executor,
+            log=log,
+        )
+        return await STEPS[job.step].run(job.params, context)
+
+    def _outputs(
+        self, job: PlannedJob, result: ExecResult, log: JobLog
+    ) -> tuple[ExecResult, str | None]:
+        """Store the job's declared outputs; missing ones turn success into failure."""
+        if not result.ok:
+            return result, None
+        try:
+            blobs = self.ctx.store.blobs
+            return result, collect_outputs(self.ctx.workspace.path, job.job.outputs, blobs)
+        except MissingOutputsError as error:
+            log.write(Stream.SYSTEM, str(error))
+            failed = ExecResult(
+                result.exit_code, FailureClass.EXIT_CODE, result.duration, str(error)
+            )
+            return failed, None
+
+    def _store_log(self, log: JobLog) -> str:
+        return self.ctx.store.blobs.put_file(log.path)
+
+    def _log_path(self, job_id: str) -> Path:
+        return self.ctx.logs_dir / log_filename(job_id)
+
+
+def _retryable(result: ExecResult, policy: RetryPolicy | None) -> bool:
+    if policy is None or result.failure is None or result.failure not in policy.on:
+        return False
+    if result.failure is FailureClass.EXIT_CODE and policy.exit_codes is not None:
+        return result.exit_code in policy.exit_codes
+    return True

@@ -1,0 +1,134 @@
+"""A run's workspace: a checkout of the commit, plus job outputs.
+
+Every job of a run works in the same workspace, so the outputs of a job are where its
+dependants expect them. Outputs are also stored as blobs so that a cache hit or a
+`--rerun-failed` run can restore them into a fresh workspace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from wcmatch import glob as wcglob
+
+from conveyor.errors import InfrastructureError
+from conveyor.spec.globs import GLOB_FLAGS, filter_paths
+from conveyor.store.blobs import BlobStore
+from conveyor.vcs.checkout import checkout, tree_digests
+from conveyor.vcs.git import list_source_files
+
+
+@dataclass(frozen=True)
+class Workspace:
+    path: Path  # where jobs run: the project folder inside the checkout
+    source_digests: dict[str, str]  # project-relative path -> content id
+
+    def input_manifest(self, patterns: list[str]) -> dict[str, str]:
+        """The source files a job declared as inputs, with their content ids."""
+        return {p: self.source_digests[p] for p in filter_paths(self.source_digests, patterns)}
+
+
+def prepare_workspace(
+    repository: Path, project_dir: Path, sha: str, destination: Path, *, uncommitted: bool
+) -> Workspace:
+    """Check the commit out into `destination`, a git repository of its own.
+
+    A shared clone is cheap (objects are borrowed from the project's repository) and,
+    being its own repository, stops tools that honour .gitignore (ruff, semgrep) from
+    treating the workspace as ignored, and gives jobs the history they may need.
+    File content ids are git's own blob ids, so clean files are never read to be hashed.
+    With `uncommitted`, the working tree's changes are laid over the checkout.
+    """
+    if destination.exists():
+        shutil.rmtree(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    checkout(repository, sha, destination)
+    prefix = project_dir.resolve().relative_to(repository.resolve())
+    digests = tree_digests(project_dir, sha)
+    path = destination / prefix
+    if uncommitted:
+        _overlay_working_tree(project_dir, path, digests)
+    return Workspace(path=path, source_digests=digests)
+
+
+def _overlay_working_tree(project_dir: Path, workspace: Path, digests: dict[str, str]) -> None:
+    present = list_source_files(project_dir)
+    for relative in present:
+        source = project_dir / relative
+        digest = _blob_digest(source)
+        if digests.get(relative) == digest:
+            continue
+        target = workspace / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink() or target.exists():
+            target.unlink()
+        if source.is_symlink():
+            os.symlink(os.readlink(source), target)
+        else:
+            shutil.copy2(source, target)
+        digests[relative] = digest
+    for gone in set(digests) - set(present):
+        (workspace / gone).unlink(missing_ok=True)
+        del digests[gone]
+
+
+def _blob_digest(path: Path) -> str:
+    """The id git would give this file, in the same form as `tree_digests`."""
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode):
+        return f"120000:{_git_blob_id(os.fsencode(os.readlink(path)))}"
+    mode = "100755" if info.st_mode & stat.S_IXUSR else "100644"
+    return f"{mode}:{_git_blob_id(path.read_bytes())}"
+
+
+def _git_blob_id(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+class MissingOutputsError(Exception):
+    """A job declared outputs that its command did not produce."""
+
+
+def collect_outputs(workspace: Path, patterns: list[str], blobs: BlobStore) -> str | None:
+    """Store the files matching `patterns` as blobs; return the manifest's digest."""
+    if not patterns:
+        return None
+    manifest: dict[str, dict[str, object]] = {}
+    for pattern in patterns:
+        if pattern.startswith("!"):
+            continue
+        matched = wcglob.glob(pattern, root_dir=str(workspace), flags=GLOB_FLAGS)
+        files = [m for m in matched if (workspace / m).is_file()]
+        if not files:
+            raise MissingOutputsError(f"outputs: '{pattern}' matched no file")
+        for relative in files:
+            if filter_paths([relative], patterns):
+                path = workspace / relative
+                manifest[relative] = {
+                    "digest": blobs.put_file(path),
+                    "executable": bool(path.stat().st_mode & stat.S_IXUSR),
+                }
+    return blobs.put_bytes(_canonical(manifest))
+
+
+def restore_outputs(manifest_digest: str, workspace: Path, blobs: BlobStore) -> int:
+    """Put a manifest's files back into a workspace; returns how many."""
+    manifest = json.loads(blobs.get_bytes(manifest_digest))
+    for relative, entry in manifest.items():
+        target = workspace / relative
+        if target.exists() or target.is_symlink():
+            target.unlink()
+        blobs.copy_to(entry["digest"], target)
+        if entry.get("executable"):
+            target.chmod(0o755)
+    return len(manifest)
+
+
+def _canonical(value: object) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()

@@ -1,0 +1,75 @@
+"""The one user-facing error type and the documented exit codes.
+
+Everything a user can get wrong raises `ConveyorError` (or a subclass); the CLI's single
+handler turns it into one clear line plus a hint and the matching exit code. Tracebacks
+are shown only with `--debug`.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    PIPELINE_FAILED = 1
+    USAGE = 2
+    INTERRUPTED = 130
+
+
+class ConveyorError(Exception):
+    """An error caused by input or circumstances the user can fix."""
+
+    exit_code: ExitCode = ExitCode.USAGE
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class SpecError(ConveyorError):
+    """A problem in a spec file, located by file:line:col and key path."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str,
+        line: int | None = None,
+        column: int | None = None,
+        key_path: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.file = file
+        self.line = line
+        self.column = column
+        self.key_path = key_path
+        self.detail = message
+        super().__init__(self._render(message), hint)
+
+    @property
+    def location(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        return where
+
+    def _render(self, message: str) -> str:
+        key = f" {self.key_path}:" if self.key_path else ""
+        return f"{self.location}:{key} {message}"
+
+
+class NotFoundError(ConveyorError):
+    """A run, job or artifact the user named does not exist."""
+
+
+class InfrastructureError(ConveyorError):
+    """Conveyor itself could not do its work (disk, store, executor); not the user's code."""
+
+    exit_code = ExitCode.PIPELINE_FAILED

@@ -1,0 +1,63 @@
+"""Where a project's spec, workspace source and state live."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from typing import TYPE_CHECKING
+
+from conveyor.errors import ConveyorError
+
+if TYPE_CHECKING:
+    from conveyor.store.store import Store
+
+SPEC_FILENAME = "conveyor.yml"
+STATE_DIRNAME = ".conveyor"
+
+
+@dataclass(frozen=True)
+class Project:
+    directory: Path  # the folder holding conveyor.yml: the workspace source
+    spec_path: Path
+    state_dir: Path
+    database_url: str | None
+
+    @classmethod
+    def locate(cls, spec: Path | None = None, cwd: Path | None = None) -> Project:
+        spec_path = (spec or (cwd or Path.cwd()) / SPEC_FILENAME).resolve()
+        if spec is not None and spec.is_dir():
+            spec_path = (spec / SPEC_FILENAME).resolve()
+        directory = spec_path.parent
+        state = os.environ.get("CONVEYOR_STATE_DIR")
+        state_dir = Path(state).resolve() if state else directory / STATE_DIRNAME
+        return cls(
+            directory=directory,
+            spec_path=spec_path,
+            state_dir=state_dir,
+            database_url=os.environ.get("CONVEYOR_DATABASE_URL") or None,
+        )
+
+    def ensure_state_dir(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        # Keeps the state folder out of `git status`, so it never makes the tree dirty.
+        ignore = self.state_dir / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("*\n")
+
+    def open_store(self, *, create: bool = True) -> Store:
+        if not create and not (self.state_dir / "conveyor.db").exists() and not self.database_url:
+            raise ConveyorError(
+                f"no Conveyor state in {self.state_dir}",
+                hint="`conveyor run` records the first run there",
+            )
+        from conveyor.store.store import Store
+
+        self.ensure_state_dir()
+        store = Store(self.state_dir, self.database_url)
+        store.recover_interrupted()
+        return store
+
+    def run_dir(self, run_id: int) -> Path:
+        return self.state_dir / "runs" / str(run_id)

@@ -1,0 +1,333 @@
+"""Start a pipeline run: load, plan, record, prepare the workspace, schedule, finish.
+
+Cancellation (Ctrl-C, SIGTERM) is recorded before the exception leaves; a SIGKILL is
+found by the next command (`Store.recover_interrupted`) and the next run reuses every
+finished job through the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conveyor.engine.executors import EXECUTORS
+from conveyor.engine.mask import Masker
+from conveyor.engine.plan import Plan, PlanOptions, PlanStatus, build_plan
+from conveyor.engine.report import Reporter
+from conveyor.engine.runner import JobRunner, RunContext
+from conveyor.engine.schedule import Scheduler
+from conveyor.engine.secrets import load_secrets
+from conveyor.engine.workspace import prepare_workspace, restore_outputs
+from conveyor.errors import ConveyorError
+from conveyor.service.project import Project
+from conveyor.spec.loader import LoadedPipeline, load_pipeline
+from conveyor.states import JobState, RunState
+from conveyor.store.records import NewJob, NewRun
+from conveyor.store.store import Store
+from conveyor.vcs.git import GitContext, read_git_context, repo_root
+
+KEEP_WORKSPACES = 5
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    spec: Path | None = None
+    parallelism: int | None = None
+    allow_dirty: bool = False
+    rerun_failed: int | None = None
+    only: tuple[str, ...] = ()
+    use_cache: bool = True
+    actor: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. the demo's PATH
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: int
+    state: RunState
+    jobs: dict[str, JobState]
+
+
+def default_actor() -> str:
+    return os.environ.get("CONVEYOR_ACTOR") or getpass.getuser()
+
+
+def prepare_plan(
+    project: Project, store: Store, options: RunOptions
+) -> tuple[LoadedPipeline, GitContext, Plan]:
+    """Everything up to the plan, shared by `run` and `plan --explain`."""
+    loaded = load_pipeline(project.spec_path)
+    name = loaded.pipeline.name or project.directory.name
+    git = read_project_git(project, store, name)
+    rerun = _rerun_set(store, options.rerun_failed, git) if options.rerun_failed else None
+    plan = build_plan(
+        loaded.pipeline,
+        loaded.step_params,
+        git,
+        name=name,
+        options=PlanOptions(only=options.only, rerun=rerun),
+    )
+    return loaded, git, plan
+
+
+def read_project_git(project: Project, store: Store, pipeline: str) -> GitContext:
+    root = repo_root(project.directory)
+    branch_probe = read_git_context(root)
+    last = store.last_successful_run(pipeline, branch_probe.branch)
+    git = read_git_context(root, since=last.commit_sha if last else None)
+    return _relative_to_project(git, root, project.directory)
+
+
+def _relative_to_project(git: GitContext, root: Path, directory: Path) -> GitContext:
+    """Changed paths relative to the folder holding conveyor.yml (monorepo projects)."""
+    prefix = directory.resolve().relative_to(root.resolve()).as_posix()
+    if prefix == "." or git.changed_files is None:
+        return git
+    inside = tuple(p[len(prefix) + 1 :] for p in git.changed_files if p.startswith(prefix + "/"))
+    from dataclasses import replace
+
+    return replace(git, changed_files=inside)
+
+
+def _rerun_set(store: Store, run_id: int, git: GitContext) -> frozenset[str]:
+    previous = store.get_run(run_id)
+    if previous.commit_sha != git.sha:
+        raise ConveyorError(
+            f"run {run_id} was for commit {previous.commit_sha[:12]}, HEAD is {git.sha[:12]}",
+            hint="--rerun-failed reruns a run of the current commit; use `conveyor run`"
+            " (unchanged jobs come from the cache anyway)",
+        )
+    return frozenset(
+        job.job_id
+        for job in store.get_jobs(run_id)
+        if job.state not in (JobState.SUCCESS, JobState.CACHED, JobState.SKIPPED)
+    )
+
+
+def execute_run(project: Project, options: RunOptions, reporter: Reporter) -> RunOutcome:
+    project.ensure_state_dir()
+    with Store(project.state_dir, project.database_url) as store:
+        store.recover_interrupted()
+        loaded, git, plan = prepare_plan(project, store, options)
+        if git.dirty and not options.allow_dirty:
+            raise ConveyorError(
+                "the working tree has uncommitted changes",
+                hint="commit them, or pass --allow-dirty to run on the tree as it is",
+            )
+        secrets = _secrets_for(plan, project)
+        run_id = _record_run(store, plan, git, options)
+        return _run_recorded(project, store, loaded, git, plan, run_id, secrets, options, reporter)
+
+
+def _secrets_for(plan: Plan, project: Project) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for job in plan.runnable():
+        if job.job.secrets:
+            found.update(
+                load_secrets(
+                    job.job.secrets, root=project.directory, environ=os.environ, job=job.id
+                )
+            )
+    return found
+
+
+def _record_run(store: Store, plan: Plan, git: GitContext, options: RunOptions) -> int:
+    parallelism = options.parallelism or os.cpu_count() or 1
+    trigger: dict[str, object] = {"kind": "manual"}
+    if options.rerun_failed:
+        trigger = {"kind": "rerun-failed", "rerun_of": options.rerun_failed}
+    run = NewRun(
+        pipeline=plan.pipeline,
+        commit_sha=git.sha,
+        branch=git.branch,
+        tag=git.tag,
+        author=f"{git.author_name} <{git.author_email}>",
+        message=git.message,
+        committed_at=git.committed_at.timestamp(),
+        actor=options.actor or default_actor(),
+        trigger=trigger,
+        parallelism=parallelism,
+    )
+    jobs = [
+        NewJob(
+            job_id=job.id,
+            name=job.name,
+            matrix=job.matrix,
+            plan_status=job.status.value,
+            reason=job.reason,
+            needs=list(job.needs),
+        )
+        for job in plan.jobs
+    ]
+    return store.create_run(run, jobs)
+
+
+def _run_recorded(
+    project: Project,
+    store: Store,
+    loaded: LoadedPipeline,
+    git: GitContext,
+    plan: Plan,
+    run_id: int,
+    secrets: dict[str, str],
+    options: RunOptions,
+    reporter: Reporter,
+) -> RunOutcome:
+    run_dir = project.run_dir(run_id)
+    try:
+        workspace = prepare_workspace(
+            git.root, project.directory, git.sha, run_dir / "workspace",
+            uncommitted=options.allow_dirty and git.dirty,
+        )
+        context = RunContext(
+            run_id=run_id,
+            pipeline=plan.pipeline,
+            store=store,
+            workspace=workspace,
+            logs_dir=run_dir / "logs",
+            base_env=_base_env(run_id, git, workspace.path, options),
+            secrets=secrets,
+            masker=Masker(secrets.values()),
+            reporter=reporter,
+            executors={name: backend() for name, backend in EXECUTORS.items()},
+            default_timeout=loaded.pipeline.defaults.timeout,
+            default_retry=loaded.pipeline.defaults.retry,
+            use_cache=options.use_cache,
+        )
+        runner = JobRunner(context)
+        _settle_unscheduled(runner, plan, options)
+        reporter.run_started(run_id, plan)
+        states = _drive(Scheduler(plan, runner, context_parallelism(options)))
+    except BaseException as error:
+        _finish_abnormally(store, run_id, error)
+        reporter.run_finished(run_id, _abnormal_state(error))
+        raise
+    finally:
+        _prune_workspaces(project, keep=KEEP_WORKSPACES)
+    final = RunState.SUCCESS if all(_ok(s) for s in states.values()) else RunState.FAILED
+    store.set_run_state(run_id, final)
+    reporter.run_finished(run_id, final)
+    return RunOutcome(run_id=run_id, state=final, jobs=states)
+
+
+def context_parallelism(options: RunOptions) -> int:
+    return options.parallelism or os.cpu_count() or 1
+
+
+def _ok(state: JobState) -> bool:
+    return state.succeeded or state in (JobState.SKIPPED,)
+
+
+def _settle_unscheduled(runner: JobRunner, plan: Plan, options: RunOptions) -> None:
+    """Record the jobs that will not run: skipped, blocked, or kept from the earlier run."""
+    kept = {}
+    if options.rerun_failed:
+        kept = {job.job_id: job for job in runner.ctx.store.get_jobs(options.rerun_failed)}
+    for job in plan.jobs:
+        if job.status is PlanStatus.SKIPPED:
+            runner.transition(job.id, JobState.SKIPPED, job.reason, finished_at=time.time())
+        elif job.status is PlanStatus.BLOCKED:
+            runner.transition(job.id, JobState.BLOCKED, job.reason, finished_at=time.time())
+        elif job.status is PlanStatus.KEPT:
+            earlier = kept[job.id]
+            if earlier.outputs_blob:
+                restore_outputs(
+                    earlier.outputs_blob, runner.ctx.workspace.path, runner.ctx.store.blobs
+                )
+            runner.ctx.outputs[job.id] = earlier.outputs_blob
+            runner.transition(
+                job.id,
+                JobState.CACHED,
+                f"kept from run {options.rerun_failed}",
+                outputs_blob=earlier.outputs_blob,
+                log_blob=earlier.log_blob,
+                cache_key=earlier.cache_key,
+                finished_at=time.time(),
+            )
+
+
+def _drive(scheduler: Scheduler) -> dict[str, JobState]:
+    """Run the scheduler; SIGTERM is treated like Ctrl-C (cancel, record, exit 130)."""
+
+    async def main() -> dict[str, JobState]:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        if task is not None:
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            return await scheduler.run()
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+    with _default_sigint():
+        return asyncio.run(main())
+
+
+@contextmanager
+def _default_sigint() -> Iterator[None]:
+    # asyncio.run turns SIGINT into cancellation of main() and then KeyboardInterrupt,
+    # but only if Python's own SIGINT handler is installed.
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _abnormal_state(error: BaseException) -> RunState:
+    if isinstance(error, KeyboardInterrupt | asyncio.CancelledError):
+        return RunState.CANCELLED
+    return RunState.FAILED
+
+
+def _finish_abnormally(store: Store, run_id: int, error: BaseException) -> None:
+    now = time.time()
+    for job in store.get_jobs(run_id):
+        if not job.state.finished:
+            store.set_job_state(
+                run_id,
+                job.job_id,
+                JobState.CANCELLED,
+                detail="the run was cancelled",
+                finished_at=now,
+            )
+    reason = "cancelled by the user" if _abnormal_state(error) is RunState.CANCELLED else str(error)
+    store.set_run_state(run_id, _abnormal_state(error), reason=reason)
+
+
+def _base_env(run_id: int, git: GitContext, workspace: Path, options: RunOptions) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(options.extra_env)
+    env.update(
+        {
+            "CI": "true",
+            "CONVEYOR": "true",
+            "CONVEYOR_RUN_ID": str(run_id),
+            "CONVEYOR_COMMIT_SHA": git.sha,
+            "CONVEYOR_BRANCH": git.branch or "",
+            "CONVEYOR_TAG": git.tag or "",
+            "CONVEYOR_WORKSPACE": str(workspace),
+            # Reproducible artifacts: tools honouring it stamp the commit time, not "now".
+            "SOURCE_DATE_EPOCH": str(int(git.committed_at.timestamp())),
+        }
+    )
+    return env
+
+
+def _prune_workspaces(project: Project, *, keep: int) -> None:
+    runs = project.state_dir / "runs"
+    if not runs.is_dir():
+        return
+    numbered = sorted((int(p.name), p) for p in runs.iterdir() if p.name.isdigit())
+    for _, path in numbered[:-keep]:
+        shutil.rmtree(path / "workspace", ignore_errors=True)

@@ -1,0 +1,1 @@
+"""The pipeline spec: `conveyor.yml`, its typed model, loading with located errors."""

@@ -1,0 +1,365 @@
+"""Load `conveyor.yml`: parse once, validate the model, the job graph and step parameters.
+
+Every problem becomes one `SpecError` at file:line:col with a dotted key path. Checks run
+in stages (YAML, the model, then needs and step parameters); of the problems of the first
+stage that finds any, the first in the file is reported, so fixing top to bottom works.
+"""
+
+from __future__ import annotations
+
+import difflib
+import graphlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import NoneType, UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from conveyor.errors import ConveyorError, SpecError
+from conveyor.spec.locate import KeyPath, Locator, Position, format_key_path, parse_yaml
+from conveyor.spec.model import ENV_NAME_PATTERN, JOB_NAME_PATTERN, Pipeline
+from conveyor.steps.registry import STEPS, step_names
+
+SPEC_FILE_NAME = "conveyor.yml"
+_EXPECTED_BY_ERROR_TYPE = {
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+}
+_NAME_RULES = {
+    JOB_NAME_PATTERN: (
+        "job name",
+        "use letters, digits, '_', '.' and '-', starting with a letter or digit",
+    ),
+    ENV_NAME_PATTERN: ("variable name", "use letters, digits and '_', not starting with a digit"),
+}
+
+
+@dataclass(frozen=True)
+class LoadedPipeline:
+    pipeline: Pipeline
+    path: Path
+    locator: Locator
+    # The validated `with:` of each `uses` job, an instance of its step's params_model.
+    step_params: dict[str, BaseModel]
+
+
+def load_pipeline(path: Path) -> LoadedPipeline:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConveyorError(
+            f"no {SPEC_FILE_NAME} at {path}", hint="run `conveyor init` to write a starter file"
+        ) from None
+    except UnicodeDecodeError as error:
+        raise SpecError(
+            f"the file is not UTF-8 text (byte {error.start} cannot be decoded)", file=str(path)
+        ) from None
+    except OSError as error:
+        raise ConveyorError(f"cannot read {path}: {error.strerror}") from None
+    return parse_pipeline(text, str(path))
+
+
+def parse_pipeline(text: str, file: str) -> LoadedPipeline:
+    document = parse_yaml(text, file, key_nouns={("jobs",): "job name"})
+    locator = document.locator
+    try:
+        pipeline = Pipeline.model_validate(document.data)
+    except ValidationError as error:
+        problems = _pydantic_problems(error, Pipeline, (), document.data)
+        raise _first_error(problems, file, locator) from None
+    step_params, step_problems = _validate_steps(pipeline)
+    problems = [*_graph_problems(pipeline), *step_problems]
+    if problems:
+        raise _first_error(problems, file, locator)
+    return LoadedPipeline(pipeline, Path(file), locator, step_params)
+
+
+@dataclass(frozen=True)
+class _Problem:
+    message: str
+    path: KeyPath  # the key path shown to the user
+    hint: str | None = None
+    at_key: bool = False  # point at the key (`runn:`) rather than at its value
+    at: KeyPath | None = None  # where to point, when not at `path` itself
+    rank: int = 1  # 0 before all others (version), 2 after them (missing keys)
+
+
+def _first_error(problems: Sequence[_Problem], file: str, locator: Locator) -> SpecError:
+    def position(problem: _Problem) -> Position:
+        where = problem.at or problem.path
+        found = locator.locate_key(where) if problem.at_key else locator.locate(where)
+        return found or (1, 1)
+
+    def order(problem: _Problem) -> tuple[int, Position]:
+        return problem.rank, position(problem)
+
+    first = min(problems, key=order)
+    line, column = position(first)
+    return SpecError(
+        first.message,
+        file=file,
+        line=line,
+        column=column,
+        key_path=format_key_path(first.path) or None,
+        hint=first.hint,
+    )
+
+
+def _suggest(name: str, choices: Iterable[str], what: str) -> str:
+    options = sorted(choices)
+    close = difflib.get_close_matches(name, options, n=1)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return f"{what}: {', '.join(options)}" if options else f"there are no {what}"
+
+
+# --- pydantic errors -> problems -------------------------------------------------
+
+
+def _pydantic_problems(
+    error: ValidationError, root: type[BaseModel], base: KeyPath, data: object
+) -> list[_Problem]:
+    """One problem per place: the errors of a union's members merge into one."""
+    by_loc: dict[KeyPath, list[ErrorDetails]] = {}
+    for detail in error.errors():
+        by_loc.setdefault(_trim_to_data(data, tuple(detail["loc"])), []).append(detail)
+    return [_from_pydantic(loc, details, root, base) for loc, details in by_loc.items()]
+
+
+def _trim_to_data(data: object, loc: KeyPath) -> KeyPath:
+    """Drop what pydantic adds past the data: union member names, shorthand indexes."""
+    current = data
+    for index, part in enumerate(loc):
+        if part == "[key]":
+            return loc  # about the key just reached, not its value
+        if isinstance(current, dict):
+            if part not in current:
+                return loc  # a missing key: keep the path to it
+            current = current[part]
+        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
+            current = current[part]
+        else:
+            return loc[:index]
+    return loc
+
+
+def _from_pydantic(
+    loc: KeyPath, details: list[ErrorDetails], root: type[BaseModel], base: KeyPath
+) -> _Problem:
+    detail = details[0]
+    kind, value = detail["type"], detail["input"]
+    if loc and loc[-1] == "[key]":
+        return _bad_key(detail, (*base, *loc[:-1]))
+    path = (*base, *loc)
+    if kind == "extra_forbidden":
+        valid = _valid_keys(root, loc[:-1])
+        return _Problem(
+            f"unknown key {loc[-1]!r}", path, _suggest(str(loc[-1]), valid, "valid keys"), True
+        )
+    if kind == "missing":
+        # Ranked last: a missing key is often the misspelled one reported as unknown.
+        hint = "start the file with `version: 1`" if path == ("version",) else None
+        return _Problem(f"missing required key {loc[-1]!r}", path, hint, rank=2)
+    special = _special_case(path, kind, value)
+    if special is not None:
+        return special
+    # A model-level rule (e.g. run xor uses) is about the whole mapping: point at its key.
+    about_mapping = kind in ("value_error", "assertion_error") and isinstance(value, dict)
+    return _Problem(_human_message(details), path, at_key=about_mapping)
+
+
+def _special_case(path: KeyPath, kind: str, value: object) -> _Problem | None:
+    """Errors whose pydantic wording would not tell a user what to do."""
+    if path == ("version",):
+        return _Problem(
+            f"unsupported spec version {value!r}: this Conveyor reads version 1",
+            path,
+            hint="write `version: 1`",
+            rank=0,  # a wrong version explains every other error
+        )
+    if path == ("jobs",) and (kind == "too_short" or value is None):
+        return _Problem(
+            "no jobs defined",
+            path,
+            hint="add a job, e.g. `jobs: {test: {run: pytest}}`",
+            at_key=True,
+        )
+    if len(path) == 2 and path[0] == "jobs" and value is None:
+        return _Problem(
+            f"job {path[1]!r} is empty",
+            path,
+            hint="give it `run:` commands or `uses:` a step",
+            at_key=True,
+        )
+    return None
+
+
+def _bad_key(detail: ErrorDetails, path: KeyPath) -> _Problem:
+    name = path[-1]
+    rule = _NAME_RULES.get(str((detail.get("ctx") or {}).get("pattern")))
+    if rule is not None:
+        noun, advice = rule
+        return _Problem(f"invalid {noun} {name!r}: {advice}", path, at_key=True)
+    return _Problem(f"invalid key {name!r}: {_human_message([detail])}", path, at_key=True)
+
+
+def _human_message(details: list[ErrorDetails]) -> str:
+    detail = details[0]
+    kind, value = detail["type"], detail["input"]
+    ctx = detail.get("ctx") or {}
+    expected = [_EXPECTED_BY_ERROR_TYPE.get(d["type"]) for d in details]
+    if None not in expected:
+        nouns = list(dict.fromkeys(str(noun) for noun in expected))
+        either = ", ".join(nouns[:-1]) + " or " + nouns[-1] if len(nouns) > 1 else nouns[0]
+        return f"expected {either}, got {_describe(value)}"
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") in _NAME_RULES:
+        noun, advice = _NAME_RULES[ctx["pattern"]]
+        return f"invalid {noun} {value!r}: {advice}"
+    if kind == "string_too_short":
+        return "must not be empty"
+    message = detail["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    if message.startswith("Input should be "):
+        return f"must be {message.removeprefix('Input should be ')}, got {_describe(value)}"
+    return message
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    text = str(value)
+    return f"the string {text if len(text) <= 40 else text[:37] + '...'!r}"
+
+
+def _valid_keys(root: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
+    """The YAML keys allowed at `loc`, found by walking the model classes along it."""
+    annotation: Any = root
+    for part in loc:
+        annotation = _child_annotation(_unwrap(annotation), part)
+    model = _unwrap(annotation)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return []
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _child_annotation(annotation: Any, part: str | int) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        for name, field in annotation.model_fields.items():
+            if (field.alias or name) == part:
+                return field.annotation
+        return None
+    origin = get_origin(annotation)
+    if origin is dict:
+        return get_args(annotation)[1]
+    if origin is list:
+        return get_args(annotation)[0]
+    return None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip `Annotated` and `| None`; of a union, keep the member that has keys."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _unwrap(get_args(annotation)[0])
+    if origin in (Union, UnionType):
+        members = [_unwrap(arg) for arg in get_args(annotation) if arg is not NoneType]
+        structured = [m for m in members if get_origin(m) in (dict, list) or _is_model(m)]
+        return (structured or members)[0]
+    return annotation
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+# --- graph and step checks -------------------------------------------------------
+
+
+def _graph_problems(pipeline: Pipeline) -> list[_Problem]:
+    problems: list[_Problem] = []
+    graph: dict[str, list[str]] = {}
+    for name, job in pipeline.jobs.items():
+        graph[name] = []
+        for index, need in enumerate(job.needs):
+            path = ("jobs", name, "needs", index)
+            if need == name:
+                problems.append(
+                    _Problem(f"job {name!r} needs itself", path, "remove it from its own needs")
+                )
+            elif need not in pipeline.jobs:
+                hint = _suggest(need, pipeline.jobs, "jobs")
+                problems.append(_Problem(f"unknown job {need!r} in needs", path, hint))
+            else:
+                graph[name].append(need)
+    cycle = _find_cycle(graph, list(pipeline.jobs))
+    if cycle is not None:
+        problems.append(_cycle_problem(pipeline, cycle))
+    return problems
+
+
+def _find_cycle(graph: dict[str, list[str]], order: list[str]) -> list[str] | None:
+    """A cycle as [a, b, c] where a needs b, b needs c and c needs a; None if acyclic."""
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as error:
+        # graphlib lists each job before the one that needs it; reverse to read as needs.
+        cycle = list(reversed(error.args[1]))[:-1]
+        start = min(range(len(cycle)), key=lambda i: order.index(cycle[i]))
+        return cycle[start:] + cycle[:start]
+    return None
+
+
+def _cycle_problem(pipeline: Pipeline, cycle: list[str]) -> _Problem:
+    first, last = cycle[0], cycle[-1]
+    closing = ("jobs", last, "needs", pipeline.jobs[last].needs.index(first))
+    chain = " -> ".join([*cycle, first])
+    return _Problem(
+        f"jobs need each other in a cycle: {chain}",
+        closing,
+        hint="each arrow is a `needs` entry; remove one of them",
+    )
+
+
+def _validate_steps(pipeline: Pipeline) -> tuple[dict[str, BaseModel], list[_Problem]]:
+    params: dict[str, BaseModel] = {}
+    problems: list[_Problem] = []
+    for name, job in pipeline.jobs.items():
+        if job.uses is None:
+            continue
+        step = STEPS.get(job.uses)
+        if step is None:
+            hint = _suggest(job.uses, step_names(), "steps")
+            problems.append(_Problem(f"unknown step {job.uses!r}", ("jobs", name, "uses"), hint))
+            continue
+        try:
+            params[name] = step.params_model.model_validate(job.with_)
+        except ValidationError as error:
+            base = ("jobs", name, "with")
+            found = _pydantic_problems(error, step.params_model, base, job.with_)
+            # Without a `with:` mapping in the file, point at the `uses:` that needs one.
+            if "with_" not in job.model_fields_set:
+                found = [replace(p, at_key=False, at=("jobs", name, "uses")) for p in found]
+            problems.extend(found)
+    return params, problems

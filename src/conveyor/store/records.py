@@ -1,0 +1,141 @@
+"""Frozen records the store takes and returns; callers never see SQLAlchemy rows."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from conveyor.states import FailureClass, JobState, RunState
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """What is known about a run when it starts."""
+
+    pipeline: str
+    commit_sha: str | None = None
+    branch: str | None = None
+    tag: str | None = None
+    author: str | None = None
+    message: str | None = None
+    committed_at: float | None = None
+    actor: str | None = None
+    trigger: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"rerun_of": 3}
+    parallelism: int | None = None
+    workspace: str | None = None
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """One planned job of a run, in the order the planner lists them."""
+
+    job_id: str
+    name: str
+    needs: Sequence[str] = ()
+    matrix: Mapping[str, Any] = field(default_factory=dict)
+    plan_status: str | None = None
+    reason: str | None = None
+    state: JobState = JobState.PENDING
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    pipeline: str
+    state: RunState
+    commit_sha: str | None
+    branch: str | None
+    tag: str | None
+    author: str | None
+    message: str | None
+    committed_at: float | None
+    actor: str | None
+    trigger: Mapping[str, Any]
+    parallelism: int | None
+    started_at: float
+    finished_at: float | None
+    pid: int | None
+    host: str | None
+    workspace: str | None
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    run_id: int
+    job_id: str
+    ordinal: int
+    name: str
+    matrix: Mapping[str, Any]
+    state: JobState
+    plan_status: str | None
+    reason: str | None
+    needs: tuple[str, ...]
+    attempts: int
+    exit_code: int | None
+    failure: FailureClass | None
+    detail: str | None
+    started_at: float | None
+    finished_at: float | None
+    cache_key: str | None
+    log_blob: str | None
+    outputs_blob: str | None
+
+
+class EventKind(StrEnum):
+    RUN_CREATED = "run.created"
+    RUN_STATE = "run.state"
+    JOB_PLANNED = "job.planned"
+    JOB_STATE = "job.state"
+    CACHE_PUT = "cache.put"
+    LOCK_QUEUED = "lock.queued"
+    LOCK_ACQUIRED = "lock.acquired"
+    LOCK_RELEASED = "lock.released"
+    LOCK_SUPERSEDED = "lock.superseded"
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: int
+    ts: float
+    kind: str  # an EventKind value
+    run_id: int | None
+    job_id: str | None
+    state: str | None
+    commit_sha: str | None
+    actor: str | None
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    key: str  # hex digest of the job's inputs
+    pipeline: str
+    job_id: str
+    run_id: int | None
+    outputs_manifest: str | None = None  # blob digest
+    components: Mapping[str, Any] = field(default_factory=dict)  # named parts of the key
+    created_at: float = field(default_factory=time.time)
+
+
+class LockState(StrEnum):
+    QUEUED = "queued"
+    HOLDING = "holding"
+    RELEASED = "released"
+    SUPERSEDED = "superseded"  # a newer run queued on the same group took its place
+
+
+@dataclass(frozen=True)
+class LockTicket:
+    id: int
+    group: str
+    run_id: int
+    job_id: str
+    state: LockState
+    pid: int
+    host: str
+    created_at: float
+    # Tickets of other runs this enqueue superseded (only set by `Store.lock_enqueue`).
+    superseded: tuple[LockTicket, ...] = ()

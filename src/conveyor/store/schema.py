@@ -1,0 +1,101 @@
+"""Portable table definitions (SQLAlchemy Core): SQLite today, PostgreSQL by URL later.
+
+Timestamps are float epoch seconds everywhere; ids are autoincrement integers.
+`events` is append-only and the source of truth; `runs` and `jobs` are projections of it.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+Timestamp = sa.Double
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", Timestamp, nullable=False),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("run_id", sa.Integer, nullable=True, index=True),
+    sa.Column("job_id", sa.String, nullable=True),
+    sa.Column("state", sa.String, nullable=True),
+    sa.Column("commit_sha", sa.String, nullable=True),
+    sa.Column("actor", sa.String, nullable=True),
+    sa.Column("data", sa.JSON, nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("pipeline", sa.String, nullable=False),
+    sa.Column("state", sa.String, nullable=False, index=True),  # recovery scans RUNNING
+    sa.Column("commit_sha", sa.String),
+    sa.Column("branch", sa.String),
+    sa.Column("tag", sa.String),
+    sa.Column("author", sa.String),
+    sa.Column("message", sa.Text),
+    sa.Column("committed_at", Timestamp),
+    sa.Column("actor", sa.String),
+    sa.Column("trigger", sa.JSON, nullable=False),
+    sa.Column("parallelism", sa.Integer),
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("finished_at", Timestamp),
+    sa.Column("pid", sa.Integer),
+    sa.Column("host", sa.String),
+    sa.Column("workspace", sa.String),
+    sa.Index("ix_runs_pipeline_branch_state", "pipeline", "branch", "state"),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("job_id", sa.String, primary_key=True),
+    sa.Column("ordinal", sa.Integer, nullable=False),  # planned order
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("matrix", sa.JSON, nullable=False),
+    sa.Column("state", sa.String, nullable=False),
+    sa.Column("plan_status", sa.String),
+    sa.Column("reason", sa.Text),
+    sa.Column("needs", sa.JSON, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("failure", sa.String),
+    sa.Column("detail", sa.Text),
+    sa.Column("started_at", Timestamp),
+    sa.Column("finished_at", Timestamp),
+    sa.Column("cache_key", sa.String),
+    sa.Column("log_blob", sa.String),
+    sa.Column("outputs_blob", sa.String),
+)
+
+cache_entries = sa.Table(
+    "cache_entries",
+    metadata,
+    sa.Column("key", sa.String, primary_key=True),
+    sa.Column("pipeline", sa.String, nullable=False),
+    sa.Column("job_id", sa.String, nullable=False),
+    sa.Column("run_id", sa.Integer),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("outputs_manifest", sa.String),
+    sa.Column("components", sa.JSON, nullable=False),
+    sa.Index("ix_cache_entries_job", "pipeline", "job_id", "created_at"),
+)
+
+lock_tickets = sa.Table(
+    "lock_tickets",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("group_name", sa.String, nullable=False),
+    sa.Column("run_id", sa.Integer, nullable=False),
+    sa.Column("job_id", sa.String, nullable=False),
+    sa.Column("state", sa.String, nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("host", sa.String, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Index("ix_lock_tickets_group_state", "group_name", "state"),
+    sa.Index("ix_lock_tickets_run_state", "run_id", "state"),
+)

@@ -1,0 +1,59 @@
+from typing import Any
+
+import jsonschema  # type: ignore[import-untyped]
+import pytest
+
+from conveyor.spec.locate import parse_yaml
+from conveyor.spec.schema import pipeline_json_schema
+from conveyor.spec.starter import STARTER_YAML
+
+
+@pytest.fixture(scope="module")
+def validator() -> Any:
+    schema = pipeline_json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _data(text: str) -> dict[str, Any]:
+    return parse_yaml(text, "conveyor.yml").data
+
+
+def test_schema_identifies_itself() -> None:
+    schema = pipeline_json_schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["$id"] == "https://conveyor.dev/schema/conveyor.schema.json"
+    assert schema["title"] == "conveyor.yml"
+    assert schema["required"] == ["version", "jobs"]
+    assert "with" in schema["$defs"]["Job"]["properties"]
+
+
+def test_starter_file_is_valid(validator: Any) -> None:
+    assert list(validator.iter_errors(_data(STARTER_YAML))) == []
+
+
+def test_shorthands_the_loader_accepts_are_valid(validator: Any) -> None:
+    text = (
+        "version: 1\nenv: {CI: true, N: 3}\njobs:\n"
+        "  a: {run: make, needs: b, retry: 2, concurrency: prod, timeout: 90, inputs: src/**}\n"
+        "  b: {run: [make test]}\n"
+    )
+    assert list(validator.iter_errors(_data(text))) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("version: 1\njobs:\n  a: {run: x, runn: y}\n", "'runn' was unexpected"),
+        ("version: 1\nbogus: 1\njobs:\n  a: {run: x}\n", "'bogus' was unexpected"),
+        ("version: 2\njobs:\n  a: {run: x}\n", "1 was expected"),
+        ("version: 1\njobs:\n  a: {run: x, uses: archive}\n", "is valid under each of"),
+        ("version: 1\njobs:\n  bad name: {run: x}\n", "does not match any of the regexes"),
+        ("version: 1\njobs:\n  a: {uses: archive, with: {pathz: [x]}}\n", "'pathz' was unexpected"),
+        ("version: 1\njobs:\n  a: {uses: archiv}\n", "'archiv' is not valid under any"),
+        ("version: 1\njobs:\n  a: {run: x, timeout: 10 minutes}\n", "is not valid under any"),
+    ],
+)
+def test_invalid_files_are_rejected(validator: Any, text: str, fragment: str) -> None:
+    messages = [error.message for error in validator.iter_errors(_data(text))]
+    assert any(fragment in message for message in messages), messages
