@@ -141,17 +141,19 @@ def test_at_most_one_holder_when_many_stores_compete(tmp_path: Path) -> None:
                 start.wait()
                 for _ in range(rounds):
                     ticket = store.lock_enqueue("deploy", run_id, "deploy", supersede=False)
-                    while store.lock_poll(ticket.id) is not LockState.HOLDING:
-                        pass
-                    for _ in range(3):  # hold it across other transactions, giving others a go
-                        store.get_jobs(run_id)
-                        time.sleep(0.001)
-                    store.lock_release(ticket.id)
+                    try:  # release even on error, so the other threads cannot wait forever
+                        while store.lock_poll(ticket.id) is not LockState.HOLDING:
+                            time.sleep(0.001)
+                        for _ in range(3):  # hold it across other transactions
+                            store.get_jobs(run_id)
+                            time.sleep(0.001)
+                    finally:
+                        store.lock_release(ticket.id)
         except BaseException as error:  # surfaced in the main thread below
             errors.append(error)
 
     Store(tmp_path).close()  # create the tables before the threads race
-    threads = [threading.Thread(target=compete, args=(5,)) for _ in range(4)]
+    threads = [threading.Thread(target=compete, args=(5,), daemon=True) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:

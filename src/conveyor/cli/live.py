@@ -48,6 +48,8 @@ class ConsoleReporter:
         )
 
     def job_state(self, job_id: str, state: JobState, detail: str) -> None:
+        if not self.show_logs and not state.finished:
+            return  # quiet: one line per job, when it ends
         if state.finished:
             self.finished += 1
         progress = f"[dim]{self.finished:>3}/{self.total}[/]" if state.finished else "       "

@@ -22,9 +22,7 @@ class OutputFormat(StrEnum):
     JSON = "json"
 
 
-OutputOption = typer.Option(
-    "--output", "-o", help="text for people, json for scripts."
-)
+OutputOption = typer.Option("--output", "-o", help="text for people, json for scripts.")
 
 STATE_STYLE: dict[str, str] = {
     JobState.SUCCESS: "green",

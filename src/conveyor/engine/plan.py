@@ -203,12 +203,23 @@ def _expand(
     for name, job in pipeline.jobs.items():
         needs = tuple(job_id for need in job.needs for job_id in ids_by_name[need])
         for combo in combos[name]:
-            planned.append(_planned(name, job, combo, needs, pipeline, step_params, git))
+            planned.append(
+                _planned(
+                    name,
+                    job=job,
+                    combo=combo,
+                    needs=needs,
+                    pipeline=pipeline,
+                    step_params=step_params,
+                    git=git,
+                )
+            )
     return planned
 
 
 def _planned(
     name: str,
+    *,
     job: Job,
     combo: dict[str, str],
     needs: tuple[str, ...],
@@ -224,6 +235,7 @@ def _planned(
 
     env = {key: sub(value) for key, value in {**pipeline.env, **job.env}.items()}
     env.update({f"MATRIX_{axis.upper()}": value for axis, value in combo.items()})
+    params: BaseModel
     if job.run is not None:
         step, params = "shell", ShellParams(commands=[sub(line) for line in job.run])
     else:
@@ -325,7 +337,9 @@ def _topological(jobs: list[PlannedJob]) -> list[PlannedJob]:
         for need in job.needs:
             dependants[need].append(job.id)
     by_id = {job.id: job for job in jobs}
-    ready = sorted((jid for jid, count in remaining.items() if count == 0), key=position.get)
+    ready = sorted(
+        (jid for jid, count in remaining.items() if count == 0), key=position.__getitem__
+    )
     ordered: list[PlannedJob] = []
     while ready:
         job_id = ready.pop(0)
@@ -334,7 +348,7 @@ def _topological(jobs: list[PlannedJob]) -> list[PlannedJob]:
             remaining[dependant] -= 1
             if remaining[dependant] == 0:
                 ready.append(dependant)
-        ready.sort(key=position.get)
+        ready.sort(key=position.__getitem__)
     if len(ordered) != len(jobs):
         raise ConveyorError("the jobs' needs form a cycle", hint="`conveyor lint` names it")
     return ordered

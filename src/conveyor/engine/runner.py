@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from conveyor.engine.cache import CacheKey, ToolVersions, compute_key, explain_miss, manifest_bytes
 from conveyor.engine.executors.base import ExecResult, Executor, Stream
@@ -59,7 +60,7 @@ class JobRunner:
     def __init__(self, context: RunContext) -> None:
         self.ctx = context
 
-    def transition(self, job_id: str, state: JobState, detail: str = "", **fields: object) -> None:
+    def transition(self, job_id: str, state: JobState, detail: str = "", **fields: Any) -> None:
         self.ctx.store.set_job_state(self.ctx.run_id, job_id, state, detail=detail, **fields)
         self.ctx.reporter.job_state(job_id, state, detail)
 
@@ -70,8 +71,7 @@ class JobRunner:
             if hit is not None:
                 return self._restore(job, key, hit)
         miss = self._miss_reason(job, key)
-        async with slots:
-            return await self._execute(job, key, miss)
+        return await self._execute(job, key, miss, slots)
 
     def _miss_reason(self, job: PlannedJob, key: CacheKey | None) -> str:
         if key is None:
@@ -103,31 +103,40 @@ class JobRunner:
         if hit.outputs_manifest:
             restore_outputs(hit.outputs_manifest, self.ctx.workspace.path, self.ctx.store.blobs)
         self.ctx.outputs[job.id] = hit.outputs_manifest
-        original = self.ctx.store.get_job(hit.run_id, hit.job_id)
+        # Show the log of the run that produced these outputs.
+        original = self.ctx.store.get_job(hit.run_id, hit.job_id) if hit.run_id else None
         self.transition(
             job.id,
             JobState.CACHED,
             f"cache hit: outputs of run {hit.run_id} restored (key {key.digest[:12]})",
             cache_key=key.digest,
             outputs_blob=hit.outputs_manifest,
-            log_blob=original.log_blob,
+            log_blob=original.log_blob if original else None,
             finished_at=time.time(),
         )
         return JobState.CACHED
 
-    async def _execute(self, job: PlannedJob, key: CacheKey | None, miss: str) -> JobState:
+    async def _execute(
+        self, job: PlannedJob, key: CacheKey | None, miss: str, slots: asyncio.Semaphore
+    ) -> JobState:
         log = JobLog(self._log_path(job.id), job.id, self.ctx.masker, self.ctx.reporter)
         started = time.time()
-        self.transition(
-            job.id,
-            JobState.RUNNING,
-            miss,
-            attempts=1,
-            started_at=started,
-            cache_key=key.digest if key else None,
-        )
         try:
-            result = await self._attempts(job, log)
+            # The slot covers the commands only: storing logs, outputs and states
+            # afterwards overlaps with the next job's commands.
+            async with slots:
+                started = time.time()
+                self.transition(
+                    job.id,
+                    JobState.RUNNING,
+                    miss,
+                    attempts=1,
+                    started_at=started,
+                    cache_key=key.digest if key else None,
+                )
+                result = await self._attempts(job, log)
+            # Let a job waiting for the slot start its commands before this one's bookkeeping.
+            await asyncio.sleep(0)
             result, outputs = self._outputs(job, result, log)
         except asyncio.CancelledError:
             log.write(Stream.SYSTEM, "cancelled")

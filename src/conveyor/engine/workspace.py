@@ -17,7 +17,6 @@ from pathlib import Path
 
 from wcmatch import glob as wcglob
 
-from conveyor.errors import InfrastructureError
 from conveyor.spec.globs import GLOB_FLAGS, filter_paths
 from conveyor.store.blobs import BlobStore
 from conveyor.vcs.checkout import checkout, tree_digests

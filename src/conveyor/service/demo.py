@@ -20,8 +20,16 @@ from conveyor.service.project import Project
 from conveyor.service.runs import RunOptions, RunOutcome, execute_run
 
 _IGNORED = shutil.ignore_patterns(
-    ".venv", "__pycache__", "*.pyc", "shop.db", ".conveyor", "dist", "reports",
-    ".pytest_cache", ".ruff_cache", ".mypy_cache",
+    ".venv",
+    "__pycache__",
+    "*.pyc",
+    "shop.db",
+    ".conveyor",
+    "dist",
+    "reports",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".mypy_cache",
 )
 DEMO_AUTHOR = ("Dana Developer", "dana@example.com")
 
@@ -58,11 +66,14 @@ def _git(repository: Path, *args: str) -> None:
     name, email = DEMO_AUTHOR
     env = {
         **os.environ,
-        "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
-        "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email,
+        "GIT_AUTHOR_NAME": name,
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_COMMITTER_NAME": name,
+        "GIT_COMMITTER_EMAIL": email,
     }
-    done = subprocess.run(["git", *args], cwd=repository, env=env, capture_output=True,
-                          text=True, check=False)
+    done = subprocess.run(
+        ["git", *args], cwd=repository, env=env, capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         raise ConveyorError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
 

@@ -15,7 +15,7 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from conveyor.engine.executors import EXECUTORS
@@ -32,7 +32,7 @@ from conveyor.spec.loader import LoadedPipeline, load_pipeline
 from conveyor.states import JobState, RunState
 from conveyor.store.records import NewJob, NewRun
 from conveyor.store.store import Store
-from conveyor.vcs.git import GitContext, read_git_context, repo_root
+from conveyor.vcs.git import GitContext, current_branch, read_git_context, repo_root
 
 KEEP_WORKSPACES = 5
 
@@ -80,8 +80,7 @@ def prepare_plan(
 
 def read_project_git(project: Project, store: Store, pipeline: str) -> GitContext:
     root = repo_root(project.directory)
-    branch_probe = read_git_context(root)
-    last = store.last_successful_run(pipeline, branch_probe.branch)
+    last = store.last_successful_run(pipeline, current_branch(root))
     git = read_git_context(root, since=last.commit_sha if last else None)
     return _relative_to_project(git, root, project.directory)
 
@@ -92,8 +91,6 @@ def _relative_to_project(git: GitContext, root: Path, directory: Path) -> GitCon
     if prefix == "." or git.changed_files is None:
         return git
     inside = tuple(p[len(prefix) + 1 :] for p in git.changed_files if p.startswith(prefix + "/"))
-    from dataclasses import replace
-
     return replace(git, changed_files=inside)
 
 
@@ -101,7 +98,8 @@ def _rerun_set(store: Store, run_id: int, git: GitContext) -> frozenset[str]:
     previous = store.get_run(run_id)
     if previous.commit_sha != git.sha:
         raise ConveyorError(
-            f"run {run_id} was for commit {previous.commit_sha[:12]}, HEAD is {git.sha[:12]}",
+            f"run {run_id} was for commit {(previous.commit_sha or '?')[:12]},"
+            f" HEAD is {git.sha[:12]}",
             hint="--rerun-failed reruns a run of the current commit; use `conveyor run`"
             " (unchanged jobs come from the cache anyway)",
         )
@@ -124,7 +122,17 @@ def execute_run(project: Project, options: RunOptions, reporter: Reporter) -> Ru
             )
         secrets = _secrets_for(plan, project)
         run_id = _record_run(store, plan, git, options)
-        return _run_recorded(project, store, loaded, git, plan, run_id, secrets, options, reporter)
+        return _run_recorded(
+            project,
+            store,
+            loaded=loaded,
+            git=git,
+            plan=plan,
+            run_id=run_id,
+            secrets=secrets,
+            options=options,
+            reporter=reporter,
+        )
 
 
 def _secrets_for(plan: Plan, project: Project) -> dict[str, str]:
@@ -173,6 +181,7 @@ def _record_run(store: Store, plan: Plan, git: GitContext, options: RunOptions) 
 def _run_recorded(
     project: Project,
     store: Store,
+    *,
     loaded: LoadedPipeline,
     git: GitContext,
     plan: Plan,
@@ -184,7 +193,10 @@ def _run_recorded(
     run_dir = project.run_dir(run_id)
     try:
         workspace = prepare_workspace(
-            git.root, project.directory, git.sha, run_dir / "workspace",
+            git.root,
+            project.directory,
+            git.sha,
+            run_dir / "workspace",
             uncommitted=options.allow_dirty and git.dirty,
         )
         context = RunContext(
@@ -212,7 +224,7 @@ def _run_recorded(
         raise
     finally:
         _prune_workspaces(project, keep=KEEP_WORKSPACES)
-    final = RunState.SUCCESS if all(_ok(s) for s in states.values()) else RunState.FAILED
+    final = _final_state(plan, states)
     store.set_run_state(run_id, final)
     reporter.run_finished(run_id, final)
     return RunOutcome(run_id=run_id, state=final, jobs=states)
@@ -222,8 +234,22 @@ def context_parallelism(options: RunOptions) -> int:
     return options.parallelism or os.cpu_count() or 1
 
 
-def _ok(state: JobState) -> bool:
-    return state.succeeded or state in (JobState.SKIPPED,)
+def _final_state(plan: Plan, states: dict[str, JobState]) -> RunState:
+    """SUCCESS unless a job did not get through; CANCELLED when a newer run took its place.
+
+    Jobs the plan skipped or blocked (their rules did not select this commit) are not
+    failures: a run on a branch without deploys succeeds though `smoke` needs `deploy`.
+    """
+    planned_out = {job.id for job in plan.jobs if job.status in _PLANNED_OUT}
+    troubled = {s for job, s in states.items() if job not in planned_out and not s.succeeded}
+    if not troubled:
+        return RunState.SUCCESS
+    if JobState.SUPERSEDED in troubled and troubled <= {JobState.SUPERSEDED, JobState.BLOCKED}:
+        return RunState.CANCELLED
+    return RunState.FAILED
+
+
+_PLANNED_OUT = (PlanStatus.SKIPPED, PlanStatus.BLOCKED)
 
 
 def _settle_unscheduled(runner: JobRunner, plan: Plan, options: RunOptions) -> None:
@@ -268,7 +294,11 @@ def _drive(scheduler: Scheduler) -> dict[str, JobState]:
             loop.remove_signal_handler(signal.SIGTERM)
 
     with _default_sigint():
-        return asyncio.run(main())
+        try:
+            return asyncio.run(main())
+        except asyncio.CancelledError:
+            # SIGTERM cancelled main(); surface it as the interrupt it is (exit 130).
+            raise KeyboardInterrupt from None
 
 
 @contextmanager

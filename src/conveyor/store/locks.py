@@ -55,6 +55,20 @@ def enqueue(
     return dataclasses.replace(_select_ticket(conn, ticket_id), superseded=superseded)
 
 
+def peek(conn: sa.Connection, ticket_id: int) -> LockState | None:
+    """The ticket's state if a plain read shows it cannot change now, else None.
+
+    Lets a waiting ticket poll without taking the write lock while live tickets are ahead.
+    """
+    ticket = _select_ticket(conn, ticket_id)
+    if ticket.state is not LockState.QUEUED:
+        return ticket.state
+    ahead = _ahead_of(ticket, _active_tickets(conn, ticket.group))
+    if not ahead or any(is_dead_here(other.pid, other.host) for other in ahead):
+        return None  # it may acquire, or dead tickets must be released: needs a write
+    return LockState.QUEUED
+
+
 def poll(conn: sa.Connection, ticket_id: int, now: float) -> LockState:
     serialize_on(conn, lock_tickets)
     return _try_acquire(conn, _select_ticket(conn, ticket_id), now)
@@ -76,50 +90,63 @@ def release_run(conn: sa.Connection, run_id: int, *, actor: str, reason: str, no
     for row in list(rows):
         ticket = _ticket_from_row(row._mapping)
         _set_state(
-            conn, ticket, LockState.RELEASED, EventKind.LOCK_RELEASED, now, actor, reason=reason
+            conn,
+            ticket,
+            LockState.RELEASED,
+            EventKind.LOCK_RELEASED,
+            now,
+            actor=actor,
+            reason=reason,
         )
 
 
 def _try_acquire(conn: sa.Connection, ticket: LockTicket, now: float) -> LockState:
     if ticket.state is not LockState.QUEUED:
         return ticket.state
-    _release_dead(conn, ticket.group, now)
-    active = conn.execute(
-        sa.select(lock_tickets.c.id, lock_tickets.c.state)
-        .where(
-            lock_tickets.c.group_name == ticket.group,
-            lock_tickets.c.state.in_(_ACTIVE_STATES),
-        )
-        .order_by(lock_tickets.c.id)
-    ).all()
-    queued = [row.id for row in active if row.state == LockState.QUEUED.value]
-    if ticket.id not in queued:  # its own process died and it was just released
-        return _select_ticket(conn, ticket.id).state
-    someone_holds = len(queued) < len(active)
-    if someone_holds or queued[0] != ticket.id:
+    live = [
+        other
+        for other in _active_tickets(conn, ticket.group)
+        if not _released_because_dead(conn, other, now)
+    ]
+    if ticket.id not in {other.id for other in live}:  # its own process died
+        return LockState.RELEASED
+    if _ahead_of(ticket, live):
         return LockState.QUEUED
     _set_state(conn, ticket, LockState.HOLDING, EventKind.LOCK_ACQUIRED, now)
     return LockState.HOLDING
 
 
-def _release_dead(conn: sa.Connection, group: str, now: float) -> None:
+def _active_tickets(conn: sa.Connection, group: str) -> list[LockTicket]:
     rows = conn.execute(
-        sa.select(lock_tickets).where(
-            lock_tickets.c.group_name == group, lock_tickets.c.state.in_(_ACTIVE_STATES)
-        )
+        sa.select(lock_tickets)
+        .where(lock_tickets.c.group_name == group, lock_tickets.c.state.in_(_ACTIVE_STATES))
+        .order_by(lock_tickets.c.id)
     )
-    for row in list(rows):
-        ticket = _ticket_from_row(row._mapping)
-        if is_dead_here(ticket.pid, ticket.host):
-            _set_state(
-                conn,
-                ticket,
-                LockState.RELEASED,
-                EventKind.LOCK_RELEASED,
-                now,
-                DEAD_HOLDER_ACTOR,
-                reason="its conveyor process died",
-            )
+    return [_ticket_from_row(row._mapping) for row in rows]
+
+
+def _ahead_of(ticket: LockTicket, active: list[LockTicket]) -> list[LockTicket]:
+    """Tickets that must be released before `ticket` may hold: the holder and older waiters."""
+    return [
+        other
+        for other in active
+        if other.id != ticket.id and (other.state is LockState.HOLDING or other.id < ticket.id)
+    ]
+
+
+def _released_because_dead(conn: sa.Connection, ticket: LockTicket, now: float) -> bool:
+    if not is_dead_here(ticket.pid, ticket.host):
+        return False
+    _set_state(
+        conn,
+        ticket,
+        LockState.RELEASED,
+        EventKind.LOCK_RELEASED,
+        now,
+        actor=DEAD_HOLDER_ACTOR,
+        reason="its conveyor process died",
+    )
+    return True
 
 
 def _supersede_other_runs(
@@ -150,13 +177,14 @@ def _set_state(
     state: LockState,
     kind: EventKind,
     now: float,
+    *,
     actor: str | None = None,
     **data: Any,
 ) -> None:
     conn.execute(
         sa.update(lock_tickets).where(lock_tickets.c.id == ticket.id).values(state=state.value)
     )
-    _record(conn, kind, ticket, state, now, actor, **data)
+    _record(conn, kind, ticket, state, now, actor=actor, **data)
 
 
 def _record(
@@ -165,6 +193,7 @@ def _record(
     ticket: LockTicket,
     state: LockState,
     now: float,
+    *,
     actor: str | None = None,
     **data: Any,
 ) -> None:

@@ -189,6 +189,11 @@ class Store:
             )
 
     def lock_poll(self, ticket_id: int) -> LockState:
+        """QUEUED, HOLDING (acquired now or before), SUPERSEDED or RELEASED."""
+        with read_transaction(self.engine) as conn:
+            unchanged = locks.peek(conn, ticket_id)
+        if unchanged is not None:
+            return unchanged  # waiting behind live tickets: no write lock taken
         with write_transaction(self.engine) as conn:
             return locks.poll(conn, ticket_id, time.time())
 

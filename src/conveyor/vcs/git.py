@@ -210,3 +210,11 @@ def _checked(cwd: Path, *args: str) -> bytes:
 def run_git(cwd: Path, *args: str) -> bytes:
     """Run a git command in `cwd` and return its stdout; a failure is a ConveyorError."""
     return _checked(cwd, *args)
+
+
+def current_branch(root: Path) -> str | None:
+    """The checked-out branch, or None on a detached HEAD (one cheap git call)."""
+    result = _git(root, "symbolic-ref", "--quiet", "--short", "HEAD")
+    if result.returncode != 0:
+        return None
+    return result.stdout.decode().strip() or None

@@ -1,0 +1,102 @@
+"""Warm rerun: the sample pipeline (examples/shop) run again on its unchanged commit.
+
+One cold run fills the cache; each timed rerun is a whole `conveyor run -q` subprocess,
+start-up included, and must find every job `cached` (checked with `conveyor status`).
+
+    .venv/bin/python bench/warm_rerun.py --repeat 5
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from common import (
+    CONVEYOR,
+    Figure,
+    Samples,
+    alternate,
+    clean_env,
+    console,
+    header,
+    print_figures,
+    print_samples,
+    repeat_parser,
+    time_command,
+)
+from conveyor.service.demo import demo_env, find_sample, make_repository
+
+GOAL_SECONDS = 1.0
+
+
+class NotCachedError(RuntimeError):
+    """A warm rerun executed a job: the measurement is not of a warm rerun."""
+
+
+class ShopRepository:
+    """The sample service in a fresh git repository, with its own state folder."""
+
+    def __init__(self, parent: Path) -> None:
+        self.repository = make_repository(find_sample(), parent / "shop")
+        self.env = clean_env(**demo_env(), CONVEYOR_STATE_DIR=str(parent / "state"))
+
+    def run(self) -> float:
+        return time_command([CONVEYOR, "run", "-q"], cwd=self.repository, env=self.env)
+
+    def job_states(self) -> dict[str, str]:
+        """The state of each job of the latest run, from `conveyor status -o json`."""
+        done = subprocess.run(
+            [CONVEYOR, "status", "-o", "json"],
+            cwd=self.repository,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return {job["job_id"]: job["state"] for job in json.loads(done.stdout)["jobs"]}
+
+    def warm_run(self) -> float:
+        took = self.run()
+        states = self.job_states()
+        not_cached = {job: state for job, state in states.items() if state != "cached"}
+        if not states or not_cached:
+            raise NotCachedError(f"warm rerun did not come from the cache: {not_cached}")
+        return took
+
+
+def measure(repeat: int) -> list[Figure]:
+    header("warm rerun of the sample pipeline")
+    with tempfile.TemporaryDirectory(prefix="bench-warm-") as scratch:
+        shop = ShopRepository(Path(scratch))
+        cold = Samples("cold run (once)", [shop.run()])
+        jobs = len(shop.job_states())
+        samples = alternate(
+            {
+                "warm rerun": shop.warm_run,
+                "conveyor --version": lambda: time_command([CONVEYOR, "--version"]),
+            },
+            repeat,
+        )
+    warm, startup = samples["warm rerun"], samples["conveyor --version"]
+    print_samples(f"examples/shop, {jobs} jobs, all cached on rerun", [cold, warm, startup], warm)
+    figures = [
+        Figure("warm rerun median", warm.median, "s", GOAL_SECONDS),
+        Figure("warm rerun minus start-up", warm.median - startup.median, "s"),
+        Figure("cold run", cold.median, "s"),
+    ]
+    print_figures("warm rerun", figures)
+    console.print(f"all {jobs} jobs were `cached` in each of the {repeat} reruns")
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = repeat_parser(__doc__ or "").parse_args(argv)
+    measure(args.repeat)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
