@@ -48,6 +48,7 @@ _JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
             JobState.WAITING,
             JobState.RUNNING,
             JobState.CACHED,
+            JobState.FAILED,  # a cache hit whose never-cached gate then blocked
             JobState.SKIPPED,
             JobState.BLOCKED,
             JobState.CANCELLED,
@@ -56,6 +57,7 @@ _JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     ),
     JobState.WAITING: frozenset(
         {
+            JobState.FAILED,
             JobState.RUNNING,
             JobState.CACHED,
             JobState.CANCELLED,

@@ -323,6 +323,4 @@ def test_changes_are_counted_since_the_last_successful_run(git_project: MakeProj
 
     assert first.jobs == {"backend": JobState.SUCCESS, "docs": JobState.SUCCESS}
     assert second.jobs == {"backend": JobState.SKIPPED, "docs": JobState.SUCCESS}
-    assert project.jobs(second.run_id)["docs"].reason == (
-        "if: docs/index.md (+1 more) changed"
-    )
+    assert project.jobs(second.run_id)["docs"].reason == "if: docs/index.md (+1 more) changed"

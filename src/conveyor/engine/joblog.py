@@ -32,6 +32,10 @@ class JobLog:
         self._file.write(f"{elapsed:.3f}{LOG_SEPARATOR}{stream.value}{LOG_SEPARATOR}{masked}\n")
         self._reporter.job_log(self._job_id, stream, masked)
 
+    def replay(self, earlier: bytes) -> None:
+        """Copy an earlier log (already masked) in, without showing it live again."""
+        self._file.write(earlier.decode("utf-8", errors="replace"))
+
     def close(self) -> None:
         self._file.close()
 

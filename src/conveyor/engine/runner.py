@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.engine.cache import CacheKey, ToolVersions, compute_key, explain_miss, manifest_bytes
+from conveyor.engine.evidence import RunEvidence
 from conveyor.engine.executors.base import ExecResult, Executor, Stream
 from conveyor.engine.joblog import JobLog, log_filename
 from conveyor.engine.mask import Masker
@@ -24,6 +25,8 @@ from conveyor.engine.workspace import (
     collect_outputs,
     restore_outputs,
 )
+from conveyor.errors import ConveyorError
+from conveyor.spec.gates import Gates
 from conveyor.spec.model import RetryPolicy
 from conveyor.states import FailureClass, JobState
 from conveyor.steps.base import StepContext
@@ -48,6 +51,7 @@ class RunContext:
     executors: Mapping[str, Executor]
     default_timeout: float
     default_retry: RetryPolicy | None
+    gates: Gates = field(default_factory=Gates)
     use_cache: bool = True
     tools: ToolVersions = field(init=False)
     outputs: dict[str, str | None] = field(default_factory=dict)  # job id -> manifest digest
@@ -69,7 +73,7 @@ class JobRunner:
         if key is not None:
             hit = self.ctx.store.cache_get(key.digest)
             if hit is not None:
-                return self._restore(job, key, hit)
+                return await self._restore(job, key, hit)
         miss = self._miss_reason(job, key)
         return await self._execute(job, key, miss, slots)
 
@@ -99,22 +103,31 @@ class JobRunner:
             tools=tools,
         )
 
-    def _restore(self, job: PlannedJob, key: CacheKey, hit: CacheEntry) -> JobState:
+    async def _restore(self, job: PlannedJob, key: CacheKey, hit: CacheEntry) -> JobState:
+        """A cache hit: outputs back in the workspace, then the never-cached finalize."""
+        log = JobLog(self._log_path(job.id), job.id, self.ctx.masker, self.ctx.reporter)
+        original = self.ctx.store.get_job(hit.run_id, hit.job_id) if hit.run_id else None
+        if original is not None and original.log_blob:
+            log.replay(self.ctx.store.blobs.get_bytes(original.log_blob))
+        log.write(Stream.SYSTEM, f"cache hit: outputs of run {hit.run_id} restored")
         if hit.outputs_manifest:
             restore_outputs(hit.outputs_manifest, self.ctx.workspace.path, self.ctx.store.blobs)
         self.ctx.outputs[job.id] = hit.outputs_manifest
-        # Show the log of the run that produced these outputs.
-        original = self.ctx.store.get_job(hit.run_id, hit.job_id) if hit.run_id else None
+        result = await self._finalize(job, log, None)
+        log.close()
+        detail = f"cache hit: outputs of run {hit.run_id} restored (key {key.digest[:12]})"
+        state = JobState.CACHED if result.ok else JobState.FAILED
         self.transition(
             job.id,
-            JobState.CACHED,
-            f"cache hit: outputs of run {hit.run_id} restored (key {key.digest[:12]})",
+            state,
+            detail if result.ok else result.detail,
             cache_key=key.digest,
             outputs_blob=hit.outputs_manifest,
-            log_blob=original.log_blob if original else None,
+            log_blob=self._store_log(log),
+            failure=result.failure,
             finished_at=time.time(),
         )
-        return JobState.CACHED
+        return state
 
     async def _execute(
         self, job: PlannedJob, key: CacheKey | None, miss: str, slots: asyncio.Semaphore
@@ -134,10 +147,13 @@ class JobRunner:
                     started_at=started,
                     cache_key=key.digest if key else None,
                 )
-                result = await self._attempts(job, log)
+                ran = await self._attempts(job, log)
             # Let a job waiting for the slot start its commands before this one's bookkeeping.
             await asyncio.sleep(0)
-            result, outputs = self._outputs(job, result, log)
+            ran, outputs = self._outputs(job, ran, log)
+            if ran.ok and key is not None:
+                self._cache_put(job, key, outputs)
+            result = await self._finalize(job, log, ran)
         except asyncio.CancelledError:
             log.write(Stream.SYSTEM, "cancelled")
             log.close()
@@ -163,28 +179,41 @@ class JobRunner:
             )
             return JobState.FAILED
         self.ctx.outputs[job.id] = outputs
-        if key is not None:
-            self.ctx.store.cache_put(
-                CacheEntry(
-                    key=key.digest,
-                    pipeline=self.ctx.pipeline,
-                    job_id=job.id,
-                    run_id=self.ctx.run_id,
-                    created_at=time.time(),
-                    outputs_manifest=outputs,
-                    components=key.components,
-                )
-            )
         self.transition(
             job.id,
             JobState.SUCCESS,
-            f"took {time.time() - started:.2f}s",
+            _success_detail(result.detail, time.time() - started, miss),
             exit_code=0,
             finished_at=time.time(),
             log_blob=log_blob,
             outputs_blob=outputs,
         )
         return JobState.SUCCESS
+
+    def _cache_put(self, job: PlannedJob, key: CacheKey, outputs: str | None) -> None:
+        """The work of `run` is cached even when the gate in `finalize` then blocks."""
+        self.ctx.store.cache_put(
+            CacheEntry(
+                key=key.digest,
+                pipeline=self.ctx.pipeline,
+                job_id=job.id,
+                run_id=self.ctx.run_id,
+                created_at=time.time(),
+                outputs_manifest=outputs,
+                components=key.components,
+            )
+        )
+
+    async def _finalize(self, job: PlannedJob, log: JobLog, ran: ExecResult | None) -> ExecResult:
+        executor = self.ctx.executors.get(job.job.executor)
+        if executor is None:
+            return ran or ExecResult(None, FailureClass.INFRASTRUCTURE, 0.0, "no executor")
+        context = self._step_context(job, log, executor)
+        try:
+            return await STEPS[job.step].finalize(job.params, context, ran)
+        except ConveyorError as error:  # e.g. a malformed exceptions file: the job's failure
+            log.write(Stream.SYSTEM, str(error))
+            return ExecResult(None, FailureClass.EXIT_CODE, 0.0, error.message)
 
     async def _attempts(self, job: PlannedJob, log: JobLog) -> ExecResult:
         policy = job.job.retry or self.ctx.default_retry
@@ -204,17 +233,31 @@ class JobRunner:
         if executor is None:
             detail = f"unknown executor '{job.job.executor}'"
             return ExecResult(None, FailureClass.INFRASTRUCTURE, 0.0, detail)
+        try:
+            return await STEPS[job.step].run(job.params, self._step_context(job, log, executor))
+        except ConveyorError as error:
+            log.write(Stream.SYSTEM, str(error))
+            return ExecResult(None, FailureClass.EXIT_CODE, 0.0, error.message)
+
+    def _step_context(self, job: PlannedJob, log: JobLog, executor: Executor) -> StepContext:
         env = {**self.ctx.base_env, **job.env, "CONVEYOR_JOB": job.id}
         env.update({name: self.ctx.secrets[name] for name in job.job.secrets})
-        context = StepContext(
+        evidence = RunEvidence(
+            self.ctx.store,
+            run_id=self.ctx.run_id,
+            job_id=job.id,
+            pipeline=self.ctx.pipeline,
+            gates=self.ctx.gates,
+        )
+        return StepContext(
             job_id=job.id,
             workspace=self.ctx.workspace.path,
             env=env,
             timeout=job.job.timeout or self.ctx.default_timeout,
             executor=executor,
             log=log,
+            evidence=evidence,
         )
-        return await STEPS[job.step].run(job.params, context)
 
     def _outputs(
         self, job: PlannedJob, result: ExecResult, log: JobLog
@@ -224,7 +267,8 @@ class JobRunner:
             return result, None
         try:
             blobs = self.ctx.store.blobs
-            return result, collect_outputs(self.ctx.workspace.path, job.job.outputs, blobs)
+            patterns = [*job.job.outputs, *STEPS[job.step].outputs(job.params)]
+            return result, collect_outputs(self.ctx.workspace.path, patterns, blobs)
         except MissingOutputsError as error:
             log.write(Stream.SYSTEM, str(error))
             failed = ExecResult(
@@ -245,3 +289,8 @@ def _retryable(result: ExecResult, policy: RetryPolicy | None) -> bool:
     if result.failure is FailureClass.EXIT_CODE and policy.exit_codes is not None:
         return result.exit_code in policy.exit_codes
     return True
+
+
+def _success_detail(detail: str, took: float, miss: str) -> str:
+    """What `status` shows for a job that ran: its own summary, or its time and why it ran."""
+    return detail or f"took {took:.2f}s ({miss})"

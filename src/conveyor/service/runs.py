@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import json
 import os
 import shutil
 import signal
@@ -27,6 +28,7 @@ from conveyor.engine.schedule import Scheduler
 from conveyor.engine.secrets import load_secrets
 from conveyor.engine.workspace import prepare_workspace, restore_outputs
 from conveyor.errors import ConveyorError
+from conveyor.findings.sarif import merge_logs
 from conveyor.service.project import Project
 from conveyor.spec.loader import LoadedPipeline, load_pipeline
 from conveyor.states import JobState, RunState
@@ -205,13 +207,16 @@ def _run_recorded(
             store=store,
             workspace=workspace,
             logs_dir=run_dir / "logs",
-            base_env=_base_env(run_id, git, workspace.path, options),
+            base_env=_base_env(
+                run_id, git, workspace.path, options, _previous_sha(store, plan, git)
+            ),
             secrets=secrets,
             masker=Masker(secrets.values()),
             reporter=reporter,
             executors={name: backend() for name, backend in EXECUTORS.items()},
             default_timeout=loaded.pipeline.defaults.timeout,
             default_retry=loaded.pipeline.defaults.retry,
+            gates=loaded.pipeline.gates,
             use_cache=options.use_cache,
         )
         runner = JobRunner(context)
@@ -225,6 +230,7 @@ def _run_recorded(
     finally:
         _prune_workspaces(project, keep=KEEP_WORKSPACES)
     final = _final_state(plan, states)
+    _store_merged_sarif(store, run_id)
     store.set_run_state(run_id, final)
     reporter.run_finished(run_id, final)
     return RunOutcome(run_id=run_id, state=final, jobs=states)
@@ -335,7 +341,29 @@ def _finish_abnormally(store: Store, run_id: int, error: BaseException) -> None:
     store.set_run_state(run_id, _abnormal_state(error), reason=reason)
 
 
-def _base_env(run_id: int, git: GitContext, workspace: Path, options: RunOptions) -> dict[str, str]:
+def _previous_sha(store: Store, plan: Plan, git: GitContext) -> str:
+    """The commit of this branch's last successful run: what this run "brings in" since."""
+    previous = store.last_successful_run(plan.pipeline, git.branch)
+    return previous.commit_sha or "" if previous is not None else ""
+
+
+MERGED_SARIF = "sarif-merged"
+
+
+def _store_merged_sarif(store: Store, run_id: int) -> None:
+    """The run's findings from every scanner, as one SARIF log (a run-level report)."""
+    logs = [json.loads(store.blobs.get_bytes(r.digest)) for r in store.reports(run_id, "sarif")]
+    if not logs:
+        return
+    merged = merge_logs(logs)
+    digest = store.blobs.put_bytes(json.dumps(merged).encode())
+    results = sum(len(run.get("results", [])) for run in merged["runs"])
+    store.add_report(run_id, "", MERGED_SARIF, digest, {"results": results})
+
+
+def _base_env(
+    run_id: int, git: GitContext, workspace: Path, options: RunOptions, previous_sha: str
+) -> dict[str, str]:
     env = dict(os.environ)
     env.update(options.extra_env)
     env.update(
@@ -346,6 +374,7 @@ def _base_env(run_id: int, git: GitContext, workspace: Path, options: RunOptions
             "CONVEYOR_COMMIT_SHA": git.sha,
             "CONVEYOR_BRANCH": git.branch or "",
             "CONVEYOR_TAG": git.tag or "",
+            "CONVEYOR_PREVIOUS_SHA": previous_sha,
             "CONVEYOR_WORKSPACE": str(workspace),
             # Reproducible artifacts: tools honouring it stamp the commit time, not "now".
             "SOURCE_DATE_EPOCH": str(int(git.committed_at.timestamp())),

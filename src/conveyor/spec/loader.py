@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import NoneType, UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
@@ -45,6 +45,8 @@ _NAME_RULES = {
     ),
     ENV_NAME_PATTERN: ("variable name", "use letters, digits and '_', not starting with a digit"),
 }
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,16 @@ def parse_pipeline(text: str, file: str) -> LoadedPipeline:
     if problems:
         raise _first_error(problems, file, locator)
     return LoadedPipeline(pipeline, Path(file), locator, step_params)
+
+
+def parse_model(model: type[ModelT], text: str, file: str) -> tuple[ModelT, Locator]:
+    """Any YAML file validated against a pydantic model, with the same located errors."""
+    document = parse_yaml(text, file)
+    try:
+        return model.model_validate(document.data), document.locator
+    except ValidationError as error:
+        problems = _pydantic_problems(error, model, (), document.data)
+        raise _first_error(problems, file, document.locator) from None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from conveyor.spec.durations import DURATION_PATTERN, parse_duration
+from conveyor.spec.gates import Gates
 from conveyor.spec.globs import check_glob
 from conveyor.states import FailureClass
 
@@ -232,6 +233,7 @@ class Pipeline(StrictModel):
     env: EnvMap = Field(default_factory=dict)
     defaults: Defaults = Field(default_factory=Defaults)
     jobs: dict[Annotated[str, Field(pattern=JOB_NAME_PATTERN)], Job] = Field(min_length=1)
+    gates: Gates = Field(default_factory=Gates, description="What blocks a change.")
     # Reserved for the delivery issues; accepted and kept, not yet interpreted.
     environments: dict[str, Any] | None = Field(
         default=None, description="Reserved: deployment environments."

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from conveyor.engine.executors.base import ExecResult
 from conveyor.spec.globs import check_glob, filter_paths
 from conveyor.states import FailureClass
-from conveyor.steps.base import StepContext
+from conveyor.steps.base import SimpleStep, StepContext
 
 
 class ArchiveParams(BaseModel):
@@ -45,7 +45,7 @@ class ArchiveParams(BaseModel):
         return value
 
 
-class ArchiveStep:
+class ArchiveStep(SimpleStep):
     name: ClassVar[str] = "archive"
     params_model: ClassVar[type[BaseModel]] = ArchiveParams
     version: ClassVar[str] = "1"

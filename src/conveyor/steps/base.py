@@ -3,18 +3,89 @@
 A `run:` job is the built-in `shell` step; a `uses:` job names another step. The engine
 gives a step its validated parameters and a `StepContext`; the step runs commands only
 through the context's executor, so the same step works on every executor backend.
+
+A step has two phases. `run` does the work and is cached by content: on a cache hit it
+is skipped and its outputs restored. `finalize` is never cached: it runs after `run` or
+after a cache hit, and is where decisions that depend on more than the job's inputs
+belong (a gate compares with the target branch's baseline and with today's date).
 """
 
 from __future__ import annotations
 
+import shutil
+from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
 from conveyor.engine.executors.base import ExecRequest, ExecResult, Executor, LogSink, Stream
+from conveyor.spec.gates import Gates
+from conveyor.states import FailureClass
+
+
+class Evidence(Protocol):
+    """Where a step publishes reports and finds the target branch's baseline."""
+
+    @property
+    def gates(self) -> Gates: ...
+
+    def publish(self, kind: str, content: bytes, summary: dict[str, Any]) -> str:
+        """Store a report (e.g. kind "sarif") for this job; returns its digest."""
+        ...
+
+    def baseline(self, kind: str) -> list[bytes]:
+        """Reports of `kind` from the target branch's last successful run (may be empty)."""
+        ...
+
+
+class NoEvidence:
+    """For steps run outside a pipeline (tests): publishes nothing, has no baseline."""
+
+    def __init__(self, gates: Gates | None = None) -> None:
+        self._gates = gates or Gates()
+        self.published: list[tuple[str, bytes, dict[str, Any]]] = []
+
+    @property
+    def gates(self) -> Gates:
+        return self._gates
+
+    def publish(self, kind: str, content: bytes, summary: dict[str, Any]) -> str:
+        self.published.append((kind, content, summary))
+        return ""
+
+    def baseline(self, kind: str) -> list[bytes]:
+        return []
+
+
+class _TailSink:
+    """Passes lines on and keeps the last few of stderr and stdout, for failure details."""
+
+    def __init__(self, inner: LogSink, keep: int) -> None:
+        self.inner = inner
+        self.stderr: deque[str] = deque(maxlen=keep)
+        self.stdout: deque[str] = deque(maxlen=keep)
+
+    def write(self, stream: Stream, line: str) -> None:
+        if stream is Stream.STDERR:
+            self.stderr.append(line)
+        elif stream is Stream.STDOUT:
+            self.stdout.append(line)
+        self.inner.write(stream, line)
+
+
+@dataclass(frozen=True)
+class ToolRun:
+    result: ExecResult
+    stderr_tail: list[str]
+    stdout_tail: list[str]
+
+    def failure_detail(self, tool: str) -> str:
+        tail = self.stderr_tail or self.stdout_tail
+        last = " | ".join(tail[-5:]) if tail else "no output"
+        return f"{tool} failed ({self.result.detail or f'exit {self.result.exit_code}'}): {last}"
 
 
 @dataclass(frozen=True)
@@ -25,6 +96,7 @@ class StepContext:
     timeout: float | None
     executor: Executor
     log: LogSink
+    evidence: Evidence = field(default_factory=NoEvidence)
 
     async def exec(self, argv: list[str], *, cwd: Path | None = None) -> ExecResult:
         request = ExecRequest(
@@ -32,8 +104,34 @@ class StepContext:
         )
         return await self.executor.execute(request, self.log)
 
+    async def run_tool(self, argv: list[str], *, cwd: Path | None = None) -> ToolRun:
+        """Run a tool, streaming its output to the log and keeping its last lines."""
+        sink = _TailSink(self.log, keep=20)
+        request = ExecRequest(
+            argv=argv, cwd=cwd or self.workspace, env=dict(self.env), timeout=self.timeout
+        )
+        result = await self.executor.execute(request, sink)
+        return ToolRun(result, list(sink.stderr), list(sink.stdout))
+
+    def which(self, tool: str) -> str | None:
+        return shutil.which(tool, path=self.env.get("PATH"))
+
     def say(self, line: str) -> None:
         self.log.write(Stream.SYSTEM, line)
+
+
+def passed(duration: float = 0.0, detail: str = "") -> ExecResult:
+    return ExecResult(0, None, duration, detail)
+
+
+def failed(
+    detail: str,
+    duration: float = 0.0,
+    *,
+    exit_code: int | None = 1,
+    failure: FailureClass = FailureClass.EXIT_CODE,
+) -> ExecResult:
+    return ExecResult(exit_code, failure, duration, detail)
 
 
 class Step(Protocol):
@@ -46,4 +144,26 @@ class Step(Protocol):
         """The command line or summary that forms the cache key and the plan's explanation."""
         ...
 
+    def outputs(self, params: BaseModel) -> list[str]:
+        """Globs of files the step always produces (kept and cached like `outputs:`)."""
+        ...
+
     async def run(self, params: BaseModel, ctx: StepContext) -> ExecResult: ...
+
+    async def finalize(
+        self, params: BaseModel, ctx: StepContext, ran: ExecResult | None
+    ) -> ExecResult:
+        """After `run` (ran is its result) or a cache hit (ran is None); never cached."""
+        ...
+
+
+class SimpleStep:
+    """Defaults for steps with no extra outputs and nothing to decide after running."""
+
+    def outputs(self, params: BaseModel) -> list[str]:
+        return []
+
+    async def finalize(
+        self, params: BaseModel, ctx: StepContext, ran: ExecResult | None
+    ) -> ExecResult:
+        return ran if ran is not None else passed()

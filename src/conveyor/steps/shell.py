@@ -8,7 +8,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.engine.executors.base import ExecResult
-from conveyor.steps.base import StepContext
+from conveyor.steps.base import SimpleStep, StepContext
 
 
 class ShellParams(BaseModel):
@@ -17,7 +17,7 @@ class ShellParams(BaseModel):
     commands: list[str] = Field(min_length=1)
 
 
-class ShellStep:
+class ShellStep(SimpleStep):
     name: ClassVar[str] = "shell"
     params_model: ClassVar[type[BaseModel]] = ShellParams
     version: ClassVar[str] = "1"

@@ -94,6 +94,7 @@ class EventKind(StrEnum):
     LOCK_ACQUIRED = "lock.acquired"
     LOCK_RELEASED = "lock.released"
     LOCK_SUPERSEDED = "lock.superseded"
+    REPORT_ADDED = "report.added"
 
 
 @dataclass(frozen=True)
@@ -139,3 +140,15 @@ class LockTicket:
     created_at: float
     # Tickets of other runs this enqueue superseded (only set by `Store.lock_enqueue`).
     superseded: tuple[LockTicket, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReportRecord:
+    """Evidence a job published: a blob digest, its kind and a small summary."""
+
+    run_id: int
+    job_id: str
+    kind: str  # e.g. "sarif", "tests", "coverage", "gate"
+    digest: str
+    summary: Mapping[str, Any]
+    created_at: float

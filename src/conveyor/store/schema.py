@@ -99,3 +99,17 @@ lock_tickets = sa.Table(
     sa.Index("ix_lock_tickets_group_state", "group_name", "state"),
     sa.Index("ix_lock_tickets_run_state", "run_id", "state"),
 )
+
+# Evidence a job produced (SARIF, test reports, coverage, gate decisions), by kind.
+reports = sa.Table(
+    "reports",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, nullable=False),
+    sa.Column("job_id", sa.String, nullable=False),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("digest", sa.String, nullable=False),
+    sa.Column("summary", sa.JSON, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Index("ix_reports_run_kind", "run_id", "kind"),
+)

@@ -15,7 +15,7 @@ from typing import Any, Self
 import sqlalchemy as sa
 
 from conveyor.states import JobState, RunState
-from conveyor.store import cache, locks, runs
+from conveyor.store import cache, locks, reports, runs
 from conveyor.store import events as event_log
 from conveyor.store.blobs import BlobStore
 from conveyor.store.db import default_url, open_engine, read_transaction, write_transaction
@@ -28,6 +28,7 @@ from conveyor.store.records import (
     LockTicket,
     NewJob,
     NewRun,
+    ReportRecord,
     RunRecord,
 )
 
@@ -200,3 +201,23 @@ class Store:
     def lock_release(self, ticket_id: int) -> None:
         with write_transaction(self.engine) as conn:
             locks.release(conn, ticket_id, time.time())
+
+    # Reports (evidence published by jobs)
+
+    def add_report(
+        self, run_id: int, job_id: str, kind: str, digest: str, summary: dict[str, Any]
+    ) -> None:
+        with write_transaction(self.engine) as conn:
+            reports.add(
+                conn,
+                run_id=run_id,
+                job_id=job_id,
+                kind=kind,
+                digest=digest,
+                summary=summary,
+                now=time.time(),
+            )
+
+    def reports(self, run_id: int, kind: str | None = None) -> list[ReportRecord]:
+        with read_transaction(self.engine) as conn:
+            return reports.of_run(conn, run_id, kind)

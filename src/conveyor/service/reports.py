@@ -1,0 +1,55 @@
+"""`conveyor report`: a run's findings, tests and coverage, read back from its reports."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.findings.model import Disposition, Finding
+from conveyor.findings.sarif import findings_from_log, merge_logs
+from conveyor.service.runs import MERGED_SARIF
+from conveyor.store.records import RunRecord
+from conveyor.store.store import Store
+
+
+@dataclass(frozen=True)
+class RunReport:
+    run: RunRecord
+    findings: list[Finding]
+    sarif: dict[str, Any]
+    gates: list[dict[str, Any]] = field(default_factory=list)
+    tests: list[dict[str, Any]] = field(default_factory=list)  # one per test job
+    coverage: list[dict[str, Any]] = field(default_factory=list)
+
+    def by_disposition(self) -> dict[Disposition, list[Finding]]:
+        grouped: dict[Disposition, list[Finding]] = {d: [] for d in Disposition}
+        for finding in self.findings:
+            grouped[finding.disposition].append(finding)
+        return grouped
+
+
+def run_report(store: Store, run_id: int) -> RunReport:
+    run = store.get_run(run_id)
+    merged = store.reports(run_id, MERGED_SARIF)
+    if merged:
+        sarif = json.loads(store.blobs.get_bytes(merged[-1].digest))
+    else:  # a run still going, or one from before merging existed
+        sarif = merge_logs(_documents(store, run_id, "sarif"))
+    return RunReport(
+        run=run,
+        findings=findings_from_log(sarif),
+        sarif=sarif,
+        gates=_documents(store, run_id, "gate"),
+        tests=_documents(store, run_id, "tests"),
+        coverage=_documents(store, run_id, "coverage"),
+    )
+
+
+def _documents(store: Store, run_id: int, kind: str) -> list[dict[str, Any]]:
+    documents = []
+    for record in store.reports(run_id, kind):
+        document = json.loads(store.blobs.get_bytes(record.digest))
+        documents.append({"job": record.job_id, **document} if isinstance(document, dict)
+                         else {"job": record.job_id, "data": document})
+    return documents

@@ -1,0 +1,202 @@
+"""The shared shape of the scanner steps (`lint`, `sast`, `secrets`).
+
+`run` (cached): the scanner's tools run and their results are normalised into findings,
+fingerprinted against the workspace's sources, and written to a raw findings file that
+is kept as an output. `finalize` (never cached): the findings are classified against the
+target branch's baseline, the exceptions file is applied (with today's date), the gate
+decides, and the SARIF log and the gate decision are published as reports.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from conveyor.engine.executors.base import ExecResult
+from conveyor.errors import ConveyorError
+from conveyor.findings.baseline import classify
+from conveyor.findings.exceptions import load_exceptions
+from conveyor.findings.gate import GateDecision, decide_findings
+from conveyor.findings.model import Category, Disposition, Finding, Level, Waiver
+from conveyor.findings.sarif import findings_from_log, write_log
+from conveyor.spec.gates import FailLevel, FindingsGate
+from conveyor.spec.globs import check_glob
+from conveyor.steps.base import StepContext, failed, passed
+
+RAW_DIR = ".conveyor-out"
+SCANNERS_EXTRA = "pip install 'conveyor[scanners]'"
+
+
+class ScannerParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    paths: list[str] = Field(default_factory=lambda: ["."], description="What to scan.")
+    fail_on: FailLevel | None = Field(
+        default=None, description="Overrides gates.findings.fail_on for this job."
+    )
+    block_unchanged: bool | None = None
+
+    def checked_paths(self) -> list[str]:
+        for path in self.paths:
+            if path != ".":
+                check_glob(path)
+        return self.paths
+
+
+@dataclass
+class ScanResult:
+    findings: list[Finding]
+    tools: dict[str, str]  # tool name -> version
+    files_scanned: int
+    notes: list[str] = field(default_factory=list)
+
+
+class ScanFailed(Exception):
+    """A tool crashed, timed out, was missing or printed something unparsable."""
+
+    def __init__(self, result: ExecResult) -> None:
+        super().__init__(result.detail)
+        self.result = result
+
+
+def raw_findings_path(job_id: str) -> str:
+    return f"{RAW_DIR}/{re.sub(r'[^A-Za-z0-9_.=,-]', '_', job_id)}/findings.json"
+
+
+class FindingsStep(ABC):
+    """Subclasses set name/params_model/version/category and implement `scan`."""
+
+    name: ClassVar[str]
+    params_model: ClassVar[type[BaseModel]]
+    version: ClassVar[str]
+    category: ClassVar[Category]
+
+    def describe(self, params: BaseModel) -> str:
+        return f"{self.name} {params.model_dump_json()}"
+
+    def outputs(self, params: BaseModel) -> list[str]:
+        return [f"{RAW_DIR}/**/findings.json"]
+
+    @abstractmethod
+    async def scan(self, params: BaseModel, ctx: StepContext) -> ScanResult:
+        """Run the tools; raise ScanFailed when one crashed or printed nonsense."""
+
+    async def run(self, params: BaseModel, ctx: StepContext) -> ExecResult:
+        started = time.monotonic()
+        try:
+            scanned = await self.scan(params, ctx)
+        except ScanFailed as error:
+            ctx.say(error.result.detail)
+            return error.result
+        if scanned.files_scanned == 0:
+            detail = f"{self.name}: scanned no files (paths matched nothing), so nothing is proven"
+            ctx.say(detail)
+            return failed(detail, time.monotonic() - started)
+        target = ctx.workspace / raw_findings_path(ctx.job_id)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(_raw(scanned), indent=1))
+        ctx.say(
+            f"{self.name}: {scanned.files_scanned} files scanned, {len(scanned.findings)} findings"
+        )
+        return passed(time.monotonic() - started)
+
+    async def finalize(
+        self, params: BaseModel, ctx: StepContext, ran: ExecResult | None
+    ) -> ExecResult:
+        if ran is not None and not ran.ok:
+            return ran
+        scanned = _read_raw(ctx, raw_findings_path(ctx.job_id))
+        findings = self.dispose(scanned.findings, ctx)
+        decision = self.decide(findings, params, ctx)
+        log = write_log(findings, tools=scanned.tools)
+        ctx.evidence.publish("sarif", json.dumps(log).encode(), {"results": len(findings)})
+        ctx.evidence.publish(
+            "gate",
+            json.dumps(asdict(decision)).encode(),
+            {"gate": decision.gate, "passed": decision.passed},
+        )
+        for reason in decision.reasons:
+            ctx.say(f"  ✗ {reason}")
+        ctx.say(decision.summary())
+        if decision.passed:
+            return passed(detail=decision.summary())
+        first = decision.reasons[0] if decision.reasons else ""
+        return failed(f"{decision.summary()}: {first}")
+
+    def dispose(self, findings: list[Finding], ctx: StepContext) -> list[Finding]:
+        """Baseline first (new or unchanged), then exceptions (waived or expired)."""
+        baseline: set[str] = set()
+        for log in ctx.evidence.baseline("sarif"):
+            baseline.update(f.fingerprint for f in findings_from_log(json.loads(log)))
+        classified = classify(findings, baseline)
+        exceptions = load_exceptions(ctx.workspace)
+        return exceptions.apply(classified, date.today())
+
+    def decide(self, findings: list[Finding], params: BaseModel, ctx: StepContext) -> GateDecision:
+        policy = self.policy(params, ctx)
+        return decide_findings(self.name, findings, policy, ctx.evidence.gates.secrets)
+
+    def policy(self, params: BaseModel, ctx: StepContext) -> FindingsGate:
+        base = ctx.evidence.gates.findings
+        overrides: dict[str, Any] = {}
+        if isinstance(params, ScannerParams):
+            if params.fail_on is not None:
+                overrides["fail_on"] = params.fail_on
+            if params.block_unchanged is not None:
+                overrides["block_unchanged"] = params.block_unchanged
+        return base.model_copy(update=overrides)
+
+
+def require_tool(ctx: StepContext, tool: str) -> None:
+    if ctx.which(tool) is None:
+        raise ScanFailed(
+            failed(
+                f"{tool} is not installed (or not on PATH): {SCANNERS_EXTRA}",
+                exit_code=None,
+            )
+        )
+
+
+def _raw(scanned: ScanResult) -> dict[str, Any]:
+    return {
+        "tools": scanned.tools,
+        "files_scanned": scanned.files_scanned,
+        "notes": scanned.notes,
+        "findings": [_finding_json(f) for f in scanned.findings],
+    }
+
+
+def _finding_json(finding: Finding) -> dict[str, Any]:
+    data = asdict(finding)
+    data["level"] = finding.level.value
+    data["category"] = finding.category.value
+    data["disposition"] = finding.disposition.value
+    return data
+
+
+def _read_raw(ctx: StepContext, relative: str) -> ScanResult:
+    path = ctx.workspace / relative
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ConveyorError(f"the raw findings of {ctx.job_id} are missing: {error}") from None
+    findings = [
+        Finding(
+            **{
+                **item,
+                "level": Level(item["level"]),
+                "category": Category(item["category"]),
+                "disposition": Disposition(item["disposition"]),
+                "waiver": Waiver(**item["waiver"]) if item.get("waiver") else None,
+            }
+        )
+        for item in data["findings"]
+    ]
+    return ScanResult(findings, data["tools"], data["files_scanned"], data.get("notes", []))

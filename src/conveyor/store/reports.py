@@ -1,0 +1,59 @@
+"""The reports table: evidence blobs a job published, found again by run and kind."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from conveyor.store import events
+from conveyor.store.records import EventKind, ReportRecord
+from conveyor.store.schema import reports
+
+
+def add(
+    conn: sa.Connection,
+    *,
+    run_id: int,
+    job_id: str,
+    kind: str,
+    digest: str,
+    summary: Mapping[str, Any],
+    now: float,
+) -> None:
+    values = {
+        "run_id": run_id,
+        "job_id": job_id,
+        "kind": kind,
+        "digest": digest,
+        "summary": dict(summary),
+        "created_at": now,
+    }
+    conn.execute(sa.insert(reports).values(values))
+    event = events.event_row(
+        EventKind.REPORT_ADDED,
+        now,
+        run_id=run_id,
+        job_id=job_id,
+        data={"kind": kind, "digest": digest, "summary": dict(summary)},
+    )
+    events.append(conn, [event])
+
+
+def of_run(conn: sa.Connection, run_id: int, kind: str | None = None) -> list[ReportRecord]:
+    query = sa.select(reports).where(reports.c.run_id == run_id)
+    if kind is not None:
+        query = query.where(reports.c.kind == kind)
+    rows = conn.execute(query.order_by(reports.c.id))
+    return [
+        ReportRecord(
+            run_id=r.run_id,
+            job_id=r.job_id,
+            kind=r.kind,
+            digest=r.digest,
+            summary=r.summary,
+            created_at=r.created_at,
+        )
+        for r in rows
+    ]
