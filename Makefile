@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || \
 	  { echo "python venv is missing: sudo apt-get install python3-venv"; exit 2; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,shop]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,shop,scanners]'
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -5,17 +5,30 @@ Exit codes: 0 ok, 1 pipeline failed, 2 usage or spec error, 130 interrupted.
 
 from __future__ import annotations
 
+import importlib
 import sys
-from typing import Annotated
+from contextlib import suppress
+from typing import Annotated, cast
 
 import click
 import typer
 from rich.markup import escape
 
 from conveyor import __version__
-from conveyor.cli import demo, inspect, pipeline, project
+from conveyor.cli import demo, inspect, pipeline, project, report
 from conveyor.cli.output import err_console
 from conveyor.errors import ConveyorError, ExitCode
+
+# Typer 0.2x carries its own copy of click; older releases use click itself.
+_USAGE: tuple[type[Exception], ...] = (click.ClickException,)
+with suppress(ImportError):
+    _USAGE += (importlib.import_module("typer._click.exceptions").ClickException,)
+_EXIT: tuple[type[Exception], ...] = (click.exceptions.Exit, typer.Exit)
+_INTERRUPT: tuple[type[BaseException], ...] = (
+    KeyboardInterrupt,
+    click.exceptions.Abort,
+    typer.Abort,
+)
 
 app = typer.Typer(
     name="conveyor",
@@ -49,6 +62,7 @@ def _root(
 project.register(app)
 pipeline.register(app)
 inspect.register(app)
+report.register(app)
 demo.register(app)
 
 
@@ -68,12 +82,12 @@ def run_cli(argv: list[str] | None = None) -> int:
             err_console.print_exception()
         _print_error(error)
         return int(error.exit_code)
-    except click.exceptions.Exit as done:
-        return int(done.exit_code)
-    except click.ClickException as error:
-        error.show()
+    except _EXIT as done:
+        return int(getattr(done, "exit_code", 0))
+    except _USAGE as error:
+        cast(click.ClickException, error).show()  # the vendored copy has the same API
         return int(ExitCode.USAGE)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except _INTERRUPT:
         err_console.print("[red]interrupted[/]")
         return int(ExitCode.INTERRUPTED)
     return int(result) if isinstance(result, int) else 0

@@ -34,6 +34,7 @@ def compute_key(
     inputs_digest: str,
     upstream: Mapping[str, str | None],
     tools: Mapping[str, str],
+    outputs: list[str] | None = None,
 ) -> CacheKey:
     components: dict[str, Any] = {
         "step": step,
@@ -42,6 +43,7 @@ def compute_key(
         "inputs": inputs_digest,
         "upstream": dict(sorted(upstream.items())),
         "tools": dict(sorted(tools.items())),
+        "outputs": sorted(outputs or []),
     }
     digest = _sha(json.dumps(components, sort_keys=True, separators=(",", ":")))
     # Where to find the per-file digests for explaining a miss; not part of the key.
@@ -63,6 +65,8 @@ def explain_miss(key: CacheKey, previous: CacheEntry | None, blobs: BlobStore) -
         reasons.append(f"step changed ({old.get('step')} -> {new['step']})")
     if old.get("command") != new["command"]:
         reasons.append("command changed")
+    if old.get("outputs", []) != new.get("outputs", []):
+        reasons.append("declared outputs changed")
     reasons.extend(_dict_changes("env", old.get("env", {}), new["env"], show_values=True))
     reasons.extend(_dict_changes("tool", old.get("tools", {}), new["tools"], show_values=True))
     reasons.extend(_dict_changes("upstream outputs of", old.get("upstream", {}), new["upstream"]))

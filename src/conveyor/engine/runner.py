@@ -100,6 +100,7 @@ class JobRunner:
             inputs_manifest=manifest_digest,
             inputs_digest=manifest_digest,
             upstream={need: self.ctx.outputs.get(need) for need in job.needs},
+            outputs=[*job.job.outputs, *step.outputs(job.params)],
             tools=tools,
         )
 

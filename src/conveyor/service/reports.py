@@ -50,6 +50,9 @@ def _documents(store: Store, run_id: int, kind: str) -> list[dict[str, Any]]:
     documents = []
     for record in store.reports(run_id, kind):
         document = json.loads(store.blobs.get_bytes(record.digest))
-        documents.append({"job": record.job_id, **document} if isinstance(document, dict)
-                         else {"job": record.job_id, "data": document})
+        documents.append(
+            {"job": record.job_id, **document}
+            if isinstance(document, dict)
+            else {"job": record.job_id, "data": document}
+        )
     return documents

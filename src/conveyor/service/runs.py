@@ -220,8 +220,8 @@ def _run_recorded(
             use_cache=options.use_cache,
         )
         runner = JobRunner(context)
-        _settle_unscheduled(runner, plan, options)
         reporter.run_started(run_id, plan)
+        _settle_unscheduled(runner, plan, options)
         states = _drive(Scheduler(plan, runner, context_parallelism(options)))
     except BaseException as error:
         _finish_abnormally(store, run_id, error)

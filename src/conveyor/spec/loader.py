@@ -46,6 +46,8 @@ _NAME_RULES = {
     ENV_NAME_PATTERN: ("variable name", "use letters, digits and '_', not starting with a digit"),
 }
 
+# The executor backends (engine/executors/__init__.py); kept here to keep lint light.
+EXECUTOR_NAMES = ("local",)
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
@@ -358,6 +360,11 @@ def _validate_steps(pipeline: Pipeline) -> tuple[dict[str, BaseModel], list[_Pro
     params: dict[str, BaseModel] = {}
     problems: list[_Problem] = []
     for name, job in pipeline.jobs.items():
+        if job.executor not in EXECUTOR_NAMES:
+            hint = _suggest(job.executor, EXECUTOR_NAMES, "executors")
+            problems.append(
+                _Problem(f"unknown executor {job.executor!r}", ("jobs", name, "executor"), hint)
+            )
         if job.uses is None:
             continue
         step = STEPS.get(job.uses)

@@ -52,7 +52,7 @@ class ArchiveStep(SimpleStep):
 
     def describe(self, params: BaseModel) -> str:
         assert isinstance(params, ArchiveParams)
-        return f"archive {' '.join(params.paths)} -> {params.output}"
+        return f"archive {' '.join(params.paths)} -> {params.output} (prefix {params.prefix!r})"
 
     async def run(self, params: BaseModel, ctx: StepContext) -> ExecResult:
         assert isinstance(params, ArchiveParams)

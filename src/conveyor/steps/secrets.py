@@ -117,8 +117,9 @@ class SecretsStep(FindingsStep):
         for note in notes:
             ctx.say(f"{self.name}: {note}")
         ctx.say(
-            f"{self.name}: {len(commits)} commits, {len(chosen)} files of added lines "
-            f"scanned, {len(fresh)} findings no longer in the tree"
+            f"{self.name}: {_count(len(commits), 'commit')}, "
+            f"{_count(len(chosen), 'file')} of added lines scanned, "
+            f"{_count(len(fresh), 'finding')} no longer in the tree"
         )
 
 
@@ -143,6 +144,10 @@ def findings_of(hits: list[Hit], root: Path) -> list[Finding]:
     ]
     hashes = {index: hit.hashed for index, hit in enumerate(kept)}
     return assign_fingerprints(findings, SourceLines(root), line_texts=hashes)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _message(hit: Hit) -> str:
@@ -298,17 +303,19 @@ async def scan_added(ctx: StepContext, added: AddedLines) -> tuple[str, list[Hit
         return "", []
     scratch = ctx.workspace / Path(raw_findings_path(ctx.job_id)).parent / "history"
     shutil.rmtree(scratch, ignore_errors=True)
-    commits = sorted({commit for commit, _ in added})
-    folder = {commit: str(index) for index, commit in enumerate(commits)}
+    order = {commit: index for index, commit in enumerate(dict.fromkeys(c for c, _ in added))}
     try:
         files = [
-            _write_sparse(scratch, f"{folder[c]}/{p}", lines) for (c, p), lines in added.items()
+            _write_sparse(scratch, f"{order[commit]}/{path}", lines)
+            for (commit, path), lines in added.items()
         ]
         version, hits = await detect(ctx, scratch, files)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    by_folder = {name: commit for commit, name in folder.items()}
-    return version, [_from_scratch(hit, by_folder) for hit in hits]
+    by_folder = {str(index): commit for commit, index in order.items()}
+    found = [_from_scratch(hit, by_folder) for hit in hits]
+    # Oldest commit first, so a secret added twice is reported where it first came in.
+    return version, sorted(found, key=lambda hit: (order[hit.commit or ""], hit.path, hit.line))
 
 
 def _write_sparse(root: Path, relative: str, lines: dict[int, str]) -> str:

@@ -131,7 +131,6 @@ class TestStep:
             ctx.say(error.result.detail)
             return replace(error.result, duration=time.monotonic() - started)
         (out / "tests.json").write_text(json.dumps(tests_to_json(report), indent=1))
-        ctx.say(f"{self.name}: {_counts(report)}")
         return passed(time.monotonic() - started)
 
     async def finalize(
@@ -365,7 +364,7 @@ def decide_tests(
         first = failures[0]
         reasons.append(
             f"{_tests(len(failures))} failed, first {first.id} at {first.location}: "
-            f"{first.message or first.outcome.value}"
+            f"{_headline(first)}"
         )
     if flaky and tests.fail_on_flaky:
         reasons.append(f"{_tests(len(flaky))} flaky (fail_on_flaky), first {flaky[0].id}")
@@ -374,6 +373,11 @@ def decide_tests(
     return GateDecision(
         gate=gate, passed=not reasons, reasons=reasons, counts=report.totals.as_dict()
     )
+
+
+def _headline(case: TestCase) -> str:
+    """The first line of the failure message: the rest is in the report and the log."""
+    return case.message.split("\n", 1)[0] or case.outcome.value
 
 
 def _tests(count: int) -> str:
@@ -394,11 +398,11 @@ def log_summary(
 ) -> None:
     ctx.say(f"tests: {_counts(report)}")
     for case in report.failures():
-        ctx.say(f"  ✗ {case.outcome.value} {case.id} at {case.location}: {case.message}")
+        ctx.say(f"  ✗ {case.outcome.value} {case.id} at {case.location}: {_headline(case)}")
     for case in report.flaky():
-        ctx.say(f"  ~ flaky {case.id}: failed ({case.message}), then passed on a rerun")
-    for case in report.slowest(_SHOWN_SLOWEST):
-        ctx.say(f"  slow {case.duration:.2f}s {case.id}")
+        ctx.say(f"  ~ flaky {case.id}: failed ({_headline(case)}), then passed on a rerun")
+    slowest = ", ".join(f"{c.id} {c.duration:.2f}s" for c in report.slowest(_SHOWN_SLOWEST))
+    ctx.say(f"  slowest: {slowest}")
     if coverage is None:
         return
     against = f" (baseline {baseline.total_percent:.1f}%)" if baseline is not None else ""

@@ -1,0 +1,126 @@
+"""`conveyor report RUN`: findings (new, unchanged, waived, expired), gates, tests, coverage."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from conveyor.cli.output import console, emit_json, styled
+from conveyor.cli.project import SpecOption
+
+if TYPE_CHECKING:  # keeps `conveyor --help` from importing the store
+    from conveyor.service.reports import RunReport
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report)
+
+
+_FORMATS = ("text", "json", "sarif")
+
+
+def report(
+    run_id: Annotated[
+        int | None, typer.Argument(help="A run number (default: the latest).")
+    ] = None,
+    spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="text, json, or sarif (the merged SARIF log).")
+    ] = "text",
+) -> None:
+    """Show a run's findings, gate decisions, tests and coverage."""
+    from conveyor.errors import ConveyorError
+    from conveyor.service.project import Project
+    from conveyor.service.queries import run_view
+    from conveyor.service.reports import run_report
+
+    if output not in _FORMATS:
+        raise ConveyorError(f"unknown output format {output!r}", hint="use text, json or sarif")
+    with Project.locate(spec).open_store(create=False) as store:
+        chosen = run_view(store, run_id).run.id
+        result = run_report(store, chosen)
+    if output == "sarif":
+        sys.stdout.write(json.dumps(result.sarif, indent=2) + "\n")
+    elif output == "json":
+        emit_json(
+            {
+                "run": result.run,
+                "findings": result.findings,
+                "gates": result.gates,
+                "tests": result.tests,
+                "coverage": result.coverage,
+            }
+        )
+    else:
+        _print(result)
+
+
+def _print(result: RunReport) -> None:
+    run = result.run
+    console.print(
+        f"[bold]run {run.id}[/] {styled(run.state.value)} · {escape(run.pipeline)} · "
+        f"{(run.commit_sha or '')[:12]} on {escape(run.branch or '(detached)')}"
+    )
+    grouped = result.by_disposition()
+    counts = ", ".join(f"{len(items)} {d.value}" for d, items in grouped.items())
+    console.print(f"[bold]findings[/]: {counts}")
+    for disposition, items in grouped.items():
+        for finding in sorted(items, key=lambda f: (-f.level.rank, f.location)):
+            waiver = ""
+            if finding.waiver is not None:
+                waiver = (
+                    f" [dim](waived until {finding.waiver.expires} by "
+                    f"{escape(finding.waiver.owner)}: {escape(finding.waiver.reason)})[/]"
+                )
+            console.print(
+                f"  {disposition.value:<14} {escape(finding.location)}  {finding.level.value:<7} "
+                f"{escape(finding.rule_id)} [dim]\\[{escape(finding.tool)}][/] "
+                f"{escape(finding.message)}{waiver}"
+            )
+    if result.gates:
+        console.print("[bold]gates[/]:")
+        for gate in result.gates:
+            verdict = "[green]passed[/]" if gate.get("passed") else "[bold red]blocked[/]"
+            console.print(f"  {escape(str(gate.get('gate')))} ({escape(gate['job'])}): {verdict}")
+            for reason in gate.get("reasons", []):
+                console.print(f"    [red]✗[/] {escape(reason)}")
+    for tests in result.tests:
+        _print_tests(tests)
+    for coverage in result.coverage:
+        _print_coverage(coverage)
+
+
+def _print_tests(tests: dict[str, Any]) -> None:
+    totals = tests.get("totals", {})
+    parts = ", ".join(f"{value} {name}" for name, value in totals.items())
+    console.print(f"[bold]tests[/] ({escape(tests['job'])}): {escape(parts)}")
+    for failure in tests.get("failures", []):
+        console.print(
+            f"  [red]✗[/] {escape(str(failure.get('id')))} at "
+            f"{escape(str(failure.get('location')))}: "
+            f"{escape(str(failure.get('message')))}"
+        )
+    for flaky in tests.get("flaky", []):
+        console.print(f"  [yellow]~[/] flaky: {escape(str(flaky))}")
+    slowest = tests.get("slowest", [])
+    if slowest:
+        console.print(
+            "  slowest: "
+            + ", ".join(
+                f"{escape(str(t.get('id')))} {float(t.get('duration', 0)):.2f}s"
+                for t in slowest[:5]
+            )
+        )
+
+
+def _print_coverage(coverage: dict[str, Any]) -> None:
+    total = coverage.get("total_percent")
+    console.print(f"[bold]coverage[/] ({escape(coverage['job'])}): {total}%")
+    files = coverage.get("files", {})
+    for path, percent in sorted(files.items(), key=lambda item: item[1])[:10]:
+        console.print(f"  {percent:6.1f}%  {escape(path)}")

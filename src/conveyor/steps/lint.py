@@ -1,0 +1,203 @@
+"""The `lint` step: ruff over the workspace, with the project's own ruff configuration.
+
+ruff runs in the workspace, so it finds the project's `pyproject.toml` / `ruff.toml` as
+it would on a developer's machine. It writes SARIF to a scratch file; a second, quick
+`ruff check --show-files` counts the files it considered, so a `paths` that matches
+nothing fails the job instead of passing on zero files.
+
+The helpers below the step (targets, scratch files, tool SARIF) are shared with `sast`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar
+from urllib.parse import unquote
+
+from pydantic import BaseModel
+from wcmatch import glob as wcglob
+
+from conveyor.engine.executors.base import ExecRequest, LogSink, Stream
+from conveyor.findings.fingerprint import SourceLines, assign_fingerprints
+from conveyor.findings.model import Category, Finding, Level
+from conveyor.findings.sarif import read_results
+from conveyor.spec.globs import GLOB_FLAGS
+from conveyor.states import FailureClass
+from conveyor.steps.base import StepContext, ToolRun, failed
+from conveyor.steps.findings_step import (
+    FindingsStep,
+    ScanFailed,
+    ScannerParams,
+    ScanResult,
+    raw_findings_path,
+    require_tool,
+)
+
+RUFF = "ruff"
+
+
+class LintParams(ScannerParams):
+    """`paths`: files, folders or globs, relative to the workspace (default: all of it)."""
+
+
+class LintStep(FindingsStep):
+    name: ClassVar[str] = "lint"
+    params_model: ClassVar[type[BaseModel]] = LintParams
+    version: ClassVar[str] = "1"
+    category: ClassVar[Category] = Category.LINT
+
+    async def scan(self, params: BaseModel, ctx: StepContext) -> ScanResult:
+        assert isinstance(params, LintParams)
+        require_tool(ctx, RUFF)
+        targets = scan_targets(ctx.workspace, params)
+        if not targets:
+            return ScanResult([], {}, 0)
+        output = scratch_file(ctx, "ruff.sarif")
+        check = ctx.run_tool(
+            [
+                RUFF,
+                "check",
+                "--output-format",
+                "sarif",
+                "--output-file",
+                str(output),
+                "--exit-zero",
+                "--no-cache",
+                "--",
+                *targets,
+            ]
+        )
+        listing = count_stdout_lines(
+            ctx, [RUFF, "check", "--show-files", "--no-cache", "--", *targets]
+        )
+        ran, files = await asyncio.gather(check, listing)
+        document = tool_sarif(RUFF, ran, output)
+        findings = read_results(
+            document, tool=RUFF, category=Category.LINT, default_level=Level.WARNING
+        )
+        findings = relative_findings(findings, ctx.workspace)
+        return ScanResult(
+            assign_fingerprints(findings, SourceLines(ctx.workspace)),
+            {RUFF: driver_version(document)},
+            files,
+        )
+
+
+# --- shared with the sast step ---------------------------------------------------------
+
+
+def scan_targets(workspace: Path, params: ScannerParams) -> list[str]:
+    """The workspace paths `params.paths` names, globs expanded; missing ones dropped."""
+    try:
+        patterns = params.checked_paths()
+    except ValueError as error:
+        raise ScanFailed(failed(f"paths: {error}", exit_code=None)) from None
+    targets: list[str] = []
+    for pattern in patterns:
+        for match in sorted(wcglob.glob(pattern, root_dir=workspace, flags=GLOB_FLAGS)):
+            target = match.rstrip("/") or "."
+            if target not in targets:
+                targets.append(target)
+    return targets
+
+
+def scratch_file(ctx: StepContext, name: str) -> Path:
+    """A fresh path for a tool's report, next to the job's raw findings."""
+    path = (ctx.workspace / raw_findings_path(ctx.job_id)).with_name(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)  # a report left by an earlier attempt must not be read
+    return path
+
+
+def tool_failed(tool: str, ran: ToolRun, detail: str | None = None) -> ScanFailed:
+    result = ran.result
+    return ScanFailed(
+        failed(
+            detail or ran.failure_detail(tool),
+            exit_code=result.exit_code,
+            failure=result.failure or FailureClass.EXIT_CODE,
+        )
+    )
+
+
+def tool_sarif(tool: str, ran: ToolRun, output: Path) -> dict[str, Any]:
+    """The SARIF a tool wrote, or ScanFailed when it failed or wrote none or nonsense."""
+    if not ran.result.ok:
+        raise tool_failed(tool, ran)
+    document = read_json_report(tool, ran, output)
+    if not isinstance(document.get("runs"), list):
+        raise tool_failed(tool, ran, f"{tool} wrote SARIF without `runs` to {output.name}")
+    return document
+
+
+def read_json_report(tool: str, ran: ToolRun, output: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(output.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise tool_failed(
+            tool, ran, f"{tool} wrote no readable report ({error}): {ran.failure_detail(tool)}"
+        ) from None
+    finally:
+        output.unlink(missing_ok=True)
+    if not isinstance(document, dict):
+        raise tool_failed(tool, ran, f"{tool} wrote a report that is not a JSON object")
+    return document
+
+
+def driver_version(document: dict[str, Any]) -> str:
+    for run in document.get("runs", []):
+        version = run.get("tool", {}).get("driver", {}).get("version")
+        if version:
+            return str(version)
+    return "unknown"
+
+
+def workspace_path(path: str, workspace: Path) -> str:
+    """A tool's path as the project-relative posix path findings carry."""
+    if not path.startswith("/"):
+        return PurePosixPath(path).as_posix()  # drops "./"
+    absolute = Path(unquote(path))  # it came from a file:// URI
+    for root in (workspace, workspace.resolve()):
+        if absolute.is_relative_to(root):
+            return absolute.relative_to(root).as_posix()
+    return absolute.as_posix()
+
+
+def relative_findings(findings: list[Finding], workspace: Path) -> list[Finding]:
+    return [
+        replace(f, path=workspace_path(f.path, workspace)) if f.path is not None else f
+        for f in findings
+    ]
+
+
+class _StdoutCounter:
+    """Counts non-empty stdout lines (a file list is no use in the log); passes the rest on."""
+
+    def __init__(self, inner: LogSink) -> None:
+        self.inner = inner
+        self.count = 0
+
+    def write(self, stream: Stream, line: str) -> None:
+        if stream is Stream.STDOUT:
+            self.count += bool(line.strip())
+        else:
+            self.inner.write(stream, line)
+
+
+async def count_stdout_lines(ctx: StepContext, argv: list[str]) -> int:
+    sink = _StdoutCounter(ctx.log)
+    request = ExecRequest(argv=argv, cwd=ctx.workspace, env=dict(ctx.env), timeout=ctx.timeout)
+    result = await ctx.executor.execute(request, sink)
+    if not result.ok:
+        detail = result.detail or f"exit {result.exit_code}"
+        raise ScanFailed(
+            failed(
+                f"{' '.join(argv[:3])} failed ({detail})",
+                exit_code=result.exit_code,
+                failure=result.failure or FailureClass.EXIT_CODE,
+            )
+        )
+    return sink.count
