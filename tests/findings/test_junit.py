@@ -79,6 +79,8 @@ def test_pytest_cases_get_node_ids_one_based_lines_and_outcomes() -> None:
 
 def test_a_failure_is_located_where_it_crashed_else_where_the_test_is() -> None:
     cases = by_name(junit.parse_junit(PYTEST_XML, zero_based_lines=True))
+    assert cases["test_bad"].headline == "AssertionError: x should be two"
+    assert cases["test_ok"].headline == "passed"
     assert cases["test_bad"].location == "tests/helpers.py:4"
     assert cases["test_err"].location == "tests/test_a.py:23"
     assert cases["test_ok"].location == "tests/test_a.py:6"

@@ -188,6 +188,7 @@ def test_a_secret_added_and_removed_within_the_range_is_reported_with_its_commit
     assert {r["properties"]["commit"] for r in outcome.results} == {leaked}
     assert f"committed in {leaked[:12]}" in outcome.log.text
     assert AWS_KEY not in outcome.everything_written()
+    assert not (repo.root / ".conveyor-out" / "secrets" / "history").exists()
     # Without a previous run only HEAD's own commit counts, and it only removed them.
     assert scan(repo.root).result.ok
 

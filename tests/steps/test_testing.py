@@ -236,10 +236,16 @@ def test_a_drop_beyond_max_drop_against_the_baseline_blocks(tmp_path: Path) -> N
 def test_the_baseline_of_another_job_is_not_compared(tmp_path: Path) -> None:
     mine = json.dumps({"job": "test", "total_percent": 84.0, "files": {}}).encode()
     other = json.dumps({"job": "test-slow", "total_percent": 99.0, "files": {}}).encode()
-    evidence = BaselineEvidence(coverage=[other, mine])
-    outcome = run_test_step(shop(tmp_path), evidence, source=["app"], max_drop=1)
+    outcome = run_test_step(
+        shop(tmp_path), BaselineEvidence(coverage=[other, mine]), source=["app"], max_drop=1
+    )
     assert outcome.result.ok, outcome.result.detail
     assert "(baseline 84.0%)" in outcome.log.text
+    alone = run_test_step(
+        shop(tmp_path / "alone"), BaselineEvidence(coverage=[other]), source=["app"], max_drop=1
+    )
+    assert alone.result.ok, alone.result.detail
+    assert "no baseline coverage from the target branch" in alone.log.text
 
 
 def test_a_conftest_that_does_not_load_is_a_crash_with_the_stderr_tail(tmp_path: Path) -> None:
@@ -256,6 +262,14 @@ def test_a_bad_option_is_a_crash(tmp_path: Path) -> None:
     outcome = run_test_step(shop(tmp_path), command=command)
     assert not outcome.result.ok
     assert "unrecognized arguments: --no-such-option" in outcome.result.detail
+
+
+def test_pytest_failing_the_session_after_passing_tests_fails(tmp_path: Path) -> None:
+    command = ["python", "-m", "pytest", "-q", "--cov-fail-under=100"]
+    outcome = run_test_step(shop(tmp_path), command=command, source=["app"])
+    assert not outcome.result.ok
+    assert "pytest exited 1, yet its JUnit report records no failed test" in (outcome.result.detail)
+    assert "Required test coverage of 100% not reached" in outcome.result.detail
 
 
 def test_no_tests_collected_fails(tmp_path: Path) -> None:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from conveyor.cli.output import console
 from conveyor.errors import ExitCode
+
+if TYPE_CHECKING:
+    from conveyor.service.project import Project
+    from conveyor.service.runs import RunOutcome
 
 
 def register(app: typer.Typer) -> None:
@@ -29,11 +33,34 @@ def demo(
     def announce(text: str) -> None:
         console.rule(f"[bold]{escape(text)}[/]", align="left")
 
-    result = run_demo(ConsoleReporter(console, show_logs=not quiet), announce, sample=sample)
+    result = run_demo(
+        ConsoleReporter(console, show_logs=not quiet),
+        announce,
+        sample=sample,
+        explain=_explain,
+    )
     spec = result.repository / "conveyor.yml"
     console.rule("[bold]where to look next[/]", align="left")
-    for command in ("status", "history", "logs"):
-        console.print(f"  conveyor {command} -f {spec}")
-    console.print(f"  cd {result.repository} && conveyor plan --explain")
-    ok = all(run.state.value == "success" for run in result.runs)
-    return int(ExitCode.OK if ok else ExitCode.PIPELINE_FAILED)
+    console.print(f"  cd {result.repository}")
+    for command in ("history", "status", "report", "logs", "plan --explain"):
+        console.print(f"  conveyor {command}")
+    console.print(f"  [dim](or from anywhere: conveyor history -f {spec})[/]")
+    if not result.as_expected:
+        console.print("[bold red]the demo did not go as expected[/]")
+        return int(ExitCode.PIPELINE_FAILED)
+    return int(ExitCode.OK)
+
+
+def _explain(project: Project, outcome: RunOutcome) -> None:
+    """After a blocked run, show what stopped it, file:line."""
+    from conveyor.service.reports import run_report
+    from conveyor.states import RunState
+
+    if outcome.state is RunState.SUCCESS:
+        return
+    with project.open_store() as store:
+        report = run_report(store, outcome.run_id)
+    console.print("[bold]what stopped it:[/]")
+    for gate in report.gates:
+        for reason in gate.get("reasons", []):
+            console.print(f"  [red]✗[/] {escape(str(gate.get('gate')))}: {escape(reason)}")

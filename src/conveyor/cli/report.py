@@ -119,8 +119,8 @@ def _print_tests(tests: dict[str, Any]) -> None:
 
 
 def _print_coverage(coverage: dict[str, Any]) -> None:
-    total = coverage.get("total_percent")
-    console.print(f"[bold]coverage[/] ({escape(coverage['job'])}): {total}%")
+    total = float(coverage.get("total_percent", 0.0))
+    console.print(f"[bold]coverage[/] ({escape(coverage['job'])}): {total:.1f}%")
     files = coverage.get("files", {})
     for path, percent in sorted(files.items(), key=lambda item: item[1])[:10]:
         console.print(f"  {percent:6.1f}%  {escape(path)}")

@@ -54,6 +54,11 @@ class TestCase:
         return self.outcome in (Outcome.FAILED, Outcome.ERROR)
 
     @property
+    def headline(self) -> str:
+        """The first line of the failure message (or the outcome, when there is none)."""
+        return self.message.split("\n", 1)[0] or self.outcome.value
+
+    @property
     def location(self) -> str:
         """Where it failed ("file:line" of the crash), else where the test is defined."""
         crash = list(_LOCATION.finditer(self.text))

@@ -18,6 +18,7 @@ from conveyor.engine.report import Reporter
 from conveyor.errors import ConveyorError
 from conveyor.service.project import Project
 from conveyor.service.runs import RunOptions, RunOutcome, execute_run
+from conveyor.states import RunState
 
 _IGNORED = shutil.ignore_patterns(
     ".venv",
@@ -30,14 +31,20 @@ _IGNORED = shutil.ignore_patterns(
     ".pytest_cache",
     ".ruff_cache",
     ".mypy_cache",
+    "demo-changes",  # the commits the story adds later, not part of the first one
 )
+CHANGES_DIR = "demo-changes"
 DEMO_AUTHOR = ("Dana Developer", "dana@example.com")
 
 
 @dataclass(frozen=True)
 class DemoResult:
     repository: Path
-    runs: list[RunOutcome]
+    chapters: list[Chapter]
+
+    @property
+    def as_expected(self) -> bool:
+        return bool(self.chapters) and all(c.as_expected for c in self.chapters)
 
 
 def find_sample(explicit: Path | None = None) -> Path:
@@ -84,20 +91,62 @@ def demo_env() -> dict[str, str]:
     return {"PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
 
 
+@dataclass(frozen=True)
+class Chapter:
+    """One step of the story: what happens, what must come of it."""
+
+    title: str
+    outcome: RunOutcome
+    expected: RunState
+
+    @property
+    def as_expected(self) -> bool:
+        return self.outcome.state is self.expected
+
+
 def run_demo(
     reporter: Reporter,
     announce: Callable[[str], None],
     *,
     sample: Path | None = None,
     destination: Path | None = None,
+    explain: Callable[[Project, RunOutcome], None] | None = None,
 ) -> DemoResult:
-    repository = make_repository(find_sample(sample), destination)
-    announce(f"1. a fresh repository with the sample service: {repository}")
+    """The story so far: green first commit, cached rerun, a bad change stopped, its fix."""
+    sample_dir = find_sample(sample)
+    repository = make_repository(sample_dir, destination)
     project = Project.locate(repository / "conveyor.yml")
     options = RunOptions(spec=project.spec_path, actor="demo", extra_env=demo_env())
-    first = execute_run(project, options, reporter)
-    runs = [first]
-    if first.state.value == "success":
-        announce("2. the same commit again: every job comes from the content-addressed cache")
-        runs.append(execute_run(project, options, reporter))
-    return DemoResult(repository=repository, runs=runs)
+    chapters: list[Chapter] = []
+
+    def chapter(title: str, expected: RunState) -> Chapter:
+        announce(title)
+        done = Chapter(title, execute_run(project, options, reporter), expected)
+        chapters.append(done)
+        if explain is not None:
+            explain(project, done.outcome)
+        return done
+
+    first = chapter(f"1. the shop's first commit on main, in {repository}", RunState.SUCCESS)
+    if first.as_expected:
+        chapter("2. the same commit again: every job comes from the cache", RunState.SUCCESS)
+        _git(repository, "switch", "-q", "-c", "feature/search")
+        _apply(sample_dir / CHANGES_DIR / "1-search-feature", repository, "Add product search")
+        chapter(
+            "3. a change with a SQL injection and a committed key: the gates stop it",
+            RunState.FAILED,
+        )
+        _apply(
+            sample_dir / CHANGES_DIR / "2-fix",
+            repository,
+            "Search: parameterised query, key from the environment",
+        )
+        chapter("4. the fix: the gates pass", RunState.SUCCESS)
+    return DemoResult(repository=repository, chapters=chapters)
+
+
+def _apply(change: Path, repository: Path, message: str) -> None:
+    """Lay a folder of files over the repository and commit them."""
+    shutil.copytree(change, repository, dirs_exist_ok=True)
+    _git(repository, "add", "-A")
+    _git(repository, "commit", "-q", "-m", message)

@@ -10,7 +10,6 @@ The helpers below the step (targets, scratch files, tool SARIF) are shared with 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
@@ -56,25 +55,15 @@ class LintStep(FindingsStep):
         if not targets:
             return ScanResult([], {}, 0)
         output = scratch_file(ctx, "ruff.sarif")
-        check = ctx.run_tool(
-            [
-                RUFF,
-                "check",
-                "--output-format",
-                "sarif",
-                "--output-file",
-                str(output),
-                "--exit-zero",
-                "--no-cache",
-                "--",
-                *targets,
-            ]
+        sarif_args = ["--output-format", "sarif", "--output-file", str(output)]
+        ran = await ctx.run_tool(
+            [RUFF, "check", *sarif_args, "--exit-zero", "--no-cache", "--", *targets]
         )
-        listing = count_stdout_lines(
+        document = tool_sarif(RUFF, ran, output)
+        # Counted after the check, whose failure says more than the listing's would.
+        files = await count_stdout_lines(
             ctx, [RUFF, "check", "--show-files", "--no-cache", "--", *targets]
         )
-        ran, files = await asyncio.gather(check, listing)
-        document = tool_sarif(RUFF, ran, output)
         findings = read_results(
             document, tool=RUFF, category=Category.LINT, default_level=Level.WARNING
         )
@@ -116,11 +105,20 @@ def tool_failed(tool: str, ran: ToolRun, detail: str | None = None) -> ScanFaile
     result = ran.result
     return ScanFailed(
         failed(
-            detail or ran.failure_detail(tool),
+            detail or failure_detail(tool, ran),
             exit_code=result.exit_code,
             failure=result.failure or FailureClass.EXIT_CODE,
         )
     )
+
+
+def failure_detail(tool: str, ran: ToolRun, keep: int = 8) -> str:
+    """Like ToolRun.failure_detail, but skipping blank lines and keeping a few more:
+    ruff's and semgrep's errors span several lines, some of them blank or decoration."""
+    lines = [" ".join(line.split()) for line in ran.stderr_tail or ran.stdout_tail]
+    tail = [line for line in lines if line.strip(" |^")][-keep:]
+    how = ran.result.detail or f"exit {ran.result.exit_code}"
+    return f"{tool} failed ({how}): {' | '.join(tail) if tail else 'no output'}"
 
 
 def tool_sarif(tool: str, ran: ToolRun, output: Path) -> dict[str, Any]:
@@ -138,7 +136,7 @@ def read_json_report(tool: str, ran: ToolRun, output: Path) -> dict[str, Any]:
         document = json.loads(output.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise tool_failed(
-            tool, ran, f"{tool} wrote no readable report ({error}): {ran.failure_detail(tool)}"
+            tool, ran, f"{tool} wrote no readable report ({error}): {failure_detail(tool, ran)}"
         ) from None
     finally:
         output.unlink(missing_ok=True)

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from conveyor.steps.archive import ArchiveStep
 from conveyor.steps.base import Step
+from conveyor.steps.lint import LintStep
+from conveyor.steps.sast import SastStep
+from conveyor.steps.secrets import SecretsStep
 from conveyor.steps.shell import ShellStep
+from conveyor.steps.testing import TestStep
 
 STEPS: dict[str, Step] = {
     ShellStep.name: ShellStep(),
     ArchiveStep.name: ArchiveStep(),
+    LintStep.name: LintStep(),
+    SastStep.name: SastStep(),
+    SecretsStep.name: SecretsStep(),
+    TestStep.name: TestStep(),
 }
 
 

@@ -200,6 +200,9 @@ async def run_pytest(params: TestParams, ctx: StepContext) -> TestReport:
     tool = await ctx.run_tool(argv)
     _check_pytest_exit(tool)
     report = _parse(ctx.workspace / out / "junit.xml", tool, "pytest", zero_based=True)
+    if tool.result.exit_code != 0 and not report.failures():
+        # e.g. --cov-fail-under, or a plugin failing the session after the tests passed
+        raise RunnerFailed(_unexplained_exit(tool, "pytest", "its JUnit report"))
     if params.coverage and not (ctx.workspace / out / "coverage.json").exists():
         raise RunnerFailed(failed(f"pytest-cov wrote no coverage report: {_tail(tool)}"))
     for attempt in range(1, params.rerun_failures + 1):
@@ -273,16 +276,16 @@ async def run_other(params: TestParams, ctx: StepContext) -> TestReport:
         )
     report = _parse(path, tool, "the test command")
     if code != 0 and not report.failures():
-        raise RunnerFailed(
-            failed(
-                f"the test command exited {code}, yet {params.junit} "
-                f"records no failed test: {_tail(tool)}",
-                exit_code=code,
-            )
-        )
+        raise RunnerFailed(_unexplained_exit(tool, "the test command", params.junit))
     if report.failures() and params.rerun_failures:
         ctx.say("test: failed tests are rerun only under pytest; these stand as they are")
     return report
+
+
+def _unexplained_exit(tool: ToolRun, runner: str, report: str) -> ExecResult:
+    code = tool.result.exit_code
+    detail = f"{runner} exited {code}, yet {report} records no failed test: {_tail(tool)}"
+    return failed(detail, exit_code=code)
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:
@@ -336,17 +339,13 @@ def _has_coverage_gate(policy: CoverageGate) -> bool:
 
 def baseline_coverage(ctx: StepContext) -> cov.CoverageReport | None:
     """This job's coverage in the target branch's last successful run, if there is one."""
-    found: dict[str, bytes] = {}
     for content in ctx.evidence.baseline("coverage"):
         try:
-            found[str(json.loads(content).get("job", ""))] = content
+            if json.loads(content).get("job") == ctx.job_id:
+                return cov.report_from_json(content)
         except (ValueError, AttributeError):
-            continue
-    chosen = found.get(ctx.job_id) or (next(iter(found.values())) if len(found) == 1 else None)
-    try:
-        return cov.report_from_json(chosen) if chosen is not None else None
-    except cov.CoverageError:
-        return None
+            continue  # another job's, or unreadable: nothing to compare with
+    return None
 
 
 def decide_tests(
@@ -364,7 +363,7 @@ def decide_tests(
         first = failures[0]
         reasons.append(
             f"{_tests(len(failures))} failed, first {first.id} at {first.location}: "
-            f"{_headline(first)}"
+            f"{first.headline}"
         )
     if flaky and tests.fail_on_flaky:
         reasons.append(f"{_tests(len(flaky))} flaky (fail_on_flaky), first {flaky[0].id}")
@@ -373,11 +372,6 @@ def decide_tests(
     return GateDecision(
         gate=gate, passed=not reasons, reasons=reasons, counts=report.totals.as_dict()
     )
-
-
-def _headline(case: TestCase) -> str:
-    """The first line of the failure message: the rest is in the report and the log."""
-    return case.message.split("\n", 1)[0] or case.outcome.value
 
 
 def _tests(count: int) -> str:
@@ -398,9 +392,9 @@ def log_summary(
 ) -> None:
     ctx.say(f"tests: {_counts(report)}")
     for case in report.failures():
-        ctx.say(f"  ✗ {case.outcome.value} {case.id} at {case.location}: {_headline(case)}")
+        ctx.say(f"  ✗ {case.outcome.value} {case.id} at {case.location}: {case.headline}")
     for case in report.flaky():
-        ctx.say(f"  ~ flaky {case.id}: failed ({_headline(case)}), then passed on a rerun")
+        ctx.say(f"  ~ flaky {case.id}: failed ({case.headline}), then passed on a rerun")
     slowest = ", ".join(f"{c.id} {c.duration:.2f}s" for c in report.slowest(_SHOWN_SLOWEST))
     ctx.say(f"  slowest: {slowest}")
     if coverage is None:
