@@ -25,7 +25,8 @@ def init(
     directory: Annotated[Path, typer.Argument(help="Where to write conveyor.yml.")] = Path("."),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Write a starter conveyor.yml (and keep .conveyor/ out of git)."""
+    """Write a starter conveyor.yml and the state folder, which keeps itself out of git."""
+    from conveyor.service.project import Project
     from conveyor.spec.starter import STARTER_YAML
 
     target = directory / "conveyor.yml"
@@ -33,16 +34,10 @@ def init(
         raise ConveyorError(f"{target} already exists", hint="pass --force to overwrite it")
     directory.mkdir(parents=True, exist_ok=True)
     target.write_text(STARTER_YAML)
-    _ignore_state_dir(directory)
+    # The state folder ignores itself (all but exceptions.yml) from the start, so a
+    # secrets.env put there before the first run is never committed by accident.
+    Project.locate(target).ensure_state_dir()
     console.print(f"wrote {target}; next: [bold]conveyor lint[/], then [bold]conveyor run[/]")
-
-
-def _ignore_state_dir(directory: Path) -> None:
-    ignore = directory / ".gitignore"
-    lines = ignore.read_text().splitlines() if ignore.exists() else []
-    if ".conveyor/" not in lines and ".conveyor" not in lines:
-        lines.append(".conveyor/")
-        ignore.write_text("\n".join(lines) + "\n")
 
 
 def lint(

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 SPEC_FILENAME = "conveyor.yml"
 STATE_DIRNAME = ".conveyor"
+STATE_GITIGNORE = "*\n!exceptions.yml\n"
 
 
 @dataclass(frozen=True)
@@ -40,10 +41,11 @@ class Project:
 
     def ensure_state_dir(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        # Keeps the state folder out of `git status`, so it never makes the tree dirty.
+        # Keeps the state folder (and secrets.env) out of `git status`, so it never makes
+        # the tree dirty, but lets the exceptions file be committed: it is policy.
         ignore = self.state_dir / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("*\n")
+        if not ignore.exists() or ignore.read_text() != STATE_GITIGNORE:
+            ignore.write_text(STATE_GITIGNORE)
 
     def open_store(self, *, create: bool = True) -> Store:
         if not create and not (self.state_dir / "conveyor.db").exists() and not self.database_url:

@@ -1,0 +1,40 @@
+"""The demo's story, end to end: green, cached, stopped at the gates, fixed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conveyor.engine.report import SilentReporter
+from conveyor.service.demo import run_demo
+from conveyor.service.reports import run_report
+from conveyor.states import JobState, RunState
+
+
+def test_the_demo_stops_the_planted_problems_and_passes_the_fix(tmp_path: Path) -> None:
+    titles: list[str] = []
+    result = run_demo(SilentReporter(), titles.append, destination=tmp_path / "shop")
+
+    assert [c.outcome.state for c in result.chapters] == [
+        RunState.SUCCESS,
+        RunState.SUCCESS,
+        RunState.FAILED,
+        RunState.SUCCESS,
+    ]
+    assert result.as_expected
+    cached = result.chapters[1].outcome.jobs
+    assert set(cached.values()) == {JobState.CACHED}
+
+    project_store = result.repository / ".conveyor"
+    from conveyor.store.store import Store
+
+    with Store(project_store) as store:
+        blocked = run_report(store, result.chapters[2].outcome.run_id)
+        fixed = run_report(store, result.chapters[3].outcome.run_id)
+    reasons = [reason for gate in blocked.gates for reason in gate["reasons"]]
+    assert any(r.startswith("app/search.py:15") and "semgrep" in r for r in reasons)
+    assert any(r.startswith("app/search.py:16") and "B608" in r for r in reasons)
+    assert any(r.startswith("app/search.py:9") and "detect-secrets" in r for r in reasons)
+    assert all(gate["passed"] for gate in fixed.gates)
+    # The key never reaches a report, in any form.
+    assert "sk_live_4eC39HqLyjWDarjtT1zdp7dc9a2B" not in json.dumps(blocked.sarif)
