@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import CliProcess, MakeProject, read_pid, run_cli, wait_until
+from conftest import CliProcess, MakeProject, process_alive, read_pid, run_cli, wait_until
 from conveyor.states import JobState, RunState
 
 # `slow` sleeps only while $SLOW is set: the environment is not part of the cache key,
@@ -61,7 +61,7 @@ def test_a_killed_run_is_interrupted_and_the_next_run_reuses_finished_jobs(
 ) -> None:
     project = git_project(SPEC)
     process = start_cli(["run", "-q"], project.root, {"SLOW": "1", "PIDFILE": str(pidfile)})
-    read_pid(pidfile)
+    orphan = read_pid(pidfile)
     wait_until(
         lambda: (
             job_states(status_json(project.root))
@@ -72,8 +72,10 @@ def test_a_killed_run_is_interrupted_and_the_next_run_reuses_finished_jobs(
 
     process.kill_group()
     process.finish()
+    assert process_alive(orphan), "the job runs in its own session: SIGKILL of conveyor leaves it"
 
     status = status_json(project.root)
+    wait_until(lambda: not process_alive(orphan), "the next command to end the orphaned job")
     assert status["run"]["id"] == 1
     assert status["run"]["state"] == RunState.INTERRUPTED
     assert job_states(status) == {

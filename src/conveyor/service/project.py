@@ -57,8 +57,14 @@ class Project:
 
         self.ensure_state_dir()
         store = Store(self.state_dir, self.database_url)
-        store.recover_interrupted()
+        self.recover(store)
         return store
+
+    def recover(self, store: Store) -> None:
+        """Mark runs whose process died as interrupted, and end their orphaned jobs."""
+        from conveyor.service.recovery import reap_orphans
+
+        reap_orphans(self, store.recover_interrupted())
 
     def run_dir(self, run_id: int) -> Path:
         return self.state_dir / "runs" / str(run_id)

@@ -115,7 +115,7 @@ def _rerun_set(store: Store, run_id: int, git: GitContext) -> frozenset[str]:
 def execute_run(project: Project, options: RunOptions, reporter: Reporter) -> RunOutcome:
     project.ensure_state_dir()
     with Store(project.state_dir, project.database_url) as store:
-        store.recover_interrupted()
+        project.recover(store)
         loaded, git, plan = prepare_plan(project, store, options)
         if git.dirty and not options.allow_dirty:
             raise ConveyorError(
@@ -209,7 +209,8 @@ def _run_recorded(
             logs_dir=run_dir / "logs",
             base_env=_base_env(
                 run_id, git, workspace.path, options, _previous_sha(store, plan, git)
-            ),
+            )
+            | _state_env(project),
             secrets=secrets,
             masker=Masker(secrets.values()),
             reporter=reporter,
@@ -339,6 +340,14 @@ def _finish_abnormally(store: Store, run_id: int, error: BaseException) -> None:
             )
     reason = "cancelled by the user" if _abnormal_state(error) is RunState.CANCELLED else str(error)
     store.set_run_state(run_id, _abnormal_state(error), reason=reason)
+
+
+def _state_env(project: Project) -> dict[str, str]:
+    """Where steps find Conveyor's own state: the image store, the vulnerability DB, keys."""
+    return {
+        "CONVEYOR_STATE_DIR": str(project.state_dir),
+        "CONVEYOR_IMAGE_STORE": str(project.state_dir / "images"),
+    }
 
 
 def _previous_sha(store: Store, plan: Plan, git: GitContext) -> str:
