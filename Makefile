@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+# Wheels of the sample service's image dependencies, so the demo builds images offline.
+WHEELHOUSE := $(VENV)/wheelhouse/.filled
+SHOP := examples/shop
 
 .PHONY: demo test lint typecheck unit bench clean
 
@@ -17,7 +20,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,shop,scanners]'
 	@touch $(STAMP)
 
-demo: $(STAMP)
+$(WHEELHOUSE): $(STAMP) $(SHOP)/requirements.txt
+	$(BIN)/python -m pip download --quiet -d $(VENV)/wheelhouse -r $(SHOP)/requirements.txt
+	$(BIN)/python -m pip download --quiet -d $(VENV)/wheelhouse \
+	  -r $(SHOP)/demo-changes/3-vulnerable-dependency/requirements.txt
+	$(BIN)/python -m pip download --quiet -d $(VENV)/wheelhouse \
+	  -r $(SHOP)/demo-changes/4-dependency-fix/requirements.txt
+	@touch $(WHEELHOUSE)
+
+demo: $(STAMP) $(WHEELHOUSE)
 	$(BIN)/conveyor demo
 
 test: lint typecheck unit
@@ -29,7 +40,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) $(WHEELHOUSE)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)

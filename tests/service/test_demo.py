@@ -18,7 +18,9 @@ def test_the_demo_stops_the_planted_problems_and_passes_the_fix(tmp_path: Path) 
     assert [c.outcome.state for c in result.chapters] == [
         RunState.SUCCESS,
         RunState.SUCCESS,
-        RunState.FAILED,
+        RunState.FAILED,  # planted SQL injection and key
+        RunState.SUCCESS,
+        RunState.FAILED,  # a dependency with a known vulnerability
         RunState.SUCCESS,
     ]
     assert result.as_expected
@@ -31,10 +33,16 @@ def test_the_demo_stops_the_planted_problems_and_passes_the_fix(tmp_path: Path) 
     with Store(project_store) as store:
         blocked = run_report(store, result.chapters[2].outcome.run_id)
         fixed = run_report(store, result.chapters[3].outcome.run_id)
+        vulnerable = run_report(store, result.chapters[4].outcome.run_id)
     reasons = [reason for gate in blocked.gates for reason in gate["reasons"]]
     assert any(r.startswith("app/search.py:15") and "semgrep" in r for r in reasons)
     assert any(r.startswith("app/search.py:16") and "B608" in r for r in reasons)
     assert any(r.startswith("app/search.py:9") and "detect-secrets" in r for r in reasons)
     assert all(gate["passed"] for gate in fixed.gates)
+    vuln_reasons = [r for gate in vulnerable.gates for r in gate["reasons"]]
+    assert any(
+        "urllib3 1.26.4" in r and "PYSEC-2023-192" in r and "fixed in 1.26.17" in r
+        for r in vuln_reasons
+    )
     # The key never reaches a report, in any form.
     assert "sk_live_4eC39HqLyjWDarjtT1zdp7dc9a2B" not in json.dumps(blocked.sarif)

@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 
 from conveyor import __version__
-from conveyor.cli import demo, inspect, pipeline, project, report
+from conveyor.cli import demo, images, inspect, pipeline, project, report, vulndb
 from conveyor.cli.output import err_console
 from conveyor.errors import ConveyorError, ExitCode
 
@@ -63,6 +63,8 @@ project.register(app)
 pipeline.register(app)
 inspect.register(app)
 report.register(app)
+images.register(app)
+vulndb.register(app)
 demo.register(app)
 
 

@@ -42,7 +42,15 @@ def demo(
     spec = result.repository / "conveyor.yml"
     console.rule("[bold]where to look next[/]", align="left")
     console.print(f"  cd {result.repository}")
-    for command in ("history", "status", "report", "logs", "plan --explain"):
+    for command in (
+        "history",
+        "status",
+        "report",
+        "logs",
+        "plan --explain",
+        "image ls",
+        "image verify shop:<commit>",
+    ):
         console.print(f"  conveyor {command}")
     console.print(f"  [dim](or from anywhere: conveyor history -f {spec})[/]")
     if not result.as_expected:

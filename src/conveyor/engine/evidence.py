@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from conveyor.spec.gates import Gates
+from conveyor.spec.images import ImagesConfig
 from conveyor.store.store import Store
 
 
@@ -12,17 +13,29 @@ class RunEvidence:
     """Implements steps.base.Evidence for one job of one run."""
 
     def __init__(
-        self, store: Store, *, run_id: int, job_id: str, pipeline: str, gates: Gates
+        self,
+        store: Store,
+        *,
+        run_id: int,
+        job_id: str,
+        pipeline: str,
+        gates: Gates,
+        images: ImagesConfig,
     ) -> None:
         self._store = store
         self._run_id = run_id
         self._job_id = job_id
         self._pipeline = pipeline
         self._gates = gates
+        self._images = images
 
     @property
     def gates(self) -> Gates:
         return self._gates
+
+    @property
+    def images(self) -> ImagesConfig:
+        return self._images
 
     def publish(self, kind: str, content: bytes, summary: dict[str, Any]) -> str:
         digest = self._store.blobs.put_bytes(content)

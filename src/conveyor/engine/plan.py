@@ -258,7 +258,7 @@ def _planned(
 
 
 def _substituted_params(step: str, params: BaseModel, sub: Any, job_id: str) -> BaseModel:
-    data = _substitute_tree(params.model_dump(mode="json"), sub)
+    data = _substitute_tree(params.model_dump(mode="json", by_alias=True), sub)
     try:
         return STEPS[step].params_model.model_validate(data)
     except ValidationError as error:

@@ -27,6 +27,7 @@ from conveyor.engine.workspace import (
 )
 from conveyor.errors import ConveyorError
 from conveyor.spec.gates import Gates
+from conveyor.spec.images import ImagesConfig
 from conveyor.spec.model import RetryPolicy
 from conveyor.states import FailureClass, JobState
 from conveyor.steps.base import StepContext
@@ -52,6 +53,7 @@ class RunContext:
     default_timeout: float
     default_retry: RetryPolicy | None
     gates: Gates = field(default_factory=Gates)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
     use_cache: bool = True
     tools: ToolVersions = field(init=False)
     outputs: dict[str, str | None] = field(default_factory=dict)  # job id -> manifest digest
@@ -249,6 +251,7 @@ class JobRunner:
             job_id=job.id,
             pipeline=self.ctx.pipeline,
             gates=self.ctx.gates,
+            images=self.ctx.images,
         )
         return StepContext(
             job_id=job.id,

@@ -86,9 +86,14 @@ def _git(repository: Path, *args: str) -> None:
 
 
 def demo_env() -> dict[str, str]:
-    """Jobs find this interpreter's tools (python, pytest, ruff) first on PATH."""
-    bin_dir = str(Path(sys.executable).parent)
-    return {"PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    """Jobs find this interpreter's tools (python, pytest, ruff) first on PATH, and pip
+    installs image dependencies from the wheelhouse `make demo` filled: no network."""
+    bin_dir = Path(sys.executable).parent
+    env = {"PATH": str(bin_dir) + os.pathsep + os.environ.get("PATH", "")}
+    wheelhouse = bin_dir.parent / "wheelhouse"
+    if wheelhouse.is_dir():
+        env |= {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheelhouse)}
+    return env
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,7 @@ def run_demo(
     sample_dir = find_sample(sample)
     repository = make_repository(sample_dir, destination)
     project = Project.locate(repository / "conveyor.yml")
+    _prepare_supply_chain(project, sample_dir)
     options = RunOptions(spec=project.spec_path, actor="demo", extra_env=demo_env())
     chapters: list[Chapter] = []
 
@@ -141,8 +147,31 @@ def run_demo(
             repository,
             "Search: parameterised query, key from the environment",
         )
-        chapter("4. the fix: the gates pass", RunState.SUCCESS)
+        chapter(
+            "4. the fix: the gates pass, the image is built, scanned and signed", RunState.SUCCESS
+        )
+        _apply(
+            sample_dir / CHANGES_DIR / "3-vulnerable-dependency",
+            repository,
+            "Payments: add urllib3",
+        )
+        chapter(
+            "5. a dependency with a known vulnerability: the image scan stops it", RunState.FAILED
+        )
+        _apply(sample_dir / CHANGES_DIR / "4-dependency-fix", repository, "Payments: urllib3 2.2.3")
+        chapter("6. the fixed dependency: scanned clean, signed, admitted", RunState.SUCCESS)
     return DemoResult(repository=repository, chapters=chapters)
+
+
+def _prepare_supply_chain(project: Project, sample_dir: Path) -> None:
+    """A signing key for the demo repository and an offline vulnerability database."""
+    from conveyor.supply.keys import generate_keypair
+    from conveyor.supply.osv.db import VulnDB
+
+    project.ensure_state_dir()
+    generate_keypair(project.state_dir / "keys", "conveyor")
+    with VulnDB(project.state_dir / "vulndb") as db:
+        db.import_path(sample_dir / CHANGES_DIR / "osv")
 
 
 def _apply(change: Path, repository: Path, message: str) -> None:

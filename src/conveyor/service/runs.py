@@ -34,7 +34,13 @@ from conveyor.spec.loader import LoadedPipeline, load_pipeline
 from conveyor.states import JobState, RunState
 from conveyor.store.records import NewJob, NewRun
 from conveyor.store.store import Store
-from conveyor.vcs.git import GitContext, current_branch, read_git_context, repo_root
+from conveyor.vcs.git import (
+    GitContext,
+    current_branch,
+    read_git_context,
+    remote_url,
+    repo_root,
+)
 
 KEEP_WORKSPACES = 5
 
@@ -210,7 +216,7 @@ def _run_recorded(
             base_env=_base_env(
                 run_id, git, workspace.path, options, _previous_sha(store, plan, git)
             )
-            | _state_env(project),
+            | _state_env(project, plan, git),
             secrets=secrets,
             masker=Masker(secrets.values()),
             reporter=reporter,
@@ -218,6 +224,7 @@ def _run_recorded(
             default_timeout=loaded.pipeline.defaults.timeout,
             default_retry=loaded.pipeline.defaults.retry,
             gates=loaded.pipeline.gates,
+            images=loaded.pipeline.images,
             use_cache=options.use_cache,
         )
         runner = JobRunner(context)
@@ -342,11 +349,15 @@ def _finish_abnormally(store: Store, run_id: int, error: BaseException) -> None:
     store.set_run_state(run_id, _abnormal_state(error), reason=reason)
 
 
-def _state_env(project: Project) -> dict[str, str]:
-    """Where steps find Conveyor's own state: the image store, the vulnerability DB, keys."""
+def _state_env(project: Project, plan: Plan, git: GitContext) -> dict[str, str]:
+    """Where steps find Conveyor's own state (image store, keys) and what they build from."""
     return {
+        "CONVEYOR_PIPELINE": plan.pipeline,
+        # The source repository named in provenance: its origin remote, else its folder.
+        "CONVEYOR_SOURCE_URL": remote_url(git.root) or str(git.root),
         "CONVEYOR_STATE_DIR": str(project.state_dir),
         "CONVEYOR_IMAGE_STORE": str(project.state_dir / "images"),
+        "CONVEYOR_PROJECT_DIR": str(project.directory),
     }
 
 

@@ -14,15 +14,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
-from conveyor.spec.durations import DURATION_PATTERN, parse_duration
 from conveyor.spec.gates import Gates
 from conveyor.spec.globs import check_glob
+from conveyor.spec.images import ImagesConfig
+from conveyor.spec.types import Duration
 from conveyor.states import FailureClass
 
 JOB_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -45,20 +44,6 @@ def _env_value(value: object) -> object:
     return value
 
 
-Duration = Annotated[
-    float,
-    BeforeValidator(parse_duration),
-    PlainSerializer(lambda seconds: seconds, return_type=float),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "string", "pattern": DURATION_PATTERN},
-                {"type": "number", "exclusiveMinimum": 0},
-            ],
-            "description": "A duration: 30s, 10m, 1h30m, 500ms or a number of seconds.",
-        }
-    ),
-]
 Glob = Annotated[str, BeforeValidator(check_glob)]
 # `json_schema_input_type` keeps the JSON Schema as lenient as the shorthands accepted here.
 GlobList = Annotated[list[Glob], BeforeValidator(_as_list, json_schema_input_type=str | list[str])]
@@ -234,6 +219,9 @@ class Pipeline(StrictModel):
     defaults: Defaults = Field(default_factory=Defaults)
     jobs: dict[Annotated[str, Field(pattern=JOB_NAME_PATTERN)], Job] = Field(min_length=1)
     gates: Gates = Field(default_factory=Gates, description="What blocks a change.")
+    images: ImagesConfig = Field(
+        default_factory=ImagesConfig, description="Image store, signing, scan and admission."
+    )
     # Reserved for the delivery issues; accepted and kept, not yet interpreted.
     environments: dict[str, Any] | None = Field(
         default=None, description="Reserved: deployment environments."

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from conveyor.engine.executors.base import ExecRequest, ExecResult, Executor, LogSink, Stream
 from conveyor.spec.gates import Gates
+from conveyor.spec.images import ImagesConfig
 from conveyor.states import FailureClass
 
 
@@ -31,6 +32,11 @@ class Evidence(Protocol):
 
     @property
     def gates(self) -> Gates: ...
+
+    @property
+    def images(self) -> ImagesConfig:
+        """The pipeline's `images:` settings (store, keys, vulnerability DB, admission)."""
+        ...
 
     def publish(self, kind: str, content: bytes, summary: dict[str, Any]) -> str:
         """Store a report (e.g. kind "sarif") for this job; returns its digest."""
@@ -44,13 +50,18 @@ class Evidence(Protocol):
 class NoEvidence:
     """For steps run outside a pipeline (tests): publishes nothing, has no baseline."""
 
-    def __init__(self, gates: Gates | None = None) -> None:
+    def __init__(self, gates: Gates | None = None, images: ImagesConfig | None = None) -> None:
         self._gates = gates or Gates()
+        self._images = images or ImagesConfig()
         self.published: list[tuple[str, bytes, dict[str, Any]]] = []
 
     @property
     def gates(self) -> Gates:
         return self._gates
+
+    @property
+    def images(self) -> ImagesConfig:
+        return self._images
 
     def publish(self, kind: str, content: bytes, summary: dict[str, Any]) -> str:
         self.published.append((kind, content, summary))

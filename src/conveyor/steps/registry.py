@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from conveyor.steps.archive import ArchiveStep
 from conveyor.steps.base import Step
+from conveyor.steps.build_image import BuildImageStep
 from conveyor.steps.lint import LintStep
+from conveyor.steps.push import PushStep
 from conveyor.steps.sast import SastStep
+from conveyor.steps.scan_image import ScanImageStep
 from conveyor.steps.secrets import SecretsStep
 from conveyor.steps.shell import ShellStep
+from conveyor.steps.sign import SignStep
 from conveyor.steps.testing import TestStep
 
 STEPS: dict[str, Step] = {
@@ -17,6 +21,10 @@ STEPS: dict[str, Step] = {
     SastStep.name: SastStep(),
     SecretsStep.name: SecretsStep(),
     TestStep.name: TestStep(),
+    BuildImageStep.name: BuildImageStep(),
+    ScanImageStep.name: ScanImageStep(),
+    SignStep.name: SignStep(),
+    PushStep.name: PushStep(),
 }
 
 

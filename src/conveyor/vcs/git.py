@@ -218,3 +218,9 @@ def current_branch(root: Path) -> str | None:
     if result.returncode != 0:
         return None
     return result.stdout.decode().strip() or None
+
+
+def remote_url(root: Path) -> str | None:
+    """The `origin` remote's URL, the repository's public name when it has one."""
+    result = _git(root, "config", "--get", "remote.origin.url")
+    return result.stdout.decode().strip() or None if result.returncode == 0 else None

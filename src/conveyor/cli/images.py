@@ -1,0 +1,102 @@
+"""`conveyor keys`, `conveyor image`: signing keys and the images in the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from conveyor.cli.output import OutputFormat, OutputOption, console, emit_json
+from conveyor.cli.project import SpecOption
+from conveyor.errors import ExitCode
+
+keys_app = typer.Typer(help="Signing keys (ed25519) for provenance, SBOM and scan attestations.")
+image_app = typer.Typer(help="Images in the project's store: list, inspect, verify.")
+ImageArgument = typer.Argument(help="shop@sha256:<digest> or shop:<tag>.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(image_app, name="image")
+
+
+@keys_app.command("generate")
+def generate(
+    name: Annotated[str, typer.Argument(help="The key's name.")] = "conveyor",
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where to write NAME.key (0600) and NAME.pub.")
+    ] = Path(".conveyor/keys"),
+) -> None:
+    """Generate an ed25519 key pair. Pin the .pub in images.admission.trusted_keys."""
+    from conveyor.supply.keys import generate_keypair
+
+    pair = generate_keypair(directory, name)
+    console.print(f"key id {pair.key_id}")
+    console.print(f"  private: {pair.private_path}  [dim](keep it out of git)[/]")
+    console.print(f"  public:  {pair.public_path}  [dim](commit it; trust it in conveyor.yml)[/]")
+
+
+@image_app.command("ls")
+def image_ls(
+    spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+) -> None:
+    """List the images in the store, newest first."""
+    from conveyor.service.images import image_store, list_images
+    from conveyor.service.project import Project
+
+    images = list_images(image_store(Project.locate(spec)))
+    if output is OutputFormat.JSON:
+        emit_json(images)
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("image", "tags", "revision", "created", "size"):
+        table.add_column(column)
+    for image in images:
+        table.add_row(
+            escape(f"{image.repository}@{image.digest[:19]}"),
+            escape(", ".join(image.tags)),
+            image.revision[:12],
+            image.created,
+            f"{image.size / 1e6:.1f} MB",
+        )
+    console.print(table)
+
+
+@image_app.command("inspect")
+def image_inspect(
+    image: Annotated[str, ImageArgument],
+    spec: Annotated[Path | None, SpecOption] = None,
+) -> None:
+    """Print an image's manifest annotations, config, layers and attached evidence (JSON)."""
+    from conveyor.service.images import image_store, inspect_image, parse_ref
+    from conveyor.service.project import Project
+
+    emit_json(inspect_image(image_store(Project.locate(spec)), parse_ref(image)))
+
+
+@image_app.command("verify")
+def image_verify(
+    image: Annotated[str, ImageArgument],
+    spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+) -> int:
+    """Check an image against the admission policy: signatures, provenance, SBOM, scan."""
+    from conveyor.service.images import parse_ref, verify_image
+    from conveyor.service.project import Project
+
+    digest, decision = verify_image(Project.locate(spec), parse_ref(image))
+    if output is OutputFormat.JSON:
+        emit_json({"digest": digest, "admitted": decision.admitted, "checks": decision.checks})
+    else:
+        for check in decision.checks:
+            mark = "[green]✓[/]" if check.passed else "[bold red]✗[/]"
+            console.print(f"{mark} {check.name.value}: {escape(check.detail)}")
+        verdict = "[green]admitted[/]" if decision.admitted else "[bold red]refused[/]"
+        console.print(f"{escape(digest)}: {verdict}")
+    if not decision.admitted:
+        raise typer.Exit(int(ExitCode.PIPELINE_FAILED))  # every failed check is listed above
+    return int(ExitCode.OK)

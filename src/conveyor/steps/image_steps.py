@@ -1,0 +1,61 @@
+"""What the image steps (`scan-image`, `sign`, `push`) share: finding the image that an
+upstream `build-image` job recorded, and the project's image store, keys and database."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conveyor.errors import ConveyorError
+from conveyor.steps.base import StepContext
+from conveyor.steps.findings_step import RAW_DIR
+from conveyor.supply.oci.layout import LayoutStore
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    repository: str
+    digest: str
+    tags: list[str]
+    record: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+
+def built_image(ctx: StepContext, from_job: str | None) -> BuiltImage:
+    """The image.json of `from_job`, or of the only build-image job of the run."""
+    out = ctx.workspace / RAW_DIR
+    records = (
+        sorted(out.glob("*/image.json")) if from_job is None else [out / from_job / "image.json"]
+    )
+    found = [path for path in records if path.is_file()]
+    if len(found) != 1:
+        what = f"job '{from_job}'" if from_job else "a build-image job"
+        many = f" ({len(found)} found: name one with `from`)" if len(found) > 1 else ""
+        raise ConveyorError(
+            f"{ctx.job_id}: no image recorded by {what}{many}",
+            hint="add the build-image job to `needs`",
+        )
+    record = json.loads(found[0].read_text())
+    return BuiltImage(record["repository"], record["digest"], list(record["tags"]), record)
+
+
+def image_store(ctx: StepContext) -> LayoutStore:
+    root = ctx.env.get("CONVEYOR_IMAGE_STORE")
+    if not root:
+        raise ConveyorError(f"{ctx.job_id}: CONVEYOR_IMAGE_STORE is not set")
+    return LayoutStore(Path(root))
+
+
+def project_path(ctx: StepContext, path: Path) -> Path:
+    """A path of `images:` settings, relative to the project folder (not the checkout)."""
+    base = ctx.env.get("CONVEYOR_PROJECT_DIR") or str(ctx.workspace)
+    return path if path.is_absolute() else Path(base) / path
+
+
+def scan_record_path(ctx: StepContext, job_id: str) -> Path:
+    return ctx.workspace / RAW_DIR / job_id / "scan.json"

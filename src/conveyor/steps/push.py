@@ -1,0 +1,70 @@
+"""The `push` step: the image and its signed evidence to the registry of `images.registry`.
+
+Blobs the registry has are skipped (HEAD), so after a one-line change only the changed
+layer, the config and the manifests travel. Never cached: a push is a side effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from conveyor.engine.executors.base import ExecResult
+from conveyor.errors import ConveyorError
+from conveyor.steps.base import SimpleStep, StepContext, passed
+from conveyor.steps.image_steps import built_image, image_store
+from conveyor.supply.oci.copy import copy_image
+from conveyor.supply.oci.registry import RegistryStore
+
+
+class PushParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    from_: str | None = Field(default=None, alias="from", description="The build-image job.")
+    registry: str | None = Field(default=None, description="Overrides images.registry.")
+
+
+class PushStep(SimpleStep):
+    name: ClassVar[str] = "push"
+    params_model: ClassVar[type[BaseModel]] = PushParams
+    version: ClassVar[str] = "1"
+
+    def describe(self, params: BaseModel) -> str:
+        return f"push {params.model_dump_json()}"
+
+    async def run(self, params: BaseModel, ctx: StepContext) -> ExecResult:
+        return passed(detail="the push happens in finalize: it is a side effect")
+
+    async def finalize(
+        self, params: BaseModel, ctx: StepContext, ran: ExecResult | None
+    ) -> ExecResult:
+        assert isinstance(params, PushParams)
+        settings = ctx.evidence.images
+        registry = params.registry or settings.registry
+        if not registry:
+            raise ConveyorError(
+                f"{ctx.job_id}: no registry to push to",
+                hint="set images.registry in conveyor.yml, e.g. 127.0.0.1:5000",
+            )
+        image = built_image(ctx, params.from_)
+        started = time.monotonic()
+        with RegistryStore(registry, insecure=settings.insecure_registry) as target:
+            report = await asyncio.to_thread(
+                copy_image,
+                image_store(ctx),
+                image.repository,
+                image.digest,
+                target,
+                image.repository,
+                tags=tuple(image.tags),
+            )
+        detail = (
+            f"pushed {image.repository}@{report.manifest_digest} to {registry}: "
+            f"{report.blobs_uploaded} blobs uploaded ({report.bytes_uploaded} bytes), "
+            f"{report.blobs_skipped} already there, {report.blobs_mounted} mounted"
+        )
+        ctx.say(detail)
+        return passed(time.monotonic() - started, detail)

@@ -1,0 +1,104 @@
+"""The `scan-image` step: the image's packages against the offline OSV database, gated.
+
+All of it happens in `finalize` (never cached): its answer depends on the database,
+which changes without the job's inputs changing, and on today's date (waivers expire).
+It takes about 10 ms once the index is built.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from conveyor.engine.executors.base import ExecResult
+from conveyor.steps.base import SimpleStep, StepContext, failed, passed
+from conveyor.steps.image_steps import built_image, image_store, project_path, scan_record_path
+from conveyor.supply.imagescan import scan_image
+from conveyor.supply.osv.db import VulnDB
+
+
+class ScanImageParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    from_: str | None = Field(default=None, alias="from", description="The build-image job.")
+
+
+class ScanImageStep(SimpleStep):
+    name: ClassVar[str] = "scan-image"
+    params_model: ClassVar[type[BaseModel]] = ScanImageParams
+    version: ClassVar[str] = "1"
+
+    def describe(self, params: BaseModel) -> str:
+        return f"scan-image {params.model_dump_json()}"
+
+    async def run(self, params: BaseModel, ctx: StepContext) -> ExecResult:
+        return passed(detail="the scan runs in finalize: it depends on the database")
+
+    async def finalize(
+        self, params: BaseModel, ctx: StepContext, ran: ExecResult | None
+    ) -> ExecResult:
+        assert isinstance(params, ScanImageParams)
+        started = time.monotonic()
+        image = built_image(ctx, params.from_)
+        settings = ctx.evidence.images
+        with VulnDB(project_path(ctx, settings.vulndb)) as db:
+            result = scan_image(
+                image_store(ctx),
+                image.repository,
+                image.digest,
+                db=db,
+                policy=settings.vulnerabilities,
+                project_dir=ctx.workspace,
+                today=date.today(),
+            )
+        evidence = ctx.evidence
+        evidence.publish(
+            "sarif", json.dumps(result.sarif).encode(), {"results": len(result.findings)}
+        )
+        evidence.publish(
+            "vuln-scan",
+            json.dumps(result.report).encode(),
+            {"image": result.image, "passed": result.decision.passed},
+        )
+        evidence.publish("vex", result.vex.encode(), {"image": result.image})
+        evidence.publish(
+            "gate",
+            json.dumps(
+                {
+                    "gate": "vulnerabilities",
+                    "passed": result.decision.passed,
+                    "reasons": result.decision.reasons,
+                    "counts": result.decision.counts,
+                }
+            ).encode(),
+            {"gate": "vulnerabilities", "passed": result.decision.passed},
+        )
+        record = scan_record_path(ctx, ctx.job_id)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(
+            json.dumps(
+                {
+                    "image": result.image,
+                    "passed": result.decision.passed,
+                    "db_digest": result.db_digest,
+                    "db_imported_at": result.database.imported_at,
+                    "counts": result.decision.counts,
+                    "finding_ids": sorted({f.rule_id for f in result.findings}),
+                }
+            )
+        )
+        ctx.say(
+            f"scan-image: {len(result.packages)} packages, {len(result.findings)} "
+            f"vulnerabilities (database {result.db_digest[:19]})"
+        )
+        for reason in result.decision.reasons:
+            ctx.say(f"  ✗ {reason}")
+        took = time.monotonic() - started
+        if result.decision.passed:
+            return passed(took, result.decision.summary())
+        first = result.decision.reasons[0] if result.decision.reasons else ""
+        return failed(f"{result.decision.summary()}: {first}", took)

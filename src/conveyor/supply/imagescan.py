@@ -1,0 +1,70 @@
+"""An image's vulnerability scan: its Python packages (from the layers' dist-info)
+matched against the offline OSV database, then gated with the shared exceptions file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from conveyor.findings.exceptions import load_exceptions
+from conveyor.findings.gate import GateDecision
+from conveyor.findings.model import Finding
+from conveyor.spec.images import VulnGate as VulnGatePolicy
+from conveyor.supply.oci.model import Manifest
+from conveyor.supply.oci.store import ImageStore
+from conveyor.supply.osv.db import DBStatus, VulnDB
+from conveyor.supply.osv.scan import VulnGate, report_json, sarif_log, scan_packages, to_findings
+from conveyor.supply.osv.vex import vex_json
+from conveyor.supply.sbom import Package, packages_in_layers
+
+
+@dataclass(frozen=True)
+class ImageScan:
+    image: str  # repository@digest
+    packages: list[Package]
+    findings: list[Finding]
+    decision: GateDecision
+    database: DBStatus
+
+    @property
+    def db_digest(self) -> str:
+        return self.database.digest
+
+    @property
+    def report(self) -> dict[str, Any]:
+        return report_json(self.findings, self.database, self.decision)
+
+    @property
+    def sarif(self) -> dict[str, Any]:
+        return sarif_log(self.findings)
+
+    @property
+    def vex(self) -> str:
+        return vex_json(self.findings)
+
+
+def image_packages(store: ImageStore, repository: str, digest: str) -> list[Package]:
+    manifest = Manifest.from_bytes(store.get_manifest(repository, digest)[0])
+    layers = (store.get_blob(repository, layer.digest) for layer in manifest.layers)
+    return packages_in_layers(layers)
+
+
+def scan_image(
+    store: ImageStore,
+    repository: str,
+    digest: str,
+    *,
+    db: VulnDB,
+    policy: VulnGatePolicy,
+    project_dir: Path,
+    today: date,
+) -> ImageScan:
+    packages = image_packages(store, repository, digest)
+    image = f"{repository}@{digest}"
+    vulnerabilities = scan_packages(db.index(), [(p.name, p.version) for p in packages])
+    findings = to_findings(vulnerabilities, source=f"image:{image}")
+    gate = VulnGate.model_validate(policy.model_dump())
+    decided, decision = gate.decide(findings, load_exceptions(project_dir), today)
+    return ImageScan(image, packages, decided, decision, db.status())

@@ -1,0 +1,1 @@
+"""OCI images: the data model, a reproducible builder, and the stores that hold images."""
