@@ -18,7 +18,7 @@ from conveyor.supply.oci.model import (
     Manifest,
     is_digest,
 )
-from conveyor.supply.policy import AdmissionDecision, admit
+from conveyor.supply.policy import AdmissionDecision, Check, CheckName, admit
 
 
 @dataclass(frozen=True)
@@ -121,4 +121,8 @@ def verify_image(project: Project, ref: ImageRef) -> tuple[str, AdmissionDecisio
     policy = config.admission.relative_to(project.directory)
     store = image_store(project)
     digest = resolve(store, ref)
-    return digest, admit(store, ref.name, digest, policy, datetime.now(UTC))
+    try:
+        return digest, admit(store, ref.name, digest, policy, datetime.now(UTC))
+    except ConveyorError as error:  # a blob of the evidence no longer matches its digest
+        refused = Check(CheckName.INTEGRITY, False, f"tampered evidence: {error.message}")
+        return digest, AdmissionDecision(admitted=False, checks=[refused])

@@ -37,6 +37,7 @@ _GLOB_FLAGS = wcglob.GLOBSTAR | wcglob.BRACE | wcglob.NEGATE
 
 
 class CheckName(StrEnum):
+    INTEGRITY = "integrity"  # the stored evidence reads back with its own digest
     SIGNATURE = "signature"
     SUBJECT = "subject"
     PROVENANCE = "provenance"

@@ -1,0 +1,78 @@
+"""Build, scan and sign an image in a pipeline; `conveyor image verify` admits it, and
+refuses it once its evidence is tampered with."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import MakeProject, run_cli
+from conveyor.service.demo import CHANGES_DIR, find_sample
+from conveyor.states import JobState
+from conveyor.supply.keys import generate_keypair
+from conveyor.supply.osv.db import VulnDB
+
+SPEC = """\
+version: 1
+images:
+  admission:
+    trusted_keys: [.conveyor/keys/conveyor.pub]
+    allowed_repositories: ["**"]
+    allowed_branches: [main]
+    max_db_age: 1h
+jobs:
+  image:
+    uses: build-image
+    with:
+      repository: app
+      app: ["app/**"]
+      entrypoint: [python, -m, app]
+  scan-image:
+    needs: [image]
+    uses: scan-image
+  sign:
+    needs: [scan-image]
+    uses: sign
+"""
+
+
+def test_a_signed_image_is_admitted_and_a_tampered_one_refused(
+    git_project: MakeProject,
+) -> None:
+    project = git_project(SPEC, files={"app/__main__.py": "print('hello')\n"})
+    state = project.project().state_dir
+    generate_keypair(state / "keys", "conveyor")
+    with VulnDB(state / "vulndb") as db:
+        db.import_path(find_sample() / CHANGES_DIR / "osv")
+
+    outcome = project.run()
+
+    assert set(outcome.jobs.values()) == {JobState.SUCCESS}
+    listed = run_cli(["image", "ls", "-o", "json"], project.root).json()
+    digest = listed[0]["digest"]
+    admitted = run_cli(["image", "verify", f"app@{digest}"], project.root)
+    assert admitted.exit_code == 0, admitted.stdout + admitted.stderr
+    assert "admitted" in admitted.stdout
+    for check in ("signature", "provenance", "source branch", "sbom", "scan passed"):
+        assert f"✓ {check}" in admitted.stdout
+
+    _tamper_with_an_envelope(state / "images", digest)
+    refused = run_cli(["image", "verify", f"app@{digest}", "-o", "json"], project.root)
+
+    assert refused.exit_code == 1
+    verdict = refused.json()
+    assert verdict["admitted"] is False
+    assert any("tampered" in check["detail"] for check in verdict["checks"])
+
+
+def _tamper_with_an_envelope(layout: Path, image_digest: str) -> None:
+    index = json.loads((layout / "index.json").read_text())
+    for entry in index["manifests"]:
+        manifest_path = layout / "blobs" / "sha256" / entry["digest"].split(":")[1]
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("subject", {}).get("digest") == image_digest:
+            envelope = layout / "blobs" / "sha256" / manifest["layers"][0]["digest"].split(":")[1]
+            envelope.chmod(0o644)
+            envelope.write_text(envelope.read_text().replace('"payload"', '"payload" ', 1))
+            return
+    raise AssertionError("the image has no attestation to tamper with")
