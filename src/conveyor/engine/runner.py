@@ -119,6 +119,8 @@ class JobRunner:
         result = await self._finalize(job, log, None)
         log.close()
         detail = f"cache hit: outputs of run {hit.run_id} restored (key {key.digest[:12]})"
+        if result.ok and result.detail:  # what the never-cached phase did this time
+            detail = f"{result.detail} ({detail})"
         state = JobState.CACHED if result.ok else JobState.FAILED
         self.transition(
             job.id,
