@@ -16,8 +16,6 @@ from conveyor.engine.executors.base import ExecResult
 from conveyor.errors import ConveyorError
 from conveyor.steps.base import SimpleStep, StepContext, passed
 from conveyor.steps.image_steps import built_image, image_store
-from conveyor.supply.oci.copy import copy_image
-from conveyor.supply.oci.registry import RegistryStore
 
 
 class PushParams(BaseModel):
@@ -42,6 +40,9 @@ class PushStep(SimpleStep):
         self, params: BaseModel, ctx: StepContext, ran: ExecResult | None
     ) -> ExecResult:
         assert isinstance(params, PushParams)
+        from conveyor.supply.oci.copy import copy_image  # lazily: keeps `conveyor lint` fast
+        from conveyor.supply.oci.registry import RegistryStore
+
         settings = ctx.evidence.images
         registry = params.registry or settings.registry
         if not registry:

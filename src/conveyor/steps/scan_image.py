@@ -17,8 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from conveyor.engine.executors.base import ExecResult
 from conveyor.steps.base import SimpleStep, StepContext, failed, passed
 from conveyor.steps.image_steps import built_image, image_store, project_path, scan_record_path
-from conveyor.supply.imagescan import scan_image
-from conveyor.supply.osv.db import VulnDB
 
 
 class ScanImageParams(BaseModel):
@@ -42,6 +40,10 @@ class ScanImageStep(SimpleStep):
         self, params: BaseModel, ctx: StepContext, ran: ExecResult | None
     ) -> ExecResult:
         assert isinstance(params, ScanImageParams)
+        # Imported here: the step registry is loaded by `conveyor lint`, which must stay fast.
+        from conveyor.supply.imagescan import scan_image
+        from conveyor.supply.osv.db import VulnDB
+
         started = time.monotonic()
         image = built_image(ctx, params.from_)
         settings = ctx.evidence.images

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,24 +27,10 @@ from conveyor.steps.image_steps import (
     project_path,
     scan_record_path,
 )
-from conveyor.supply.attest import (
-    BuildFacts,
-    ScanSummary,
-    provenance_statement,
-    sbom_statement,
-    scan_statement,
-    sign_statement,
-)
-from conveyor.supply.imagescan import image_packages
-from conveyor.supply.keys import SigningKey, load_private
-from conveyor.supply.oci.model import ImageRef
-from conveyor.supply.referrers import (
-    PROVENANCE_ARTIFACT,
-    SBOM_ARTIFACT,
-    VULN_SCAN_ARTIFACT,
-    attach,
-)
-from conveyor.supply.sbom import sbom_for_image
+
+if TYPE_CHECKING:
+    from conveyor.supply.attest import BuildFacts, ScanSummary
+    from conveyor.supply.keys import SigningKey
 
 
 class SignParams(BaseModel):
@@ -69,6 +55,23 @@ class SignStep(SimpleStep):
         self, params: BaseModel, ctx: StepContext, ran: ExecResult | None
     ) -> ExecResult:
         assert isinstance(params, SignParams)
+        # Imported here: the step registry is loaded by `conveyor lint`, which must stay fast.
+        from conveyor.supply.attest import (
+            provenance_statement,
+            sbom_statement,
+            scan_statement,
+            sign_statement,
+        )
+        from conveyor.supply.imagescan import image_packages
+        from conveyor.supply.oci.model import ImageRef
+        from conveyor.supply.referrers import (
+            PROVENANCE_ARTIFACT,
+            SBOM_ARTIFACT,
+            VULN_SCAN_ARTIFACT,
+            attach,
+        )
+        from conveyor.supply.sbom import sbom_for_image
+
         started = datetime.now(UTC)
         clock = time.monotonic()
         image = built_image(ctx, params.from_)
@@ -111,6 +114,8 @@ class SignStep(SimpleStep):
 
 
 def _signing_key(ctx: StepContext) -> SigningKey:
+    from conveyor.supply.keys import load_private
+
     path = project_path(ctx, ctx.evidence.images.signing_key)
     if not path.exists():
         raise ConveyorError(
@@ -153,6 +158,8 @@ def _facts(
 
 
 def _summary(scan: dict[str, object]) -> ScanSummary:
+    from conveyor.supply.attest import ScanSummary
+
     imported = str(scan.get("db_imported_at") or "1970-01-01T00:00:00+00:00")
     counts = scan.get("counts") or {}
     ids = scan.get("finding_ids") or []
