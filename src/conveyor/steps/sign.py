@@ -139,6 +139,8 @@ def _scan_record(ctx: StepContext, job: str | None) -> dict[str, object] | None:
 def _facts(
     ctx: StepContext, image: BuiltImage, scan: dict[str, object] | None, started: datetime
 ) -> BuildFacts:
+    from conveyor.supply.attest import BuildFacts
+
     env = ctx.env
     base = image.record.get("base") or {}
     return BuildFacts(
