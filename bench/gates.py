@@ -38,7 +38,8 @@ from conveyor.findings.fingerprint import fingerprint
 from conveyor.findings.gate import decide_findings
 from conveyor.findings.model import Category, Finding, Level
 from conveyor.findings.sarif import findings_from_log, merge_logs, write_log
-from conveyor.service.demo import demo_env, find_sample, make_repository
+from conveyor.service.demo import demo_env, find_sample, make_repository, prepare_supply_chain
+from conveyor.service.project import Project
 from conveyor.spec.gates import FindingsGate
 
 COLD_GOAL = 15.0
@@ -58,7 +59,8 @@ python -m pytest -q -p no:cacheprovider tests/integration --junitxml=/tmp/i.xml
 
 def cold_run(parent: Path, index: int) -> float:
     repository = make_repository(find_sample(), parent / f"shop-{index}")
-    env = clean_env(**demo_env(), CONVEYOR_STATE_DIR=str(parent / f"state-{index}"))
+    prepare_supply_chain(Project.locate(repository / "conveyor.yml"), find_sample())
+    env = clean_env(**demo_env())
     return time_command([CONVEYOR, "run", "-q"], cwd=repository, env=env)
 
 

@@ -27,7 +27,8 @@ from common import (
     repeat_parser,
     time_command,
 )
-from conveyor.service.demo import demo_env, find_sample, make_repository
+from conveyor.service.demo import demo_env, find_sample, make_repository, prepare_supply_chain
+from conveyor.service.project import Project
 
 GOAL_SECONDS = 1.0
 
@@ -41,7 +42,9 @@ class ShopRepository:
 
     def __init__(self, parent: Path) -> None:
         self.repository = make_repository(find_sample(), parent / "shop")
-        self.env = clean_env(**demo_env(), CONVEYOR_STATE_DIR=str(parent / "state"))
+        # A signing key and a vulnerability database, as the demo gives its repository.
+        prepare_supply_chain(Project.locate(self.repository / "conveyor.yml"), find_sample())
+        self.env = clean_env(**demo_env())
 
     def run(self) -> float:
         return time_command([CONVEYOR, "run", "-q"], cwd=self.repository, env=self.env)

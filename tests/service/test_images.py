@@ -56,6 +56,16 @@ def test_a_signed_image_is_admitted_and_a_tampered_one_refused(
     for check in ("signature", "provenance", "source branch", "sbom", "scan passed"):
         assert f"✓ {check}" in admitted.stdout
 
+    referrers = len(
+        run_cli(["image", "inspect", f"app@{digest}"], project.root).json()["referrers"]
+    )
+    again = project.run()
+    assert again.jobs["sign"] is JobState.CACHED
+    inspected = run_cli(["image", "inspect", f"app@{digest}"], project.root).json()
+    assert (
+        len(inspected["referrers"]) == referrers == 3
+    )  # signing the same evidence twice adds nothing
+
     _tamper_with_an_envelope(state / "images", digest)
     refused = run_cli(["image", "verify", f"app@{digest}", "-o", "json"], project.root)
 

@@ -121,7 +121,7 @@ def run_demo(
     sample_dir = find_sample(sample)
     repository = make_repository(sample_dir, destination)
     project = Project.locate(repository / "conveyor.yml")
-    _prepare_supply_chain(project, sample_dir)
+    prepare_supply_chain(project, sample_dir)
     options = RunOptions(spec=project.spec_path, actor="demo", extra_env=demo_env())
     chapters: list[Chapter] = []
 
@@ -163,7 +163,7 @@ def run_demo(
     return DemoResult(repository=repository, chapters=chapters)
 
 
-def _prepare_supply_chain(project: Project, sample_dir: Path) -> None:
+def prepare_supply_chain(project: Project, sample_dir: Path) -> None:
     """A signing key for the demo repository and an offline vulnerability database."""
     from conveyor.supply.keys import generate_keypair
     from conveyor.supply.osv.db import VulnDB

@@ -59,3 +59,9 @@ def project_path(ctx: StepContext, path: Path) -> Path:
 
 def scan_record_path(ctx: StepContext, job_id: str) -> Path:
     return ctx.workspace / RAW_DIR / job_id / "scan.json"
+
+
+def packages_cache(ctx: StepContext) -> Path | None:
+    """Where the package lists of images are kept, by image digest."""
+    root = ctx.env.get("CONVEYOR_IMAGE_STORE")
+    return Path(root) / ".conveyor-cache" / "packages" if root else None

@@ -16,7 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.engine.executors.base import ExecResult
 from conveyor.steps.base import SimpleStep, StepContext, failed, passed
-from conveyor.steps.image_steps import built_image, image_store, project_path, scan_record_path
+from conveyor.steps.image_steps import (
+    built_image,
+    image_store,
+    packages_cache,
+    project_path,
+    scan_record_path,
+)
 
 
 class ScanImageParams(BaseModel):
@@ -55,6 +61,7 @@ class ScanImageStep(SimpleStep):
                 db=db,
                 policy=settings.vulnerabilities,
                 project_dir=ctx.workspace,
+                cache_dir=packages_cache(ctx),
                 today=date.today(),
             )
         evidence = ctx.evidence

@@ -9,10 +9,11 @@ run, so it is never replayed from the cache.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +25,7 @@ from conveyor.steps.image_steps import (
     BuiltImage,
     built_image,
     image_store,
+    packages_cache,
     project_path,
     scan_record_path,
 )
@@ -31,6 +33,7 @@ from conveyor.steps.image_steps import (
 if TYPE_CHECKING:
     from conveyor.supply.attest import BuildFacts, ScanSummary
     from conveyor.supply.keys import SigningKey
+    from conveyor.supply.oci.layout import LayoutStore
 
 
 class SignParams(BaseModel):
@@ -78,8 +81,12 @@ class SignStep(SimpleStep):
         key = _signing_key(ctx)
         store = image_store(ctx)
         scan = _scan_record(ctx, params.scan_from)
+        if _already_signed(store, image, key.key_id, scan):
+            detail = f"{image.name} already carries this key's attestations for this scan"
+            ctx.say(f"sign: {detail}")
+            return passed(time.monotonic() - clock, detail)
         created = datetime.fromtimestamp(int(ctx.env.get("SOURCE_DATE_EPOCH", "0")), UTC)
-        packages = image_packages(store, image.repository, image.digest)
+        packages = image_packages(store, image.repository, image.digest, packages_cache(ctx))
         bom = sbom_for_image(
             ImageRef(image.repository, tag=image.tags[0] if image.tags else None),
             image.digest,
@@ -175,4 +182,34 @@ def _summary(scan: dict[str, object]) -> ScanSummary:
         passed=bool(scan["passed"]),
         counts={str(k): int(v) for k, v in counts.items()},
         finding_ids=tuple(str(i) for i in ids),
+    )
+
+
+def _already_signed(
+    store: LayoutStore, image: BuiltImage, key_id: str, scan: dict[str, object] | None
+) -> bool:
+    """Signing again adds nothing when the image (immutable, by digest) already carries
+    this key's provenance and SBOM and, when scanned, a scan verdict from the same
+    database with the same outcome. Admission verifies them; this only avoids duplicates."""
+    from conveyor.supply.referrers import (
+        PROVENANCE_ARTIFACT,
+        SBOM_ARTIFACT,
+        VULN_SCAN_ARTIFACT,
+        attestations,
+    )
+
+    ours: dict[str, dict[str, Any]] = {}
+    for stored in attestations(store, image.repository, image.digest):
+        envelope = json.loads(stored.envelope)
+        if any(sig.get("keyid") == key_id for sig in envelope.get("signatures", [])):
+            ours[stored.artifact_type] = json.loads(base64.b64decode(envelope["payload"]))
+    needed = {PROVENANCE_ARTIFACT, SBOM_ARTIFACT} | ({VULN_SCAN_ARTIFACT} if scan else set())
+    if not needed <= ours.keys():
+        return False
+    if scan is None:
+        return True
+    verdict = ours[VULN_SCAN_ARTIFACT].get("predicate", {})
+    return bool(
+        verdict.get("database", {}).get("digest") == scan["db_digest"]
+        and verdict.get("passed") == scan["passed"]
     )

@@ -3,7 +3,8 @@ matched against the offline OSV database, then gated with the shared exceptions 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from conveyor.supply.oci.store import ImageStore
 from conveyor.supply.osv.db import DBStatus, VulnDB
 from conveyor.supply.osv.scan import VulnGate, report_json, sarif_log, scan_packages, to_findings
 from conveyor.supply.osv.vex import vex_json
-from conveyor.supply.sbom import Package, packages_in_layers
+from conveyor.supply.sbom import Package, RecordedFile, packages_in_layers
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,28 @@ class ImageScan:
         return vex_json(self.findings)
 
 
-def image_packages(store: ImageStore, repository: str, digest: str) -> list[Package]:
+def image_packages(
+    store: ImageStore, repository: str, digest: str, cache_dir: Path | None = None
+) -> list[Package]:
+    """The Python packages in an image. An image never changes, so with `cache_dir` the
+    answer is kept by digest and the layers (megabytes of gzip) are read only once."""
+    cached = cache_dir / f"{digest.removeprefix('sha256:')}.json" if cache_dir else None
+    if cached is not None and cached.is_file():
+        return [_package(item) for item in json.loads(cached.read_text())]
     manifest = Manifest.from_bytes(store.get_manifest(repository, digest)[0])
     layers = (store.get_blob(repository, layer.digest) for layer in manifest.layers)
-    return packages_in_layers(layers)
+    packages = packages_in_layers(layers)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cached.with_suffix(".tmp")
+        temporary.write_text(json.dumps([asdict(p) for p in packages]))
+        temporary.replace(cached)
+    return packages
+
+
+def _package(item: dict[str, Any]) -> Package:
+    files = tuple(RecordedFile(**f) for f in item.pop("files"))
+    return Package(**{**item, "requires": tuple(item["requires"]), "files": files})
 
 
 def scan_image(
@@ -60,8 +79,9 @@ def scan_image(
     policy: VulnGatePolicy,
     project_dir: Path,
     today: date,
+    cache_dir: Path | None = None,
 ) -> ImageScan:
-    packages = image_packages(store, repository, digest)
+    packages = image_packages(store, repository, digest, cache_dir)
     image = f"{repository}@{digest}"
     vulnerabilities = scan_packages(db.index(), [(p.name, p.version) for p in packages])
     findings = to_findings(vulnerabilities, source=f"image:{image}")
