@@ -18,7 +18,6 @@ class JobLog:
     """Implements LogSink. Masking happens here, before a line goes anywhere."""
 
     def __init__(self, path: Path, job_id: str, masker: Masker, reporter: Reporter) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._job_id = job_id
         self._masker = masker

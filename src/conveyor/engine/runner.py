@@ -60,6 +60,7 @@ class RunContext:
 
     def __post_init__(self) -> None:
         self.tools = ToolVersions(self.base_env)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
 
 
 class JobRunner:

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from conveyor.engine.executors.base import ExecResult
+from conveyor.engine.executors.base import ExecResult, Stream
 from conveyor.steps.base import SimpleStep, StepContext
 
 
@@ -36,4 +36,8 @@ class ShellStep(SimpleStep):
 
     async def run(self, params: BaseModel, ctx: StepContext) -> ExecResult:
         assert isinstance(params, ShellParams)
+        if len(params.commands) == 1:
+            # One command: echo it from here and let bash exec it in place (no extra fork).
+            ctx.log.write(Stream.STDOUT, f"$ {params.commands[0]}")
+            return await ctx.exec(["bash", "-e", "-o", "pipefail", "-c", params.commands[0]])
         return await ctx.exec(["bash", "-e", "-o", "pipefail", "-c", self.script(params)])

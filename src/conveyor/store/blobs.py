@@ -38,6 +38,8 @@ class BlobStore:
 
     def put_file(self, path: Path) -> str:
         """Store a file's content, hashing it while it is copied (one read of the source)."""
+        if path.stat().st_size <= _CHUNK:  # small (most logs): hash first, write only if new
+            return self.put_bytes(path.read_bytes())
         with path.open("rb") as source, _temp_file(self._tmp_dir()) as (tmp, handle):
             hasher = hashlib.sha256()
             while chunk := source.read(_CHUNK):

@@ -138,6 +138,17 @@ def update_run_state(
     events.append(conn, [event])
 
 
+# Built once: a job changes state several times per run, on the engine's hot path.
+_JOB_AND_COMMIT = (
+    sa.select(jobs.c.state, jobs.c.started_at, runs.c.commit_sha)
+    .select_from(jobs.join(runs))
+    .where(jobs.c.run_id == sa.bindparam("b_run"), jobs.c.job_id == sa.bindparam("b_job"))
+)
+_UPDATE_JOB = sa.update(jobs).where(
+    jobs.c.run_id == sa.bindparam("b_run"), jobs.c.job_id == sa.bindparam("b_job")
+)
+
+
 def update_job_state(
     conn: sa.Connection,
     run_id: int,
@@ -151,11 +162,8 @@ def update_job_state(
     unknown = set(fields) - JOB_FIELDS
     if unknown:
         raise InfrastructureError(f"set_job_state got unknown job fields: {sorted(unknown)}")
-    row = conn.execute(
-        sa.select(jobs.c.state, jobs.c.started_at, runs.c.commit_sha)
-        .select_from(jobs.join(runs))
-        .where(jobs.c.run_id == run_id, jobs.c.job_id == job_id)
-    ).first()
+    key = {"b_run": run_id, "b_job": job_id}
+    row = conn.execute(_JOB_AND_COMMIT, key).first()
     if row is None:
         raise InfrastructureError(f"run #{run_id} has no job {job_id!r}")
     old = JobState(row.state)
@@ -168,11 +176,7 @@ def update_job_state(
         values.setdefault("started_at", now)
     if state.finished:
         values.setdefault("finished_at", now)
-    conn.execute(
-        sa.update(jobs)
-        .where(jobs.c.run_id == run_id, jobs.c.job_id == job_id)
-        .values(state=state.value, **values)
-    )
+    conn.execute(_UPDATE_JOB, {**key, "state": state.value, **values})
     event = events.event_row(
         EventKind.JOB_STATE,
         now,
