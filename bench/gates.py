@@ -1,8 +1,8 @@
 """Quality gates: the sample pipeline's gates cold, and merging/baselining 10,000 findings.
 
-1. Cold: every job of examples/shop (lint, sast with bandit + semgrep, secrets, unit and
-   integration tests with coverage, package) through `conveyor run`, with an empty state
-   folder each time, side by side with the same tools run by hand one after another in
+1. Cold: the gate jobs of examples/shop (lint, sast with bandit + semgrep, secrets, unit
+   and integration tests with coverage) through `conveyor run --job ...`, with an empty
+   state folder each time, side by side with the same tools run by hand one after another in
    a shell script (the floor a team gets without Conveyor, minus the reports).
 2. In-process: 10,000 findings fingerprinted, written as SARIF, merged, read back as a
    baseline, classified, waived and gated.
@@ -43,6 +43,7 @@ from conveyor.service.project import Project
 from conveyor.spec.gates import FindingsGate
 
 COLD_GOAL = 15.0
+GATE_JOBS = ("lint", "sast", "secrets", "unit-tests", "integration-tests")
 MERGE_GOAL = 1.0
 
 BY_HAND = """set -e
@@ -61,7 +62,8 @@ def cold_run(parent: Path, index: int) -> float:
     repository = make_repository(find_sample(), parent / f"shop-{index}")
     prepare_supply_chain(Project.locate(repository / "conveyor.yml"), find_sample())
     env = clean_env(**demo_env())
-    return time_command([CONVEYOR, "run", "-q"], cwd=repository, env=env)
+    gates = [arg for job in GATE_JOBS for arg in ("--job", job)]
+    return time_command([CONVEYOR, "run", "-q", *gates], cwd=repository, env=env)
 
 
 def by_hand(parent: Path, index: int) -> float:

@@ -53,7 +53,8 @@ from conveyor.supply.oci.containerfile import (
     find_build_tool,
     find_containerfile,
 )
-from conveyor.supply.oci.layout import LayoutStore, check_repository, check_tag_syntax
+from conveyor.supply.oci.layout import LayoutStore
+from conveyor.supply.oci.store import check_repository, check_tag_syntax
 
 T = TypeVar("T")
 STORE_ENV = "CONVEYOR_IMAGE_STORE"

@@ -24,7 +24,6 @@ import contextlib
 import fcntl
 import json
 import os
-import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,7 +39,7 @@ from conveyor.supply.oci.model import (
     digest_of,
     is_digest,
 )
-from conveyor.supply.oci.store import check_tag
+from conveyor.supply.oci.store import check_repository, check_tag_syntax
 
 LAYOUT_FILE = "oci-layout"
 LAYOUT_VERSION = "1.0.0"
@@ -48,26 +47,6 @@ INDEX_FILE = "index.json"
 LOCK_FILE = ".conveyor-index.lock"
 ANNOTATION_REPOSITORY = "dev.conveyor.repository"
 ANNOTATION_SUBJECT = "dev.conveyor.subject"
-
-# The distribution spec's grammar for repository names and tags.
-_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-_REPOSITORY = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
-
-
-def check_repository(name: str) -> str:
-    if not _REPOSITORY.match(name):
-        raise ConveyorError(
-            f"invalid image repository name {name!r}",
-            hint="lower-case letters, digits and separators (. _ - /), e.g. 'shop'",
-        )
-    return name
-
-
-def check_tag_syntax(tag: str) -> str:
-    if not _TAG.match(tag):
-        raise ConveyorError(f"invalid image tag {tag!r}", hint="letters, digits, . _ - (max 128)")
-    return check_tag(tag)
 
 
 class LayoutStore:

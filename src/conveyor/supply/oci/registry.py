@@ -35,15 +35,12 @@ from conveyor.supply.oci.model import (
     digest_of,
     is_digest,
 )
-from conveyor.supply.oci.store import check_tag
+from conveyor.supply.oci.store import check_repository, check_tag_syntax
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 MANIFEST_ACCEPT = ", ".join((MANIFEST, INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST))
 
-_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-_REPOSITORY = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 _FALLBACK_TAG = re.compile(r"^sha256-[0-9a-f]{64}$")
 _AUTH_HINT = (
     "registry authentication is not supported yet: "
@@ -115,7 +112,7 @@ class RegistryStore:
                 f"the blob to store as {digest} has the digest {actual}",
                 hint="its content changed after its descriptor was made; rebuild the image",
             )
-        _check_repository(repository)
+        check_repository(repository)
         self._retrying(lambda: self._upload(repository, data, actual))
         return actual
 
@@ -125,7 +122,7 @@ class RegistryStore:
         False when the registry would not (it opened an upload session instead, 202):
         that session is cancelled and the caller uploads the blob.
         """
-        _check_repository(from_repository)
+        check_repository(from_repository)
         response = self._request(
             "POST",
             f"{_repository_path(repository)}/blobs/uploads/",
@@ -151,7 +148,7 @@ class RegistryStore:
         self, repository: str, manifest: bytes, media_type: str, tags: tuple[str, ...] = ()
     ) -> str:
         for tag in tags:
-            _check_tag(tag)
+            check_tag_syntax(tag)
         digest = digest_of(manifest)
         responses = [
             self._put_manifest_at(repository, manifest, media_type, reference)
@@ -369,23 +366,6 @@ def _normalise_url(text: str, insecure: bool) -> str:
     return url
 
 
-def _check_repository(name: str) -> str:
-    if not _REPOSITORY.match(name):
-        raise ConveyorError(
-            f"{name!r} is not a repository name",
-            hint="lowercase letters and digits, separated by '.', '_', '-' or '/'",
-        )
-    return name
-
-
-def _check_tag(tag: str) -> str:
-    if not _TAG.match(tag):
-        raise ConveyorError(
-            f"{tag!r} is not a tag", hint="up to 128 letters, digits, '_', '.' and '-'"
-        )
-    return check_tag(tag)
-
-
 def _checked_digest(digest: str) -> str:
     if not is_digest(digest):
         raise ConveyorError(f"{digest!r} is not a digest", hint="digests are sha256:<64 hex>")
@@ -393,7 +373,7 @@ def _checked_digest(digest: str) -> str:
 
 
 def _repository_path(repository: str) -> str:
-    return f"/v2/{_check_repository(repository)}"
+    return f"/v2/{check_repository(repository)}"
 
 
 def _blob_path(repository: str, digest: str) -> str:
@@ -401,7 +381,7 @@ def _blob_path(repository: str, digest: str) -> str:
 
 
 def _manifest_path(repository: str, reference: str) -> str:
-    checked = reference if is_digest(reference) else _check_tag(reference)
+    checked = reference if is_digest(reference) else check_tag_syntax(reference)
     return f"{_repository_path(repository)}/manifests/{checked}"
 
 

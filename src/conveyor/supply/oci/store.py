@@ -7,12 +7,33 @@ distribution API). `latest` is refused as a tag everywhere.
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 from conveyor.errors import ConveyorError
 from conveyor.supply.oci.model import Descriptor
 
 REFUSED_TAGS = frozenset({"latest"})
+
+# The distribution spec's grammar for repository names and tags.
+_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+_REPOSITORY = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+
+
+def check_repository(name: str) -> str:
+    if not _REPOSITORY.match(name):
+        raise ConveyorError(
+            f"invalid image repository name {name!r}",
+            hint="lower-case letters, digits and separators (. _ - /), e.g. 'shop'",
+        )
+    return name
+
+
+def check_tag_syntax(tag: str) -> str:
+    if not _TAG.match(tag):
+        raise ConveyorError(f"invalid image tag {tag!r}", hint="letters, digits, . _ - (max 128)")
+    return check_tag(tag)
 
 
 def check_tag(tag: str) -> str:
