@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-dev
 WHEELHOUSE := $(VENV)/wheelhouse/.filled
 SHOP := examples/shop
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean system-packages
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -31,7 +31,11 @@ $(WHEELHOUSE): $(STAMP) $(SHOP)/requirements.txt
 demo: $(STAMP) $(WHEELHOUSE)
 	$(BIN)/conveyor demo
 
-test: lint typecheck unit
+test: system-packages lint typecheck unit
+
+# The real components the tests start (registry, skopeo, podman): apt, when missing.
+system-packages:
+	@scripts/system-packages
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

@@ -1,0 +1,88 @@
+"""The shared vocabulary of the data plane: releases, replicas, routes and signals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class ReplicaState(StrEnum):
+    STARTING = "starting"  # started, not yet ready
+    READY = "ready"  # passing its readiness check: may receive traffic
+    UNHEALTHY = "unhealthy"  # failing its liveness check: will be restarted
+    CRASHED = "crashed"  # exited; restarted with backoff
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    path: str = "/healthz"
+    interval: float = 1.0
+    timeout: float = 1.0
+    failure_threshold: int = 3
+
+
+@dataclass(frozen=True)
+class ReleaseSpec:
+    """One release of a service: an image by digest, run as N replicas on 127.0.0.1."""
+
+    release_id: str  # e.g. "staging-shop-3f1c0d9e2a7b": unique per environment and digest
+    repository: str
+    digest: str
+    ports: tuple[int, ...]  # one per replica
+    env: dict[str, str] = field(default_factory=dict)
+    readiness: HealthCheck = field(default_factory=HealthCheck)
+    liveness: HealthCheck = field(default_factory=HealthCheck)
+
+    @property
+    def replicas(self) -> int:
+        return len(self.ports)
+
+
+@dataclass(frozen=True)
+class ReplicaStatus:
+    index: int
+    address: str  # host:port
+    state: ReplicaState
+    restarts: int = 0
+    pid: int | None = None  # or a container id for container runtimes
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Saturation:
+    cpu_seconds: float
+    memory_bytes: int
+    open_files: int
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A release as the router sees it: where its replicas listen, and its share."""
+
+    release_id: str
+    version: str  # what a pinning header or cookie names
+    addresses: tuple[str, ...]  # host:port of each replica
+    weight: int  # relative share, 0..100 across the route table
+
+
+@dataclass(frozen=True)
+class RouteTable:
+    backends: tuple[Backend, ...]
+    pin_header: str = "X-Conveyor-Version"
+    pin_cookie: str = "conveyor-version"
+    sticky_cookie: str | None = "conveyor-sticky"
+
+
+@dataclass(frozen=True)
+class ReleaseSignals:
+    """The golden signals of one release, as counters since the router started."""
+
+    release_id: str
+    requests: int
+    responses_4xx: int
+    responses_5xx: int
+    connect_failures: int
+    # Cumulative latency histogram: upper bound (seconds) -> requests at or under it.
+    latency_buckets: dict[float, int] = field(default_factory=dict)
+    latency_sum: float = 0.0

@@ -1,0 +1,1 @@
+"""Routers split an environment's traffic between releases; one module per backend."""

@@ -1,0 +1,1 @@
+"""Runtimes run a release's replicas; one module per backend behind `Runtime`."""

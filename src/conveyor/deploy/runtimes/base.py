@@ -1,0 +1,36 @@
+"""The runtime Protocol: start, inspect and stop a release's replicas.
+
+Backends, one module each: `process` (the embedded default: the image's layers unpacked
+into an immutable release folder keyed by digest, replicas run as supervised processes)
+and `podman` (the image itself as containers). A Kubernetes runtime later implements
+the same Protocol. Replicas outlive the Conveyor process that started them: the data
+plane keeps serving when the control plane is killed.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from conveyor.deploy.model import ReleaseSpec, ReplicaStatus, Saturation
+
+
+class Runtime(Protocol):
+    name: str
+
+    def start(self, release: ReleaseSpec) -> list[ReplicaStatus]:
+        """Start the release (idempotent: an already running release is left alone)."""
+        ...
+
+    def status(self, release_id: str) -> list[ReplicaStatus]: ...
+
+    def wait_ready(self, release_id: str, timeout: float) -> list[ReplicaStatus]:
+        """Block until every replica is READY; raise ConveyorError naming the failing ones."""
+        ...
+
+    def saturation(self, release_id: str) -> Saturation: ...
+
+    def stop(self, release_id: str) -> None: ...
+
+    def releases(self) -> list[str]:
+        """Release ids this runtime is running (to reconcile after a restart)."""
+        ...
