@@ -1,0 +1,319 @@
+"""The `process` runtime: a release's replicas as supervised processes on this host.
+
+For trusted images on one machine: there is no chroot or namespace. The image's layers
+are unpacked into an immutable release folder (`unpack.py`), and its entrypoint + cmd run
+on the host, one process per replica, under a detached supervisor (`supervisor.py`) that
+outlives the Conveyor process that started it.
+
+    <state_dir>/images/<digest hex>/    the unpacked image, shared by releases of a digest
+    <state_dir>/releases/<release id>/  release.json (what to run), supervisor.pid,
+                                        state.json, events.jsonl, replica-<i>.log
+
+How a replica's command is made from the image config:
+- argv is Entrypoint + Cmd. A program without a slash is looked up on the image's PATH
+  inside the rootfs; failing that, `python`/`python3` mean this interpreter
+  (sys.executable) and anything else is looked up on the host's PATH. An absolute program
+  present in the rootfs runs from there.
+- The image's paths are rewritten to the rootfs: in each Env value (split on `:`), every
+  element that is the image's WorkingDir or under it (`PYTHONPATH=/app/deps` with
+  WorkingDir /app) gets the rootfs prefix; so does every argument that is such a path.
+  Paths outside WorkingDir (`PATH=/usr/bin`) are left as they are: they name the host's.
+- cwd is rootfs + WorkingDir; env is the host's PATH, then the image's Env, then the
+  release's env, then PORT=<the replica's port> and HOST=127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import posixpath
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from conveyor.deploy.model import ReleaseSpec, ReplicaState, ReplicaStatus, Saturation
+from conveyor.deploy.runtimes import supervisor
+from conveyor.deploy.runtimes.unpack import ROOTFS, unpack_release
+from conveyor.errors import ConveyorError, InfrastructureError, NotFoundError
+from conveyor.supply.oci.store import ImageStore
+
+HOST = "127.0.0.1"
+IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_POLL = 0.1
+_STOP_SLACK = 5.0  # beyond the replicas' grace, before the supervisor is SIGKILLed
+
+
+class ProcessRuntime:
+    name = "process"
+
+    def __init__(self, state_dir: Path, store: ImageStore) -> None:
+        self.state_dir = state_dir.absolute()  # the supervisor's argv names it
+        self.store = store
+        self.images = self.state_dir / "images"
+        self.runs = self.state_dir / "releases"
+
+    # --- the Runtime protocol ---------------------------------------------------------
+
+    def start(self, release: ReleaseSpec) -> list[ReplicaStatus]:
+        run_dir = self._run_dir(release.release_id)
+        image_dir = unpack_release(self.store, release.repository, release.digest, self.images)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with _locked(run_dir / ".start.lock"):
+            if self._supervisor_pid(release.release_id) is None:
+                plan = release_plan(release, image_dir)
+                _write_json(run_dir / supervisor.PLAN_FILE, plan.to_json())
+                (run_dir / supervisor.STATE_FILE).unlink(missing_ok=True)
+                pid = _spawn_supervisor(run_dir)
+                (run_dir / supervisor.PID_FILE).write_text(f"{pid}\n")
+        return self.status(release.release_id)
+
+    def status(self, release_id: str) -> list[ReplicaStatus]:
+        run_dir = self._run_dir(release_id)
+        plan = self._plan(release_id)
+        running = self._supervisor_pid(release_id) is not None
+        records = _read_json(run_dir / supervisor.STATE_FILE).get("replicas") or []
+        by_index = {int(r["index"]): r for r in records}
+        return [_replica_status(r.index, r.port, by_index.get(r.index), running) for r in plan]
+
+    def wait_ready(self, release_id: str, timeout: float) -> list[ReplicaStatus]:
+        deadline = time.monotonic() + timeout
+        while True:
+            replicas = self.status(release_id)
+            if all(r.state is ReplicaState.READY for r in replicas):
+                return replicas
+            stopped = self._supervisor_pid(release_id) is None
+            if stopped or time.monotonic() >= deadline:
+                break
+            time.sleep(_POLL)
+        reason = "is not running" if stopped else f"is not ready after {timeout:g} s"
+        raise ConveyorError(
+            f"release {release_id} {reason}: " + "; ".join(_describe(r) for r in replicas),
+            hint=f"the replicas' output is in {self._run_dir(release_id)}/replica-<n>.log",
+        )
+
+    def saturation(self, release_id: str) -> Saturation:
+        totals = [process_usage(r.pid) for r in self.status(release_id) if r.pid is not None]
+        return Saturation(
+            cpu_seconds=sum(t.cpu_seconds for t in totals),
+            memory_bytes=sum(t.memory_bytes for t in totals),
+            open_files=sum(t.open_files for t in totals),
+        )
+
+    def stop(self, release_id: str) -> None:
+        run_dir = self._run_dir(release_id)
+        if not run_dir.is_dir():
+            raise NotFoundError(f"no release {release_id} in {self.runs}")
+        pid = self._supervisor_pid(release_id)
+        if pid is not None:
+            grace = self._grace(release_id)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            if not _wait_gone(pid, grace + _STOP_SLACK):
+                self._kill_everything(release_id, pid)
+        (run_dir / supervisor.PID_FILE).unlink(missing_ok=True)
+
+    def releases(self) -> list[str]:
+        if not self.runs.is_dir():
+            return []
+        names = sorted(path.name for path in self.runs.iterdir() if path.is_dir())
+        return [name for name in names if self._supervisor_pid(name) is not None]
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _run_dir(self, release_id: str) -> Path:
+        if not _RELEASE_ID.match(release_id):
+            raise ConveyorError(
+                f"invalid release id {release_id!r}",
+                hint="letters, digits, '.', '_' and '-', starting with a letter or digit",
+            )
+        return self.runs / release_id
+
+    def _plan(self, release_id: str) -> list[supervisor.ReplicaPlan]:
+        raw = _read_json(self._run_dir(release_id) / supervisor.PLAN_FILE)
+        if not raw:
+            raise NotFoundError(f"no release {release_id} in {self.runs}")
+        return supervisor.Plan.from_json(raw).replicas
+
+    def _grace(self, release_id: str) -> float:
+        raw = _read_json(self._run_dir(release_id) / supervisor.PLAN_FILE)
+        return float(raw.get("grace", supervisor.DEFAULT_GRACE))
+
+    def _supervisor_pid(self, release_id: str) -> int | None:
+        """The pid in supervisor.pid, if that process is this release's live supervisor."""
+        run_dir = self._run_dir(release_id)
+        try:
+            pid = int((run_dir / supervisor.PID_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        command = _cmdline(pid)
+        if not is_alive(pid) or supervisor.MODULE not in command or str(run_dir) not in command:
+            return None  # gone, or the pid was reused by another process
+        return pid
+
+    def _kill_everything(self, release_id: str, pid: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        for replica in self.status(release_id):
+            if replica.pid is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(replica.pid, signal.SIGKILL)
+
+
+def release_plan(release: ReleaseSpec, image_dir: Path) -> supervisor.Plan:
+    image = json.loads((image_dir / "image.json").read_text())
+    rootfs = image_dir / ROOTFS
+    replicas = [
+        replica_plan(image, rootfs, release.env, index, port)
+        for index, port in enumerate(release.ports)
+    ]
+    return supervisor.Plan(release.release_id, replicas, release.readiness, release.liveness)
+
+
+def replica_plan(
+    image: dict[str, Any], rootfs: Path, env: dict[str, str], index: int, port: int
+) -> supervisor.ReplicaPlan:
+    workdir = str(image.get("WorkingDir") or "/")
+    argv = [*image.get("Entrypoint", []), *image.get("Cmd", [])]
+    if not argv:
+        raise ConveyorError(f"image {image.get('digest')} has neither Entrypoint nor Cmd")
+    image_env = dict(pair.partition("=")[::2] for pair in image.get("Env", []))
+    environment = {"PATH": os.environ.get("PATH", os.defpath)}
+    environment |= {k: _rewrite_paths(v, workdir, rootfs) for k, v in image_env.items()}
+    environment |= {**env, "PORT": str(port), "HOST": HOST}
+    program = resolve_program(argv[0], rootfs, image_env.get("PATH", IMAGE_PATH))
+    arguments = [_rewrite_path(a, workdir, rootfs) for a in argv[1:]]
+    cwd = str(rootfs / workdir.lstrip("/"))
+    return supervisor.ReplicaPlan(index, port, [program, *arguments], cwd, environment)
+
+
+def resolve_program(program: str, rootfs: Path, image_path: str) -> str:
+    if "/" in program:
+        inside = rootfs / program.lstrip("/")
+        return str(inside) if program.startswith("/") and inside.exists() else program
+    for directory in image_path.split(":"):
+        candidate = rootfs / directory.lstrip("/") / program
+        if directory.startswith("/") and os.access(candidate, os.X_OK):
+            return str(candidate)
+    if program in ("python", "python3"):
+        return sys.executable
+    return shutil.which(program) or program
+
+
+def _rewrite_paths(value: str, workdir: str, rootfs: Path) -> str:
+    return ":".join(_rewrite_path(part, workdir, rootfs) for part in value.split(":"))
+
+
+def _rewrite_path(value: str, workdir: str, rootfs: Path) -> str:
+    """`/app/deps` -> `<rootfs>/app/deps` when WorkingDir is /app; anything else as is."""
+    if not value.startswith("/") or workdir == "/":
+        return value
+    normal, base = posixpath.normpath(value), posixpath.normpath(workdir)
+    if normal != base and not normal.startswith(base + "/"):
+        return value
+    return str(rootfs / normal.lstrip("/"))
+
+
+def _spawn_supervisor(run_dir: Path) -> int:
+    argv = [sys.executable, "-m", supervisor.MODULE, "--release-dir", str(run_dir), "--detach"]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not done.stdout.strip().isdigit():
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
+        raise InfrastructureError(f"cannot start the supervisor for {run_dir.name}: {tail}")
+    return int(done.stdout.strip())
+
+
+def _replica_status(
+    index: int, port: int, record: dict[str, Any] | None, running: bool
+) -> ReplicaStatus:
+    address = f"{HOST}:{port}"
+    if not running:
+        return ReplicaStatus(index, address, ReplicaState.STOPPED, detail="not running")
+    if record is None:
+        return ReplicaStatus(index, address, ReplicaState.STARTING)
+    return ReplicaStatus(
+        index=index,
+        address=address,
+        state=ReplicaState(record["state"]),
+        restarts=int(record.get("restarts") or 0),
+        pid=record.get("pid"),
+        detail=str(record.get("detail") or ""),
+    )
+
+
+def _describe(replica: ReplicaStatus) -> str:
+    detail = f": {replica.detail}" if replica.detail else ""
+    return f"replica {replica.index} ({replica.address}) {replica.state}{detail}"
+
+
+# --- /proc ------------------------------------------------------------------------------
+
+
+def is_alive(pid: int) -> bool:
+    """Running and not a zombie (a zombie still answers kill(pid, 0))."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def process_usage(pid: int) -> Saturation:
+    """CPU seconds (user + system), resident memory and open fds of one process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        open_files = len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return Saturation(0.0, 0, 0)  # exited between status() and here
+    # After the command: fields[0] is field 3 (state); utime, stime are 14, 15; rss is 24.
+    ticks = int(fields[11]) + int(fields[12])
+    return Saturation(
+        cpu_seconds=ticks / os.sysconf("SC_CLK_TCK"),
+        memory_bytes=int(fields[21]) * os.sysconf("SC_PAGE_SIZE"),
+        open_files=open_files,
+    )
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while is_alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_POLL)
+    return True
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(json.dumps(value, indent=2))
+    os.replace(temporary, path)

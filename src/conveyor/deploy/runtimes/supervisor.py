@@ -1,0 +1,322 @@
+"""The supervisor of one release: runs its replicas, restarts them, checks their health.
+
+    python -m conveyor.deploy.runtimes.supervisor --release-dir DIR [--detach]
+
+DIR is the release's run directory; `release.json` there (written by `ProcessRuntime`)
+says what to run: per replica its port, argv, cwd and environment, plus the readiness and
+liveness checks. The supervisor writes `state.json` (atomically) and appends to
+`events.jsonl`; each replica's stdout and stderr go to `replica-<index>.log`.
+
+`--detach` starts the supervisor in a new session, prints its pid and returns, so the
+supervisor is nobody's child: it outlives the Conveyor process that started it.
+
+One thread per replica: start it, watch it (exit, readiness, liveness), restart it with
+exponential backoff. SIGTERM stops every replica (SIGTERM, then SIGKILL after a grace).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from conveyor.deploy.model import HealthCheck, ReplicaState
+
+MODULE = "conveyor.deploy.runtimes.supervisor"
+PLAN_FILE = "release.json"
+STATE_FILE = "state.json"
+EVENTS_FILE = "events.jsonl"
+PID_FILE = "supervisor.pid"
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 30.0
+BACKOFF_RESET_AFTER = 30.0  # up this long: the next crash starts the backoff afresh
+DEFAULT_GRACE = 10.0
+_TICK = 0.1
+
+
+def log_path(run_dir: Path, index: int) -> Path:
+    return run_dir / f"replica-{index}.log"
+
+
+@dataclass(frozen=True)
+class ReplicaPlan:
+    index: int
+    port: int
+    argv: list[str]
+    cwd: str
+    env: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Plan:
+    release_id: str
+    replicas: list[ReplicaPlan]
+    readiness: HealthCheck
+    liveness: HealthCheck
+    grace: float = DEFAULT_GRACE
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Plan:
+        return cls(
+            release_id=raw["release_id"],
+            replicas=[ReplicaPlan(**replica) for replica in raw["replicas"]],
+            readiness=HealthCheck(**raw["readiness"]),
+            liveness=HealthCheck(**raw["liveness"]),
+            grace=float(raw.get("grace", DEFAULT_GRACE)),
+        )
+
+
+@dataclass
+class ReplicaRecord:
+    """What state.json says of one replica."""
+
+    index: int
+    port: int
+    state: ReplicaState = ReplicaState.STARTING
+    pid: int | None = None
+    restarts: int = 0
+    detail: str = ""
+    last_exit_code: int | None = None
+
+
+@dataclass
+class Journal:
+    """state.json and events.jsonl, shared by the replica threads."""
+
+    run_dir: Path
+    records: list[ReplicaRecord]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def update(self, index: int, **changes: Any) -> None:
+        with self.lock:
+            record = self.records[index]
+            for name, value in changes.items():
+                setattr(record, name, value)
+            self._write_state()
+
+    def event(self, kind: str, index: int, **details: Any) -> None:
+        line = json.dumps({"time": time.time(), "event": kind, "replica": index, **details})
+        with self.lock, (self.run_dir / EVENTS_FILE).open("a") as events:
+            events.write(line + "\n")
+
+    def _write_state(self) -> None:
+        state = {
+            "supervisor_pid": os.getpid(),
+            "updated": time.time(),
+            "replicas": [{**asdict(r), "state": str(r.state)} for r in self.records],
+        }
+        temporary = self.run_dir / f".{STATE_FILE}.{os.getpid()}"
+        temporary.write_text(json.dumps(state, indent=2))
+        os.replace(temporary, self.run_dir / STATE_FILE)
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def http_ok(port: int, check: HealthCheck) -> bool:
+    url = f"http://127.0.0.1:{port}{check.path}"
+    try:
+        with urllib.request.urlopen(url, timeout=check.timeout) as response:
+            return 200 <= int(response.status) < 400
+    except (OSError, ValueError):  # URLError, HTTPError, timeouts and resets are OSErrors
+        return False
+
+
+def last_line(path: Path, offset: int) -> str:
+    """The last non-empty line written to `path` since `offset` (a crash's last words)."""
+    try:
+        with path.open("rb") as log:
+            log.seek(offset)
+            tail = log.read()[-4096:].decode(errors="replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+class Replica:
+    """One replica's life: start, watch, restart with backoff, until the release stops."""
+
+    def __init__(self, plan: Plan, replica: ReplicaPlan, journal: Journal, stop: threading.Event):
+        self.plan = plan
+        self.replica = replica
+        self.journal = journal
+        self.stop = stop
+        self.log = log_path(journal.run_dir, replica.index)
+        self.backoff = BACKOFF_FIRST
+        self.restarts = 0
+
+    def run(self) -> None:
+        first = True
+        while not self.stop.is_set():
+            if port_in_use(self.replica.port):
+                self._port_busy()
+            else:
+                if not first:
+                    self.restarts += 1
+                first = False
+                started = time.monotonic()
+                self._run_once()
+                if time.monotonic() - started >= BACKOFF_RESET_AFTER:
+                    self.backoff = BACKOFF_FIRST
+            if self.stop.wait(self.backoff):
+                break
+            self.backoff = min(self.backoff * 2, BACKOFF_MAX)
+        self.journal.update(self.replica.index, state=ReplicaState.STOPPED, pid=None)
+
+    def _port_busy(self) -> None:
+        detail = f"port {self.replica.port} is in use"
+        self.journal.update(self.replica.index, state=ReplicaState.CRASHED, pid=None, detail=detail)
+        self.journal.event("port-in-use", self.replica.index, detail=detail)
+
+    def _run_once(self) -> None:
+        index = self.replica.index
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("ab") as log:
+            process = self._spawn(log)
+        kind = "restart" if self.restarts else "start"
+        self.journal.update(
+            index, state=ReplicaState.STARTING, pid=process.pid, restarts=self.restarts, detail=""
+        )
+        self.journal.event(kind, index, pid=process.pid, restarts=self.restarts)
+        unhealthy = self._watch(process)
+        if self.stop.is_set() or unhealthy:
+            terminate(process, self.plan.grace)
+        code = process.wait()
+        if self.stop.is_set():
+            return
+        detail = last_line(self.log, offset) or f"exited with code {code}"
+        state = ReplicaState.UNHEALTHY if unhealthy else ReplicaState.CRASHED
+        self.journal.update(index, state=state, pid=None, last_exit_code=code, detail=detail)
+        self.journal.event("exit", index, pid=process.pid, code=code, detail=detail)
+
+    def _spawn(self, log: Any) -> subprocess.Popen[bytes]:
+        try:
+            return subprocess.Popen(
+                self.replica.argv,
+                cwd=self.replica.cwd,
+                env=self.replica.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: stopping it stops its children
+            )
+        except OSError as error:
+            # A missing program: run a stand-in that fails the same way, so backoff applies.
+            message = f"cannot start {self.replica.argv[0]!r}: {error.strerror or error}"
+            log.write((message + "\n").encode())
+            log.flush()
+            return subprocess.Popen([sys.executable, "-c", "raise SystemExit(127)"])
+
+    def _watch(self, process: subprocess.Popen[bytes]) -> bool:
+        """Until the process exits (False) or fails its liveness check (True)."""
+        ready = False
+        failures = 0
+        next_check = time.monotonic()
+        while not self.stop.is_set() and process.poll() is None:
+            if time.monotonic() >= next_check:
+                check = self.plan.liveness if ready else self.plan.readiness
+                next_check = time.monotonic() + check.interval
+                ok = http_ok(self.replica.port, check)
+                if not ready and ok:
+                    ready = True
+                    self.journal.update(self.replica.index, state=ReplicaState.READY)
+                    self.journal.event("ready", self.replica.index, pid=process.pid)
+                elif ready:
+                    failures = 0 if ok else failures + 1
+                    if failures >= check.failure_threshold:
+                        return self._unhealthy(process, failures)
+            self.stop.wait(_TICK)
+        return False
+
+    def _unhealthy(self, process: subprocess.Popen[bytes], failures: int) -> bool:
+        detail = f"failed its liveness check {failures} times in a row ({self.plan.liveness.path})"
+        self.journal.update(self.replica.index, state=ReplicaState.UNHEALTHY, detail=detail)
+        self.journal.event("unhealthy", self.replica.index, pid=process.pid, detail=detail)
+        return True
+
+
+def terminate(process: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM the replica's process group, SIGKILL it after `grace` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def supervise(run_dir: Path) -> None:
+    plan = Plan.from_json(json.loads((run_dir / PLAN_FILE).read_text()))
+    records = [ReplicaRecord(index=r.index, port=r.port) for r in plan.replicas]
+    journal = Journal(run_dir, records)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
+    threads = [
+        threading.Thread(target=Replica(plan, replica, journal, stop).run, daemon=True)
+        for replica in plan.replicas
+    ]
+    for thread in threads:
+        thread.start()
+    while not stop.wait(1.0):
+        pass
+    for thread in threads:
+        thread.join()
+    journal.event("stop", -1)
+
+
+def detach(run_dir: Path, out: TextIO) -> None:
+    """Start the supervisor in its own session and print its pid."""
+    log = (run_dir / "supervisor.log").open("ab")
+    with log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", MODULE, "--release-dir", str(run_dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+        )
+    out.write(f"{process.pid}\n")
+    out.flush()
+    process.returncode = 0  # not ours to wait for: init reaps it once we exit
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="conveyor-supervisor", description=__doc__)
+    parser.add_argument("--release-dir", type=Path, required=True)
+    parser.add_argument("--detach", action="store_true")
+    options = parser.parse_args(argv)
+    if options.detach:
+        detach(options.release_dir, sys.stdout)
+    else:
+        supervise(options.release_dir)
+
+
+if __name__ == "__main__":
+    main()
