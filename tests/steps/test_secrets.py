@@ -7,17 +7,18 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conveyor.engine.executors.base import ExecResult, Stream
+from conveyor.engine.executors.base import ExecResult
 from conveyor.engine.executors.local import LocalExecutor
 from conveyor.steps.base import NoEvidence, StepContext
 from conveyor.steps.findings_step import raw_findings_path
 from conveyor.steps.secrets import SecretsParams, SecretsStep, parse_added_lines
+from steps.conftest import Lines
 
 AWS_KEY = "AKIAZ7Q3K5N2P4R6T8VW"
 PASSWORD = "Tr0ub4dor-horse-93"
@@ -68,18 +69,6 @@ def repo(tmp_path: Path) -> Repo:
     made.git("init", "-q", "-b", "main")
     made.commit({"app/cart.py": CLEAN_APP, "README.md": "# shop\n"}, "first")
     return made
-
-
-@dataclass
-class Lines:
-    lines: list[tuple[Stream, str]] = field(default_factory=list)
-
-    def write(self, stream: Stream, line: str) -> None:
-        self.lines.append((stream, line))
-
-    @property
-    def text(self) -> str:
-        return "\n".join(line for _, line in self.lines)
 
 
 @dataclass

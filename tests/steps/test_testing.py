@@ -7,18 +7,19 @@ import json
 import os
 import sys
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pydantic
 import pytest
 
-from conveyor.engine.executors.base import ExecResult, Stream
+from conveyor.engine.executors.base import ExecResult
 from conveyor.engine.executors.local import LocalExecutor
 from conveyor.spec.gates import CoverageGate, Gates
 from conveyor.steps import testing
 from conveyor.steps.base import NoEvidence, StepContext
+from steps.conftest import Lines
 
 CALC = """\
 def add(a, b):
@@ -80,18 +81,6 @@ class BaselineEvidence(NoEvidence):
 
     def baseline(self, kind: str) -> list[bytes]:
         return self.reports.get(kind, [])
-
-
-@dataclass
-class Lines:
-    lines: list[tuple[Stream, str]] = field(default_factory=list)
-
-    def write(self, stream: Stream, line: str) -> None:
-        self.lines.append((stream, line))
-
-    @property
-    def text(self) -> str:
-        return "\n".join(line for _, line in self.lines)
 
 
 @dataclass
