@@ -45,6 +45,15 @@ GIT_ENV = {
 _CONVEYOR_ENV = ("CONVEYOR_STATE_DIR", "CONVEYOR_DATABASE_URL", "CONVEYOR_ACTOR")
 
 
+@pytest.fixture(autouse=True)
+def _hermetic_conveyor_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see the CONVEYOR_* variables of a run they may be part of (this
+    suite runs as a job of Conveyor's own pipeline, whose jobs get CONVEYOR_STATE_DIR)."""
+    for name in list(os.environ):
+        if name.startswith("CONVEYOR_"):
+            monkeypatch.delenv(name, raising=False)
+
+
 @dataclass(frozen=True)
 class GitProject:
     """A git repository whose top level holds conveyor.yml."""
