@@ -25,6 +25,11 @@ def advisory_tarball() -> Path:
     repository = Path(__file__).resolve().parents[3]
     candidates = [Path(override)] if override else []
     candidates.append(repository.parent / "shared" / "data" / "osv" / TARBALL_NAME)
+    # Run as a job of Conveyor's own pipeline, the suite sits in a workspace checkout:
+    # the project it was checked out from has shared/ beside it.
+    project = os.environ.get("CONVEYOR_PROJECT_DIR")
+    if project:
+        candidates.append(Path(project).parent / "shared" / "data" / "osv" / TARBALL_NAME)
     for candidate in candidates:
         if candidate.is_file():
             return candidate
