@@ -9,6 +9,7 @@ from conveyor.engine.report import SilentReporter
 from conveyor.service.demo import run_demo
 from conveyor.service.reports import run_report
 from conveyor.states import JobState, RunState
+from conveyor.supply.oci.layout import LayoutStore
 
 
 def test_the_demo_stops_the_planted_problems_and_passes_the_fix(tmp_path: Path) -> None:
@@ -39,6 +40,10 @@ def test_the_demo_stops_the_planted_problems_and_passes_the_fix(tmp_path: Path) 
     assert any(r.startswith("app/search.py:16") and "B608" in r for r in reasons)
     assert any(r.startswith("app/search.py:9") and "detect-secrets" in r for r in reasons)
     assert all(gate["passed"] for gate in fixed.gates)
+    final = result.chapters[-1].outcome
+    assert final.jobs["push"] in (JobState.SUCCESS, JobState.CACHED)
+    published = LayoutStore(result.repository / ".conveyor" / "published")
+    assert published.repositories() == ["shop"]
     vuln_reasons = [r for gate in vulnerable.gates for r in gate["reasons"]]
     assert any(
         "urllib3 1.26.4" in r and "PYSEC-2023-192" in r and "fixed in 1.26.17" in r

@@ -159,7 +159,7 @@ def run_demo(
             "5. a dependency with a known vulnerability: the image scan stops it", RunState.FAILED
         )
         _apply(sample_dir / CHANGES_DIR / "4-dependency-fix", repository, "Payments: urllib3 2.2.3")
-        chapter("6. the fixed dependency: scanned clean, signed, admitted", RunState.SUCCESS)
+        chapter("6. the fixed dependency: scanned clean, signed, pushed", RunState.SUCCESS)
     return DemoResult(repository=repository, chapters=chapters)
 
 

@@ -73,7 +73,8 @@ class ScanImageStep(SimpleStep):
             json.dumps(result.report).encode(),
             {"image": result.image, "passed": result.decision.passed},
         )
-        evidence.publish("vex", result.vex.encode(), {"image": result.image})
+        if result.findings:  # VEX states the exploitability of what was found: none, nothing
+            evidence.publish("vex", result.vex.encode(), {"image": result.image})
         evidence.publish(
             "gate",
             json.dumps(

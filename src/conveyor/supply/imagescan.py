@@ -17,8 +17,7 @@ from conveyor.supply.oci.model import Manifest
 from conveyor.supply.oci.store import ImageStore
 from conveyor.supply.osv.db import DBStatus, VulnDB
 from conveyor.supply.osv.scan import VulnGate, report_json, sarif_log, scan_packages, to_findings
-from conveyor.supply.osv.vex import vex_json
-from conveyor.supply.sbom import Package, RecordedFile, packages_in_layers
+from conveyor.supply.packages import Package, RecordedFile, packages_in_layers
 
 
 @dataclass(frozen=True)
@@ -43,6 +42,8 @@ class ImageScan:
 
     @property
     def vex(self) -> str:
+        from conveyor.supply.osv.vex import vex_json  # cyclonedx: only when asked for
+
         return vex_json(self.findings)
 
 

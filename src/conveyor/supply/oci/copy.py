@@ -14,7 +14,6 @@ from enum import Enum
 
 from conveyor.errors import InfrastructureError
 from conveyor.supply.oci.model import Descriptor, digest_of
-from conveyor.supply.oci.registry import RegistryStore
 from conveyor.supply.oci.store import ImageStore, check_tag
 
 
@@ -118,6 +117,8 @@ class _Copier:
 
     def _mount(self, blob: Descriptor) -> bool:
         target = self.target
+        from conveyor.supply.oci.registry import RegistryStore  # httpx: only when mounting
+
         if not isinstance(target, RegistryStore) or not target.same_registry(self.source):
             return False
         return target.mount_blob(self.target_repo, blob.digest, self.source_repo)
