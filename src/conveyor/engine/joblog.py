@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import TextIO
 
 from conveyor.engine.executors.base import Stream
 from conveyor.engine.mask import Masker
+from conveyor.engine.names import safe_name
 from conveyor.engine.report import Reporter
 
 LOG_SEPARATOR = "\t"
@@ -45,5 +45,4 @@ def parse_log_line(raw: str) -> tuple[float, Stream, str]:
 
 
 def log_filename(job_id: str) -> str:
-    """A file name for a job id such as `test[python=3.11]`."""
-    return re.sub(r"[^A-Za-z0-9_.=,-]", "_", job_id) + ".log"
+    return safe_name(job_id) + ".log"

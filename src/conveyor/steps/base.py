@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Protocol
 from pydantic import BaseModel
 
 from conveyor.engine.executors.base import ExecRequest, ExecResult, Executor, LogSink, Stream
+from conveyor.engine.names import safe_name
 from conveyor.spec.gates import Gates
 from conveyor.spec.images import ImagesConfig
 from conveyor.states import FailureClass
@@ -129,6 +130,14 @@ class StepContext:
 
     def say(self, line: str) -> None:
         self.log.write(Stream.SYSTEM, line)
+
+
+RAW_DIR = ".conveyor-out"  # each job's own files for later jobs and its finalize
+
+
+def job_output_dir(workspace: Path, job_id: str) -> Path:
+    """Where a job keeps files its finalize or dependants read: `.conveyor-out/<job>`."""
+    return workspace / RAW_DIR / safe_name(job_id)
 
 
 def passed(duration: float = 0.0, detail: str = "") -> ExecResult:

@@ -23,7 +23,6 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import json
-import re
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -36,8 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from conveyor.engine.executors.base import ExecResult
 from conveyor.errors import ConveyorError, NotFoundError
 from conveyor.spec.globs import check_glob
-from conveyor.steps.base import SimpleStep, StepContext, failed, passed
-from conveyor.steps.findings_step import RAW_DIR
+from conveyor.steps.base import RAW_DIR, SimpleStep, StepContext, failed, job_output_dir, passed
 from conveyor.supply.oci.build import (
     AppFiles,
     BaseImage,
@@ -259,8 +257,7 @@ def source_date_epoch(ctx: StepContext) -> int:
 
 
 def record_path(ctx: StepContext) -> Path:
-    job = re.sub(r"[^A-Za-z0-9_.=,-]", "_", ctx.job_id)
-    return ctx.workspace / RAW_DIR / job / "image.json"
+    return job_output_dir(ctx.workspace, ctx.job_id) / "image.json"
 
 
 def write_record(ctx: StepContext, record: dict[str, Any]) -> None:

@@ -10,7 +10,6 @@ decides, and the SARIF log and the gate decision are published as reports.
 from __future__ import annotations
 
 import json
-import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.engine.executors.base import ExecResult
+from conveyor.engine.names import safe_name
 from conveyor.errors import ConveyorError
 from conveyor.findings.baseline import classify
 from conveyor.findings.exceptions import load_exceptions
@@ -28,9 +28,8 @@ from conveyor.findings.model import Category, Disposition, Finding, Level, Waive
 from conveyor.findings.sarif import findings_from_log, write_log
 from conveyor.spec.gates import FailLevel, FindingsGate
 from conveyor.spec.globs import check_glob
-from conveyor.steps.base import StepContext, failed, passed
+from conveyor.steps.base import RAW_DIR, StepContext, failed, passed
 
-RAW_DIR = ".conveyor-out"
 SCANNERS_EXTRA = "pip install 'conveyor[scanners]'"
 
 
@@ -67,7 +66,7 @@ class ScanFailed(Exception):
 
 
 def raw_findings_path(job_id: str) -> str:
-    return f"{RAW_DIR}/{re.sub(r'[^A-Za-z0-9_.=,-]', '_', job_id)}/findings.json"
+    return f"{RAW_DIR}/{safe_name(job_id)}/findings.json"
 
 
 class FindingsStep(ABC):

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.errors import ConveyorError
-from conveyor.steps.base import StepContext
-from conveyor.steps.findings_step import RAW_DIR
+from conveyor.steps.base import RAW_DIR, StepContext, job_output_dir
 from conveyor.supply.oci.layout import LayoutStore
 
 
@@ -28,9 +27,10 @@ class BuiltImage:
 
 def built_image(ctx: StepContext, from_job: str | None) -> BuiltImage:
     """The image.json of `from_job`, or of the only build-image job of the run."""
-    out = ctx.workspace / RAW_DIR
     records = (
-        sorted(out.glob("*/image.json")) if from_job is None else [out / from_job / "image.json"]
+        sorted((ctx.workspace / RAW_DIR).glob("*/image.json"))
+        if from_job is None
+        else [job_output_dir(ctx.workspace, from_job) / "image.json"]
     )
     found = [path for path in records if path.is_file()]
     if len(found) != 1:
@@ -58,7 +58,7 @@ def project_path(ctx: StepContext, path: Path) -> Path:
 
 
 def scan_record_path(ctx: StepContext, job_id: str) -> Path:
-    return ctx.workspace / RAW_DIR / job_id / "scan.json"
+    return job_output_dir(ctx.workspace, job_id) / "scan.json"
 
 
 def packages_cache(ctx: StepContext) -> Path | None:

@@ -24,9 +24,8 @@ from conveyor.findings.fingerprint import SourceLines, assign_fingerprints
 from conveyor.findings.model import Category, Finding, Level
 from conveyor.findings.sarif import read_results
 from conveyor.spec.globs import check_glob, match_any
-from conveyor.steps.base import StepContext, ToolRun
+from conveyor.steps.base import RAW_DIR, StepContext, ToolRun
 from conveyor.steps.findings_step import (
-    RAW_DIR,
     FindingsStep,
     ScanFailed,
     ScannerParams,

@@ -31,9 +31,8 @@ from conveyor.findings.fingerprint import SourceLines, assign_fingerprints
 from conveyor.findings.model import Category, Finding, Level
 from conveyor.spec.globs import match_any
 from conveyor.states import FailureClass
-from conveyor.steps.base import StepContext, failed
+from conveyor.steps.base import RAW_DIR, StepContext, failed
 from conveyor.steps.findings_step import (
-    RAW_DIR,
     FindingsStep,
     ScanFailed,
     ScannerParams,

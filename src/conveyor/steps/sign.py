@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from conveyor import __version__
 from conveyor.engine.executors.base import ExecResult
 from conveyor.errors import ConveyorError
-from conveyor.steps.base import SimpleStep, StepContext, passed
+from conveyor.steps.base import RAW_DIR, SimpleStep, StepContext, passed
 from conveyor.steps.image_steps import (
     BuiltImage,
     built_image,
@@ -137,7 +137,7 @@ def _scan_record(ctx: StepContext, job: str | None) -> dict[str, object] | None:
     candidates = (
         [scan_record_path(ctx, job)]
         if job
-        else sorted((ctx.workspace / ".conveyor-out").glob("*/scan.json"))
+        else sorted((ctx.workspace / RAW_DIR).glob("*/scan.json"))
     )
     found = [path for path in candidates if path.is_file()]
     return json.loads(found[0].read_text()) if found else None

@@ -32,8 +32,8 @@ from conveyor.findings.junit import JUnitError, TestCase, TestReport, parse_juni
 from conveyor.findings.junit import report_from_json as tests_from_json
 from conveyor.findings.junit import report_to_json as tests_to_json
 from conveyor.spec.gates import CoverageGate, Gates, TestsGate
-from conveyor.steps.base import StepContext, ToolRun, failed, passed
-from conveyor.steps.findings_step import RAW_DIR, raw_findings_path
+from conveyor.steps.base import RAW_DIR, StepContext, ToolRun, failed, passed
+from conveyor.steps.findings_step import raw_findings_path
 
 PYTEST = ["python", "-m", "pytest", "-q"]
 NO_TESTS_COLLECTED = 5  # pytest's exit code when it found no test
