@@ -7,36 +7,42 @@ from pathlib import Path
 from typing import TextIO
 
 from conveyor.engine.executors.base import Stream
-from conveyor.engine.mask import Masker
+from conveyor.engine.mask import Masker, MaskingSink
 from conveyor.engine.names import safe_name
 from conveyor.engine.report import Reporter
 
 LOG_SEPARATOR = "\t"
 
 
-class JobLog:
-    """Implements LogSink. Masking happens here, before a line goes anywhere."""
+class _FileAndReporter:
+    """Where a job's (already masked) lines go: its log file and the live reporter."""
+
+    def __init__(self, path: Path, job_id: str, reporter: Reporter) -> None:
+        self.job_id = job_id
+        self.reporter = reporter
+        self.started = time.monotonic()
+        self.file: TextIO = path.open("a", encoding="utf-8", buffering=1)
+
+    def write(self, stream: Stream, line: str) -> None:
+        elapsed = time.monotonic() - self.started
+        self.file.write(f"{elapsed:.3f}{LOG_SEPARATOR}{stream.value}{LOG_SEPARATOR}{line}\n")
+        self.reporter.job_log(self.job_id, stream, line)
+
+
+class JobLog(MaskingSink):
+    """A job's LogSink: every line is masked before it reaches the file or the terminal."""
 
     def __init__(self, path: Path, job_id: str, masker: Masker, reporter: Reporter) -> None:
         self.path = path
-        self._job_id = job_id
-        self._masker = masker
-        self._reporter = reporter
-        self._started = time.monotonic()
-        self._file: TextIO = path.open("a", encoding="utf-8", buffering=1)
-
-    def write(self, stream: Stream, line: str) -> None:
-        masked = self._masker.mask(line)
-        elapsed = time.monotonic() - self._started
-        self._file.write(f"{elapsed:.3f}{LOG_SEPARATOR}{stream.value}{LOG_SEPARATOR}{masked}\n")
-        self._reporter.job_log(self._job_id, stream, masked)
+        self._out = _FileAndReporter(path, job_id, reporter)
+        super().__init__(self._out, masker)
 
     def replay(self, earlier: bytes) -> None:
         """Copy an earlier log (already masked) in, without showing it live again."""
-        self._file.write(earlier.decode("utf-8", errors="replace"))
+        self._out.file.write(earlier.decode("utf-8", errors="replace"))
 
     def close(self) -> None:
-        self._file.close()
+        self._out.file.close()
 
 
 def parse_log_line(raw: str) -> tuple[float, Stream, str]:
