@@ -7,7 +7,9 @@ libraries that model all of SARIF (sarif-om) add nothing for this narrow use.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import unquote
 
 from conveyor import __version__
 from conveyor.findings.fingerprint import FINGERPRINT_KEY
@@ -25,16 +27,22 @@ _BASELINE_STATE = {
 
 
 def read_results(
-    document: Mapping[str, Any], *, tool: str, category: Category, default_level: Level
+    document: Mapping[str, Any],
+    *,
+    tool: str,
+    category: Category,
+    default_level: Level,
+    base: Path | None = None,
 ) -> list[Finding]:
-    """Findings from a tool's own SARIF (ruff, bandit, semgrep), not yet fingerprinted."""
+    """Findings from a tool's own SARIF (ruff, bandit, semgrep), not yet fingerprinted;
+    their paths made relative to `base` (tools write absolute `file://` URIs or `./`)."""
     findings: list[Finding] = []
     for run in document.get("runs", []):
         rules = _rules_by_id(run)
         for result in run.get("results", []):
             rule_id = str(result.get("ruleId") or result.get("rule", {}).get("id") or "unknown")
             rule = rules.get(rule_id, {})
-            location = _first_location(result)
+            location = _first_location(result, base)
             findings.append(
                 Finding(
                     tool=tool,
@@ -68,7 +76,7 @@ def _level(result: Mapping[str, Any], rule: Mapping[str, Any], default: Level) -
         return default
 
 
-def _first_location(result: Mapping[str, Any]) -> dict[str, Any]:
+def _first_location(result: Mapping[str, Any], base: Path | None = None) -> dict[str, Any]:
     locations = result.get("locations") or []
     if not locations:
         return {}
@@ -77,7 +85,7 @@ def _first_location(result: Mapping[str, Any]) -> dict[str, Any]:
     region = physical.get("region", {})
     snippet = region.get("snippet", {}).get("text")
     return {
-        "path": _relative_uri(uri) if uri else None,
+        "path": project_path(uri, base) if uri else None,
         "start_line": region.get("startLine"),
         "start_column": region.get("startColumn"),
         "end_line": region.get("endLine"),
@@ -85,11 +93,17 @@ def _first_location(result: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _relative_uri(uri: str) -> str:
-    for prefix in ("file://", "./"):
-        if uri.startswith(prefix):
-            uri = uri[len(prefix) :]
-    return uri
+def project_path(uri: str, base: Path | None = None) -> str:
+    """A tool's path or URI as the project-relative posix path findings carry."""
+    if uri.startswith("file://"):
+        uri = unquote(uri.removeprefix("file://"))
+    if not uri.startswith("/"):
+        return PurePosixPath(uri).as_posix()  # drops "./"
+    absolute = Path(uri)
+    for root in (base, base.resolve()) if base is not None else ():
+        if absolute.is_relative_to(root):
+            return absolute.relative_to(root).as_posix()
+    return absolute.as_posix()
 
 
 def write_log(findings: Iterable[Finding], *, tools: Mapping[str, str]) -> dict[str, Any]:

@@ -11,17 +11,15 @@ The helpers below the step (targets, scratch files, tool SARIF) are shared with 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import unquote
 
 from pydantic import BaseModel
 from wcmatch import glob as wcglob
 
 from conveyor.engine.executors.base import ExecRequest, LogSink, Stream
 from conveyor.findings.fingerprint import SourceLines, assign_fingerprints
-from conveyor.findings.model import Category, Finding, Level
+from conveyor.findings.model import Category, Level
 from conveyor.findings.sarif import read_results
 from conveyor.spec.globs import GLOB_FLAGS
 from conveyor.states import FailureClass
@@ -65,9 +63,12 @@ class LintStep(FindingsStep):
             ctx, [RUFF, "check", "--show-files", "--no-cache", "--", *targets]
         )
         findings = read_results(
-            document, tool=RUFF, category=Category.LINT, default_level=Level.WARNING
+            document,
+            tool=RUFF,
+            category=Category.LINT,
+            default_level=Level.WARNING,
+            base=ctx.workspace,
         )
-        findings = relative_findings(findings, ctx.workspace)
         return ScanResult(
             assign_fingerprints(findings, SourceLines(ctx.workspace)),
             {RUFF: driver_version(document)},
@@ -151,24 +152,6 @@ def driver_version(document: dict[str, Any]) -> str:
         if version:
             return str(version)
     return "unknown"
-
-
-def workspace_path(path: str, workspace: Path) -> str:
-    """A tool's path as the project-relative posix path findings carry."""
-    if not path.startswith("/"):
-        return PurePosixPath(path).as_posix()  # drops "./"
-    absolute = Path(unquote(path))  # it came from a file:// URI
-    for root in (workspace, workspace.resolve()):
-        if absolute.is_relative_to(root):
-            return absolute.relative_to(root).as_posix()
-    return absolute.as_posix()
-
-
-def relative_findings(findings: list[Finding], workspace: Path) -> list[Finding]:
-    return [
-        replace(f, path=workspace_path(f.path, workspace)) if f.path is not None else f
-        for f in findings
-    ]
 
 
 class _StdoutCounter:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from conveyor.findings.fingerprint import SourceLines, assign_fingerprints
 from conveyor.findings.model import Category, Finding, Level
-from conveyor.findings.sarif import read_results
+from conveyor.findings.sarif import project_path, read_results
 from conveyor.spec.globs import check_glob, match_any
 from conveyor.steps.base import RAW_DIR, StepContext, ToolRun
 from conveyor.steps.findings_step import (
@@ -36,12 +36,10 @@ from conveyor.steps.lint import (
     driver_version,
     failure_detail,
     read_json_report,
-    relative_findings,
     scan_targets,
     scratch_file,
     tool_failed,
     tool_sarif,
-    workspace_path,
 )
 
 Tool = Literal["bandit", "semgrep"]
@@ -183,9 +181,13 @@ async def scan_bandit(ctx: StepContext, params: SastParams, targets: list[str]) 
     ran = await ctx.run_tool(["bandit", "-r", *report, "-x", skipped, "--", *targets])
     document = tool_sarif("bandit", ran, output)
     findings = read_results(
-        document, tool="bandit", category=Category.SAST, default_level=Level.WARNING
+        document,
+        tool="bandit",
+        category=Category.SAST,
+        default_level=Level.WARNING,
+        base=ctx.workspace,
     )
-    findings = [_bandit_level(f) for f in relative_findings(findings, ctx.workspace)]
+    findings = [_bandit_level(f) for f in findings]
     files, notes = _bandit_files_and_notes(document, ctx.workspace)
     return ToolScan("bandit", driver_version(document), findings, files, notes)
 
@@ -202,7 +204,7 @@ def _bandit_files_and_notes(
     notes: list[str] = []
     for run in document["runs"]:
         metrics = run.get("properties", {}).get("metrics", {})
-        files.update(workspace_path(name, workspace) for name in metrics if name != "_totals")
+        files.update(project_path(name, workspace) for name in metrics if name != "_totals")
         for invocation in run.get("invocations", []):
             for notice in invocation.get("toolConfigurationNotifications", []):
                 notes.append(f"bandit: {_where(notice)}{notice.get('message', {}).get('text')}")
@@ -234,15 +236,19 @@ async def scan_semgrep(ctx: StepContext, params: SastParams, targets: list[str])
     summary = read_json_report("semgrep", ran, json_output)
     document = tool_sarif("semgrep", ran, sarif_output)
     findings = read_results(
-        document, tool="semgrep", category=Category.SAST, default_level=Level.WARNING
+        document,
+        tool="semgrep",
+        category=Category.SAST,
+        default_level=Level.WARNING,
+        base=ctx.workspace,
     )
     scanned = summary.get("paths", {}).get("scanned", [])
     notes = [f"semgrep: {_error_text(error)}" for error in summary.get("errors", [])]
     return ToolScan(
         tool="semgrep",
         version=str(summary.get("version") or driver_version(document)),
-        findings=relative_findings(findings, ctx.workspace),
-        files={workspace_path(path, ctx.workspace) for path in scanned},
+        findings=findings,
+        files={project_path(path, ctx.workspace) for path in scanned},
         notes=notes,
     )
 
