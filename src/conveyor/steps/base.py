@@ -94,10 +94,13 @@ class ToolRun:
     stderr_tail: list[str]
     stdout_tail: list[str]
 
-    def failure_detail(self, tool: str) -> str:
-        tail = self.stderr_tail or self.stdout_tail
-        last = " | ".join(tail[-5:]) if tail else "no output"
-        return f"{tool} failed ({self.result.detail or f'exit {self.result.exit_code}'}): {last}"
+    def failure_detail(self, tool: str, keep: int = 8) -> str:
+        """The tool's last meaningful lines: blank and decoration lines (ruff's and
+        semgrep's errors span several, some of them blank) are skipped."""
+        lines = [" ".join(line.split()) for line in self.stderr_tail or self.stdout_tail]
+        tail = [line for line in lines if line.strip(" |^")][-keep:]
+        how = self.result.detail or f"exit {self.result.exit_code}"
+        return f"{tool} failed ({how}): {' | '.join(tail) if tail else 'no output'}"
 
 
 @dataclass(frozen=True)

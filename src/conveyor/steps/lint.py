@@ -106,20 +106,11 @@ def tool_failed(tool: str, ran: ToolRun, detail: str | None = None) -> ScanFaile
     result = ran.result
     return ScanFailed(
         failed(
-            detail or failure_detail(tool, ran),
+            detail or ran.failure_detail(tool),
             exit_code=result.exit_code,
             failure=result.failure or FailureClass.EXIT_CODE,
         )
     )
-
-
-def failure_detail(tool: str, ran: ToolRun, keep: int = 8) -> str:
-    """Like ToolRun.failure_detail, but skipping blank lines and keeping a few more:
-    ruff's and semgrep's errors span several lines, some of them blank or decoration."""
-    lines = [" ".join(line.split()) for line in ran.stderr_tail or ran.stdout_tail]
-    tail = [line for line in lines if line.strip(" |^")][-keep:]
-    how = ran.result.detail or f"exit {ran.result.exit_code}"
-    return f"{tool} failed ({how}): {' | '.join(tail) if tail else 'no output'}"
 
 
 def tool_sarif(tool: str, ran: ToolRun, output: Path) -> dict[str, Any]:
@@ -137,7 +128,7 @@ def read_json_report(tool: str, ran: ToolRun, output: Path) -> dict[str, Any]:
         document = json.loads(output.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise tool_failed(
-            tool, ran, f"{tool} wrote no readable report ({error}): {failure_detail(tool, ran)}"
+            tool, ran, f"{tool} wrote no readable report ({error}): {ran.failure_detail(tool)}"
         ) from None
     finally:
         output.unlink(missing_ok=True)

@@ -34,7 +34,6 @@ from conveyor.steps.findings_step import (
 )
 from conveyor.steps.lint import (
     driver_version,
-    failure_detail,
     read_json_report,
     scan_targets,
     scratch_file,
@@ -258,10 +257,10 @@ def _semgrep_failure(ran: ToolRun, json_output: Path) -> str:
     try:
         summary = read_json_report("semgrep", ran, json_output)
     except ScanFailed:
-        return failure_detail("semgrep", ran)
+        return ran.failure_detail("semgrep")
     errors = [_error_text(e) for e in summary.get("errors", []) if e.get("level") == "error"]
     if not errors:
-        return failure_detail("semgrep", ran)
+        return ran.failure_detail("semgrep")
     how = ran.result.detail or f"exit {ran.result.exit_code}"
     return f"semgrep failed ({how}): " + " | ".join(errors[:3])
 
