@@ -74,7 +74,7 @@ def list_source_files(root: Path) -> list[str]:
 
     Given a subdirectory of a work tree, lists only the files below it, relative to it.
     """
-    output = _checked(root, "ls-files", "-co", "--exclude-standard", "-z")
+    output = run_git(root, "ls-files", "-co", "--exclude-standard", "-z")
     names = {os.fsdecode(name) for name in output.split(b"\0") if name}
     # Skip tracked files deleted from the work tree, and submodule directories.
     return sorted(name for name in names if _is_file_or_link(root / name))
@@ -118,7 +118,7 @@ def _read_head(root: Path) -> _Head:
 
 def _read_status(root: Path) -> tuple[str | None, set[str]]:
     """The current branch (None when detached) and every path with uncommitted changes."""
-    output = _checked(root, "status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all")
+    output = run_git(root, "status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all")
     branch: str | None = None
     paths: set[str] = set()
     records = iter(output.split(b"\0"))
@@ -140,7 +140,7 @@ _STATUS_FIELDS = {b"1": 8, b"2": 9, b"u": 10, b"?": 1}
 
 def _read_tag(root: Path) -> str | None:
     # Several tags on one commit: report the highest version.
-    output = _checked(root, "tag", "--points-at", "HEAD", "--sort=-v:refname")
+    output = run_git(root, "tag", "--points-at", "HEAD", "--sort=-v:refname")
     tags = output.decode("utf-8", errors="replace").split()
     return tags[0] if tags else None
 
@@ -153,7 +153,7 @@ def _committed_changes(root: Path, head: _Head, since: str | None) -> list[str] 
     if _is_shallow(root):
         return None  # the boundary commit of a shallow clone only looks like a root
     return _split_names(
-        _checked(root, "diff-tree", "-r", "--root", "--no-commit-id", "--name-only", "-z", "HEAD")
+        run_git(root, "diff-tree", "-r", "--root", "--no-commit-id", "--name-only", "-z", "HEAD")
     )
 
 
@@ -164,13 +164,13 @@ def _is_ancestor(root: Path, since: str) -> bool:
 
 
 def _is_shallow(root: Path) -> bool:
-    return _checked(root, "rev-parse", "--is-shallow-repository").strip() == b"true"
+    return run_git(root, "rev-parse", "--is-shallow-repository").strip() == b"true"
 
 
 def _diff_names(root: Path, old: str, new: str) -> list[str]:
     # --no-renames: a rename changes both the old and the new path.
     return _split_names(
-        _checked(
+        run_git(
             root, "diff", "--name-only", "--no-renames", "-z", "--end-of-options", old, new, "--"
         )
     )
@@ -199,17 +199,13 @@ def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
         ) from exc
 
 
-def _checked(cwd: Path, *args: str) -> bytes:
+def run_git(cwd: Path, *args: str) -> bytes:
+    """Run a git command in `cwd` and return its stdout; a failure is a ConveyorError."""
     result = _git(cwd, *args)
     if result.returncode != 0:
         error = result.stderr.decode("utf-8", errors="replace").strip()
         raise ConveyorError(f"git {args[0]} failed in {cwd}: {error}")
     return result.stdout
-
-
-def run_git(cwd: Path, *args: str) -> bytes:
-    """Run a git command in `cwd` and return its stdout; a failure is a ConveyorError."""
-    return _checked(cwd, *args)
 
 
 def current_branch(root: Path) -> str | None:
