@@ -213,9 +213,7 @@ def _run_recorded(
             store=store,
             workspace=workspace,
             logs_dir=run_dir / "logs",
-            base_env=_base_env(
-                run_id, git, workspace.path, options, _previous_sha(store, plan, git)
-            )
+            base_env=_base_env(run_id, git, workspace.path, options)
             | _state_env(project, plan, git),
             secrets=secrets,
             masker=Masker(secrets.values()),
@@ -361,12 +359,6 @@ def _state_env(project: Project, plan: Plan, git: GitContext) -> dict[str, str]:
     }
 
 
-def _previous_sha(store: Store, plan: Plan, git: GitContext) -> str:
-    """The commit of this branch's last successful run: what this run "brings in" since."""
-    previous = store.last_successful_run(plan.pipeline, git.branch)
-    return previous.commit_sha or "" if previous is not None else ""
-
-
 MERGED_SARIF = "sarif-merged"
 
 
@@ -381,9 +373,7 @@ def _store_merged_sarif(store: Store, run_id: int) -> None:
     store.add_report(run_id, "", MERGED_SARIF, digest, {"results": results})
 
 
-def _base_env(
-    run_id: int, git: GitContext, workspace: Path, options: RunOptions, previous_sha: str
-) -> dict[str, str]:
+def _base_env(run_id: int, git: GitContext, workspace: Path, options: RunOptions) -> dict[str, str]:
     env = dict(os.environ)
     env.update(options.extra_env)
     env.update(
@@ -394,7 +384,8 @@ def _base_env(
             "CONVEYOR_COMMIT_SHA": git.sha,
             "CONVEYOR_BRANCH": git.branch or "",
             "CONVEYOR_TAG": git.tag or "",
-            "CONVEYOR_PREVIOUS_SHA": previous_sha,
+            # What this run "brings in" since this branch's last successful run.
+            "CONVEYOR_PREVIOUS_SHA": git.since or "",
             "CONVEYOR_WORKSPACE": str(workspace),
             # Reproducible artifacts: tools honouring it stamp the commit time, not "now".
             "SOURCE_DATE_EPOCH": str(int(git.committed_at.timestamp())),

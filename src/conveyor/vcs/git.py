@@ -30,6 +30,7 @@ class GitContext:
     committed_at: datetime  # timezone-aware
     dirty: bool  # uncommitted changes or untracked (not ignored) files
     changed_files: tuple[str, ...] | None  # None = unknown (e.g. shallow clone boundary)
+    since: str | None = None  # the commit changes are counted from (last successful run)
 
 
 def repo_root(path: Path) -> Path:
@@ -66,6 +67,7 @@ def read_git_context(root: Path, since: str | None = None) -> GitContext:
         committed_at=head.committed_at,
         dirty=bool(uncommitted),
         changed_files=changed,
+        since=since,
     )
 
 
