@@ -87,3 +87,22 @@ class FailureClass(StrEnum):
     EXIT_CODE = "exit_code"  # the command ran and exited non-zero
     TIMEOUT = "timeout"  # killed after its timeout
     INFRASTRUCTURE = "infrastructure"  # could not start, executor or workspace error
+
+
+class DeployState(StrEnum):
+    IN_PROGRESS = "in_progress"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # never took all traffic; the previous release kept serving
+    ROLLED_BACK = "rolled_back"  # took traffic, then a smoke test or a person sent it back
+
+    @property
+    def finished(self) -> bool:
+        return self is not DeployState.IN_PROGRESS
+
+
+class ReleaseState(StrEnum):
+    STARTING = "starting"  # replicas starting; no traffic, or part of it while rolling
+    LIVE = "live"  # serves the environment
+    WARM = "warm"  # the previous live release: running, no traffic, rollback target
+    RETIRED = "retired"  # stopped
+    FAILED = "failed"  # never became ready, or rolled back; stopped

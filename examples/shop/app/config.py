@@ -32,11 +32,18 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         return cls(
-            db_path=env.get("SHOP_DB") or "shop.db",
-            version=env.get("SHOP_VERSION") or "dev",
+            db_path=env.get("SHOP_DB") or _default_db(env),
+            # Conveyor names the release it runs (the digest's short form).
+            version=env.get("SHOP_VERSION") or env.get("CONVEYOR_VERSION") or "dev",
             fault_rate=_number(env, "SHOP_FAULT_RATE"),
             extra_latency_ms=_number(env, "SHOP_EXTRA_LATENCY_MS"),
         )
+
+
+def _default_db(env: Mapping[str, str]) -> str:
+    """In the environment's data folder when deployed (the release folder is read-only)."""
+    data_dir = env.get("CONVEYOR_DATA_DIR")
+    return os.path.join(data_dir, "shop.db") if data_dir else "shop.db"
 
 
 def _number(env: Mapping[str, str], name: str) -> float:

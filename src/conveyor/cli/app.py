@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 
 from conveyor import __version__
-from conveyor.cli import demo, images, inspect, pipeline, project, report, vulndb
+from conveyor.cli import demo, environments, images, inspect, pipeline, project, report, vulndb
 from conveyor.cli.output import err_console
 from conveyor.errors import ConveyorError, ExitCode
 
@@ -65,6 +65,7 @@ inspect.register(app)
 report.register(app)
 images.register(app)
 vulndb.register(app)
+environments.register(app)
 demo.register(app)
 
 

@@ -86,3 +86,35 @@ class ReleaseSignals:
     # Cumulative latency histogram: upper bound (seconds) -> requests at or under it.
     latency_buckets: dict[float, int] = field(default_factory=dict)
     latency_sum: float = 0.0
+
+
+@dataclass(frozen=True)
+class SignalSample:
+    """One reading of a release's golden signals: the router's cumulative counters plus the
+    saturation of its replicas at `ts`. Rates come from the difference of two samples."""
+
+    environment: str
+    release_id: str
+    ts: float  # epoch seconds
+    signals: ReleaseSignals
+    saturation: Saturation | None  # None when the release is not running here
+    weight: int  # its share of traffic when sampled, 0..100
+
+
+@dataclass(frozen=True)
+class SignalRates:
+    """The golden signals of one release over a window between two samples."""
+
+    release_id: str
+    start: float
+    end: float
+    requests: int
+    requests_per_second: float
+    rate_4xx: float  # fraction of responses, 0..1
+    rate_5xx: float
+    p50: float | None  # seconds; None without requests in the window
+    p95: float | None
+    p99: float | None
+    cpu_percent: float | None  # of one core, over the window
+    memory_bytes: int | None
+    open_files: int | None

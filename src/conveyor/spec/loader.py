@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from conveyor.errors import ConveyorError, SpecError
+from conveyor.spec.environments import ENVIRONMENT_NAME_PATTERN
 from conveyor.spec.locate import KeyPath, Locator, Position, format_key_path, parse_yaml
 from conveyor.spec.model import ENV_NAME_PATTERN, JOB_NAME_PATTERN, Pipeline
 from conveyor.steps.registry import STEPS, step_names
@@ -42,6 +43,10 @@ _NAME_RULES = {
     JOB_NAME_PATTERN: (
         "job name",
         "use letters, digits, '_', '.' and '-', starting with a letter or digit",
+    ),
+    ENVIRONMENT_NAME_PATTERN: (
+        "environment name",
+        "use lower-case letters, digits and '-', starting with a letter (at most 32)",
     ),
     ENV_NAME_PATTERN: ("variable name", "use letters, digits and '_', not starting with a digit"),
 }
@@ -85,7 +90,7 @@ def parse_pipeline(text: str, file: str) -> LoadedPipeline:
         problems = _pydantic_problems(error, Pipeline, (), document.data)
         raise _first_error(problems, file, locator) from None
     step_params, step_problems = _validate_steps(pipeline)
-    problems = [*_graph_problems(pipeline), *step_problems]
+    problems = [*_graph_problems(pipeline), *_environment_problems(pipeline), *step_problems]
     if problems:
         raise _first_error(problems, file, locator)
     return LoadedPipeline(pipeline, Path(file), locator, step_params)
@@ -330,6 +335,30 @@ def _graph_problems(pipeline: Pipeline) -> list[_Problem]:
     cycle = _find_cycle(graph, list(pipeline.jobs))
     if cycle is not None:
         problems.append(_cycle_problem(pipeline, cycle))
+    return problems
+
+
+def _environment_problems(pipeline: Pipeline) -> list[_Problem]:
+    """`after` names another environment, and promotion order has no loop."""
+    problems: list[_Problem] = []
+    names = list(pipeline.environments)
+    for name, environment in pipeline.environments.items():
+        after = environment.after
+        path = ("environments", name, "after")
+        if after is None:
+            continue
+        if after == name:
+            problems.append(_Problem(f"environment {name!r} comes after itself", path))
+        elif after not in pipeline.environments:
+            hint = _suggest(after, names, "environments")
+            problems.append(_Problem(f"unknown environment {after!r} in after", path, hint))
+    if not problems:
+        graph = {name: [e.after] if e.after else [] for name, e in pipeline.environments.items()}
+        cycle = _find_cycle(graph, names)
+        if cycle is not None:
+            loop = " -> ".join([*cycle, cycle[0]])
+            path = ("environments", cycle[0], "after")
+            problems.append(_Problem(f"promotion order loops: {loop}", path))
     return problems
 
 

@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from conveyor.spec.environments import Environment, EnvironmentName
 from conveyor.spec.gates import Gates
 from conveyor.spec.globs import check_glob
 from conveyor.spec.images import ImagesConfig
@@ -222,8 +223,8 @@ class Pipeline(StrictModel):
     images: ImagesConfig = Field(
         default_factory=ImagesConfig, description="Image store, signing, scan and admission."
     )
-    # Reserved for the delivery issues; accepted and kept, not yet interpreted.
-    environments: dict[str, Any] | None = Field(
-        default=None, description="Reserved: deployment environments."
+    environments: dict[EnvironmentName, Environment] = Field(
+        default_factory=dict, description="Where releases run: runtime, router, smoke tests."
     )
+    # Reserved for the delivery issues; accepted and kept, not yet interpreted.
     release: dict[str, Any] | None = Field(default=None, description="Reserved: release strategy.")

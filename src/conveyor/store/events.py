@@ -54,10 +54,10 @@ def select(
         query = query.where(events.c.run_id == run_id)
     if limit is not None:
         query = query.limit(limit)
-    return [_event_from_row(row._mapping) for row in conn.execute(query)]
+    return [event_from_row(row._mapping) for row in conn.execute(query)]
 
 
-def _event_from_row(row: sa.RowMapping) -> EventRecord:
+def event_from_row(row: sa.RowMapping) -> EventRecord:
     return EventRecord(
         id=row["id"],
         ts=row["ts"],

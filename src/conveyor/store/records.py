@@ -95,6 +95,14 @@ class EventKind(StrEnum):
     LOCK_RELEASED = "lock.released"
     LOCK_SUPERSEDED = "lock.superseded"
     REPORT_ADDED = "report.added"
+    DEPLOY_STARTED = "deploy.started"
+    DEPLOY_FINISHED = "deploy.finished"
+    DEPLOY_RESUMED = "deploy.resumed"
+    TRAFFIC_SHIFTED = "traffic.shifted"
+    ROLLBACK = "rollback"
+    RELEASE_STATE = "release.state"
+    REPLICA_EVENT = "replica.event"
+    SMOKE_RESULT = "smoke.result"
 
 
 @dataclass(frozen=True)

@@ -113,3 +113,67 @@ reports = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Index("ix_reports_run_kind", "run_id", "kind"),
 )
+
+# --- Environments (deployment). `events` stays the source of truth: deploy history is read
+# from it; these tables hold the desired state the release controller reconciles to.
+
+# One row per environment: its persisted ports and what should be serving.
+environments = sa.Table(
+    "environments",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("port", sa.Integer, nullable=False),
+    sa.Column("admin_port", sa.Integer, nullable=False),
+    sa.Column("live_release", sa.String),  # serving all traffic once a deploy is done
+    sa.Column("warm_release", sa.String),  # the previous live release, kept running
+    sa.Column("routes", sa.JSON, nullable=False),  # the desired route table
+    sa.Column("generation", sa.Integer, nullable=False),  # bumped by each change of intent
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+releases = sa.Table(
+    "releases",
+    metadata,
+    sa.Column("release_id", sa.String, primary_key=True),
+    sa.Column("environment", sa.String, nullable=False, index=True),
+    sa.Column("repository", sa.String, nullable=False),
+    sa.Column("digest", sa.String, nullable=False),
+    sa.Column("ports", sa.JSON, nullable=False),
+    sa.Column("state", sa.String, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+deploys = sa.Table(
+    "deploys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("environment", sa.String, nullable=False),
+    sa.Column("release_id", sa.String, nullable=False),
+    sa.Column("repository", sa.String, nullable=False),
+    sa.Column("digest", sa.String, nullable=False),
+    sa.Column("previous_release", sa.String),
+    sa.Column("actor", sa.String, nullable=False),
+    sa.Column("run_id", sa.Integer),
+    sa.Column("state", sa.String, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("finished_at", Timestamp),
+    sa.Column("pid", sa.Integer),
+    sa.Column("host", sa.String),
+    sa.Index("ix_deploys_environment_state", "environment", "state"),
+)
+
+# The golden signals, sampled: cumulative router counters and saturation per release.
+signal_samples = sa.Table(
+    "signal_samples",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("environment", sa.String, nullable=False),
+    sa.Column("release_id", sa.String, nullable=False),
+    sa.Column("ts", Timestamp, nullable=False),
+    sa.Column("weight", sa.Integer, nullable=False),
+    sa.Column("signals", sa.JSON, nullable=False),
+    sa.Column("saturation", sa.JSON),
+    sa.Index("ix_signal_samples_release_ts", "environment", "release_id", "ts"),
+)

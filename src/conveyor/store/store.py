@@ -19,6 +19,7 @@ from conveyor.store import cache, locks, reports, runs
 from conveyor.store import events as event_log
 from conveyor.store.blobs import BlobStore
 from conveyor.store.db import default_url, open_engine, read_transaction, write_transaction
+from conveyor.store.deploys import DeployLedger
 from conveyor.store.procs import this_process
 from conveyor.store.records import (
     CacheEntry,
@@ -43,6 +44,7 @@ class Store:
         self.engine: sa.Engine = open_engine(url or default_url(state_dir))
         self.blobs = BlobStore(state_dir / "blobs")
         self._owner = this_process()
+        self.deploys = DeployLedger(self.engine, self._owner)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -9,7 +9,7 @@ plane keeps serving when the control plane is killed.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from conveyor.deploy.model import ReleaseSpec, ReplicaStatus, Saturation
 
@@ -30,6 +30,11 @@ class Runtime(Protocol):
     def saturation(self, release_id: str) -> Saturation: ...
 
     def stop(self, release_id: str) -> None: ...
+
+    def replica_events(self, release_id: str) -> list[dict[str, Any]]:
+        """What happened to the replicas (exits, restarts, readiness), oldest first; each
+        has at least `time` (epoch seconds), `event` and `replica`."""
+        ...
 
     def releases(self) -> list[str]:
         """Release ids this runtime is running (to reconcile after a restart)."""

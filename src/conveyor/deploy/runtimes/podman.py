@@ -108,6 +108,21 @@ class PodmanRuntime:
             raise NotFoundError(f"no containers of release {release_id} in podman")
         self._podman("rm", "-f", "-t", str(_STOP_GRACE), *ids)
 
+    def replica_events(self, release_id: str) -> list[dict[str, Any]]:
+        """Restarts as podman counts them (podman restarts crashed containers itself)."""
+        events: list[dict[str, Any]] = []
+        for replica in self.status(release_id):
+            if replica.restarts:
+                events.append(
+                    {
+                        "time": time.time(),
+                        "event": "restarted",
+                        "replica": replica.index,
+                        "restarts": replica.restarts,
+                    }
+                )
+        return events
+
     def releases(self) -> list[str]:
         listed = self._podman("ps", "-a", "--filter", f"label={LABEL_RELEASE}", "--format", "json")
         containers: list[dict[str, Any]] = json.loads(listed or "[]")

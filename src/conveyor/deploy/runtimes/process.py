@@ -121,6 +121,18 @@ class ProcessRuntime:
                 self._kill_everything(release_id, pid)
         (run_dir / supervisor.PID_FILE).unlink(missing_ok=True)
 
+    def replica_events(self, release_id: str) -> list[dict[str, Any]]:
+        path = self._run_dir(release_id) / supervisor.EVENTS_FILE
+        try:
+            lines = path.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        events = []
+        for line in lines:
+            with contextlib.suppress(ValueError):  # a line cut short by a kill
+                events.append(json.loads(line))
+        return events
+
     def releases(self) -> list[str]:
         if not self.runs.is_dir():
             return []

@@ -1,0 +1,268 @@
+"""`conveyor deploy`, `conveyor rollback`, `conveyor env ...`: environments and releases."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from conveyor.cli.output import OutputFormat, OutputOption, console, emit_json, err_console
+from conveyor.cli.project import SpecOption
+from conveyor.errors import ExitCode
+
+if TYPE_CHECKING:
+    from conveyor.deploy.controller import DeployOutcome
+    from conveyor.service.environments import EnvironmentView
+    from conveyor.service.project import Project
+    from conveyor.store.store import Store
+
+env_app = typer.Typer(help="Environments: releases, traffic, health, golden signals, history.")
+EnvArgument = typer.Argument(help="The environment's name in conveyor.yml, e.g. staging.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("deploy")(deploy)
+    app.command("rollback")(rollback)
+    app.add_typer(env_app, name="env")
+
+
+@contextmanager
+def _opened(spec: Path | None) -> Iterator[tuple[Project, Store]]:
+    from conveyor.service.project import Project
+
+    project = Project.locate(spec)
+    with project.open_store() as store:
+        yield project, store
+
+
+def _progress(message: str) -> None:
+    err_console.print(f"[dim]·[/] {escape(message)}")
+
+
+def deploy(
+    environment: Annotated[str, EnvArgument],
+    image: Annotated[str, typer.Argument(help="shop@sha256:<digest> (or shop:<tag>).")],
+    spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+) -> None:
+    """Deploy an image to an environment: admission policy, promotion order, rolling
+    replacement gated on readiness, smoke tests (a failure rolls back)."""
+    from conveyor.service import environments
+    from conveyor.service.runs import default_actor
+
+    with _opened(spec) as (project, store):
+        outcome = environments.deploy(
+            project, store, environment, image, actor=default_actor(), progress=_progress
+        )
+    _report_deploy(outcome, output)
+
+
+def _report_deploy(outcome: DeployOutcome, output: OutputFormat) -> None:
+    from conveyor.states import DeployState
+
+    if output is OutputFormat.JSON:
+        emit_json(outcome)
+    else:
+        for result in outcome.smoke:
+            mark = "[green]✓[/]" if result.passed else "[bold red]✗[/]"
+            detail = f": {escape(result.detail)}" if result.detail else ""
+            console.print(f"{mark} smoke {escape(result.title)}{detail}")
+        state = outcome.state.value
+        style = "green" if outcome.state is DeployState.SUCCEEDED else "bold red"
+        reason = f" ({escape(outcome.reason)})" if outcome.reason else ""
+        console.print(f"{escape(outcome.release_id)}: [{style}]{state}[/]{reason}")
+        console.print(f"serving at {outcome.url}")
+    if outcome.state is not DeployState.SUCCEEDED:
+        raise typer.Exit(int(ExitCode.PIPELINE_FAILED))
+
+
+def rollback(
+    environment: Annotated[str, EnvArgument],
+    to: Annotated[
+        str | None, typer.Option("--to", help="A release id (default: the warm previous one).")
+    ] = None,
+    spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+) -> None:
+    """Send all traffic back to the previous release (kept warm) at once."""
+    from conveyor.service import environments
+    from conveyor.service.runs import default_actor
+
+    with _opened(spec) as (project, store):
+        outcome = environments.rollback(
+            project, store, environment, actor=default_actor(), to=to, progress=_progress
+        )
+    if output is OutputFormat.JSON:
+        emit_json(outcome)
+        return
+    console.print(
+        f"{escape(environment)}: all traffic on {escape(outcome.to_release)} "
+        f"after {outcome.switch_seconds:.3f} s (was {escape(str(outcome.from_release))})"
+    )
+
+
+@env_app.command("ls")
+def env_ls(
+    spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+) -> None:
+    """List the environments of conveyor.yml with their URL and live release."""
+    from conveyor.service import environments
+
+    with _opened(spec) as (project, store):
+        views = environments.list_environments(project, store)
+    if output is OutputFormat.JSON:
+        emit_json(views)
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("environment", "url", "live", "warm", "runtime", "router", "deploying"):
+        table.add_column(column)
+    for view in views:
+        table.add_row(
+            view.name,
+            view.url or "-",
+            view.live_release or "-",
+            view.warm_release or "-",
+            view.runtime,
+            view.router,
+            view.deploying.release_id if view.deploying else "",
+        )
+    console.print(table)
+
+
+@env_app.command("status")
+def env_status(
+    environment: Annotated[str, EnvArgument],
+    spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+) -> None:
+    """Live: releases, weights, replica health and golden signals (over about 1 s)."""
+    from conveyor.service import environments
+
+    with _opened(spec) as (project, store):
+        view = environments.environment_status(project, store, environment)
+    if output is OutputFormat.JSON:
+        emit_json(view)
+        return
+    _print_status(view)
+
+
+def _print_status(view: EnvironmentView) -> None:
+    console.print(f"[bold]{view.name}[/] {view.url}  runtime {view.runtime}, router {view.router}")
+    if view.deploying is not None:
+        console.print(f"[yellow]deploying {escape(view.deploying.release_id)}[/]")
+    table = Table(box=None, pad_edge=False)
+    for column in ("release", "state", "weight", "replicas", "req/s", "5xx", "4xx", "p50", "p99"):
+        table.add_column(column)
+    table.add_column("cpu/mem/files")
+    for release in view.releases:
+        ready = sum(1 for r in release.replicas if r.state.value == "ready")
+        restarts = sum(r.restarts for r in release.replicas)
+        rates = release.rates
+        table.add_row(
+            escape(release.release_id),
+            release.state.value,
+            f"{release.weight}%",
+            f"{ready}/{len(release.replicas)} ready"
+            + (f", {restarts} restarts" if restarts else ""),
+            f"{rates.requests_per_second:.1f}" if rates else "-",
+            f"{rates.rate_5xx:.1%}" if rates else "-",
+            f"{rates.rate_4xx:.1%}" if rates else "-",
+            _ms(rates.p50 if rates else None),
+            _ms(rates.p99 if rates else None),
+            _saturation(rates),
+        )
+    console.print(table)
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+def _saturation(rates: object) -> str:
+    from conveyor.deploy.model import SignalRates
+
+    if not isinstance(rates, SignalRates) or rates.memory_bytes is None:
+        return "-"
+    cpu = f"{rates.cpu_percent:.0f}%" if rates.cpu_percent is not None else "-"
+    return f"{cpu} / {rates.memory_bytes / 1e6:.0f} MB / {rates.open_files}"
+
+
+@env_app.command("history")
+def env_history(
+    environment: Annotated[str, EnvArgument],
+    spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+) -> None:
+    """Deploys and rollbacks of an environment (who, what, when, result), from the event log."""
+    from conveyor.service import environments
+
+    with _opened(spec) as (project, store):
+        entries = environments.history(project, store, environment)
+    if output is OutputFormat.JSON:
+        emit_json(entries)
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("when", "what", "release", "digest", "who", "result", "reason"):
+        table.add_column(column)
+    for entry in entries:
+        table.add_row(
+            datetime.fromtimestamp(entry.started_at).strftime("%Y-%m-%d %H:%M:%S"),
+            entry.kind,
+            escape(entry.release_id),
+            (entry.digest or "")[:19],
+            escape(entry.actor or ""),
+            entry.result,
+            escape(entry.reason or ""),
+        )
+    console.print(table)
+
+
+@env_app.command("metrics")
+def env_metrics(
+    environment: Annotated[str, EnvArgument],
+    spec: Annotated[Path | None, SpecOption] = None,
+) -> None:
+    """The golden signals of every release in the Prometheus text format."""
+    from conveyor.service import environments
+
+    with _opened(spec) as (project, store):
+        text = environments.metrics(project, store, environment)
+    sys.stdout.write(text.decode())
+
+
+@env_app.command("reconcile")
+def env_reconcile(
+    environment: Annotated[str, EnvArgument],
+    spec: Annotated[Path | None, SpecOption] = None,
+) -> None:
+    """Bring an environment back to its recorded desired state: finish an interrupted
+    deploy, restart a stopped router or release. Starts nothing twice."""
+    from conveyor.service import environments
+
+    with _opened(spec) as (project, store):
+        outcome = environments.reconcile(project, store, environment, progress=_progress)
+    if outcome is None:
+        console.print(f"{escape(environment)}: as recorded")
+        return
+    _report_deploy(outcome, OutputFormat.TEXT)
+
+
+@env_app.command("stop")
+def env_stop(
+    environment: Annotated[str, EnvArgument],
+    spec: Annotated[Path | None, SpecOption] = None,
+) -> None:
+    """Stop an environment's router and releases (history stays in the store)."""
+    from conveyor.service import environments
+
+    with _opened(spec) as (project, store):
+        stopped = environments.stop_environment(project, store, environment)
+    console.print(f"{escape(environment)}: stopped {len(stopped)} release(s) and the router")

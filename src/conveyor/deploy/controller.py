@@ -1,0 +1,529 @@
+"""The release controller of one environment: deploy, roll back, reconcile.
+
+Desired state lives in the store (the ledger) and is written *before* anything changes,
+so a controller killed at any point is finished by the next one (`reconcile`): it adopts
+the interrupted deploy and carries it on from what the runtime and the router show. Every
+step is idempotent (a release id names one digest in one environment; starting a running
+release leaves it alone; setting routes twice is setting them once), so a resumed deploy
+never starts a second copy of anything.
+
+The data plane (router and replicas) runs in processes of its own and keeps serving with
+its last routes while no controller is alive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conveyor.deploy import routing
+from conveyor.deploy.model import HealthCheck, ReleaseSpec, ReplicaState, ReplicaStatus
+from conveyor.deploy.routers.base import Router
+from conveyor.deploy.routing import Share
+from conveyor.deploy.runtimes.base import Runtime
+from conveyor.deploy.smoke import SmokeResult, describe_failures, run_smoke, smoke_passed
+from conveyor.errors import ConveyorError
+from conveyor.spec.environments import Environment, Probe
+from conveyor.states import DeployState, ReleaseState
+from conveyor.store.deploys import DeployLedger, DeployRecord, EnvironmentRecord
+from conveyor.store.records import EventKind
+
+_POLL = 0.1
+_CRASHES_BEFORE_FAILING = 3  # restarts of one replica before it is ready: a broken release
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Everything the controller of one environment works with."""
+
+    name: str
+    spec: Environment
+    runtime: Runtime
+    router: Router
+    ledger: DeployLedger
+    lock_path: Path
+    replica_env: Mapping[str, str] = field(default_factory=dict)  # env + secrets
+    workdir: Path | None = None  # where smoke commands run
+    data_dir: Path | None = None  # writable, kept across releases (CONVEYOR_DATA_DIR)
+
+
+@dataclass(frozen=True)
+class DeployOutcome:
+    deploy_id: int | None  # None when the release was already live
+    release_id: str
+    state: DeployState
+    reason: str | None
+    url: str
+    smoke: tuple[SmokeResult, ...] = ()
+
+
+@dataclass(frozen=True)
+class RollbackOutcome:
+    from_release: str | None
+    to_release: str
+    switch_seconds: float  # from the command's decision until the router applied it
+    url: str
+
+
+class Superseded(ConveyorError):
+    """Someone changed the environment's intent (a rollback) while this deploy ran."""
+
+
+def release_name(environment: str, repository: str, digest: str) -> str:
+    short = digest.split(":", 1)[-1][:12]
+    name = repository.rsplit("/", maxsplit=1)[-1]
+    safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in name)
+    return f"{environment}-{safe}-{short}"
+
+
+def version_of(digest: str) -> str:
+    return digest.split(":", 1)[-1][:12]
+
+
+class ReleaseController:
+    def __init__(self, target: Target, progress: Progress | None = None) -> None:
+        self.target = target
+        self.progress: Progress = progress or (lambda _message: None)
+        self._generation = 0
+
+    # --- deploy -----------------------------------------------------------------------
+
+    def deploy(
+        self, repository: str, digest: str, actor: str, run_id: int | None = None
+    ) -> DeployOutcome:
+        with self._deploy_lock():
+            self._resume_interrupted()
+            environment = self._environment()
+            release_id = release_name(self.target.name, repository, digest)
+            url = self.target.router.ensure_running()
+            if environment.live_release == release_id and self._running(release_id):
+                self.progress(f"{release_id} is already live")
+                return DeployOutcome(None, release_id, DeployState.SUCCEEDED, "already live", url)
+            known = self.target.ledger.release(release_id)
+            ports = known.ports if known else free_ports(self.target.spec.replicas)
+            record = self.target.ledger.begin_deploy(
+                self.target.name,
+                release_id=release_id,
+                repository=repository,
+                digest=digest,
+                ports=ports,
+                previous=environment.live_release,
+                actor=actor,
+                run_id=run_id,
+            )
+            return self._roll_out(record, ports)
+
+    def reconcile(self) -> DeployOutcome | None:
+        """Finish an interrupted deploy, restart a dead router or release, import replica
+        events. Returns the resumed deploy's outcome, if there was one."""
+        with self._deploy_lock():
+            outcome = self._resume_interrupted()
+            environment = self.target.ledger.environment(self.target.name)
+            if environment is None:
+                return outcome
+            self.target.router.ensure_running()
+            routes = routing.from_json(environment.routes)
+            if routes != self.target.router.routes():
+                self.target.router.set_routes(routes)
+            for release_id in (environment.live_release, environment.warm_release):
+                if release_id is not None:
+                    self._start(release_id)
+            self.import_replica_events()
+            return outcome
+
+    def _resume_interrupted(self) -> DeployOutcome | None:
+        ledger = self.target.ledger
+        for record in ledger.deploys(self.target.name, DeployState.IN_PROGRESS):
+            if record.pid == os.getpid():
+                continue
+            adopted = ledger.adopt_deploy(record.id, "the controller that started it is gone")
+            self.progress(f"resuming interrupted deploy {record.id} of {record.release_id}")
+            release = ledger.release(record.release_id)
+            assert release is not None
+            return self._roll_out(adopted, release.ports)
+        return None
+
+    def _roll_out(self, record: DeployRecord, ports: tuple[int, ...] | list[int]) -> DeployOutcome:
+        spec = self.target.spec
+        self._generation = self.target.ledger.generation(self.target.name)
+        url = self.target.router.ensure_running()
+        release = self._release_spec(record, tuple(ports))
+        previous = self._share_of(record.previous_release, 100)
+        self.progress(f"starting {record.release_id} ({spec.replicas} replicas)")
+        try:
+            self.target.runtime.start(release)
+            self._shift_while_ready(record, release, previous)
+        except Superseded as error:
+            self.target.ledger.finish_deploy(record.id, DeployState.ROLLED_BACK, error.message)
+            return DeployOutcome(
+                record.id, record.release_id, DeployState.ROLLED_BACK, error.message, url
+            )
+        except ConveyorError as error:
+            return self._fail(record, previous, error.message, url)
+        smoke = self._smoke(record, url)
+        if not smoke_passed(smoke):
+            reason = "smoke tests failed: " + describe_failures(smoke)
+            self._roll_back_deploy(record, previous, reason)
+            return DeployOutcome(
+                record.id, record.release_id, DeployState.ROLLED_BACK, reason, url, tuple(smoke)
+            )
+        self._confirm(record, release)
+        return DeployOutcome(
+            record.id, record.release_id, DeployState.SUCCEEDED, None, url, tuple(smoke)
+        )
+
+    def _shift_while_ready(
+        self, record: DeployRecord, release: ReleaseSpec, previous: Share | None
+    ) -> None:
+        """Move traffic to the new release replica by replica, as each becomes ready."""
+        deadline = time.monotonic() + self.target.spec.health.ready_timeout
+        routed = -1
+        while True:
+            replicas = self.target.runtime.status(release.release_id)
+            ready = [r for r in replicas if r.state is ReplicaState.READY]
+            if len(ready) != routed:
+                routed = len(ready)
+                new = Share(
+                    release.release_id,
+                    version_of(release.digest),
+                    tuple(r.address for r in ready),
+                    0,
+                )
+                shares = routing.rolling_shares(new, routed, release.replicas, previous)
+                self._set_traffic(shares, record, f"{routed}/{release.replicas} replicas ready")
+            if routed == release.replicas:
+                return
+            _raise_if_broken(release.release_id, replicas)
+            if time.monotonic() >= deadline:
+                states = "; ".join(f"replica {r.index}: {r.state}" for r in replicas)
+                raise ConveyorError(
+                    f"{release.release_id} is not ready after "
+                    f"{self.target.spec.health.ready_timeout:g} s ({states})"
+                )
+            time.sleep(_POLL)
+
+    def _smoke(self, record: DeployRecord, url: str) -> list[SmokeResult]:
+        checks = self.target.spec.smoke
+        if not checks:
+            return []
+        self.progress(f"smoke tests against {url}")
+        results = run_smoke(checks, url, env=self.target.replica_env, cwd=self.target.workdir)
+        for result in results:
+            self.target.ledger.record(
+                EventKind.SMOKE_RESULT,
+                self.target.name,
+                deploy_id=record.id,
+                release=record.release_id,
+                check=result.title,
+                verdict=result.verdict,
+                detail=result.detail,
+            )
+        return results
+
+    def _confirm(self, record: DeployRecord, release: ReleaseSpec) -> None:
+        """The new release is live; the previous one stays warm; the one before retires."""
+        environment = self._environment()
+        previous = record.previous_release
+        retired = environment.warm_release
+        if retired in (record.release_id, previous):
+            retired = None
+        new = Share(
+            record.release_id, version_of(release.digest), routing.addresses(release.ports), 100
+        )
+        shares = [new] + ([self._share_of(previous, 0)] if previous else [])
+        states = {record.release_id: ReleaseState.LIVE}
+        if previous is not None:
+            states[previous] = ReleaseState.WARM
+        if retired is not None:
+            states[retired] = ReleaseState.RETIRED
+        self._set_traffic(
+            [s for s in shares if s is not None],
+            record,
+            "deploy confirmed",
+            live=record.release_id,
+            warm=previous,
+            states=states,
+        )
+        self.target.ledger.finish_deploy(record.id, DeployState.SUCCEEDED, None)
+        if retired is not None:
+            self._stop_after_drain(retired)
+
+    def _fail(
+        self, record: DeployRecord, previous: Share | None, reason: str, url: str
+    ) -> DeployOutcome:
+        """Never took all traffic: the previous release serves everything again."""
+        self.progress(f"deploy failed: {reason}")
+        environment = self._environment()
+        shares = [previous] if previous else []
+        self._set_traffic(
+            shares,
+            record,
+            "deploy failed",
+            live=environment.live_release,
+            warm=environment.warm_release,
+            states={record.release_id: ReleaseState.FAILED},
+            check_superseded=False,
+        )
+        self.target.ledger.finish_deploy(record.id, DeployState.FAILED, reason)
+        self._stop_after_drain(record.release_id)
+        return DeployOutcome(record.id, record.release_id, DeployState.FAILED, reason, url)
+
+    def _roll_back_deploy(self, record: DeployRecord, previous: Share | None, reason: str) -> None:
+        self.progress(f"rolling back: {reason}")
+        environment = self._environment()
+        shares = [previous] if previous else []
+        routes = routing.table(shares)
+        self._generation = self.target.ledger.set_intent(
+            self.target.name,
+            routes=routing.to_json(routes),
+            live=environment.live_release,
+            warm=environment.warm_release,
+            event=EventKind.ROLLBACK,
+            actor="conveyor",
+            data={"from": record.release_id, "to": record.previous_release, "reason": reason},
+            release_states={record.release_id: ReleaseState.FAILED},
+        )
+        self.target.router.set_routes(routes)
+        self.target.ledger.finish_deploy(record.id, DeployState.ROLLED_BACK, reason)
+        self._stop_after_drain(record.release_id)
+
+    # --- rollback ---------------------------------------------------------------------
+
+    def rollback(self, actor: str, to: str | None = None, reason: str = "") -> RollbackOutcome:
+        """All traffic to `to` (default: the warm previous release) at once. Takes no deploy
+        lock: a deploy in flight sees the new intent and stops."""
+        started = time.monotonic()
+        environment = self._environment()
+        target = to or environment.warm_release
+        if target is None:
+            raise ConveyorError(
+                f"{self.target.name} has no previous release to roll back to",
+                hint=f"`conveyor env history {self.target.name}` lists releases; use --to",
+            )
+        share = self._share_of(target, 100)
+        if share is None:
+            raise ConveyorError(f"no release {target!r} in {self.target.name}")
+        if not self._running(target):
+            self.progress(f"{target} is not warm: starting it first")
+            self._start(target)
+            self.target.runtime.wait_ready(target, self.target.spec.health.ready_timeout)
+            started = time.monotonic()
+        bad = environment.live_release if environment.live_release != target else None
+        routes = routing.table([share])
+        self.target.ledger.set_intent(
+            self.target.name,
+            routes=routing.to_json(routes),
+            live=target,
+            warm=None,
+            event=EventKind.ROLLBACK,
+            actor=actor,
+            data={"from": bad, "to": target, "reason": reason or "requested"},
+            release_states={
+                target: ReleaseState.LIVE,
+                **({bad: ReleaseState.FAILED} if bad else {}),
+            },
+        )
+        self.target.router.set_routes(routes)
+        switched = time.monotonic() - started
+        self.progress(f"all traffic on {target} after {switched:.3f} s")
+        if bad is not None:
+            self._stop_after_drain(bad)
+        return RollbackOutcome(bad, target, switched, self.target.router.ensure_running())
+
+    # --- teardown ---------------------------------------------------------------------
+
+    def stop_all(self) -> list[str]:
+        """Stop the router and every release of the environment; the ledger keeps history."""
+        stopped = []
+        prefix = f"{self.target.name}-"
+        for release_id in self.target.runtime.releases():
+            if release_id.startswith(prefix):
+                self.target.runtime.stop(release_id)
+                stopped.append(release_id)
+        self.target.router.stop()
+        return stopped
+
+    def import_replica_events(self) -> int:
+        """Copy the runtime's replica events (exits, restarts) into the event log, once."""
+        ledger = self.target.ledger
+        seen = {
+            _event_key(event.data)
+            for event in ledger.events(self.target.name, (EventKind.REPLICA_EVENT,))
+        }
+        added = 0
+        for release in ledger.releases(self.target.name):
+            if release.state in (ReleaseState.RETIRED, ReleaseState.FAILED):
+                continue
+            for raw in self.target.runtime.replica_events(release.release_id):
+                data = {**raw, "release": release.release_id}
+                if _event_key(data) not in seen:
+                    ledger.record(EventKind.REPLICA_EVENT, self.target.name, **data)
+                    added += 1
+        return added
+
+    # --- internals --------------------------------------------------------------------
+
+    def _set_traffic(
+        self,
+        shares: list[Share],
+        record: DeployRecord,
+        why: str,
+        *,
+        live: str | None = None,
+        warm: str | None = None,
+        states: Mapping[str, ReleaseState] | None = None,
+        check_superseded: bool = True,
+    ) -> None:
+        ledger = self.target.ledger
+        if check_superseded and ledger.generation(self.target.name) != self._generation:
+            raise Superseded(f"{self.target.name} was rolled back while deploying")
+        environment = self._environment()
+        routes = routing.table(shares)
+        self._generation = ledger.set_intent(
+            self.target.name,
+            routes=routing.to_json(routes),
+            live=live if live is not None else environment.live_release,
+            warm=warm if live is not None else environment.warm_release,
+            event=EventKind.TRAFFIC_SHIFTED,
+            actor=record.actor,
+            data={"deploy_id": record.id, "why": why, "weights": routing.weights(routes)},
+            release_states=states,
+        )
+        self.target.router.set_routes(routes)
+        self.progress(f"traffic: {_describe_weights(routes)} ({why})")
+
+    def _environment(self) -> EnvironmentRecord:
+        ledger = self.target.ledger
+        found = ledger.environment(self.target.name)
+        if found is not None:
+            return found
+        port = self.target.spec.port or free_ports(1)[0]
+        return ledger.ensure_environment(self.target.name, port, free_ports(1)[0])
+
+    def _share_of(self, release_id: str | None, weight: int) -> Share | None:
+        if release_id is None:
+            return None
+        release = self.target.ledger.release(release_id)
+        if release is None:
+            return None
+        return Share(
+            release_id, version_of(release.digest), routing.addresses(release.ports), weight
+        )
+
+    def _release_spec(self, record: DeployRecord, ports: tuple[int, ...]) -> ReleaseSpec:
+        health = self.target.spec.health
+        env = {
+            **self.target.replica_env,
+            "CONVEYOR_ENVIRONMENT": self.target.name,
+            "CONVEYOR_RELEASE": record.release_id,
+            "CONVEYOR_VERSION": version_of(record.digest),
+        }
+        if self.target.data_dir is not None:
+            self.target.data_dir.mkdir(parents=True, exist_ok=True)
+            env["CONVEYOR_DATA_DIR"] = str(self.target.data_dir)
+        return ReleaseSpec(
+            release_id=record.release_id,
+            repository=record.repository,
+            digest=record.digest,
+            ports=ports,
+            env=env,
+            readiness=_check(health.readiness),
+            liveness=_check(health.liveness),
+        )
+
+    def _start(self, release_id: str) -> None:
+        """Start a recorded release again if its replicas are gone (idempotent)."""
+        release = self.target.ledger.release(release_id)
+        if release is None or self._running(release_id):
+            return
+        record = DeployRecord(
+            0, self.target.name, release_id, release.repository, release.digest,
+            None, "conveyor", None, DeployState.IN_PROGRESS, None, 0.0, None, None, None,
+        )  # fmt: skip
+        self.target.runtime.start(self._release_spec(record, release.ports))
+
+    def _running(self, release_id: str) -> bool:
+        return release_id in self.target.runtime.releases()
+
+    def _stop_after_drain(self, release_id: str) -> None:
+        """Requests in flight on a release taken out of traffic finish before it stops."""
+        if not self._running(release_id):
+            return
+        drain = self.target.spec.drain
+        if drain > 0:
+            self.progress(f"draining {release_id} for {drain:g} s")
+            time.sleep(drain)
+        self.target.runtime.stop(release_id)
+
+    @contextlib.contextmanager
+    def _deploy_lock(self) -> Iterator[None]:
+        """One controller changes an environment at a time; the kernel frees the lock when
+        its holder dies, which is how a successor knows a deploy was interrupted."""
+        path = self.target.lock_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise ConveyorError(
+                    f"{self.target.name} is being changed by {holder}",
+                    hint="wait for it, or `conveyor rollback` (which does not wait)",
+                ) from None
+            handle.truncate(0)
+            handle.write(f"pid {os.getpid()}\n")
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def free_ports(count: int) -> tuple[int, ...]:
+    """Ports the kernel says are free now (held open together, so they differ)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for probe in sockets:
+            probe.bind((routing.HOST, 0))
+        return tuple(int(probe.getsockname()[1]) for probe in sockets)
+    finally:
+        for probe in sockets:
+            probe.close()
+
+
+def _check(probe: Probe) -> HealthCheck:
+    return HealthCheck(probe.path, probe.interval, probe.timeout, probe.failure_threshold)
+
+
+def _raise_if_broken(release_id: str, replicas: list[ReplicaStatus]) -> None:
+    for replica in replicas:
+        crashing = replica.state is ReplicaState.CRASHED
+        if replica.state is ReplicaState.STOPPED or (
+            crashing and replica.restarts >= _CRASHES_BEFORE_FAILING
+        ):
+            detail = f": {replica.detail}" if replica.detail else ""
+            raise ConveyorError(
+                f"{release_id} replica {replica.index} crashed at start "
+                f"({replica.restarts} restarts){detail}"
+            )
+
+
+def _describe_weights(routes: object) -> str:
+    assert hasattr(routes, "backends")
+    parts = [f"{b.release_id} {b.weight}%" for b in routes.backends]
+    return ", ".join(parts) or "no backends"
+
+
+def _event_key(data: Mapping[str, object]) -> tuple[object, ...]:
+    return tuple(
+        data.get(name) for name in ("release", "event", "replica", "pid", "restarts", "code")
+    )

@@ -1,0 +1,77 @@
+"""Sampling the golden signals of an environment into the store, and reading them back.
+
+A sample is the router's cumulative counters per release plus the saturation of the
+release's replicas; rates come from two samples (`signals.window_rates`). The judge of
+progressive delivery reads these series.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+from conveyor.deploy.model import ReleaseSignals, Saturation, SignalSample
+from conveyor.deploy.routers.base import Router
+from conveyor.deploy.runtimes.base import Runtime
+from conveyor.errors import ConveyorError
+from conveyor.store.deploys import DeployLedger, SampleRow
+
+
+def take_sample(
+    environment: str, router: Router, runtime: Runtime, ledger: DeployLedger
+) -> list[SignalSample]:
+    """One sample of every release the router knows, recorded in the store."""
+    now = time.time()
+    weights = {backend.release_id: backend.weight for backend in router.routes().backends}
+    signals = {signal.release_id: signal for signal in router.signals()}
+    running = set(runtime.releases())
+    samples = []
+    for release_id in sorted(set(weights) | set(signals)):
+        counters = signals.get(release_id) or ReleaseSignals(release_id, 0, 0, 0, 0)
+        saturation = _saturation(runtime, release_id) if release_id in running else None
+        samples.append(
+            SignalSample(
+                environment, release_id, now, counters, saturation, weights.get(release_id, 0)
+            )
+        )
+    ledger.add_samples([to_row(sample) for sample in samples])
+    return samples
+
+
+def stored_samples(
+    ledger: DeployLedger, environment: str, release_id: str | None = None, since: float = 0.0
+) -> list[SignalSample]:
+    return [from_row(row) for row in ledger.samples(environment, release_id, since)]
+
+
+def to_row(sample: SignalSample) -> SampleRow:
+    signals = asdict(sample.signals)
+    # JSON keys are strings: the bucket bounds travel as their repr ("inf" included).
+    signals["latency_buckets"] = {repr(k): v for k, v in sample.signals.latency_buckets.items()}
+    return SampleRow(
+        environment=sample.environment,
+        release_id=sample.release_id,
+        ts=sample.ts,
+        weight=sample.weight,
+        signals=signals,
+        saturation=asdict(sample.saturation) if sample.saturation else None,
+    )
+
+
+def from_row(row: SampleRow) -> SignalSample:
+    raw: dict[str, Any] = dict(row.signals)
+    buckets: Mapping[str, int] = raw.pop("latency_buckets", {}) or {}
+    signals = ReleaseSignals(
+        **raw, latency_buckets={float(bound): int(count) for bound, count in buckets.items()}
+    )
+    saturation = Saturation(**row.saturation) if row.saturation else None
+    return SignalSample(row.environment, row.release_id, row.ts, signals, saturation, row.weight)
+
+
+def _saturation(runtime: Runtime, release_id: str) -> Saturation | None:
+    try:
+        return runtime.saturation(release_id)
+    except (ConveyorError, OSError):  # the release stopped between the two reads
+        return None

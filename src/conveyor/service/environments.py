@@ -1,0 +1,296 @@
+"""Environments under the CLI: deploy (admission, promotion order), rollback, status.
+
+Each call builds the environment's controller from conveyor.yml: its runtime and router
+backends, its ledger in the store, and its replicas' env and secrets.
+
+    <state_dir>/runtime/                 the runtime's releases (shared by environments)
+    <state_dir>/environments/<name>/     router/ (its process and routes), deploy.lock
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from conveyor.deploy.controller import (
+    DeployOutcome,
+    Progress,
+    ReleaseController,
+    RollbackOutcome,
+    Target,
+    free_ports,
+)
+from conveyor.deploy.exposition import exposition
+from conveyor.deploy.model import ReplicaStatus, SignalRates, SignalSample
+from conveyor.deploy.routers.base import Router
+from conveyor.deploy.runtimes.base import Runtime
+from conveyor.deploy.sampler import stored_samples, take_sample
+from conveyor.deploy.signals import window_rates
+from conveyor.engine.secrets import load_secrets
+from conveyor.errors import ConveyorError, NotFoundError
+from conveyor.service.images import image_store, parse_ref, resolve, verify_image
+from conveyor.service.project import Project
+from conveyor.spec.environments import Environment, RouterName, RuntimeName
+from conveyor.states import DeployState, ReleaseState
+from conveyor.store.deploys import DeployRecord, HistoryEntry
+from conveyor.store.store import Store
+
+_RATE_WINDOW = 1.0  # status compares with a sample at least this old
+
+
+def environments_of(project: Project) -> dict[str, Environment]:
+    from conveyor.spec.loader import load_pipeline
+
+    return dict(load_pipeline(project.spec_path).pipeline.environments)
+
+
+def environment_spec(project: Project, name: str) -> Environment:
+    environments = environments_of(project)
+    if name not in environments:
+        known = ", ".join(environments) or "none"
+        raise NotFoundError(
+            f"no environment {name!r} in {project.spec_path.name} (environments: {known})",
+            hint="declare it under `environments:` (docs/conveyor-yml.md)",
+        )
+    return environments[name]
+
+
+def make_runtime(project: Project, spec: Environment) -> Runtime:
+    root = project.state_dir / "runtime"
+    if spec.runtime is RuntimeName.PODMAN:
+        from conveyor.deploy.runtimes.podman import PodmanRuntime
+
+        return PodmanRuntime(root / "podman", image_store(project))
+    from conveyor.deploy.runtimes.process import ProcessRuntime
+
+    return ProcessRuntime(root, image_store(project))
+
+
+def make_router(project: Project, name: str, spec: Environment, store: Store) -> Router:
+    folder = project.state_dir / "environments" / name / "router"
+    folder.mkdir(parents=True, exist_ok=True)
+    ledger = store.deploys
+    record = ledger.environment(name) or ledger.ensure_environment(
+        name, spec.port or free_ports(1)[0], free_ports(1)[0]
+    )
+    port, admin = record.port, record.admin_port
+    if spec.port and port != spec.port:  # conveyor.yml names another port now
+        ledger.set_ports(name, spec.port, admin)
+        port = spec.port
+    if spec.router is RouterName.HAPROXY:
+        from conveyor.deploy.routers.haproxy import HAProxyRouter
+
+        return HAProxyRouter(folder, port, admin)
+    from conveyor.deploy.routers.builtin import BuiltinRouter
+
+    return BuiltinRouter(folder, port, admin)
+
+
+def controller(
+    project: Project, store: Store, name: str, progress: Progress | None = None
+) -> ReleaseController:
+    spec = environment_spec(project, name)
+    secrets = load_secrets(spec.secrets, root=project.directory, environ=os.environ)
+    target = Target(
+        name=name,
+        spec=spec,
+        runtime=make_runtime(project, spec),
+        router=make_router(project, name, spec, store),
+        ledger=store.deploys,
+        lock_path=project.state_dir / "environments" / name / "deploy.lock",
+        replica_env={**spec.env, **secrets},
+        workdir=project.directory,
+        data_dir=state_path(project, name) / "data",
+    )
+    return ReleaseController(target, progress)
+
+
+# --- deploy and rollback --------------------------------------------------------------
+
+
+def deploy(
+    project: Project,
+    store: Store,
+    name: str,
+    image: str,
+    *,
+    actor: str,
+    run_id: int | None = None,
+    progress: Progress | None = None,
+) -> DeployOutcome:
+    """Deploy `image` (repository@digest or repository:tag) to environment `name`."""
+    spec = environment_spec(project, name)
+    ref = parse_ref(image)
+    digest = resolve(image_store(project), ref)
+    if spec.after is not None and not store.deploys.succeeded_digest(spec.after, digest):
+        raise ConveyorError(
+            f"{ref.name}@{digest[:19]} has not been deployed to {spec.after} yet: "
+            f"{name} comes after {spec.after}",
+            hint=f"`conveyor deploy {spec.after} {ref.name}@{digest}` first",
+        )
+    _admit(project, ref.name, digest)
+    return controller(project, store, name, progress).deploy(ref.name, digest, actor, run_id)
+
+
+def _admit(project: Project, repository: str, digest: str) -> None:
+    from conveyor.service.images import images_config
+    from conveyor.supply.oci.model import ImageRef
+
+    if images_config(project).admission is None:
+        return  # no policy in conveyor.yml: nothing to enforce (docs/images.md)
+    _, decision = verify_image(project, ImageRef(name=repository, digest=digest))
+    if not decision.admitted:
+        reasons = "; ".join(f"{c.name}: {c.detail}" for c in decision.failed)
+        raise ConveyorError(
+            f"admission refused {repository}@{digest[:19]}: {reasons}",
+            hint=f"`conveyor image verify {repository}@{digest}` shows every check",
+        )
+
+
+def rollback(
+    project: Project,
+    store: Store,
+    name: str,
+    *,
+    actor: str,
+    to: str | None = None,
+    progress: Progress | None = None,
+) -> RollbackOutcome:
+    return controller(project, store, name, progress).rollback(actor, to, "requested")
+
+
+# --- reading ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReleaseView:
+    release_id: str
+    digest: str
+    state: ReleaseState
+    weight: int
+    replicas: list[ReplicaStatus]
+    rates: SignalRates | None
+
+
+@dataclass(frozen=True)
+class EnvironmentView:
+    name: str
+    url: str | None
+    runtime: str
+    router: str
+    live_release: str | None
+    warm_release: str | None
+    deploying: DeployRecord | None
+    releases: list[ReleaseView]
+
+
+def list_environments(project: Project, store: Store) -> list[EnvironmentView]:
+    """Every declared environment, from the store only (no router or runtime calls)."""
+    views = []
+    for name, spec in environments_of(project).items():
+        record = store.deploys.environment(name)
+        in_progress = store.deploys.deploys(name, DeployState.IN_PROGRESS)
+        views.append(
+            EnvironmentView(
+                name=name,
+                url=f"http://127.0.0.1:{record.port}" if record else None,
+                runtime=spec.runtime.value,
+                router=spec.router.value,
+                live_release=record.live_release if record else None,
+                warm_release=record.warm_release if record else None,
+                deploying=in_progress[-1] if in_progress else None,
+                releases=[],
+            )
+        )
+    return views
+
+
+def environment_status(project: Project, store: Store, name: str) -> EnvironmentView:
+    """Live: the router's weights, each release's replicas, golden signals over ~1 s."""
+    control = controller(project, store, name)
+    target = control.target
+    record = store.deploys.environment(name)
+    if record is None:
+        raise NotFoundError(f"{name} has never been deployed", hint="`conveyor deploy` it")
+    control.import_replica_events()
+    rates = _current_rates(control)
+    weights = {b.release_id: b.weight for b in target.router.routes().backends}
+    running = set(target.runtime.releases())
+    views = []
+    for release in reversed(store.deploys.releases(name)):
+        if release.release_id not in running and release.release_id not in weights:
+            continue
+        replicas = (
+            target.runtime.status(release.release_id) if release.release_id in running else []
+        )
+        views.append(
+            ReleaseView(
+                release_id=release.release_id,
+                digest=release.digest,
+                state=release.state,
+                weight=weights.get(release.release_id, 0),
+                replicas=replicas,
+                rates=rates.get(release.release_id),
+            )
+        )
+    in_progress = store.deploys.deploys(name, DeployState.IN_PROGRESS)
+    return EnvironmentView(
+        name=name,
+        url=f"http://127.0.0.1:{record.port}",
+        runtime=target.spec.runtime.value,
+        router=target.spec.router.value,
+        live_release=record.live_release,
+        warm_release=record.warm_release,
+        deploying=in_progress[-1] if in_progress else None,
+        releases=views,
+    )
+
+
+def _current_rates(control: ReleaseController) -> dict[str, SignalRates]:
+    target = control.target
+    before = {
+        s.release_id: s
+        for s in stored_samples(target.ledger, target.name, since=time.time() - 300)
+        if s.ts <= time.time() - _RATE_WINDOW
+    }
+    if not before:
+        before = {s.release_id: s for s in _sample(control)}
+        time.sleep(_RATE_WINDOW)
+    now = _sample(control)
+    return {
+        s.release_id: window_rates(before[s.release_id], s) for s in now if s.release_id in before
+    }
+
+
+def _sample(control: ReleaseController) -> list[SignalSample]:
+    target = control.target
+    return take_sample(target.name, target.router, target.runtime, target.ledger)
+
+
+def history(project: Project, store: Store, name: str) -> list[HistoryEntry]:
+    environment_spec(project, name)
+    return store.deploys.history(name)
+
+
+def metrics(project: Project, store: Store, name: str) -> bytes:
+    """The environment's golden signals in the Prometheus text format (a fresh sample)."""
+    control = controller(project, store, name)
+    if store.deploys.environment(name) is None:
+        return exposition(name, [])
+    return exposition(name, _sample(control))
+
+
+def reconcile(
+    project: Project, store: Store, name: str, progress: Progress | None = None
+) -> DeployOutcome | None:
+    return controller(project, store, name, progress).reconcile()
+
+
+def stop_environment(project: Project, store: Store, name: str) -> list[str]:
+    return controller(project, store, name).stop_all()
+
+
+def state_path(project: Project, name: str) -> Path:
+    return project.state_dir / "environments" / name

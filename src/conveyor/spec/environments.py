@@ -1,0 +1,139 @@
+"""The `environments:` section of conveyor.yml: where releases run and how they are served.
+
+environments:
+  staging:
+    runtime: process        # process (default) | podman
+    router: builtin         # builtin (default) | haproxy
+    port: 8080              # the router's public port; 0 or absent: one picked once, kept
+    replicas: 2
+    health: {path: /healthz}
+    env: {SHOP_DB: /tmp/shop.db}
+    secrets: [SHOP_TOKEN]
+    smoke:
+      - http: /healthz
+        status: 200
+      - command: ./smoke.sh   # gets CONVEYOR_ENV_URL
+  production:
+    after: staging          # a digest must have been deployed to staging first
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from conveyor.spec.types import Duration
+
+ENVIRONMENT_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class RuntimeName(StrEnum):
+    PROCESS = "process"
+    PODMAN = "podman"
+
+
+class RouterName(StrEnum):
+    BUILTIN = "builtin"
+    HAPROXY = "haproxy"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Probe(_Strict):
+    """An HTTP check of one replica: any 2xx or 3xx answer within the timeout passes."""
+
+    path: str = Field(default="/healthz", pattern=r"^/", description="Path on the replica.")
+    interval: Duration = Field(default=1.0, description="Between checks.")
+    timeout: Duration = Field(default=1.0, description="For one check.")
+    failure_threshold: int = Field(
+        default=3, ge=1, description="Consecutive failures before a live replica is restarted."
+    )
+
+
+class Health(_Strict):
+    readiness: Probe = Field(default_factory=Probe, description="Ready to receive traffic.")
+    liveness: Probe = Field(default_factory=Probe, description="Still alive; else restarted.")
+    ready_timeout: Duration = Field(
+        default=60.0, description="How long a new release may take to become ready."
+    )
+
+
+class SmokeCheck(_Strict):
+    """One check run after each deploy against the environment's URL (through the router)."""
+
+    name: str | None = Field(default=None, description="Shown in reports; default: the check.")
+    http: str | None = Field(default=None, pattern=r"^/", description="A path to GET.")
+    method: str = Field(default="GET", pattern=r"^[A-Z]+$")
+    status: int = Field(default=200, ge=100, le=599, description="The expected status.")
+    body_contains: str | None = Field(default=None, description="Text the body must contain.")
+    command: str | None = Field(
+        default=None,
+        description="A shell command that must exit 0; CONVEYOR_ENV_URL names the environment.",
+    )
+    timeout: Duration = Field(default=10.0)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SmokeCheck:
+        if (self.http is None) == (self.command is None):
+            raise ValueError("a smoke check needs exactly one of `http` or `command`")
+        return self
+
+    @property
+    def title(self) -> str:
+        return self.name or (f"{self.method} {self.http}" if self.http else str(self.command))
+
+
+class Environment(_Strict):
+    runtime: RuntimeName = Field(default=RuntimeName.PROCESS)
+    router: RouterName = Field(default=RouterName.BUILTIN)
+    port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="The router's public port on 127.0.0.1; 0: one picked at the first deploy "
+        "and kept.",
+    )
+    replicas: int = Field(default=1, ge=1, le=64)
+    health: Health = Field(default_factory=Health)
+    env: dict[str, str] = Field(default_factory=dict, description="Set in every replica.")
+    secrets: list[str] = Field(
+        default_factory=list,
+        description="Secret names (environment or .conveyor/secrets.env) passed to replicas.",
+    )
+    after: str | None = Field(
+        default=None,
+        description="Promotion order: a digest must have been deployed successfully to this "
+        "environment first.",
+    )
+    smoke: list[SmokeCheck] = Field(
+        default_factory=list, description="Checks after each deploy; a failure rolls back."
+    )
+    drain: Duration = Field(
+        default=5.0,
+        description="How long a release taken out of traffic keeps serving requests in flight.",
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _env_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not _ENV_KEY.match(key):
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+        return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, value: list[str]) -> list[str]:
+        for key in value:
+            if not _ENV_KEY.match(key):
+                raise ValueError(f"{key!r} is not a valid secret name")
+        return value
+
+
+EnvironmentName = Annotated[str, Field(pattern=ENVIRONMENT_NAME_PATTERN)]
