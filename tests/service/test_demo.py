@@ -5,17 +5,35 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
+
 from conveyor.engine.report import SilentReporter
-from conveyor.service.demo import run_demo
+from conveyor.service.demo import DemoResult, run_demo
+from conveyor.service.environments import stop_environment
+from conveyor.service.project import Project
 from conveyor.service.reports import run_report
 from conveyor.states import JobState, RunState
+from conveyor.store.store import Store
 from conveyor.supply.oci.layout import LayoutStore
 
 
 def test_the_demo_stops_the_planted_problems_and_passes_the_fix(tmp_path: Path) -> None:
     titles: list[str] = []
     result = run_demo(SilentReporter(), titles.append, destination=tmp_path / "shop")
+    try:
+        _check_story(result)
+    finally:
+        _stop_environments(result.repository)
 
+
+def _stop_environments(repository: Path) -> None:
+    project = Project.locate(repository / "conveyor.yml")
+    with project.open_store() as store:
+        for name in ("staging", "production"):
+            stop_environment(project, store, name)
+
+
+def _check_story(result: DemoResult) -> None:
     assert [c.outcome.state for c in result.chapters] == [
         RunState.SUCCESS,
         RunState.SUCCESS,
@@ -23,13 +41,13 @@ def test_the_demo_stops_the_planted_problems_and_passes_the_fix(tmp_path: Path) 
         RunState.SUCCESS,
         RunState.FAILED,  # a dependency with a known vulnerability
         RunState.SUCCESS,
+        RunState.SUCCESS,  # squash-merged to main and deployed
     ]
     assert result.as_expected
     cached = result.chapters[1].outcome.jobs
     assert set(cached.values()) == {JobState.CACHED}
 
     project_store = result.repository / ".conveyor"
-    from conveyor.store.store import Store
 
     with Store(project_store) as store:
         blocked = run_report(store, result.chapters[2].outcome.run_id)
@@ -40,8 +58,22 @@ def test_the_demo_stops_the_planted_problems_and_passes_the_fix(tmp_path: Path) 
     assert any(r.startswith("app/search.py:16") and "B608" in r for r in reasons)
     assert any(r.startswith("app/search.py:9") and "detect-secrets" in r for r in reasons)
     assert all(gate["passed"] for gate in fixed.gates)
-    final = result.chapters[-1].outcome
+    final = result.chapters[5].outcome
     assert final.jobs["push"] in (JobState.SUCCESS, JobState.CACHED)
+    for chapter in (result.chapters[0], result.chapters[-1]):
+        jobs = chapter.outcome.jobs
+        assert jobs["deploy-staging"] is JobState.SUCCESS
+        assert jobs["deploy-production"] is JobState.SUCCESS
+    # Production serves the merged version (the image of the last run), through the router.
+    assert set(result.urls) == {"staging", "production"}
+    with Store(project_store) as store:
+        history = store.deploys.history("production")
+    assert [entry.result for entry in history] == ["succeeded", "succeeded"]
+    served = httpx.get(result.urls["production"] + "/version", timeout=5).json()["version"]
+    assert history[-1].digest is not None
+    assert history[-1].digest.removeprefix("sha256:").startswith(served)
+    products = httpx.get(result.urls["staging"] + "/api/products", timeout=5)
+    assert products.status_code == 200
     published = LayoutStore(result.repository / ".conveyor" / "published")
     assert published.repositories() == ["shop"]
     vuln_reasons = [r for gate in vulnerable.gates for r in gate["reasons"]]

@@ -53,6 +53,15 @@ def demo(
     ):
         console.print(f"  conveyor {command}")
     console.print(f"  [dim](or from anywhere: conveyor history -f {spec})[/]")
+    if result.urls:
+        console.rule("[bold]the shop, served through the router[/]", align="left")
+        for name, url in result.urls.items():
+            console.print(f"  {name:<11} {url}   [dim](try {url}/api/products)[/]")
+        for command in ("env ls", "env status production", "env history production"):
+            console.print(f"  conveyor {command}")
+        console.print("  conveyor rollback production   [dim](back to the previous release)[/]")
+        names = " && ".join(f"conveyor env stop {name}" for name in result.urls)
+        console.print(f"  [dim]they keep running; stop them with: {names}[/]")
     if not result.as_expected:
         console.print("[bold red]the demo did not go as expected[/]")
         return int(ExitCode.PIPELINE_FAILED)

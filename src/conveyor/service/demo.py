@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from conveyor.engine.report import Reporter
@@ -41,6 +41,7 @@ DEMO_AUTHOR = ("Dana Developer", "dana@example.com")
 class DemoResult:
     repository: Path
     chapters: list[Chapter]
+    urls: dict[str, str] = field(default_factory=dict)  # environment -> its router's URL
 
     @property
     def as_expected(self) -> bool:
@@ -117,7 +118,9 @@ def run_demo(
     destination: Path | None = None,
     explain: Callable[[Project, RunOutcome], None] | None = None,
 ) -> DemoResult:
-    """The story so far: green first commit, cached rerun, a bad change stopped, its fix."""
+    """The story so far: a green first commit deployed to staging and production, a cached
+    rerun, bad changes stopped at the gates, their fixes, and the fixed feature merged and
+    rolled out to both environments."""
     sample_dir = find_sample(sample)
     repository = make_repository(sample_dir, destination)
     project = Project.locate(repository / "conveyor.yml")
@@ -133,7 +136,11 @@ def run_demo(
             explain(project, done.outcome)
         return done
 
-    first = chapter(f"1. the shop's first commit on main, in {repository}", RunState.SUCCESS)
+    first = chapter(
+        f"1. the shop's first commit on main, in {repository}: built, deployed to staging "
+        "and production",
+        RunState.SUCCESS,
+    )
     if first.as_expected:
         chapter("2. the same commit again: every job comes from the cache", RunState.SUCCESS)
         _git(repository, "switch", "-q", "-c", "feature/search")
@@ -160,7 +167,23 @@ def run_demo(
         )
         _apply(sample_dir / CHANGES_DIR / "4-dependency-fix", repository, "Payments: urllib3 2.2.3")
         chapter("6. the fixed dependency: scanned clean, signed, pushed", RunState.SUCCESS)
-    return DemoResult(repository=repository, chapters=chapters)
+        _git(repository, "switch", "-q", "main")
+        # Squashed: the key committed (then removed) on the branch stays out of main's history.
+        _git(repository, "merge", "-q", "--squash", "feature/search")
+        _git(repository, "commit", "-q", "-m", "Product search and payments (squashed)")
+        chapter(
+            "7. squash-merged to main: deployed to staging, smoke-tested, promoted to production",
+            RunState.SUCCESS,
+        )
+    return DemoResult(repository=repository, chapters=chapters, urls=_urls(project))
+
+
+def _urls(project: Project) -> dict[str, str]:
+    """Where each environment the demo deployed serves."""
+    from conveyor.service.environments import list_environments
+
+    with project.open_store() as store:
+        return {view.name: view.url for view in list_environments(project, store) if view.url}
 
 
 def prepare_supply_chain(project: Project, sample_dir: Path) -> None:

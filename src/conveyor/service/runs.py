@@ -356,6 +356,7 @@ def _state_env(project: Project, plan: Plan, git: GitContext) -> dict[str, str]:
         "CONVEYOR_STATE_DIR": str(project.state_dir),
         "CONVEYOR_IMAGE_STORE": str(project.state_dir / "images"),
         "CONVEYOR_PROJECT_DIR": str(project.directory),
+        "CONVEYOR_SPEC": str(project.spec_path),
     }
 
 
@@ -381,6 +382,8 @@ def _base_env(run_id: int, git: GitContext, workspace: Path, options: RunOptions
             "CI": "true",
             "CONVEYOR": "true",
             "CONVEYOR_RUN_ID": str(run_id),
+            # Who started the run: what a deploy step records as its actor.
+            "CONVEYOR_ACTOR": options.actor or default_actor(),
             "CONVEYOR_COMMIT_SHA": git.sha,
             "CONVEYOR_BRANCH": git.branch or "",
             "CONVEYOR_TAG": git.tag or "",

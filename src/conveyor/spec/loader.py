@@ -352,13 +352,19 @@ def _environment_problems(pipeline: Pipeline) -> list[_Problem]:
         elif after not in pipeline.environments:
             hint = _suggest(after, names, "environments")
             problems.append(_Problem(f"unknown environment {after!r} in after", path, hint))
+    for job_name, job in pipeline.jobs.items():
+        wanted = (job.with_ or {}).get("environment") if job.uses == "deploy" else None
+        if isinstance(wanted, str) and wanted not in pipeline.environments:
+            hint = _suggest(wanted, names, "environments")
+            at = ("jobs", job_name, "with", "environment")
+            problems.append(_Problem(f"unknown environment {wanted!r}", at, hint))
     if not problems:
         graph = {name: [e.after] if e.after else [] for name, e in pipeline.environments.items()}
         cycle = _find_cycle(graph, names)
         if cycle is not None:
             loop = " -> ".join([*cycle, cycle[0]])
-            path = ("environments", cycle[0], "after")
-            problems.append(_Problem(f"promotion order loops: {loop}", path))
+            at_after = ("environments", cycle[0], "after")
+            problems.append(_Problem(f"promotion order loops: {loop}", at_after))
     return problems
 
 

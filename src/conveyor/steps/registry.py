@@ -23,6 +23,7 @@ _STEP_CLASSES: dict[str, str] = {
     "scan-image": "conveyor.steps.scan_image:ScanImageStep",
     "sign": "conveyor.steps.sign:SignStep",
     "push": "conveyor.steps.push:PushStep",
+    "deploy": "conveyor.steps.deploy:DeployStep",
 }
 
 

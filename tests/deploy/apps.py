@@ -1,0 +1,130 @@
+"""Small real services built into OCI images, and projects that deploy them.
+
+`build_app` builds an image whose entrypoint is a threaded HTTP/1.1 server answering
+`GET /` with its version and `GET /healthz` with ok; `behaviour` plants a fault:
+- "ok": healthy;
+- "crash": exits at start (a release that must never receive traffic);
+- "bad-smoke": healthy, but `/smoke` answers 500 (a smoke test catches it);
+- "slow-start": listens only after APP_START_DELAY seconds (default 3): a deploy in flight.
+"""
+
+from __future__ import annotations
+
+import socket
+import textwrap
+from pathlib import Path
+
+from conveyor.service.project import Project
+from conveyor.supply.oci.build import AppFiles, ImageSpec, build_image
+from conveyor.supply.oci.layout import LayoutStore
+
+REPOSITORY = "app"
+SERVER = """\
+import http.server, os, sys
+
+BEHAVIOUR = {behaviour!r}
+VERSION = {version!r}
+if BEHAVIOUR == "crash":
+    sys.exit("boom: cannot start")
+if BEHAVIOUR == "slow-start":
+    import time
+    time.sleep(float(os.environ.get("APP_START_DELAY", "3")))
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        if self.path == "/healthz":
+            self.answer(200, b"ok")
+        elif self.path == "/smoke":
+            self.answer(500 if BEHAVIOUR == "bad-smoke" else 200, b"smoke")
+        elif self.path == "/":
+            self.answer(200, VERSION.encode())
+        else:
+            self.answer(404, b"not found")
+
+    def answer(self, status, body):
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-App-Version", VERSION)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+server = http.server.ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), Handler)
+server.daemon_threads = True
+server.serve_forever()
+"""
+
+
+def build_app(project: Project, root: Path, version: str, behaviour: str = "ok") -> str:
+    """Build the app into the project's image store; returns `app@sha256:...`."""
+    source = root / f"src-{version}-{behaviour}"
+    (source / "lib" / "app").mkdir(parents=True)
+    main = SERVER.format(version=version, behaviour=behaviour)
+    (source / "lib" / "app" / "__main__.py").write_text(main)
+    spec = ImageSpec(
+        app=AppFiles(source),
+        entrypoint=("python", "-m", "app"),
+        env={"PYTHONPATH": "/app/lib"},
+    )
+    store = LayoutStore(project.state_dir / "images")
+    built = build_image(spec, store, REPOSITORY, (f"{version}-{behaviour}",))
+    return f"{REPOSITORY}@{built.manifest_digest}"
+
+
+ENVIRONMENTS = """\
+environments:
+  staging:
+    replicas: {replicas}
+    runtime: {runtime}
+    router: {router}
+    health:
+      readiness: {{path: /healthz, interval: 100ms}}
+      liveness: {{path: /healthz, interval: 500ms}}
+      ready_timeout: {ready_timeout}
+    drain: {drain}
+    smoke:
+      - http: /smoke
+  production:
+    after: staging
+    replicas: 1
+    health:
+      readiness: {{path: /healthz, interval: 100ms}}
+    drain: 0.2s
+"""
+
+
+def make_project(
+    directory: Path,
+    *,
+    replicas: int = 2,
+    runtime: str = "process",
+    router: str = "builtin",
+    ready_timeout: str = "20s",
+    drain: str = "0.2s",
+) -> Project:
+    """A project whose conveyor.yml declares staging and production (after staging)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    environments = ENVIRONMENTS.format(
+        replicas=replicas,
+        runtime=runtime,
+        router=router,
+        ready_timeout=ready_timeout,
+        drain=drain,
+    )
+    spec = "version: 1\njobs:\n  noop: {run: 'true'}\n" + environments
+    (directory / "conveyor.yml").write_text(textwrap.dedent(spec))
+    project = Project.locate(directory / "conveyor.yml")
+    project.ensure_state_dir()
+    return project
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
