@@ -42,6 +42,18 @@ def _opened(spec: Path | None) -> Iterator[tuple[Project, Store]]:
         yield project, store
 
 
+def _print_table(table: Table) -> None:
+    """Release ids are copied into `rollback --to`: never wrap or cut them, even in a pipe."""
+    from rich.console import Console
+
+    if console.is_terminal:
+        console.print(table)
+        return
+    for column in table.columns:
+        column.no_wrap = True
+    Console(highlight=False, width=240).print(table)
+
+
 def _progress(message: str) -> None:
     err_console.print(f"[dim]·[/] {escape(message)}")
 
@@ -134,7 +146,7 @@ def env_ls(
             view.router,
             view.deploying.release_id if view.deploying else "",
         )
-    console.print(table)
+    _print_table(table)
 
 
 @env_app.command("status")
@@ -179,7 +191,7 @@ def _print_status(view: EnvironmentView) -> None:
             _ms(rates.p99 if rates else None),
             _saturation(rates),
         )
-    console.print(table)
+    _print_table(table)
 
 
 def _ms(seconds: float | None) -> str:
@@ -222,7 +234,7 @@ def env_history(
             entry.result,
             escape(entry.reason or ""),
         )
-    console.print(table)
+    _print_table(table)
 
 
 @env_app.command("metrics")
