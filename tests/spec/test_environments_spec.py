@@ -1,0 +1,103 @@
+"""The `environments:` section: defaults, promotion order and the errors a user sees."""
+
+from __future__ import annotations
+
+from textwrap import dedent
+
+import pytest
+
+from conveyor.errors import SpecError
+from conveyor.spec.environments import RouterName, RuntimeName
+from conveyor.spec.loader import parse_pipeline
+
+HEAD = "version: 1\njobs:\n  build: {run: make}\n"
+
+
+def _load(environments: str, jobs: str = "") -> object:
+    return parse_pipeline(HEAD + jobs + environments, "conveyor.yml")
+
+
+def _error(environments: str, jobs: str = "") -> SpecError:
+    with pytest.raises(SpecError) as caught:
+        _load(environments, jobs)
+    return caught.value
+
+
+def test_defaults_are_the_embedded_runtime_and_router() -> None:
+    loaded = parse_pipeline(HEAD + "environments:\n  staging: {}\n", "conveyor.yml")
+    staging = loaded.pipeline.environments["staging"]
+    assert staging.runtime is RuntimeName.PROCESS
+    assert staging.router is RouterName.BUILTIN
+    assert (staging.port, staging.replicas, staging.drain) == (0, 1, 5.0)
+    assert staging.health.readiness.path == "/healthz"
+    assert staging.health.ready_timeout == 60.0
+
+
+def test_a_full_environment_loads() -> None:
+    loaded = parse_pipeline(
+        HEAD
+        + dedent(
+            """\
+            environments:
+              staging:
+                runtime: podman
+                router: haproxy
+                port: 8080
+                replicas: 3
+                health: {readiness: {path: /ready, interval: 200ms}, ready_timeout: 2m}
+                env: {MODE: staging}
+                secrets: [API_TOKEN]
+                smoke:
+                  - http: /ready
+                    status: 204
+                  - command: ./smoke.sh
+                    timeout: 30s
+              production: {after: staging}
+            """
+        ),
+        "conveyor.yml",
+    )
+    staging = loaded.pipeline.environments["staging"]
+    assert staging.health.readiness.interval == pytest.approx(0.2)
+    assert staging.health.ready_timeout == 120.0
+    assert [check.title for check in staging.smoke] == ["GET /ready", "./smoke.sh"]
+    assert loaded.pipeline.environments["production"].after == "staging"
+
+
+@pytest.mark.parametrize(
+    ("environments", "where", "fragment"),
+    [
+        (
+            "environments:\n  production: {after: stagin}\n  staging: {}\n",
+            (5, 23),
+            "unknown environment 'stagin' in after",
+        ),
+        ("environments:\n  staging: {after: staging}\n", (5, 20), "comes after itself"),
+        (
+            "environments:\n  a: {after: b}\n  b: {after: a}\n",
+            (5, 14),
+            "promotion order loops: a -> b -> a",
+        ),
+        ("environments:\n  staging: {runtime: docker}\n", (5, 22), "'process' or 'podman'"),
+        ("environments:\n  Staging: {}\n", (5, 3), "environment name"),
+        ("environments:\n  staging: {replicas: 0}\n", (5, 23), "greater than or equal to 1"),
+        (
+            "environments:\n  staging:\n    smoke: [{http: /a, command: x}]\n",
+            (6, 13),
+            "exactly one of `http` or `command`",
+        ),
+        ("environments:\n  staging: {env: {1BAD: x}}\n", (5, 13), "not a valid environment"),
+    ],
+)
+def test_errors_name_the_place(environments: str, where: tuple[int, int], fragment: str) -> None:
+    error = _error(environments)
+    assert fragment in error.message
+    assert (error.line, error.column) == where
+
+
+def test_a_deploy_job_must_name_a_declared_environment() -> None:
+    jobs = "  ship:\n    uses: deploy\n    with: {environment: prod}\n"
+    error = _error("environments:\n  production: {}\n", jobs)
+    assert "unknown environment 'prod'" in error.message
+    assert error.key_path == "jobs.ship.with.environment"
+    assert error.hint == "environments: production"
