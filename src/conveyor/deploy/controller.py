@@ -315,6 +315,14 @@ class ReleaseController:
             self.target.runtime.wait_ready(target, self.target.spec.health.ready_timeout)
             started = time.monotonic()
         bad = environment.live_release if environment.live_release != target else None
+        # A warm release that is not the target has no role after the switch: retire it.
+        spare = environment.warm_release
+        spare = spare if spare not in (None, target, bad) else None
+        states = {target: ReleaseState.LIVE}
+        if bad is not None:
+            states[bad] = ReleaseState.FAILED
+        if spare is not None:
+            states[spare] = ReleaseState.RETIRED
         routes = routing.table([share])
         self.target.ledger.set_intent(
             self.target.name,
@@ -324,16 +332,14 @@ class ReleaseController:
             event=EventKind.ROLLBACK,
             actor=actor,
             data={"from": bad, "to": target, "reason": reason or "requested"},
-            release_states={
-                target: ReleaseState.LIVE,
-                **({bad: ReleaseState.FAILED} if bad else {}),
-            },
+            release_states=states,
         )
         self.target.router.set_routes(routes)
         switched = time.monotonic() - started
         self.progress(f"all traffic on {target} after {switched:.3f} s")
-        if bad is not None:
-            self._stop_after_drain(bad)
+        for release_id in (bad, spare):
+            if release_id is not None:
+                self._stop_after_drain(release_id)
         return RollbackOutcome(bad, target, switched, self.target.router.ensure_running())
 
     # --- teardown ---------------------------------------------------------------------

@@ -209,11 +209,14 @@ def list_environments(project: Project, store: Store) -> list[EnvironmentView]:
 
 def environment_status(project: Project, store: Store, name: str) -> EnvironmentView:
     """Live: the router's weights, each release's replicas, golden signals over ~1 s."""
-    control = controller(project, store, name)
-    target = control.target
+    environment_spec(project, name)
     record = store.deploys.environment(name)
     if record is None:
-        raise NotFoundError(f"{name} has never been deployed", hint="`conveyor deploy` it")
+        raise NotFoundError(
+            f"{name} has never been deployed", hint=f"`conveyor deploy {name} IMAGE` first"
+        )
+    control = controller(project, store, name)
+    target = control.target
     control.import_replica_events()
     rates = _current_rates(control)
     weights = {b.release_id: b.weight for b in target.router.routes().backends}
@@ -276,10 +279,10 @@ def history(project: Project, store: Store, name: str) -> list[HistoryEntry]:
 
 def metrics(project: Project, store: Store, name: str) -> bytes:
     """The environment's golden signals in the Prometheus text format (a fresh sample)."""
-    control = controller(project, store, name)
+    environment_spec(project, name)
     if store.deploys.environment(name) is None:
-        return exposition(name, [])
-    return exposition(name, _sample(control))
+        return exposition(name, [])  # never deployed: no router to ask
+    return exposition(name, _sample(controller(project, store, name)))
 
 
 def reconcile(
@@ -289,6 +292,9 @@ def reconcile(
 
 
 def stop_environment(project: Project, store: Store, name: str) -> list[str]:
+    environment_spec(project, name)
+    if store.deploys.environment(name) is None:
+        return []  # never deployed: nothing runs
     return controller(project, store, name).stop_all()
 
 
