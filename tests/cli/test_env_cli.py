@@ -150,6 +150,22 @@ def test_env_metrics_pass_promtool(live: Live) -> None:
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+def test_env_watch_records_a_time_series_of_the_golden_signals(live: Live) -> None:
+    with live.setup.project.open_store() as store:
+        before = len(store.deploys.samples("staging"))
+    for _ in range(20):
+        body_at(live.url)
+    result = live.setup.cli("env", "watch", "staging", "--interval", "0.3", "--count", "2")
+
+    assert result.exit_code == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == 2  # one release, two windows
+    assert all(line.startswith(release_of(live.image)) and "req/s" in line for line in lines)
+    with live.setup.project.open_store() as store:
+        samples = store.deploys.samples("staging", release_of(live.image))
+    assert len(samples) >= before + 3  # the first sample and one per window
+
+
 # --- changing an environment ------------------------------------------------------------
 
 

@@ -250,6 +250,33 @@ def env_metrics(
     sys.stdout.write(text.decode())
 
 
+@env_app.command("watch")
+def env_watch(
+    environment: Annotated[str, EnvArgument],
+    interval: Annotated[
+        float, typer.Option("--interval", "-i", min=0.2, help="Seconds between samples.")
+    ] = 1.0,
+    count: Annotated[
+        int, typer.Option("--count", "-n", min=0, help="Stop after N samples (0: never).")
+    ] = 0,
+    spec: Annotated[Path | None, SpecOption] = None,
+) -> None:
+    """Sample the golden signals continuously into the store, one line per release and
+    interval (Ctrl-C stops). These samples are the time series release analysis reads."""
+    from conveyor.service import environments
+
+    with _opened(spec) as (project, store):
+        for index, window in enumerate(environments.watch(project, store, environment, interval)):
+            for release_id, rates in sorted(window.items()):
+                console.print(
+                    f"{escape(release_id)}  {rates.requests_per_second:7.1f} req/s  "
+                    f"5xx {rates.rate_5xx:6.1%}  4xx {rates.rate_4xx:6.1%}  "
+                    f"p50 {_ms(rates.p50)}  p99 {_ms(rates.p99)}  cpu {_saturation(rates)}"
+                )
+            if count and index + 1 >= count:
+                return
+
+
 @env_app.command("reconcile")
 def env_reconcile(
     environment: Annotated[str, EnvArgument],

@@ -22,10 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conveyor.deploy import routing
-from conveyor.deploy.model import HealthCheck, ReleaseSpec, ReplicaState, ReplicaStatus
+from conveyor.deploy.model import (
+    HealthCheck,
+    ReleaseSpec,
+    ReplicaState,
+    ReplicaStatus,
+    SignalSample,
+)
 from conveyor.deploy.routers.base import Router
 from conveyor.deploy.routing import Share
 from conveyor.deploy.runtimes.base import Runtime
+from conveyor.deploy.sampler import take_sample
 from conveyor.deploy.smoke import SmokeResult, describe_failures, run_smoke, smoke_passed
 from conveyor.errors import ConveyorError
 from conveyor.spec.environments import Environment, Probe
@@ -34,6 +41,7 @@ from conveyor.store.deploys import DeployLedger, DeployRecord, EnvironmentRecord
 from conveyor.store.records import EventKind
 
 _POLL = 0.1
+_SAMPLE_INTERVAL = 1.0  # golden signals recorded while a deploy shifts traffic
 _CRASHES_BEFORE_FAILING = 3  # restarts of one replica before it is ready: a broken release
 Progress = Callable[[str], None]
 
@@ -91,6 +99,7 @@ class ReleaseController:
         self.target = target
         self.progress: Progress = progress or (lambda _message: None)
         self._generation = 0
+        self._sampled_at = 0.0
 
     # --- deploy -----------------------------------------------------------------------
 
@@ -197,6 +206,7 @@ class ReleaseController:
                 )
                 shares = routing.rolling_shares(new, routed, release.replicas, previous)
                 self._set_traffic(shares, record, f"{routed}/{release.replicas} replicas ready")
+            self.sample(at_most_every=_SAMPLE_INTERVAL)
             if routed == release.replicas:
                 return
             _raise_if_broken(release.release_id, replicas)
@@ -251,6 +261,7 @@ class ReleaseController:
             states=states,
         )
         self.target.ledger.finish_deploy(record.id, DeployState.SUCCEEDED, None)
+        self.sample()
         if retired is not None:
             self._stop_after_drain(retired)
 
@@ -354,6 +365,14 @@ class ReleaseController:
                 stopped.append(release_id)
         self.target.router.stop()
         return stopped
+
+    def sample(self, at_most_every: float = 0.0) -> list[SignalSample]:
+        """Record the golden signals of every routed release (the judge's time series)."""
+        if time.monotonic() - self._sampled_at < at_most_every:
+            return []
+        self._sampled_at = time.monotonic()
+        target = self.target
+        return take_sample(target.name, target.router, target.runtime, target.ledger)
 
     def import_replica_events(self) -> int:
         """Copy the runtime's replica events (exits, restarts) into the event log, once."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from conveyor.deploy.exposition import exposition
 from conveyor.deploy.model import ReplicaStatus, SignalRates, SignalSample
 from conveyor.deploy.routers.base import Router
 from conveyor.deploy.runtimes.base import Runtime
-from conveyor.deploy.sampler import stored_samples, take_sample
+from conveyor.deploy.sampler import stored_samples
 from conveyor.deploy.signals import window_rates
 from conveyor.engine.secrets import load_secrets
 from conveyor.errors import ConveyorError, NotFoundError
@@ -268,8 +269,23 @@ def _current_rates(control: ReleaseController) -> dict[str, SignalRates]:
 
 
 def _sample(control: ReleaseController) -> list[SignalSample]:
-    target = control.target
-    return take_sample(target.name, target.router, target.runtime, target.ledger)
+    return control.sample()
+
+
+def watch(
+    project: Project, store: Store, name: str, interval: float
+) -> Iterator[dict[str, SignalRates]]:
+    """Sample every `interval` seconds, for ever; yields each window's rates per release."""
+    environment_spec(project, name)
+    if store.deploys.environment(name) is None:
+        raise NotFoundError(f"{name} has never been deployed")
+    control = controller(project, store, name)
+    before = {s.release_id: s for s in _sample(control)}
+    while True:
+        time.sleep(interval)
+        now = {s.release_id: s for s in _sample(control)}
+        yield {rid: window_rates(before[rid], s) for rid, s in now.items() if rid in before}
+        before = now
 
 
 def history(project: Project, store: Store, name: str) -> list[HistoryEntry]:
