@@ -50,6 +50,7 @@ IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _POLL = 0.1
 _STOP_SLACK = 5.0  # beyond the replicas' grace, before the supervisor is SIGKILLed
+_START_DEADLINE = 15.0  # only bounds a broken interpreter; a supervisor starts in ~0.1 s
 
 
 class ProcessRuntime:
@@ -67,13 +68,16 @@ class ProcessRuntime:
         run_dir = self._run_dir(release.release_id)
         image_dir = unpack_release(self.store, release.repository, release.digest, self.images)
         run_dir.mkdir(parents=True, exist_ok=True)
-        with _locked(run_dir / ".start.lock"):
-            if self._supervisor_pid(release.release_id) is None:
+        # A starter killed mid-launch leaves the start lock with the launching supervisor,
+        # so the next starter waits here and then finds it alive: never two supervisors.
+        with _locked(run_dir / supervisor.START_LOCK) as start_lock:
+            if not supervisor.is_locked(run_dir / supervisor.LIFE_LOCK):
                 plan = release_plan(release, image_dir)
                 _write_json(run_dir / supervisor.PLAN_FILE, plan.to_json())
                 (run_dir / supervisor.STATE_FILE).unlink(missing_ok=True)
-                pid = _spawn_supervisor(run_dir)
-                (run_dir / supervisor.PID_FILE).write_text(f"{pid}\n")
+                (run_dir / supervisor.PID_FILE).unlink(missing_ok=True)
+                _spawn_supervisor(run_dir, start_lock)
+                _wait_for_life_lock(run_dir)
         return self.status(release.release_id)
 
     def status(self, release_id: str) -> list[ReplicaStatus]:
@@ -234,9 +238,12 @@ def _rewrite_path(value: str, workdir: str, rootfs: Path) -> str:
     return str(rootfs / normal.lstrip("/"))
 
 
-def _spawn_supervisor(run_dir: Path) -> int:
+def _spawn_supervisor(run_dir: Path, start_lock: int) -> int:
     argv = [sys.executable, "-m", supervisor.MODULE, "--release-dir", str(run_dir), "--detach"]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    env = {**os.environ, supervisor.START_LOCK_FD: str(start_lock)}
+    done = subprocess.run(
+        argv, capture_output=True, text=True, check=False, env=env, pass_fds=(start_lock,)
+    )
     if done.returncode != 0 or not done.stdout.strip().isdigit():
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
         raise InfrastructureError(f"cannot start the supervisor for {run_dir.name}: {tail}")
@@ -310,11 +317,27 @@ def _wait_gone(pid: int, timeout: float) -> bool:
     return True
 
 
+def _wait_for_life_lock(run_dir: Path) -> None:
+    """Until the new supervisor holds its life lock and has written its pid."""
+    deadline = time.monotonic() + _START_DEADLINE
+    while not (
+        supervisor.is_locked(run_dir / supervisor.LIFE_LOCK)
+        and (run_dir / supervisor.PID_FILE).exists()
+    ):
+        if time.monotonic() >= deadline:
+            raise InfrastructureError(
+                f"the supervisor of {run_dir.name} did not start",
+                hint=f"see {run_dir / 'supervisor.log'}",
+            )
+        time.sleep(0.02)
+
+
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(path: Path) -> Iterator[int]:
+    """An exclusive flock on `path`; yields the descriptor (to hand to a child)."""
     with path.open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+        yield lock.fileno()
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -39,6 +40,11 @@ PLAN_FILE = "release.json"
 STATE_FILE = "state.json"
 EVENTS_FILE = "events.jsonl"
 PID_FILE = "supervisor.pid"
+# Held (flock) by the live supervisor for its whole life: the kernel's word on whether a
+# release runs, which a pid file alone cannot give after a kill at the wrong moment.
+LIFE_LOCK = "supervisor.lock"
+START_LOCK = ".start.lock"
+START_LOCK_FD = "CONVEYOR_START_LOCK_FD"  # the starter's lock, held until LIFE_LOCK is
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 BACKOFF_RESET_AFTER = 30.0  # up this long: the next crash starts the backoff afresh
@@ -270,7 +276,48 @@ def terminate(process: subprocess.Popen[bytes], grace: float) -> None:
             continue
 
 
+def is_locked(path: Path) -> bool:
+    """Whether another process holds an flock on `path`."""
+    try:
+        handle = path.open("a")
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def _take_life_lock(run_dir: Path) -> TextIO | None:
+    """The life lock, then the pid file, then the starter's lock let go (in that order, so
+    a starter that waits on the start lock always finds this supervisor alive)."""
+    handle = (run_dir / LIFE_LOCK).open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    (run_dir / PID_FILE).write_text(f"{os.getpid()}\n")
+    inherited = os.environ.pop(START_LOCK_FD, "")
+    if inherited.isdigit():
+        with contextlib.suppress(OSError):
+            os.close(int(inherited))
+    return handle
+
+
 def supervise(run_dir: Path) -> None:
+    life = _take_life_lock(run_dir)
+    if life is None:
+        print("another supervisor runs this release; leaving it alone", file=sys.stderr)
+        return
+    with life:
+        _supervise(run_dir)
+
+
+def _supervise(run_dir: Path) -> None:
     plan = Plan.from_json(json.loads((run_dir / PLAN_FILE).read_text()))
     records = [ReplicaRecord(index=r.index, port=r.port) for r in plan.replicas]
     journal = Journal(run_dir, records)
@@ -291,7 +338,10 @@ def supervise(run_dir: Path) -> None:
 
 
 def detach(run_dir: Path, out: TextIO) -> None:
-    """Start the supervisor in its own session and print its pid."""
+    """Start the supervisor in its own session and print its pid. The starter's lock (an
+    inherited descriptor) travels on to the supervisor, which lets it go once it runs."""
+    inherited = os.environ.get(START_LOCK_FD, "")
+    keep = (int(inherited),) if inherited.isdigit() else ()
     log = (run_dir / "supervisor.log").open("ab")
     with log:
         process = subprocess.Popen(
@@ -301,6 +351,7 @@ def detach(run_dir: Path, out: TextIO) -> None:
             stderr=log,
             start_new_session=True,
             close_fds=True,
+            pass_fds=keep,
         )
     out.write(f"{process.pid}\n")
     out.flush()
