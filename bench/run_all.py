@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 import time
 
+import delivery_under_load
 import engine_vs_make
 import lint_500
 import warm_rerun
@@ -18,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     args = repeat_parser(__doc__ or "").parse_args(argv)
     started = time.perf_counter()
     figures: list[Figure] = []
-    for benchmark in (engine_vs_make, warm_rerun, lint_500):
+    for benchmark in (engine_vs_make, warm_rerun, lint_500, delivery_under_load):
         figures += benchmark.measure(args.repeat)
         console.print()
     header(f"summary, {args.repeat} rounds each, {time.perf_counter() - started:.0f} s in all")

@@ -61,8 +61,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-server = http.server.ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), Handler)
-server.daemon_threads = True
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the default backlog of 5 stalls a burst of new connections
+
+
+server = Server((os.environ["HOST"], int(os.environ["PORT"])), Handler)
 server.serve_forever()
 """
 
