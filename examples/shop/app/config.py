@@ -19,6 +19,10 @@ class Settings:
     fault_rate: float = 0.0
     # Added to every /api request, to make a release measurably slower on purpose.
     extra_latency_ms: float = 0.0
+    # Conveyor's flag evaluation API; empty: every flag at its default.
+    flags_url: str = ""
+    # The environment whose flags apply; Conveyor's runtimes set CONVEYOR_ENVIRONMENT.
+    environment: str = "local"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.fault_rate <= 1.0:
@@ -37,6 +41,8 @@ class Settings:
             version=env.get("SHOP_VERSION") or env.get("CONVEYOR_VERSION") or "dev",
             fault_rate=_number(env, "SHOP_FAULT_RATE"),
             extra_latency_ms=_number(env, "SHOP_EXTRA_LATENCY_MS"),
+            flags_url=env.get("CONVEYOR_FLAGS_URL", "").strip(),
+            environment=env.get("CONVEYOR_ENVIRONMENT") or "local",
         )
 
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import FastAPI, Header, HTTPException, Path, Response, status
+from fastapi import FastAPI, Header, HTTPException, Path, Request, Response, status
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from .config import Settings
 from .db import ProductStore
 from .faults import FaultMiddleware
+from .flags import NEW_CATALOGUE_BANNER, FlagClient, NoFlags, flag_client
 from .metrics import Metrics, MetricsMiddleware
 from .models import ErrorBody, Product, ProductIn
 from .pages import render_catalogue
@@ -29,16 +32,34 @@ class Version(BaseModel):
     version: str
 
 
-def create_app(db_path: str | None = None, *, settings: Settings | None = None) -> FastAPI:
-    """Build the service; `settings` default to the environment, `db_path` overrides SHOP_DB."""
+def create_app(
+    db_path: str | None = None,
+    *,
+    settings: Settings | None = None,
+    flags: FlagClient | NoFlags | None = None,
+) -> FastAPI:
+    """Build the service; `settings` default to the environment, `db_path` overrides SHOP_DB,
+    `flags` to a client of CONVEYOR_FLAGS_URL (none: every flag at its default)."""
     settings = settings or Settings.from_env()
     store = ProductStore(db_path or settings.db_path)
     store.create_schema()
     metrics = Metrics(settings.version)
+    flag_source = flags or flag_client(settings.flags_url, settings.environment)
 
-    app = FastAPI(title=TITLE, version=settings.version, description="Conveyor's sample service.")
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        flag_source.close()
+
+    app = FastAPI(
+        title=TITLE,
+        version=settings.version,
+        description="Conveyor's sample service.",
+        lifespan=lifespan,
+    )
     _add_product_routes(app, store)
     _add_operational_routes(app, store, metrics, settings.version)
+    _add_catalogue_page(app, store, flag_source, settings.version)
     app.add_middleware(
         FaultMiddleware,
         fault_rate=settings.fault_rate,
@@ -81,10 +102,6 @@ def _add_product_routes(app: FastAPI, store: ProductStore) -> None:
 def _add_operational_routes(
     app: FastAPI, store: ProductStore, metrics: Metrics, version: str
 ) -> None:
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def catalogue_page() -> str:
-        return render_catalogue(store.list_products(), version)
-
     @app.get("/healthz", tags=["operations"])
     def health() -> Health:
         return Health(status="ok", version=version)
@@ -97,6 +114,19 @@ def _add_operational_routes(
     def prometheus_metrics(accept: Annotated[str | None, Header()] = None) -> Response:
         body, content_type = metrics.exposition(accept)
         return Response(body, media_type=content_type)
+
+
+def _add_catalogue_page(
+    app: FastAPI, store: ProductStore, flags: FlagClient | NoFlags, version: str
+) -> None:
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def catalogue_page(request: Request) -> str:
+        # remoteAddress: roll the banner out sticky per visitor with `--stickiness`.
+        context = {"appName": "shop", "version": version}
+        if request.client is not None:
+            context["remoteAddress"] = request.client.host
+        banner = flags.is_enabled(NEW_CATALOGUE_BANNER, context, default=False)
+        return render_catalogue(store.list_products(), version, banner=banner)
 
 
 def _not_found(product_id: int) -> HTTPException:

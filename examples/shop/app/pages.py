@@ -16,10 +16,12 @@ PAGE = Template("""<!doctype html>
     body { font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; }
     li { margin: 0.25rem 0; }
     footer { color: #666; margin-top: 2rem; font-size: 0.8rem; }
+    .banner { background: #fff3c4; padding: 0.5rem 1rem; border-radius: 0.25rem; }
   </style>
 </head>
 <body>
   <h1>Conveyor Shop</h1>
+$banner
   <ul id="products">
 $items
   </ul>
@@ -47,11 +49,12 @@ $items
 </html>
 """)
 EMPTY_ITEM = '    <li class="empty">No products yet.</li>'
+BANNER = '  <p id="banner" class="banner">New: the catalogue has a fresh look.</p>'
 
 
-def render_catalogue(products: list[Product], version: str) -> str:
+def render_catalogue(products: list[Product], version: str, *, banner: bool = False) -> str:
     items = "\n".join(_item(p) for p in products) or EMPTY_ITEM
-    return PAGE.substitute(items=items, version=escape(version))
+    return PAGE.substitute(items=items, version=escape(version), banner=BANNER if banner else "")
 
 
 def _item(product: Product) -> str:

@@ -103,6 +103,11 @@ class EventKind(StrEnum):
     RELEASE_STATE = "release.state"
     REPLICA_EVENT = "replica.event"
     SMOKE_RESULT = "smoke.result"
+    RELEASE_STEP = "release.step"  # a progressive release moved to its next step
+    RELEASE_DECISION = "release.decision"  # the judge's verdict with its evidence
+    RELEASE_COMMAND = "release.command"  # promote, abort, pause, resume (from a person)
+    FLAG_CHANGED = "flag.changed"
+    FLAG_KILLED = "flag.killed"  # a kill switch: counts as a rollback
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,9 @@ deploys = sa.Table(
     sa.Column("finished_at", Timestamp),
     sa.Column("pid", sa.Integer),
     sa.Column("host", sa.String),
+    # Where a progressive release stands (step, weights, last verdict): for `release status`
+    # and for a controller that resumes it.
+    sa.Column("progress", sa.JSON),
     sa.Index("ix_deploys_environment_state", "environment", "state"),
 )
 
@@ -176,4 +179,17 @@ signal_samples = sa.Table(
     sa.Column("signals", sa.JSON, nullable=False),
     sa.Column("saturation", sa.JSON),
     sa.Index("ix_signal_samples_release_ts", "environment", "release_id", "ts"),
+)
+
+# --- Feature flags and segments, per environment (conveyor.flags). Each change bumps the
+# environment's version (the largest `version` of its rows) and appends a flag event.
+flags = sa.Table(
+    "flags",
+    metadata,
+    sa.Column("environment", sa.String, primary_key=True),
+    sa.Column("kind", sa.String, primary_key=True),  # "flag" or "segment"
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("definition", sa.JSON, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
 )
