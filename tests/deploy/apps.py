@@ -5,7 +5,9 @@
 - "ok": healthy;
 - "crash": exits at start (a release that must never receive traffic);
 - "bad-smoke": healthy, but `/smoke` answers 500 (a smoke test catches it);
-- "slow-start": listens only after APP_START_DELAY seconds (default 3): a deploy in flight.
+- "slow-start": listens only after APP_START_DELAY seconds (default 3): a deploy in flight;
+- "faulty": answers 500 to a fifth of the requests for `/` (a regression to catch);
+- "slow": answers `/` 200 ms late (a latency regression).
 """
 
 from __future__ import annotations
@@ -20,14 +22,13 @@ from conveyor.supply.oci.layout import LayoutStore
 
 REPOSITORY = "app"
 SERVER = """\
-import http.server, os, socket, sys
+import http.server, os, random, socket, sys, time
 
 BEHAVIOUR = {behaviour!r}
 VERSION = {version!r}
 if BEHAVIOUR == "crash":
     sys.exit("boom: cannot start")
 if BEHAVIOUR == "slow-start":
-    import time
     time.sleep(float(os.environ.get("APP_START_DELAY", "3")))
 
 
@@ -46,6 +47,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif self.path == "/smoke":
             self.answer(500 if BEHAVIOUR == "bad-smoke" else 200, b"smoke")
         elif self.path == "/":
+            if BEHAVIOUR == "faulty" and random.random() < 0.2:
+                self.answer(500, b"injected fault")
+                return
+            if BEHAVIOUR == "slow":
+                time.sleep(0.2)
             self.answer(200, VERSION.encode())
         else:
             self.answer(404, b"not found")
@@ -100,7 +106,7 @@ environments:
     drain: {drain}
     smoke:
       - http: /smoke
-  production:
+{strategy}  production:
     after: staging
     replicas: 1
     health:
@@ -117,8 +123,10 @@ def make_project(
     router: str = "builtin",
     ready_timeout: str = "20s",
     drain: str = "0.2s",
+    strategy: str = "",
 ) -> Project:
-    """A project whose conveyor.yml declares staging and production (after staging)."""
+    """A project whose conveyor.yml declares staging and production (after staging).
+    `strategy`: YAML of staging's `strategy:` value, indented by 6 spaces."""
     directory.mkdir(parents=True, exist_ok=True)
     environments = ENVIRONMENTS.format(
         replicas=replicas,
@@ -126,6 +134,7 @@ def make_project(
         router=router,
         ready_timeout=ready_timeout,
         drain=drain,
+        strategy=f"    strategy:\n{strategy}" if strategy else "",
     )
     spec = "version: 1\njobs:\n  noop: {run: 'true'}\n" + environments
     (directory / "conveyor.yml").write_text(textwrap.dedent(spec))

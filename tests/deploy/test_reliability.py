@@ -14,10 +14,9 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -25,8 +24,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import WAIT_SECONDS, CliProcess, kill_quietly, process_alive, run_cli, wait_until
-from conveyor.deploy.controller import RollbackOutcome, release_name, version_of
+from conveyor.deploy.controller import RollbackOutcome, release_name
 from conveyor.deploy.routers import builtin
+from conveyor.deploy.routing import version_of
 from conveyor.deploy.runtimes import supervisor
 from conveyor.deploy.runtimes.podman import PodmanRuntime
 from conveyor.deploy.runtimes.process import ProcessRuntime
@@ -37,84 +37,15 @@ from conveyor.states import DeployState
 from conveyor.store.store import Store
 from conveyor.supply.oci.build import AppFiles, ImageSpec, build_image
 from deploy.apps import REPOSITORY, build_app, make_project
+from deploy.load import Load
 
 pytestmark = [pytest.mark.real, pytest.mark.timeout(90)]
 
 ENVIRONMENT = "staging"
-REQUESTS_PER_SECOND = 150
-CLIENTS = 6
 START_DELAY = "3"  # seconds a slow-start replica waits before it listens
 SLOW_READY_TIMEOUT = "10s"  # its deadline: enough to start, short enough to fail quickly
 BUSYBOX = Path("/bin/busybox")
 BUSYBOX_HTTPD = ("/bin/busybox", "sh", "-c", "exec /bin/busybox httpd -f -p $HOST:$PORT -h /www")
-
-
-# --- load -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Answer:
-    sent_at: float  # monotonic, when the request left
-    version: str | None  # X-App-Version, None for a failure
-    failure: str | None  # a connection error or a status >= 500
-
-
-@dataclass
-class Load:
-    """GET / at about REQUESTS_PER_SECOND from CLIENTS threads, each over one keep-alive
-    connection (one connection alone manages ~45/s: the app replies in two small writes
-    and Nagle holds the second).
-
-    Cookies are dropped after each answer: a sticky cookie would keep the client on one
-    release and hide what the router does with new clients."""
-
-    url: str
-    answers: list[Answer] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-
-    def __enter__(self) -> Load:
-        for index in range(CLIENTS):
-            thread = threading.Thread(target=self._run, name=f"load-{index}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        wait_until(lambda: self.answers, "the first answer through the router")
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def stop(self) -> list[Answer]:
-        """Stop sending (idempotent); every answer received."""
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
-        return list(self.answers)
-
-    def failures(self) -> list[str]:
-        return [a.failure for a in list(self.answers) if a.failure is not None]
-
-    def versions_since(self, moment: float) -> set[str | None]:
-        return {a.version for a in list(self.answers) if a.sent_at > moment}
-
-    def _run(self) -> None:
-        interval = CLIENTS / REQUESTS_PER_SECOND
-        with httpx.Client(base_url=self.url, timeout=10.0) as client:
-            while not self._stop.is_set():
-                sent_at = time.monotonic()
-                self.answers.append(_one_request(client, sent_at))  # list.append is atomic
-                client.cookies.clear()
-                self._stop.wait(max(0.0, interval - (time.monotonic() - sent_at)))
-
-
-def _one_request(client: httpx.Client, sent_at: float) -> Answer:
-    try:
-        response = client.get("/")
-    except httpx.HTTPError as error:
-        return Answer(sent_at, None, f"{type(error).__name__}: {error}")
-    if response.status_code >= 500:
-        return Answer(sent_at, None, f"{response.status_code}: {response.text.strip()}")
-    return Answer(sent_at, response.headers.get("X-App-Version"), None)
 
 
 # --- processes --------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from conveyor.service.environments import stop_environment
 from conveyor.service.project import Project
 from conveyor.service.reports import run_report
 from conveyor.states import JobState, RunState
+from conveyor.store.records import EventKind
 from conveyor.store.store import Store
 from conveyor.supply.oci.layout import LayoutStore
 
@@ -41,7 +42,8 @@ def _check_story(result: DemoResult) -> None:
         RunState.SUCCESS,
         RunState.FAILED,  # a dependency with a known vulnerability
         RunState.SUCCESS,
-        RunState.SUCCESS,  # squash-merged to main and deployed
+        RunState.SUCCESS,  # squash-merged to main; staging, then a canary in production
+        RunState.FAILED,  # 200 ms slower: the canary judge rolls it back
     ]
     assert result.as_expected
     cached = result.chapters[1].outcome.jobs
@@ -60,7 +62,7 @@ def _check_story(result: DemoResult) -> None:
     assert all(gate["passed"] for gate in fixed.gates)
     final = result.chapters[5].outcome
     assert final.jobs["push"] in (JobState.SUCCESS, JobState.CACHED)
-    for chapter in (result.chapters[0], result.chapters[-1]):
+    for chapter in (result.chapters[0], result.chapters[6]):
         jobs = chapter.outcome.jobs
         assert jobs["deploy-staging"] is JobState.SUCCESS
         assert jobs["deploy-production"] is JobState.SUCCESS
@@ -68,10 +70,19 @@ def _check_story(result: DemoResult) -> None:
     assert set(result.urls) == {"staging", "production"}
     with Store(project_store) as store:
         history = store.deploys.history("production")
-    assert [entry.result for entry in history] == ["succeeded", "succeeded"]
+        decisions = store.deploys.events("production", (EventKind.RELEASE_DECISION,))
+    deploys = [entry for entry in history if entry.kind == "deploy"]
+    assert [entry.result for entry in deploys] == ["succeeded", "succeeded", "rolled_back"]
+    # Production still serves chapter 7's version, promoted by canary.
     served = httpx.get(result.urls["production"] + "/version", timeout=5).json()["version"]
-    assert history[-1].digest is not None
-    assert history[-1].digest.removeprefix("sha256:").startswith(served)
+    assert deploys[1].digest is not None
+    assert deploys[1].digest.removeprefix("sha256:").startswith(served)
+    # Chapter 8: the judge saw the slow requests and rolled back.
+    regression = result.chapters[7].outcome.jobs
+    assert regression["deploy-staging"] is JobState.SUCCESS
+    assert regression["deploy-production"] is JobState.FAILED
+    assert "slow requests" in (deploys[2].reason or "")
+    assert decisions[-1].data["verdict"] == "rollback"
     products = httpx.get(result.urls["staging"] + "/api/products", timeout=5)
     assert products.status_code == 200
     published = LayoutStore(result.repository / ".conveyor" / "published")

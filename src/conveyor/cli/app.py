@@ -15,7 +15,18 @@ import typer
 from rich.markup import escape
 
 from conveyor import __version__
-from conveyor.cli import demo, environments, images, inspect, pipeline, project, report, vulndb
+from conveyor.cli import (
+    demo,
+    environments,
+    flags,
+    images,
+    inspect,
+    pipeline,
+    project,
+    releases,
+    report,
+    vulndb,
+)
 from conveyor.cli.output import err_console
 from conveyor.errors import ConveyorError, ExitCode
 
@@ -66,6 +77,8 @@ report.register(app)
 images.register(app)
 vulndb.register(app)
 environments.register(app)
+releases.register(app)
+flags.register(app)
 demo.register(app)
 
 

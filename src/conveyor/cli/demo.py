@@ -53,6 +53,7 @@ def demo(
     ):
         console.print(f"  conveyor {command}")
     console.print(f"  [dim](or from anywhere: conveyor history -f {spec})[/]")
+    _print_regression(result.repository)
     if result.urls:
         console.rule("[bold]the shop, served through the router[/]", align="left")
         for name, url in result.urls.items():
@@ -68,6 +69,24 @@ def demo(
     return int(ExitCode.OK)
 
 
+def _print_regression(repository: Path) -> None:
+    """Chapter 8's canary: how fast the judge caught it, what the bad version served."""
+    from conveyor.service.demo import regression_report
+    from conveyor.service.project import Project
+
+    report = regression_report(Project.locate(repository / "conveyor.yml"))
+    if not report:
+        return
+    console.rule("[bold]the regression, caught by the canary judge[/]", align="left")
+    console.print(f"  {escape(str(report['release']))}: {escape(str(report['reason']))}")
+    console.print(
+        f"  detected {report.get('seconds_with_traffic')} s after it first had traffic; "
+        f"it served {report.get('canary_requests')} requests "
+        f"({report.get('canary_errors')} errors) before all traffic went back to stable "
+        f"in {report.get('switch_seconds')} s"
+    )
+
+
 def _explain(project: Project, outcome: RunOutcome) -> None:
     """After a blocked run, show what stopped it, file:line."""
     from conveyor.service.reports import run_report
@@ -78,6 +97,14 @@ def _explain(project: Project, outcome: RunOutcome) -> None:
     with project.open_store() as store:
         report = run_report(store, outcome.run_id)
     console.print("[bold]what stopped it:[/]")
-    for gate in report.gates:
-        for reason in gate.get("reasons", []):
-            console.print(f"  [red]✗[/] {escape(str(gate.get('gate')))}: {escape(reason)}")
+    reasons = [
+        (str(gate.get("gate")), str(reason))
+        for gate in report.gates
+        for reason in gate.get("reasons", [])
+    ]
+    if not reasons:  # not a gate: a failed job, such as a deploy the judge rolled back
+        with project.open_store() as store:
+            jobs = store.get_jobs(outcome.run_id)
+        reasons = [(job.job_id, job.detail or "") for job in jobs if job.state.value == "failed"]
+    for where, reason in reasons:
+        console.print(f"  [red]✗[/] {escape(where)}: {escape(reason)}")

@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
 
 
 @contextmanager
-def _opened(spec: Path | None) -> Iterator[tuple[Project, Store]]:
+def opened(spec: Path | None) -> Iterator[tuple[Project, Store]]:
     from conveyor.service.project import Project
 
     project = Project.locate(spec)
@@ -69,7 +69,7 @@ def deploy(
     from conveyor.service import environments
     from conveyor.service.runs import default_actor
 
-    with _opened(spec) as (project, store):
+    with opened(spec) as (project, store):
         outcome = environments.deploy(
             project, store, environment, image, actor=default_actor(), progress=_progress
         )
@@ -107,7 +107,7 @@ def rollback(
     from conveyor.service import environments
     from conveyor.service.runs import default_actor
 
-    with _opened(spec) as (project, store):
+    with opened(spec) as (project, store):
         outcome = environments.rollback(
             project, store, environment, actor=default_actor(), to=to, progress=_progress
         )
@@ -128,7 +128,7 @@ def env_ls(
     """List the environments of conveyor.yml with their URL and live release."""
     from conveyor.service import environments
 
-    with _opened(spec) as (project, store):
+    with opened(spec) as (project, store):
         views = environments.list_environments(project, store)
     if output is OutputFormat.JSON:
         emit_json(views)
@@ -158,7 +158,7 @@ def env_status(
     """Live: releases, weights, replica health and golden signals (over about 1 s)."""
     from conveyor.service import environments
 
-    with _opened(spec) as (project, store):
+    with opened(spec) as (project, store):
         view = environments.environment_status(project, store, environment)
     if output is OutputFormat.JSON:
         emit_json(view)
@@ -216,7 +216,7 @@ def env_history(
     """Deploys and rollbacks of an environment (who, what, when, result), from the event log."""
     from conveyor.service import environments
 
-    with _opened(spec) as (project, store):
+    with opened(spec) as (project, store):
         entries = environments.history(project, store, environment)
     if output is OutputFormat.JSON:
         emit_json(entries)
@@ -245,7 +245,7 @@ def env_metrics(
     """The golden signals of every release in the Prometheus text format."""
     from conveyor.service import environments
 
-    with _opened(spec) as (project, store):
+    with opened(spec) as (project, store):
         text = environments.metrics(project, store, environment)
     sys.stdout.write(text.decode())
 
@@ -265,7 +265,7 @@ def env_watch(
     interval (Ctrl-C stops). These samples are the time series release analysis reads."""
     from conveyor.service import environments
 
-    with _opened(spec) as (project, store):
+    with opened(spec) as (project, store):
         for index, window in enumerate(environments.watch(project, store, environment, interval)):
             for release_id, rates in sorted(window.items()):
                 console.print(
@@ -286,7 +286,7 @@ def env_reconcile(
     deploy, restart a stopped router or release. Starts nothing twice."""
     from conveyor.service import environments
 
-    with _opened(spec) as (project, store):
+    with opened(spec) as (project, store):
         outcome = environments.reconcile(project, store, environment, progress=_progress)
     if outcome is None:
         console.print(f"{escape(environment)}: as recorded")
@@ -302,6 +302,6 @@ def env_stop(
     """Stop an environment's router and releases (history stays in the store)."""
     from conveyor.service import environments
 
-    with _opened(spec) as (project, store):
+    with opened(spec) as (project, store):
         stopped = environments.stop_environment(project, store, environment)
     console.print(f"{escape(environment)}: stopped {len(stopped)} release(s) and the router")

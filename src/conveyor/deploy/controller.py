@@ -20,7 +20,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from conveyor.analysis.providers.base import MetricsProvider
 from conveyor.deploy import routing
 from conveyor.deploy.model import (
     HealthCheck,
@@ -30,18 +32,17 @@ from conveyor.deploy.model import (
     SignalSample,
 )
 from conveyor.deploy.routers.base import Router
-from conveyor.deploy.routing import Share
+from conveyor.deploy.routing import Share, free_ports, version_of
 from conveyor.deploy.runtimes.base import Runtime
 from conveyor.deploy.sampler import take_sample
-from conveyor.deploy.smoke import SmokeResult, describe_failures, run_smoke, smoke_passed
+from conveyor.deploy.smoke import SmokeResult, run_smoke
 from conveyor.errors import ConveyorError
 from conveyor.spec.environments import Environment, Probe
+from conveyor.spec.strategy import Analysis, Canary
 from conveyor.states import DeployState, ReleaseState
 from conveyor.store.deploys import DeployLedger, DeployRecord, EnvironmentRecord
 from conveyor.store.records import EventKind
 
-_POLL = 0.1
-_SAMPLE_INTERVAL = 1.0  # golden signals recorded while a deploy shifts traffic
 _CRASHES_BEFORE_FAILING = 3  # restarts of one replica before it is ready: a broken release
 Progress = Callable[[str], None]
 
@@ -58,6 +59,8 @@ class Target:
     lock_path: Path
     replica_env: Mapping[str, str] = field(default_factory=dict)  # env + secrets
     workdir: Path | None = None  # where smoke commands run
+    # The judge's counts for a progressive release (router signals, or Prometheus).
+    provider: Callable[[Analysis], MetricsProvider] | None = None
     data_dir: Path | None = None  # writable, kept across releases (CONVEYOR_DATA_DIR)
 
 
@@ -69,6 +72,9 @@ class DeployOutcome:
     reason: str | None
     url: str
     smoke: tuple[SmokeResult, ...] = ()
+    # A progressive release's figures: canary requests and errors, time with traffic,
+    # the last verdict and its evidence, the rollback's switch time.
+    report: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -90,10 +96,6 @@ def release_name(environment: str, repository: str, digest: str) -> str:
     return f"{environment}-{safe}-{short}"
 
 
-def version_of(digest: str) -> str:
-    return digest.split(":", 1)[-1][:12]
-
-
 class ReleaseController:
     def __init__(self, target: Target, progress: Progress | None = None) -> None:
         self.target = target
@@ -108,7 +110,7 @@ class ReleaseController:
     ) -> DeployOutcome:
         with self._deploy_lock():
             self._resume_interrupted()
-            environment = self._environment()
+            environment = self.environment()
             release_id = release_name(self.target.name, repository, digest)
             url = self.target.router.ensure_running()
             if environment.live_release == release_id and self._running(release_id):
@@ -142,7 +144,7 @@ class ReleaseController:
                 self.target.router.set_routes(routes)
             for release_id in (environment.live_release, environment.warm_release):
                 if release_id is not None:
-                    self._start(release_id)
+                    self.start_release(release_id)
             self.import_replica_events()
             return outcome
 
@@ -159,71 +161,45 @@ class ReleaseController:
         return None
 
     def _roll_out(self, record: DeployRecord, ports: tuple[int, ...] | list[int]) -> DeployOutcome:
-        spec = self.target.spec
+        """Carry a recorded deploy out (or on, when resumed) with the environment's strategy."""
+        from conveyor.deploy.direct import DirectRollout
+
         self._generation = self.target.ledger.generation(self.target.name)
         url = self.target.router.ensure_running()
-        release = self._release_spec(record, tuple(ports))
-        previous = self._share_of(record.previous_release, 100)
-        self.progress(f"starting {record.release_id} ({spec.replicas} replicas)")
-        try:
-            self.target.runtime.start(release)
-            self._shift_while_ready(record, release, previous)
-        except Superseded as error:
-            self.target.ledger.finish_deploy(record.id, DeployState.ROLLED_BACK, error.message)
-            return DeployOutcome(
-                record.id, record.release_id, DeployState.ROLLED_BACK, error.message, url
-            )
-        except ConveyorError as error:
-            return self._fail(record, previous, error.message, url)
-        smoke = self._smoke(record, url)
-        if not smoke_passed(smoke):
-            reason = "smoke tests failed: " + describe_failures(smoke)
-            self._roll_back_deploy(record, previous, reason)
-            return DeployOutcome(
-                record.id, record.release_id, DeployState.ROLLED_BACK, reason, url, tuple(smoke)
-            )
-        self._confirm(record, release)
-        return DeployOutcome(
-            record.id, record.release_id, DeployState.SUCCEEDED, None, url, tuple(smoke)
-        )
+        release = self.release_spec(record, tuple(ports))
+        previous = self.share_of(record.previous_release, 100)
+        self.progress(f"starting {record.release_id} ({self.target.spec.replicas} replicas)")
+        canary = self._canary_for(record, previous)
+        if canary is not None and previous is not None:
+            from conveyor.deploy.canary import CanaryRollout
 
-    def _shift_while_ready(
-        self, record: DeployRecord, release: ReleaseSpec, previous: Share | None
-    ) -> None:
-        """Move traffic to the new release replica by replica, as each becomes ready."""
-        deadline = time.monotonic() + self.target.spec.health.ready_timeout
-        routed = -1
-        while True:
-            replicas = self.target.runtime.status(release.release_id)
-            ready = [r for r in replicas if r.state is ReplicaState.READY]
-            if len(ready) != routed:
-                routed = len(ready)
-                new = Share(
-                    release.release_id,
-                    version_of(release.digest),
-                    tuple(r.address for r in ready),
-                    0,
-                )
-                shares = routing.rolling_shares(new, routed, release.replicas, previous)
-                self._set_traffic(shares, record, f"{routed}/{release.replicas} replicas ready")
-            self.sample(at_most_every=_SAMPLE_INTERVAL)
-            if routed == release.replicas:
-                return
-            _raise_if_broken(release.release_id, replicas)
-            if time.monotonic() >= deadline:
-                states = "; ".join(f"replica {r.index}: {r.state}" for r in replicas)
-                raise ConveyorError(
-                    f"{release.release_id} is not ready after "
-                    f"{self.target.spec.health.ready_timeout:g} s ({states})"
-                )
-            time.sleep(_POLL)
+            assert self.target.provider is not None
+            provider = self.target.provider(canary.analysis)
+            return CanaryRollout(self, record, release, previous, canary, provider).run(url)
+        return DirectRollout(self, record, release, previous).run(url)
 
-    def _smoke(self, record: DeployRecord, url: str) -> list[SmokeResult]:
+    def _canary_for(self, record: DeployRecord, previous: Share | None) -> Canary | None:
+        """The canary settings, unless this deploy goes straight: a first deploy (nothing to
+        compare with) or a digest that already succeeded here (the fast path back to a
+        known good version skips analysis)."""
+        strategy = self.target.spec.strategy
+        if strategy is None or previous is None:
+            return None
+        if self.target.ledger.succeeded_digest(self.target.name, record.digest):
+            self.progress("a digest that succeeded here before: no analysis (fast path)")
+            return None
+        return strategy.as_canary()
+
+    def smoke(
+        self, record: DeployRecord, url: str, headers: Mapping[str, str] | None = None
+    ) -> list[SmokeResult]:
         checks = self.target.spec.smoke
         if not checks:
             return []
         self.progress(f"smoke tests against {url}")
-        results = run_smoke(checks, url, env=self.target.replica_env, cwd=self.target.workdir)
+        results = run_smoke(
+            checks, url, env=self.target.replica_env, cwd=self.target.workdir, headers=headers
+        )
         for result in results:
             self.target.ledger.record(
                 EventKind.SMOKE_RESULT,
@@ -236,9 +212,9 @@ class ReleaseController:
             )
         return results
 
-    def _confirm(self, record: DeployRecord, release: ReleaseSpec) -> None:
+    def confirm(self, record: DeployRecord, release: ReleaseSpec) -> None:
         """The new release is live; the previous one stays warm; the one before retires."""
-        environment = self._environment()
+        environment = self.environment()
         previous = record.previous_release
         retired = environment.warm_release
         if retired in (record.release_id, previous):
@@ -246,13 +222,13 @@ class ReleaseController:
         new = Share(
             record.release_id, version_of(release.digest), routing.addresses(release.ports), 100
         )
-        shares = [new] + ([self._share_of(previous, 0)] if previous else [])
+        shares = [new] + ([self.share_of(previous, 0)] if previous else [])
         states = {record.release_id: ReleaseState.LIVE}
         if previous is not None:
             states[previous] = ReleaseState.WARM
         if retired is not None:
             states[retired] = ReleaseState.RETIRED
-        self._set_traffic(
+        self.set_traffic(
             [s for s in shares if s is not None],
             record,
             "deploy confirmed",
@@ -263,46 +239,7 @@ class ReleaseController:
         self.target.ledger.finish_deploy(record.id, DeployState.SUCCEEDED, None)
         self.sample()
         if retired is not None:
-            self._stop_after_drain(retired)
-
-    def _fail(
-        self, record: DeployRecord, previous: Share | None, reason: str, url: str
-    ) -> DeployOutcome:
-        """Never took all traffic: the previous release serves everything again."""
-        self.progress(f"deploy failed: {reason}")
-        environment = self._environment()
-        shares = [previous] if previous else []
-        self._set_traffic(
-            shares,
-            record,
-            "deploy failed",
-            live=environment.live_release,
-            warm=environment.warm_release,
-            states={record.release_id: ReleaseState.FAILED},
-            check_superseded=False,
-        )
-        self.target.ledger.finish_deploy(record.id, DeployState.FAILED, reason)
-        self._stop_after_drain(record.release_id)
-        return DeployOutcome(record.id, record.release_id, DeployState.FAILED, reason, url)
-
-    def _roll_back_deploy(self, record: DeployRecord, previous: Share | None, reason: str) -> None:
-        self.progress(f"rolling back: {reason}")
-        environment = self._environment()
-        shares = [previous] if previous else []
-        routes = routing.table(shares)
-        self._generation = self.target.ledger.set_intent(
-            self.target.name,
-            routes=routing.to_json(routes),
-            live=environment.live_release,
-            warm=environment.warm_release,
-            event=EventKind.ROLLBACK,
-            actor="conveyor",
-            data={"from": record.release_id, "to": record.previous_release, "reason": reason},
-            release_states={record.release_id: ReleaseState.FAILED},
-        )
-        self.target.router.set_routes(routes)
-        self.target.ledger.finish_deploy(record.id, DeployState.ROLLED_BACK, reason)
-        self._stop_after_drain(record.release_id)
+            self.stop_after_drain(retired)
 
     # --- rollback ---------------------------------------------------------------------
 
@@ -310,19 +247,19 @@ class ReleaseController:
         """All traffic to `to` (default: the warm previous release) at once. Takes no deploy
         lock: a deploy in flight sees the new intent and stops."""
         started = time.monotonic()
-        environment = self._environment()
+        environment = self.environment()
         target = to or environment.warm_release
         if target is None:
             raise ConveyorError(
                 f"{self.target.name} has no previous release to roll back to",
                 hint=f"`conveyor env history {self.target.name}` lists releases; use --to",
             )
-        share = self._share_of(target, 100)
+        share = self.share_of(target, 100)
         if share is None:
             raise ConveyorError(f"no release {target!r} in {self.target.name}")
         if not self._running(target):
             self.progress(f"{target} is not warm: starting it first")
-            self._start(target)
+            self.start_release(target)
             self.target.runtime.wait_ready(target, self.target.spec.health.ready_timeout)
             started = time.monotonic()
         bad = environment.live_release if environment.live_release != target else None
@@ -350,7 +287,7 @@ class ReleaseController:
         self.progress(f"all traffic on {target} after {switched:.3f} s")
         for release_id in (bad, spare):
             if release_id is not None:
-                self._stop_after_drain(release_id)
+                self.stop_after_drain(release_id)
         return RollbackOutcome(bad, target, switched, self.target.router.ensure_running())
 
     # --- teardown ---------------------------------------------------------------------
@@ -394,7 +331,7 @@ class ReleaseController:
 
     # --- internals --------------------------------------------------------------------
 
-    def _set_traffic(
+    def set_traffic(
         self,
         shares: list[Share],
         record: DeployRecord,
@@ -404,26 +341,31 @@ class ReleaseController:
         warm: str | None = None,
         states: Mapping[str, ReleaseState] | None = None,
         check_superseded: bool = True,
+        event: EventKind = EventKind.TRAFFIC_SHIFTED,
+        data: Mapping[str, Any] | None = None,
     ) -> None:
+        """Record the new routes as the environment's intent (with `event`), then apply
+        them. Raises Superseded if someone else changed the intent since our last change."""
         ledger = self.target.ledger
         if check_superseded and ledger.generation(self.target.name) != self._generation:
             raise Superseded(f"{self.target.name} was rolled back while deploying")
-        environment = self._environment()
+        environment = self.environment()
         routes = routing.table(shares)
+        details = {"deploy_id": record.id, "why": why, "weights": routing.weights(routes)}
         self._generation = ledger.set_intent(
             self.target.name,
             routes=routing.to_json(routes),
             live=live if live is not None else environment.live_release,
             warm=warm if live is not None else environment.warm_release,
-            event=EventKind.TRAFFIC_SHIFTED,
-            actor=record.actor,
-            data={"deploy_id": record.id, "why": why, "weights": routing.weights(routes)},
+            event=event,
+            actor=record.actor if event is EventKind.TRAFFIC_SHIFTED else "conveyor",
+            data={**details, **(data or {})},
             release_states=states,
         )
         self.target.router.set_routes(routes)
         self.progress(f"traffic: {_describe_weights(routes)} ({why})")
 
-    def _environment(self) -> EnvironmentRecord:
+    def environment(self) -> EnvironmentRecord:
         ledger = self.target.ledger
         found = ledger.environment(self.target.name)
         if found is not None:
@@ -431,7 +373,7 @@ class ReleaseController:
         port = self.target.spec.port or free_ports(1)[0]
         return ledger.ensure_environment(self.target.name, port, free_ports(1)[0])
 
-    def _share_of(self, release_id: str | None, weight: int) -> Share | None:
+    def share_of(self, release_id: str | None, weight: int) -> Share | None:
         if release_id is None:
             return None
         release = self.target.ledger.release(release_id)
@@ -441,7 +383,7 @@ class ReleaseController:
             release_id, version_of(release.digest), routing.addresses(release.ports), weight
         )
 
-    def _release_spec(self, record: DeployRecord, ports: tuple[int, ...]) -> ReleaseSpec:
+    def release_spec(self, record: DeployRecord, ports: tuple[int, ...]) -> ReleaseSpec:
         health = self.target.spec.health
         env = {
             **self.target.replica_env,
@@ -462,7 +404,7 @@ class ReleaseController:
             liveness=_check(health.liveness),
         )
 
-    def _start(self, release_id: str) -> None:
+    def start_release(self, release_id: str) -> None:
         """Start a recorded release again if its replicas are gone (idempotent)."""
         release = self.target.ledger.release(release_id)
         if release is None or self._running(release_id):
@@ -471,12 +413,12 @@ class ReleaseController:
             0, self.target.name, release_id, release.repository, release.digest,
             None, "conveyor", None, DeployState.IN_PROGRESS, None, 0.0, None, None, None,
         )  # fmt: skip
-        self.target.runtime.start(self._release_spec(record, release.ports))
+        self.target.runtime.start(self.release_spec(record, release.ports))
 
     def _running(self, release_id: str) -> bool:
         return release_id in self.target.runtime.releases()
 
-    def _stop_after_drain(self, release_id: str) -> None:
+    def stop_after_drain(self, release_id: str) -> None:
         """Requests in flight on a release taken out of traffic finish before it stops."""
         if not self._running(release_id):
             return
@@ -511,25 +453,12 @@ class ReleaseController:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def free_ports(count: int) -> tuple[int, ...]:
-    """Ports the kernel says are free now (held open together, so they differ)."""
-    import socket
-
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for probe in sockets:
-            probe.bind((routing.HOST, 0))
-        return tuple(int(probe.getsockname()[1]) for probe in sockets)
-    finally:
-        for probe in sockets:
-            probe.close()
-
-
 def _check(probe: Probe) -> HealthCheck:
     return HealthCheck(probe.path, probe.interval, probe.timeout, probe.failure_threshold)
 
 
-def _raise_if_broken(release_id: str, replicas: list[ReplicaStatus]) -> None:
+def raise_if_broken(release_id: str, replicas: list[ReplicaStatus]) -> None:
+    """A replica that crashed repeatedly before it was ready, or stopped: a broken release."""
     for replica in replicas:
         crashing = replica.state is ReplicaState.CRASHED
         if replica.state is ReplicaState.STOPPED or (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,23 @@ class Share:
     version: str  # what the pin header or cookie names: the digest's short form
     addresses: tuple[str, ...]
     weight: int
+
+
+def version_of(digest: str) -> str:
+    """What the pin header or cookie names: the digest's first 12 hex digits."""
+    return digest.split(":", 1)[-1][:12]
+
+
+def free_ports(count: int) -> tuple[int, ...]:
+    """Ports the kernel says are free now (held open together, so they differ)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for probe in sockets:
+            probe.bind((HOST, 0))
+        return tuple(int(probe.getsockname()[1]) for probe in sockets)
+    finally:
+        for probe in sockets:
+            probe.close()
 
 
 def table(shares: Sequence[Share]) -> RouteTable:

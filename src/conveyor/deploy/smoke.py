@@ -70,11 +70,16 @@ def run_smoke(
     cwd: Path | None = None,
     retries: int = 2,
     retry_delay: float = 0.5,
+    headers: Mapping[str, str] | None = None,
 ) -> list[SmokeResult]:
-    """Run every check in order against `base_url`; one result per check."""
+    """Run every check in order against `base_url`; one result per check. `headers` go
+    with every HTTP check (e.g. the router's version pin, to test a canary before it has
+    any share of the traffic)."""
     command_env = {**os.environ, **(env or {}), ENV_URL_VARIABLE: base_url}
     # trust_env=False: a proxy from the environment must not sit between us and 127.0.0.1.
-    with httpx.Client(base_url=base_url, follow_redirects=False, trust_env=False) as client:
+    with httpx.Client(
+        base_url=base_url, follow_redirects=False, trust_env=False, headers=dict(headers or {})
+    ) as client:
         results = []
         for check in checks:
             started = time.monotonic()

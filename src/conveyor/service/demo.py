@@ -18,6 +18,7 @@ from conveyor.engine.report import Reporter
 from conveyor.errors import ConveyorError
 from conveyor.service.project import Project
 from conveyor.service.runs import RunOptions, RunOutcome, execute_run
+from conveyor.service.traffic import SyntheticUsers
 from conveyor.states import RunState
 
 _IGNORED = shutil.ignore_patterns(
@@ -119,8 +120,8 @@ def run_demo(
     explain: Callable[[Project, RunOutcome], None] | None = None,
 ) -> DemoResult:
     """The story so far: a green first commit deployed to staging and production, a cached
-    rerun, bad changes stopped at the gates, their fixes, and the fixed feature merged and
-    rolled out to both environments."""
+    rerun, bad changes stopped at the gates, their fixes, the fixed feature merged and
+    released to production by canary, and a slow change rolled back by the judge."""
     sample_dir = find_sample(sample)
     repository = make_repository(sample_dir, destination)
     project = Project.locate(repository / "conveyor.yml")
@@ -142,40 +143,55 @@ def run_demo(
         RunState.SUCCESS,
     )
     if first.as_expected:
-        chapter("2. the same commit again: every job comes from the cache", RunState.SUCCESS)
-        _git(repository, "switch", "-q", "-c", "feature/search")
-        _apply(sample_dir / CHANGES_DIR / "1-search-feature", repository, "Add product search")
-        chapter(
-            "3. a change with a SQL injection and a committed key: the gates stop it",
-            RunState.FAILED,
-        )
-        _apply(
-            sample_dir / CHANGES_DIR / "2-fix",
-            repository,
-            "Search: parameterised query, key from the environment",
-        )
-        chapter(
-            "4. the fix: the gates pass, the image is built, scanned and signed", RunState.SUCCESS
-        )
-        _apply(
-            sample_dir / CHANGES_DIR / "3-vulnerable-dependency",
-            repository,
-            "Payments: add urllib3",
-        )
-        chapter(
-            "5. a dependency with a known vulnerability: the image scan stops it", RunState.FAILED
-        )
-        _apply(sample_dir / CHANGES_DIR / "4-dependency-fix", repository, "Payments: urllib3 2.2.3")
-        chapter("6. the fixed dependency: scanned clean, signed, pushed", RunState.SUCCESS)
-        _git(repository, "switch", "-q", "main")
-        # Squashed: the key committed (then removed) on the branch stays out of main's history.
-        _git(repository, "merge", "-q", "--squash", "feature/search")
-        _git(repository, "commit", "-q", "-m", "Product search and payments (squashed)")
-        chapter(
-            "7. squash-merged to main: deployed to staging, smoke-tested, promoted to production",
-            RunState.SUCCESS,
-        )
+        # Users of production from here on: the canaries of chapters 7 and 8 are judged on
+        # their requests.
+        users = SyntheticUsers(_urls(project)["production"]).start()
+        try:
+            _the_rest(repository, sample_dir, chapter)
+        finally:
+            users.stop()
     return DemoResult(repository=repository, chapters=chapters, urls=_urls(project))
+
+
+def _the_rest(
+    repository: Path, sample_dir: Path, chapter: Callable[[str, RunState], Chapter]
+) -> None:
+    changes = sample_dir / CHANGES_DIR
+    chapter("2. the same commit again: every job comes from the cache", RunState.SUCCESS)
+    _git(repository, "switch", "-q", "-c", "feature/search")
+    _apply(changes / "1-search-feature", repository, "Add product search")
+    chapter(
+        "3. a change with a SQL injection and a committed key: the gates stop it", RunState.FAILED
+    )
+    _apply(changes / "2-fix", repository, "Search: parameterised query, key from the environment")
+    chapter("4. the fix: the gates pass, the image is built, scanned and signed", RunState.SUCCESS)
+    _apply(changes / "3-vulnerable-dependency", repository, "Payments: add urllib3")
+    chapter("5. a dependency with a known vulnerability: the image scan stops it", RunState.FAILED)
+    _apply(changes / "4-dependency-fix", repository, "Payments: urllib3 2.2.3")
+    chapter("6. the fixed dependency: scanned clean, signed, pushed", RunState.SUCCESS)
+    _git(repository, "switch", "-q", "main")
+    # Squashed: the key committed (then removed) on the branch stays out of main's history.
+    _git(repository, "merge", "-q", "--squash", "feature/search")
+    _git(repository, "commit", "-q", "-m", "Product search and payments (squashed)")
+    chapter(
+        "7. squash-merged to main: staging, then a canary in production, judged and promoted",
+        RunState.SUCCESS,
+    )
+    _apply(changes / "5-slow-inventory", repository, "Products: fresh stock levels")
+    chapter(
+        "8. a change that adds 200 ms to every product list: the canary is rolled back",
+        RunState.FAILED,
+    )
+
+
+def regression_report(project: Project) -> dict[str, object]:
+    """What the last production canary's judge found: time with traffic, requests served."""
+    with project.open_store() as store:
+        deploys = store.deploys.deploys("production")
+    if not deploys or deploys[-1].state.value != "rolled_back":
+        return {}
+    last = deploys[-1]
+    return {"release": last.release_id, "reason": last.reason, **dict(last.progress or {})}
 
 
 def _urls(project: Project) -> dict[str, str]:

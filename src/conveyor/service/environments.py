@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from conveyor.analysis.providers.base import MetricsProvider
 from conveyor.deploy.controller import (
     DeployOutcome,
     Progress,
     ReleaseController,
     RollbackOutcome,
     Target,
-    free_ports,
 )
 from conveyor.deploy.exposition import exposition
 from conveyor.deploy.model import ReplicaStatus, SignalRates, SignalSample
 from conveyor.deploy.routers.base import Router
+from conveyor.deploy.routing import free_ports
 from conveyor.deploy.runtimes.base import Runtime
 from conveyor.deploy.sampler import stored_samples
 from conveyor.deploy.signals import window_rates
@@ -34,6 +35,7 @@ from conveyor.errors import ConveyorError, NotFoundError
 from conveyor.service.images import image_store, parse_ref, resolve, verify_image
 from conveyor.service.project import Project
 from conveyor.spec.environments import Environment, RouterName, RuntimeName
+from conveyor.spec.strategy import Analysis, Provider
 from conveyor.states import DeployState, ReleaseState
 from conveyor.store.deploys import DeployRecord, HistoryEntry
 from conveyor.store.store import Store
@@ -89,16 +91,42 @@ def make_router(project: Project, name: str, spec: Environment, store: Store) ->
     return BuiltinRouter(folder, port, admin)
 
 
+def make_provider(
+    name: str, router: Router, runtime: Runtime, store: Store
+) -> Callable[[Analysis], MetricsProvider]:
+    """The judge's source of counts, per the analysis settings; router samples are kept in
+    the store as the environment's golden-signal time series."""
+
+    def provider(settings: Analysis) -> MetricsProvider:
+        if settings.provider is Provider.PROMETHEUS:
+            from conveyor.analysis.providers.prometheus import PrometheusProvider
+
+            assert settings.prometheus is not None
+            return PrometheusProvider(settings.prometheus, name, scrape_interval=settings.interval)
+        from conveyor.analysis.providers.router import RouterProvider
+        from conveyor.deploy.sampler import to_row
+
+        def keep(samples: list[SignalSample]) -> None:
+            store.deploys.add_samples([to_row(sample) for sample in samples])
+
+        return RouterProvider(router, runtime, environment=name, on_sample=keep)
+
+    return provider
+
+
 def controller(
     project: Project, store: Store, name: str, progress: Progress | None = None
 ) -> ReleaseController:
     spec = environment_spec(project, name)
     secrets = load_secrets(spec.secrets, root=project.directory, environ=os.environ)
+    runtime = make_runtime(project, spec)
+    router = make_router(project, name, spec, store)
     target = Target(
         name=name,
         spec=spec,
-        runtime=make_runtime(project, spec),
-        router=make_router(project, name, spec, store),
+        runtime=runtime,
+        router=router,
+        provider=make_provider(name, router, runtime, store),
         ledger=store.deploys,
         lock_path=project.state_dir / "environments" / name / "deploy.lock",
         replica_env={**spec.env, **secrets},

@@ -25,6 +25,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from conveyor.spec.strategy import Strategy
 from conveyor.spec.types import Duration
 
 ENVIRONMENT_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
@@ -113,6 +114,10 @@ class Environment(_Strict):
     )
     smoke: list[SmokeCheck] = Field(
         default_factory=list, description="Checks after each deploy; a failure rolls back."
+    )
+    strategy: Strategy | None = Field(
+        default=None,
+        description="canary, blue_green, rolling or ab; none: shift replica by replica.",
     )
     drain: Duration = Field(
         default=5.0,

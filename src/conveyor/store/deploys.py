@@ -63,6 +63,7 @@ class DeployRecord:
     finished_at: float | None
     pid: int | None
     host: str | None
+    progress: Mapping[str, Any] | None = None
 
     @property
     def owner_dead(self) -> bool:
@@ -296,6 +297,51 @@ class DeployLedger:
             )
             event_log.append(conn, [row])
 
+    def set_progress(self, deploy_id: int, progress: Mapping[str, Any]) -> None:
+        with write_transaction(self.engine) as conn:
+            conn.execute(
+                sa.update(deploys).where(deploys.c.id == deploy_id).values(progress=dict(progress))
+            )
+
+    def register_release(
+        self, environment: str, release_id: str, repository: str, digest: str, ports: Sequence[int]
+    ) -> None:
+        """A release started beside a deploy's own (a canary's baseline)."""
+        with write_transaction(self.engine) as conn:
+            _upsert_release(
+                conn,
+                environment=environment,
+                release_id=release_id,
+                repository=repository,
+                digest=digest,
+                ports=ports,
+                now=time.time(),
+            )
+
+    def add_command(self, environment: str, deploy_id: int, command: str, actor: str) -> int:
+        """A person's command to a running release (promote, abort, pause, resume)."""
+        now = time.time()
+        with write_transaction(self.engine) as conn:
+            data = {"environment": environment, "deploy_id": deploy_id, "command": command}
+            row = event_log.event_row(EventKind.RELEASE_COMMAND, now, actor=actor, data=data)
+            result = conn.execute(sa.insert(events).values(row))
+            assert result.inserted_primary_key is not None
+            return int(result.inserted_primary_key[0])
+
+    def commands(self, deploy_id: int, after_id: int = 0) -> list[EventRecord]:
+        """Commands sent to this deploy, oldest first, with event ids above `after_id`."""
+        with read_transaction(self.engine) as conn:
+            query = (
+                sa.select(events)
+                .where(
+                    events.c.kind == EventKind.RELEASE_COMMAND.value,
+                    events.c.id > after_id,
+                )
+                .order_by(events.c.id)
+            )
+            found = [event_log.event_from_row(row._mapping) for row in conn.execute(query)]
+        return [event for event in found if event.data.get("deploy_id") == deploy_id]
+
     def deploy(self, deploy_id: int) -> DeployRecord:
         with read_transaction(self.engine) as conn:
             return _deploy(_select_deploy(conn, deploy_id))
@@ -406,6 +452,9 @@ _ENVIRONMENT_EVENTS = (
     EventKind.RELEASE_STATE,
     EventKind.REPLICA_EVENT,
     EventKind.SMOKE_RESULT,
+    EventKind.RELEASE_STEP,
+    EventKind.RELEASE_DECISION,
+    EventKind.RELEASE_COMMAND,
 )
 
 
@@ -517,6 +566,7 @@ def _deploy(row: sa.RowMapping) -> DeployRecord:
         finished_at=row["finished_at"],
         pid=row["pid"],
         host=row["host"],
+        progress=row["progress"],
     )
 
 

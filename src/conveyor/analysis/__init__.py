@@ -1,0 +1,1 @@
+"""Release analysis: metrics providers and the sequential judge of canary against baseline."""

@@ -1,0 +1,101 @@
+"""`conveyor release status|promote|abort|pause|resume`: steer a progressive release."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from conveyor.cli.environments import EnvArgument, opened
+from conveyor.cli.output import OutputFormat, OutputOption, console, emit_json
+from conveyor.cli.project import SpecOption
+
+release_app = typer.Typer(help="A progressive release in progress: status and commands.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(release_app, name="release")
+
+
+@release_app.command("status")
+def status(
+    environment: Annotated[str, EnvArgument],
+    spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+) -> None:
+    """The release in progress (else the latest): step, weights, the judge's verdicts."""
+    from conveyor.service.releases import release_status
+
+    with opened(spec) as (project, store):
+        found = release_status(project, store, environment)
+    if output is OutputFormat.JSON:
+        emit_json(found)
+        return
+    if found.deploy is None:
+        console.print(f"{escape(environment)}: no release yet")
+        return
+    deploy, progress = found.deploy, found.progress
+    state = "in progress" if found.in_progress else deploy.state.value
+    console.print(f"[bold]{escape(deploy.release_id)}[/] ({state}) by {escape(deploy.actor)}")
+    if progress:
+        step = progress.get("step")
+        steps = progress.get("steps")
+        paused = " [yellow]paused[/]" if progress.get("paused") else ""
+        console.print(
+            f"  {progress.get('strategy', '')} step {step if step is None else step + 1}/{steps},"
+            f" canary weight {progress.get('weight', 0)}%{paused}"
+        )
+    for decision in found.decisions:
+        when = datetime.fromtimestamp(float(decision["ts"])).strftime("%H:%M:%S")
+        evidence = json.dumps(decision.get("evidence", {}), default=str)[:160]
+        console.print(
+            f"  {when} {decision['verdict']}: {escape(str(decision['reason']))}"
+            f" [dim]{escape(evidence)}[/]"
+        )
+    if deploy.reason:
+        console.print(f"  result: {escape(deploy.reason)}")
+
+
+def _command(environment: str, command: str, spec: Path | None) -> None:
+    from conveyor.service.releases import send_command
+    from conveyor.service.runs import default_actor
+
+    with opened(spec) as (project, store):
+        deploy_id = send_command(project, store, environment, command, default_actor())
+    console.print(f"{escape(environment)}: {command} sent to deploy {deploy_id}")
+
+
+@release_app.command("promote")
+def promote(
+    environment: Annotated[str, EnvArgument], spec: Annotated[Path | None, SpecOption] = None
+) -> None:
+    """End the current pause or analysis step now and go on to the next."""
+    _command(environment, "promote", spec)
+
+
+@release_app.command("abort")
+def abort(
+    environment: Annotated[str, EnvArgument], spec: Annotated[Path | None, SpecOption] = None
+) -> None:
+    """Roll the release back: all traffic to the stable version at once."""
+    _command(environment, "abort", spec)
+
+
+@release_app.command("pause")
+def pause(
+    environment: Annotated[str, EnvArgument], spec: Annotated[Path | None, SpecOption] = None
+) -> None:
+    """Hold at the current step; the judge still rolls back on evidence of harm."""
+    _command(environment, "pause", spec)
+
+
+@release_app.command("resume")
+def resume(
+    environment: Annotated[str, EnvArgument], spec: Annotated[Path | None, SpecOption] = None
+) -> None:
+    """Go on after a pause."""
+    _command(environment, "resume", spec)

@@ -1,0 +1,130 @@
+"""The direct strategy (no `strategy:` in conveyor.yml): traffic moves to the new release
+replica by replica as each becomes ready, then the smoke tests run through the router.
+
+A release that never gets ready (or crashes at start) fails the deploy with the previous
+release still serving everything; a failed smoke test rolls back. The previous release
+stays warm until the next deploy is confirmed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from conveyor.deploy import routing
+from conveyor.deploy.model import ReleaseSpec, ReplicaState
+from conveyor.deploy.routing import Share, version_of
+from conveyor.deploy.smoke import describe_failures, smoke_passed
+from conveyor.errors import ConveyorError
+from conveyor.states import DeployState, ReleaseState
+from conveyor.store.deploys import DeployRecord
+from conveyor.store.records import EventKind
+
+if TYPE_CHECKING:
+    from conveyor.deploy.controller import DeployOutcome, ReleaseController
+
+_POLL = 0.1
+_SAMPLE_INTERVAL = 1.0  # golden signals recorded while traffic shifts
+
+
+class DirectRollout:
+    def __init__(
+        self,
+        controller: ReleaseController,
+        record: DeployRecord,
+        release: ReleaseSpec,
+        previous: Share | None,
+    ) -> None:
+        self.c = controller
+        self.record = record
+        self.release = release
+        self.previous = previous
+
+    def run(self, url: str) -> DeployOutcome:
+        from conveyor.deploy.controller import DeployOutcome, Superseded
+
+        c, record = self.c, self.record
+        try:
+            c.target.runtime.start(self.release)
+            self._shift_while_ready()
+        except Superseded as error:
+            c.target.ledger.finish_deploy(record.id, DeployState.ROLLED_BACK, error.message)
+            return DeployOutcome(
+                record.id, record.release_id, DeployState.ROLLED_BACK, error.message, url
+            )
+        except ConveyorError as error:
+            return self._fail(error.message, url)
+        smoke = tuple(c.smoke(record, url))
+        if not smoke_passed(smoke):
+            reason = "smoke tests failed: " + describe_failures(smoke)
+            self._roll_back(reason)
+            return DeployOutcome(
+                record.id, record.release_id, DeployState.ROLLED_BACK, reason, url, smoke
+            )
+        c.confirm(record, self.release)
+        return DeployOutcome(record.id, record.release_id, DeployState.SUCCEEDED, None, url, smoke)
+
+    def _shift_while_ready(self) -> None:
+        """Move traffic to the new release replica by replica, as each becomes ready."""
+        from conveyor.deploy.controller import raise_if_broken
+
+        c, release = self.c, self.release
+        timeout = c.target.spec.health.ready_timeout
+        deadline = time.monotonic() + timeout
+        routed = -1
+        while True:
+            replicas = c.target.runtime.status(release.release_id)
+            ready = [r for r in replicas if r.state is ReplicaState.READY]
+            if len(ready) != routed:
+                routed = len(ready)
+                addresses = tuple(r.address for r in ready)
+                new = Share(release.release_id, version_of(release.digest), addresses, 0)
+                shares = routing.rolling_shares(new, routed, release.replicas, self.previous)
+                why = f"{routed}/{release.replicas} replicas ready"
+                c.set_traffic(shares, self.record, why)
+            c.sample(at_most_every=_SAMPLE_INTERVAL)
+            if routed == release.replicas:
+                return
+            raise_if_broken(release.release_id, replicas)
+            if time.monotonic() >= deadline:
+                states = "; ".join(f"replica {r.index}: {r.state}" for r in replicas)
+                raise ConveyorError(
+                    f"{release.release_id} is not ready after {timeout:g} s ({states})"
+                )
+            time.sleep(_POLL)
+
+    def _fail(self, reason: str, url: str) -> DeployOutcome:
+        """Never took all traffic: the previous release serves everything again."""
+        from conveyor.deploy.controller import DeployOutcome
+
+        c, record = self.c, self.record
+        c.progress(f"deploy failed: {reason}")
+        self._back_to_previous("deploy failed", EventKind.TRAFFIC_SHIFTED, reason)
+        c.target.ledger.finish_deploy(record.id, DeployState.FAILED, reason)
+        c.stop_after_drain(record.release_id)
+        return DeployOutcome(record.id, record.release_id, DeployState.FAILED, reason, url)
+
+    def _roll_back(self, reason: str) -> None:
+        c, record = self.c, self.record
+        c.progress(f"rolling back: {reason}")
+        self._back_to_previous("rolled back", EventKind.ROLLBACK, reason)
+        c.target.ledger.finish_deploy(record.id, DeployState.ROLLED_BACK, reason)
+        c.stop_after_drain(record.release_id)
+
+    def _back_to_previous(self, why: str, event: EventKind, reason: str) -> None:
+        environment = self.c.environment()
+        self.c.set_traffic(
+            [self.previous] if self.previous else [],
+            self.record,
+            why,
+            live=environment.live_release,
+            warm=environment.warm_release,
+            states={self.record.release_id: ReleaseState.FAILED},
+            check_superseded=False,
+            event=event,
+            data={
+                "from": self.record.release_id,
+                "to": self.record.previous_release,
+                "reason": reason,
+            },
+        )

@@ -1,0 +1,66 @@
+"""Progressive releases under the CLI: where a release stands, and a person's commands.
+
+A command (promote, abort, pause, resume) is an event for the deploy in progress; the
+controller running that deploy reads it at its next interval. Nothing here waits for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor.errors import ConveyorError
+from conveyor.service.environments import environment_spec
+from conveyor.service.project import Project
+from conveyor.states import DeployState
+from conveyor.store.deploys import DeployRecord
+from conveyor.store.records import EventKind
+from conveyor.store.store import Store
+
+COMMANDS = ("promote", "abort", "pause", "resume")
+
+
+@dataclass(frozen=True)
+class ReleaseStatus:
+    environment: str
+    deploy: DeployRecord | None  # the deploy in progress, else the latest one
+    in_progress: bool
+    progress: dict[str, Any]
+    decisions: list[dict[str, Any]]  # the judge's recorded verdicts, newest last
+
+
+def release_status(project: Project, store: Store, name: str, last: int = 10) -> ReleaseStatus:
+    environment_spec(project, name)
+    deploys = store.deploys.deploys(name)
+    running = [d for d in deploys if d.state is DeployState.IN_PROGRESS]
+    deploy = running[-1] if running else (deploys[-1] if deploys else None)
+    decisions: list[dict[str, Any]] = []
+    if deploy is not None:
+        events = store.deploys.events(name, (EventKind.RELEASE_DECISION,))
+        decisions = [
+            {"ts": e.ts, **e.data} for e in events if e.data.get("deploy_id") == deploy.id
+        ][-last:]
+    return ReleaseStatus(
+        environment=name,
+        deploy=deploy,
+        in_progress=bool(running),
+        progress=dict(deploy.progress or {}) if deploy else {},
+        decisions=decisions,
+    )
+
+
+def send_command(project: Project, store: Store, name: str, command: str, actor: str) -> int:
+    """Queue `command` for the deploy in progress in `name`; returns that deploy's id."""
+    if command not in COMMANDS:
+        raise ConveyorError(f"unknown command {command!r}", hint=", ".join(COMMANDS))
+    environment_spec(project, name)
+    running = store.deploys.deploys(name, DeployState.IN_PROGRESS)
+    if not running:
+        raise ConveyorError(
+            f"no release in progress in {name}",
+            hint=f"`conveyor env history {name}` lists what happened; "
+            f"`conveyor rollback {name}` switches back after a release",
+        )
+    deploy = running[-1]
+    store.deploys.add_command(name, deploy.id, command, actor)
+    return deploy.id

@@ -1,0 +1,240 @@
+"""An environment's release strategy: how a new version takes over from the stable one.
+
+    environments:
+      production:
+        strategy:
+          canary:
+            steps:
+              - weight: 10
+              - analysis: {}          # until the judge promotes, or rolls back
+              - weight: 50
+              - pause: 30s
+            analysis: {alpha: 0.01, max_duration: 15m}
+            bake: 5m
+
+Without a `strategy` a deploy shifts traffic replica by replica as each becomes ready and
+runs the smoke tests (the `direct` behaviour of docs/environments.md).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from conveyor.spec.types import Duration
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OnInconclusive(StrEnum):
+    PAUSE = "pause"  # wait for `conveyor release promote` or `abort`
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+
+
+class Guardrails(_Strict):
+    """Absolute limits on the canary: one breach rolls back at once."""
+
+    error_rate: float | None = Field(
+        default=0.05, ge=0, le=1, description="Largest fraction of 5xx answers."
+    )
+    min_requests: int = Field(
+        default=20, ge=1, description="Requests before the error-rate guardrail applies."
+    )
+    p99: Duration | None = Field(default=None, description="Largest p99 latency.")
+    cpu_percent: float | None = Field(default=None, gt=0, description="Of one core.")
+    memory_bytes: int | None = Field(default=None, gt=0)
+
+
+class Provider(StrEnum):
+    ROUTER = "router"  # the environment's router's own golden signals
+    PROMETHEUS = "prometheus"
+
+
+class PrometheusQueries(_Strict):
+    """PromQL templates; `{release}` and `{environment}` are filled in, `{window}` is the
+    sampling interval (e.g. `5s`). Each must return one number: a count over the window."""
+
+    url: str = Field(description="e.g. http://127.0.0.1:9090")
+    requests: str
+    errors: str
+    slow: str | None = Field(default=None, description="Requests over the latency threshold.")
+
+
+class Analysis(_Strict):
+    alpha: float = Field(
+        default=0.01,
+        gt=0,
+        lt=0.5,
+        description="The false-rollback budget: the chance a canary as good as the stable "
+        "version is rolled back.",
+    )
+    beta: float = Field(
+        default=0.05,
+        gt=0,
+        lt=0.5,
+        description="The chance a canary with the smallest harmful effect is promoted.",
+    )
+    min_effect: float = Field(
+        default=1.5,
+        gt=1,
+        description="The smallest harmful effect: canary errors (or slow requests) this many "
+        "times the stable rate. Promotion needs evidence the canary is below it.",
+    )
+    latency_threshold: Duration | None = Field(
+        default=None,
+        description="A request slower than this is a slow event (rounded up to a bucket of "
+        "the router's latency histogram); default: 250ms.",
+    )
+    guardrails: Guardrails = Field(default_factory=Guardrails)
+    interval: Duration = Field(default=1.0, description="How often the judge decides.")
+    min_duration: Duration = Field(default=30.0, description="No promotion before this.")
+    max_duration: Duration = Field(default=900.0, description="Then `inconclusive` applies.")
+    inconclusive: OnInconclusive = Field(default=OnInconclusive.PAUSE)
+    provider: Provider = Field(default=Provider.ROUTER)
+    prometheus: PrometheusQueries | None = None
+
+    def problem(self) -> str | None:
+        """What is inconsistent once a step's settings are laid over the canary's."""
+        if self.provider is Provider.PROMETHEUS and self.prometheus is None:
+            return "provider prometheus needs a `prometheus:` section"
+        if self.min_duration > self.max_duration:
+            return "min_duration is longer than max_duration"
+        return None
+
+
+def merged(defaults: Analysis, step: Analysis) -> Analysis:
+    """A step's analysis: the canary's settings with what the step sets on top."""
+    return defaults.model_copy(update={name: getattr(step, name) for name in step.model_fields_set})
+
+
+class CanaryStep(_Strict):
+    """Exactly one of: set the canary's share, pause, or analyse until the judge decides."""
+
+    weight: int | None = Field(default=None, ge=0, le=100, description="The canary's share.")
+    pause: Duration | Literal["until-promoted"] | None = Field(
+        default=None, description="A time, or until `conveyor release promote`."
+    )
+    analysis: Analysis | None = Field(
+        default=None, description="Judge until promote or rollback (settings override)."
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> CanaryStep:
+        chosen = [x for x in (self.weight, self.pause, self.analysis) if x is not None]
+        if len(chosen) != 1:
+            raise ValueError("a canary step is exactly one of `weight`, `pause` or `analysis`")
+        return self
+
+
+class Canary(_Strict):
+    steps: list[CanaryStep] = Field(
+        default_factory=lambda: [
+            CanaryStep(weight=10),
+            CanaryStep(analysis=Analysis()),
+            CanaryStep(weight=50),
+            CanaryStep(analysis=Analysis(min_duration=10.0)),
+        ],
+        min_length=1,
+    )
+    baseline: bool = Field(
+        default=True,
+        description="Start the stable version beside the canary with the same replicas and "
+        "share, and compare the two under the same conditions.",
+    )
+    analysis: Analysis = Field(
+        default_factory=Analysis, description="Defaults for the steps' analyses and the bake."
+    )
+    bake: Duration = Field(
+        default=0.0,
+        description="After full promotion the previous release stays warm this long while "
+        "the guardrails keep watching; a breach rolls back.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent_analyses(self) -> Canary:
+        problem = self.analysis.problem()
+        if problem:
+            raise ValueError(f"analysis: {problem}")
+        for index, step in enumerate(self.steps):
+            found = merged(self.analysis, step.analysis).problem() if step.analysis else None
+            if found:
+                raise ValueError(f"steps[{index}].analysis: {found}")
+        return self
+
+
+class BlueGreen(_Strict):
+    analysis: Analysis | None = Field(
+        default=None, description="Pre-promotion analysis of the preview (pinned traffic)."
+    )
+    preview_duration: Duration = Field(
+        default=0.0, description="How long the preview is analysed before the switch."
+    )
+    bake: Duration = Field(default=60.0, description="The old release stays warm this long.")
+
+    @model_validator(mode="after")
+    def _consistent_analysis(self) -> BlueGreen:
+        problem = self.analysis.problem() if self.analysis else None
+        if problem:
+            raise ValueError(f"analysis: {problem}")
+        return self
+
+
+class Rolling(_Strict):
+    max_surge: int = Field(default=1, ge=0, description="Extra replicas serving at once.")
+    max_unavailable: int = Field(default=0, ge=0, description="Replicas out of service at once.")
+
+    @model_validator(mode="after")
+    def _progress(self) -> Rolling:
+        if self.max_surge == 0 and self.max_unavailable == 0:
+            raise ValueError("max_surge and max_unavailable cannot both be 0")
+        return self
+
+
+class ABTest(_Strict):
+    header: str | None = Field(default=None, description="Requests with this header ...")
+    cookie: str | None = Field(default=None, description="... or this cookie ...")
+    value: str = Field(description="... set to this value go to the new version.")
+
+    @model_validator(mode="after")
+    def _a_match(self) -> ABTest:
+        if (self.header is None) == (self.cookie is None):
+            raise ValueError("an A/B test matches exactly one of `header` or `cookie`")
+        return self
+
+
+class Strategy(_Strict):
+    canary: Canary | None = None
+    blue_green: BlueGreen | None = None
+    rolling: Rolling | None = None
+    ab: ABTest | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Strategy:
+        chosen = [x for x in (self.canary, self.blue_green, self.rolling, self.ab) if x]
+        if len(chosen) != 1:
+            raise ValueError("a strategy is exactly one of canary, blue_green, rolling or ab")
+        if self.rolling is not None or self.ab is not None:
+            # Refused rather than accepted and ignored: their rollouts are not built yet.
+            raise ValueError(
+                "the rolling and ab strategies are not available yet: use canary or "
+                "blue_green (without a strategy, traffic moves replica by replica)"
+            )
+        return self
+
+    def as_canary(self) -> Canary:
+        """Blue-green is a canary with no baseline and one step: a preview reachable only
+        by pinning its version (watched for `preview_duration`), then all traffic at once,
+        then the bake with the old release warm."""
+        if self.canary is not None:
+            return self.canary
+        assert self.blue_green is not None
+        green = self.blue_green
+        analysis = green.analysis or Analysis()
+        steps = [CanaryStep(pause=green.preview_duration)] if green.preview_duration else []
+        steps.append(CanaryStep(weight=100))
+        return Canary(steps=steps, baseline=False, analysis=analysis, bake=green.bake)

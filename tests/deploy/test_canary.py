@@ -1,0 +1,157 @@
+"""Canary releases with real traffic through the builtin router: the judge rolls a bad
+version back, promotes a good one, and people can pause, promote and abort."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import wait_until
+from conveyor.deploy.controller import DeployOutcome, release_name
+from conveyor.service import environments
+from conveyor.service.project import Project
+from conveyor.service.releases import release_status, send_command
+from conveyor.states import DeployState, ReleaseState
+from conveyor.store.records import EventKind
+from deploy.apps import build_app, make_project
+from deploy.load import Load
+
+pytestmark = [pytest.mark.real, pytest.mark.timeout(120)]
+
+# Short intervals and durations so a test decides in seconds; the judge is the same.
+CANARY = """\
+      canary:
+        analysis: {interval: 0.5s, min_duration: 3s, max_duration: 40s, min_effect: 2.0}
+        steps:
+          - weight: 30
+          - analysis: {}
+"""
+PAUSED = """\
+      canary:
+        analysis: {interval: 0.3s, min_duration: 1s, max_duration: 20s}
+        steps:
+          - weight: 20
+          - pause: until-promoted
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Project]:
+    made = make_project(tmp_path / "p", replicas=1, strategy=CANARY, drain="0.2s")
+    try:
+        yield made
+    finally:
+        with made.open_store() as store:
+            environments.stop_environment(made, store, "staging")
+
+
+def deploy(project: Project, image: str) -> DeployOutcome:
+    with project.open_store() as store:
+        return environments.deploy(project, store, "staging", image, actor="tester")
+
+
+def url_of(project: Project) -> str:
+    with project.open_store() as store:
+        record = store.deploys.environment("staging")
+    assert record is not None
+    return f"http://127.0.0.1:{record.port}"
+
+
+def test_a_faulty_canary_is_rolled_back_by_the_judge(project: Project, tmp_path: Path) -> None:
+    stable = build_app(project, tmp_path, "v1")
+    faulty = build_app(project, tmp_path, "v2", "faulty")
+    assert deploy(project, stable).state is DeployState.SUCCEEDED
+
+    with Load(url_of(project)) as load:
+        outcome = deploy(project, faulty)
+        after = time.monotonic()
+        time.sleep(1.0)
+    assert outcome.state is DeployState.ROLLED_BACK, outcome.reason
+    assert outcome.report["verdict"] == "rollback"
+    assert 0 < outcome.report["canary_requests"] < len(load.answers)
+    assert outcome.report["canary_errors"] > 0
+    assert load.versions_since(after + 0.5) == {"v1"}  # all traffic back on stable
+    with project.open_store() as store:
+        decisions = store.deploys.events("staging", (EventKind.RELEASE_DECISION,))
+        canary = store.deploys.release(release_name("staging", *faulty.split("@")))
+        samples = store.deploys.samples("staging")
+    assert decisions[-1].data["verdict"] == "rollback"
+    assert decisions[-1].data["evidence"]  # e-values and counts, for the report
+    assert canary is not None and canary.state is ReleaseState.FAILED
+    assert samples  # the time series the judge read is kept
+
+
+def test_a_good_canary_is_promoted_and_the_stable_release_kept_warm(
+    project: Project, tmp_path: Path
+) -> None:
+    stable = build_app(project, tmp_path, "v1")
+    good = build_app(project, tmp_path, "v2")
+    assert deploy(project, stable).state is DeployState.SUCCEEDED
+
+    with Load(url_of(project)) as load:
+        outcome = deploy(project, good)
+        after = time.monotonic()
+        time.sleep(0.5)
+    assert outcome.state is DeployState.SUCCEEDED, outcome.reason
+    assert load.failures() == []
+    assert load.versions_since(after + 0.3) == {"v2"}
+    with project.open_store() as store:
+        env = store.deploys.environment("staging")
+        baseline = store.deploys.release(release_name("staging", *stable.split("@")) + "-baseline")
+    assert env is not None
+    assert env.warm_release == release_name("staging", *stable.split("@"))
+    assert baseline is not None and baseline.state is ReleaseState.RETIRED
+
+
+def test_redeploying_a_known_good_digest_skips_the_analysis(
+    project: Project, tmp_path: Path
+) -> None:
+    v1, v2 = build_app(project, tmp_path, "v1"), build_app(project, tmp_path, "v2")
+    assert deploy(project, v1).state is DeployState.SUCCEEDED
+    with Load(url_of(project)):
+        assert deploy(project, v2).state is DeployState.SUCCEEDED
+
+    outcome = deploy(project, v1)  # back to a digest that succeeded here: the fast path
+    assert outcome.state is DeployState.SUCCEEDED
+    assert "verdict" not in outcome.report
+    with project.open_store() as store:
+        steps = store.deploys.events("staging", (EventKind.RELEASE_STEP,))
+    assert steps and all(step.data["deploy_id"] != outcome.deploy_id for step in steps)
+
+
+def test_a_paused_canary_waits_for_a_person_and_abort_rolls_it_back(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", replicas=1, strategy=PAUSED, drain="0.2s")
+    v1, v2 = build_app(project, tmp_path, "v1"), build_app(project, tmp_path, "v2")
+    try:
+        assert deploy(project, v1).state is DeployState.SUCCEEDED
+        outcomes: list[DeployOutcome] = []
+        worker = threading.Thread(target=lambda: outcomes.append(deploy(project, v2)))
+        worker.start()
+
+        def paused_at_step_2() -> bool:
+            with project.open_store() as store:
+                status = release_status(project, store, "staging")
+            return status.in_progress and status.progress.get("step") == 1
+
+        wait_until(paused_at_step_2, "the canary to reach its pause")
+        time.sleep(1.0)
+        assert worker.is_alive()  # it waits for a person
+        with project.open_store() as store:
+            send_command(project, store, "staging", "abort", "reviewer")
+        worker.join(timeout=30)
+        assert outcomes and outcomes[0].state is DeployState.ROLLED_BACK
+        assert "aborted by reviewer" in (outcomes[0].reason or "")
+    finally:
+        with project.open_store() as store:
+            environments.stop_environment(project, store, "staging")
+
+
+def test_commands_need_a_release_in_progress(project: Project) -> None:
+    from conveyor.errors import ConveyorError
+
+    with project.open_store() as store, pytest.raises(ConveyorError, match="no release in"):
+        send_command(project, store, "staging", "promote", "someone")
