@@ -149,3 +149,19 @@ def test_segments_are_versioned_logged_and_required_by_flags(ledger: FlagLedger)
     assert snapshot.segment_definitions() == {"beta": segment}
     first = ledger.history("staging")[0]
     assert (first.data["segment"], first.data["change"]) == ("beta", "defined")
+
+
+def test_a_kill_is_a_rollback_in_the_environments_deploy_history(tmp_path: Path) -> None:
+    with Store(tmp_path / "state") as store:
+        ledger = FlagLedger(store.engine)
+        ledger.rollout("production", "checkout-v2", 50)
+        ledger.kill("production", "checkout-v2", actor="oncall", reason="errors up")
+
+        [entry] = store.deploys.history("production")
+
+    assert (entry.kind, entry.release_id, entry.result) == (
+        "flag-kill",
+        "flag:checkout-v2",
+        "killed",
+    )
+    assert (entry.actor, entry.reason) == ("oncall", "errors up")

@@ -382,8 +382,14 @@ class DeployLedger:
         return [event for event in found if event.data.get("environment") == environment]
 
     def history(self, environment: str) -> list[HistoryEntry]:
-        """Deploys and rollbacks, oldest first, folded from the event log."""
-        kinds = (EventKind.DEPLOY_STARTED, EventKind.DEPLOY_FINISHED, EventKind.ROLLBACK)
+        """Deploys and rollbacks (a flag's kill switch included), oldest first, folded from
+        the event log."""
+        kinds = (
+            EventKind.DEPLOY_STARTED,
+            EventKind.DEPLOY_FINISHED,
+            EventKind.ROLLBACK,
+            EventKind.FLAG_KILLED,
+        )
         entries: list[HistoryEntry] = []
         by_deploy: dict[int, int] = {}
         for event in self.events(environment, kinds):
@@ -395,6 +401,8 @@ class DeployLedger:
                 index = by_deploy.get(int(data["deploy_id"]))
                 if index is not None:
                     entries[index] = _finished_entry(entries[index], event)
+            elif event.kind == EventKind.FLAG_KILLED:
+                entries.append(_flag_kill_entry(environment, event))
             else:
                 entries.append(_rollback_entry(environment, event))
         return entries
@@ -455,6 +463,7 @@ _ENVIRONMENT_EVENTS = (
     EventKind.RELEASE_STEP,
     EventKind.RELEASE_DECISION,
     EventKind.RELEASE_COMMAND,
+    EventKind.FLAG_KILLED,
 )
 
 
@@ -610,6 +619,22 @@ def _rollback_entry(environment: str, event: EventRecord) -> HistoryEntry:
         started_at=event.ts,
         finished_at=event.ts,
         result="switched",
+        reason=event.data.get("reason"),
+        deploy_id=None,
+    )
+
+
+def _flag_kill_entry(environment: str, event: EventRecord) -> HistoryEntry:
+    """A kill switch is a rollback of a feature, not of a release."""
+    return HistoryEntry(
+        kind="flag-kill",
+        environment=environment,
+        release_id=f"flag:{event.data.get('flag')}",
+        digest=None,
+        actor=event.actor,
+        started_at=event.ts,
+        finished_at=event.ts,
+        result="killed",
         reason=event.data.get("reason"),
         deploy_id=None,
     )
