@@ -25,7 +25,12 @@ pytestmark = [pytest.mark.real, pytest.mark.timeout(120)]
 # Short intervals and durations so a test decides in seconds; the judge is the same.
 CANARY = """\
       canary:
-        analysis: {interval: 0.5s, min_duration: 3s, max_duration: 40s, min_effect: 2.0}
+        analysis:
+          interval: 0.5s
+          min_duration: 3s
+          max_duration: 40s
+          min_effect: 2.0
+          negligible_rate: 0.02   # a quiet canary passes after ~150 requests, not ~3,000
         steps:
           - weight: 30
           - analysis: {}

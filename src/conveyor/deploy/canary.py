@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from conveyor.analysis.judge import Judge
+from conveyor.analysis.judge import Judge, Reference
 from conveyor.analysis.model import Absolute, Counts, Decision, Observation, Verdict
 from conveyor.analysis.providers.base import MetricsProvider, Reading
 from conveyor.deploy import routing
@@ -203,7 +203,12 @@ class CanaryRollout:
 
     def _watch(self, settings: Analysis, *, until: float | None, analysis: bool) -> StepEnd:
         """Judge every interval until the step ends: promoted, timed out, or rolled back."""
-        watch = Watch(Judge(settings), settings)
+        judge = Judge(
+            settings,
+            reference=Reference(settings.reference.value),
+            negligible_rate=settings.negligible_rate,
+        )
+        watch = Watch(judge, settings)
         arms = [self.release.release_id, self.stable.release_id]
         if self.baseline is not None:
             arms.append(self.baseline.release_id)

@@ -50,6 +50,11 @@ class Guardrails(_Strict):
     memory_bytes: int | None = Field(default=None, gt=0)
 
 
+class Reference(StrEnum):
+    POOLED = "pooled"
+    BASELINE = "baseline"
+
+
 class Provider(StrEnum):
     ROUTER = "router"  # the environment's router's own golden signals
     PROMETHEUS = "prometheus"
@@ -89,6 +94,18 @@ class Analysis(_Strict):
         default=None,
         description="A request slower than this is a slow event (rounded up to a bucket of "
         "the router's latency histogram); default: 250ms.",
+    )
+    negligible_rate: float = Field(
+        default=0.001,
+        gt=0,
+        lt=1,
+        description="With no errors (or slow requests) anywhere, promotion needs the canary's "
+        "rate shown below this: about 3/rate canary requests (3,000 at the default).",
+    )
+    reference: Reference = Field(
+        default=Reference.POOLED,
+        description="pooled: baseline + stable, the baseline guarding against bias (fast); "
+        "baseline: the baseline alone (slower, robust to warm-up effects).",
     )
     guardrails: Guardrails = Field(default_factory=Guardrails)
     interval: Duration = Field(default=1.0, description="How often the judge decides.")

@@ -1,0 +1,421 @@
+"""The judge: every interval, roll back, promote, or keep watching, with the evidence.
+
+    guardrails: a breach ─────────────────────────────────────────────► ROLLBACK
+    per kind of event (errors, slow requests), canary against the old version:
+      the pooled reference (baseline + stable), the baseline agreeing ─► ROLLBACK
+      once the baseline parts from stable: the baseline alone ─────────► ROLLBACK
+      every kind below min_effect, after min_duration ─────────────────► PROMOTE
+    max_duration passed ──────────────────────────────────────────────► INCONCLUSIVE
+    otherwise ───────────────── CONTINUE, with the events and requests still needed
+
+The statistics live in `eprocess`; docs/analysis.md explains the design and its budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from conveyor.analysis.eprocess import (
+    Attribution,
+    Grid,
+    Prior,
+    RateAbove,
+    confidence_sequence,
+    events_to_reach,
+    grid_for,
+    nearest,
+    no_harm_mixture,
+    regression_mixture,
+    two_sided_mixture,
+)
+from conveyor.analysis.model import Counts, Decision, Observation, Verdict
+from conveyor.spec.strategy import Analysis
+
+GUARDRAIL_SHARE = 0.05  # of alpha: the sequential error-rate guardrail
+# The rest of alpha, per kind. Slow events (over the old version's p95: ~5 % of requests)
+# outnumber errors wherever the error guardrail holds, so latency evidence is cheaper.
+KIND_SHARES = {"errors": 0.75, "latency": 0.25}
+DRIFT_LEVEL = 0.01  # baseline against stable: a difference this unlikely stops the pooling
+NEGLIGIBLE_RATE = 1e-3  # with no events anywhere, a canary rate shown below this passes
+
+
+class Reference(StrEnum):
+    """What the canary is compared with."""
+
+    POOLED = "pooled"  # baseline + stable, the baseline guarding against bias
+    BASELINE = "baseline"  # the baseline alone: robust to warm-up, slower (Kayenta's way)
+
+
+class Kind(StrEnum):
+    ERRORS = "errors"
+    LATENCY = "latency"  # requests slower than the latency threshold
+
+    def events(self, counts: Counts) -> int:
+        return counts.errors if self is Kind.ERRORS else counts.slow
+
+    @property
+    def label(self) -> str:
+        return "errors" if self is Kind.ERRORS else "slow requests"
+
+
+def split_alpha(alpha: float, kinds: list[Kind], *, guardrail: bool) -> dict[str, float]:
+    """Bonferroni: the levels of the routes to a rollback add up to alpha."""
+    levels = {"guardrail": alpha * GUARDRAIL_SHARE if guardrail else 0.0}
+    shares = {kind: KIND_SHARES[kind.value] for kind in kinds}
+    rest = alpha - levels["guardrail"]
+    for kind, share in shares.items():
+        levels[kind.value] = rest * share / sum(shares.values())
+    return levels
+
+
+@dataclass(frozen=True)
+class Need:
+    """What one kind of event still needs for the decision its data leans to."""
+
+    kind: Kind
+    verdict: Verdict  # PROMOTE or ROLLBACK
+    events: int | None  # None: at the present effect the evidence does not grow
+    requests: int | None  # service-wide requests (all arms) that many events take
+
+    @property
+    def sort_key(self) -> float:
+        return math.inf if self.requests is None else float(self.requests)
+
+    def describe(self) -> str:
+        towards = "roll back" if self.verdict is Verdict.ROLLBACK else "promote"
+        if self.events is None or self.requests is None:
+            return f"{self.kind.label}: the evidence does not grow at the present effect"
+        if self.events == 0:
+            return (
+                f"{self.kind.label}: none anywhere yet; ~{self.requests} more requests to {towards}"
+            )
+        more = f"~{self.events} more events (~{self.requests} requests)"
+        return f"{self.kind.label}: {more} to {towards}"
+
+
+@dataclass
+class _Scores:
+    """Log e-values, refreshed when an attribution changes."""
+
+    rollback_pooled: float = 0.0
+    rollback_paired: float = 0.0
+    promote_pooled: float = 0.0
+    promote_paired: float = 0.0
+    drift: float = 0.0
+    versions: tuple[int, int, int] = (-1, -1, -1)
+
+
+class KindTests:
+    """One kind of event: the canary against the pooled old version and against the
+    baseline alone, and the baseline against stable (the pooling's bias guard)."""
+
+    def __init__(
+        self,
+        kind: Kind,
+        grid: Grid,
+        *,
+        level: float,
+        beta: float,
+        prior: Prior,
+        reference: Reference,
+        drift_level: float,
+        negligible_rate: float,
+    ) -> None:
+        self.kind = kind
+        self.pooled = Attribution(grid)  # canary | baseline + stable
+        self.paired = Attribution(grid)  # canary | baseline
+        self.drift = Attribution(grid)  # baseline | stable
+        self.regression = regression_mixture(grid, prior)
+        self.no_harm = no_harm_mixture(grid)
+        self.two_sided = two_sided_mixture(grid)
+        # Two routes share `level`: the pooled one, and after a drift flag (probability
+        # <= drift_level under H0) the baseline alone, from then on: level (1 + drift) in all.
+        pooled = reference is Reference.POOLED
+        self.level = level / (1.0 + drift_level) if pooled else level
+        self.log_rollback = math.log(1.0 / self.level)
+        self.log_promote = math.log(1.0 / beta)
+        self.log_drift = math.log(1.0 / drift_level)
+        self.negligible_rate = negligible_rate
+        # No events anywhere: zero in n canary requests puts its rate below the negligible
+        # rate at confidence 1 - beta once (1 - rate)^-n, a test martingale, reaches 1/beta.
+        self.quiet_requests = math.ceil(self.log_promote / -math.log1p(-negligible_rate))
+        # The paired log e-value when the judge switched to the baseline alone: from the
+        # start with Reference.BASELINE, else when the drift is flagged (sticky).
+        self.switched_at: float | None = 0.0 if reference is Reference.BASELINE else None
+        self.scores = _Scores()
+        self._evidence: tuple[tuple[object, ...], dict[str, Any]] = ((), {})
+
+    def update(self, canary: Counts, baseline: Counts, stable: Counts) -> None:
+        c, b, s = self.kind.events(canary), self.kind.events(baseline), self.kind.events(stable)
+        self.pooled.update(c, canary.requests, b + s, baseline.requests + stable.requests)
+        self.paired.update(c, canary.requests, b, baseline.requests)
+        self.drift.update(b, baseline.requests, s, stable.requests)
+        versions = (self.pooled.version, self.paired.version, self.drift.version)
+        if versions == self.scores.versions:
+            return
+        self.scores = _Scores(
+            self.regression.log_e(self.pooled),
+            self.regression.log_e(self.paired),
+            self.no_harm.log_e(self.pooled),
+            self.no_harm.log_e(self.paired),
+            self.two_sided.log_e(self.drift),
+            versions,
+        )
+        if self.switched_at is None and self.scores.drift >= self.log_drift:
+            self.switched_at = self.scores.rollback_paired
+
+    @property
+    def baseline_only(self) -> bool:
+        return self.switched_at is not None
+
+    @property
+    def silent(self) -> bool:
+        return self.pooled.events == 0
+
+    def _rollback_log_e(self) -> float:
+        """The live rollback route: pooled, or the baseline's growth since the drift."""
+        if self.switched_at is None:
+            return self.scores.rollback_pooled
+        return self.scores.rollback_paired - self.switched_at
+
+    def baseline_agrees(self) -> bool:
+        """The baseline bears the pooled evidence out: the canary-against-baseline
+        likelihood ratio at the pooled effect is at least 1, and the baseline-against-stable
+        e-value at most 1 (no hint of a bias). Vacuous without a baseline."""
+        paired, grid = self.paired, self.paired.grid
+        if paired.reference_requests == 0:
+            return True
+        ratio = self.pooled.rate_ratio() or grid.thetas[-1]
+        point = nearest(grid, ratio)
+        return ratio > 1.0 and paired.log_lr[point] >= 0.0 and self.scores.drift <= 0.0
+
+    def rollback_reason(self) -> str | None:
+        log_e = self._rollback_log_e()
+        if log_e < self.log_rollback:
+            return None
+        evidence = f"e-value {_e(log_e):.3g} >= {1.0 / self.level:.3g}"
+        if self.baseline_only:
+            return f"{self.kind.label}: {_compare(self.paired, 'the baseline')}, {evidence}"
+        if not self.baseline_agrees():
+            return None  # the pooled evidence may be the stable arm's: wait for the baseline
+        compared = _compare(self.pooled, "the old version (baseline + stable)")
+        return f"{self.kind.label}: {compared}, {evidence}; the baseline agrees"
+
+    def _promote_log_e(self) -> float:
+        return self.scores.promote_paired if self.baseline_only else self.scores.promote_pooled
+
+    def promotion_ready(self) -> bool:
+        if self.silent:
+            return self.pooled.canary_requests >= self.quiet_requests
+        return self._promote_log_e() >= self.log_promote
+
+    def promotion_reason(self) -> str:
+        if self.silent:
+            return (
+                f"{self.kind.label}: none in {self.pooled.canary_requests} canary requests "
+                f"nor in the old version's: canary rate below {self.negligible_rate:g}"
+            )
+        reference = "the baseline" if self.baseline_only else "baseline + stable"
+        min_effect = self.pooled.grid.thetas[self.no_harm.null]
+        return (
+            f"{self.kind.label}: below {min_effect:g}x {reference}, "
+            f"e-value {_e(self._promote_log_e()):.3g} >= {math.exp(self.log_promote):.3g}"
+        )
+
+    def need(self, service_requests: int) -> Need:
+        """Events (and service-wide requests) to the decision the data leans to."""
+        attribution = self.paired if self.baseline_only else self.pooled
+        if self.silent:
+            short = max(0, self.quiet_requests - attribution.canary_requests)
+            canary_part = max(attribution.canary_requests, 1) / max(service_requests, 1)
+            return Need(self.kind, Verdict.PROMOTE, 0, math.ceil(short / canary_part))
+        grid = attribution.grid
+        min_effect = grid.thetas[grid.min_effect]
+        ratio = attribution.rate_ratio()
+        harmful = attribution.canary_events > 0 if ratio is None else ratio >= min_effect**0.5
+        share = attribution.canary_share
+        if harmful:
+            truth = min(max(ratio or min_effect, min_effect), grid.thetas[-1])
+            point = grid.thetas[nearest(grid, truth, self.regression.indices)]
+            missing = self.log_rollback - self._rollback_log_e()
+            verdict, events = Verdict.ROLLBACK, events_to_reach(share, truth, point, 1.0, missing)
+        else:
+            missing = self.log_promote - self._promote_log_e()
+            verdict, events = Verdict.PROMOTE, events_to_reach(share, 1.0, 1.0, min_effect, missing)
+        if events < 0:
+            return Need(self.kind, verdict, None, None)
+        per_request = (attribution.events + 1) / (service_requests + 1)
+        return Need(self.kind, verdict, events, math.ceil(events / per_request))
+
+    def evidence(self) -> dict[str, Any]:
+        """What a report shows; rebuilt only when the events changed."""
+        key = (*self.scores.versions, self.baseline_only)
+        if self._evidence[0] != key:
+            self._evidence = (key, self._build_evidence())
+        return self._evidence[1]
+
+    def _build_evidence(self) -> dict[str, Any]:
+        scores = self.scores
+        attribution = self.paired if self.baseline_only else self.pooled
+        interval = confidence_sequence(attribution, self.regression, self.level)
+        return {
+            "reference": "baseline" if self.baseline_only else "baseline+stable",
+            "e_rollback": _e(self._rollback_log_e()),
+            "e_rollback_pooled": _e(scores.rollback_pooled),
+            "e_rollback_baseline": _e(scores.rollback_paired),
+            "e_promote": _e(self._promote_log_e()),
+            "e_drift": _e(scores.drift),
+            "thresholds": {
+                "rollback": 1.0 / self.level,
+                "promote": math.exp(self.log_promote),
+                "drift": math.exp(self.log_drift),
+            },
+            "drift_flagged": self.scores.drift >= self.log_drift,
+            "baseline_agrees": self.baseline_agrees(),
+            "rate_ratio": self.pooled.rate_ratio(),
+            "rate_ratio_baseline": self.paired.rate_ratio(),
+            "baseline_over_stable": self.drift.rate_ratio(),
+            "confidence_sequence": {
+                "level": self.level,
+                "low": interval.low,
+                "high": interval.high,
+            },
+        }
+
+
+class Judge:
+    """Sequential canary analysis over `Observation`s; one judge per analysis step."""
+
+    def __init__(
+        self,
+        settings: Analysis,
+        *,
+        latency_enabled: bool = True,
+        prior: Prior = Prior.FOCUSED,
+        reference: Reference = Reference.POOLED,
+        drift_level: float = DRIFT_LEVEL,
+        negligible_rate: float = NEGLIGIBLE_RATE,
+    ) -> None:
+        self.settings = settings
+        kinds = [Kind.ERRORS, Kind.LATENCY] if latency_enabled else [Kind.ERRORS]
+        limit = settings.guardrails.error_rate
+        self.levels = split_alpha(settings.alpha, kinds, guardrail=limit is not None)
+        self.error_rail = RateAbove(limit) if limit is not None else None
+        grid = grid_for(settings.min_effect)
+        self.tests = [
+            KindTests(
+                kind,
+                grid,
+                level=self.levels[kind.value],
+                beta=settings.beta,
+                prior=prior,
+                reference=reference,
+                drift_level=drift_level,
+                negligible_rate=negligible_rate,
+            )
+            for kind in kinds
+        ]
+        self.totals = {"canary": Counts(), "baseline": Counts(), "stable": Counts()}
+
+    def observe(self, obs: Observation) -> Decision:
+        arms = {"canary": obs.canary, "baseline": obs.baseline, "stable": obs.stable}
+        self.totals = {name: _add(self.totals[name], counts) for name, counts in arms.items()}
+        for tests in self.tests:
+            tests.update(obs.canary, obs.baseline, obs.stable)
+        evidence = self._evidence()
+        breach = self._guardrail_breach(obs)
+        if breach is not None:
+            return Decision(Verdict.ROLLBACK, breach, obs.elapsed, evidence)
+        for tests in self.tests:
+            harm = tests.rollback_reason()
+            if harm is not None:
+                return Decision(Verdict.ROLLBACK, harm, obs.elapsed, evidence)
+        settings = self.settings
+        no_harm = all(t.promotion_ready() for t in self.tests)
+        if no_harm and obs.elapsed >= settings.min_duration:
+            reason = "; ".join(t.promotion_reason() for t in self.tests)
+            return Decision(Verdict.PROMOTE, reason, obs.elapsed, evidence)
+        if no_harm:
+            reason = f"no harm so far; no promotion before {settings.min_duration:g} s"
+            return Decision(Verdict.CONTINUE, reason, obs.elapsed, evidence, 0, 0)
+        need = self._need()
+        verdict, reason = Verdict.CONTINUE, need.describe()
+        if obs.elapsed >= settings.max_duration:
+            verdict = Verdict.INCONCLUSIVE
+            reason = f"no decision within {settings.max_duration:g} s; {reason}"
+        return Decision(verdict, reason, obs.elapsed, evidence, need.events, need.requests)
+
+    def _guardrail_breach(self, obs: Observation) -> str | None:
+        rails, canary = self.settings.guardrails, self.totals["canary"]
+        if self.error_rail is not None and canary.requests >= rails.min_requests:
+            log_e = self.error_rail.log_e(canary.errors, canary.requests)
+            if log_e >= math.log(1.0 / self.levels["guardrail"]):
+                return (
+                    f"guardrail error_rate: canary errors {canary.errors / canary.requests:.2%}"
+                    f" of {canary.requests} requests, over the {self.error_rail.limit:.2%} "
+                    f"limit (e-value {_e(log_e):.3g})"
+                )
+        now = obs.canary_absolute
+        if rails.p99 is not None and now.p99 is not None and now.p99 > rails.p99:
+            return f"guardrail p99: canary p99 {now.p99:.3g} s over {rails.p99:g} s"
+        cpu = now.cpu_percent
+        if rails.cpu_percent is not None and cpu is not None and cpu > rails.cpu_percent:
+            return f"guardrail cpu_percent: canary {cpu:.1f} % over {rails.cpu_percent:g} %"
+        memory = now.memory_bytes
+        if rails.memory_bytes is not None and memory is not None and memory > rails.memory_bytes:
+            return f"guardrail memory_bytes: canary {memory} bytes over {rails.memory_bytes}"
+        return None
+
+    def _need(self) -> Need:
+        service = sum(counts.requests for counts in self.totals.values())
+        needs = [t.need(service) for t in self.tests if not t.promotion_ready()]
+        toward_rollback = [n for n in needs if n.verdict is Verdict.ROLLBACK]
+        if toward_rollback:  # one harmful kind is enough: the nearest decides
+            return min(toward_rollback, key=lambda n: n.sort_key)
+        return max(needs, key=lambda n: n.sort_key)  # promotion needs every kind
+
+    def _evidence(self) -> Mapping[str, Any]:
+        canary = self.totals["canary"]
+        evidence: dict[str, Any] = {
+            "alpha": self.settings.alpha,
+            "beta": self.settings.beta,
+            "min_effect": self.settings.min_effect,
+            "levels": dict(self.levels),
+            "counts": {name: _as_dict(counts) for name, counts in self.totals.items()},
+        }
+        for tests in self.tests:
+            evidence[tests.kind.value] = tests.evidence()
+        if self.error_rail is not None and canary.requests:
+            log_e = self.error_rail.log_e(canary.errors, canary.requests)
+            evidence["guardrail_error_rate"] = {
+                "limit": self.error_rail.limit,
+                "canary": canary.errors / canary.requests,
+                "e_value": _e(log_e),
+            }
+        return evidence
+
+
+def _add(total: Counts, more: Counts) -> Counts:
+    return Counts(
+        total.requests + more.requests, total.errors + more.errors, total.slow + more.slow
+    )
+
+
+def _as_dict(counts: Counts) -> dict[str, int]:
+    return {"requests": counts.requests, "errors": counts.errors, "slow": counts.slow}
+
+
+def _compare(attribution: Attribution, reference: str) -> str:
+    ratio = attribution.rate_ratio()
+    if ratio is None:
+        return f"canary {attribution.canary_events}, {reference} none"
+    return f"canary at {ratio:.2f}x the rate of {reference}"
+
+
+def _e(log_e: float) -> float:
+    """An e-value for the record: finite, so it serialises as JSON."""
+    return math.exp(min(log_e, 700.0))
