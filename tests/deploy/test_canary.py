@@ -160,3 +160,35 @@ def test_commands_need_a_release_in_progress(project: Project) -> None:
 
     with project.open_store() as store, pytest.raises(ConveyorError, match="no release in"):
         send_command(project, store, "staging", "promote", "someone")
+
+
+BLUE_GREEN = """\
+      blue_green:
+        preview_duration: 1s
+        analysis: {interval: 0.3s, min_duration: 0.3s, max_duration: 10s}
+        bake: 1s
+"""
+
+
+def test_blue_green_previews_pinned_then_switches_at_once(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", replicas=1, strategy=BLUE_GREEN, drain="0.2s")
+    v1, v2 = build_app(project, tmp_path, "v1"), build_app(project, tmp_path, "v2")
+    try:
+        assert deploy(project, v1).state is DeployState.SUCCEEDED
+        with Load(url_of(project)) as load:
+            outcome = deploy(project, v2)
+            after = time.monotonic()
+            time.sleep(0.5)
+        assert outcome.state is DeployState.SUCCEEDED, outcome.reason
+        assert load.failures() == []
+        assert load.versions_since(after + 0.2) == {"v2"}
+        with project.open_store() as store:
+            shifts = store.deploys.events("staging", (EventKind.TRAFFIC_SHIFTED,))
+        weights = [event.data["weights"] for event in shifts if event.data["deploy_id"] == 2]
+        green = release_name("staging", *v2.split("@"))
+        # No share in between: the preview had none, then all of the traffic.
+        assert {w.get(green, 0) for w in weights} <= {0, 100}
+        assert weights[-1][green] == 100
+    finally:
+        with project.open_store() as store:
+            environments.stop_environment(project, store, "staging")
