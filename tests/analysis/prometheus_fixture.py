@@ -26,8 +26,8 @@ from typing import Any
 import httpx
 import pytest
 
-READY_SECONDS = 15.0
-STOP_SECONDS = 10.0
+from servers import stop_server, wait_until_answering
+
 SCRAPE_WAIT_SECONDS = 15.0
 
 StartPrometheus = Callable[..., "PrometheusServer"]
@@ -103,10 +103,10 @@ def running_prometheus(
         process = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     server = PrometheusServer(f"http://127.0.0.1:{port}", scrape_interval, log_path)
     try:
-        _wait_ready(process, server)
+        wait_until_answering(process, f"{server.url}/-/ready", "prometheus", server.log_path)
         yield server
     finally:
-        _stop(process)
+        stop_server(process)
 
 
 @pytest.fixture
@@ -140,26 +140,3 @@ def _config(targets: Sequence[str], metrics_path: str, scrape_interval: float) -
             }
         ],
     }
-
-
-def _wait_ready(process: subprocess.Popen[bytes], server: PrometheusServer) -> None:
-    deadline = time.monotonic() + READY_SECONDS
-    with httpx.Client(timeout=1.0) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                log = server.log_path.read_text()
-                pytest.fail(f"prometheus exited {process.returncode}: {log}")
-            with contextlib.suppress(httpx.TransportError):
-                if client.get(f"{server.url}/-/ready").status_code == 200:
-                    return
-            time.sleep(0.02)
-    pytest.fail(f"prometheus did not answer {server.url}/-/ready in time")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=STOP_SECONDS)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()

@@ -8,19 +8,15 @@ of the test suite (apt `docker-registry`), not an optional extra.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-READY_SECONDS = 15.0
-STOP_SECONDS = 10.0
+from servers import stop_server, wait_until_answering
 
 
 def free_port() -> int:
@@ -55,29 +51,7 @@ def registry(tmp_path: Path, registry_root: Path) -> Iterator[str]:
         process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(process, url, log_path)
+        wait_until_answering(process, f"{url}/v2/", "docker-registry", log_path)
         yield url
     finally:
-        _stop(process)
-
-
-def _wait_ready(process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + READY_SECONDS
-    with httpx.Client(timeout=1.0) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"docker-registry exited {process.returncode}: {log_path.read_text()}")
-            with contextlib.suppress(httpx.TransportError):
-                if client.get(f"{url}/v2/").status_code == 200:
-                    return
-            time.sleep(0.02)
-    pytest.fail(f"docker-registry did not answer {url}/v2/ in time: {log_path.read_text()}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=STOP_SECONDS)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_SECONDS)
+        stop_server(process)

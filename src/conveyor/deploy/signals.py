@@ -118,7 +118,7 @@ def _increase(older: SignalSample, newer: SignalSample) -> Increase:
     if newer.ts <= older.ts:
         raise ValueError(f"the newer sample ({newer.ts}) must follow the older ({older.ts})")
     before, after = older.signals, newer.signals
-    if _router_restarted(before, after):
+    if router_restarted(before, after):
         before = ReleaseSignals(after.release_id, 0, 0, 0, 0)
     return Increase(
         requests=after.requests - before.requests,
@@ -132,7 +132,7 @@ def _increase(older: SignalSample, newer: SignalSample) -> Increase:
     )
 
 
-def _router_restarted(before: ReleaseSignals, after: ReleaseSignals) -> bool:
+def router_restarted(before: ReleaseSignals, after: ReleaseSignals) -> bool:
     """Whether any counter went down: the router's counters all restart together."""
     totals_went_down = (
         after.requests < before.requests

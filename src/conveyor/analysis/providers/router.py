@@ -28,7 +28,7 @@ from conveyor.deploy.model import ReleaseSignals, Saturation, SignalSample
 from conveyor.deploy.routers.base import Router
 from conveyor.deploy.routers.proxy import LATENCY_BUCKETS
 from conveyor.deploy.runtimes.base import Runtime
-from conveyor.deploy.signals import histogram_quantile
+from conveyor.deploy.signals import histogram_quantile, router_restarted
 from conveyor.errors import ConveyorError
 
 SampleSink = Callable[[list[SignalSample]], None]
@@ -152,7 +152,7 @@ class RouterProvider:
 
 
 def _delta(before: ReleaseSignals, after: ReleaseSignals) -> _Delta:
-    if _router_restarted(before, after):
+    if router_restarted(before, after):
         before = ReleaseSignals(after.release_id, 0, 0, 0, 0)
     return _Delta(
         answered=after.requests - before.requests,
@@ -162,21 +162,6 @@ def _delta(before: ReleaseSignals, after: ReleaseSignals) -> _Delta:
             bound: count - before.latency_buckets.get(bound, 0)
             for bound, count in after.latency_buckets.items()
         },
-    )
-
-
-def _router_restarted(before: ReleaseSignals, after: ReleaseSignals) -> bool:
-    """Whether any counter went down: a router's counters all restart together."""
-    totals_went_down = (
-        after.requests < before.requests
-        or after.responses_4xx < before.responses_4xx
-        or after.responses_5xx < before.responses_5xx
-        or after.connect_failures < before.connect_failures
-        or after.latency_sum < before.latency_sum
-    )
-    return totals_went_down or any(
-        after.latency_buckets.get(bound, 0) < count
-        for bound, count in before.latency_buckets.items()
     )
 
 
