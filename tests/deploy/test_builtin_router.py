@@ -17,7 +17,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conveyor.deploy.model import Backend, RouteTable
+from conveyor.deploy.model import Backend, MatchRule, RouteTable
 from conveyor.deploy.routers.builtin import BuiltinRouter
 from conveyor.errors import ConveyorError
 
@@ -163,6 +163,24 @@ def test_a_version_is_pinned_by_header_or_cookie(
     assert httpx.get(router.url).text == "a"
     assert httpx.get(router.url, headers={"X-Conveyor-Version": "B"}).text == "b"
     assert httpx.get(router.url, headers={"Cookie": "conveyor-version=B"}).text == "b"
+
+
+def test_ab_matches_route_by_header_or_cookie_value_and_a_pin_wins(
+    router: BuiltinRouter, backends: Callable[[str], NamedServer]
+) -> None:
+    table = RouteTable(
+        backends=(backend("a", backends("a"), weight=100), backend("b", backends("b"), weight=0)),
+        matches=(
+            MatchRule("b", "yes", header="X-Beta"),
+            MatchRule("b", "on", cookie="beta"),
+        ),
+    )
+    router.set_routes(table)
+    assert httpx.get(router.url, headers={"X-Beta": "yes"}).text == "b"
+    assert httpx.get(router.url, headers={"X-Beta": "no"}).text == "a"
+    assert httpx.get(router.url, headers={"Cookie": "beta=on"}).text == "b"
+    pinned = {"X-Beta": "yes", "X-Conveyor-Version": "A"}
+    assert httpx.get(router.url, headers=pinned).text == "a"
 
 
 def test_a_sticky_cookie_keeps_a_client_on_its_release_while_it_has_weight(

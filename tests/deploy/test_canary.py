@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from conftest import wait_until
@@ -189,6 +190,46 @@ def test_blue_green_previews_pinned_then_switches_at_once(tmp_path: Path) -> Non
         # No share in between: the preview had none, then all of the traffic.
         assert {w.get(green, 0) for w in weights} <= {0, 100}
         assert weights[-1][green] == 100
+    finally:
+        with project.open_store() as store:
+            environments.stop_environment(project, store, "staging")
+
+
+AB_TEST = """\
+      ab:
+        header: X-Beta
+        value: "yes"
+        analysis: {interval: 0.3s, min_duration: 0.3s, max_duration: 30s}
+"""
+
+
+def test_an_ab_test_sends_matching_requests_to_the_new_version_until_promoted(
+    tmp_path: Path,
+) -> None:
+    project = make_project(tmp_path / "p", replicas=1, strategy=AB_TEST, drain="0.2s")
+    v1, v2 = build_app(project, tmp_path, "v1"), build_app(project, tmp_path, "v2")
+    try:
+        assert deploy(project, v1).state is DeployState.SUCCEEDED
+        outcomes: list[DeployOutcome] = []
+        worker = threading.Thread(target=lambda: outcomes.append(deploy(project, v2)))
+        worker.start()
+
+        def testing() -> bool:
+            with project.open_store() as store:
+                status = release_status(project, store, "staging")
+            return status.in_progress and status.progress.get("step") == 0
+
+        wait_until(testing, "the A/B test to start")
+        url = url_of(project)
+        beta = {httpx.get(url, headers={"X-Beta": "yes"}).text for _ in range(20)}
+        others = {httpx.get(url, headers={"X-Beta": "no"}).text for _ in range(20)}
+        assert (beta, others) == ({"v2"}, {"v1"})
+
+        with project.open_store() as store:
+            send_command(project, store, "staging", "promote", "product-owner")
+        worker.join(timeout=30)
+        assert outcomes and outcomes[0].state is DeployState.SUCCEEDED
+        assert {httpx.get(url).text for _ in range(20)} == {"v2"}
     finally:
         with project.open_store() as store:
             environments.stop_environment(project, store, "staging")

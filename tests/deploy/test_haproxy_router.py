@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conveyor.deploy.model import Backend, RouteTable
+from conveyor.deploy.model import Backend, MatchRule, RouteTable
 from conveyor.deploy.routers.haproxy import HAProxyRouter, render_config
 from conveyor.errors import ConveyorError
 
@@ -266,6 +266,40 @@ def test_generated_config_passes_haproxy_check(tmp_path: Path) -> None:
     text = config.read_text()
     assert "server shop-a1__1 127.0.0.1:9002 weight 90 cookie shop-a1__1" in text
     assert "cookie conveyor-sticky insert indirect nocache" in text
+
+
+def test_ab_match_rules_route_by_header_and_cookie_after_version_pins(tmp_path: Path) -> None:
+    routes = RouteTable(
+        backends=(
+            Backend("shop-a1", "1.0", ("127.0.0.1:9001",), 100),
+            Backend("shop-b2", "1.1", ("127.0.0.1:9003",), 0),
+        ),
+        matches=(
+            MatchRule("shop-b2", "yes", header="X-Beta"),
+            MatchRule("shop-b2", "on", cookie="beta"),
+        ),
+    )
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(render_config(routes, port=8080, admin_port=8081, socket_path=tmp_path / "s"))
+
+    result = subprocess.run(
+        ["haproxy", "-c", "-f", str(config)], check=False, capture_output=True, text=True
+    )
+
+    assert result.returncode == 0, result.stderr
+    rules = [line.strip() for line in config.read_text().splitlines() if "use_backend" in line]
+    assert rules[-2:] == [
+        "use_backend pin_shop-b2 if { req.hdr(X-Beta) -m str yes }",
+        "use_backend pin_shop-b2 if { req.cook(beta) -m str on }",
+    ]
+
+
+def test_an_ab_match_to_an_unknown_release_is_refused(tmp_path: Path) -> None:
+    router = HAProxyRouter(tmp_path, free_port(), free_port())
+    backends = (Backend("shop-a1", "1.0", ("127.0.0.1:9001",), 100),)
+    with pytest.raises(ConveyorError, match="unknown"):
+        router.set_routes(RouteTable(backends, matches=(MatchRule("gone", "yes", header="X"),)))
+    assert router.pid() is None
 
 
 @pytest.mark.parametrize(

@@ -27,11 +27,11 @@ from conveyor.analysis.judge import Judge, Reference
 from conveyor.analysis.model import Absolute, Counts, Decision, Observation, Verdict
 from conveyor.analysis.providers.base import MetricsProvider, Reading
 from conveyor.deploy import routing
-from conveyor.deploy.model import ReleaseSpec
+from conveyor.deploy.model import MatchRule, ReleaseSpec
 from conveyor.deploy.routing import Share, free_ports, version_of
 from conveyor.deploy.smoke import describe_failures, smoke_passed
 from conveyor.errors import ConveyorError
-from conveyor.spec.strategy import Analysis, Canary, CanaryStep, OnInconclusive, merged
+from conveyor.spec.strategy import ABTest, Analysis, Canary, CanaryStep, OnInconclusive, merged
 from conveyor.states import DeployState, ReleaseState
 from conveyor.store.deploys import DeployRecord
 from conveyor.store.records import EventKind
@@ -87,6 +87,7 @@ class CanaryRollout:
         stable: Share,
         spec: Canary,
         provider: MetricsProvider,
+        match: ABTest | None = None,
     ) -> None:
         self.c = controller
         self.record = record
@@ -94,6 +95,10 @@ class CanaryRollout:
         self.stable = stable
         self.spec = spec
         self.provider = provider
+        # An A/B test: matching requests go to the new version while it has no share.
+        self.matches: tuple[MatchRule, ...] = ()
+        if match is not None:
+            self.matches = (MatchRule(release.release_id, match.value, match.header, match.cookie),)
         self.progress: dict[str, Any] = dict(record.progress or {})
         self.tally = Tally()
         self.weight = int(self.progress.get("weight", 0))
@@ -116,6 +121,8 @@ class CanaryRollout:
         if not smoke_passed(smoke):
             reason = "smoke tests of the canary failed: " + describe_failures(smoke)
             return self._abort(reason, url, DeployState.ROLLED_BACK, smoke=tuple(smoke))
+        if self.matches:
+            self._route(0)  # matching requests reach the new version from the start
         first = int(self.progress.get("step", 0))
         for index in range(first, len(self.spec.steps)):
             end = self._run_step(index, self.spec.steps[index])
@@ -158,7 +165,10 @@ class CanaryRollout:
         )
         self.progress["baseline_ports"] = list(ports)
         del record
-        return Share(baseline_id, self.stable.version, routing.addresses(ports), 0)
+        # A version of its own, so pinning the stable version reaches the stable release
+        # (and HAProxy's pin rules, keyed by version, stay unambiguous).
+        version = f"{self.stable.version}-baseline"
+        return Share(baseline_id, version, routing.addresses(ports), 0)
 
     # --- steps ------------------------------------------------------------------------
 
@@ -198,7 +208,9 @@ class CanaryRollout:
         shares.append(_weighted(self.stable, 100 - weight - base_weight))
         if weight > 0 and self.tally.first_traffic is None:
             self.tally.first_traffic = time.monotonic()
-        self.c.set_traffic(shares, self.record, f"canary step: {weight}%")
+        matches = self.matches if weight < 100 else ()
+        why = f"A/B: {_describe(matches[0])}" if matches else f"canary step: {weight}%"
+        self.c.set_traffic(shares, self.record, why, matches=matches)
         self._save(weight=weight)
 
     def _watch(self, settings: Analysis, *, until: float | None, analysis: bool) -> StepEnd:
@@ -385,6 +397,11 @@ class CanaryRollout:
         self.progress["updated"] = time.time()
         self.progress["command_cursor"] = self.command_cursor
         self.c.target.ledger.set_progress(self.record.id, _plain(self.progress))
+
+
+def _describe(rule: MatchRule) -> str:
+    where = f"header {rule.header}" if rule.header else f"cookie {rule.cookie}"
+    return f"{where} = {rule.value} -> {rule.release_id}"
 
 
 def _weighted(share: Share, weight: int) -> Share:

@@ -17,7 +17,7 @@ import contextlib
 import fcntl
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from conveyor.analysis.providers.base import MetricsProvider
 from conveyor.deploy import routing
 from conveyor.deploy.model import (
     HealthCheck,
+    MatchRule,
     ReleaseSpec,
     ReplicaState,
     ReplicaStatus,
@@ -175,7 +176,10 @@ class ReleaseController:
 
             assert self.target.provider is not None
             provider = self.target.provider(canary.analysis)
-            return CanaryRollout(self, record, release, previous, canary, provider).run(url)
+            strategy = self.target.spec.strategy
+            match = strategy.ab if strategy is not None else None
+            rollout = CanaryRollout(self, record, release, previous, canary, provider, match)
+            return rollout.run(url)
         return DirectRollout(self, record, release, previous).run(url)
 
     def _canary_for(self, record: DeployRecord, previous: Share | None) -> Canary | None:
@@ -343,6 +347,7 @@ class ReleaseController:
         check_superseded: bool = True,
         event: EventKind = EventKind.TRAFFIC_SHIFTED,
         data: Mapping[str, Any] | None = None,
+        matches: Sequence[MatchRule] = (),
     ) -> None:
         """Record the new routes as the environment's intent (with `event`), then apply
         them. Raises Superseded if someone else changed the intent since our last change."""
@@ -350,7 +355,7 @@ class ReleaseController:
         if check_superseded and ledger.generation(self.target.name) != self._generation:
             raise Superseded(f"{self.target.name} was rolled back while deploying")
         environment = self.environment()
-        routes = routing.table(shares)
+        routes = routing.table(shares, matches)
         details = {"deploy_id": record.id, "why": why, "weights": routing.weights(routes)}
         self._generation = ledger.set_intent(
             self.target.name,

@@ -67,8 +67,25 @@ class Backend:
 
 
 @dataclass(frozen=True)
+class MatchRule:
+    """Requests whose header (or cookie) has this value go to this release (A/B tests)."""
+
+    release_id: str
+    value: str
+    header: str | None = None
+    cookie: str | None = None
+
+    def matches(self, headers: dict[str, str], cookies: dict[str, str]) -> bool:
+        if self.header is not None:
+            return headers.get(self.header.lower()) == self.value
+        return self.cookie is not None and cookies.get(self.cookie) == self.value
+
+
+@dataclass(frozen=True)
 class RouteTable:
     backends: tuple[Backend, ...]
+    # Checked after an explicit version pin, before stickiness and weights.
+    matches: tuple[MatchRule, ...] = ()
     pin_header: str = "X-Conveyor-Version"
     pin_cookie: str = "conveyor-version"
     sticky_cookie: str | None = "conveyor-sticky"

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from conveyor.deploy.model import Backend, RouteTable
+from conveyor.deploy.model import Backend, MatchRule, RouteTable
 from conveyor.deploy.routers.builtin import ROUTE_TABLE
 
 HOST = "127.0.0.1"
@@ -41,12 +41,14 @@ def free_ports(count: int) -> tuple[int, ...]:
             probe.close()
 
 
-def table(shares: Sequence[Share]) -> RouteTable:
-    """Shares as a route table; a release with weight 0 stays listed so it can be pinned."""
+def table(shares: Sequence[Share], matches: Sequence[MatchRule] = ()) -> RouteTable:
+    """Shares as a route table; a release with weight 0 stays listed so it can be pinned
+    (or reached by an A/B match)."""
     return RouteTable(
         backends=tuple(
             Backend(s.release_id, s.version, s.addresses, s.weight) for s in shares if s.addresses
-        )
+        ),
+        matches=tuple(matches),
     )
 
 

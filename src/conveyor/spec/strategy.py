@@ -213,9 +213,18 @@ class Rolling(_Strict):
 
 
 class ABTest(_Strict):
-    header: str | None = Field(default=None, description="Requests with this header ...")
-    cookie: str | None = Field(default=None, description="... or this cookie ...")
-    value: str = Field(description="... set to this value go to the new version.")
+    header: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9._-]+$", description="Requests with this header ..."
+    )
+    cookie: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9._-]+$", description="... or this cookie ..."
+    )
+    value: str = Field(
+        pattern=r"^[A-Za-z0-9._-]+$", description="... set to this value go to the new version."
+    )
+    analysis: Analysis | None = Field(
+        default=None, description="Guardrails and the judge while the test runs."
+    )
 
     @model_validator(mode="after")
     def _a_match(self) -> ABTest:
@@ -235,11 +244,11 @@ class Strategy(_Strict):
         chosen = [x for x in (self.canary, self.blue_green, self.rolling, self.ab) if x]
         if len(chosen) != 1:
             raise ValueError("a strategy is exactly one of canary, blue_green, rolling or ab")
-        if self.rolling is not None or self.ab is not None:
-            # Refused rather than accepted and ignored: their rollouts are not built yet.
+        if self.rolling is not None:
+            # Refused rather than accepted and ignored: its rollout is not built yet.
             raise ValueError(
-                "the rolling and ab strategies are not available yet: use canary or "
-                "blue_green (without a strategy, traffic moves replica by replica)"
+                "the rolling strategy is not available yet: use canary, blue_green or ab "
+                "(without a strategy, traffic moves replica by replica as each is ready)"
             )
         return self
 
@@ -249,6 +258,13 @@ class Strategy(_Strict):
         then the bake with the old release warm."""
         if self.canary is not None:
             return self.canary
+        if self.ab is not None:
+            # A/B: matching requests go to the new version until a person promotes it (or
+            # aborts); everyone else stays on the stable one.
+            analysis = self.ab.analysis or Analysis()
+            return Canary(
+                steps=[CanaryStep(pause="until-promoted")], baseline=False, analysis=analysis
+            )
         assert self.blue_green is not None
         green = self.blue_green
         analysis = green.analysis or Analysis()

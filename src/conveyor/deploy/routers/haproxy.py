@@ -105,6 +105,12 @@ def validate_routes(routes: RouteTable) -> None:
     _require(len(set(versions)) == len(versions), "two releases share one version")
     ids = [backend.release_id for backend in routes.backends]
     _require(len(set(ids)) == len(ids), "a release appears twice in the route table")
+    ids_known = set(ids)
+    for rule in routes.matches:
+        for part in (rule.header, rule.cookie, rule.value):
+            if part is not None:
+                _require(_SAFE_NAME.match(part), f"invalid A/B match {part!r}")
+        _require(rule.release_id in ids_known, f"A/B match to unknown {rule.release_id!r}")
     for backend in routes.backends:
         _require(_SAFE_NAME.match(backend.release_id), f"invalid release id {backend.release_id!r}")
         _require(_SAFE_NAME.match(backend.version), f"invalid version {backend.version!r}")
@@ -173,7 +179,16 @@ def _pin_rules(routes: RouteTable) -> list[str]:
         f" if {{ req.cook({routes.pin_cookie}) -m str {b.version} }}"
         for b in routes.backends
     ]
-    return header + cookie  # the header wins over the cookie
+    matches = [
+        f"    use_backend {PIN_BACKEND_PREFIX}{rule.release_id}"
+        + (
+            f" if {{ req.hdr({rule.header}) -m str {rule.value} }}"
+            if rule.header is not None
+            else f" if {{ req.cook({rule.cookie}) -m str {rule.value} }}"
+        )
+        for rule in routes.matches
+    ]
+    return header + cookie + matches  # a version pin wins over an A/B match
 
 
 def check_config(config_path: Path, haproxy: str = "haproxy") -> None:
@@ -237,6 +252,7 @@ def classify_change(current: RouteTable, new: RouteTable) -> RouteChange:
         return (
             [(b.release_id, b.version, b.addresses) for b in table.backends],
             (table.pin_header, table.pin_cookie, table.sticky_cookie),
+            table.matches,
         )
 
     if servers(current) != servers(new):

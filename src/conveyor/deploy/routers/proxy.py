@@ -230,6 +230,13 @@ class Proxy:
         for backend in table.backends:
             if version and backend.version == version and backend.addresses:
                 return Choice(backend, pinned=True, set_sticky=False)
+        if table.matches:
+            named = {key.decode("latin-1"): value.decode("latin-1") for key, value in headers}
+            for rule in table.matches:
+                if rule.matches(named, cookies):
+                    for backend in table.backends:
+                        if backend.release_id == rule.release_id and backend.addresses:
+                            return Choice(backend, pinned=True, set_sticky=False)
         sticky = cookies.get(table.sticky_cookie) if table.sticky_cookie else None
         for backend in table.backends:
             if backend.release_id == sticky and backend.weight > 0 and backend.addresses:
