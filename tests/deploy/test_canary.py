@@ -3,6 +3,7 @@ version back, promotes a good one, and people can pause, promote and abort."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -230,6 +231,40 @@ def test_an_ab_test_sends_matching_requests_to_the_new_version_until_promoted(
         worker.join(timeout=30)
         assert outcomes and outcomes[0].state is DeployState.SUCCEEDED
         assert {httpx.get(url).text for _ in range(20)} == {"v2"}
+    finally:
+        with project.open_store() as store:
+            environments.stop_environment(project, store, "staging")
+
+
+ROLLING = """\
+      rolling: {max_surge: 1, max_unavailable: 0, min_ready: 0.2s}
+"""
+
+
+def test_a_rolling_deploy_stays_within_its_surge_and_unavailability_limits(
+    tmp_path: Path,
+) -> None:
+    project = make_project(tmp_path / "p", replicas=3, strategy=ROLLING, drain="0.2s")
+    v1, v2 = build_app(project, tmp_path, "v1"), build_app(project, tmp_path, "v2")
+    try:
+        assert deploy(project, v1).state is DeployState.SUCCEEDED
+        with Load(url_of(project)) as load:
+            outcome = deploy(project, v2)
+            after = time.monotonic()
+            time.sleep(0.5)
+        assert outcome.state is DeployState.SUCCEEDED, outcome.reason
+        assert load.failures() == []
+        assert load.versions_since(after + 0.2) == {"v2"}
+        with project.open_store() as store:
+            shifts = store.deploys.events("staging", (EventKind.TRAFFIC_SHIFTED,))
+        counts = [
+            tuple(int(n) for n in re.findall(r"(\d+) (?:new|old)", event.data["why"]))
+            for event in shifts
+            if event.data["why"].startswith("rolling:")
+        ]
+        assert counts[-1] == (3, 0)
+        assert len(counts) == 6  # three added, three removed, one at a time
+        assert all(3 <= new + old <= 4 for new, old in counts)  # replicas 3, surge 1
     finally:
         with project.open_store() as store:
             environments.stop_environment(project, store, "staging")

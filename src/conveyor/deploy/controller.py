@@ -180,6 +180,13 @@ class ReleaseController:
             match = strategy.ab if strategy is not None else None
             rollout = CanaryRollout(self, record, release, previous, canary, provider, match)
             return rollout.run(url)
+        strategy = self.target.spec.strategy
+        if strategy is not None and strategy.rolling is not None and previous is not None:
+            from conveyor.deploy.rolling import RollingRollout
+
+            rolling = RollingRollout(self, record, release, previous)
+            rolling.limits = strategy.rolling
+            return rolling.run(url)
         return DirectRollout(self, record, release, previous).run(url)
 
     def _canary_for(self, record: DeployRecord, previous: Share | None) -> Canary | None:
@@ -187,7 +194,7 @@ class ReleaseController:
         compare with) or a digest that already succeeded here (the fast path back to a
         known good version skips analysis)."""
         strategy = self.target.spec.strategy
-        if strategy is None or previous is None:
+        if strategy is None or strategy.rolling is not None or previous is None:
             return None
         if self.target.ledger.succeeded_digest(self.target.name, record.digest):
             self.progress("a digest that succeeded here before: no analysis (fast path)")

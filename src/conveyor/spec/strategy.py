@@ -204,6 +204,9 @@ class BlueGreen(_Strict):
 class Rolling(_Strict):
     max_surge: int = Field(default=1, ge=0, description="Extra replicas serving at once.")
     max_unavailable: int = Field(default=0, ge=0, description="Replicas out of service at once.")
+    min_ready: Duration = Field(
+        default=1.0, description="Pause after each replica added or removed, to watch it."
+    )
 
     @model_validator(mode="after")
     def _progress(self) -> Rolling:
@@ -244,12 +247,6 @@ class Strategy(_Strict):
         chosen = [x for x in (self.canary, self.blue_green, self.rolling, self.ab) if x]
         if len(chosen) != 1:
             raise ValueError("a strategy is exactly one of canary, blue_green, rolling or ab")
-        if self.rolling is not None:
-            # Refused rather than accepted and ignored: its rollout is not built yet.
-            raise ValueError(
-                "the rolling strategy is not available yet: use canary, blue_green or ab "
-                "(without a strategy, traffic moves replica by replica as each is ready)"
-            )
         return self
 
     def as_canary(self) -> Canary:
