@@ -6,15 +6,17 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import wait_until
+from conftest import CliProcess, run_cli, wait_until
 from conveyor.deploy.controller import DeployOutcome, release_name
+from conveyor.deploy.runtimes.process import ProcessRuntime
 from conveyor.service import environments
+from conveyor.service.images import image_store
 from conveyor.service.project import Project
 from conveyor.service.releases import release_status, send_command
 from conveyor.states import DeployState, ReleaseState
@@ -265,6 +267,58 @@ def test_a_rolling_deploy_stays_within_its_surge_and_unavailability_limits(
         assert counts[-1] == (3, 0)
         assert len(counts) == 6  # three added, three removed, one at a time
         assert all(3 <= new + old <= 4 for new, old in counts)  # replicas 3, surge 1
+    finally:
+        with project.open_store() as store:
+            environments.stop_environment(project, store, "staging")
+
+
+KILLABLE = """\
+      canary:
+        baseline: true
+        analysis: {interval: 0.3s, min_duration: 0.5s, max_duration: 20s, inconclusive: promote}
+        steps:
+          - weight: 30
+          - pause: 4s
+          - weight: 60
+          - pause: 0.5s
+"""
+
+
+def test_a_canary_whose_controller_is_killed_is_resumed_at_its_step(
+    tmp_path: Path, start_cli: Callable[..., CliProcess]
+) -> None:
+    project = make_project(tmp_path / "p", replicas=1, strategy=KILLABLE, drain="0.2s")
+    v1, v2 = build_app(project, tmp_path, "v1"), build_app(project, tmp_path, "v2")
+    try:
+        assert deploy(project, v1).state is DeployState.SUCCEEDED
+        control = start_cli(["deploy", "staging", v2], project.directory)
+
+        def pausing() -> bool:
+            with project.open_store() as store:
+                status = release_status(project, store, "staging")
+            return status.in_progress and status.progress.get("step") == 1
+
+        wait_until(pausing, "the canary to reach its pause")
+        control.kill_group()  # SIGKILL: the router and the releases carry on
+        control.finish()
+        with Load(url_of(project)) as load:
+            time.sleep(1.0)
+            assert {"v1", "v2"} <= load.versions_since(0.0)  # the canary keeps its share
+            result = run_cli(["env", "reconcile", "staging"], project.directory)
+        assert result.exit_code == 0, result.stderr
+        assert load.failures() == []
+        with project.open_store() as store:
+            [record] = store.deploys.deploys("staging", None)[-1:]
+            steps = [
+                e.data["step"]
+                for e in store.deploys.events("staging", (EventKind.RELEASE_STEP,))
+                if e.data["deploy_id"] == record.id
+            ]
+        assert record.state is DeployState.SUCCEEDED
+        assert steps == [0, 1, 1, 2, 3]  # resumed at the pause, not from the start
+        baseline = release_name("staging", *v1.split("@")) + "-baseline"
+        runtime = ProcessRuntime(project.state_dir / "runtime", image_store(project))
+        assert baseline not in runtime.releases()  # stopped once promoted, never doubled
     finally:
         with project.open_store() as store:
             environments.stop_environment(project, store, "staging")
