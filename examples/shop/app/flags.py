@@ -1,53 +1,51 @@
-"""Feature flags from Conveyor's evaluation API, used only when CONVEYOR_FLAGS_URL is set.
+"""Feature flags through OpenFeature, from Conveyor's flag service when it is configured.
 
-The shop asks `POST {url}/evaluate` per use, with a short timeout, and falls back to the
-default on any failure: a flag service that is down must never take the shop down. It is
-a few lines over httpx, which the shop already ships, so its image needs nothing more.
-(A service that can take the dependency uses conveyor's OpenFeature provider instead,
-which evaluates locally from cached definitions: see Conveyor's docs/flags.md.)
+With CONVEYOR_FLAGS_URL set, the shop's OpenFeature client uses the standard OFREP
+provider (openfeature-provider-ofrep) against Conveyor's OFREP endpoint for the shop's
+environment; without it, every flag is at its default. OpenFeature answers the default on
+any failure: a flag service that is down must never take the shop down.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-import httpx
+from openfeature import api
+from openfeature.contrib.provider.ofrep import OFREPProvider
+from openfeature.evaluation_context import EvaluationContext
+from openfeature.provider import FeatureProvider
 
 # Toggles a banner announcing the new catalogue above the product list.
 NEW_CATALOGUE_BANNER = "new-catalogue-banner"
 TIMEOUT_S = 0.5
+TARGETING_KEY = "remoteAddress"  # one visitor, one answer (a sticky rollout)
 
 
 class FlagClient:
-    """Evaluates flags of one environment; closes its connections on `close`."""
+    """An OpenFeature client of its own domain, so several shops in one process (tests)
+    keep their providers apart."""
 
-    def __init__(
-        self,
-        url: str,
-        environment: str,
-        *,
-        timeout: float = TIMEOUT_S,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
+    def __init__(self, provider: FeatureProvider, environment: str) -> None:
         self.environment = environment
-        self._http = httpx.Client(base_url=url, timeout=timeout, transport=transport)
+        self.domain = f"shop-{environment}-{id(self)}"
+        self._provider = provider
+        api.set_provider(provider, self.domain)
+        self._client = api.get_client(self.domain)
 
     def is_enabled(self, flag: str, context: Mapping[str, str], default: bool = False) -> bool:
-        body = {"environment": self.environment, "flag": flag, "context": dict(context)}
-        try:
-            response = self._http.post("/evaluate", json=body)
-            response.raise_for_status()
-            value = response.json().get("value")
-        except (httpx.HTTPError, ValueError, AttributeError):
-            return default
-        return value if isinstance(value, bool) else default
+        evaluation = EvaluationContext(
+            targeting_key=context.get(TARGETING_KEY), attributes=dict(context)
+        )
+        return self._client.get_boolean_value(flag, default, evaluation)
 
     def close(self) -> None:
-        self._http.close()
+        self._provider.shutdown()
 
 
 class NoFlags:
     """Every flag at its default: what the shop does without CONVEYOR_FLAGS_URL."""
+
+    environment = ""
 
     def is_enabled(self, flag: str, context: Mapping[str, str], default: bool = False) -> bool:
         return default
@@ -57,4 +55,7 @@ class NoFlags:
 
 
 def flag_client(url: str, environment: str) -> FlagClient | NoFlags:
-    return FlagClient(url, environment) if url else NoFlags()
+    if not url:
+        return NoFlags()
+    base = f"{url.rstrip('/')}/environments/{environment}"
+    return FlagClient(OFREPProvider(base, timeout=TIMEOUT_S), environment)

@@ -4,6 +4,7 @@
                                        ETag is the environment's version (If-None-Match: 304)
     GET  /flags/{environment}/{flag}   evaluate; the query string is the context
     POST /evaluate                     {"environment", "flag", "context": {...}}
+    POST /environments/{environment}/ofrep/v1/evaluate/flags[/{flag}]   OFREP (ofrep.py)
     GET  /healthz
 
 Each request reads the store, so a kill is served by the next request.
@@ -18,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from conveyor.flags.evaluate import evaluate
 from conveyor.flags.model import Flag, Payload, Segment
+from conveyor.flags.ofrep import ofrep_routes
 from conveyor.flags.store import FlagLedger, Snapshot
 
 DEFAULT_PORT = 4242
@@ -53,6 +55,8 @@ class Health(BaseModel):
 
 def create_app(ledger: FlagLedger) -> FastAPI:
     app = FastAPI(title="Conveyor flags", description="Feature flag evaluation (docs/flags.md).")
+
+    app.include_router(ofrep_routes(ledger))
 
     @app.get("/healthz")
     def health() -> Health:

@@ -1,33 +1,35 @@
-"""The catalogue banner behind the `new-catalogue-banner` flag, against a stand-in for
-Conveyor's evaluation API (its real server is exercised in Conveyor's own tests)."""
+"""The catalogue banner behind the `new-catalogue-banner` flag, through OpenFeature.
+
+An in-memory OpenFeature provider stands in for the flag service here; the OFREP
+provider against Conveyor's real flag server is exercised in Conveyor's own tests."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
-import pytest
 from fastapi.testclient import TestClient
+from openfeature.evaluation_context import EvaluationContext
+from openfeature.flag_evaluation import FlagResolutionDetails, Reason
+from openfeature.provider.in_memory_provider import InMemoryFlag, InMemoryProvider
 
 from app.config import Settings
 from app.flags import NEW_CATALOGUE_BANNER, FlagClient, NoFlags, flag_client
 from app.main import create_app
 
 BANNER_ID = 'id="banner"'
-Handler = Callable[[httpx.Request], httpx.Response]
 
 
-def evaluation_api(value: object, seen: list[dict[str, object]]) -> httpx.MockTransport:
-    """Answers every evaluation with `value`, recording the request bodies."""
+def banner_flag(on: bool, seen: list[EvaluationContext] | None = None) -> InMemoryProvider:
+    def record(flag: InMemoryFlag[Any], context: EvaluationContext) -> FlagResolutionDetails[Any]:
+        if seen is not None:
+            seen.append(context)
+        return FlagResolutionDetails(on, reason=Reason.STATIC, variant="on" if on else "off")
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        assert request.url.path == "/evaluate"
-        seen.append(json.loads(request.content))
-        return httpx.Response(200, json={"value": value, "reason": "STATIC", "version": 1})
-
-    return httpx.MockTransport(handle)
+    variants = {"on": True, "off": False}
+    flag = InMemoryFlag("on" if on else "off", variants, context_evaluator=record)
+    return InMemoryProvider({NEW_CATALOGUE_BANNER: flag})
 
 
 def page_with(tmp_path: Path, flags: FlagClient | NoFlags) -> str:
@@ -38,13 +40,12 @@ def page_with(tmp_path: Path, flags: FlagClient | NoFlags) -> str:
 
 
 def test_the_banner_shows_when_the_flag_is_on(tmp_path: Path) -> None:
-    seen: list[dict[str, object]] = []
-    flags = FlagClient("http://flags", "staging", transport=evaluation_api(True, seen))
+    seen: list[EvaluationContext] = []
+    flags = FlagClient(banner_flag(True, seen), "staging")
 
     assert BANNER_ID in page_with(tmp_path, flags)
-    assert seen[0]["environment"] == "staging"
-    assert seen[0]["flag"] == NEW_CATALOGUE_BANNER
-    assert seen[0]["context"] == {
+    assert seen[0].targeting_key == "testclient"
+    assert seen[0].attributes == {
         "appName": "shop",
         "version": "1.2.3",
         "remoteAddress": "testclient",
@@ -52,37 +53,21 @@ def test_the_banner_shows_when_the_flag_is_on(tmp_path: Path) -> None:
 
 
 def test_the_banner_is_hidden_when_the_flag_is_off(tmp_path: Path) -> None:
-    flags = FlagClient("http://flags", "staging", transport=evaluation_api(False, []))
-
-    assert BANNER_ID not in page_with(tmp_path, flags)
+    assert BANNER_ID not in page_with(tmp_path, FlagClient(banner_flag(False), "staging"))
 
 
-@pytest.mark.parametrize(
-    "handler",
-    [
-        lambda request: httpx.Response(404, json={"detail": "no flag"}),
-        lambda request: httpx.Response(200, text="not json"),
-        lambda request: httpx.Response(200, json={"value": "yes"}),
-        lambda request: httpx.Response(200, json=["not", "an", "object"]),
-    ],
-    ids=["unknown-flag", "not-json", "not-a-boolean", "not-an-object"],
-)
-def test_a_bad_answer_gives_the_default(handler: Handler) -> None:
-    flags = FlagClient("http://flags", "staging", transport=httpx.MockTransport(handler))
-    try:
-        assert flags.is_enabled(NEW_CATALOGUE_BANNER, {}, default=True) is True
-        assert flags.is_enabled(NEW_CATALOGUE_BANNER, {}, default=False) is False
-    finally:
-        flags.close()
+def test_an_unknown_flag_gives_the_default() -> None:
+    flags = FlagClient(InMemoryProvider({}), "staging")
+    assert flags.is_enabled(NEW_CATALOGUE_BANNER, {}, default=True) is True
+    assert flags.is_enabled(NEW_CATALOGUE_BANNER, {}, default=False) is False
 
 
 def test_an_unreachable_flag_service_gives_the_default(tmp_path: Path) -> None:
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused", request=request)
+    flags = flag_client("http://127.0.0.1:9", "staging")  # nothing listens on port 9
 
-    flags = FlagClient("http://flags", "staging", transport=httpx.MockTransport(refuse))
-
+    assert isinstance(flags, FlagClient)
     assert BANNER_ID not in page_with(tmp_path, flags)
+    assert flags.is_enabled(NEW_CATALOGUE_BANNER, {}, default=True) is True
 
 
 def test_without_a_flags_url_every_flag_is_at_its_default(tmp_path: Path) -> None:
