@@ -247,3 +247,13 @@ def test_the_documented_definitions_are_accepted(project: Project, tmp_path: Pat
     assert segment.exit_code == 0, segment.stderr
     assert flag.exit_code == 0, flag.stderr
     assert (fr.json()["value"], fr.json()["reason"]) == (True, "TARGETING_MATCH")
+
+
+def test_a_judged_release_needs_the_environments_flags_settings(project: Project) -> None:
+    cli(project, "rollout", "staging", "search-v2", "10")
+
+    result = cli(project, "release", "staging", "search-v2")
+
+    assert result.exit_code != 0
+    assert "has no `flags:` settings" in result.stderr
+    assert "Traceback" not in result.stderr

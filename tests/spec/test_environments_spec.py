@@ -101,3 +101,14 @@ def test_a_deploy_job_must_name_a_declared_environment() -> None:
     assert "unknown environment 'prod'" in error.message
     assert error.key_path == "jobs.ship.with.environment"
     assert error.hint == "environments: production"
+
+
+def test_a_judged_flag_release_needs_prometheus_and_rising_steps() -> None:
+    router = "environments:\n  production:\n    flags: {analysis: {}}\n"
+    falling = (
+        "environments:\n  production:\n    flags:\n      steps: [50, 10]\n"
+        "      analysis: {provider: prometheus, prometheus: {url: 'http://p', "
+        "requests: r, errors: e}}\n"
+    )
+    assert "router cannot tell them apart" in _error(router).message
+    assert "rising percentages" in _error(falling).message

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from conveyor.cli.output import OutputFormat, OutputOption, console, emit_json, err_console
 from conveyor.cli.project import SpecOption
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, ExitCode
 
 if TYPE_CHECKING:
     from conveyor.flags.evaluate import Evaluation
@@ -137,6 +137,38 @@ def flags_rollout(
     with _ledger(spec, environment) as ledger:
         record = ledger.rollout(environment, name, percent, stickiness=stickiness, actor=_actor())
     _report(record, output)
+
+
+@flags_app.command("release")
+def flags_release(
+    environment: Annotated[str, EnvArgument],
+    name: Annotated[str, NameArgument],
+    spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+) -> None:
+    """Roll a flag out step by step (environments.ENV.flags.steps), each step judged by the
+    release judge on the service's metrics per flag state; harm turns it off (a kill)."""
+    from conveyor.flags.release import FlagReleaseState
+    from conveyor.service.flag_releases import release_flag
+    from conveyor.service.project import Project
+
+    project = Project.locate(spec)
+    with project.open_store() as store:
+        outcome = release_flag(
+            project,
+            store,
+            environment,
+            name,
+            actor=_actor(),
+            progress=lambda message: err_console.print(f"[dim]·[/] {escape(message)}"),
+        )
+    if output is OutputFormat.JSON:
+        emit_json(outcome)
+    else:
+        console.print(f"{escape(name)} in {escape(environment)}: {outcome.state.value}")
+        console.print(f"  {escape(outcome.reason)}")
+    if outcome.state is not FlagReleaseState.RELEASED:
+        raise typer.Exit(int(ExitCode.PIPELINE_FAILED))
 
 
 @flags_app.command("kill")

@@ -25,7 +25,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from conveyor.spec.strategy import Strategy
+from conveyor.spec.strategy import FlagReleases, Strategy
 from conveyor.spec.types import Duration
 
 ENVIRONMENT_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
@@ -118,6 +118,9 @@ class Environment(_Strict):
     strategy: Strategy | None = Field(
         default=None,
         description="canary, blue_green, rolling or ab; none: shift replica by replica.",
+    )
+    flags: FlagReleases | None = Field(
+        default=None, description="How `conveyor flags release` judges a flag's rollout."
     )
     drain: Duration = Field(
         default=5.0,

@@ -268,3 +268,28 @@ class Strategy(_Strict):
         steps = [CanaryStep(pause=green.preview_duration)] if green.preview_duration else []
         steps.append(CanaryStep(weight=100))
         return Canary(steps=steps, baseline=False, analysis=analysis, bake=green.bake)
+
+
+class FlagReleases(_Strict):
+    """How `conveyor flags release` rolls a flag out: percentages, each judged (on users
+    against off users) before the next; a rollback is the flag's kill switch."""
+
+    steps: list[int] = Field(default_factory=lambda: [10, 50, 100], min_length=1)
+    stickiness: str | None = Field(default=None, description="The context field to bucket on.")
+    analysis: Analysis = Field(
+        description="provider: prometheus, with templates whose {release} is `on` or `off`."
+    )
+
+    @model_validator(mode="after")
+    def _judgeable(self) -> FlagReleases:
+        if any(not 0 < step <= 100 for step in self.steps) or self.steps != sorted(self.steps):
+            raise ValueError("steps are rising percentages within 1..100")
+        if self.analysis.provider is not Provider.PROMETHEUS:
+            raise ValueError(
+                "a flag's users share one release, so the router cannot tell them apart: "
+                "use provider: prometheus with the service's metrics per flag state"
+            )
+        problem = self.analysis.problem()
+        if problem:
+            raise ValueError(f"analysis: {problem}")
+        return self

@@ -1,0 +1,48 @@
+"""`conveyor flags release`: a flag's judged rollout, as conveyor.yml's environment says."""
+
+from __future__ import annotations
+
+from conveyor.errors import ConveyorError
+from conveyor.flags.release import FlagRelease, FlagReleaseOutcome, Progress
+from conveyor.flags.store import FlagLedger
+from conveyor.service.environments import environment_spec
+from conveyor.service.project import Project
+from conveyor.store.store import Store
+
+
+def release_flag(
+    project: Project,
+    store: Store,
+    environment: str,
+    flag: str,
+    *,
+    actor: str,
+    progress: Progress | None = None,
+) -> FlagReleaseOutcome:
+    settings = environment_spec(project, environment).flags
+    if settings is None:
+        raise ConveyorError(
+            f"{environment} has no `flags:` settings to judge a rollout with",
+            hint="set environments.<name>.flags.steps and .analysis (docs/flags.md), or "
+            "use `conveyor flags rollout` for an unjudged percentage",
+        )
+    from conveyor.analysis.providers.prometheus import PrometheusProvider
+
+    analysis = settings.analysis
+    assert analysis.prometheus is not None  # the spec requires it
+    provider = PrometheusProvider(
+        analysis.prometheus, environment, scrape_interval=analysis.interval
+    )
+    ledger = FlagLedger(store.engine)
+    ledger.flag(environment, flag)  # a clear error for an unknown flag, before anything
+    return FlagRelease(
+        ledger,
+        environment,
+        flag,
+        settings.steps,
+        analysis,
+        provider,
+        actor=actor,
+        stickiness=settings.stickiness,
+        progress=progress or (lambda _message: None),
+    ).run()
