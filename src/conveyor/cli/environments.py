@@ -64,8 +64,10 @@ def deploy(
     spec: Annotated[Path | None, SpecOption] = None,
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
-    """Deploy an image to an environment: admission policy, promotion order, rolling
-    replacement gated on readiness, smoke tests (a failure rolls back)."""
+    """Deploy an image to an environment (admission, promotion order, its strategy, smoke).
+
+    Without a strategy traffic moves replica by replica as each is ready; canary, blue_green,
+    rolling and ab follow conveyor.yml. A failed smoke test or judge rolls back."""
     from conveyor.service import environments
     from conveyor.service.runs import default_actor
 
@@ -261,8 +263,10 @@ def env_watch(
     ] = 0,
     spec: Annotated[Path | None, SpecOption] = None,
 ) -> None:
-    """Sample the golden signals continuously into the store, one line per release and
-    interval (Ctrl-C stops). These samples are the time series release analysis reads."""
+    """Sample the golden signals continuously into the store (Ctrl-C stops).
+
+    One line per release and interval; the samples are the time series release analysis
+    reads."""
     from conveyor.service import environments
 
     with opened(spec) as (project, store):
@@ -282,8 +286,9 @@ def env_reconcile(
     environment: Annotated[str, EnvArgument],
     spec: Annotated[Path | None, SpecOption] = None,
 ) -> None:
-    """Bring an environment back to its recorded desired state: finish an interrupted
-    deploy, restart a stopped router or release. Starts nothing twice."""
+    """Bring an environment back to its recorded desired state; starts nothing twice.
+
+    Finishes an interrupted deploy, restarts a stopped router or release."""
     from conveyor.service import environments
 
     with opened(spec) as (project, store):

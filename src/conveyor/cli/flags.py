@@ -146,8 +146,10 @@ def flags_release(
     spec: Annotated[Path | None, SpecOption] = None,
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
-    """Roll a flag out step by step (environments.ENV.flags.steps), each step judged by the
-    release judge on the service's metrics per flag state; harm turns it off (a kill)."""
+    """Roll a flag out step by step, each step judged; harm turns it off (a kill).
+
+    The steps and the analysis come from environments.ENV.flags in conveyor.yml; the judge
+    reads the service's metrics per flag state."""
     from conveyor.flags.release import FlagReleaseState
     from conveyor.service.flag_releases import release_flag
     from conveyor.service.project import Project
