@@ -48,14 +48,29 @@ PAUSED = """\
 """
 
 
+Staging = Callable[..., Project]
+
+
 @pytest.fixture
-def project(tmp_path: Path) -> Iterator[Project]:
-    made = make_project(tmp_path / "p", replicas=1, strategy=CANARY, drain="0.2s")
-    try:
-        yield made
-    finally:
-        with made.open_store() as store:
-            environments.stop_environment(made, store, "staging")
+def staging(tmp_path: Path) -> Iterator[Staging]:
+    """`staging(STRATEGY, replicas=1)`: a project whose staging has that strategy; whatever
+    it runs is stopped at teardown."""
+    made: list[Project] = []
+
+    def open_one(strategy: str, replicas: int = 1) -> Project:
+        folder = tmp_path / f"p{len(made)}"
+        made.append(make_project(folder, replicas=replicas, strategy=strategy, drain="0.2s"))
+        return made[-1]
+
+    yield open_one
+    for project in made:
+        with project.open_store() as store:
+            environments.stop_environment(project, store, "staging")
+
+
+@pytest.fixture
+def project(staging: Staging) -> Project:
+    return staging(CANARY)
 
 
 def deploy(project: Project, image: str) -> DeployOutcome:
@@ -132,31 +147,29 @@ def test_redeploying_a_known_good_digest_skips_the_analysis(
     assert steps and all(step.data["deploy_id"] != outcome.deploy_id for step in steps)
 
 
-def test_a_paused_canary_waits_for_a_person_and_abort_rolls_it_back(tmp_path: Path) -> None:
-    project = make_project(tmp_path / "p", replicas=1, strategy=PAUSED, drain="0.2s")
+def test_a_paused_canary_waits_for_a_person_and_abort_rolls_it_back(
+    tmp_path: Path, staging: Staging
+) -> None:
+    project = staging(PAUSED)
     v1, v2 = build_app(project, tmp_path, "v1"), build_app(project, tmp_path, "v2")
-    try:
-        assert deploy(project, v1).state is DeployState.SUCCEEDED
-        outcomes: list[DeployOutcome] = []
-        worker = threading.Thread(target=lambda: outcomes.append(deploy(project, v2)))
-        worker.start()
+    assert deploy(project, v1).state is DeployState.SUCCEEDED
+    outcomes: list[DeployOutcome] = []
+    worker = threading.Thread(target=lambda: outcomes.append(deploy(project, v2)))
+    worker.start()
 
-        def paused_at_step_2() -> bool:
-            with project.open_store() as store:
-                status = release_status(project, store, "staging")
-            return status.in_progress and status.progress.get("step") == 1
+    def paused_at_step_2() -> bool:
+        with project.open_store() as store:
+            status = release_status(project, store, "staging")
+        return status.in_progress and status.progress.get("step") == 1
 
-        wait_until(paused_at_step_2, "the canary to reach its pause")
-        time.sleep(1.0)
-        assert worker.is_alive()  # it waits for a person
-        with project.open_store() as store:
-            send_command(project, store, "staging", "abort", "reviewer")
-        worker.join(timeout=30)
-        assert outcomes and outcomes[0].state is DeployState.ROLLED_BACK
-        assert "aborted by reviewer" in (outcomes[0].reason or "")
-    finally:
-        with project.open_store() as store:
-            environments.stop_environment(project, store, "staging")
+    wait_until(paused_at_step_2, "the canary to reach its pause")
+    time.sleep(1.0)
+    assert worker.is_alive()  # it waits for a person
+    with project.open_store() as store:
+        send_command(project, store, "staging", "abort", "reviewer")
+    worker.join(timeout=30)
+    assert outcomes and outcomes[0].state is DeployState.ROLLED_BACK
+    assert "aborted by reviewer" in (outcomes[0].reason or "")
 
 
 def test_commands_need_a_release_in_progress(project: Project) -> None:
@@ -174,28 +187,24 @@ BLUE_GREEN = """\
 """
 
 
-def test_blue_green_previews_pinned_then_switches_at_once(tmp_path: Path) -> None:
-    project = make_project(tmp_path / "p", replicas=1, strategy=BLUE_GREEN, drain="0.2s")
+def test_blue_green_previews_pinned_then_switches_at_once(tmp_path: Path, staging: Staging) -> None:
+    project = staging(BLUE_GREEN)
     v1, v2 = build_app(project, tmp_path, "v1"), build_app(project, tmp_path, "v2")
-    try:
-        assert deploy(project, v1).state is DeployState.SUCCEEDED
-        with Load(url_of(project)) as load:
-            outcome = deploy(project, v2)
-            after = time.monotonic()
-            time.sleep(0.5)
-        assert outcome.state is DeployState.SUCCEEDED, outcome.reason
-        assert load.failures() == []
-        assert load.versions_since(after + 0.2) == {"v2"}
-        with project.open_store() as store:
-            shifts = store.deploys.events("staging", (EventKind.TRAFFIC_SHIFTED,))
-        weights = [event.data["weights"] for event in shifts if event.data["deploy_id"] == 2]
-        green = release_name("staging", *v2.split("@"))
-        # No share in between: the preview had none, then all of the traffic.
-        assert {w.get(green, 0) for w in weights} <= {0, 100}
-        assert weights[-1][green] == 100
-    finally:
-        with project.open_store() as store:
-            environments.stop_environment(project, store, "staging")
+    assert deploy(project, v1).state is DeployState.SUCCEEDED
+    with Load(url_of(project)) as load:
+        outcome = deploy(project, v2)
+        after = time.monotonic()
+        time.sleep(0.5)
+    assert outcome.state is DeployState.SUCCEEDED, outcome.reason
+    assert load.failures() == []
+    assert load.versions_since(after + 0.2) == {"v2"}
+    with project.open_store() as store:
+        shifts = store.deploys.events("staging", (EventKind.TRAFFIC_SHIFTED,))
+    weights = [event.data["weights"] for event in shifts if event.data["deploy_id"] == 2]
+    green = release_name("staging", *v2.split("@"))
+    # No share in between: the preview had none, then all of the traffic.
+    assert {w.get(green, 0) for w in weights} <= {0, 100}
+    assert weights[-1][green] == 100
 
 
 AB_TEST = """\
@@ -207,35 +216,31 @@ AB_TEST = """\
 
 
 def test_an_ab_test_sends_matching_requests_to_the_new_version_until_promoted(
-    tmp_path: Path,
+    tmp_path: Path, staging: Staging
 ) -> None:
-    project = make_project(tmp_path / "p", replicas=1, strategy=AB_TEST, drain="0.2s")
+    project = staging(AB_TEST)
     v1, v2 = build_app(project, tmp_path, "v1"), build_app(project, tmp_path, "v2")
-    try:
-        assert deploy(project, v1).state is DeployState.SUCCEEDED
-        outcomes: list[DeployOutcome] = []
-        worker = threading.Thread(target=lambda: outcomes.append(deploy(project, v2)))
-        worker.start()
+    assert deploy(project, v1).state is DeployState.SUCCEEDED
+    outcomes: list[DeployOutcome] = []
+    worker = threading.Thread(target=lambda: outcomes.append(deploy(project, v2)))
+    worker.start()
 
-        def testing() -> bool:
-            with project.open_store() as store:
-                status = release_status(project, store, "staging")
-            return status.in_progress and status.progress.get("step") == 0
-
-        wait_until(testing, "the A/B test to start")
-        url = url_of(project)
-        beta = {httpx.get(url, headers={"X-Beta": "yes"}).text for _ in range(20)}
-        others = {httpx.get(url, headers={"X-Beta": "no"}).text for _ in range(20)}
-        assert (beta, others) == ({"v2"}, {"v1"})
-
+    def testing() -> bool:
         with project.open_store() as store:
-            send_command(project, store, "staging", "promote", "product-owner")
-        worker.join(timeout=30)
-        assert outcomes and outcomes[0].state is DeployState.SUCCEEDED
-        assert {httpx.get(url).text for _ in range(20)} == {"v2"}
-    finally:
-        with project.open_store() as store:
-            environments.stop_environment(project, store, "staging")
+            status = release_status(project, store, "staging")
+        return status.in_progress and status.progress.get("step") == 0
+
+    wait_until(testing, "the A/B test to start")
+    url = url_of(project)
+    beta = {httpx.get(url, headers={"X-Beta": "yes"}).text for _ in range(20)}
+    others = {httpx.get(url, headers={"X-Beta": "no"}).text for _ in range(20)}
+    assert (beta, others) == ({"v2"}, {"v1"})
+
+    with project.open_store() as store:
+        send_command(project, store, "staging", "promote", "product-owner")
+    worker.join(timeout=30)
+    assert outcomes and outcomes[0].state is DeployState.SUCCEEDED
+    assert {httpx.get(url).text for _ in range(20)} == {"v2"}
 
 
 ROLLING = """\
@@ -244,32 +249,28 @@ ROLLING = """\
 
 
 def test_a_rolling_deploy_stays_within_its_surge_and_unavailability_limits(
-    tmp_path: Path,
+    tmp_path: Path, staging: Staging
 ) -> None:
-    project = make_project(tmp_path / "p", replicas=3, strategy=ROLLING, drain="0.2s")
+    project = staging(ROLLING, replicas=3)
     v1, v2 = build_app(project, tmp_path, "v1"), build_app(project, tmp_path, "v2")
-    try:
-        assert deploy(project, v1).state is DeployState.SUCCEEDED
-        with Load(url_of(project)) as load:
-            outcome = deploy(project, v2)
-            after = time.monotonic()
-            time.sleep(0.5)
-        assert outcome.state is DeployState.SUCCEEDED, outcome.reason
-        assert load.failures() == []
-        assert load.versions_since(after + 0.2) == {"v2"}
-        with project.open_store() as store:
-            shifts = store.deploys.events("staging", (EventKind.TRAFFIC_SHIFTED,))
-        counts = [
-            tuple(int(n) for n in re.findall(r"(\d+) (?:new|old)", event.data["why"]))
-            for event in shifts
-            if event.data["why"].startswith("rolling:")
-        ]
-        assert counts[-1] == (3, 0)
-        assert len(counts) == 6  # three added, three removed, one at a time
-        assert all(3 <= new + old <= 4 for new, old in counts)  # replicas 3, surge 1
-    finally:
-        with project.open_store() as store:
-            environments.stop_environment(project, store, "staging")
+    assert deploy(project, v1).state is DeployState.SUCCEEDED
+    with Load(url_of(project)) as load:
+        outcome = deploy(project, v2)
+        after = time.monotonic()
+        time.sleep(0.5)
+    assert outcome.state is DeployState.SUCCEEDED, outcome.reason
+    assert load.failures() == []
+    assert load.versions_since(after + 0.2) == {"v2"}
+    with project.open_store() as store:
+        shifts = store.deploys.events("staging", (EventKind.TRAFFIC_SHIFTED,))
+    counts = [
+        tuple(int(n) for n in re.findall(r"(\d+) (?:new|old)", event.data["why"]))
+        for event in shifts
+        if event.data["why"].startswith("rolling:")
+    ]
+    assert counts[-1] == (3, 0)
+    assert len(counts) == 6  # three added, three removed, one at a time
+    assert all(3 <= new + old <= 4 for new, old in counts)  # replicas 3, surge 1
 
 
 KILLABLE = """\
@@ -285,40 +286,36 @@ KILLABLE = """\
 
 
 def test_a_canary_whose_controller_is_killed_is_resumed_at_its_step(
-    tmp_path: Path, start_cli: Callable[..., CliProcess]
+    tmp_path: Path, staging: Staging, start_cli: Callable[..., CliProcess]
 ) -> None:
-    project = make_project(tmp_path / "p", replicas=1, strategy=KILLABLE, drain="0.2s")
+    project = staging(KILLABLE)
     v1, v2 = build_app(project, tmp_path, "v1"), build_app(project, tmp_path, "v2")
-    try:
-        assert deploy(project, v1).state is DeployState.SUCCEEDED
-        control = start_cli(["deploy", "staging", v2], project.directory)
+    assert deploy(project, v1).state is DeployState.SUCCEEDED
+    control = start_cli(["deploy", "staging", v2], project.directory)
 
-        def pausing() -> bool:
-            with project.open_store() as store:
-                status = release_status(project, store, "staging")
-            return status.in_progress and status.progress.get("step") == 1
+    def pausing() -> bool:
+        with project.open_store() as store:
+            status = release_status(project, store, "staging")
+        return status.in_progress and status.progress.get("step") == 1
 
-        wait_until(pausing, "the canary to reach its pause")
-        control.kill_group()  # SIGKILL: the router and the releases carry on
-        control.finish()
-        with Load(url_of(project)) as load:
-            time.sleep(1.0)
-            assert {"v1", "v2"} <= load.versions_since(0.0)  # the canary keeps its share
-            result = run_cli(["env", "reconcile", "staging"], project.directory)
-        assert result.exit_code == 0, result.stderr
-        assert load.failures() == []
-        with project.open_store() as store:
-            [record] = store.deploys.deploys("staging", None)[-1:]
-            steps = [
-                e.data["step"]
-                for e in store.deploys.events("staging", (EventKind.RELEASE_STEP,))
-                if e.data["deploy_id"] == record.id
-            ]
-        assert record.state is DeployState.SUCCEEDED
-        assert steps == [0, 1, 1, 2, 3]  # resumed at the pause, not from the start
-        baseline = release_name("staging", *v1.split("@")) + "-baseline"
-        runtime = ProcessRuntime(project.state_dir / "runtime", image_store(project))
-        assert baseline not in runtime.releases()  # stopped once promoted, never doubled
-    finally:
-        with project.open_store() as store:
-            environments.stop_environment(project, store, "staging")
+    wait_until(pausing, "the canary to reach its pause")
+    control.kill_group()  # SIGKILL: the router and the releases carry on
+    control.finish()
+    with Load(url_of(project)) as load:
+        time.sleep(1.0)
+        assert {"v1", "v2"} <= load.versions_since(0.0)  # the canary keeps its share
+        result = run_cli(["env", "reconcile", "staging"], project.directory)
+    assert result.exit_code == 0, result.stderr
+    assert load.failures() == []
+    with project.open_store() as store:
+        [record] = store.deploys.deploys("staging", None)[-1:]
+        steps = [
+            e.data["step"]
+            for e in store.deploys.events("staging", (EventKind.RELEASE_STEP,))
+            if e.data["deploy_id"] == record.id
+        ]
+    assert record.state is DeployState.SUCCEEDED
+    assert steps == [0, 1, 1, 2, 3]  # resumed at the pause, not from the start
+    baseline = release_name("staging", *v1.split("@")) + "-baseline"
+    runtime = ProcessRuntime(project.state_dir / "runtime", image_store(project))
+    assert baseline not in runtime.releases()  # stopped once promoted, never doubled
