@@ -226,5 +226,3 @@ class Pipeline(StrictModel):
     environments: dict[EnvironmentName, Environment] = Field(
         default_factory=dict, description="Where releases run: runtime, router, smoke tests."
     )
-    # Reserved for the delivery issues; accepted and kept, not yet interpreted.
-    release: dict[str, Any] | None = Field(default=None, description="Reserved: release strategy.")
