@@ -117,18 +117,32 @@ def _increase(older: SignalSample, newer: SignalSample) -> Increase:
         )
     if newer.ts <= older.ts:
         raise ValueError(f"the newer sample ({newer.ts}) must follow the older ({older.ts})")
-    before, after = older.signals, newer.signals
+    gained = counter_increase(older.signals, newer.signals)
+    return Increase(
+        requests=gained.requests,
+        responses_4xx=gained.responses_4xx,
+        responses_5xx=gained.responses_5xx,
+        latency_buckets=gained.latency_buckets,
+        cpu_seconds=_cpu_increase(older.saturation, newer.saturation),
+    )
+
+
+def counter_increase(before: ReleaseSignals, after: ReleaseSignals) -> ReleaseSignals:
+    """What the cumulative counters gained from `before` to `after`. A router restart
+    (any counter went down) makes `after` the whole increase, as Prometheus' rate() does."""
     if router_restarted(before, after):
         before = ReleaseSignals(after.release_id, 0, 0, 0, 0)
-    return Increase(
+    return ReleaseSignals(
+        release_id=after.release_id,
         requests=after.requests - before.requests,
         responses_4xx=after.responses_4xx - before.responses_4xx,
         responses_5xx=after.responses_5xx - before.responses_5xx,
+        connect_failures=after.connect_failures - before.connect_failures,
         latency_buckets={
             bound: count - before.latency_buckets.get(bound, 0)
             for bound, count in after.latency_buckets.items()
         },
-        cpu_seconds=_cpu_increase(older.saturation, newer.saturation),
+        latency_sum=after.latency_sum - before.latency_sum,
     )
 
 

@@ -20,7 +20,6 @@ import bisect
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 from conveyor.analysis.model import Absolute, Counts
 from conveyor.analysis.providers.base import Reading
@@ -28,20 +27,10 @@ from conveyor.deploy.model import ReleaseSignals, Saturation, SignalSample
 from conveyor.deploy.routers.base import Router
 from conveyor.deploy.routers.proxy import LATENCY_BUCKETS
 from conveyor.deploy.runtimes.base import Runtime
-from conveyor.deploy.signals import histogram_quantile, router_restarted
+from conveyor.deploy.signals import counter_increase, histogram_quantile
 from conveyor.errors import ConveyorError
 
 SampleSink = Callable[[list[SignalSample]], None]
-
-
-@dataclass(frozen=True)
-class _Delta:
-    """What one release's cumulative router counters gained over a window."""
-
-    answered: int = 0
-    responses_5xx: int = 0
-    connect_failures: int = 0
-    latency_buckets: dict[float, int] = field(default_factory=dict)
 
 
 class RouterProvider:
@@ -135,34 +124,20 @@ class RouterProvider:
         return None
 
     def _reading(self, older: SignalSample, newer: SignalSample) -> Reading:
-        delta = _delta(older.signals, newer.signals)
+        delta = counter_increase(older.signals, newer.signals)
         seconds = newer.ts - older.ts
         within_bound = delta.latency_buckets.get(self.latency_bound)
         counts = Counts(
-            requests=delta.answered + delta.connect_failures,
+            requests=delta.requests + delta.connect_failures,
             errors=delta.responses_5xx + delta.connect_failures,
-            slow=0 if within_bound is None else max(delta.answered - within_bound, 0),
+            slow=0 if within_bound is None else max(delta.requests - within_bound, 0),
         )
         absolute = Absolute(
-            p99=histogram_quantile(0.99, delta.latency_buckets) if delta.answered else None,
+            p99=histogram_quantile(0.99, delta.latency_buckets) if delta.requests else None,
             cpu_percent=_cpu_percent(older.saturation, newer.saturation, seconds),
             memory_bytes=newer.saturation.memory_bytes if newer.saturation else None,
         )
         return Reading(counts=counts, absolute=absolute, seconds=seconds)
-
-
-def _delta(before: ReleaseSignals, after: ReleaseSignals) -> _Delta:
-    if router_restarted(before, after):
-        before = ReleaseSignals(after.release_id, 0, 0, 0, 0)
-    return _Delta(
-        answered=after.requests - before.requests,
-        responses_5xx=after.responses_5xx - before.responses_5xx,
-        connect_failures=after.connect_failures - before.connect_failures,
-        latency_buckets={
-            bound: count - before.latency_buckets.get(bound, 0)
-            for bound, count in after.latency_buckets.items()
-        },
-    )
 
 
 def _cpu_percent(
