@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from conveyor import __version__
 from conveyor.cli import (
+    audit,
     demo,
     environments,
     flags,
@@ -79,6 +80,7 @@ vulndb.register(app)
 environments.register(app)
 releases.register(app)
 flags.register(app)
+audit.register(app)
 demo.register(app)
 
 

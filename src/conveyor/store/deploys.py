@@ -324,9 +324,7 @@ class DeployLedger:
         with write_transaction(self.engine) as conn:
             data = {"environment": environment, "deploy_id": deploy_id, "command": command}
             row = event_log.event_row(EventKind.RELEASE_COMMAND, now, actor=actor, data=data)
-            result = conn.execute(sa.insert(events).values(row))
-            assert result.inserted_primary_key is not None
-            return int(result.inserted_primary_key[0])
+            return event_log.append_one(conn, row)
 
     def commands(self, deploy_id: int, after_id: int = 0) -> list[EventRecord]:
         """Commands sent to this deploy, oldest first, with event ids above `after_id`."""

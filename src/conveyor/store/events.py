@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from conveyor.store import audit
 from conveyor.store.records import EventKind, EventRecord
 from conveyor.store.schema import events
 
@@ -41,9 +42,24 @@ def event_row(
 
 
 def append(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Append events built by `event_row`, in order, inside the caller's transaction."""
-    if rows:
-        conn.execute(sa.insert(events), list(rows))
+    """Append events built by `event_row`, in order, inside the caller's transaction;
+    decisions (deploys, rollbacks, gates, flag changes) are chained into the audit log."""
+    if not any(audit.is_audited(row) for row in rows):
+        if rows:
+            conn.execute(sa.insert(events), list(rows))
+        return
+    for row in rows:
+        append_one(conn, row)
+
+
+def append_one(conn: sa.Connection, row: dict[str, Any]) -> int:
+    """Append one event; returns its id."""
+    inserted = conn.execute(sa.insert(events).values(row)).inserted_primary_key
+    assert inserted is not None
+    event_id = int(inserted[0])
+    if audit.is_audited(row):
+        audit.record(conn, event_id, row)
+    return event_id
 
 
 def select(

@@ -193,3 +193,19 @@ flags = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
 )
+
+# The audit log: a hash chain over the events that record decisions (gates, deploys,
+# rollbacks, release commands, flag changes). Each entry commits to its event's content
+# and to the entry before it, so an edited or deleted event or entry breaks the chain.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.Integer, nullable=False, unique=True),
+    sa.Column("ts", Timestamp, nullable=False),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("actor", sa.String),
+    sa.Column("event_digest", sa.String, nullable=False),
+    sa.Column("prev_hash", sa.String, nullable=False),
+    sa.Column("hash", sa.String, nullable=False),
+)

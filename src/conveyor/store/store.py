@@ -15,7 +15,7 @@ from typing import Any, Self
 import sqlalchemy as sa
 
 from conveyor.states import JobState, RunState
-from conveyor.store import cache, locks, reports, runs
+from conveyor.store import audit, cache, locks, reports, runs
 from conveyor.store import events as event_log
 from conveyor.store.blobs import BlobStore
 from conveyor.store.db import default_url, open_engine, read_transaction, write_transaction
@@ -219,6 +219,16 @@ class Store:
                 summary=summary,
                 now=time.time(),
             )
+
+    # The audit log (store/audit.py)
+
+    def audit_entries(self, last: int | None = None) -> list[audit.AuditEntry]:
+        with read_transaction(self.engine) as conn:
+            return audit.entries(conn, last)
+
+    def audit_verify(self, expected_head: str | None = None) -> list[audit.Problem]:
+        with read_transaction(self.engine) as conn:
+            return audit.verify(conn, expected_head)
 
     def reports(self, run_id: int, kind: str | None = None) -> list[ReportRecord]:
         with read_transaction(self.engine) as conn:

@@ -1,0 +1,149 @@
+"""The audit log: a SHA-256 hash chain over the events that record decisions.
+
+Every audited event gets, in the same transaction, an entry holding the digest of the
+event's content and the hash of the previous entry. `verify` recomputes both, so editing
+or deleting an audited event, or editing, deleting or reordering entries, is found.
+Deleting the newest entries together with their events leaves a shorter valid chain: keep
+the head (`head()`, `conveyor audit head`) somewhere else and verify against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from conveyor.store.records import EventKind
+from conveyor.store.schema import audit_log, events
+
+GENESIS = "0" * 64
+AUDITED = frozenset(
+    {
+        EventKind.DEPLOY_STARTED.value,
+        EventKind.DEPLOY_FINISHED.value,
+        EventKind.ROLLBACK.value,
+        EventKind.RELEASE_COMMAND.value,
+        EventKind.FLAG_CHANGED.value,
+        EventKind.FLAG_KILLED.value,
+    }
+)
+GATE_REPORT_PREFIX = "gate"  # report.added events of gate decisions are audited too
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    seq: int
+    event_id: int
+    ts: float
+    kind: str
+    actor: str | None
+    event_digest: str
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    seq: int | None
+    event_id: int | None
+    what: str
+
+
+def is_audited(row: Mapping[str, Any]) -> bool:
+    kind = str(row["kind"])
+    if kind in AUDITED:
+        return True
+    data = row.get("data") or {}
+    return kind == EventKind.REPORT_ADDED.value and str(data.get("kind", "")).startswith(
+        GATE_REPORT_PREFIX
+    )
+
+
+def event_digest(event: Mapping[str, Any]) -> str:
+    """The digest of what an event says (its id included, so it cannot be moved)."""
+    fields = {name: event.get(name) for name in _EVENT_FIELDS}
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def chain_hash(prev_hash: str, seq: int, event_digest_hex: str) -> str:
+    return hashlib.sha256(f"{prev_hash}:{seq}:{event_digest_hex}".encode()).hexdigest()
+
+
+def record(conn: sa.Connection, event_id: int, row: Mapping[str, Any]) -> None:
+    """Chain the event `event_id` (inserted as `row`) into the audit log."""
+    last = conn.execute(
+        sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
+    ).first()
+    seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)
+    digest = event_digest({**row, "id": event_id})
+    conn.execute(
+        sa.insert(audit_log).values(
+            seq=seq,
+            event_id=event_id,
+            ts=row["ts"],
+            kind=row["kind"],
+            actor=row.get("actor"),
+            event_digest=digest,
+            prev_hash=prev,
+            hash=chain_hash(prev, seq, digest),
+        )
+    )
+
+
+def entries(conn: sa.Connection, last: int | None = None) -> list[AuditEntry]:
+    query = sa.select(audit_log).order_by(audit_log.c.seq)
+    rows = [AuditEntry(**dict(row._mapping)) for row in conn.execute(query)]
+    return rows[-last:] if last else rows
+
+
+def head(conn: sa.Connection) -> AuditEntry | None:
+    found = entries(conn, last=1)
+    return found[0] if found else None
+
+
+def verify(conn: sa.Connection, expected_head: str | None = None) -> list[Problem]:
+    """Every way the log and the events disagree; empty when intact."""
+    problems: list[Problem] = []
+    prev, seen_events = GENESIS, set()
+    chain = entries(conn)
+    for index, entry in enumerate(chain, start=1):
+        seen_events.add(entry.event_id)
+        if entry.seq != index:
+            problems.append(Problem(entry.seq, entry.event_id, f"entry {index} is missing"))
+        if entry.prev_hash != prev:
+            problems.append(Problem(entry.seq, entry.event_id, "the chain is broken here"))
+        if entry.hash != chain_hash(entry.prev_hash, entry.seq, entry.event_digest):
+            problems.append(Problem(entry.seq, entry.event_id, "the entry was edited"))
+        prev = entry.hash
+        problems += _event_problem(conn, entry)
+    problems += _unchained_events(conn, seen_events)
+    if expected_head is not None and prev != expected_head:
+        problems.append(Problem(None, None, f"the head is {prev[:16]}, not {expected_head[:16]}"))
+    return problems
+
+
+def _event_problem(conn: sa.Connection, entry: AuditEntry) -> list[Problem]:
+    row = conn.execute(sa.select(events).where(events.c.id == entry.event_id)).first()
+    if row is None:
+        return [Problem(entry.seq, entry.event_id, f"event {entry.event_id} was deleted")]
+    if event_digest(dict(row._mapping)) != entry.event_digest:
+        return [Problem(entry.seq, entry.event_id, f"event {entry.event_id} was edited")]
+    return []
+
+
+def _unchained_events(conn: sa.Connection, chained: set[int]) -> list[Problem]:
+    """Audited events without an entry: inserted behind the store's back."""
+    problems = []
+    for row in conn.execute(sa.select(events).order_by(events.c.id)):
+        mapping = dict(row._mapping)
+        if is_audited(mapping) and mapping["id"] not in chained:
+            problems.append(Problem(None, mapping["id"], f"event {mapping['id']} is not chained"))
+    return problems
+
+
+_EVENT_FIELDS = ("id", "ts", "kind", "run_id", "job_id", "state", "commit_sha", "actor", "data")
