@@ -152,7 +152,7 @@ class CanaryRollout:
 
     def _baseline_share(self) -> Share:
         """The stable version again, as a release of its own beside the canary."""
-        c, record = self.c, self.record
+        c = self.c
         stable = c.target.ledger.release(self.stable.release_id)
         assert stable is not None
         baseline_id = f"{self.stable.release_id}-baseline"
@@ -164,7 +164,6 @@ class CanaryRollout:
             c.target.name, baseline_id, stable.repository, stable.digest, ports
         )
         self.progress["baseline_ports"] = list(ports)
-        del record
         # A version of its own, so pinning the stable version reaches the stable release
         # (and HAProxy's pin rules, keyed by version, stay unambiguous).
         version = f"{self.stable.version}-baseline"
@@ -344,34 +343,20 @@ class CanaryRollout:
         from conveyor.deploy.controller import DeployOutcome
 
         c = self.c
-        started = time.monotonic()
-        routes = routing.table([_weighted(self.stable, 100)])
-        environment = c.environment()
-        c.target.ledger.set_intent(
-            c.target.name,
-            routes=routing.to_json(routes),
-            live=environment.live_release,
-            warm=environment.warm_release,
-            event=EventKind.ROLLBACK,
-            actor="conveyor",
-            data={"from": self.record.release_id, "to": self.stable.release_id, "reason": reason},
-            release_states={self.record.release_id: ReleaseState.FAILED},
-        )
-        c.target.router.set_routes(routes)
-        switched = time.monotonic() - started
+        switched = c.send_back(self.record, _weighted(self.stable, 100), "rolled back", reason)
         c.progress(f"rolled back: all traffic on {self.stable.release_id} in {switched:.3f} s")
         report = {**self._report(), "switch_seconds": round(switched, 3)}
         c.target.ledger.finish_deploy(self.record.id, state, reason)
-        for release_id in (self.record.release_id, *self._baseline_ids()):
-            c.stop_after_drain(release_id)
-            c.target.ledger.set_release_state(c.target.name, release_id, ReleaseState.FAILED)
+        c.stop_after_drain(self.record.release_id)
+        if self.baseline is not None:  # the stable version again: retired, not failed
+            c.stop_after_drain(self.baseline.release_id)
+            c.target.ledger.set_release_state(
+                c.target.name, self.baseline.release_id, ReleaseState.RETIRED
+            )
         self._save(phase="rolled back", **report)
         return DeployOutcome(
             self.record.id, self.record.release_id, state, reason, url, smoke, report
         )
-
-    def _baseline_ids(self) -> list[str]:
-        return [self.baseline.release_id] if self.baseline is not None else []
 
     def _reason(self) -> str:
         if self.decision is None:

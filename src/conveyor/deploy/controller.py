@@ -377,6 +377,32 @@ class ReleaseController:
         self.target.router.set_routes(routes)
         self.progress(f"traffic: {_describe_weights(routes)} ({why})")
 
+    def send_back(
+        self,
+        record: DeployRecord,
+        to: Share | None,
+        why: str,
+        reason: str,
+        event: EventKind = EventKind.ROLLBACK,
+    ) -> float:
+        """All traffic to `to` (the release the deploy started from) at once, whatever
+        changed meanwhile; the deploy's release is marked failed. Returns the seconds the
+        switch took."""
+        started = time.monotonic()
+        environment = self.environment()
+        self.set_traffic(
+            [to] if to else [],
+            record,
+            why,
+            live=environment.live_release,
+            warm=environment.warm_release,
+            states={record.release_id: ReleaseState.FAILED},
+            check_superseded=False,
+            event=event,
+            data={"from": record.release_id, "to": record.previous_release, "reason": reason},
+        )
+        return time.monotonic() - started
+
     def environment(self) -> EnvironmentRecord:
         ledger = self.target.ledger
         found = ledger.environment(self.target.name)

@@ -16,7 +16,7 @@ from conveyor.deploy.model import ReleaseSpec, ReplicaState
 from conveyor.deploy.routing import Share, version_of
 from conveyor.deploy.smoke import describe_failures, smoke_passed
 from conveyor.errors import ConveyorError
-from conveyor.states import DeployState, ReleaseState
+from conveyor.states import DeployState
 from conveyor.store.deploys import DeployRecord
 from conveyor.store.records import EventKind
 
@@ -99,7 +99,7 @@ class DirectRollout:
 
         c, record = self.c, self.record
         c.progress(f"deploy failed: {reason}")
-        self._back_to_previous("deploy failed", EventKind.TRAFFIC_SHIFTED, reason)
+        c.send_back(record, self.previous, "deploy failed", reason, EventKind.TRAFFIC_SHIFTED)
         c.target.ledger.finish_deploy(record.id, DeployState.FAILED, reason)
         c.stop_after_drain(record.release_id)
         return DeployOutcome(record.id, record.release_id, DeployState.FAILED, reason, url)
@@ -107,24 +107,6 @@ class DirectRollout:
     def _roll_back(self, reason: str) -> None:
         c, record = self.c, self.record
         c.progress(f"rolling back: {reason}")
-        self._back_to_previous("rolled back", EventKind.ROLLBACK, reason)
+        c.send_back(record, self.previous, "rolled back", reason, EventKind.ROLLBACK)
         c.target.ledger.finish_deploy(record.id, DeployState.ROLLED_BACK, reason)
         c.stop_after_drain(record.release_id)
-
-    def _back_to_previous(self, why: str, event: EventKind, reason: str) -> None:
-        environment = self.c.environment()
-        self.c.set_traffic(
-            [self.previous] if self.previous else [],
-            self.record,
-            why,
-            live=environment.live_release,
-            warm=environment.warm_release,
-            states={self.record.release_id: ReleaseState.FAILED},
-            check_superseded=False,
-            event=event,
-            data={
-                "from": self.record.release_id,
-                "to": self.record.previous_release,
-                "reason": reason,
-            },
-        )
