@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from conveyor.errors import ConveyorError, NotFoundError
 from conveyor.service.images import image_store, parse_ref, resolve, verify_image
 from conveyor.service.project import Project
 from conveyor.spec.environments import Environment, RouterName, RuntimeName
+from conveyor.spec.images import ImagesConfig
 from conveyor.spec.strategy import Analysis, Provider
 from conveyor.states import DeployState, ReleaseState
 from conveyor.store.deploys import DeployRecord, HistoryEntry
@@ -49,8 +50,12 @@ def environments_of(project: Project) -> dict[str, Environment]:
     return dict(load_pipeline(project.spec_path).pipeline.environments)
 
 
-def environment_spec(project: Project, name: str) -> Environment:
-    environments = environments_of(project)
+def environment_spec(
+    project: Project, name: str, environments: Mapping[str, Environment] | None = None
+) -> Environment:
+    """The environment `name` of conveyor.yml (or of `environments`, already loaded)."""
+    if environments is None:
+        environments = environments_of(project)
     if name not in environments:
         known = ", ".join(environments) or "none"
         raise NotFoundError(
@@ -115,9 +120,13 @@ def make_provider(
 
 
 def controller(
-    project: Project, store: Store, name: str, progress: Progress | None = None
+    project: Project,
+    store: Store,
+    name: str,
+    progress: Progress | None = None,
+    spec: Environment | None = None,
 ) -> ReleaseController:
-    spec = environment_spec(project, name)
+    spec = spec or environment_spec(project, name)
     secrets = load_secrets(spec.secrets, root=project.directory, environ=os.environ)
     runtime = make_runtime(project, spec)
     router = make_router(project, name, spec, store)
@@ -150,7 +159,10 @@ def deploy(
     progress: Progress | None = None,
 ) -> DeployOutcome:
     """Deploy `image` (repository@digest or repository:tag) to environment `name`."""
-    spec = environment_spec(project, name)
+    from conveyor.spec.loader import load_pipeline
+
+    pipeline = load_pipeline(project.spec_path).pipeline  # read once for the whole deploy
+    spec = environment_spec(project, name, pipeline.environments)
     ref = parse_ref(image)
     digest = resolve(image_store(project), ref)
     if spec.after is not None and not store.deploys.succeeded_digest(spec.after, digest):
@@ -159,17 +171,17 @@ def deploy(
             f"{name} comes after {spec.after}",
             hint=f"`conveyor deploy {spec.after} {ref.name}@{digest}` first",
         )
-    _admit(project, ref.name, digest)
-    return controller(project, store, name, progress).deploy(ref.name, digest, actor, run_id)
+    _admit(project, pipeline.images, ref.name, digest)
+    control = controller(project, store, name, progress, spec)
+    return control.deploy(ref.name, digest, actor, run_id)
 
 
-def _admit(project: Project, repository: str, digest: str) -> None:
-    from conveyor.service.images import images_config
+def _admit(project: Project, config: ImagesConfig, repository: str, digest: str) -> None:
     from conveyor.supply.oci.model import ImageRef
 
-    if images_config(project).admission is None:
+    if config.admission is None:
         return  # no policy in conveyor.yml: nothing to enforce (docs/images.md)
-    _, decision = verify_image(project, ImageRef(name=repository, digest=digest))
+    _, decision = verify_image(project, ImageRef(name=repository, digest=digest), config)
     if not decision.admitted:
         reasons = "; ".join(f"{c.name}: {c.detail}" for c in decision.failed)
         raise ConveyorError(
@@ -238,13 +250,13 @@ def list_environments(project: Project, store: Store) -> list[EnvironmentView]:
 
 def environment_status(project: Project, store: Store, name: str) -> EnvironmentView:
     """Live: the router's weights, each release's replicas, golden signals over ~1 s."""
-    environment_spec(project, name)
+    spec = environment_spec(project, name)
     record = store.deploys.environment(name)
     if record is None:
         raise NotFoundError(
             f"{name} has never been deployed", hint=f"`conveyor deploy {name} IMAGE` first"
         )
-    control = controller(project, store, name)
+    control = controller(project, store, name, spec=spec)
     target = control.target
     control.import_replica_events()
     rates = _current_rates(control)
@@ -304,10 +316,10 @@ def watch(
     project: Project, store: Store, name: str, interval: float
 ) -> Iterator[dict[str, SignalRates]]:
     """Sample every `interval` seconds, for ever; yields each window's rates per release."""
-    environment_spec(project, name)
+    spec = environment_spec(project, name)
     if store.deploys.environment(name) is None:
         raise NotFoundError(f"{name} has never been deployed")
-    control = controller(project, store, name)
+    control = controller(project, store, name, spec=spec)
     before = {s.release_id: s for s in _sample(control)}
     while True:
         time.sleep(interval)
@@ -323,10 +335,10 @@ def history(project: Project, store: Store, name: str) -> list[HistoryEntry]:
 
 def metrics(project: Project, store: Store, name: str) -> bytes:
     """The environment's golden signals in the Prometheus text format (a fresh sample)."""
-    environment_spec(project, name)
+    spec = environment_spec(project, name)
     if store.deploys.environment(name) is None:
         return exposition(name, [])  # never deployed: no router to ask
-    return exposition(name, _sample(controller(project, store, name)))
+    return exposition(name, _sample(controller(project, store, name, spec=spec)))
 
 
 def reconcile(
@@ -336,10 +348,10 @@ def reconcile(
 
 
 def stop_environment(project: Project, store: Store, name: str) -> list[str]:
-    environment_spec(project, name)
+    spec = environment_spec(project, name)
     if store.deploys.environment(name) is None:
         return []  # never deployed: nothing runs
-    return controller(project, store, name).stop_all()
+    return controller(project, store, name, spec=spec).stop_all()
 
 
 def state_path(project: Project, name: str) -> Path:

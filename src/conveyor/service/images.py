@@ -110,9 +110,12 @@ def inspect_image(store: LayoutStore, ref: ImageRef) -> dict[str, Any]:
     }
 
 
-def verify_image(project: Project, ref: ImageRef) -> tuple[str, AdmissionDecision]:
-    """Run the admission policy of conveyor.yml (`images.admission`) on an image."""
-    config = images_config(project)
+def verify_image(
+    project: Project, ref: ImageRef, config: ImagesConfig | None = None
+) -> tuple[str, AdmissionDecision]:
+    """Run the admission policy of conveyor.yml (`images.admission`, or `config` when the
+    caller has it loaded) on an image."""
+    config = config or images_config(project)
     if config.admission is None:
         raise ConveyorError(
             "conveyor.yml has no admission policy (images.admission)",
