@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -334,11 +334,11 @@ class DeployLedger:
                 .where(
                     events.c.kind == EventKind.RELEASE_COMMAND.value,
                     events.c.id > after_id,
+                    events.c.data["deploy_id"].as_integer() == deploy_id,
                 )
                 .order_by(events.c.id)
             )
-            found = [event_log.event_from_row(row._mapping) for row in conn.execute(query)]
-        return [event for event in found if event.data.get("deploy_id") == deploy_id]
+            return [event_log.event_from_row(row._mapping) for row in conn.execute(query)]
 
     def deploy(self, deploy_id: int) -> DeployRecord:
         with read_transaction(self.engine) as conn:
@@ -375,9 +375,15 @@ class DeployLedger:
     def events(self, environment: str, kinds: Sequence[EventKind] = ()) -> list[EventRecord]:
         wanted = [kind.value for kind in kinds] or [kind.value for kind in _ENVIRONMENT_EVENTS]
         with read_transaction(self.engine) as conn:
-            query = sa.select(events).where(events.c.kind.in_(wanted)).order_by(events.c.id)
-            found = [event_log.event_from_row(row._mapping) for row in conn.execute(query)]
-        return [event for event in found if event.data.get("environment") == environment]
+            query = (
+                sa.select(events)
+                .where(
+                    events.c.kind.in_(wanted),
+                    events.c.data["environment"].as_string() == environment,
+                )
+                .order_by(events.c.id)
+            )
+            return [event_log.event_from_row(row._mapping) for row in conn.execute(query)]
 
     def history(self, environment: str) -> list[HistoryEntry]:
         """Deploys and rollbacks (a flag's kill switch included), oldest first, folded from
@@ -593,17 +599,11 @@ def _started_entry(environment: str, event: EventRecord) -> HistoryEntry:
 
 
 def _finished_entry(entry: HistoryEntry, event: EventRecord) -> HistoryEntry:
-    return HistoryEntry(
-        kind=entry.kind,
-        environment=entry.environment,
-        release_id=entry.release_id,
-        digest=entry.digest,
-        actor=entry.actor,
-        started_at=entry.started_at,
+    return replace(
+        entry,
         finished_at=event.ts,
         result=event.state or DeployState.FAILED.value,
         reason=event.data.get("reason"),
-        deploy_id=entry.deploy_id,
     )
 
 
