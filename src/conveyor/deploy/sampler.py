@@ -8,7 +8,7 @@ progressive delivery reads these series.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -23,21 +23,40 @@ def take_sample(
     environment: str, router: Router, runtime: Runtime, ledger: DeployLedger
 ) -> list[SignalSample]:
     """One sample of every release the router knows, recorded in the store."""
-    now = time.time()
-    weights = {backend.release_id: backend.weight for backend in router.routes().backends}
-    signals = {signal.release_id: signal for signal in router.signals()}
     running = set(runtime.releases())
-    samples = []
-    for release_id in sorted(set(weights) | set(signals)):
-        counters = signals.get(release_id) or ReleaseSignals(release_id, 0, 0, 0, 0)
-        saturation = _saturation(runtime, release_id) if release_id in running else None
-        samples.append(
-            SignalSample(
-                environment, release_id, now, counters, saturation, weights.get(release_id, 0)
-            )
-        )
+
+    def saturation_of(release_id: str) -> Saturation | None:
+        return saturation_or_none(runtime, release_id) if release_id in running else None
+
+    samples = read_samples(environment, router, saturation_of)
     ledger.add_samples([to_row(sample) for sample in samples])
     return samples
+
+
+def read_samples(
+    environment: str,
+    router: Router,
+    saturation_of: Callable[[str], Saturation | None],
+    releases: Sequence[str] | None = None,
+    now: float | None = None,
+) -> list[SignalSample]:
+    """One sample per release (default: every release the router routes or counts): its
+    cumulative counters (zeros if the router has none yet), weight and saturation."""
+    ts = time.time() if now is None else now
+    weights = {backend.release_id: backend.weight for backend in router.routes().backends}
+    signals = {signal.release_id: signal for signal in router.signals()}
+    names = sorted(set(weights) | set(signals)) if releases is None else list(releases)
+    return [
+        SignalSample(
+            environment,
+            release_id,
+            ts,
+            signals.get(release_id) or ReleaseSignals(release_id, 0, 0, 0, 0),
+            saturation_of(release_id),
+            weights.get(release_id, 0),
+        )
+        for release_id in names
+    ]
 
 
 def stored_samples(
@@ -70,7 +89,7 @@ def from_row(row: SampleRow) -> SignalSample:
     return SignalSample(row.environment, row.release_id, row.ts, signals, saturation, row.weight)
 
 
-def _saturation(runtime: Runtime, release_id: str) -> Saturation | None:
+def saturation_or_none(runtime: Runtime, release_id: str) -> Saturation | None:
     try:
         return runtime.saturation(release_id)
     except (ConveyorError, OSError):  # the release stopped between the two reads

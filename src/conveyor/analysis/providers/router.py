@@ -17,16 +17,16 @@ reading is then the whole increase, as in Prometheus' `increase()`.
 from __future__ import annotations
 
 import bisect
-import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 
 from conveyor.analysis.model import Absolute, Counts
 from conveyor.analysis.providers.base import Reading
-from conveyor.deploy.model import ReleaseSignals, Saturation, SignalSample
+from conveyor.deploy.model import Saturation, SignalSample
 from conveyor.deploy.routers.base import Router
 from conveyor.deploy.routers.proxy import LATENCY_BUCKETS
 from conveyor.deploy.runtimes.base import Runtime
+from conveyor.deploy.sampler import read_samples, saturation_or_none
 from conveyor.deploy.signals import counter_increase, histogram_quantile
 from conveyor.errors import ConveyorError
 
@@ -100,28 +100,16 @@ class RouterProvider:
         return self._bucket_bounds[index]
 
     def _sample(self, releases: Sequence[str]) -> list[SignalSample]:
-        now = self._clock()
-        signals = {signal.release_id: signal for signal in self.router.signals()}
-        weights = {backend.release_id: backend.weight for backend in self.router.routes().backends}
-        samples = [
-            SignalSample(
-                environment=self.environment,
-                release_id=release,
-                ts=now,
-                signals=signals.get(release) or ReleaseSignals(release, 0, 0, 0, 0),
-                saturation=self._saturation(release),
-                weight=weights.get(release, 0),
-            )
-            for release in releases
-        ]
+        samples = read_samples(
+            self.environment,
+            self.router,
+            lambda release: saturation_or_none(self.runtime, release),
+            releases,
+            now=self._clock(),
+        )
         if self._on_sample is not None:
             self._on_sample(samples)
         return samples
-
-    def _saturation(self, release: str) -> Saturation | None:
-        with contextlib.suppress(ConveyorError, OSError):  # not running (any more) here
-            return self.runtime.saturation(release)
-        return None
 
     def _reading(self, older: SignalSample, newer: SignalSample) -> Reading:
         delta = counter_increase(older.signals, newer.signals)
