@@ -11,7 +11,7 @@ import pytest
 
 from conveyor.analysis.model import Absolute, Counts
 from conveyor.analysis.providers.base import Reading
-from conveyor.flags.model import Flag
+from conveyor.flags.model import Flag, RolloutStrategy
 from conveyor.flags.release import FlagRelease, FlagReleaseState
 from conveyor.flags.store import FlagLedger
 from conveyor.spec.strategy import Analysis, OnInconclusive
@@ -36,8 +36,10 @@ class ServiceByFlag:
 
     def read(self) -> Mapping[str, Reading]:
         flag = self.ledger.flag("production", "checkout-v2").flag
-        percentage = flag.strategies[-1].percentage if flag.enabled else 0  # type: ignore[union-attr]
-        on = round(REQUESTS_PER_INTERVAL * percentage / 100)
+        rollout = flag.strategies[-1] if flag.strategies else None
+        rolled_out = isinstance(rollout, RolloutStrategy) and flag.enabled
+        percentage = rollout.percentage if isinstance(rollout, RolloutStrategy) else 0
+        on = round(REQUESTS_PER_INTERVAL * percentage / 100) if rolled_out else 0
         split = {"on": on, "off": REQUESTS_PER_INTERVAL - on}
         return {
             arm: Reading(Counts(n, self._errors(n, self.rates[arm])), Absolute(), 1.0)

@@ -19,6 +19,7 @@ from conveyor.errors import ExitCode
 
 if TYPE_CHECKING:
     from conveyor.deploy.controller import DeployOutcome
+    from conveyor.deploy.model import SignalRates
     from conveyor.service.environments import EnvironmentView
     from conveyor.service.project import Project
     from conveyor.store.store import Store
@@ -200,10 +201,8 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
 
 
-def _saturation(rates: object) -> str:
-    from conveyor.deploy.model import SignalRates
-
-    if not isinstance(rates, SignalRates) or rates.memory_bytes is None:
+def _saturation(rates: SignalRates | None) -> str:
+    if rates is None or rates.memory_bytes is None:
         return "-"
     cpu = f"{rates.cpu_percent:.0f}%" if rates.cpu_percent is not None else "-"
     return f"{cpu} / {rates.memory_bytes / 1e6:.0f} MB / {rates.open_files}"
