@@ -167,7 +167,7 @@ class ReleaseController:
 
         self._generation = self.target.ledger.generation(self.target.name)
         url = self.target.router.ensure_running()
-        release = self.release_spec(record, tuple(ports))
+        release = self.release_spec(record.release_id, record.repository, record.digest, ports)
         previous = self.share_of(record.previous_release, 100)
         self.progress(f"starting {record.release_id} ({self.target.spec.replicas} replicas)")
         canary = self._canary_for(record, previous)
@@ -421,22 +421,24 @@ class ReleaseController:
             release_id, version_of(release.digest), routing.addresses(release.ports), weight
         )
 
-    def release_spec(self, record: DeployRecord, ports: tuple[int, ...]) -> ReleaseSpec:
+    def release_spec(
+        self, release_id: str, repository: str, digest: str, ports: Sequence[int]
+    ) -> ReleaseSpec:
         health = self.target.spec.health
         env = {
             **self.target.replica_env,
             "CONVEYOR_ENVIRONMENT": self.target.name,
-            "CONVEYOR_RELEASE": record.release_id,
-            "CONVEYOR_VERSION": version_of(record.digest),
+            "CONVEYOR_RELEASE": release_id,
+            "CONVEYOR_VERSION": version_of(digest),
         }
         if self.target.data_dir is not None:
             self.target.data_dir.mkdir(parents=True, exist_ok=True)
             env["CONVEYOR_DATA_DIR"] = str(self.target.data_dir)
         return ReleaseSpec(
-            release_id=record.release_id,
-            repository=record.repository,
-            digest=record.digest,
-            ports=ports,
+            release_id=release_id,
+            repository=repository,
+            digest=digest,
+            ports=tuple(ports),
             env=env,
             readiness=_check(health.readiness),
             liveness=_check(health.liveness),
@@ -447,11 +449,8 @@ class ReleaseController:
         release = self.target.ledger.release(release_id)
         if release is None or self._running(release_id):
             return
-        record = DeployRecord(
-            0, self.target.name, release_id, release.repository, release.digest,
-            None, "conveyor", None, DeployState.IN_PROGRESS, None, 0.0, None, None, None,
-        )  # fmt: skip
-        self.target.runtime.start(self.release_spec(record, release.ports))
+        spec = self.release_spec(release_id, release.repository, release.digest, release.ports)
+        self.target.runtime.start(spec)
 
     def _running(self, release_id: str) -> bool:
         return release_id in self.target.runtime.releases()
