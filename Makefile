@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+WAPITI := $(BIN)/wapiti
 # Wheels of the sample service's image dependencies, so the demo builds images offline.
 WHEELHOUSE := $(VENV)/wheelhouse/.filled
 SHOP := examples/shop
@@ -17,8 +18,14 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || \
 	  { echo "python venv is missing: sudo apt-get install python3-venv"; exit 2; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,shop,scanners]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,shop,scanners,verify]'
 	@touch $(STAMP)
+
+# wapiti (the DAST step's scanner) pins its dependencies exactly: its own venv, linked in.
+$(WAPITI): $(STAMP)
+	$(PYTHON) -m venv $(VENV)/tools/wapiti
+	$(VENV)/tools/wapiti/bin/python -m pip install --quiet 'wapiti3>=3.2,<3.3'
+	ln -sf ../tools/wapiti/bin/wapiti $(WAPITI)
 
 $(WHEELHOUSE): $(STAMP) $(SHOP)/requirements.txt
 	$(BIN)/python -m pip download --quiet -d $(VENV)/wheelhouse -r $(SHOP)/requirements.txt
@@ -28,7 +35,8 @@ $(WHEELHOUSE): $(STAMP) $(SHOP)/requirements.txt
 	  -r $(SHOP)/demo-changes/4-dependency-fix/requirements.txt
 	@touch $(WHEELHOUSE)
 
-demo: $(STAMP) $(WHEELHOUSE)
+demo: $(STAMP) $(WAPITI) $(WHEELHOUSE)
+	@scripts/system-packages git chromium
 	$(BIN)/conveyor demo
 
 test: system-packages lint typecheck unit
@@ -44,7 +52,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) $(WHEELHOUSE)
+unit: $(STAMP) $(WAPITI) $(WHEELHOUSE)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)

@@ -2,23 +2,23 @@
 
 It goes through the same service as `conveyor deploy` (admission policy, promotion order,
 rolling replacement gated on readiness, smoke tests with automatic rollback) and records
-the run as the deploy's origin. Never cached: a deploy is a side effect.
+the run as the deploy's origin. Never cached: a deploy is a side effect. To an environment
+with `approval:` it first asks for approval and waits (docs/approvals.md).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import threading
 import time
-from pathlib import Path
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.engine.executors.base import ExecResult
-from conveyor.errors import ConveyorError
 from conveyor.steps.base import SimpleStep, StepContext, failed, passed
-from conveyor.steps.image_steps import built_image
+from conveyor.steps.image_steps import BuiltImage, built_image
+from conveyor.verify.target import project_from_env
 
 
 class DeployParams(BaseModel):
@@ -45,24 +45,57 @@ class DeployStep(SimpleStep):
         assert isinstance(params, DeployParams)
         image = built_image(ctx, params.from_)
         started = time.monotonic()
+        refused = await _approved(ctx, params.environment, image)
+        if refused is not None:
+            return failed(refused, time.monotonic() - started)
         outcome = await asyncio.to_thread(_deploy, ctx, params.environment, image.name)
         if outcome is not None:
             return failed(outcome, time.monotonic() - started)
         return passed(time.monotonic() - started, f"{image.name} serves {params.environment}")
 
 
+async def _approved(ctx: StepContext, environment: str, image: BuiltImage) -> str | None:
+    """Wait for the environment's approval gate, if it has one; returns why the deploy may
+    not go, or None. A cancelled job stops the wait at its next poll."""
+    stop = threading.Event()
+    try:
+        return await asyncio.to_thread(_wait_for_approval, ctx, environment, image, stop)
+    finally:
+        stop.set()
+
+
+def _wait_for_approval(
+    ctx: StepContext, environment: str, image: BuiltImage, stop: threading.Event
+) -> str | None:
+    from conveyor.service.approvals import gate
+
+    project = project_from_env(ctx.env)
+    run_id = ctx.env.get("CONVEYOR_RUN_ID")
+    with project.open_store() as store:
+        outcome = gate(
+            project,
+            store,
+            run_id=int(run_id) if run_id else None,
+            environment=environment,
+            repository=image.repository,
+            digest=image.digest,
+            say=ctx.say,
+            stop=stop,
+        )
+    if outcome is None:
+        return None  # no approval gate
+    if outcome.approved:
+        ctx.say(f"{environment}: {outcome.message}")
+        return None
+    return f"deploy to {environment} {outcome.message}"
+
+
 def _deploy(ctx: StepContext, environment: str, image: str) -> str | None:
     """Deploy; returns why it did not succeed, or None."""
     from conveyor.service import environments
-    from conveyor.service.project import Project
     from conveyor.states import DeployState
 
-    project = Project(
-        directory=Path(_required(ctx, "CONVEYOR_PROJECT_DIR")),
-        spec_path=Path(_required(ctx, "CONVEYOR_SPEC")),
-        state_dir=Path(_required(ctx, "CONVEYOR_STATE_DIR")),
-        database_url=os.environ.get("CONVEYOR_DATABASE_URL") or None,
-    )
+    project = project_from_env(ctx.env)
     run_id = ctx.env.get("CONVEYOR_RUN_ID")
     with project.open_store() as store:
         outcome = environments.deploy(
@@ -78,10 +111,3 @@ def _deploy(ctx: StepContext, environment: str, image: str) -> str | None:
     if outcome.state is DeployState.SUCCEEDED:
         return None
     return f"deploy to {environment} {outcome.state.value}: {outcome.reason}"
-
-
-def _required(ctx: StepContext, name: str) -> str:
-    value = ctx.env.get(name)
-    if not value:
-        raise ConveyorError(f"{ctx.job_id}: {name} is not set")
-    return value
