@@ -1,0 +1,205 @@
+"""The `e2e` step: a project's browser tests (Playwright for Python) against a running staging.
+
+    e2e:
+      needs: [deploy-staging]
+      uses: e2e
+      with: {environment: staging}
+
+`with:` keys:
+- `environment`: an environment of conveyor.yml (its router URL and live release), or
+- `url`: a base URL to test instead (exactly one of the two).
+- `tests`: the directory of the E2E tests, relative to the workspace (default `tests/e2e`).
+- `browser`: the Chromium to run them in, a path or a command (default: `chromium`, else
+  `chromium-browser`, from PATH; the system package `chromium`). Playwright's own
+  browser downloads are not used.
+
+The tests are plain pytest-playwright tests (the `page` fixture; `page.goto("/")` opens
+the target, which is also the `base_url` fixture); they need no conftest of their own.
+They run as `python -m pytest` (the `python` on PATH, with pytest-playwright) in the
+workspace, under the project's pytest configuration. The step always runs, never from
+the cache: what it tests is what is deployed now.
+
+The step passes when every test passes. It fails when the target does not answer (then
+no browser starts), when a test fails (the step names it and says why), and when pytest
+or the browser cannot run, the tests directory is missing, or no test was collected.
+
+For each failed test a screenshot (PNG) and a Playwright trace (zip) are kept under
+`.conveyor-out/<job>/artifacts/` and published as "e2e-artifact" reports; open a trace
+with `playwright show-trace FILE`. The "e2e" report holds the counts, the failures with
+their messages, the slowest tests, the artifacts and the target tested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field, field_validator
+
+from conveyor.engine.executors.base import ExecResult
+from conveyor.findings.junit import TestCase, TestReport, summary_json
+from conveyor.steps.base import StepContext, failed, job_output_dir, passed
+from conveyor.verify.e2e import (
+    Artifact,
+    ArtifactKind,
+    E2eLayout,
+    RunnerFailed,
+    find_browser,
+    run_e2e,
+)
+from conveyor.verify.target import (
+    Target,
+    TargetParams,
+    TargetUnavailable,
+    check_answering,
+    resolve_target,
+)
+
+
+class E2eParams(TargetParams):
+    tests: str = Field(
+        default="tests/e2e",
+        min_length=1,
+        description="The directory of the Playwright (pytest) tests, in the workspace.",
+    )
+    browser: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The Chromium executable (a path or a command on PATH); "
+        "default: chromium or chromium-browser from PATH.",
+    )
+
+    @field_validator("tests")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        if value.startswith("/") or ".." in value.split("/"):
+            raise ValueError("tests must be a directory inside the workspace")
+        return value
+
+
+class E2eStep:
+    name: ClassVar[str] = "e2e"
+    params_model: ClassVar[type[BaseModel]] = E2eParams
+    version: ClassVar[str] = "1"
+
+    def describe(self, params: BaseModel) -> str:
+        return f"{self.name} {params.model_dump_json()}"
+
+    def outputs(self, params: BaseModel) -> list[str]:
+        return []
+
+    async def run(self, params: BaseModel, ctx: StepContext) -> ExecResult:
+        return passed(detail="the E2E tests run in finalize: they test what is deployed now")
+
+    async def finalize(
+        self, params: BaseModel, ctx: StepContext, ran: ExecResult | None
+    ) -> ExecResult:
+        assert isinstance(params, E2eParams)
+        started = time.monotonic()
+        try:
+            target = await asyncio.to_thread(_answering_target, params, ctx)
+        except TargetUnavailable as error:
+            return _fail(ctx, _with_hint(error), started)
+        try:
+            browser = find_browser(ctx, params.browser)
+            ctx.say(f"e2e: {params.tests} against {target.title} in {browser}")
+            layout = E2eLayout(job_output_dir(ctx.workspace, ctx.job_id))
+            run = await run_e2e(
+                ctx, tests=params.tests, url=target.url, browser=browser, layout=layout
+            )
+        except RunnerFailed as error:
+            return _fail(ctx, f"e2e: {error.detail}", started)
+        published = _publish_artifacts(ctx, run.artifacts)
+        ctx.evidence.publish(
+            self.name,
+            json.dumps(_report_json(run.report, target, published)).encode(),
+            {**run.report.totals.as_dict(), "passed": not run.report.failures()},
+        )
+        return _verdict(ctx, run.report, run.artifacts, target, time.monotonic() - started)
+
+
+def _answering_target(params: E2eParams, ctx: StepContext) -> Target:
+    target = resolve_target(params, ctx.env)
+    check_answering(target)
+    return target
+
+
+def _with_hint(error: TargetUnavailable) -> str:
+    return f"e2e: {error.message}" + (f" ({error.hint})" if error.hint else "")
+
+
+def _fail(ctx: StepContext, detail: str, started: float) -> ExecResult:
+    ctx.say(detail)
+    return failed(detail, time.monotonic() - started)
+
+
+def _publish_artifacts(ctx: StepContext, artifacts: list[Artifact]) -> list[dict[str, Any]]:
+    """Each kept file into the blob store; their entries for the "e2e" report."""
+    entries = []
+    for artifact in artifacts:
+        try:
+            content = artifact.path.read_bytes()
+        except OSError as error:
+            ctx.say(f"e2e: the {artifact.kind.value} of {artifact.test} is unreadable: {error}")
+            continue
+        summary = {"test": artifact.test, "kind": artifact.kind.value, "file": artifact.file}
+        digest = ctx.evidence.publish("e2e-artifact", content, {**summary, "bytes": len(content)})
+        entries.append({**summary, "bytes": len(content), "digest": digest})
+    return entries
+
+
+def _report_json(
+    report: TestReport, target: Target, artifacts: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        **summary_json(report),
+        "target": {
+            "url": target.url,
+            "environment": target.environment,
+            "release_id": target.release_id,
+            "digest": target.digest,
+        },
+        "artifacts": artifacts,
+    }
+
+
+def _verdict(
+    ctx: StepContext,
+    report: TestReport,
+    artifacts: list[Artifact],
+    target: Target,
+    duration: float,
+) -> ExecResult:
+    failures = report.failures()
+    for case in failures:
+        ctx.say(f"  ✗ {case.outcome.value} {case.id} at {case.location}: {_what_failed(case)}")
+        for artifact in (a for a in artifacts if a.test == case.id):
+            ctx.say(f"    {artifact.kind.value}: {artifact.file}{_how_to_open(artifact)}")
+    counts = ", ".join(f"{n} {kind}" for kind, n in report.totals.as_dict().items() if n)
+    summary = f"e2e: {counts} against {target.title} in {report.duration:.1f}s"
+    ctx.say(summary)
+    if not failures:
+        return passed(duration, summary)
+    first = failures[0]
+    return failed(
+        f"{summary}; first {first.id} at {first.location}: {_what_failed(first)}", duration
+    )
+
+
+def _what_failed(case: TestCase) -> str:
+    """The failure's first line, and for Playwright's, the first step of its call log,
+    which names the locator: "Locator expected to be visible (Expect "to_be_visible"
+    get_by_text("Free shipping") with timeout 500ms)"."""
+    lines = [line.strip() for line in case.message.splitlines()]
+    calls = lines[lines.index("Call log:") + 1 :] if "Call log:" in lines else []
+    if calls and calls[0]:
+        return f"{case.headline} ({calls[0].lstrip('- ')})"
+    return case.headline
+
+
+def _how_to_open(artifact: Artifact) -> str:
+    if artifact.kind is ArtifactKind.TRACE:
+        return f" (open with `playwright show-trace {artifact.file}`)"
+    return ""
