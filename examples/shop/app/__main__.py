@@ -22,7 +22,8 @@ def main() -> int:
     except ConfigError as error:
         print(f"shop: {error}", file=sys.stderr)
         return 2
-    uvicorn.run(app, host=host, port=int(port_text))
+    # No `server: uvicorn` header: it tells an attacker what to look up.
+    uvicorn.run(app, host=host, port=int(port_text), server_header=False)
     return 0
 
 

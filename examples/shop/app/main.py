@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -17,10 +18,18 @@ from .flags import NEW_CATALOGUE_BANNER, FlagClient, NoFlags, flag_client
 from .metrics import Metrics, MetricsMiddleware
 from .models import ErrorBody, Product, ProductIn
 from .pages import render_catalogue
+from .security import SecurityHeadersMiddleware
 
 TITLE = "Conveyor Shop"
-ProductId = Annotated[int, Path(ge=1, description="The product's id.")]
+SQLITE_MAX_INTEGER = 2**63 - 1  # larger ids cannot be stored, so none can exist
+ProductId = Annotated[int, Path(ge=1, le=SQLITE_MAX_INTEGER, description="The product's id.")]
 NOT_FOUND: dict[int | str, dict[str, object]] = {404: {"model": ErrorBody}}
+# FastAPI answers 400 (not 422) when a request body cannot be decoded at all.
+UNREADABLE_BODY: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorBody, "description": "The body is not JSON."}
+}
+# An optional module of the app package: `router(store) -> APIRouter` adds its routes.
+EXTRA_ROUTES_MODULE = "extra_routes"
 
 
 class Health(BaseModel):
@@ -60,11 +69,14 @@ def create_app(
     _add_product_routes(app, store)
     _add_operational_routes(app, store, metrics, settings.version)
     _add_catalogue_page(app, store, flag_source, settings.version)
+    _add_extra_routes(app, store)
     app.add_middleware(
         FaultMiddleware,
         fault_rate=settings.fault_rate,
         extra_latency_ms=settings.extra_latency_ms,
     )
+    # Outside the faults, so injected errors carry the headers too.
+    app.add_middleware(SecurityHeadersMiddleware)
     # Added last so it is outermost: injected faults and their delay are measured too.
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
     return app
@@ -82,7 +94,12 @@ def _add_product_routes(app: FastAPI, store: ProductStore) -> None:
             raise _not_found(product_id)
         return product
 
-    @app.post("/api/products", tags=["products"], status_code=status.HTTP_201_CREATED)
+    @app.post(
+        "/api/products",
+        tags=["products"],
+        status_code=status.HTTP_201_CREATED,
+        responses=UNREADABLE_BODY,
+    )
     def create_product(product: ProductIn, response: Response) -> Product:
         created = store.add(product)
         response.headers["Location"] = app.url_path_for("get_product", product_id=created.id)
@@ -127,6 +144,18 @@ def _add_catalogue_page(
             context["remoteAddress"] = request.client.host
         banner = flags.is_enabled(NEW_CATALOGUE_BANNER, context, default=False)
         return render_catalogue(store.list_products(), version, banner=banner)
+
+
+def _add_extra_routes(app: FastAPI, store: ProductStore) -> None:
+    """Mount app/extra_routes.py when a deployment (or a test fixture) adds one."""
+    name = f"{__package__}.{EXTRA_ROUTES_MODULE}"
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name != name:  # the module exists but imports something missing
+            raise
+        return
+    app.include_router(module.router(store))
 
 
 def _not_found(product_id: int) -> HTTPException:

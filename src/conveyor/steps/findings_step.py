@@ -76,6 +76,7 @@ class FindingsStep(ABC):
     params_model: ClassVar[type[BaseModel]]
     version: ClassVar[str]
     category: ClassVar[Category]
+    scanned_unit: ClassVar[str] = "files"  # what `files_scanned` counts, for the log
 
     def describe(self, params: BaseModel) -> str:
         return f"{self.name} {params.model_dump_json()}"
@@ -95,14 +96,18 @@ class FindingsStep(ABC):
             ctx.say(error.result.detail)
             return error.result
         if scanned.files_scanned == 0:
-            detail = f"{self.name}: scanned no files (paths matched nothing), so nothing is proven"
+            detail = (
+                f"{self.name}: scanned no {self.scanned_unit} (paths matched nothing), "
+                "so nothing is proven"
+            )
             ctx.say(detail)
             return failed(detail, time.monotonic() - started)
         target = ctx.workspace / raw_findings_path(ctx.job_id)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(_raw(scanned), indent=1))
         ctx.say(
-            f"{self.name}: {scanned.files_scanned} files scanned, {len(scanned.findings)} findings"
+            f"{self.name}: {scanned.files_scanned} {self.scanned_unit} scanned, "
+            f"{len(scanned.findings)} findings"
         )
         return passed(time.monotonic() - started)
 

@@ -24,6 +24,9 @@ _STEP_CLASSES: dict[str, str] = {
     "sign": "conveyor.steps.sign:SignStep",
     "push": "conveyor.steps.push:PushStep",
     "deploy": "conveyor.steps.deploy:DeployStep",
+    "e2e": "conveyor.steps.e2e:E2eStep",
+    "perf": "conveyor.steps.perf:PerfStep",
+    "dast": "conveyor.steps.dast:DastStep",
 }
 
 
