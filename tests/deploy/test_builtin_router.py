@@ -191,6 +191,8 @@ def test_a_sticky_cookie_keeps_a_client_on_its_release_while_it_has_weight(
     with httpx.Client(base_url=router.url) as client:
         first = client.get("/")
         assert first.headers["set-cookie"].startswith(f"conveyor-sticky={first.text}")
+        assert "HttpOnly" in first.headers["set-cookie"]
+        assert "SameSite=Lax" in first.headers["set-cookie"]
         assert hits(client, 30) == {first.text: 30}
         other = "b" if first.text == "a" else "a"
         weights = {first.text: 0, other: 100}

@@ -265,7 +265,7 @@ def test_generated_config_passes_haproxy_check(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     text = config.read_text()
     assert "server shop-a1__1 127.0.0.1:9002 weight 90 cookie shop-a1__1" in text
-    assert "cookie conveyor-sticky insert indirect nocache" in text
+    assert 'cookie conveyor-sticky insert indirect nocache httponly attr "SameSite=Lax"' in text
 
 
 def test_ab_match_rules_route_by_header_and_cookie_after_version_pins(tmp_path: Path) -> None:

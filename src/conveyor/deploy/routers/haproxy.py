@@ -154,7 +154,8 @@ def render_config(routes: RouteTable, *, port: int, admin_port: int, socket_path
         "    balance roundrobin",
     ]
     if routes.sticky_cookie:
-        lines.append(f"    cookie {routes.sticky_cookie} insert indirect nocache")
+        flags = 'httponly attr "SameSite=Lax"'  # only the router reads it
+        lines.append(f"    cookie {routes.sticky_cookie} insert indirect nocache {flags}")
     for backend in routes.backends:
         weights = server_weights(backend)
         for index, (address, weight) in enumerate(zip(backend.addresses, weights, strict=True)):

@@ -314,7 +314,9 @@ class Proxy:
                 await send_simple(client, 502, b"bad gateway: no backend reachable\n")
                 return
             sticky = choice.set_sticky and table.sticky_cookie is not None
-            cookie = f"{table.sticky_cookie}={backend.release_id}; Path=/" if sticky else None
+            # Only the router reads it: no script needs it, no other site should send it.
+            flags = "Path=/; HttpOnly; SameSite=Lax"
+            cookie = f"{table.sticky_cookie}={backend.release_id}; {flags}" if sticky else None
             status = await self.exchange(client, request, upstream, cookie)
         finally:
             elapsed = asyncio.get_running_loop().time() - started
