@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from conveyor import __version__
 from conveyor.cli import (
+    approvals,
     audit,
     demo,
     environments,
@@ -81,6 +82,7 @@ environments.register(app)
 releases.register(app)
 flags.register(app)
 audit.register(app)
+approvals.register(app)
 demo.register(app)
 
 

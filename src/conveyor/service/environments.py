@@ -158,7 +158,9 @@ def deploy(
     run_id: int | None = None,
     progress: Progress | None = None,
 ) -> DeployOutcome:
-    """Deploy `image` (repository@digest or repository:tag) to environment `name`."""
+    """Deploy `image` (repository@digest or repository:tag) to environment `name`.
+
+    An environment with `approval:` takes only a digest with an approved request."""
     from conveyor.spec.loader import load_pipeline
 
     pipeline = load_pipeline(project.spec_path).pipeline  # read once for the whole deploy
@@ -171,6 +173,10 @@ def deploy(
             f"{name} comes after {spec.after}",
             hint=f"`conveyor deploy {spec.after} {ref.name}@{digest}` first",
         )
+    if spec.approval is not None:  # the no-bypass check: approvals.md
+        from conveyor.service.approvals import require_approved
+
+        require_approved(store, name, ref.name, digest)
     _admit(project, pipeline.images, ref.name, digest)
     control = controller(project, store, name, progress, spec)
     return control.deploy(ref.name, digest, actor, run_id)

@@ -15,6 +15,11 @@ environments:
       - command: ./smoke.sh   # gets CONVEYOR_ENV_URL
   production:
     after: staging          # a digest must have been deployed to staging first
+    approval:               # people who did not write the change accept it first
+      required: 2           # distinct approvers
+      roles: [reviewer]     # any of these roles or groups may approve
+      timeout: 24h          # then the request is rejected
+      wait_timer: 10m       # and no deploy before this long after the request
 """
 
 from __future__ import annotations
@@ -90,6 +95,36 @@ class SmokeCheck(_Strict):
         return self.name or (f"{self.method} {self.http}" if self.http else str(self.command))
 
 
+class Approval(_Strict):
+    """A human gate before a deploy to this environment (docs/approvals.md).
+
+    The commit's author and whoever triggered the run can never approve it; identities
+    and roles come from the users file (`conveyor users`), not from the repository.
+    """
+
+    required: int = Field(default=1, ge=1, le=20, description="Distinct approvals needed.")
+    roles: list[str] = Field(
+        default_factory=list, description="Roles whose members may approve (any of)."
+    )
+    groups: list[str] = Field(
+        default_factory=list, description="Groups whose members may approve (any of)."
+    )
+    timeout: Duration = Field(
+        default=24 * 3600.0, description="A request not approved by then is rejected."
+    )
+    wait_timer: Duration = Field(
+        default=0.0, description="No deploy before this long after the request, approved or not."
+    )
+
+    @model_validator(mode="after")
+    def _someone_may_approve(self) -> Approval:
+        if not self.roles and not self.groups:
+            raise ValueError("name the `roles` or `groups` whose members may approve")
+        if self.wait_timer >= self.timeout:
+            raise ValueError("wait_timer must be shorter than timeout")
+        return self
+
+
 class Environment(_Strict):
     runtime: RuntimeName = Field(default=RuntimeName.PROCESS)
     router: RouterName = Field(default=RouterName.BUILTIN)
@@ -111,6 +146,9 @@ class Environment(_Strict):
         default=None,
         description="Promotion order: a digest must have been deployed successfully to this "
         "environment first.",
+    )
+    approval: Approval | None = Field(
+        default=None, description="Approvals needed before a deploy here (none: no human gate)."
     )
     smoke: list[SmokeCheck] = Field(
         default_factory=list, description="Checks after each deploy; a failure rolls back."

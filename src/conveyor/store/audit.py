@@ -29,6 +29,11 @@ AUDITED = frozenset(
         EventKind.RELEASE_COMMAND.value,
         EventKind.FLAG_CHANGED.value,
         EventKind.FLAG_KILLED.value,
+        EventKind.APPROVAL_REQUESTED.value,
+        EventKind.APPROVAL_GRANTED.value,
+        EventKind.APPROVAL_REJECTED.value,
+        EventKind.APPROVAL_REFUSED.value,
+        EventKind.APPROVAL_EXPIRED.value,
     }
 )
 GATE_REPORT_PREFIX = "gate"  # report.added events of gate decisions are audited too

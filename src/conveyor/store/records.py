@@ -108,6 +108,11 @@ class EventKind(StrEnum):
     RELEASE_COMMAND = "release.command"  # promote, abort, pause, resume (from a person)
     FLAG_CHANGED = "flag.changed"
     FLAG_KILLED = "flag.killed"  # a kill switch: counts as a rollback
+    APPROVAL_REQUESTED = "approval.requested"  # a deploy waits for people (approvals/)
+    APPROVAL_GRANTED = "approval.granted"
+    APPROVAL_REJECTED = "approval.rejected"
+    APPROVAL_REFUSED = "approval.refused"  # a decision not accepted, with the reason
+    APPROVAL_EXPIRED = "approval.expired"  # the timeout passed: counts as a rejection
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,332 @@
+"""`conveyor approve|reject RUN`, `conveyor approvals ls|show|serve`, `conveyor users ...`:
+the approval gate and the identities allowed through it (docs/approvals.md)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from conveyor.cli.environments import opened
+from conveyor.cli.output import OutputFormat, OutputOption, console, emit_json, err_console
+from conveyor.cli.project import SpecOption
+from conveyor.errors import ConveyorError
+
+if TYPE_CHECKING:
+    from conveyor.approvals.model import ApprovalStatus, Verdict
+    from conveyor.approvals.users import TokenEntry
+
+approvals_app = typer.Typer(help="Approval requests: which deploys wait for whom.")
+users_app = typer.Typer(help="Who may approve: identities, roles, groups and tokens.")
+RunArgument = typer.Argument(help="The run whose deploy waits, e.g. 12.")
+EnvironmentOption = typer.Option(
+    "--environment", "-e", help="The environment, when the run waits for several."
+)
+CommentOption = typer.Option("--comment", "-m", help="Why, for the record.")
+TokenOption = typer.Option(
+    "--token",
+    envvar="CONVEYOR_TOKEN",
+    show_default=False,
+    help="Your token (default: $CONVEYOR_TOKEN); it alone says who you are.",
+)
+UserArgument = typer.Argument(help="The user's name in the users file.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("approve")(approve)
+    app.command("reject")(reject)
+    app.add_typer(approvals_app, name="approvals")
+    app.add_typer(users_app, name="users")
+
+
+# --- decisions ----------------------------------------------------------------------------
+
+
+def approve(
+    run: Annotated[int, RunArgument],
+    environment: Annotated[str | None, EnvironmentOption] = None,
+    comment: Annotated[str, CommentOption] = "",
+    token: Annotated[str | None, TokenOption] = None,
+    spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+) -> None:
+    """Approve the deploy run RUN waits for (never your own change or run)."""
+    from conveyor.approvals.model import Verdict
+
+    _decide(run, Verdict.APPROVE, environment, comment, token, spec, output)
+
+
+def reject(
+    run: Annotated[int, RunArgument],
+    environment: Annotated[str | None, EnvironmentOption] = None,
+    comment: Annotated[str, CommentOption] = "",
+    token: Annotated[str | None, TokenOption] = None,
+    spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+) -> None:
+    """Reject the deploy run RUN waits for: its deploy job fails with your comment."""
+    from conveyor.approvals.model import Verdict
+
+    _decide(run, Verdict.REJECT, environment, comment, token, spec, output)
+
+
+def _decide(
+    run: int,
+    verdict: Verdict,
+    environment: str | None,
+    comment: str,
+    token: str | None,
+    spec: Path | None,
+    output: OutputFormat,
+) -> None:
+    from conveyor.approvals.users import users_path
+    from conveyor.service.approvals import Credentials, decide
+
+    with opened(spec) as (project, store):
+        found = decide(
+            store,
+            users_path(project.state_dir),
+            run,
+            verdict,
+            Credentials.fresh(token),
+            environment=environment,
+            comment=comment,
+        )
+    if output is OutputFormat.JSON:
+        emit_json(found)
+        return
+    console.print(_summary(found))
+
+
+# --- requests -----------------------------------------------------------------------------
+
+
+@approvals_app.command("ls")
+def approvals_ls(
+    pending: Annotated[bool, typer.Option("--pending", help="Only those still waiting.")] = False,
+    spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+) -> None:
+    """Approval requests, newest first: run, environment, image, state, who approved."""
+    from conveyor.service.approvals import all_statuses
+
+    with opened(spec) as (_project, store):
+        found = all_statuses(store, pending_only=pending)
+    if output is OutputFormat.JSON:
+        emit_json(found)
+        return
+    if not found:
+        console.print("no approval requests" + (" pending" if pending else ""))
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("run", "environment", "image", "state", "approvals", "requested"):
+        table.add_column(column)
+    for status in found:
+        request = status.request
+        table.add_row(
+            str(request.run_id),
+            escape(request.environment),
+            escape(f"{request.repository}@{request.digest[:19]}"),
+            status.state.value,
+            f"{len(status.approvals)}/{request.required}",
+            _when(request.requested_at),
+        )
+    console.print(table)
+
+
+@approvals_app.command("show")
+def approvals_show(
+    run: Annotated[int, RunArgument],
+    spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+) -> None:
+    """A run's approval requests: who may approve, who did, what is still missing."""
+    from conveyor.service.approvals import run_statuses
+
+    with opened(spec) as (_project, store):
+        found = run_statuses(store, run)
+    if output is OutputFormat.JSON:
+        emit_json(found)
+        return
+    if not found:
+        console.print(f"run {run} has asked for no approval")
+    for status in found:
+        request = status.request
+        console.print(_summary(status))
+        console.print(f"  image {escape(request.image)}")
+        console.print(f"  by {escape(request.approvers())}; timeout {_when(request.timeout_at)}")
+        for decision in (*status.approvals, *([status.rejection] if status.rejection else [])):
+            said = f": {escape(decision.comment)}" if decision.comment else ""
+            console.print(
+                f"  {_when(decision.ts)} {decision.verdict.value}d by "
+                f"{escape(decision.identity)}{said}"
+            )
+
+
+@approvals_app.command("serve")
+def approvals_serve(
+    host: Annotated[str, typer.Option("--host", help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="The port to listen on.")] = 4243,
+    spec: Annotated[Path | None, SpecOption] = None,
+) -> None:
+    """Serve the approvals API (docs/approvals.md) until interrupted."""
+    from conveyor.approvals.server import serve
+    from conveyor.approvals.users import users_path
+
+    with opened(spec) as (project, store):
+        err_console.print(f"serving approvals at http://{host}:{port}")
+        serve(store, users_path(project.state_dir), host, port)
+
+
+# --- users --------------------------------------------------------------------------------
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, UserArgument],
+    email: Annotated[str, typer.Option("--email", help="Matched against commit authors.")],
+    role: Annotated[list[str] | None, typer.Option("--role", help="Repeatable.")] = None,
+    group: Annotated[list[str] | None, typer.Option("--group", help="Repeatable.")] = None,
+    spec: Annotated[Path | None, SpecOption] = None,
+) -> None:
+    """Add a user to the users file (outside the repository)."""
+    from conveyor.approvals.users import add_user
+
+    path = _users_file(spec)
+    user = add_user(path, name, email, role or [], group or [])
+    console.print(f"added {escape(user.name)} to {path}; next: `conveyor users token {user.name}`")
+
+
+@users_app.command("token")
+def users_token(
+    name: Annotated[str, UserArgument],
+    expires: Annotated[
+        str | None, typer.Option("--expires", help="Valid for this long, e.g. 30d or 12h.")
+    ] = None,
+    spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+) -> None:
+    """Issue a token for NAME and print it once: only its hash is kept."""
+    from conveyor.approvals.users import issue_token
+    from conveyor.spec.durations import parse_duration
+
+    try:
+        seconds = parse_duration(expires) if expires else None
+    except ValueError as error:
+        raise ConveyorError(f"--expires: {error}") from None
+    issued = issue_token(_users_file(spec), name, seconds, datetime.now(UTC))
+    if output is OutputFormat.JSON:
+        expiry = issued.entry.expires
+        emit_json(
+            {
+                "user": issued.user,
+                "id": issued.entry.id,
+                "token": issued.token,
+                "expires": expiry.isoformat() if expiry else None,
+            }
+        )
+        return
+    err_console.print(
+        f"token {issued.entry.id} for {escape(issued.user)}: keep it, it is not shown again"
+    )
+    print(issued.token)
+
+
+@users_app.command("ls")
+def users_ls(
+    spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+) -> None:
+    """The users, their roles, groups and token ids (never a secret or a hash)."""
+    from conveyor.approvals.users import load_users
+
+    users = load_users(_users_file(spec)).users
+    if output is OutputFormat.JSON:
+        emit_json(
+            [
+                {
+                    **user.model_dump(mode="json", exclude={"tokens"}),
+                    "tokens": [_token_json(t) for t in user.tokens],
+                }
+                for user in users
+            ]
+        )
+        return
+    if not users:
+        console.print("no users yet: `conveyor users add NAME --email ... --role ...`")
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("user", "email", "roles", "groups", "tokens"):
+        table.add_column(column)
+    for user in users:
+        table.add_row(
+            escape(user.name),
+            escape(user.email),
+            escape(", ".join(user.roles)),
+            escape(", ".join(user.groups)),
+            escape(", ".join(_token_text(t) for t in user.tokens)),
+        )
+    console.print(table)
+
+
+@users_app.command("revoke")
+def users_revoke(
+    name: Annotated[str, UserArgument],
+    token_id: Annotated[str, typer.Argument(help="The token's id (`conveyor users ls`).")],
+    spec: Annotated[Path | None, SpecOption] = None,
+) -> None:
+    """Revoke one of NAME's tokens: its next use is refused, and recorded."""
+    from conveyor.approvals.users import revoke_token
+
+    revoked = revoke_token(_users_file(spec), name, token_id, datetime.now(UTC))
+    console.print(f"token {revoked.id} of {escape(name)} revoked")
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _users_file(spec: Path | None) -> Path:
+    from conveyor.approvals.users import users_path
+    from conveyor.service.project import Project
+
+    return users_path(Project.locate(spec).state_dir)
+
+
+def _summary(status: ApprovalStatus) -> str:
+    from conveyor.approvals.model import ApprovalState
+
+    request = status.request
+    style = {
+        ApprovalState.APPROVED: "green",
+        ApprovalState.PENDING: "yellow",
+    }.get(status.state, "bold red")
+    count = f"{len(status.approvals)} of {request.required} approvals"
+    return (
+        f"run {request.run_id} to {escape(request.environment)}: "
+        f"[{style}]{status.state.value}[/] ({count})"
+    )
+
+
+def _token_json(token: TokenEntry) -> dict[str, str | None]:
+    return {
+        "id": token.id,
+        "created": token.created.isoformat(),
+        "expires": token.expires.isoformat() if token.expires else None,
+        "revoked": token.revoked.isoformat() if token.revoked else None,
+    }
+
+
+def _token_text(token: TokenEntry) -> str:
+    if token.revoked:
+        return f"{token.id} (revoked)"
+    if token.expires:
+        return f"{token.id} (expires {token.expires:%Y-%m-%d})"
+    return token.id
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
