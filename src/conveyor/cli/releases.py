@@ -1,9 +1,12 @@
-"""`conveyor release status|promote|abort|pause|resume`: steer a progressive release."""
+"""`conveyor release status|promote|abort|pause|resume|record`: steer a progressive release,
+and export the record of one."""
 
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -99,3 +102,42 @@ def resume(
 ) -> None:
     """Go on after a pause."""
     _command(environment, "resume", spec)
+
+
+class RecordFormat(StrEnum):
+    MARKDOWN = "markdown"
+    JSON = "json"
+
+
+@release_app.command("record")
+def record(
+    environment: Annotated[str, EnvArgument],
+    release: Annotated[
+        str | None, typer.Argument(help="A release id (default: the latest successful one).")
+    ] = None,
+    form: Annotated[
+        RecordFormat, typer.Option("--format", help="markdown or json.")
+    ] = RecordFormat.MARKDOWN,
+    to_file: Annotated[
+        Path | None, typer.Option("--output", help="Write it to this file instead of stdout.")
+    ] = None,
+    spec: Annotated[Path | None, SpecOption] = None,
+) -> None:
+    """The release record: commits, gates, tests, findings, scan, staging tests, approvals,
+    provenance and the audit head, as Markdown or JSON."""
+    from conveyor.service.release_record import release_record, to_markdown
+
+    with opened(spec) as (project, store):
+        found = release_record(project, store, environment, release)
+    text = (
+        json.dumps(found, indent=2, default=str) + "\n"
+        if form is RecordFormat.JSON
+        else to_markdown(found)
+    )
+    if to_file is None:
+        sys.stdout.write(text)
+        return
+    partial = to_file.with_name(to_file.name + ".partial")
+    partial.write_text(text)
+    partial.replace(to_file)  # never a half-written record
+    console.print(f"release record of {escape(found['release']['id'])} written to {to_file}")
