@@ -58,7 +58,7 @@ def stats(total: dict[str, Any] | None = None, **extra: Any) -> LoadStats:
 def baseline_report(
     job: str = JOB, settings: LoadSettings = SETTINGS, **totals: float
 ) -> dict[str, Any]:
-    values = {"p95_ms": 40.0, "p99_ms": 80.0, "rps": 20.0} | totals
+    values = {"requests": 2000, "p95_ms": 40.0, "p99_ms": 80.0, "rps": 20.0} | totals
     return {
         "job": job,
         "target": {"release_id": "r-7"},
@@ -198,7 +198,7 @@ def test_without_a_baseline_nothing_is_compared() -> None:
 
 
 def test_compares_p95_p99_and_throughput_with_the_baseline() -> None:
-    comparison = compared(stats(row("Aggregated", p95_ms=100, rps=21)), baseline())
+    comparison = compared(stats(row("Aggregated", requests=2000, p95_ms=100, rps=21)), baseline())
     assert comparison.note == "compared with the previous result (release r-7)"
     assert comparison.baseline_release == "r-7"
     assert [change.metric for change in comparison.changes] == [Metric.P95, Metric.P99, Metric.RPS]
@@ -343,3 +343,22 @@ def test_the_report_holds_everything_and_reads_back_as_the_next_baseline() -> No
     }
     again = read_baseline([json.dumps(report).encode()], JOB)
     assert again is not None and again.target.release_id == "r-8" and again.totals.p95_ms == 40
+
+
+def test_a_percentile_of_too_few_requests_is_shown_but_never_a_regression() -> None:
+    few = stats(row("Aggregated", requests=180, p95_ms=100, p99_ms=400, rps=21))
+    comparison = compared(few, baseline())
+
+    assert comparison.regressions == ()
+    p95, p99, _ = comparison.changes
+    assert p95.not_judged == "not judged, a p95 needs 200 requests in both runs"
+    assert p99.not_judged == "not judged, a p99 needs 1000 requests in both runs"
+    assert "p99 went from 80 ms to 400 ms: not judged" in p99.describe()
+
+
+def test_a_p95_is_judged_once_both_runs_have_200_requests() -> None:
+    enough = stats(row("Aggregated", requests=200, p95_ms=100, p99_ms=80, rps=21))
+    comparison = compared(enough, baseline(requests=200))
+
+    assert [change.metric for change in comparison.regressions] == [Metric.P95]
+    assert comparison.changes[1].not_judged is not None  # p99: 1000 needed

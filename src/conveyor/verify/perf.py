@@ -9,7 +9,7 @@ changes within `tolerance_ms` never count as one.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -19,6 +19,7 @@ from conveyor.verify.perf_stats import EndpointStats, LoadStats, Metric
 DEFAULT_MAX_ERROR_RATE = 1.0  # percent: a load run where requests fail is no pass by default
 NO_BASELINE = "no previous result to compare with"
 COMPARED = (Metric.P95, Metric.P99, Metric.RPS)  # what a regression is measured on
+MIN_TAIL = 10  # requests beyond a latency percentile, in both runs, before it is compared
 
 
 class PerfThresholds(BaseModel):
@@ -104,6 +105,7 @@ class _BaselineTarget(BaseModel):
 
 
 class _BaselineTotals(BaseModel):
+    requests: int = Field(default=0, ge=0)
     p95_ms: float = Field(ge=0)
     p99_ms: float = Field(ge=0)
     rps: float = Field(ge=0)
@@ -134,10 +136,13 @@ class Change:
     current: float
     percent: float | None  # None: the baseline is zero, a ratio means nothing
     regressed: bool
+    not_judged: str | None = None  # why this change cannot be a regression (too few requests)
 
     def describe(self) -> str:
         label = "throughput" if self.metric is Metric.RPS else _label(self.metric)
         moved = f"{self.metric.show(self.baseline)} to {self.metric.show(self.current)}"
+        if self.not_judged is not None:
+            return f"{label} went from {moved}: {self.not_judged}"
         if self.percent is None:
             return f"{label} went from {moved}"
         verb = "regressed" if self.regressed else "went"
@@ -195,17 +200,30 @@ def compare(
     different = settings.differs_from(baseline.settings)
     if different is not None:
         return Comparison(f"not compared: {previous} ran {different}", release)
-    changes = tuple(
-        measure_change(
+    changes = []
+    for metric in COMPARED:
+        change = measure_change(
             metric,
             baseline.measure(metric),
             total.measure(metric),
             max_regression=max_regression,
             tolerance_ms=tolerance_ms,
         )
-        for metric in COMPARED
-    )
-    return Comparison(f"compared with {previous}", release, changes)
+        fewest = min(baseline.totals.requests, total.requests)
+        needed = requests_to_compare(metric)
+        if fewest < needed:
+            note = f"not judged, a {metric.value} needs {needed} requests in both runs"
+            change = replace(change, regressed=False, not_judged=note)
+        changes.append(change)
+    return Comparison(f"compared with {previous}", release, tuple(changes))
+
+
+def requests_to_compare(metric: Metric) -> int:
+    """A latency percentile says something only with enough requests beyond it: the p99 of
+    180 requests is the second-slowest request, noise. At least MIN_TAIL requests must lie
+    beyond the percentile in both runs (200 for p95, 1000 for p99)."""
+    tail = {Metric.P95: 0.05, Metric.P99: 0.01}.get(metric)
+    return 0 if tail is None else round(MIN_TAIL / tail)
 
 
 @dataclass(frozen=True)
