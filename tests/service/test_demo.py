@@ -11,11 +11,13 @@ from conveyor.engine.report import SilentReporter
 from conveyor.service.demo import DemoResult, run_demo
 from conveyor.service.environments import stop_environment
 from conveyor.service.project import Project
+from conveyor.service.release_record import release_record, to_markdown
 from conveyor.service.reports import run_report
 from conveyor.states import JobState, RunState
 from conveyor.store.records import EventKind
 from conveyor.store.store import Store
 from conveyor.supply.oci.layout import LayoutStore
+from conveyor.supply.referrers import PROVENANCE_ARTIFACT, SBOM_ARTIFACT, VULN_SCAN_ARTIFACT
 
 
 def test_the_demo_stops_the_planted_problems_and_passes_the_fix(tmp_path: Path) -> None:
@@ -65,7 +67,10 @@ def _check_story(result: DemoResult) -> None:
     for chapter in (result.chapters[0], result.chapters[6]):
         jobs = chapter.outcome.jobs
         assert jobs["deploy-staging"] is JobState.SUCCESS
+        for verification in ("e2e", "dast", "perf"):
+            assert jobs[verification] in (JobState.SUCCESS, JobState.CACHED)
         assert jobs["deploy-production"] is JobState.SUCCESS
+    _check_the_human_gate(result)
     # Production serves the merged version (the image of the last run), through the router.
     assert set(result.urls) == {"staging", "production"}
     with Store(project_store) as store:
@@ -94,3 +99,35 @@ def _check_story(result: DemoResult) -> None:
     )
     # The key never reaches a report, in any form.
     assert "sk_live_4eC39HqLyjWDarjtT1zdp7dc9a2B" not in json.dumps(blocked.sarif)
+
+
+def _check_the_human_gate(result: DemoResult) -> None:
+    """Dana's own approvals were refused and recorded; Riley's opened the gate; the audit
+    chain holds them all; the release record of production names them."""
+    assert result.refusals and all("dana wrote the change" in r for r in result.refusals)
+    production_deploys = 4  # chapters 1, 2, 7 and 8
+    assert len(result.approvals) == production_deploys
+    project = Project.locate(result.repository / "conveyor.yml")
+    with project.open_store() as store:
+        refused = [e for e in store.events() if e.kind == EventKind.APPROVAL_REFUSED]
+        assert store.audit_verify() == []
+        audited = {entry.kind for entry in store.audit_entries()}
+        record = release_record(project, store, "production")
+    assert {r.data["code"] for r in refused} == {"author"}
+    assert {"approval.granted", "approval.refused", "approval.requested"} <= audited
+    kinds = [event["kind"] for event in record["approvals"]]
+    assert kinds == ["approval.requested", "approval.refused", "approval.granted"]
+    assert record["release"]["state"] == "succeeded"
+    assert record["staging"]["e2e"][0]["totals"]["passed"] == 5
+    assert record["staging"]["perf"][0]["passed"] is True
+    assert any(gate["gate"] == "dast" for gate in record["gates"])
+    assert {item["artifact_type"] for item in record["provenance"]} == {
+        PROVENANCE_ARTIFACT,
+        SBOM_ARTIFACT,
+        VULN_SCAN_ARTIFACT,
+    }
+    assert [c["subject"] for c in record["commits"]] == ["Product search and payments (squashed)"]
+    markdown = to_markdown(record)
+    for heading in ("## Commits", "## Gates", "## Approvals", "## Provenance"):
+        assert heading in markdown
+    assert "approval.refused by dana" in markdown

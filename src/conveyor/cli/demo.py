@@ -12,6 +12,7 @@ from conveyor.cli.output import console
 from conveyor.errors import ExitCode
 
 if TYPE_CHECKING:
+    from conveyor.service.demo import DemoResult
     from conveyor.service.project import Project
     from conveyor.service.runs import RunOutcome
 
@@ -42,17 +43,21 @@ def demo(
     spec = result.repository / "conveyor.yml"
     console.rule("[bold]where to look next[/]", align="left")
     console.print(f"  cd {result.repository}")
-    for command in (
-        "history",
-        "status",
-        "report",
-        "logs",
-        "plan --explain",
-        "image ls",
-        "image verify shop:<commit>",
+    for command, why in (
+        ("history", "every run"),
+        ("status", "the last run's jobs"),
+        ("report", "findings, gates, tests, coverage"),
+        ("logs", "a job's log"),
+        ("plan --explain", "why each job runs or not"),
+        ("image ls", "the images built"),
+        ("image verify shop:<commit>", "signatures, scan, provenance"),
+        ("approvals ls", "who approved what, and what was refused"),
+        ("release record production", "commits, gates, tests, staging, approvals, provenance"),
+        ("audit verify", "the hash chain of every decision"),
     ):
-        console.print(f"  conveyor {command}")
+        console.print(f"  conveyor {command:<30} [dim]{why}[/]")
     console.print(f"  [dim](or from anywhere: conveyor history -f {spec})[/]")
+    _print_gate(result)
     _print_regression(result.repository)
     if result.urls:
         console.rule("[bold]the shop, served through the router[/]", align="left")
@@ -67,6 +72,17 @@ def demo(
         console.print("[bold red]the demo did not go as expected[/]")
         return int(ExitCode.PIPELINE_FAILED)
     return int(ExitCode.OK)
+
+
+def _print_gate(result: DemoResult) -> None:
+    """The human gate: the author's own approvals refused, the reviewer's accepted."""
+    if not (result.refusals or result.approvals):
+        return
+    console.rule("[bold]the approval gate[/]", align="left")
+    for line in result.refusals:
+        console.print(f"  [red]✗[/] {escape(line)}")
+    for line in result.approvals:
+        console.print(f"  [green]✓[/] {escape(line)}")
 
 
 def _print_regression(repository: Path) -> None:

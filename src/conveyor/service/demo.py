@@ -1,6 +1,8 @@
 """The demo: the sample service, copied into a fresh git repository, through its pipeline.
 
-Later stages (gates, image, staging, release) extend this script as they land.
+The whole loop: commits stopped at the gates and fixed, images built, scanned and signed,
+staging verified (E2E, load, DAST), production approved by a reviewer (the author's own
+approval refused), canary releases judged, and a regression rolled back.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from conveyor.engine.report import Reporter
 from conveyor.errors import ConveyorError
+from conveyor.service.demo_people import Reviewer, enrol
 from conveyor.service.project import Project
 from conveyor.service.runs import RunOptions, RunOutcome, execute_run
 from conveyor.service.traffic import SyntheticUsers
@@ -33,6 +36,7 @@ _IGNORED = shutil.ignore_patterns(
     ".ruff_cache",
     ".mypy_cache",
     "demo-changes",  # the commits the story adds later, not part of the first one
+    "fixtures",  # test-only overlays (a planted injection), never part of the shop
 )
 CHANGES_DIR = "demo-changes"
 DEMO_AUTHOR = ("Dana Developer", "dana@example.com")
@@ -43,6 +47,8 @@ class DemoResult:
     repository: Path
     chapters: list[Chapter]
     urls: dict[str, str] = field(default_factory=dict)  # environment -> its router's URL
+    refusals: list[str] = field(default_factory=list)  # approvals refused (self-approval)
+    approvals: list[str] = field(default_factory=list)  # approvals that opened the gate
 
     @property
     def as_expected(self) -> bool:
@@ -118,6 +124,7 @@ def run_demo(
     sample: Path | None = None,
     destination: Path | None = None,
     explain: Callable[[Project, RunOutcome], None] | None = None,
+    say: Callable[[str], None] = print,
 ) -> DemoResult:
     """The story so far: a green first commit deployed to staging and production, a cached
     rerun, bad changes stopped at the gates, their fixes, the fixed feature merged and
@@ -126,38 +133,58 @@ def run_demo(
     repository = make_repository(sample_dir, destination)
     project = Project.locate(repository / "conveyor.yml")
     prepare_supply_chain(project, sample_dir)
+    reviewer = Reviewer(project, enrol(project), say).start()
     options = RunOptions(spec=project.spec_path, actor="demo", extra_env=demo_env())
     chapters: list[Chapter] = []
+
+    users: SyntheticUsers | None = None
 
     def chapter(title: str, expected: RunState) -> Chapter:
         announce(title)
         done = Chapter(title, execute_run(project, options, reporter), expected)
+        if users is not None:
+            users.pause()  # back at the next production deploy (see below)
         chapters.append(done)
         if explain is not None:
             explain(project, done.outcome)
         return done
 
     first = chapter(
-        f"1. the shop's first commit on main, in {repository}: built, deployed to staging "
-        "and production",
+        f"1. the shop's first commit on main, in {repository}: built, deployed to staging, "
+        "verified there (E2E, load, DAST), approved by a reviewer, deployed to production",
         RunState.SUCCESS,
     )
-    if first.as_expected:
-        # Users of production from here on: the canaries of chapters 7 and 8 are judged on
-        # their requests.
-        users = SyntheticUsers(_urls(project)["production"]).start()
-        try:
-            _the_rest(repository, sample_dir, chapter)
-        finally:
-            users.stop()
-    return DemoResult(repository=repository, chapters=chapters, urls=_urls(project))
+    try:
+        if first.as_expected:
+            # Production's users: they browse while a release goes to production (from the
+            # approval on), so the canaries of chapters 7 and 8 are judged on their
+            # requests; between releases they rest, so that staging's load tests do not
+            # share the 2 cores with them.
+            users = SyntheticUsers(_urls(project)["production"]).start(paused=True)
+            reviewer.on_approved = users.resume
+            try:
+                _the_rest(repository, sample_dir, chapter)
+            finally:
+                users.stop()
+    finally:
+        reviewer.stop()
+    return DemoResult(
+        repository=repository,
+        chapters=chapters,
+        urls=_urls(project),
+        refusals=reviewer.refusals,
+        approvals=reviewer.approvals,
+    )
 
 
 def _the_rest(
     repository: Path, sample_dir: Path, chapter: Callable[[str, RunState], Chapter]
 ) -> None:
     changes = sample_dir / CHANGES_DIR
-    chapter("2. the same commit again: every job comes from the cache", RunState.SUCCESS)
+    chapter(
+        "2. the same commit again: the build comes from the cache; staging is verified again",
+        RunState.SUCCESS,
+    )
     _git(repository, "switch", "-q", "-c", "feature/search")
     _apply(changes / "1-search-feature", repository, "Add product search")
     chapter(
@@ -174,12 +201,14 @@ def _the_rest(
     _git(repository, "merge", "-q", "--squash", "feature/search")
     _git(repository, "commit", "-q", "-m", "Product search and payments (squashed)")
     chapter(
-        "7. squash-merged to main: staging, then a canary in production, judged and promoted",
+        "7. squash-merged to main: staging verified, the author's own approval refused, a "
+        "reviewer's accepted, then a canary in production, judged and promoted",
         RunState.SUCCESS,
     )
     _apply(changes / "5-slow-inventory", repository, "Products: fresh stock levels")
     chapter(
-        "8. a change that adds 200 ms to every product list: the canary is rolled back",
+        "8. a change that adds 200 ms to every product list where a warehouse is configured "
+        "(production only): staging passes, the production canary is rolled back",
         RunState.FAILED,
     )
 

@@ -196,8 +196,14 @@ def _findings(store: Store, run_id: int) -> dict[str, Any]:
 
 
 def _scan(doc: Mapping[str, Any]) -> dict[str, Any]:
-    keep = ("image", "database", "packages", "counts", "passed", "vulnerabilities")
-    return {"job": doc["job"], **{key: doc[key] for key in keep if key in doc}}
+    gate = doc.get("gate") or {}
+    return {
+        "job": doc["job"],
+        "database": doc.get("database", {}),
+        "vulnerabilities": doc.get("vulnerabilities", []),
+        "passed": gate.get("passed"),
+        "reasons": gate.get("reasons", []),
+    }
 
 
 def _perf(doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -317,9 +323,14 @@ def _findings_md(findings: Mapping[str, Any] | None) -> list[str]:
 def _scan_md(scans: list[Mapping[str, Any]]) -> list[str]:
     lines = ["", "## Image scan", ""]
     for scan in scans:
+        database = scan.get("database", {})
         lines.append(
-            f"- {scan['job']}: passed {scan.get('passed')}, counts {scan.get('counts', {})}"
+            f"- {scan['job']}: passed {scan.get('passed')}, "
+            f"{len(scan.get('vulnerabilities', []))} vulnerabilities, against "
+            f"{database.get('advisories', '?')} advisories (database "
+            f"`{str(database.get('digest', ''))[:19]}`, imported {database.get('imported_at')})"
         )
+        lines += [f"  - {reason}" for reason in scan.get("reasons", [])]
     return lines if scans else [*lines, "- none recorded"]
 
 
@@ -327,7 +338,7 @@ def _perf_md(reports: list[Mapping[str, Any]]) -> list[str]:
     lines = ["", "## Staging: performance", ""]
     for report in reports:
         totals = report.get("totals", {})
-        shown = ", ".join(f"{k} {v}" for k, v in totals.items())
+        shown = ", ".join(f"{k} {_number(v)}" for k, v in totals.items())
         lines.append(f"- {report['job']}: passed {report.get('passed')}; {shown}")
         lines += [f"  - {reason}" for reason in report.get("reasons", [])]
     return lines if reports else [*lines, "- none recorded"]
@@ -337,9 +348,14 @@ def _approvals_md(events: list[Mapping[str, Any]]) -> list[str]:
     lines = ["", "## Approvals", ""]
     for event in events:
         who = event.get("identity") or event.get("actor") or "?"
-        said = event.get("comment") or event.get("reason") or ""
+        refused = event["kind"] == "approval.refused"
+        said = (event.get("reason") if refused else event.get("comment")) or ""
         lines.append(f"- {event['ts']} {event['kind']} by {who}" + (f": {said}" if said else ""))
     return lines if events else [*lines, "- none: no approval was required"]
+
+
+def _number(value: Any) -> str:
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
 
 
 def _provenance_md(attestations: list[Mapping[str, Any]]) -> list[str]:

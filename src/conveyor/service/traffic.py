@@ -24,14 +24,24 @@ class SyntheticUsers:
     per_user: float = 10.0
     statuses: Counter[int] = field(default_factory=Counter)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _browsing: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
-    def start(self) -> SyntheticUsers:
+    def start(self, *, paused: bool = False) -> SyntheticUsers:
+        if not paused:
+            self._browsing.set()
         for index in range(self.users):
             thread = threading.Thread(target=self._browse, args=(index,), daemon=True)
             thread.start()
             self._threads.append(thread)
         return self
+
+    def pause(self) -> None:
+        """The users leave (no requests) until `resume`."""
+        self._browsing.clear()
+
+    def resume(self) -> None:
+        self._browsing.set()
 
     def stop(self) -> Counter[int]:
         self._stop.set()
@@ -44,6 +54,8 @@ class SyntheticUsers:
         step = index
         with httpx.Client(base_url=self.url, timeout=5.0, trust_env=False) as client:
             while not self._stop.wait(pause):
+                if not self._browsing.wait(pause):
+                    continue
                 step += 1
                 try:
                     answer = client.get(PATHS[step % len(PATHS)])

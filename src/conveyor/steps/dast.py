@@ -187,7 +187,12 @@ class DastStep(FindingsStep):
         assert isinstance(params, DastParams)
         scope = await _scope(params, ctx)
         tools = _tools(params, scope, ctx)
-        reports = await gather_all([_scan_with(tool, params, scope, ctx) for tool in tools])
+        # schemathesis writes (it POSTs and DELETEs generated data), and a page changing
+        # under wapiti's boolean-based checks reads as an injection: it goes second.
+        readers = [t for t in tools if t is not DastTool.SCHEMATHESIS]
+        reports = await gather_all([_scan_with(tool, params, scope, ctx) for tool in readers])
+        if DastTool.SCHEMATHESIS in tools:
+            reports.append(await _scan_with(DastTool.SCHEMATHESIS, params, scope, ctx))
         for report in reports:
             ctx.say(report.summary())
         notes = [note for report in reports for note in report.notes]
