@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 
 from conveyor.engine.report import SilentReporter
 from conveyor.service.demo import DemoResult, run_demo
@@ -18,6 +19,9 @@ from conveyor.store.records import EventKind
 from conveyor.store.store import Store
 from conveyor.supply.oci.layout import LayoutStore
 from conveyor.supply.referrers import PROVENANCE_ARTIFACT, SBOM_ARTIFACT, VULN_SCAN_ARTIFACT
+
+# Eight pipeline runs, four of them through staging's E2E, DAST and load tests.
+pytestmark = pytest.mark.timeout(480)
 
 
 def test_the_demo_stops_the_planted_problems_and_passes_the_fix(tmp_path: Path) -> None:
