@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conftest import run_cli
 from conveyor.engine.report import SilentReporter
 from conveyor.service.demo import DemoResult, run_demo
 from conveyor.service.environments import stop_environment
@@ -75,6 +76,7 @@ def _check_story(result: DemoResult) -> None:
             assert jobs[verification] in (JobState.SUCCESS, JobState.CACHED)
         assert jobs["deploy-production"] is JobState.SUCCESS
     _check_the_human_gate(result)
+    _check_staging_reports(result)
     # Production serves the merged version (the image of the last run), through the router.
     assert set(result.urls) == {"staging", "production"}
     with Store(project_store) as store:
@@ -135,3 +137,13 @@ def _check_the_human_gate(result: DemoResult) -> None:
     for heading in ("## Commits", "## Gates", "## Approvals", "## Provenance"):
         assert heading in markdown
     assert "approval.refused by dana" in markdown
+
+
+def _check_staging_reports(result: DemoResult) -> None:
+    """`conveyor report` of the merged commit's run shows staging's journeys and load."""
+    run_id = result.chapters[6].outcome.run_id
+    shown = run_cli(["report", str(run_id)], result.repository)
+    assert shown.exit_code == 0, shown.stderr
+    assert "e2e (e2e): 5 passed" in shown.stdout
+    assert "perf (perf): passed" in shown.stdout
+    assert "dast (dast): passed" in shown.stdout

@@ -1,4 +1,5 @@
-"""`conveyor report RUN`: findings (new, unchanged, waived, expired), gates, tests, coverage."""
+"""`conveyor report RUN`: findings (new, unchanged, waived, expired), gates, tests, coverage,
+and staging's E2E journeys and load test."""
 
 from __future__ import annotations
 
@@ -54,6 +55,8 @@ def report(
                 "gates": result.gates,
                 "tests": result.tests,
                 "coverage": result.coverage,
+                "e2e": result.e2e,
+                "perf": result.perf,
             }
         )
     else:
@@ -93,12 +96,16 @@ def _print(result: RunReport) -> None:
         _print_tests(tests)
     for coverage in result.coverage:
         _print_coverage(coverage)
+    for journeys in result.e2e:
+        _print_tests(journeys, "e2e")
+    for load in result.perf:
+        _print_perf(load)
 
 
-def _print_tests(tests: dict[str, Any]) -> None:
+def _print_tests(tests: dict[str, Any], title: str = "tests") -> None:
     totals = tests.get("totals", {})
     parts = ", ".join(f"{value} {name}" for name, value in totals.items())
-    console.print(f"[bold]tests[/] ({escape(tests['job'])}): {escape(parts)}")
+    console.print(f"[bold]{title}[/] ({escape(tests['job'])}): {escape(parts)}")
     for failure in tests.get("failures", []):
         console.print(
             f"  [red]✗[/] {escape(str(failure.get('id')))} at "
@@ -124,3 +131,20 @@ def _print_coverage(coverage: dict[str, Any]) -> None:
     files = coverage.get("files", {})
     for path, percent in sorted(files.items(), key=lambda item: item[1])[:10]:
         console.print(f"  {percent:6.1f}%  {escape(path)}")
+
+
+def _print_perf(load: dict[str, Any]) -> None:
+    """The load test: totals, each threshold's verdict, the comparison with the last result."""
+    totals = load.get("totals", {})
+    verdict = "[green]passed[/]" if load.get("passed") else "[bold red]failed[/]"
+    rate, failed = float(totals.get("rps", 0)), float(totals.get("error_rate", 0))
+    console.print(
+        f"[bold]perf[/] ({escape(load['job'])}): {verdict}, {totals.get('requests')} requests,"
+        f" p95 {totals.get('p95_ms')} ms, p99 {totals.get('p99_ms')} ms,"
+        f" {rate:.1f} req/s, {failed:.2f}% failed"
+    )
+    for reason in load.get("reasons", []):
+        console.print(f"  [red]✗[/] {escape(str(reason))}")
+    comparison = load.get("comparison") or {}
+    if comparison.get("note"):
+        console.print(f"  [dim]{escape(str(comparison['note']))}[/]")

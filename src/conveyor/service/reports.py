@@ -1,4 +1,5 @@
-"""`conveyor report`: a run's findings, tests and coverage, read back from its reports."""
+"""`conveyor report`: a run's findings, tests, coverage and staging results (E2E journeys,
+load tests), read back from its reports."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ class RunReport:
     gates: list[dict[str, Any]] = field(default_factory=list)
     tests: list[dict[str, Any]] = field(default_factory=list)  # one per test job
     coverage: list[dict[str, Any]] = field(default_factory=list)
+    e2e: list[dict[str, Any]] = field(default_factory=list)  # staging's journeys, per job
+    perf: list[dict[str, Any]] = field(default_factory=list)  # staging's load tests
 
     def by_disposition(self) -> dict[Disposition, list[Finding]]:
         grouped: dict[Disposition, list[Finding]] = {d: [] for d in Disposition}
@@ -43,6 +46,8 @@ def run_report(store: Store, run_id: int) -> RunReport:
         gates=_documents(store, run_id, "gate"),
         tests=_documents(store, run_id, "tests"),
         coverage=_documents(store, run_id, "coverage"),
+        e2e=_documents(store, run_id, "e2e"),
+        perf=_documents(store, run_id, "perf"),
     )
 
 
