@@ -44,6 +44,7 @@ PID_FILE = "supervisor.pid"
 # release runs, which a pid file alone cannot give after a kill at the wrong moment.
 LIFE_LOCK = "supervisor.lock"
 START_LOCK = ".start.lock"
+LIFE_LOCK_PATIENCE = 1.0  # seconds a new supervisor tries for the life lock (see _lock_soon)
 START_LOCK_FD = "CONVEYOR_START_LOCK_FD"  # the starter's lock, held until LIFE_LOCK is
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
@@ -295,9 +296,7 @@ def _take_life_lock(run_dir: Path) -> TextIO | None:
     """The life lock, then the pid file, then the starter's lock let go (in that order, so
     a starter that waits on the start lock always finds this supervisor alive)."""
     handle = (run_dir / LIFE_LOCK).open("a")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not _lock_soon(handle):
         handle.close()
         return None
     (run_dir / PID_FILE).write_text(f"{os.getpid()}\n")
@@ -306,6 +305,21 @@ def _take_life_lock(run_dir: Path) -> TextIO | None:
         with contextlib.suppress(OSError):
             os.close(int(inherited))
     return handle
+
+
+def _lock_soon(handle: TextIO) -> bool:
+    """Take the life lock, trying for a moment: `is_locked` probes it by taking it for a
+    few microseconds (the starter polls it while this supervisor starts), and a probe is
+    not another supervisor, which would hold it for good."""
+    deadline = time.monotonic() + LIFE_LOCK_PATIENCE
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
 
 
 def supervise(run_dir: Path) -> None:
