@@ -48,7 +48,6 @@ what each tool exercised, the notes and the verdict.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Coroutine
@@ -82,7 +81,7 @@ from conveyor.verify.dast.wapiti import (
     WapitiScan,
     scan_wapiti,
 )
-from conveyor.verify.target import Target, TargetParams, check_answering, resolve_target
+from conveyor.verify.target import Target, TargetParams, answering_target, reason_of
 
 OPENAPI_TIMEOUT_S = 10.0
 TOOL_GRACE_S = 30.0  # schemathesis is stopped this long after max_scan_time
@@ -229,20 +228,14 @@ def _fail(detail: str) -> ScanFailed:
 async def _scope(params: DastParams, ctx: StepContext) -> Scope:
     """The answering target and its OpenAPI document's path templates."""
     try:
-        target = await asyncio.to_thread(_answering_target, params, ctx)
+        target = await answering_target(params, ctx.env)
     except ConveyorError as error:  # TargetUnavailable, or a pipeline without a project
-        raise _fail(error.message + (f" ({error.hint})" if error.hint else "")) from None
+        raise _fail(reason_of(error)) from None
     ctx.say(f"dast: testing {target.title}")
     openapi_url = None if params.openapi is None else f"{target.url}{params.openapi}"
     document = await _openapi_document(openapi_url) if openapi_url else None
     folder = job_output_dir(ctx.workspace, ctx.job_id) / "dast"
     return Scope(target, openapi_url, PathTemplates.from_openapi(document), folder)
-
-
-def _answering_target(params: DastParams, ctx: StepContext) -> Target:
-    target = resolve_target(params, ctx.env)
-    check_answering(target)
-    return target
 
 
 async def _openapi_document(url: str) -> dict[str, Any]:

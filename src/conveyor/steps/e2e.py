@@ -31,7 +31,6 @@ their messages, the slowest tests, the artifacts and the target tested.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any, ClassVar
@@ -53,8 +52,8 @@ from conveyor.verify.target import (
     Target,
     TargetParams,
     TargetUnavailable,
-    check_answering,
-    resolve_target,
+    answering_target,
+    reason_of,
 )
 
 
@@ -99,9 +98,9 @@ class E2eStep:
         assert isinstance(params, E2eParams)
         started = time.monotonic()
         try:
-            target = await asyncio.to_thread(_answering_target, params, ctx)
+            target = await answering_target(params, ctx.env)
         except TargetUnavailable as error:
-            return _fail(ctx, _with_hint(error), started)
+            return _fail(ctx, f"e2e: {reason_of(error)}", started)
         try:
             browser = find_browser(ctx, params.browser)
             ctx.say(f"e2e: {params.tests} against {target.title} in {browser}")
@@ -118,16 +117,6 @@ class E2eStep:
             {**run.report.totals.as_dict(), "passed": not run.report.failures()},
         )
         return _verdict(ctx, run.report, run.artifacts, target, time.monotonic() - started)
-
-
-def _answering_target(params: E2eParams, ctx: StepContext) -> Target:
-    target = resolve_target(params, ctx.env)
-    check_answering(target)
-    return target
-
-
-def _with_hint(error: TargetUnavailable) -> str:
-    return f"e2e: {error.message}" + (f" ({error.hint})" if error.hint else "")
 
 
 def _fail(ctx: StepContext, detail: str, started: float) -> ExecResult:

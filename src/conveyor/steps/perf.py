@@ -42,13 +42,11 @@ checks, the comparison, passed and reasons.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import math
 import shutil
 import time
-from collections.abc import Mapping
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
@@ -75,8 +73,13 @@ from conveyor.verify.perf_report import (
     stats_table,
 )
 from conveyor.verify.perf_stats import LoadStats, StatsUnreadable, parse_stats
-from conveyor.verify.target import Target, TargetParams, TargetUnavailable, check_answering
-from conveyor.verify.target import resolve_target as resolve
+from conveyor.verify.target import (
+    Target,
+    TargetParams,
+    TargetUnavailable,
+    answering_target,
+    reason_of,
+)
 
 KIND = "perf"
 PLUGIN = "locust_report.py"  # conveyor/verify/locust_report.py, handed to Locust
@@ -156,10 +159,9 @@ class PerfStep:
 
 async def _load_test(params: PerfParams, ctx: StepContext) -> ExecResult:
     try:
-        target = await asyncio.to_thread(_answering_target, params, ctx.env)
+        target = await answering_target(params, ctx.env)
     except TargetUnavailable as error:
-        hint = f"; {error.hint}" if error.hint else ""
-        return _fail(ctx, f"perf: {error.message}{hint}")
+        return _fail(ctx, f"perf: {reason_of(error)}")
     locustfile = ctx.workspace / params.locustfile
     if not locustfile.is_file():
         return _fail(
@@ -209,12 +211,6 @@ async def _load_test(params: PerfParams, ctx: StepContext) -> ExecResult:
     (out / "perf.json").write_bytes(content)
     ctx.evidence.publish(KIND, content, report_summary(stats, verdict))
     return _verdict_result(ctx, stats, verdict)
-
-
-def _answering_target(params: PerfParams, env: Mapping[str, str]) -> Target:
-    target = resolve(params, env)
-    check_answering(target)
-    return target
 
 
 def _fresh_dir(path: Path) -> Path:

@@ -8,6 +8,7 @@ step's failure, with the reason.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,23 @@ def environment_target(project: Project, name: str) -> Target:
         digest=release.digest if release else None,
         health_path=spec.health.readiness.path,
     )
+
+
+async def answering_target(params: TargetParams, env: Mapping[str, str]) -> Target:
+    """The target, resolved and checked off the event loop (both block on I/O); raises
+    TargetUnavailable (or a ConveyorError for a job outside a pipeline run)."""
+
+    def resolve_and_check() -> Target:
+        target = resolve_target(params, env)
+        check_answering(target)
+        return target
+
+    return await asyncio.to_thread(resolve_and_check)
+
+
+def reason_of(error: ConveyorError) -> str:
+    """One line for the job's failure: the message, and the hint in brackets."""
+    return error.message + (f" ({error.hint})" if error.hint else "")
 
 
 def check_answering(target: Target, timeout: float = ANSWER_TIMEOUT) -> None:
