@@ -190,3 +190,19 @@ class SimpleStep:
         self, params: BaseModel, ctx: StepContext, ran: ExecResult | None
     ) -> ExecResult:
         return ran if ran is not None else passed()
+
+
+class FinalizeOnlyStep(SimpleStep):
+    """A step whose work must happen on every run, cache hit or not: a side effect (deploy,
+    push, sign) or an answer that depends on more than the job's inputs (a scan against
+    today's database, a test of what is deployed now). `run` does nothing, so the cache
+    has nothing to skip; subclasses do the work in `finalize`."""
+
+    name: ClassVar[str]
+    why_in_finalize: ClassVar[str]  # for the log: why this step is never cached
+
+    def describe(self, params: BaseModel) -> str:
+        return f"{self.name} {params.model_dump_json()}"
+
+    async def run(self, params: BaseModel, ctx: StepContext) -> ExecResult:
+        return passed(detail=f"{self.name} works in finalize: {self.why_in_finalize}")

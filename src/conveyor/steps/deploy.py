@@ -16,7 +16,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.engine.executors.base import ExecResult
-from conveyor.steps.base import SimpleStep, StepContext, failed, passed
+from conveyor.steps.base import FinalizeOnlyStep, StepContext, failed, passed
 from conveyor.steps.image_steps import BuiltImage, built_image
 from conveyor.verify.target import project_from_env
 
@@ -28,16 +28,11 @@ class DeployParams(BaseModel):
     from_: str | None = Field(default=None, alias="from", description="The build-image job.")
 
 
-class DeployStep(SimpleStep):
+class DeployStep(FinalizeOnlyStep):
     name: ClassVar[str] = "deploy"
     params_model: ClassVar[type[BaseModel]] = DeployParams
     version: ClassVar[str] = "1"
-
-    def describe(self, params: BaseModel) -> str:
-        return f"deploy {params.model_dump_json()}"
-
-    async def run(self, params: BaseModel, ctx: StepContext) -> ExecResult:
-        return passed(detail="the deploy happens in finalize: it is a side effect")
+    why_in_finalize: ClassVar[str] = "a deploy is a side effect"
 
     async def finalize(
         self, params: BaseModel, ctx: StepContext, ran: ExecResult | None

@@ -39,7 +39,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from conveyor.engine.executors.base import ExecResult
 from conveyor.findings.junit import TestCase, TestReport, summary_json
-from conveyor.steps.base import StepContext, failed, job_output_dir, passed
+from conveyor.steps.base import FinalizeOnlyStep, StepContext, failed, job_output_dir, passed
 from conveyor.verify.e2e import (
     Artifact,
     ArtifactKind,
@@ -78,19 +78,11 @@ class E2eParams(TargetParams):
         return value
 
 
-class E2eStep:
+class E2eStep(FinalizeOnlyStep):
     name: ClassVar[str] = "e2e"
     params_model: ClassVar[type[BaseModel]] = E2eParams
     version: ClassVar[str] = "1"
-
-    def describe(self, params: BaseModel) -> str:
-        return f"{self.name} {params.model_dump_json()}"
-
-    def outputs(self, params: BaseModel) -> list[str]:
-        return []
-
-    async def run(self, params: BaseModel, ctx: StepContext) -> ExecResult:
-        return passed(detail="the E2E tests run in finalize: they test what is deployed now")
+    why_in_finalize: ClassVar[str] = "the tests test what is deployed now"
 
     async def finalize(
         self, params: BaseModel, ctx: StepContext, ran: ExecResult | None

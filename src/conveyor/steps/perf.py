@@ -57,7 +57,14 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from conveyor.engine.executors.base import ExecResult
 from conveyor.spec.durations import format_duration
 from conveyor.spec.types import Duration
-from conveyor.steps.base import StepContext, ToolRun, failed, job_output_dir, passed
+from conveyor.steps.base import (
+    FinalizeOnlyStep,
+    StepContext,
+    ToolRun,
+    failed,
+    job_output_dir,
+    passed,
+)
 from conveyor.verify.perf import (
     LoadSettings,
     PerfThresholds,
@@ -134,19 +141,11 @@ class PerfParams(TargetParams):
         return math.ceil(self.duration)
 
 
-class PerfStep:
+class PerfStep(FinalizeOnlyStep):
     name: ClassVar[str] = "perf"
     params_model: ClassVar[type[BaseModel]] = PerfParams
     version: ClassVar[str] = "1"
-
-    def describe(self, params: BaseModel) -> str:
-        return f"{self.name} {params.model_dump_json()}"
-
-    def outputs(self, params: BaseModel) -> list[str]:
-        return []
-
-    async def run(self, params: BaseModel, ctx: StepContext) -> ExecResult:
-        return passed(detail="the load test runs in finalize: a running service is no input")
+    why_in_finalize: ClassVar[str] = "a running service is no input"
 
     async def finalize(
         self, params: BaseModel, ctx: StepContext, ran: ExecResult | None

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.engine.executors.base import ExecResult
 from conveyor.errors import ConveyorError
-from conveyor.steps.base import SimpleStep, StepContext, passed
+from conveyor.steps.base import FinalizeOnlyStep, StepContext, passed
 from conveyor.steps.image_steps import built_image, image_store, project_path
 
 if TYPE_CHECKING:
@@ -34,16 +34,11 @@ class PushParams(BaseModel):
     registry: str | None = Field(default=None, description="Overrides images.registry.")
 
 
-class PushStep(SimpleStep):
+class PushStep(FinalizeOnlyStep):
     name: ClassVar[str] = "push"
     params_model: ClassVar[type[BaseModel]] = PushParams
     version: ClassVar[str] = "1"
-
-    def describe(self, params: BaseModel) -> str:
-        return f"push {params.model_dump_json()}"
-
-    async def run(self, params: BaseModel, ctx: StepContext) -> ExecResult:
-        return passed(detail="the push happens in finalize: it is a side effect")
+    why_in_finalize: ClassVar[str] = "a push is a side effect"
 
     async def finalize(
         self, params: BaseModel, ctx: StepContext, ran: ExecResult | None

@@ -15,7 +15,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.engine.executors.base import ExecResult
-from conveyor.steps.base import SimpleStep, StepContext, failed, passed
+from conveyor.steps.base import FinalizeOnlyStep, StepContext, failed, passed
 from conveyor.steps.image_steps import (
     built_image,
     image_store,
@@ -31,16 +31,11 @@ class ScanImageParams(BaseModel):
     from_: str | None = Field(default=None, alias="from", description="The build-image job.")
 
 
-class ScanImageStep(SimpleStep):
+class ScanImageStep(FinalizeOnlyStep):
     name: ClassVar[str] = "scan-image"
     params_model: ClassVar[type[BaseModel]] = ScanImageParams
     version: ClassVar[str] = "1"
-
-    def describe(self, params: BaseModel) -> str:
-        return f"scan-image {params.model_dump_json()}"
-
-    async def run(self, params: BaseModel, ctx: StepContext) -> ExecResult:
-        return passed(detail="the scan runs in finalize: it depends on the database")
+    why_in_finalize: ClassVar[str] = "its answer depends on the database"
 
     async def finalize(
         self, params: BaseModel, ctx: StepContext, ran: ExecResult | None

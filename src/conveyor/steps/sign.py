@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from conveyor import __version__
 from conveyor.engine.executors.base import ExecResult
 from conveyor.errors import ConveyorError
-from conveyor.steps.base import RAW_DIR, SimpleStep, StepContext, passed
+from conveyor.steps.base import RAW_DIR, FinalizeOnlyStep, StepContext, passed
 from conveyor.steps.image_steps import (
     BuiltImage,
     built_image,
@@ -43,16 +43,11 @@ class SignParams(BaseModel):
     scan_from: str | None = Field(default=None, description="The scan-image job.")
 
 
-class SignStep(SimpleStep):
+class SignStep(FinalizeOnlyStep):
     name: ClassVar[str] = "sign"
     params_model: ClassVar[type[BaseModel]] = SignParams
     version: ClassVar[str] = "1"
-
-    def describe(self, params: BaseModel) -> str:
-        return f"sign {params.model_dump_json()}"
-
-    async def run(self, params: BaseModel, ctx: StepContext) -> ExecResult:
-        return passed(detail="signing happens in finalize: a signature binds this run")
+    why_in_finalize: ClassVar[str] = "a signature binds this run"
 
     async def finalize(
         self, params: BaseModel, ctx: StepContext, ran: ExecResult | None
