@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import ConveyorError, NotFoundError
 from conveyor.service.project import Project
@@ -25,6 +25,9 @@ from conveyor.store.deploys import DeployRecord
 from conveyor.store.records import RunRecord
 from conveyor.store.store import Store
 from conveyor.vcs.git import run_git
+
+if TYPE_CHECKING:
+    from conveyor.service.reports import RunReport
 
 RECORD_VERSION = 1
 _FIELD = "\x1f"
@@ -141,28 +144,20 @@ def _commits(
 
 
 def _evidence(store: Store, run_id: int) -> dict[str, Any]:
-    """What the run's jobs published, by subject."""
+    """What the run's jobs published, by subject: its report, read once."""
+    from conveyor.service.reports import documents, run_report
+
+    report = run_report(store, run_id)
     return {
-        "gates": [_gate(doc) for doc in _documents(store, run_id, "gate")],
-        "tests": [_tests(doc) for doc in _documents(store, run_id, "tests")],
-        "findings": _findings(store, run_id),
-        "scan": [_scan(doc) for doc in _documents(store, run_id, "vuln-scan")],
+        "gates": [_gate(doc) for doc in report.gates],
+        "tests": [_tests(doc) for doc in report.tests],
+        "findings": _findings(report),
+        "scan": [_scan(doc) for doc in documents(store, run_id, "vuln-scan")],
         "staging": {
-            "e2e": [_tests(doc) for doc in _documents(store, run_id, "e2e")],
-            "perf": [_perf(doc) for doc in _documents(store, run_id, "perf")],
+            "e2e": [_tests(doc) for doc in report.e2e],
+            "perf": [_perf(doc) for doc in report.perf],
         },
     }
-
-
-def _documents(store: Store, run_id: int, kind: str) -> list[dict[str, Any]]:
-    documents = []
-    for report in store.reports(run_id, kind):
-        document = json.loads(store.blobs.get_bytes(report.digest))
-        if isinstance(document, dict):
-            documents.append({"job": report.job_id, **document})
-        else:
-            documents.append({"job": report.job_id, "data": document})
-    return documents
 
 
 def _gate(doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -181,10 +176,7 @@ def _tests(doc: Mapping[str, Any]) -> dict[str, Any]:
     return {"job": doc["job"], "totals": totals, "failed": failed}
 
 
-def _findings(store: Store, run_id: int) -> dict[str, Any]:
-    from conveyor.service.reports import run_report
-
-    report = run_report(store, run_id)
+def _findings(report: RunReport) -> dict[str, Any]:
     by_disposition = {
         disposition.value: len(findings)
         for disposition, findings in report.by_disposition().items()

@@ -38,20 +38,21 @@ def run_report(store: Store, run_id: int) -> RunReport:
     if merged:
         sarif = json.loads(store.blobs.get_bytes(merged[-1].digest))
     else:  # a run still going, or one from before merging existed
-        sarif = merge_logs(_documents(store, run_id, "sarif"))
+        sarif = merge_logs(documents(store, run_id, "sarif"))
     return RunReport(
         run=run,
         findings=findings_from_log(sarif),
         sarif=sarif,
-        gates=_documents(store, run_id, "gate"),
-        tests=_documents(store, run_id, "tests"),
-        coverage=_documents(store, run_id, "coverage"),
-        e2e=_documents(store, run_id, "e2e"),
-        perf=_documents(store, run_id, "perf"),
+        gates=documents(store, run_id, "gate"),
+        tests=documents(store, run_id, "tests"),
+        coverage=documents(store, run_id, "coverage"),
+        e2e=documents(store, run_id, "e2e"),
+        perf=documents(store, run_id, "perf"),
     )
 
 
-def _documents(store: Store, run_id: int, kind: str) -> list[dict[str, Any]]:
+def documents(store: Store, run_id: int, kind: str) -> list[dict[str, Any]]:
+    """The run's reports of `kind`, each a JSON object with the job that published it."""
     documents = []
     for record in store.reports(run_id, kind):
         document = json.loads(store.blobs.get_bytes(record.digest))
