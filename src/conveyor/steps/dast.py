@@ -51,7 +51,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Coroutine
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -295,7 +295,7 @@ def _summary_path(ctx: StepContext) -> Path:
 def _write_summary(path: Path, scope: Scope, reports: list[ToolReport], notes: list[str]) -> None:
     target = scope.target
     summary = {
-        "target": {**asdict(target), "title": target.title},
+        "target": {**target.as_json(), "title": target.title},
         "openapi": scope.openapi_url,
         "tools": {
             report.tool.value: {

@@ -136,12 +136,7 @@ def _report_json(
 ) -> dict[str, Any]:
     return {
         **summary_json(report),
-        "target": {
-            "url": target.url,
-            "environment": target.environment,
-            "release_id": target.release_id,
-            "digest": target.digest,
-        },
+        "target": target.as_json(),
         "artifacts": artifacts,
     }
 

@@ -69,12 +69,7 @@ def perf_report(
     as its baseline (conveyor.verify.perf.BaselineReport)."""
     return {
         "job": job,
-        "target": {
-            "url": target.url,
-            "environment": target.environment,
-            "release_id": target.release_id,
-            "digest": target.digest,
-        },
+        "target": target.as_json(),
         "settings": settings.model_dump(),
         "totals": _totals(stats.total),
         "endpoints": [
@@ -138,4 +133,5 @@ def _change(change: Change) -> dict[str, Any]:
         "current": change.current,
         "change_percent": change.percent,
         "regressed": change.regressed,
+        "not_judged": change.not_judged,
     }

@@ -55,6 +55,15 @@ class Target:
     digest: str | None = None
     health_path: str = "/"
 
+    def as_json(self) -> dict[str, str | None]:
+        """What a verification report says it tested."""
+        return {
+            "url": self.url,
+            "environment": self.environment,
+            "release_id": self.release_id,
+            "digest": self.digest,
+        }
+
     @property
     def title(self) -> str:
         if self.environment is None:
