@@ -233,16 +233,30 @@ def test_banners_are_findings_only_when_they_name_a_version() -> None:
     assert "nginx/1.25.3" in banner.message
 
 
+class _Server(ThreadingHTTPServer):
+    """Serves the headers and Server banner a test sets ("": http.server's, with its
+    version)."""
+
+    extra_headers: dict[str, str]
+    banner = ""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.extra_headers = {}
+
+
 class _Handler(BaseHTTPRequestHandler):
     """Answers every GET with the headers and Server banner the server was given, and a
     cookie."""
 
+    server: _Server
+
     def version_string(self) -> str:
-        return self.server.banner or super().version_string()  # type: ignore[attr-defined]
+        return self.server.banner or super().version_string()
 
     def do_GET(self) -> None:
         self.send_response(200)
-        for name, value in self.server.extra_headers.items():  # type: ignore[attr-defined]
+        for name, value in self.server.extra_headers.items():
             self.send_header(name, value)
         self.send_header("Set-Cookie", "visitor=1; HttpOnly; SameSite=Strict")
         self.send_header("Content-Length", "2")
@@ -254,10 +268,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def local_server() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.extra_headers = {}  # type: ignore[attr-defined]
-    server.banner = ""  # type: ignore[attr-defined]  # "": http.server's, with its version
+def local_server() -> Iterator[_Server]:
+    server = _Server()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -267,7 +279,7 @@ def local_server() -> Iterator[ThreadingHTTPServer]:
 
 
 def test_passive_scan_of_a_real_server_with_and_without_headers(
-    local_server: ThreadingHTTPServer,
+    local_server: _Server,
 ) -> None:
     target = Target(url=f"http://127.0.0.1:{local_server.server_port}")
     bare = asyncio.run(scan_passive(target, ["/", "/openapi.json"], PathTemplates()))
@@ -283,8 +295,8 @@ def test_passive_scan_of_a_real_server_with_and_without_headers(
     }
     [banner, _] = [f for f in bare.findings if f.rule_id == "banner-discloses-version"]
     assert "Server: BaseHTTP/" in banner.message
-    local_server.extra_headers = SHOP_HEADERS  # type: ignore[attr-defined]
-    local_server.banner = "shop"  # type: ignore[attr-defined]
+    local_server.extra_headers = SHOP_HEADERS
+    local_server.banner = "shop"
     hardened = asyncio.run(scan_passive(target, ["/", "/openapi.json"], PathTemplates()))
     assert hardened.findings == []
 
