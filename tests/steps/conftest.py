@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from conveyor.engine.executors.base import ExecResult, Stream
+from conveyor.engine.executors.base import ExecRequest, ExecResult, LogSink, Stream
 from conveyor.engine.executors.local import LocalExecutor
 from conveyor.findings.model import Finding
 from conveyor.findings.sarif import findings_from_log
@@ -44,14 +44,30 @@ def tools_env(path: str | None = None) -> dict[str, str]:
 
 
 class BaselineEvidence(NoEvidence):
-    """Evidence whose target branch had the given SARIF logs."""
+    """Evidence whose target branch had the given reports of `kind` (SARIF logs by
+    default)."""
 
-    def __init__(self, baseline: list[dict[str, Any]], gates: Gates | None = None) -> None:
+    def __init__(
+        self, baseline: list[dict[str, Any]], gates: Gates | None = None, kind: str = "sarif"
+    ) -> None:
         super().__init__(gates)
         self._baseline = [json.dumps(log).encode() for log in baseline]
+        self._kind = kind
 
     def baseline(self, kind: str) -> list[bytes]:
-        return self._baseline if kind == "sarif" else []
+        return self._baseline if kind == self._kind else []
+
+
+@dataclass
+class CountingExecutor:
+    """The local executor, counting the commands it was given."""
+
+    name: str = "counting"
+    commands: list[list[str]] = field(default_factory=list)
+
+    async def execute(self, request: ExecRequest, sink: LogSink) -> ExecResult:
+        self.commands.append(request.argv)
+        return await LocalExecutor().execute(request, sink)
 
 
 @dataclass

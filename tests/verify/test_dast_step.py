@@ -9,21 +9,20 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conveyor.engine.executors.base import ExecRequest, ExecResult, LogSink
-from conveyor.engine.executors.local import LocalExecutor
+from conveyor.engine.executors.base import ExecResult
 from conveyor.findings.model import Disposition, Finding, Level
 from conveyor.findings.sarif import findings_from_log
 from conveyor.spec.gates import FailLevel, FindingsGate, Gates
 from conveyor.steps.base import NoEvidence, StepContext
 from conveyor.steps.dast import DastParams, DastStep
 from deploy.apps import free_port
-from steps.conftest import BaselineEvidence, Lines
+from steps.conftest import BaselineEvidence, CountingExecutor, Lines
 from verify.shop_staging import SHOP, StagingShop, shop_in_staging
 
 PLANTED = SHOP / "fixtures" / "planted-injection"
@@ -43,18 +42,6 @@ def fresh_workspace(workspace: Path) -> Path:
     """A workspace with no exceptions file: every finding counts."""
     workspace.mkdir(parents=True)
     return workspace
-
-
-@dataclass
-class CountingExecutor:
-    """The local executor, counting the commands it was given."""
-
-    name: str = "counting"
-    commands: list[list[str]] = field(default_factory=list)
-
-    async def execute(self, request: ExecRequest, sink: LogSink) -> ExecResult:
-        self.commands.append(request.argv)
-        return await LocalExecutor().execute(request, sink)
 
 
 @dataclass

@@ -10,19 +10,18 @@ import shutil
 import sys
 import textwrap
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pydantic
 import pytest
 
-from conveyor.engine.executors.base import ExecRequest, ExecResult, LogSink
-from conveyor.engine.executors.local import LocalExecutor
+from conveyor.engine.executors.base import ExecResult
 from conveyor.steps.base import NoEvidence, StepContext
 from conveyor.steps.e2e import E2eParams, E2eStep
 from deploy.apps import free_port
-from steps.conftest import Lines
+from steps.conftest import CountingExecutor, Lines
 from verify.shop_staging import SHOP, StagingShop
 
 SHOP_JOURNEYS = 5  # the test functions of examples/shop/tests/e2e/test_journeys.py
@@ -51,18 +50,6 @@ PROMISE_PROJECT = {
             expect(page.get_by_text("Free shipping")).to_be_visible(timeout=500)
         """,
 }
-
-
-@dataclass
-class CountingExecutor:
-    """The local executor, counting the commands it was given."""
-
-    name: str = "counting"
-    commands: list[list[str]] = field(default_factory=list)
-
-    async def execute(self, request: ExecRequest, sink: LogSink) -> ExecResult:
-        self.commands.append(request.argv)
-        return await LocalExecutor().execute(request, sink)
 
 
 @dataclass

@@ -19,23 +19,12 @@ from conveyor.steps.base import NoEvidence, StepContext, job_output_dir
 from conveyor.steps.perf import PerfParams, PerfStep
 from conveyor.verify.perf import NO_BASELINE
 from deploy.apps import free_port
-from steps.conftest import Lines
+from steps.conftest import BaselineEvidence, Lines
 from verify.shop_staging import SHOP, StagingShop
 
 JOB = "perf"
 LOCUSTFILE = SHOP / "perf" / "locustfile.py"
 GENEROUS = {"p95": "10s", "p99": "10s", "error_rate": 5, "min_rps": 0.5}
-
-
-class BaselineEvidence(NoEvidence):
-    """The target branch's last successful run published these "perf" reports."""
-
-    def __init__(self, *reports: dict[str, Any]) -> None:
-        super().__init__()
-        self.reports = [json.dumps(report).encode() for report in reports]
-
-    def baseline(self, kind: str) -> list[bytes]:
-        return self.reports if kind == "perf" else []
 
 
 @dataclass
@@ -171,7 +160,7 @@ def test_a_baseline_much_faster_than_now_fails_as_a_regression(
     previous["target"]["release_id"] = "r-previous"
     workspace = workspace_with_locustfile(tmp_path)
     params = {"url": shop_staging.url, "duration": "2s", "thresholds": GENEROUS}
-    outcome = run_perf(workspace, params, evidence=BaselineEvidence(previous))
+    outcome = run_perf(workspace, params, evidence=BaselineEvidence([previous], kind="perf"))
     assert not outcome.final.ok
     assert "throughput regressed from 1000.0 req/s to " in outcome.final.detail
     assert "beyond the allowed 20%" in outcome.final.detail
