@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    PlainSerializer,
+    ValidationInfo,
+    WithJsonSchema,
+)
 
 from conveyor.spec.durations import DURATION_PATTERN, parse_duration
 
@@ -22,3 +28,13 @@ Duration = Annotated[
         }
     ),
 ]
+
+
+def _inside_workspace(value: str, info: ValidationInfo) -> str:
+    """A path a job reads or writes must stay in its workspace: relative, no `..`."""
+    if value.startswith("/") or ".." in value.split("/"):
+        raise ValueError(f"{info.field_name} must be a path inside the workspace")
+    return value
+
+
+WorkspacePath = Annotated[str, AfterValidator(_inside_workspace)]

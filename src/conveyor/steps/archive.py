@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from conveyor.engine.executors.base import ExecResult
 from conveyor.spec.globs import check_glob, filter_paths
+from conveyor.spec.types import WorkspacePath
 from conveyor.states import FailureClass
 from conveyor.steps.base import SimpleStep, StepContext
 
@@ -29,20 +30,13 @@ class ArchiveParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     paths: list[str] = Field(default_factory=lambda: ["**"], description="Globs to include.")
-    output: str = Field(description="Where to write the archive, e.g. dist/app.tar.gz.")
+    output: WorkspacePath = Field(description="Where to write the archive, e.g. dist/app.tar.gz.")
     prefix: str = Field(default="", description="A folder name to put every entry under.")
 
     @field_validator("paths")
     @classmethod
     def _globs(cls, value: list[str]) -> list[str]:
         return [check_glob(p) for p in value]
-
-    @field_validator("output")
-    @classmethod
-    def _relative(cls, value: str) -> str:
-        if value.startswith("/") or ".." in value.split("/"):
-            raise ValueError("output must be a path inside the workspace")
-        return value
 
 
 class ArchiveStep(SimpleStep):

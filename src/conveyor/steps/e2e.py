@@ -35,10 +35,11 @@ import json
 import time
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from conveyor.engine.executors.base import ExecResult
 from conveyor.findings.junit import TestCase, TestReport, summary_json
+from conveyor.spec.types import WorkspacePath
 from conveyor.steps.base import FinalizeOnlyStep, StepContext, failed, job_output_dir, passed
 from conveyor.verify.e2e import (
     Artifact,
@@ -58,7 +59,7 @@ from conveyor.verify.target import (
 
 
 class E2eParams(TargetParams):
-    tests: str = Field(
+    tests: WorkspacePath = Field(
         default="tests/e2e",
         min_length=1,
         description="The directory of the Playwright (pytest) tests, in the workspace.",
@@ -69,13 +70,6 @@ class E2eParams(TargetParams):
         description="The Chromium executable (a path or a command on PATH); "
         "default: chromium or chromium-browser from PATH.",
     )
-
-    @field_validator("tests")
-    @classmethod
-    def _inside(cls, value: str) -> str:
-        if value.startswith("/") or ".." in value.split("/"):
-            raise ValueError("tests must be a directory inside the workspace")
-        return value
 
 
 class E2eStep(FinalizeOnlyStep):

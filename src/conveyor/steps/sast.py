@@ -24,6 +24,7 @@ from conveyor.findings.fingerprint import SourceLines, assign_fingerprints
 from conveyor.findings.model import Category, Finding, Level
 from conveyor.findings.sarif import project_path, read_results
 from conveyor.spec.globs import check_glob, match_any
+from conveyor.spec.types import WorkspacePath
 from conveyor.steps.base import RAW_DIR, StepContext, ToolRun
 from conveyor.steps.findings_step import (
     FindingsStep,
@@ -78,7 +79,7 @@ class SastParams(ScannerParams):
         min_length=1,
         description="Which analysers to run.",
     )
-    rules: list[str] = Field(
+    rules: list[WorkspacePath] = Field(
         default_factory=list,
         description="Extra semgrep rule files, relative to the workspace, run with the "
         "shipped ones.",
@@ -86,14 +87,6 @@ class SastParams(ScannerParams):
     exclude: list[str] = Field(
         default_factory=list, description="Globs of files whose findings are dropped."
     )
-
-    @field_validator("rules")
-    @classmethod
-    def _inside_workspace(cls, value: list[str]) -> list[str]:
-        for path in value:
-            if path.startswith("/") or ".." in path.split("/"):
-                raise ValueError(f"rule file {path!r} must be a path inside the workspace")
-        return value
 
     @field_validator("exclude")
     @classmethod

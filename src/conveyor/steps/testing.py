@@ -22,7 +22,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from conveyor.engine.executors.base import ExecResult
 from conveyor.errors import ConveyorError
@@ -32,6 +32,7 @@ from conveyor.findings.junit import JUnitError, TestCase, TestReport, parse_juni
 from conveyor.findings.junit import report_from_json as tests_from_json
 from conveyor.findings.junit import report_to_json as tests_to_json
 from conveyor.spec.gates import CoverageGate, Gates, TestsGate
+from conveyor.spec.types import WorkspacePath
 from conveyor.steps.base import RAW_DIR, StepContext, ToolRun, failed, passed
 from conveyor.steps.findings_step import raw_findings_path
 
@@ -56,7 +57,7 @@ class TestParams(BaseModel):
         description="pytest's command line (default: python -m pytest -q); with `junit:`, "
         "the lines of a bash script that writes the JUnit XML.",
     )
-    junit: str | None = Field(
+    junit: WorkspacePath | None = Field(
         default=None, description="Read this JUnit XML (any runner's) instead of running pytest."
     )
     coverage: bool = Field(default=True, description="Measure line coverage with pytest-cov.")
@@ -65,13 +66,6 @@ class TestParams(BaseModel):
     min_coverage: float | None = Field(default=None, ge=0, le=100)
     max_drop: float | None = Field(default=None, ge=0, le=100)
     fail_on_flaky: bool | None = None
-
-    @field_validator("junit")
-    @classmethod
-    def _inside(cls, value: str | None) -> str | None:
-        if value is not None and (value.startswith("/") or ".." in value.split("/")):
-            raise ValueError("junit must be a path inside the workspace")
-        return value
 
     @model_validator(mode="after")
     def _modes(self) -> TestParams:
