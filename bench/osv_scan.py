@@ -1,7 +1,7 @@
 """Offline vulnerability scan: 100 real packages against the PyPA advisory database.
 
 The data is the PyPA advisory database (pypa/advisory-database, CC-BY 4.0), 2,661 OSV
-advisories, from shared/data/osv beside the repository (or `--data`). The script times the
+advisories, checked in with its licence in tests/data/osv/ (or `--data`). The script times the
 import, the index build, and then the scan of 100 packages with the index built (the goal:
 <= 0.5 s). When pip-audit is installed next to this Python, it also runs pip-audit side by
 side against a local OSV-compatible endpoint (127.0.0.1) serving the same advisories, on a
@@ -74,15 +74,27 @@ with VulnDB(Path(sys.argv[1])) as db:
 
 
 def find_tarball(explicit: str | None) -> Path:
-    repository = Path(__file__).resolve().parents[1]
-    candidates = [Path(explicit)] if explicit else []
-    if os.environ.get("CONVEYOR_OSV_DATA"):
-        candidates.append(Path(os.environ["CONVEYOR_OSV_DATA"]))
-    candidates.append(repository.parent / "shared" / "data" / "osv" / TARBALL)
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise SystemExit(f"advisory tarball not found; looked at {[str(c) for c in candidates]}")
+    checked_in = Path(__file__).resolve().parents[1] / "tests" / "data" / "osv" / TARBALL
+    candidate = Path(explicit or os.environ.get("CONVEYOR_OSV_DATA") or checked_in)
+    if not candidate.is_file():
+        raise SystemExit(f"advisory tarball not found: {candidate}")
+    return candidate
+
+
+def unpack_advisories(tarball: Path, target: Path) -> None:
+    """Folders and regular files only, which is all the advisory data holds. Member by
+    member: tarfile's `filter=` is missing on Python 3.11.2, the oldest Python supported."""
+    with tarfile.open(tarball, "r:gz") as archive:
+        for member in archive:
+            parts = member.name.split("/")
+            if member.name.startswith("/") or ".." in parts:
+                raise SystemExit(f"{tarball} holds an unsafe path {member.name!r}")
+            path = target.joinpath(*parts)
+            if member.isdir():
+                path.mkdir(parents=True, exist_ok=True)
+            elif member.isfile() and (source := archive.extractfile(member)) is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(source.read())
 
 
 def load_raw(folder: Path) -> dict[str, dict[str, Any]]:
@@ -144,8 +156,7 @@ class Prepared:
 
 
 def prepare(tarball: Path, scratch: Path) -> Prepared:
-    with tarfile.open(tarball, "r:gz") as archive:
-        archive.extractall(scratch, filter="data")
+    unpack_advisories(tarball, scratch)
     folder = scratch / "vulns"
     db_dir = scratch / "osv-db"
     with VulnDB(db_dir) as db:

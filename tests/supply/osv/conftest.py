@@ -1,8 +1,8 @@
 """The real advisories: the PyPA advisory database (CC-BY 4.0, pypa/advisory-database at
 commit 3ccb6125, 2024-10-10), unpacked once per session and imported into one database.
 
-The tarball lives in the workplace's shared/ folder beside the repository, never in it;
-`CONVEYOR_OSV_DATA` may point elsewhere.
+The tarball is checked in, with its licence and attribution, in tests/data/osv/;
+`CONVEYOR_OSV_DATA` may point at another copy.
 """
 
 from __future__ import annotations
@@ -17,23 +17,34 @@ import pytest
 from conveyor.supply.osv.db import ImportReport, VulnDB
 
 TARBALL_NAME = "pypa-advisory-database-2024-10-10.tar.gz"
+TEST_DATA = Path(__file__).resolve().parents[2] / "data" / "osv"
 ADVISORIES = 2661  # files in the tarball's vulns/ tree
 
 
 def advisory_tarball() -> Path:
     override = os.environ.get("CONVEYOR_OSV_DATA")
-    repository = Path(__file__).resolve().parents[3]
-    candidates = [Path(override)] if override else []
-    candidates.append(repository.parent / "shared" / "data" / "osv" / TARBALL_NAME)
-    # Run as a job of Conveyor's own pipeline, the suite sits in a workspace checkout:
-    # the project it was checked out from has shared/ beside it.
-    project = os.environ.get("CONVEYOR_PROJECT_DIR")
-    if project:
-        candidates.append(Path(project).parent / "shared" / "data" / "osv" / TARBALL_NAME)
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    pytest.fail(f"the advisory tarball is missing; looked at {[str(c) for c in candidates]}")
+    candidate = Path(override) if override else TEST_DATA / TARBALL_NAME
+    if not candidate.is_file():
+        pytest.fail(f"the advisory tarball is missing: {candidate}")
+    return candidate
+
+
+def unpack_advisories(tarball: Path, target: Path) -> None:
+    """Folders and regular files only, which is all the advisory data holds. Member by
+    member: tarfile's `filter=` is missing on Python 3.11.2, the oldest Python supported."""
+    with tarfile.open(tarball, "r:gz") as archive:
+        for member in archive:
+            parts = member.name.split("/")
+            if member.name.startswith("/") or ".." in parts:
+                pytest.fail(f"{tarball} holds an unsafe path {member.name!r}")
+            path = target.joinpath(*parts)
+            if member.isdir():
+                path.mkdir(parents=True, exist_ok=True)
+            elif member.isfile():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                source = archive.extractfile(member)
+                assert source is not None
+                path.write_bytes(source.read())
 
 
 @pytest.fixture(scope="session")
@@ -44,8 +55,7 @@ def tarball() -> Path:
 @pytest.fixture(scope="session")
 def advisories_dir(tarball: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("pypa")
-    with tarfile.open(tarball, "r:gz") as archive:
-        archive.extractall(target, filter="data")
+    unpack_advisories(tarball, target)
     return target / "vulns"
 
 
