@@ -64,6 +64,40 @@ class SpecError(ConveyorError):
         key = f" {self.key_path}:" if self.key_path else ""
         return f"{self.location}:{key} {message}"
 
+    @property
+    def problems(self) -> tuple[SpecError, ...]:
+        """Every problem found; one, unless this is a `SpecErrors`."""
+        return (self,)
+
+
+class SpecErrors(SpecError):
+    """Several problems in one spec file, all reported at once (as linters do).
+
+    Its location, key path and hint are the first problem's; its message lists every
+    problem on a line of its own, `file:line:col: key: message (hint)`.
+    """
+
+    def __init__(self, problems: list[SpecError]) -> None:
+        first = problems[0]
+        self._all = tuple(problems)
+        super().__init__(
+            first.detail,
+            file=first.file,
+            line=first.line,
+            column=first.column,
+            key_path=first.key_path,
+            hint=first.hint,
+        )
+        lines = [f"{len(problems)} problems in {first.file}"]
+        lines += [str(p) + (f" ({p.hint})" if p.hint else "") for p in problems]
+        self.message = "\n".join(lines)
+        self.hint = "fix them, then `conveyor lint` checks the file again"
+        self.args = (self.message,)
+
+    @property
+    def problems(self) -> tuple[SpecError, ...]:
+        return self._all
+
 
 class NotFoundError(ConveyorError):
     """A run, job or artifact the user named does not exist."""

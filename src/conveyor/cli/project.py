@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from conveyor.cli.output import OutputFormat, OutputOption, console, emit_json
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, SpecError
 
 SpecOption = typer.Option("--file", "-f", help="The spec file (default: ./conveyor.yml).")
 
@@ -43,20 +43,43 @@ def init(
 def lint(
     spec: Annotated[Path | None, SpecOption] = None,
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
-) -> None:
-    """Check conveyor.yml: syntax, keys, types, the needs graph, step parameters."""
+) -> int | None:
+    """Check conveyor.yml: syntax, keys, types, the needs graph, step parameters.
+
+    Every problem is reported, one `file:line:col: key: message` line each.
+    """
     from conveyor.service.project import Project
     from conveyor.spec.loader import load_pipeline
 
     started = time.perf_counter()
     path = Project.locate(spec).spec_path
-    loaded = load_pipeline(path)
+    try:
+        loaded = load_pipeline(path)
+    except SpecError as error:
+        if output is not OutputFormat.JSON:
+            raise  # the CLI prints it: each problem on a line of its own
+        emit_json({"file": str(path), "valid": False, "problems": _problems_json(error)})
+        return int(error.exit_code)
     jobs = loaded.pipeline.jobs
     took = time.perf_counter() - started
     if output is OutputFormat.JSON:
         emit_json({"file": str(path), "valid": True, "jobs": len(jobs), "seconds": round(took, 4)})
-        return
+        return None
     console.print(f"[green]✓[/] {path}: {len(jobs)} jobs, valid ({took * 1000:.0f} ms)")
+    return None
+
+
+def _problems_json(error: SpecError) -> list[dict[str, object]]:
+    return [
+        {
+            "line": problem.line,
+            "column": problem.column,
+            "key": problem.key_path,
+            "message": problem.detail,
+            "hint": problem.hint,
+        }
+        for problem in error.problems
+    ]
 
 
 def schema() -> None:

@@ -1,8 +1,9 @@
 """Load `conveyor.yml`: parse once, validate the model, the job graph and step parameters.
 
-Every problem becomes one `SpecError` at file:line:col with a dotted key path. Checks run
-in stages (YAML, the model, then needs and step parameters); of the problems of the first
-stage that finds any, the first in the file is reported, so fixing top to bottom works.
+Every problem becomes a `SpecError` at file:line:col with a dotted key path. A YAML
+syntax error stops there; otherwise the model's problems and the semantic ones (needs,
+environments, step parameters, read from the data as written) are all reported at once,
+in file order, as one `SpecErrors` when there are several.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from conveyor.errors import ConveyorError, SpecError
+from conveyor.errors import ConveyorError, SpecError, SpecErrors
 from conveyor.spec.environments import ENVIRONMENT_NAME_PATTERN
 from conveyor.spec.locate import KeyPath, Locator, Position, format_key_path, parse_yaml
 from conveyor.spec.model import ENV_NAME_PATTERN, JOB_NAME_PATTERN, Pipeline
@@ -83,17 +84,22 @@ def load_pipeline(path: Path) -> LoadedPipeline:
 
 def parse_pipeline(text: str, file: str) -> LoadedPipeline:
     document = parse_yaml(text, file, key_nouns={("jobs",): "job name"})
-    locator = document.locator
+    problems: list[_Problem] = []
+    pipeline: Pipeline | None = None
     try:
         pipeline = Pipeline.model_validate(document.data)
     except ValidationError as error:
-        problems = _pydantic_problems(error, Pipeline, (), document.data)
-        raise _first_error(problems, file, locator) from None
-    step_params, step_problems = _validate_steps(pipeline)
-    problems = [*_graph_problems(pipeline), *_environment_problems(pipeline), *step_problems]
+        problems += _pydantic_problems(error, Pipeline, (), document.data)
+    # The semantic checks read the data as written, so they run even when the model
+    # did not validate: a typo'd key and a needs cycle are reported together.
+    jobs = _raw_jobs(document.data)
+    step_params, step_problems = _validate_steps(jobs)
+    problems += [*_graph_problems(jobs), *_environment_problems(document.data, jobs)]
+    problems += step_problems
     if problems:
-        raise _first_error(problems, file, locator)
-    return LoadedPipeline(pipeline, Path(file), locator, step_params)
+        raise _spec_error(problems, file, document.locator)
+    assert pipeline is not None
+    return LoadedPipeline(pipeline, Path(file), document.locator, step_params)
 
 
 def parse_model(model: type[ModelT], text: str, file: str) -> tuple[ModelT, Locator]:
@@ -103,7 +109,7 @@ def parse_model(model: type[ModelT], text: str, file: str) -> tuple[ModelT, Loca
         return model.model_validate(document.data), document.locator
     except ValidationError as error:
         problems = _pydantic_problems(error, model, (), document.data)
-        raise _first_error(problems, file, document.locator) from None
+        raise _spec_error(problems, file, document.locator) from None
 
 
 @dataclass(frozen=True)
@@ -116,25 +122,32 @@ class _Problem:
     rank: int = 1  # 0 before all others (version), 2 after them (missing keys)
 
 
-def _first_error(problems: Sequence[_Problem], file: str, locator: Locator) -> SpecError:
+def _spec_error(problems: Sequence[_Problem], file: str, locator: Locator) -> SpecError:
+    """Every problem in file order (missing keys last); a wrong version alone."""
+
     def position(problem: _Problem) -> Position:
         where = problem.at or problem.path
         found = locator.locate_key(where) if problem.at_key else locator.locate(where)
         return found or (1, 1)
 
-    def order(problem: _Problem) -> tuple[int, Position]:
-        return problem.rank, position(problem)
-
-    first = min(problems, key=order)
-    line, column = position(first)
-    return SpecError(
-        first.message,
-        file=file,
-        line=line,
-        column=column,
-        key_path=format_key_path(first.path) or None,
-        hint=first.hint,
-    )
+    # A wrong version explains every other error: the file is some other format.
+    shown = [p for p in problems if p.rank == 0] or list(problems)
+    errors: dict[tuple[Position, str], SpecError] = {}
+    for problem in sorted(shown, key=lambda p: (p.rank, position(p))):
+        line, column = position(problem)
+        errors.setdefault(
+            ((line, column), problem.message),
+            SpecError(
+                problem.message,
+                file=file,
+                line=line,
+                column=column,
+                key_path=format_key_path(problem.path) or None,
+                hint=problem.hint,
+            ),
+        )
+    found = list(errors.values())
+    return found[0] if len(found) == 1 else SpecErrors(found)
 
 
 def _suggest(name: str, choices: Iterable[str], what: str) -> str:
@@ -313,58 +326,100 @@ def _is_model(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
-# --- graph and step checks -------------------------------------------------------
+# --- graph and step checks, on the data as written ------------------------------
 
 
-def _graph_problems(pipeline: Pipeline) -> list[_Problem]:
+@dataclass(frozen=True)
+class _RawJob:
+    """What the semantic checks need of a job, read leniently (the model checks types)."""
+
+    data: dict[str, Any]
+    needs: list[tuple[int, str]]  # (index in `needs`, name), strings only
+
+    @property
+    def uses(self) -> str | None:
+        uses = self.data.get("uses")
+        return uses if isinstance(uses, str) else None
+
+    @property
+    def with_(self) -> tuple[bool, Any]:
+        """Whether `with` is written, and its value."""
+        for key in ("with", "with_"):
+            if key in self.data:
+                return True, self.data[key]
+        return False, {}
+
+
+def _raw_jobs(data: dict[str, Any]) -> dict[str, _RawJob]:
+    jobs = data.get("jobs")
+    if not isinstance(jobs, dict):
+        return {}
+    found: dict[str, _RawJob] = {}
+    for name, job in jobs.items():
+        if isinstance(job, dict):
+            needs = job.get("needs", [])
+            listed = [needs] if isinstance(needs, str) else needs
+            pairs = list(enumerate(listed)) if isinstance(listed, list) else []
+            found[name] = _RawJob(job, [(i, n) for i, n in pairs if isinstance(n, str)])
+    return found
+
+
+def _graph_problems(jobs: dict[str, _RawJob]) -> list[_Problem]:
     problems: list[_Problem] = []
     graph: dict[str, list[str]] = {}
-    for name, job in pipeline.jobs.items():
+    for name, job in jobs.items():
         graph[name] = []
-        for index, need in enumerate(job.needs):
+        for index, need in job.needs:
             path = ("jobs", name, "needs", index)
             if need == name:
                 problems.append(
                     _Problem(f"job {name!r} needs itself", path, "remove it from its own needs")
                 )
-            elif need not in pipeline.jobs:
-                hint = _suggest(need, pipeline.jobs, "jobs")
+            elif need not in jobs:
+                hint = _suggest(need, jobs, "jobs")
                 problems.append(_Problem(f"unknown job {need!r} in needs", path, hint))
             else:
                 graph[name].append(need)
-    cycle = _find_cycle(graph, list(pipeline.jobs))
+    cycle = _find_cycle(graph, list(jobs))
     if cycle is not None:
-        problems.append(_cycle_problem(pipeline, cycle))
+        problems.append(_cycle_problem(jobs, cycle))
     return problems
 
 
-def _environment_problems(pipeline: Pipeline) -> list[_Problem]:
+def _environment_problems(data: dict[str, Any], jobs: dict[str, _RawJob]) -> list[_Problem]:
     """`after` names another environment, and promotion order has no loop."""
     problems: list[_Problem] = []
-    names = list(pipeline.environments)
-    for name, environment in pipeline.environments.items():
-        after = environment.after
+    written = data.get("environments")
+    environments = written if isinstance(written, dict) else {}
+    names = list(environments)
+    graph: dict[str, list[str]] = {}
+    for name, environment in environments.items():
+        after = environment.get("after") if isinstance(environment, dict) else None
         path = ("environments", name, "after")
-        if after is None:
+        graph[name] = []
+        if not isinstance(after, str):
             continue
         if after == name:
             problems.append(_Problem(f"environment {name!r} comes after itself", path))
-        elif after not in pipeline.environments:
+        elif after not in environments:
             hint = _suggest(after, names, "environments")
             problems.append(_Problem(f"unknown environment {after!r} in after", path, hint))
-    for job_name, job in pipeline.jobs.items():
-        wanted = (job.with_ or {}).get("environment") if job.uses == "deploy" else None
-        if isinstance(wanted, str) and wanted not in pipeline.environments:
+        else:
+            graph[name].append(after)
+    for job_name, job in jobs.items():
+        _, with_ = job.with_
+        wanted = (
+            with_.get("environment") if job.uses == "deploy" and isinstance(with_, dict) else None
+        )
+        if isinstance(wanted, str) and wanted not in environments:
             hint = _suggest(wanted, names, "environments")
             at = ("jobs", job_name, "with", "environment")
             problems.append(_Problem(f"unknown environment {wanted!r}", at, hint))
-    if not problems:
-        graph = {name: [e.after] if e.after else [] for name, e in pipeline.environments.items()}
-        cycle = _find_cycle(graph, names)
-        if cycle is not None:
-            loop = " -> ".join([*cycle, cycle[0]])
-            at_after = ("environments", cycle[0], "after")
-            problems.append(_Problem(f"promotion order loops: {loop}", at_after))
+    cycle = _find_cycle(graph, names)
+    if cycle is not None:
+        loop = " -> ".join([*cycle, cycle[0]])
+        at_after = ("environments", cycle[0], "after")
+        problems.append(_Problem(f"promotion order loops: {loop}", at_after))
     return problems
 
 
@@ -380,25 +435,26 @@ def _find_cycle(graph: dict[str, list[str]], order: list[str]) -> list[str] | No
     return None
 
 
-def _cycle_problem(pipeline: Pipeline, cycle: list[str]) -> _Problem:
+def _cycle_problem(jobs: dict[str, _RawJob], cycle: list[str]) -> _Problem:
     first, last = cycle[0], cycle[-1]
-    closing = ("jobs", last, "needs", pipeline.jobs[last].needs.index(first))
+    index = next(i for i, need in jobs[last].needs if need == first)
     chain = " -> ".join([*cycle, first])
     return _Problem(
         f"jobs need each other in a cycle: {chain}",
-        closing,
+        ("jobs", last, "needs", index),
         hint="each arrow is a `needs` entry; remove one of them",
     )
 
 
-def _validate_steps(pipeline: Pipeline) -> tuple[dict[str, BaseModel], list[_Problem]]:
+def _validate_steps(jobs: dict[str, _RawJob]) -> tuple[dict[str, BaseModel], list[_Problem]]:
     params: dict[str, BaseModel] = {}
     problems: list[_Problem] = []
-    for name, job in pipeline.jobs.items():
-        if job.executor not in EXECUTOR_NAMES:
-            hint = _suggest(job.executor, EXECUTOR_NAMES, "executors")
+    for name, job in jobs.items():
+        executor = job.data.get("executor", "local")
+        if isinstance(executor, str) and executor not in EXECUTOR_NAMES:
+            hint = _suggest(executor, EXECUTOR_NAMES, "executors")
             problems.append(
-                _Problem(f"unknown executor {job.executor!r}", ("jobs", name, "executor"), hint)
+                _Problem(f"unknown executor {executor!r}", ("jobs", name, "executor"), hint)
             )
         if job.uses is None:
             continue
@@ -407,13 +463,16 @@ def _validate_steps(pipeline: Pipeline) -> tuple[dict[str, BaseModel], list[_Pro
             hint = _suggest(job.uses, step_names(), "steps")
             problems.append(_Problem(f"unknown step {job.uses!r}", ("jobs", name, "uses"), hint))
             continue
+        written, with_ = job.with_
+        if not isinstance(with_, dict):
+            continue  # the model reports a `with` that is not a mapping
         try:
-            params[name] = step.params_model.model_validate(job.with_)
+            params[name] = step.params_model.model_validate(with_)
         except ValidationError as error:
             base = ("jobs", name, "with")
-            found = _pydantic_problems(error, step.params_model, base, job.with_)
+            found = _pydantic_problems(error, step.params_model, base, with_)
             # Without a `with:` mapping in the file, point at the `uses:` that needs one.
-            if "with_" not in job.model_fields_set:
+            if not written:
                 found = [replace(p, at_key=False, at=("jobs", name, "uses")) for p in found]
             problems.extend(found)
     return params, problems
