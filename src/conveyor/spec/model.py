@@ -20,7 +20,7 @@ from pydantic import (
 
 from conveyor.spec.environments import Environment, EnvironmentName
 from conveyor.spec.gates import Gates
-from conveyor.spec.globs import check_glob
+from conveyor.spec.globs import check_glob, check_output_glob
 from conveyor.spec.images import ImagesConfig
 from conveyor.spec.types import Duration
 from conveyor.states import FailureClass
@@ -48,6 +48,10 @@ def _env_value(value: object) -> object:
 Glob = Annotated[str, BeforeValidator(check_glob)]
 # `json_schema_input_type` keeps the JSON Schema as lenient as the shorthands accepted here.
 GlobList = Annotated[list[Glob], BeforeValidator(_as_list, json_schema_input_type=str | list[str])]
+OutputGlob = Annotated[str, BeforeValidator(check_output_glob)]
+OutputGlobList = Annotated[
+    list[OutputGlob], BeforeValidator(_as_list, json_schema_input_type=str | list[str])
+]
 StrList = Annotated[list[str], BeforeValidator(_as_list, json_schema_input_type=str | list[str])]
 EnvValue = Annotated[str, BeforeValidator(_env_value, json_schema_input_type=Scalar)]
 EnvName = Annotated[str, Field(pattern=ENV_NAME_PATTERN)]
@@ -176,8 +180,9 @@ class Job(StrictModel):
         default_factory=lambda: ["**"],
         description="Globs of the files that form the cache key (default: every file).",
     )
-    outputs: GlobList = Field(
-        default_factory=list, description="Globs of artifacts kept and passed to dependants."
+    outputs: OutputGlobList = Field(
+        default_factory=list,
+        description="Globs of artifacts kept and passed to dependants (inside the workspace).",
     )
     tools: StrList = Field(
         default_factory=list,
