@@ -20,7 +20,10 @@ from conveyor.approvals.model import (
     ApprovalRequest,
     ApprovalState,
     ApprovalStatus,
+    Change,
+    Contributor,
     Decision,
+    Part,
     Refusal,
     Refused,
     Verdict,
@@ -52,6 +55,7 @@ class NewRequest:
     timeout: float
     wait_timer: float
     os_user: str | None
+    change: Change | None = None  # None: the run has no commit to count from
 
 
 @dataclass(frozen=True)
@@ -339,6 +343,22 @@ def _request_data(new: NewRequest, run: RunRecord, now: float) -> dict[str, Any]
         "groups": list(new.groups),
         "timeout_at": now + new.timeout,
         "not_before": now + new.wait_timer,
+        **(_change_data(new.change) if new.change is not None else {}),
+    }
+
+
+def _change_data(change: Change) -> dict[str, Any]:
+    return {
+        "change": {
+            "since": change.since,
+            "since_release": change.since_release,
+            "commits": change.commits,
+            "limited": change.limited,
+        },
+        "contributors": [
+            {"identity": c.identity, "part": c.part.value, "sha": c.sha}
+            for c in change.contributors
+        ],
     }
 
 
@@ -359,6 +379,10 @@ def _request_from(event_id: int, row: Mapping[str, Any]) -> ApprovalRequest:
         requested_at=float(row["ts"]),
         timeout_at=float(data["timeout_at"]),
         not_before=float(data["not_before"]),
+        contributors=tuple(
+            Contributor(str(c["identity"]), Part(c["part"]), str(c["sha"]))
+            for c in data.get("contributors", ())
+        ),
     )
 
 

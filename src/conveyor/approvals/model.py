@@ -39,7 +39,8 @@ class Refusal(StrEnum):
     WRONG_SECRET = "wrong-secret"  # noqa: S105 (a refusal's name)
     REPLAY = "replay"  # a nonce seen before, or none
     STALE = "stale"  # a timestamp outside the accepted window
-    AUTHOR = "author"  # separation of duties: the commit's author
+    AUTHOR = "author"  # separation of duties: an author of a commit of the change
+    COMMITTER = "committer"  # separation of duties: a committer of a commit of the change
     TRIGGERER = "triggerer"  # separation of duties: whoever started the run
     NOT_ALLOWED = "not-allowed"  # in none of the allowed roles or groups
     ALREADY_DECIDED = "already-decided"  # this identity decided this request before
@@ -58,6 +59,34 @@ class Refused:
     hint: str | None = None
 
 
+class Part(StrEnum):
+    """What a person did to a commit of the change."""
+
+    AUTHOR = "author"
+    COMMITTER = "committer"
+
+
+@dataclass(frozen=True)
+class Contributor:
+    """Someone who wrote or committed a commit of the change (one of their commits)."""
+
+    identity: str  # git's "Name <email>"
+    part: Part
+    sha: str
+
+
+@dataclass(frozen=True)
+class Change:
+    """The commits a request would deploy: since the environment's live release, or (with
+    no live release to count from) the newest `limit` ancestors of the run's commit."""
+
+    since: str | None  # the live release's commit
+    since_release: str | None
+    commits: int
+    limited: bool  # the range was cut at the limit
+    contributors: tuple[Contributor, ...]
+
+
 @dataclass(frozen=True)
 class ApprovalRequest:
     id: int  # the approval.requested event's id
@@ -74,6 +103,7 @@ class ApprovalRequest:
     requested_at: float
     timeout_at: float
     not_before: float  # the wait timer: no deploy before
+    contributors: tuple[Contributor, ...] = ()  # of every commit of the change
 
     @property
     def image(self) -> str:

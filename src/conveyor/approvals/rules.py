@@ -1,9 +1,10 @@
 """May this identity decide this request? Pure functions: a refusal with its reason, or None.
 
-Separation of duties: nobody approves a change they wrote or a run they started. Git
-identities and CONVEYOR_ACTOR are not authenticated, so an approver matching the commit's
-author, the run's actor or the OS account that ran the pipeline, by name or by email, is
-refused. A rejection only withdraws a change, so the author and the triggerer may reject.
+Separation of duties: nobody approves a change they wrote or committed (any commit of it,
+not only the newest) or a run they started. Git identities and CONVEYOR_ACTOR are not
+authenticated, so an approver matching an author or committer of the change, the run's
+actor or the OS account that ran the pipeline, by name or by email, is refused. A rejection only
+withdraws a change, so the author and the triggerer may reject.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from email.utils import parseaddr
 from conveyor.approvals.model import (
     ApprovalState,
     ApprovalStatus,
+    Contributor,
+    Part,
     Refusal,
     Refused,
     Verdict,
@@ -61,12 +64,30 @@ def _separation_of_duties(user: User, status: ApprovalStatus) -> Refused | None:
             f"{user.name} wrote the change ({request.author}) and cannot approve it",
             hint,
         )
+    contributed = _contribution(user, request.contributors)
+    if contributed is not None:
+        return Refused(contributed[0], contributed[1], hint)
     if is_triggerer(user, (request.actor, request.os_user)):
         return Refused(
             Refusal.TRIGGERER,
             f"{user.name} started run {request.run_id} and cannot approve it",
             hint,
         )
+    return None
+
+
+def _contribution(user: User, contributors: Sequence[Contributor]) -> tuple[Refusal, str] | None:
+    """The first commit of the change `user` wrote or committed, as a refusal and its reason.
+    Authors first: a newer empty commit on top does not hide who wrote the change."""
+    for part in (Part.AUTHOR, Part.COMMITTER):
+        for found in contributors:
+            if found.part is part and is_author(user, found.identity):
+                verb = "wrote" if part is Part.AUTHOR else "committed"
+                return (
+                    Refusal.AUTHOR if part is Part.AUTHOR else Refusal.COMMITTER,
+                    f"{user.name} {verb} commit {found.sha[:12]} ({found.identity}) of "
+                    "this change and cannot approve it",
+                )
     return None
 
 

@@ -40,6 +40,7 @@ HTTP_STATUS: dict[Refusal, int] = {
     Refusal.STALE: status.HTTP_400_BAD_REQUEST,
     Refusal.AMBIGUOUS: status.HTTP_400_BAD_REQUEST,
     Refusal.AUTHOR: status.HTTP_403_FORBIDDEN,
+    Refusal.COMMITTER: status.HTTP_403_FORBIDDEN,
     Refusal.TRIGGERER: status.HTTP_403_FORBIDDEN,
     Refusal.NOT_ALLOWED: status.HTTP_403_FORBIDDEN,
     Refusal.NO_RUN: status.HTTP_404_NOT_FOUND,

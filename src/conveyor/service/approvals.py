@@ -23,6 +23,9 @@ from conveyor.approvals.model import (
     ApprovalRequest,
     ApprovalState,
     ApprovalStatus,
+    Change,
+    Contributor,
+    Part,
     Refusal,
     Refused,
     Verdict,
@@ -34,12 +37,16 @@ from conveyor.approvals.users import (
     authenticate,
     load_users,
 )
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, NotFoundError
 from conveyor.service.project import Project
 from conveyor.spec.environments import Approval
 from conveyor.store.store import Store
+from conveyor.vcs.commits import Commit, log_commits
 
 POLL_INTERVAL = 0.5  # seconds between two looks at the store while a deploy waits
+# Commits counted when no live release bounds the change (or when the range is longer):
+# their authors and committers may not approve. Bounds the `git log` of a first deploy.
+CHANGE_LIMIT = 1000
 Say = Callable[[str], None]
 
 
@@ -93,9 +100,11 @@ def request_approval(
     digest: str,
     approval: Approval,
     now: float | None = None,
+    repo: Path | None = None,
 ) -> ApprovalRequest:
     """The run's request to deploy `repository@digest` to `environment` (one per run and
-    environment: asking again returns the first)."""
+    environment: asking again returns the first). With `repo` (the project's git
+    repository), it records every author and committer of the change, who may not approve."""
     new = NewRequest(
         run_id=run_id,
         environment=environment,
@@ -107,8 +116,65 @@ def request_approval(
         timeout=approval.timeout,
         wait_timer=approval.wait_timer,
         os_user=_os_user(),
+        change=change_of(repo, store, run_id, environment) if repo is not None else None,
     )
     return ledger_of(store).request(new, now)
+
+
+def change_of(repo: Path, store: Store, run_id: int, environment: str) -> Change | None:
+    """Who wrote and committed the change the run would deploy: the commits since the
+    environment's live release (`git log live..run`); with no live release to count from (a
+    first deploy, a live release deployed by hand or whose commit is gone), the newest
+    CHANGE_LIMIT ancestors of the run's commit. None when the run has no commit."""
+    head = store.get_run(run_id).commit_sha
+    if head is None:
+        return None
+    since_release, since = _live_commit(store, environment)
+    if since is not None:
+        try:
+            return _change(log_commits(repo, head, since, CHANGE_LIMIT + 1), since, since_release)
+        except ConveyorError:
+            pass  # history was rewritten under the live release: count back from the run
+    try:
+        return _change(log_commits(repo, head, None, CHANGE_LIMIT + 1), None, None)
+    except ConveyorError as error:
+        raise ConveyorError(
+            f"cannot tell who wrote run {run_id}'s change ({head[:12]}), so nobody could "
+            f"approve it safely: {error}",
+            hint="run the pipeline again from the repository that holds the commit",
+        ) from None
+
+
+def _live_commit(store: Store, environment: str) -> tuple[str | None, str | None]:
+    """The environment's live release and the commit of the run that deployed it."""
+    record = store.deploys.environment(environment)
+    live = record.live_release if record is not None else None
+    if live is None:
+        return None, None
+    deploys = [d for d in store.deploys.deploys(environment) if d.release_id == live]
+    from_runs = [d.run_id for d in deploys if d.run_id is not None]
+    if not from_runs:
+        return None, None
+    try:
+        return live, store.get_run(from_runs[-1]).commit_sha
+    except NotFoundError:
+        return None, None
+
+
+def _change(commits: list[Commit], since: str | None, since_release: str | None) -> Change:
+    """Each person once per part (author, committer), with their newest commit."""
+    found: dict[tuple[str, Part], Contributor] = {}
+    for commit in commits[:CHANGE_LIMIT]:
+        for part, identity in ((Part.AUTHOR, commit.author), (Part.COMMITTER, commit.committer)):
+            key = (identity.casefold(), part)
+            found.setdefault(key, Contributor(identity, part, commit.sha))
+    return Change(
+        since=since,
+        since_release=since_release if since else None,
+        commits=min(len(commits), CHANGE_LIMIT),
+        limited=len(commits) > CHANGE_LIMIT,
+        contributors=tuple(found.values()),
+    )
 
 
 def decide(
@@ -243,6 +309,7 @@ def gate(
         repository=repository,
         digest=digest,
         approval=approval,
+        repo=project.directory,
     )
     say(
         f"{environment} needs {request.required} approval(s) by {request.approvers()} "

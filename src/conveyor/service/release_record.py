@@ -24,13 +24,12 @@ from conveyor.states import DeployState
 from conveyor.store.deploys import DeployRecord
 from conveyor.store.records import RunRecord
 from conveyor.store.store import Store
-from conveyor.vcs.git import run_git
+from conveyor.vcs.commits import log_commits
 
 if TYPE_CHECKING:
     from conveyor.service.reports import RunReport
 
 RECORD_VERSION = 1
-_FIELD = "\x1f"
 
 
 def release_record(
@@ -123,24 +122,19 @@ def _commits(
     since = None
     if previous is not None and previous.run_id is not None:
         since = store.get_run(previous.run_id).commit_sha
-    revisions = f"{since}..{run.commit_sha}" if since else f"-1 {run.commit_sha}"
     try:
-        output = run_git(
-            project.directory,
-            "log",
-            "--no-show-signature",
-            f"--format=%H{_FIELD}%an <%ae>{_FIELD}%ct{_FIELD}%s",
-            *revisions.split(),
-        )
+        found = log_commits(project.directory, run.commit_sha, since, limit=None if since else 1)
     except ConveyorError:  # the repository moved or was rewritten: say so, keep the rest
         return [{"sha": run.commit_sha, "note": "not found in the repository any more"}]
-    commits = []
-    for line in output.decode("utf-8", errors="replace").splitlines():
-        sha, author, when, subject = line.split(_FIELD, 3)
-        commits.append(
-            {"sha": sha, "author": author, "date": _iso(float(when)), "subject": subject}
-        )
-    return commits
+    return [
+        {
+            "sha": commit.sha,
+            "author": commit.author,
+            "date": _iso(commit.committed_at),
+            "subject": commit.subject,
+        }
+        for commit in found
+    ]
 
 
 def _evidence(store: Store, run_id: int) -> dict[str, Any]:
