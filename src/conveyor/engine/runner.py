@@ -20,7 +20,8 @@ from conveyor.engine.mask import Masker
 from conveyor.engine.plan import PlannedJob
 from conveyor.engine.report import Reporter
 from conveyor.engine.workspace import (
-    MissingOutputsError,
+    OutputsError,
+    UnsafeRestoreError,
     Workspace,
     collect_outputs,
     restore_outputs,
@@ -115,7 +116,10 @@ class JobRunner:
             log.replay(self.ctx.store.blobs.get_bytes(original.log_blob))
         log.write(Stream.SYSTEM, f"cache hit: outputs of run {hit.run_id} restored")
         if hit.outputs_manifest:
-            restore_outputs(hit.outputs_manifest, self.ctx.workspace.path, self.ctx.store.blobs)
+            try:
+                restore_outputs(hit.outputs_manifest, self.ctx.workspace.path, self.ctx.store.blobs)
+            except UnsafeRestoreError as error:  # a crafted entry: the job fails, not the run
+                return self._refuse_restore(job, key, log, error)
         self.ctx.outputs[job.id] = hit.outputs_manifest
         result = await self._finalize(job, log, None)
         log.close()
@@ -134,6 +138,23 @@ class JobRunner:
             finished_at=time.time(),
         )
         return state
+
+    def _refuse_restore(
+        self, job: PlannedJob, key: CacheKey, log: JobLog, error: UnsafeRestoreError
+    ) -> JobState:
+        detail = f"{error.message} ({error.hint})" if error.hint else error.message
+        log.write(Stream.SYSTEM, detail)
+        log.close()
+        self.transition(
+            job.id,
+            JobState.FAILED,
+            detail,
+            cache_key=key.digest,
+            log_blob=self._store_log(log),
+            failure=FailureClass.INFRASTRUCTURE,
+            finished_at=time.time(),
+        )
+        return JobState.FAILED
 
     async def _execute(
         self, job: PlannedJob, key: CacheKey | None, miss: str, slots: asyncio.Semaphore
@@ -276,7 +297,7 @@ class JobRunner:
             blobs = self.ctx.store.blobs
             patterns = [*job.job.outputs, *STEPS[job.step].outputs(job.params)]
             return result, collect_outputs(self.ctx.workspace.path, patterns, blobs)
-        except MissingOutputsError as error:
+        except OutputsError as error:  # missing, or leading outside the workspace
             log.write(Stream.SYSTEM, str(error))
             failed = ExecResult(
                 result.exit_code, FailureClass.EXIT_CODE, result.duration, str(error)

@@ -3,6 +3,10 @@
 Every job of a run works in the same workspace, so the outputs of a job are where its
 dependants expect them. Outputs are also stored as blobs so that a cache hit or a
 `--rerun-failed` run can restore them into a fresh workspace.
+
+Outputs stay inside the workspace both ways: their globs are checked after brace
+expansion, a matched file must resolve inside the workspace (no symlink out), and a
+restored path must be relative, without `..`, and written through no link that leads out.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from pathlib import Path
 
 from wcmatch import glob as wcglob
 
-from conveyor.spec.globs import GLOB_FLAGS, filter_paths
+from conveyor.errors import ConveyorError, ExitCode
+from conveyor.spec.globs import GLOB_FLAGS, check_output_glob, filter_paths, under_state_dir
 from conveyor.store.blobs import BlobStore
 from conveyor.vcs.checkout import checkout, tree_digests
 from conveyor.vcs.git import list_source_files
@@ -90,43 +95,123 @@ def _git_blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
 
 
-class MissingOutputsError(Exception):
+class OutputsError(Exception):
+    """A job's outputs cannot be kept: the job fails with this message."""
+
+
+class MissingOutputsError(OutputsError):
     """A job declared outputs that its command did not produce."""
+
+
+class UnsafeOutputError(OutputsError):
+    """An output glob or a matched file leads outside the workspace."""
+
+
+class UnsafeRestoreError(ConveyorError):
+    """A stored outputs manifest names a path outside the workspace: nothing is written."""
+
+    exit_code = ExitCode.PIPELINE_FAILED
 
 
 def collect_outputs(workspace: Path, patterns: list[str], blobs: BlobStore) -> str | None:
     """Store the files matching `patterns` as blobs; return the manifest's digest."""
     if not patterns:
         return None
+    for pattern in patterns:  # a step's own globs too, and a spec never linted
+        try:
+            check_output_glob(pattern)
+        except ValueError as error:
+            raise UnsafeOutputError(f"outputs: {error}") from None
+    root = workspace.resolve()
     manifest: dict[str, dict[str, object]] = {}
     for pattern in patterns:
         if pattern.startswith("!"):
             continue
         matched = wcglob.glob(pattern, root_dir=str(workspace), flags=GLOB_FLAGS)
-        files = [m for m in matched if (workspace / m).is_file()]
+        files = [m for m in matched if not under_state_dir(m) and (workspace / m).is_file()]
         if not files:
             raise MissingOutputsError(f"outputs: '{pattern}' matched no file")
         for relative in files:
             if filter_paths([relative], patterns):
-                path = workspace / relative
+                path = _inside(root, workspace / relative, relative)
                 manifest[relative] = {
-                    "digest": blobs.put_file(path),
+                    "digest": blobs.put_output(path),  # text reports masked
                     "executable": bool(path.stat().st_mode & stat.S_IXUSR),
                 }
     return blobs.put_bytes(_canonical(manifest))
 
 
+def _inside(root: Path, path: Path, relative: str) -> Path:
+    """The file itself, if it (after every symlink) is inside the workspace."""
+    real = path.resolve()
+    if not real.is_relative_to(root):
+        raise UnsafeOutputError(
+            f"outputs: '{relative}' leads outside the workspace (to {real}) through a "
+            "symbolic link; outputs must be files inside the workspace"
+        )
+    return real
+
+
 def restore_outputs(manifest_digest: str, workspace: Path, blobs: BlobStore) -> int:
-    """Put a manifest's files back into a workspace; returns how many."""
+    """Put a manifest's files back into a workspace; returns how many.
+
+    Every entry is checked before anything is written, so a manifest naming an absolute
+    or `..` path writes nothing; folders are then made one at a time, never through a
+    link that leads out of the workspace.
+    """
     manifest = json.loads(blobs.get_bytes(manifest_digest))
+    if not isinstance(manifest, dict):
+        raise UnsafeRestoreError(f"the outputs manifest {manifest_digest} is not a mapping")
+    root = workspace.resolve()
+    parts = {
+        relative: _restorable_parts(relative, entry, manifest_digest)
+        for relative, entry in manifest.items()
+    }
     for relative, entry in manifest.items():
-        target = workspace / relative
-        if target.exists() or target.is_symlink():
+        target = _restore_target(root, parts[relative], relative)
+        if target.is_symlink() or target.exists():
             target.unlink()
         blobs.copy_to(entry["digest"], target)
         if entry.get("executable"):
             target.chmod(0o755)
     return len(manifest)
+
+
+def _restorable_parts(relative: str, entry: object, manifest_digest: str) -> list[str]:
+    """The path's components, if it is a plain relative path inside the workspace."""
+    parts = relative.split("/")
+    plain = all(part not in ("", ".", "..") and "\0" not in part for part in parts)
+    if plain and isinstance(entry, dict) and isinstance(entry.get("digest"), str):
+        return parts
+    raise UnsafeRestoreError(
+        f"refusing to restore cached outputs: {relative!r} is not a path inside the "
+        f"workspace (manifest {manifest_digest}); nothing was written",
+        hint="the cache entry was not written by Conveyor; `conveyor run --no-cache` "
+        "runs the jobs again",
+    )
+
+
+def _restore_target(root: Path, parts: list[str], relative: str) -> Path:
+    """Where a restored file goes: its folders made, none of them a link leading out."""
+    current = root
+    for part in parts[:-1]:
+        current = current / part
+        if current.is_symlink() or current.exists():
+            current = current.resolve()
+            if not current.is_relative_to(root) or not current.is_dir():
+                raise UnsafeRestoreError(
+                    f"refusing to restore cached outputs: {relative!r} would be written "
+                    f"through {current}, which is not a folder inside the workspace",
+                    hint="remove the symbolic link, or run with --no-cache",
+                )
+        else:
+            current.mkdir()
+    target = current / parts[-1]
+    if target.is_dir() and not target.is_symlink():
+        raise UnsafeRestoreError(
+            f"refusing to restore cached outputs: {relative!r} is a folder in the workspace"
+        )
+    return target
 
 
 def _canonical(value: object) -> bytes:
