@@ -3,36 +3,34 @@
     <releases_root>/<digest hex>/rootfs      the layers (gzip tar) applied in order
     <releases_root>/<digest hex>/image.json  Entrypoint, Cmd, Env, WorkingDir (+ digest)
 
-Layers are applied with tarfile's `data` filter (no absolute paths, no `..`, no links
-out of the tree, no device files); absolute symlinks, common in base images, are first
-rewritten relative to the rootfs so they stay inside it. OCI whiteouts (`.wh.<name>`,
-`.wh..wh..opq`) delete what lower layers put there. The folder is built in a temporary
-directory then renamed into place, and made read-only, so a release never changes under
-a running replica; a second call for the same digest reuses it.
+Layers are applied member by member by `layer.apply_layer`, which no member can leave
+(no absolute paths, no `..`, nothing written through a symlink out of the tree, no device
+files; see there); absolute symlinks, common in base images, are rewritten relative to the
+rootfs so they stay inside it. OCI whiteouts (`.wh.<name>`, `.wh..wh..opq`) delete what
+lower layers put there. Once all layers are applied, every symlink is checked to resolve
+inside the rootfs. The folder is built in a temporary directory then renamed into place,
+and made read-only, so a release never changes under a running replica; a second call for
+the same digest reuses it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
-import posixpath
 import shutil
 import stat
-import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from conveyor.deploy.runtimes.layer import apply_layer, check_symlinks
 from conveyor.errors import ConveyorError
 from conveyor.supply.oci.model import Manifest, is_digest
 from conveyor.supply.oci.store import ImageStore
 
 IMAGE_FILE = "image.json"
 ROOTFS = "rootfs"
-WHITEOUT = ".wh."
-OPAQUE_WHITEOUT = ".wh..wh..opq"
 _CONFIG_KEYS = ("Entrypoint", "Cmd", "Env", "WorkingDir")
 _WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 
@@ -53,6 +51,7 @@ def unpack_release(store: ImageStore, repository: str, digest: str, releases_roo
         rootfs.mkdir()
         for layer in manifest.layers:
             apply_layer(store.get_blob(repository, layer.digest), rootfs, layer.digest)
+        check_symlinks(rootfs, f"image {repository}@{digest}")
         image = image_settings(config, repository, digest)
         (scratch / IMAGE_FILE).write_text(json.dumps(image, indent=2, sort_keys=True))
         make_read_only(scratch)
@@ -78,68 +77,15 @@ def image_settings(config: dict[str, Any], repository: str, digest: str) -> dict
     return {**image, "repository": repository, "digest": digest}
 
 
-def apply_layer(blob: bytes, rootfs: Path, digest: str) -> None:
-    """Extract one gzip tar layer over `rootfs`, whiteouts first."""
-    try:
-        with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
-            members = tar.getmembers()
-            for member in members:
-                if posixpath.basename(member.name).startswith(WHITEOUT):
-                    _apply_whiteout(member.name, rootfs, digest)
-            kept = [m for m in members if not posixpath.basename(m.name).startswith(WHITEOUT)]
-            for member in kept:
-                _check_name(member.name, digest)
-            tar.extractall(rootfs, members=kept, filter=_inside(rootfs))  # noqa: S202 (data filter)
-    except tarfile.FilterError as error:
-        raise ConveyorError(f"image layer {digest} is unsafe to unpack: {error}") from None
-    except (tarfile.TarError, EOFError) as error:
-        raise ConveyorError(f"image layer {digest} is not a gzip tar: {error}") from None
-
-
-def _check_name(name: str, digest: str) -> None:
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if name.startswith("/") or ".." in parts:
-        raise ConveyorError(f"image layer {digest} holds an unsafe path {name!r}")
-
-
-def _apply_whiteout(name: str, rootfs: Path, digest: str) -> None:
-    _check_name(name, digest)
-    directory, base = posixpath.split(name.strip("/"))
-    parent = rootfs / directory
-    if not parent.resolve().is_relative_to(rootfs.resolve()):
-        raise ConveyorError(f"image layer {digest} has a whiteout outside the image: {name!r}")
-    if base == OPAQUE_WHITEOUT:
-        for child in parent.iterdir() if parent.is_dir() else ():
-            remove_tree(child)
-    else:
-        remove_tree(parent / base.removeprefix(WHITEOUT))
-
-
-def _inside(rootfs: Path) -> Any:
-    """The `data` filter, after pointing absolute symlinks at the rootfs instead of /."""
-
-    def keep_inside(member: tarfile.TarInfo, destination: str) -> tarfile.TarInfo | None:
-        if member.issym() and member.linkname.startswith("/"):
-            link_dir = posixpath.dirname("/" + member.name.strip("/"))
-            relative = posixpath.relpath(posixpath.normpath(member.linkname), link_dir)
-            member = member.replace(linkname=relative, deep=False)
-        return tarfile.data_filter(member, destination)
-
-    return keep_inside
-
-
 def make_read_only(root: Path) -> None:
-    """Drop every write bit (directories last, so the walk can still list them)."""
-    for directory, _dirnames, filenames in os.walk(root, topdown=False):
+    """Drop every write bit (directories last, so the walk can still list them). Walked by
+    descriptors (os.fwalk): a path deeper than PATH_MAX is reached like any other."""
+    for _path, _dirnames, filenames, directory in os.fwalk(root, topdown=False):
         for name in filenames:
-            _drop_write(Path(directory, name))
-        _drop_write(Path(directory))
-
-
-def _drop_write(path: Path) -> None:
-    mode = path.lstat().st_mode
-    if not stat.S_ISLNK(mode):
-        path.chmod(stat.S_IMODE(mode) & ~_WRITE_BITS)
+            mode = os.stat(name, dir_fd=directory, follow_symlinks=False).st_mode
+            if not stat.S_ISLNK(mode):
+                os.chmod(name, stat.S_IMODE(mode) & ~_WRITE_BITS, dir_fd=directory)
+        os.fchmod(directory, stat.S_IMODE(os.fstat(directory).st_mode) & ~_WRITE_BITS)
 
 
 def remove_tree(path: Path) -> None:
@@ -150,6 +96,6 @@ def remove_tree(path: Path) -> None:
         return
     if not path.exists():
         return
-    for directory, _dirnames, _filenames in os.walk(path):
-        Path(directory).chmod(0o755)
+    for _path, _dirnames, _filenames, directory in os.fwalk(path):
+        os.fchmod(directory, 0o755)
     shutil.rmtree(path)
