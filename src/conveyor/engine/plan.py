@@ -2,13 +2,18 @@
 
 Pure: no I/O, no store. Matrix jobs expand to one planned job per combination
 (`test[python=3.11]`); rules decide what is included, skipped or blocked, and why.
+
+Expressions (`${{ git.branch }}`) are replaced by their text in `env`, `with` and
+concurrency groups. In what bash runs (`run:` lines, a `test` step's script) they become
+references to environment variables holding the values (`${CONVEYOR_GIT_BRANCH}`), as
+GitHub recommends: a branch named `x";touch PWNED;echo"` is then data, never code.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -72,6 +77,8 @@ class PlanOptions:
 
 
 _EXPRESSION = re.compile(r"\$\{\{\s*([a-zA-Z_][\w.-]*)\s*\}\}")
+_NOT_IN_A_NAME = re.compile(r"[^A-Za-z0-9]")
+Substitute = Callable[[str], str]
 
 
 def build_plan(
@@ -229,6 +236,7 @@ def _planned(
 ) -> PlannedJob:
     job_id = _job_id(name, combo)
     values = _expression_values(combo, git)
+    shell_env = _ShellVariables(values, job_id)
 
     def sub(text: str) -> str:
         return _substitute(text, values, job_id)
@@ -237,10 +245,13 @@ def _planned(
     env.update({f"MATRIX_{axis.upper()}": value for axis, value in combo.items()})
     params: BaseModel
     if job.run is not None:
-        step, params = "shell", ShellParams(commands=[sub(line) for line in job.run])
+        step, params = "shell", ShellParams(commands=[shell_env.sub(line) for line in job.run])
     else:
         assert job.uses is not None
-        step, params = job.uses, _substituted_params(job.uses, step_params[name], sub, job_id)
+        step = job.uses
+        params = _substituted_params(step, step_params[name], sub, shell_env.sub, job_id)
+    # The values join the declared env: the cache key still changes with them.
+    env.update(shell_env.used)
     group = sub(job.concurrency.group) if job.concurrency else None
     return PlannedJob(
         id=job_id,
@@ -257,8 +268,16 @@ def _planned(
     )
 
 
-def _substituted_params(step: str, params: BaseModel, sub: Any, job_id: str) -> BaseModel:
-    data = _substitute_tree(params.model_dump(mode="json", by_alias=True), sub)
+def _substituted_params(
+    step: str, params: BaseModel, sub: Substitute, shell_sub: Substitute, job_id: str
+) -> BaseModel:
+    # Only what the file set: re-validating defaults would trip rules about what was given.
+    data = params.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    scripts = _script_params(step, data)
+    data = {
+        key: _substitute_tree(value, shell_sub if key in scripts else sub)
+        for key, value in data.items()
+    }
     try:
         return STEPS[step].params_model.model_validate(data)
     except ValidationError as error:
@@ -267,7 +286,15 @@ def _substituted_params(step: str, params: BaseModel, sub: Any, job_id: str) -> 
         ) from None
 
 
-def _substitute_tree(value: Any, sub: Any) -> Any:
+def _script_params(step: str, data: Mapping[str, Any]) -> set[str]:
+    """The `with` keys whose lines bash runs: a `test` step's `command` with `junit:`
+    (without it, `command` is pytest's argument list, run without a shell)."""
+    if step == "test" and data.get("junit"):
+        return {"command"}
+    return set()
+
+
+def _substitute_tree(value: Any, sub: Substitute) -> Any:
     if isinstance(value, str):
         return sub(value)
     if isinstance(value, list):
@@ -305,6 +332,34 @@ def _substitute(text: str, values: Mapping[str, str], job_id: str) -> str:
         return values[key]
 
     return _EXPRESSION.sub(replace, text)
+
+
+class _ShellVariables:
+    """Expressions in shell text become `${CONVEYOR_...}`; the values go to the env."""
+
+    def __init__(self, values: Mapping[str, str], job_id: str) -> None:
+        self.values = values
+        self.job_id = job_id
+        self.used: dict[str, str] = {}  # variable -> value
+        self._keys: dict[str, str] = {}  # variable -> expression, to catch two in one name
+
+    def sub(self, text: str) -> str:
+        if "${{" not in text:
+            return text
+        return _EXPRESSION.sub(self._reference, text)
+
+    def _reference(self, match: re.Match[str]) -> str:
+        key = match.group(1)
+        value = _substitute(match.group(0), self.values, self.job_id)  # unknown: the error
+        variable = "CONVEYOR_" + _NOT_IN_A_NAME.sub("_", key).upper()
+        if self._keys.setdefault(variable, key) != key:
+            raise ConveyorError(
+                f"job '{self.job_id}': expressions '{self._keys[variable]}' and '{key}' "
+                f"would share the variable {variable}",
+                hint="rename one of the matrix axes",
+            )
+        self.used[variable] = value
+        return "${" + variable + "}"
 
 
 def _matrix_combinations(job: Job) -> list[dict[str, str]]:
