@@ -116,7 +116,8 @@ def test_refusals_answer_their_status_with_a_reason_and_are_recorded(
 
     assert (answer.status_code, answer.json()["error"]) == (status, error)
     assert answer.json()["reason"]
-    assert api.refused_codes() == [error]
+    # Without a proven token nothing is recorded: anonymous calls cannot fill the log.
+    assert api.refused_codes() == ([] if status == 401 else [error])
 
 
 def test_a_wrong_secret_is_unauthorized(api: Api) -> None:
@@ -192,3 +193,113 @@ def test_headers_without_a_nonce_or_timestamp_are_refused(api: Api) -> None:
 
     assert (no_nonce.status_code, no_nonce.json()["error"]) == (400, "replay")
     assert (no_time.status_code, no_time.json()["error"]) == (400, "stale")
+
+
+def written(api: Api) -> tuple[int, int]:
+    """How many events and audit entries the store holds."""
+    return len(api.gate.store.events()), len(api.gate.store.audit_entries())
+
+
+def test_anonymous_calls_are_refused_before_anything_is_written(api: Api) -> None:
+    run = api.gate.run()
+    api.gate.request(run)
+    bob = api.gate.tokens["bob"]
+    forged = bob[: bob.rindex("_")] + "_forged"
+    before = written(api)
+
+    answers = [
+        api.http.post(f"/runs/{run}/approve", json={"comment": "let me in"}, headers=headers)
+        for headers in (
+            {},
+            {"Authorization": "Bearer nonsense"},
+            {"Authorization": "Basic Ym9iOmJvYg=="},
+            {"Authorization": "Bearer cvy_0123456789ab_guess"},
+            {"Authorization": f"Bearer {forged}"},
+        )
+        for _ in range(5)
+    ]
+
+    assert len(answers) == 25
+    assert {a.status_code for a in answers} == {401}
+    assert written(api) == before
+    assert "let me in" not in "".join(a.text for a in answers)
+
+
+def test_a_revoked_token_is_refused_and_its_use_recorded(api: Api) -> None:
+    from datetime import UTC, datetime
+
+    from conveyor.approvals.users import revoke_token
+
+    run = api.gate.run()
+    api.gate.request(run)
+    token = api.gate.tokens["bob"]
+    revoke_token(api.gate.users_file, "bob", token.split("_")[1], datetime.now(UTC))
+
+    answer = api.post(f"/runs/{run}/approve", "bob")
+
+    assert (answer.status_code, answer.json()["error"]) == (401, "revoked-token")
+    assert api.refused_codes() == ["revoked-token"]
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_over_64_kib_is_refused_with_413_and_nothing_written(
+    api: Api, chunked: bool
+) -> None:
+    run = api.gate.run()
+    api.gate.request(run)
+    body = b'{"comment": "' + b"x" * (65 * 1024) + b'"}'
+    headers = {
+        "Authorization": f"Bearer {api.gate.tokens['bob']}",
+        "Content-Type": "application/json",
+        "X-Conveyor-Nonce": secrets.token_hex(16),
+        "X-Conveyor-Timestamp": str(time.time()),
+    }
+    before = written(api)
+
+    content = iter([body[:1000], body[1000:]]) if chunked else body
+    answer = api.http.post(f"/runs/{run}/approve", content=content, headers=headers)
+
+    assert answer.status_code == 413
+    assert answer.json()["error"] == "too-large"
+    assert written(api) == before
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"comment": "' + b"SECRET-MARK-" * 200 + b'"}',  # longer than 2000 characters
+        b'{"environment": ["SECRET-MARK-list"]}',
+        b"SECRET-MARK-not-json",
+    ],
+)
+def test_an_invalid_body_is_422_without_its_input(api: Api, content: bytes) -> None:
+    run = api.gate.run()
+    api.gate.request(run)
+    headers = {
+        "Authorization": f"Bearer {api.gate.tokens['bob']}",
+        "Content-Type": "application/json",
+        "X-Conveyor-Nonce": secrets.token_hex(16),
+        "X-Conveyor-Timestamp": str(time.time()),
+    }
+
+    answer = api.http.post(f"/runs/{run}/approve", content=content, headers=headers)
+
+    assert answer.status_code == 422
+    assert answer.json()["error"] == "invalid"
+    assert "SECRET-MARK" not in answer.text
+    assert "input" not in answer.json()
+
+
+@pytest.mark.parametrize("path", ["/docs", "/openapi.json", "/redoc"])
+def test_the_docs_are_for_token_holders_only(api: Api, path: str) -> None:
+    bob = {"Authorization": f"Bearer {api.gate.tokens['bob']}"}
+
+    anonymous = api.http.get(path)
+    shown = api.http.get(path, headers=bob)
+
+    assert anonymous.status_code == 401
+    assert shown.status_code == 200
+
+
+def test_health_needs_no_token(api: Api) -> None:
+    assert api.http.get("/healthz").json() == {"status": "ok"}

@@ -5,23 +5,28 @@
     POST /runs/{run_id}/reject      the same
     GET  /healthz
 
-Every call but /healthz needs `Authorization: Bearer <token>`; a decision also needs
-`X-Conveyor-Nonce` (never used before) and `X-Conveyor-Timestamp` (Unix seconds, within
-300 s of the server's clock). A refusal answers 400 (replay), 401 (token), 403 (not
-allowed), 404 (no such run or request) or 409 (already decided or expired), with
-{"error": code, "reason": ..., "hint": ...}, and is recorded like any other decision.
+Every call but /healthz needs `Authorization: Bearer <token>` (the docs too): without a
+token whose secret is right, 401 before anything is read or recorded (guard.py). A body is
+at most 64 KiB (413). A decision also needs `X-Conveyor-Nonce` (never used before) and
+`X-Conveyor-Timestamp` (Unix seconds, within 300 s of the server's clock). A refusal
+answers 400 (replay), 401 (token), 403 (not allowed), 404 (no such run or request) or 409
+(already decided or expired), with {"error": code, "reason": ..., "hint": ...}, and is
+recorded like any other decision. An invalid body answers 422 without echoing it.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from conveyor.approvals.guard import Guard, bearer
 from conveyor.approvals.model import ApprovalStatus, Decision, Refusal, Verdict
 from conveyor.approvals.users import Authenticated, authenticate, load_users
 from conveyor.errors import ConveyorError, NotFoundError
@@ -91,7 +96,7 @@ def credentials(
 ) -> Credentials:
     """A decision's proof of identity and freshness, from its headers."""
     return Credentials(
-        _bearer(authorization), x_conveyor_nonce, _seconds(x_conveyor_timestamp), "http"
+        bearer(authorization), x_conveyor_nonce, _seconds(x_conveyor_timestamp), "http"
     )
 
 
@@ -100,6 +105,11 @@ SentCredentials = Annotated[Credentials, Depends(credentials)]
 
 def create_app(store: Store, users_file: Path) -> FastAPI:
     app = FastAPI(title="Conveyor approvals", description="Approval gates (docs/approvals.md).")
+    app.add_middleware(Guard, users_file=users_file, error=_error)
+
+    @app.exception_handler(RequestValidationError)
+    def invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+        return _error(HTTPStatus.UNPROCESSABLE_ENTITY, "invalid", _problems(error))
 
     @app.exception_handler(ApprovalRefused)
     def refused(_request: Request, error: ApprovalRefused) -> JSONResponse:
@@ -121,7 +131,7 @@ def create_app(store: Store, users_file: Path) -> FastAPI:
     ) -> list[StatusBody]:
         """Reading needs a valid token too; a refused read is not a decision: not recorded."""
         users = load_users(users_file)
-        identity = authenticate(users, _bearer(authorization) or "", datetime.now(UTC))
+        identity = authenticate(users, bearer(authorization) or "", datetime.now(UTC))
         if not isinstance(identity, Authenticated):
             raise ApprovalRefused(identity.refused)
         return [status_body(found) for found in run_statuses(store, run_id)]
@@ -184,11 +194,13 @@ def _error(code: int, error: str, reason: str, hint: str | None = None) -> JSONR
     return JSONResponse(status_code=code, content=body.model_dump())
 
 
-def _bearer(header: str | None) -> str | None:
-    if not header:
-        return None
-    scheme, _, token = header.partition(" ")
-    return token.strip() or None if scheme.casefold() == "bearer" else None
+def _problems(error: RequestValidationError) -> str:
+    """Where and what, never the input: FastAPI's own answer echoes what was sent."""
+    found = [
+        f"{'.'.join(str(part) for part in problem.get('loc', ()))}: {problem.get('msg', '')}"
+        for problem in error.errors()
+    ]
+    return "the request is not valid: " + "; ".join(found[:5])
 
 
 def _seconds(header: str | None) -> float | None:
