@@ -126,3 +126,76 @@ def test_masking_sink_masks_every_line_before_passing_it_on() -> None:
         (Stream.STDERR, "clean line"),
         (Stream.SYSTEM, "***"),
     ]
+
+
+# --- secrets broken across lines (issue 12) -------------------------------------------
+
+LONG_SECRET = "ghp_Zk3rT9vQ2mW8xY1aB4cD6eF0gH5jK7lN"
+
+
+def test_whole_text_masking_finds_a_secret_split_across_two_lines() -> None:
+    masker = Masker([LONG_SECRET])
+    text = f"AssertionError: bad token '{LONG_SECRET[:15]}\n{LONG_SECRET[15:]}' rejected"
+
+    masked = masker.mask_text(text)
+
+    assert masked == "AssertionError: bad token '***\n***' rejected"
+    assert LONG_SECRET[:6] not in masked and LONG_SECRET[-6:] not in masked
+
+
+@pytest.mark.parametrize("prefix", ["", "user:", "Authorization: Bearer "])
+def test_whole_text_masking_finds_base64_wrapped_at_76_columns(prefix: str) -> None:
+    secret = LONG_SECRET * 3  # 108 bytes: its base64 needs more than one 76-column line
+    wrapped = base64.encodebytes(f"{prefix}{secret}".encode()).decode()
+    assert wrapped.count("\n") >= 2
+
+    masked = Masker([secret]).mask_text(wrapped)
+
+    # Only the characters of the prefix (and of the padding it shifts) survive.
+    survivors = masked.replace("***", "").replace("\n", "")
+    assert len(survivors) <= len(base64.b64encode(prefix.encode())) + 3
+    assert masked.count("\n") == wrapped.count("\n")  # the lines stay lines
+
+
+def test_a_streamed_log_masks_a_secret_split_across_two_lines() -> None:
+    inner = ListSink()
+    sink = MaskingSink(inner, Masker([LONG_SECRET]))
+    sink.write(Stream.STDOUT, f"token: {LONG_SECRET[:10]}")
+    sink.write(Stream.STDOUT, f"{LONG_SECRET[10:]} (wrapped)")
+    sink.write(Stream.STDOUT, "next line")
+
+    assert [line for _, line in inner.lines] == ["token: ***", "*** (wrapped)", "next line"]
+
+
+def test_a_streamed_log_masks_base64_wrapped_at_76_columns_over_three_lines() -> None:
+    secret = LONG_SECRET * 4  # 144 bytes: 200 base64 characters
+    inner = ListSink()
+    sink = MaskingSink(inner, Masker([secret]))
+    for line in base64.encodebytes(f"user:{secret}".encode()).decode().splitlines():
+        sink.write(Stream.STDOUT, line)
+
+    shown = "".join(line for _, line in inner.lines)
+    encoded = base64.b64encode(f"user:{secret}".encode()).decode()
+    assert len(inner.lines) == 3
+    # At most the characters mixing "user:" with the secret survive, nothing of the rest.
+    assert len(shown.replace("***", "")) <= len("dXNlcj") + 3
+    assert encoded[10:60] not in shown
+
+
+def test_a_tail_that_merely_starts_like_a_secret_is_not_carried_into_an_unrelated_line() -> None:
+    inner = ListSink()
+    sink = MaskingSink(inner, Masker([LONG_SECRET]))
+    sink.write(Stream.STDOUT, "ends with ghp")
+    sink.write(Stream.STDOUT, "Zk3 is not the rest")
+
+    assert [line for _, line in inner.lines] == ["ends with ghp", "Zk3 is not the rest"]
+
+
+def test_including_more_secrets_masks_both_and_mask_bytes_leaves_binary_alone() -> None:
+    masker = Masker([SECRET]).including([LONG_SECRET])
+
+    assert masker.mask_text(f"{SECRET} {LONG_SECRET}") == "*** ***"
+    assert masker.including([SECRET]) is masker
+    assert masker.mask_bytes(f"<x>{SECRET}</x>".encode()) == b"<x>***</x>"
+    binary = b"\xff\xfe" + SECRET.encode()
+    assert masker.mask_bytes(binary) == binary

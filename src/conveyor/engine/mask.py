@@ -1,7 +1,14 @@
-"""Secret masking: replace every secret value, raw or encoded, with `***` in job logs.
+"""Secret masking: replace every secret value, raw or encoded, with `***`.
 
-Masking runs on every log line, so all patterns are compiled once into a single regex
-alternation (longest first, so a longer encoding wins over a shorter one it contains).
+Two places need it: job logs, masked line by line as they stream (`MaskingSink`), and
+every string Conveyor stores or prints (`Masker.mask_text`: events, step details, reports,
+smoke output). Patterns are compiled once into a single regex alternation (longest first,
+so a longer encoding wins over a shorter one it contains).
+
+A secret may be broken by line breaks: a wrapped terminal line, a test assertion message
+split over two lines, base64 wrapped at 76 columns (`base64`, MIME, PEM). Whole texts are
+matched with a line break allowed between any two characters; a stream of lines carries
+what the previous line ended with into the next (`LineMasker`).
 """
 
 from __future__ import annotations
@@ -19,37 +26,121 @@ MASK = "***"
 # Shorter values are ignored: masking every "a" or "42" would make logs unreadable while
 # protecting nothing (a 1-2 character secret is guessable anyway).
 MIN_SECRET_LENGTH = 3
+# A line ending with the first characters of a secret (the rest on the next line) has
+# that tail masked from this length on; shorter tails are too common to hide.
+MIN_TAIL_LENGTH = 4
+
+_LINE_BREAK = "(?:\r?\n)?"
+_NOT_A_BREAK = re.compile(r"[^\r\n]+")
 
 
 class Masker:
     """Replaces secret values and their common encodings with `***`."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
+        self.secrets = tuple(dict.fromkeys(s for s in secrets if len(s) >= MIN_SECRET_LENGTH))
         patterns = {
             pattern
-            for secret in secrets
+            for secret in self.secrets
             for pattern in _patterns_for(secret)
             if len(pattern) >= MIN_SECRET_LENGTH
         }
-        ordered = sorted(patterns, key=lambda p: (-len(p), p))
-        self._regex = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self.patterns = tuple(sorted(patterns, key=lambda p: (-len(p), p)))
+        self._regex = _alternation(map(re.escape, self.patterns))
+        self._spanning: re.Pattern[str] | None = None
+        self._by_first: dict[str, list[str]] = {}
+        for pattern in self.patterns:
+            if "\n" not in pattern:  # a multi-line secret is matched line by line
+                self._by_first.setdefault(pattern[0], []).append(pattern)
+        self._longest = max(map(len, self.patterns), default=0)
 
     @classmethod
     def empty(cls) -> Masker:
         """A masker with nothing to hide: `mask` returns its input unchanged."""
         return _EMPTY
 
+    def including(self, secrets: Iterable[str]) -> Masker:
+        """A masker for these secrets as well as this one's."""
+        more = [s for s in secrets if s not in self.secrets]
+        return Masker([*self.secrets, *more]) if more else self
+
     @property
     def active(self) -> bool:
         return self._regex is not None
 
     def mask(self, text: str) -> str:
+        """`text` with every secret, unbroken, masked (one log line)."""
         if self._regex is None:
             return text
         return self._regex.sub(MASK, text)
 
+    def mask_text(self, text: str) -> str:
+        """`text` with every secret masked, even one broken by line breaks; the line
+        structure is kept (each line's part of a broken secret becomes `***`)."""
+        if self._regex is None or "\n" not in text:
+            return self.mask(text)
+        if self._spanning is None:
+            broken = (_LINE_BREAK.join(map(re.escape, p)) for p in self.patterns)
+            self._spanning = _alternation(broken)
+        assert self._spanning is not None
+        return self._spanning.sub(_mask_each_line, text)
 
-_EMPTY = Masker(())
+    def mask_bytes(self, data: bytes) -> bytes:
+        """UTF-8 text masked with `mask_text`; anything else (binary) as it is."""
+        if self._regex is None:
+            return data
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data
+        masked = self.mask_text(text)
+        return data if masked == text else masked.encode("utf-8")
+
+    def spans(self, line: str) -> list[tuple[int, int]]:
+        """Where `line` holds a whole secret (start, end)."""
+        return [m.span() for m in self._regex.finditer(line)] if self._regex else []
+
+    def tails(self, line: str) -> Iterator[tuple[str, int]]:
+        """(pattern, start) for each pattern that `line[start:]` begins but does not end."""
+        for start in range(max(0, len(line) - self._longest + 1), len(line)):
+            for pattern in self._by_first.get(line[start], ()):
+                tail = line[start:]
+                if len(tail) < len(pattern) and pattern.startswith(tail):
+                    yield pattern, start
+
+
+class LineMasker:
+    """Masks a stream of lines, including a secret broken across consecutive lines.
+
+    What the previous line ended with (the first characters of a secret) is carried to
+    the next: if that line goes on with the rest, the rest is masked. The tail itself is
+    masked at once when it has MIN_TAIL_LENGTH characters or more: a line is never held
+    back, so the live view stays live.
+    """
+
+    def __init__(self, masker: Masker) -> None:
+        self._masker = masker
+        self._open: list[tuple[str, int]] = []  # (pattern, characters already seen)
+
+    def mask(self, line: str) -> str:
+        if not self._masker.active:
+            return line
+        spans: list[tuple[int, int]] = []
+        still_open: list[tuple[str, int]] = []
+        for pattern, seen in self._open:
+            rest = pattern[seen:]
+            if line.startswith(rest):
+                spans.append((0, len(rest)))
+            elif line and rest.startswith(line):  # a whole line inside the secret
+                spans.append((0, len(line)))
+                still_open.append((pattern, seen + len(line)))
+        spans += self._masker.spans(line)
+        for pattern, start in self._masker.tails(line):
+            still_open.append((pattern, len(line) - start))
+            if len(line) - start >= MIN_TAIL_LENGTH:
+                spans.append((start, len(line)))
+        self._open = still_open
+        return _replace_spans(line, spans) if spans else line
 
 
 class MaskingSink:
@@ -58,9 +149,38 @@ class MaskingSink:
     def __init__(self, inner: LogSink, masker: Masker) -> None:
         self._inner = inner
         self._masker = masker
+        self._streams: dict[Stream, LineMasker] = {}
 
     def write(self, stream: Stream, line: str) -> None:
-        self._inner.write(stream, self._masker.mask(line))
+        masker = self._streams.get(stream)
+        if masker is None:
+            masker = self._streams[stream] = LineMasker(self._masker)
+        self._inner.write(stream, masker.mask(line))
+
+
+def _alternation(patterns: Iterable[str]) -> re.Pattern[str] | None:
+    listed = list(patterns)
+    return re.compile("|".join(listed)) if listed else None
+
+
+def _mask_each_line(match: re.Match[str]) -> str:
+    return _NOT_A_BREAK.sub(MASK, match.group())
+
+
+def _replace_spans(line: str, spans: list[tuple[int, int]]) -> str:
+    """`line` with each span (merged where they overlap) replaced by `***`."""
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    parts, position = [], 0
+    for start, end in merged:
+        parts += [line[position:start], MASK]
+        position = end
+    parts.append(line[position:])
+    return "".join(parts)
 
 
 def _patterns_for(secret: str) -> Iterator[str]:
@@ -112,3 +232,6 @@ def _stable_base64(raw: bytes, offset: int) -> str:
     end_char = end_bit // 6
     encoded = base64.b64encode(bytes(offset) + raw).decode()
     return encoded[first_char:end_char]
+
+
+_EMPTY = Masker(())
