@@ -38,7 +38,7 @@ class RunEvidence:
         return self._images
 
     def publish(self, kind: str, content: bytes, summary: dict[str, Any]) -> str:
-        digest = self._store.blobs.put_bytes(content)
+        digest = self._store.blobs.put_report(content)  # the run's secrets masked
         self._store.add_report(self._run_id, self._job_id, kind, digest, summary)
         return digest
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from conveyor.errors import ConveyorError, InfrastructureError
+from conveyor.store.redaction import Redaction
 
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 _CHUNK = 1 << 20
@@ -24,8 +25,18 @@ _BLOB_MODE = 0o444  # read-only, so a stray write cannot change content behind i
 
 
 class BlobStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, redaction: Redaction | None = None) -> None:
         self.root = root
+        self.redaction = redaction or Redaction()
+
+    def put_report(self, data: bytes) -> str:
+        """A text report (JUnit XML, tests JSON, SARIF), stored with its secrets masked."""
+        return self.put_bytes(self.redaction.data(data))
+
+    def put_output(self, path: Path) -> str:
+        """A job's output file; one that is a text report is stored with its secrets masked."""
+        masked = self.redaction.output(path)
+        return self.put_file(path) if masked is None else self.put_bytes(masked)
 
     def put_bytes(self, data: bytes) -> str:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()

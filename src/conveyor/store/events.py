@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from conveyor.store import audit
+from conveyor.store import audit, redaction
 from conveyor.store.records import EventKind, EventRecord
 from conveyor.store.schema import events
 
@@ -43,7 +43,9 @@ def event_row(
 
 def append(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Append events built by `event_row`, in order, inside the caller's transaction;
-    decisions (deploys, rollbacks, gates, flag changes) are chained into the audit log."""
+    decisions (deploys, rollbacks, gates, flag changes) are chained into the audit log.
+    Secrets in an event's data are masked first, so the audit chain hashes what is kept."""
+    rows = [_masked(conn, row) for row in rows]
     if not any(audit.is_audited(row) for row in rows):
         if rows:
             conn.execute(sa.insert(events), list(rows))
@@ -54,12 +56,17 @@ def append(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
 
 def append_one(conn: sa.Connection, row: dict[str, Any]) -> int:
     """Append one event; returns its id."""
+    row = _masked(conn, row)
     inserted = conn.execute(sa.insert(events).values(row)).inserted_primary_key
     assert inserted is not None
     event_id = int(inserted[0])
     if audit.is_audited(row):
         audit.record(conn, event_id, row)
     return event_id
+
+
+def _masked(conn: sa.Connection, row: dict[str, Any]) -> dict[str, Any]:
+    return redaction.fields(conn, row, ("data",))
 
 
 def select(

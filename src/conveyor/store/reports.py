@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from conveyor.store import events
+from conveyor.store import events, redaction
 from conveyor.store.records import EventKind, ReportRecord
 from conveyor.store.schema import reports
 
@@ -22,6 +22,7 @@ def add(
     summary: Mapping[str, Any],
     now: float,
 ) -> None:
+    summary = redaction.of(conn).value(dict(summary))
     values = {
         "run_id": run_id,
         "job_id": job_id,

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from conveyor.errors import InfrastructureError, NotFoundError
 from conveyor.states import FailureClass, JobState, RunState, can_transition
-from conveyor.store import events
+from conveyor.store import events, redaction
 from conveyor.store.procs import ProcessIdentity, is_dead_here
 from conveyor.store.records import EventKind, JobRecord, NewJob, NewRun, RunRecord
 from conveyor.store.schema import jobs, runs
@@ -32,6 +32,8 @@ JOB_FIELDS = frozenset(
         "reason",
     }
 )
+# Free text a job's command or a commit can put a secret in: masked when stored.
+_FREE_TEXT = ("detail", "reason", "message")
 _PLANNED_EVENT_KEYS = ("ordinal", "name", "matrix", "needs", "plan_status", "reason")
 _UNFINISHED_JOB_STATES = [state.value for state in JobState if not state.finished]
 
@@ -60,6 +62,7 @@ def insert_run(
         "host": owner.host,
         "workspace": meta.workspace,
     }
+    run_values = redaction.fields(conn, run_values, _FREE_TEXT)
     run_id: int = conn.execute(sa.insert(runs).values(run_values).returning(runs.c.id)).scalar_one()
     job_rows = [_job_row(run_id, ordinal, job) for ordinal, job in enumerate(planned)]
     if job_rows:
@@ -172,6 +175,7 @@ def update_job_state(
             f"job {job_id!r} of run #{run_id} cannot go from {old} to {state}"
         )
     values = {key: events.plain(value) for key, value in fields.items()}
+    values = redaction.fields(conn, values, _FREE_TEXT)
     if state is JobState.RUNNING and row.started_at is None:
         values.setdefault("started_at", now)
     if state.finished:

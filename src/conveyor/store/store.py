@@ -15,7 +15,7 @@ from typing import Any, Self
 import sqlalchemy as sa
 
 from conveyor.states import JobState, RunState
-from conveyor.store import audit, cache, locks, reports, runs
+from conveyor.store import audit, cache, locks, redaction, reports, runs
 from conveyor.store import events as event_log
 from conveyor.store.blobs import BlobStore
 from conveyor.store.db import default_url, open_engine, read_transaction, write_transaction
@@ -41,13 +41,21 @@ class Store:
     def __init__(self, state_dir: Path, url: str | None = None) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir = state_dir
-        self.engine: sa.Engine = open_engine(url or default_url(state_dir))
-        self.blobs = BlobStore(state_dir / "blobs")
+        # The secrets this store masks in everything it writes (store/redaction.py).
+        self.redaction = redaction.Redaction()
+        engine = open_engine(url or default_url(state_dir))
+        self.engine: sa.Engine = engine.execution_options(**{redaction.OPTION: self.redaction})
+        self.blobs = BlobStore(state_dir / "blobs", self.redaction)
         self._owner = this_process()
         self.deploys = DeployLedger(self.engine, self._owner)
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def mask_secrets(self, redactor: redaction.Redactor) -> None:
+        """From now on, mask these secrets in every event, detail, report and text output
+        this store writes."""
+        self.redaction.add(redactor)
 
     def __enter__(self) -> Self:
         return self
