@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,14 @@ def add_reviewer(root: Path, name: str) -> str:
     assert issued.exit_code == 0, issued.stderr
     token: str = issued.json()["token"]
     return token
+
+
+def token_file(root: Path, token: str, name: str = "token") -> str:
+    """The token in a file only its owner may read, as `--token-file` takes it."""
+    path = root / name
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return str(path)
 
 
 def waiting_run(root: Path, required: int = 1) -> int:
@@ -102,7 +111,9 @@ def test_approve_with_a_token_and_show_the_run(root: Path) -> None:
     bob = add_reviewer(root, "bob")
     run = waiting_run(root)
 
-    approved = cli(root, "approve", str(run), "--token", bob, "-m", "tested on staging")
+    approved = cli(
+        root, "approve", str(run), "--token-file", token_file(root, bob), "-m", "tested on staging"
+    )
     shown = cli(root, "approvals", "show", str(run))
     listed = cli(root, "approvals", "ls", "-o", "json")
 
@@ -134,9 +145,9 @@ def test_a_refused_approval_exits_non_zero_with_the_reason_and_is_recorded(root:
     ada = add_reviewer(root, "ada")
     run = waiting_run(root)
 
-    own = cli(root, "approve", str(run), "--token", ada)
+    own = cli(root, "approve", str(run), "--token-file", token_file(root, ada))
     anonymous = cli(root, "approve", str(run))
-    missing = cli(root, "approve", "99", "--token", ada)
+    missing = cli(root, "approve", "99", "--token-file", token_file(root, ada))
 
     assert own.exit_code == 2
     assert "refused: ada wrote the change (ada <ada@example.org>)" in own.stderr
@@ -155,3 +166,48 @@ def test_showing_a_run_that_does_not_exist_is_an_error(root: Path) -> None:
 
     assert shown.exit_code == 2
     assert "error: no run #42" in shown.stderr
+
+
+def test_a_token_on_the_command_line_is_refused_and_nothing_recorded(root: Path) -> None:
+    bob = add_reviewer(root, "bob")
+    run = waiting_run(root)
+    with Project.locate(root / "conveyor.yml").open_store() as store:
+        before = len(store.events())
+
+    given = cli(root, "approve", str(run), "--token", bob)
+    rejected = cli(root, "reject", str(run), "--token", bob)
+
+    for result in (given, rejected):
+        assert result.exit_code == 2
+        assert "--token is refused: a token on the command line is visible" in result.stderr
+        assert "CONVEYOR_TOKEN" in result.stderr and "--token-file" in result.stderr
+        assert bob not in result.stderr + result.stdout
+    with Project.locate(root / "conveyor.yml").open_store() as store:
+        assert len(store.events()) == before
+    assert "--token " not in cli(root, "approve", "--help").stdout
+
+
+def test_the_token_comes_from_standard_input(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bob = add_reviewer(root, "bob")
+    run = waiting_run(root)
+    monkeypatch.setattr("sys.stdin", io.StringIO(bob + "\n"))
+
+    approved = cli(root, "approve", str(run), "--token-file", "-")
+
+    assert approved.exit_code == 0, approved.stderr
+    assert "approved (1 of 1 approvals)" in approved.stdout
+
+
+def test_a_token_file_others_may_read_is_refused(root: Path) -> None:
+    bob = add_reviewer(root, "bob")
+    run = waiting_run(root)
+    path = token_file(root, bob)
+    Path(path).chmod(0o640)
+
+    shared = cli(root, "approve", str(run), "--token-file", path)
+    missing = cli(root, "approve", str(run), "--token-file", str(root / "nowhere"))
+
+    assert shared.exit_code == 2
+    assert f"the token file {path} is readable by other users" in shared.stderr
+    assert f"chmod 600 {path}" in shared.stderr
+    assert missing.exit_code == 2 and "cannot read the token file" in missing.stderr

@@ -268,7 +268,9 @@ def authenticate(users: UsersFile, token: str, now: datetime) -> Authenticated |
     return Authenticated(user, token_id)
 
 
-_ISSUE_HINT = "`conveyor users token NAME` issues one; pass it with --token or CONVEYOR_TOKEN"
+_ISSUE_HINT = (
+    "`conveyor users token NAME` issues one; pass it in CONVEYOR_TOKEN or with --token-file"
+)
 
 
 def _token_problem(entry: TokenEntry, secret: str, now: datetime) -> Refused | None:

@@ -3,6 +3,9 @@ the approval gate and the identities allowed through it (docs/approvals.md)."""
 
 from __future__ import annotations
 
+import os
+import stat
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -27,12 +30,17 @@ EnvironmentOption = typer.Option(
     "--environment", "-e", help="The environment, when the run waits for several."
 )
 CommentOption = typer.Option("--comment", "-m", help="Why, for the record.")
-TokenOption = typer.Option(
-    "--token",
-    envvar="CONVEYOR_TOKEN",
+TOKEN_ENV = "CONVEYOR_TOKEN"  # noqa: S105 (the variable's name)
+STANDARD_INPUT = "-"
+TokenFileOption = typer.Option(
+    "--token-file",
     show_default=False,
-    help="Your token (default: $CONVEYOR_TOKEN); it alone says who you are.",
+    help="Read your token from this file ('-': standard input); default: $CONVEYOR_TOKEN. "
+    "It alone says who you are.",
 )
+# A token on the command line is readable by every user of the machine (ps, /proc) and
+# lands in shell history: the option remains only to say so.
+RefusedTokenOption = typer.Option("--token", hidden=True, show_default=False)
 UserArgument = typer.Argument(help="The user's name in the users file.")
 
 
@@ -50,28 +58,30 @@ def approve(
     run: Annotated[int, RunArgument],
     environment: Annotated[str | None, EnvironmentOption] = None,
     comment: Annotated[str, CommentOption] = "",
-    token: Annotated[str | None, TokenOption] = None,
+    token_file: Annotated[str | None, TokenFileOption] = None,
+    token: Annotated[str | None, RefusedTokenOption] = None,
     spec: Annotated[Path | None, SpecOption] = None,
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """Approve the deploy run RUN waits for (never your own change or run)."""
     from conveyor.approvals.model import Verdict
 
-    _decide(run, Verdict.APPROVE, environment, comment, token, spec, output)
+    _decide(run, Verdict.APPROVE, environment, comment, _token(token_file, token), spec, output)
 
 
 def reject(
     run: Annotated[int, RunArgument],
     environment: Annotated[str | None, EnvironmentOption] = None,
     comment: Annotated[str, CommentOption] = "",
-    token: Annotated[str | None, TokenOption] = None,
+    token_file: Annotated[str | None, TokenFileOption] = None,
+    token: Annotated[str | None, RefusedTokenOption] = None,
     spec: Annotated[Path | None, SpecOption] = None,
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """Reject the deploy run RUN waits for: its deploy job fails with your comment."""
     from conveyor.approvals.model import Verdict
 
-    _decide(run, Verdict.REJECT, environment, comment, token, spec, output)
+    _decide(run, Verdict.REJECT, environment, comment, _token(token_file, token), spec, output)
 
 
 def _decide(
@@ -287,6 +297,37 @@ def users_revoke(
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+
+def _token(token_file: str | None, on_command_line: str | None) -> str | None:
+    """The caller's token: from --token-file (a file, or '-' for standard input), else
+    $CONVEYOR_TOKEN; never from the command line."""
+    if on_command_line is not None:
+        raise ConveyorError(
+            "--token is refused: a token on the command line is visible to every user of "
+            "this machine (ps, /proc) and stays in your shell history",
+            hint=f"set {TOKEN_ENV}, or pass --token-file FILE (or --token-file - and "
+            "send it on standard input); then issue yourself a new token, since this one "
+            "was exposed",
+        )
+    if token_file is None:
+        return os.environ.get(TOKEN_ENV) or None
+    if token_file == STANDARD_INPUT:
+        return sys.stdin.readline().strip() or None
+    return _read_token_file(Path(token_file))
+
+
+def _read_token_file(path: Path) -> str | None:
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConveyorError(f"cannot read the token file {path}: {error}") from None
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        raise ConveyorError(
+            f"the token file {path} is readable by other users", hint=f"chmod 600 {path}"
+        )
+    return text.strip() or None
 
 
 def _users_file(spec: Path | None) -> Path:

@@ -220,7 +220,7 @@ _NO_TOKEN = NotAuthenticated(
     Refused(
         Refusal.UNKNOWN_TOKEN,
         "no token: a decision is made with your own token",
-        "pass --token or set CONVEYOR_TOKEN (`conveyor users token NAME` issues one)",
+        "set CONVEYOR_TOKEN or pass --token-file (`conveyor users token NAME` issues one)",
     ),
     token_id=None,
     identity=None,
