@@ -297,6 +297,13 @@ def test_modes_lose_setuid_setgid_sticky_and_group_other_write(scene: Scene) -> 
 # --- malformed archives ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "member", [file("a\0b" + "x" * 120), symlink("l", "a\0b" + "y" * 120)], ids=["name", "link"]
+)
+def test_a_nul_byte_in_a_pax_name_is_refused(scene: Scene, member: Member) -> None:
+    refused(scene, [member], "embedded null byte")
+
+
 def test_a_truncated_layer_is_refused(scene: Scene) -> None:
     whole = layer([file("a", b"x" * 5000), file("b", os.urandom(20000))])
 

@@ -49,7 +49,8 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _KEPT_BITS = 0o755  # no setuid/setgid/sticky, no group/other write
 _MISSING = -1  # a walk's stand-in for a folder that does not exist (yet)
-_TAR_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError)
+# ValueError: a name or link with a NUL byte (possible in a PAX header) the OS refuses.
+_TAR_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError, ValueError)
 
 
 class _Refused(Exception):
