@@ -20,11 +20,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_cli
 from conveyor.deploy.runtimes.layer import apply_layer, check_symlinks
 from conveyor.deploy.runtimes.unpack import unpack_release
 from conveyor.errors import ConveyorError
+from conveyor.service import environments as envs
 from conveyor.supply.oci import model
 from conveyor.supply.oci.layout import LayoutStore
+from deploy.apps import make_project
 
 DIGEST = "sha256:" + "ab" * 32
 ORIGINAL = b"original"
@@ -360,3 +363,23 @@ def test_check_symlinks_accepts_links_that_stay_inside(scene: Scene) -> None:
     apply_layer(layer(members), scene.rootfs, DIGEST)
 
     check_symlinks(scene.rootfs, "image")
+
+
+def test_conveyor_deploy_of_a_hostile_image_exits_1_and_writes_nothing(tmp_path: Path) -> None:
+    """The CVE-2025-4517 chain through the CLI: `escape` would lead to the folder holding
+    the release being unpacked, and `escape/file` be written there."""
+    project = make_project(tmp_path / "project", replicas=1, ready_timeout="10s")
+    members, bottom = deep_chain()
+    members += [symlink("escape", bottom + "/../.."), file("escape/file")]
+    digest = image_of(LayoutStore(project.state_dir / "images"), [layer(members)])
+    try:
+        result = run_cli(["deploy", "staging", f"shop@{digest}"], project.directory)
+    finally:
+        with project.open_store() as store:
+            envs.stop_environment(project, store, "staging")
+
+    assert result.exit_code == 1, result.stdout + result.stderr
+    assert "cannot unpack 'escape': unsafe symlink: it leads out of the image" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.read_bytes() == b"pwned"]
+    assert written == []
