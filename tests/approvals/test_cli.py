@@ -211,3 +211,22 @@ def test_a_token_file_others_may_read_is_refused(root: Path) -> None:
     assert f"the token file {path} is readable by other users" in shared.stderr
     assert f"chmod 600 {path}" in shared.stderr
     assert missing.exit_code == 2 and "cannot read the token file" in missing.stderr
+
+
+def test_a_group_writable_users_file_stops_every_command_that_reads_it(root: Path) -> None:
+    bob = add_reviewer(root, "bob")
+    run = waiting_run(root)
+    users = root / ".conveyor" / "users.yml"
+    users.chmod(0o620)
+    with Project.locate(root / "conveyor.yml").open_store() as store:
+        before = len(store.events())
+
+    listed = cli(root, "users", "ls")
+    approved = cli(root, "approve", str(run), "--token-file", token_file(root, bob))
+
+    for result in (listed, approved):
+        assert result.exit_code == 2
+        assert f"the users file {users} is writable by its group" in result.stderr
+        assert f"hint: chmod 600 {users}" in result.stderr
+    with Project.locate(root / "conveyor.yml").open_store() as store:
+        assert len(store.events()) == before

@@ -117,6 +117,28 @@ def test_a_users_file_anyone_may_edit_is_not_trusted(users_file: Path) -> None:
         load_users(users_file)
 
 
+def test_a_users_file_its_group_may_edit_is_not_trusted(users_file: Path) -> None:
+    users_file.chmod(0o660)
+
+    with pytest.raises(ConveyorError) as raised:
+        load_users(users_file)
+
+    assert raised.value.message == (
+        f"the users file {users_file} is writable by its group (mode 0660): it is not trusted"
+    )
+    assert raised.value.hint == f"chmod 600 {users_file}"
+
+
+def test_a_users_file_in_a_folder_others_may_write_is_not_trusted(users_file: Path) -> None:
+    users_file.parent.chmod(0o775)
+
+    with pytest.raises(ConveyorError, match="could replace the file"):
+        load_users(users_file)
+
+    users_file.parent.chmod(0o1777)  # sticky, like /tmp: others cannot replace it
+    assert load_users(users_file).users
+
+
 def test_the_users_file_is_in_the_state_folder_unless_overridden(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

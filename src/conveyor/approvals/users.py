@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -131,22 +132,37 @@ def load_users(path: Path) -> UsersFile:
         return UsersFile()
     except (OSError, UnicodeDecodeError) as error:
         raise ConveyorError(f"cannot read the users file {path}: {error}") from None
-    if mode & 0o002:
-        raise ConveyorError(
-            f"the users file {path} is writable by anyone: it is not trusted",
-            hint=f"chmod 600 {path}",
-        )
+    _refuse_if_shared(path, mode)
     if not text.strip():
         return UsersFile()
     users, _ = parse_model(UsersFile, text, str(path))
     return users
 
 
+def _refuse_if_shared(path: Path, mode: int) -> None:
+    """Whoever can write the users file decides who may approve: only its owner may, and
+    its folder must not let others replace it (a sticky folder like /tmp does not)."""
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        who = "anyone" if mode & stat.S_IWOTH else "its group"
+        raise ConveyorError(
+            f"the users file {path} is writable by {who} (mode {stat.S_IMODE(mode):04o}): "
+            "it is not trusted",
+            hint=f"chmod 600 {path}",
+        )
+    folder = path.parent.stat().st_mode
+    if folder & (stat.S_IWGRP | stat.S_IWOTH) and not folder & stat.S_ISVTX:
+        raise ConveyorError(
+            f"the users file's folder {path.parent} is writable by other users, who could "
+            "replace the file: it is not trusted",
+            hint=f"chmod go-w {path.parent}",
+        )
+
+
 def save_users(path: Path, users: UsersFile) -> None:
     """Write atomically (a temporary file renamed over it), readable by its owner only."""
     import yaml
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the state folder: private
     data = users.model_dump(mode="json", exclude_none=True)
     text = _HEADER + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -165,7 +181,7 @@ def save_users(path: Path, users: UsersFile) -> None:
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """Two `conveyor users` commands at once take turns, so neither loses the other's change."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the state folder: private
     with open(f"{path}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield

@@ -10,6 +10,7 @@ from conveyor.engine.executors.base import Stream
 from conveyor.engine.mask import Masker, MaskingSink
 from conveyor.engine.names import safe_name
 from conveyor.engine.report import Reporter
+from conveyor.store.private import open_private_append
 
 LOG_SEPARATOR = "\t"
 
@@ -21,7 +22,7 @@ class _FileAndReporter:
         self.job_id = job_id
         self.reporter = reporter
         self.started = time.monotonic()
-        self.file: TextIO = path.open("a", encoding="utf-8", buffering=1)
+        self.file: TextIO = open_private_append(path)  # 0600: a log is its owner's
 
     def write(self, stream: Stream, line: str) -> None:
         elapsed = time.monotonic() - self.started

@@ -40,7 +40,9 @@ class Project:
         )
 
     def ensure_state_dir(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        from conveyor.store.private import private_dir
+
+        private_dir(self.state_dir)  # 0700: its records are nobody else's to read
         # Keeps the state folder (and secrets.env) out of `git status`, so it never makes
         # the tree dirty, but lets the exceptions file be committed: it is policy.
         ignore = self.state_dir / ".gitignore"

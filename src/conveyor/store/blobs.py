@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 from conveyor.errors import ConveyorError, InfrastructureError
+from conveyor.store.private import PRIVATE_DIR, private_dir
 from conveyor.store.redaction import Redaction
 
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 _CHUNK = 1 << 20
-_BLOB_MODE = 0o444  # read-only, so a stray write cannot change content behind its digest
+# Read-only, so a stray write cannot change content behind its digest; the owner's alone,
+# since blobs are job logs and outputs.
+_BLOB_MODE = 0o400
 
 
 class BlobStore:
@@ -98,13 +101,13 @@ class BlobStore:
             os.replace(tmp, dest)
 
     def _tmp_dir(self) -> Path:
-        tmp_dir = self.root / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        return tmp_dir
+        private_dir(self.root)
+        return private_dir(self.root / "tmp")
 
     def _install(self, tmp: Path, digest: str) -> None:
         target = self.path(digest)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root / "sha256")
+        target.parent.mkdir(mode=PRIVATE_DIR, exist_ok=True)
         os.chmod(tmp, _BLOB_MODE)
         os.replace(tmp, target)
 

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from conveyor.store.private import private_file, tighten
 from conveyor.store.schema import metadata
 
 _SQLITE_PRAGMAS = (
@@ -34,12 +35,27 @@ def default_url(state_dir: Path) -> str:
 
 def open_engine(url: str) -> sa.Engine:
     """Create the engine for `url` and the tables if they do not exist yet."""
+    _private_sqlite_files(url)
     engine = sa.create_engine(url)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
     with write_transaction(engine) as conn:
         metadata.create_all(conn)  # inside the write lock: two first opens do not race
     return engine
+
+
+def _private_sqlite_files(url: str) -> None:
+    """A SQLite database file is created 0600 before SQLite opens it (its -wal and -shm
+    files take its mode); one found open to others is tightened, with its -wal and -shm."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    database = Path(parsed.database)
+    private_file(database)
+    for suffix in ("-wal", "-shm"):
+        companion = database.with_name(database.name + suffix)
+        if companion.exists():
+            tighten(companion)
 
 
 def _configure_sqlite(engine: sa.Engine) -> None:

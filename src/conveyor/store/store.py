@@ -20,6 +20,7 @@ from conveyor.store import events as event_log
 from conveyor.store.blobs import BlobStore
 from conveyor.store.db import default_url, open_engine, read_transaction, write_transaction
 from conveyor.store.deploys import DeployLedger
+from conveyor.store.private import private_dir
 from conveyor.store.procs import this_process
 from conveyor.store.records import (
     CacheEntry,
@@ -39,7 +40,7 @@ RECOVERY_REASON = "the conveyor process died"
 
 class Store:
     def __init__(self, state_dir: Path, url: str | None = None) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(state_dir)
         self.state_dir = state_dir
         # The secrets this store masks in everything it writes (store/redaction.py).
         self.redaction = redaction.Redaction()
