@@ -100,23 +100,28 @@ def flags_set(
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """Turn a flag on or off (a new flag is on for everyone), or replace its definition."""
-    from conveyor.flags.model import Flag
-
     if definition is None and on is None:
         raise ConveyorError("say --on, --off or --definition FILE", hint="docs/flags.md")
+    # The file is read and checked before the store is opened: a bad one changes nothing.
+    flag = _flag_definition(definition, name, on) if definition is not None else None
     with _ledger(spec, environment) as ledger:
-        if definition is None:
+        if flag is None:
             assert on is not None
             record = ledger.set_enabled(environment, name, on, actor=_actor())
         else:
-            data = _read_yaml(definition)
-            if data.setdefault("name", name) != name:
-                raise ConveyorError(f"{definition} defines {data['name']!r}, not {name!r}")
-            if on is not None:
-                data["enabled"] = on
-            flag = _validated(Flag, data, definition)
             record = ledger.define(environment, flag, actor=_actor())
     _report(record, output)
+
+
+def _flag_definition(definition: Path, name: str, on: bool | None) -> Flag:
+    from conveyor.flags.model import Flag
+
+    data = _read_yaml(definition)
+    if data.setdefault("name", name) != name:
+        raise ConveyorError(f"{definition} defines {data['name']!r}, not {name!r}")
+    if on is not None:
+        data["enabled"] = on
+    return _validated(Flag, data, definition)
 
 
 @flags_app.command("rollout")
@@ -318,8 +323,10 @@ def describe_strategies(flag: Flag) -> str:
 def _read_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
+    from conveyor import safe_yaml
+
     try:
-        data = yaml.safe_load(path.read_text())
+        data = safe_yaml.load(path.read_text())
     except OSError as error:
         raise ConveyorError(f"cannot read {path}: {error.strerror}") from None
     except yaml.YAMLError as error:
@@ -329,16 +336,21 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+_SHOWN_PROBLEMS = 5  # a file with thousands of mistakes gets a message of a few lines
+
+
 def _validated(model: type[M], data: dict[str, Any], path: Path) -> M:
     from pydantic import ValidationError
 
     try:
         return model.model_validate(data)
     except ValidationError as error:
+        from conveyor.safe_yaml import MAX_ECHO_CHARS
+
         problems = "; ".join(
             f"{'.'.join(str(part) for part in detail['loc']) or 'top level'}: {detail['msg']}"
-            for detail in error.errors()
-        )
+            for detail in error.errors()[:_SHOWN_PROBLEMS]
+        )[: MAX_ECHO_CHARS * _SHOWN_PROBLEMS]
         raise ConveyorError(
             f"{path}: {problems}", hint="docs/flags.md describes the format"
         ) from None

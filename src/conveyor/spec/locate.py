@@ -16,6 +16,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from conveyor import safe_yaml
 from conveyor.errors import SpecError
 
 KeyPath = tuple[str | int, ...]
@@ -84,7 +85,7 @@ def parse_yaml(
     `{("jobs",): "job name"}` gives "duplicate job name 'x'".
     """
     try:
-        root = yaml.compose(text, Loader=yaml.CSafeLoader)
+        root = safe_yaml.compose(text)  # refuses alias bombs before anything walks them
     except yaml.MarkedYAMLError as error:
         raise _syntax_error(error, text, file) from None
     except yaml.reader.ReaderError as error:
@@ -198,10 +199,13 @@ class _Builder:
                 return construct(_CONSTRUCTOR, node)
             except ValueError:
                 raise self._error(
-                    f"{node.value!r} is not a valid {node.tag.removeprefix(_YAML_TAG)}", node, path
+                    f"{safe_yaml.excerpt(node.value)} is not a valid "
+                    f"{node.tag.removeprefix(_YAML_TAG)}",
+                    node,
+                    path,
                 ) from None
         if not node.tag.startswith(_YAML_TAG):
-            raise self._error(f"unsupported YAML tag {node.tag!r}", node, path)
+            raise self._error(f"unsupported YAML tag {safe_yaml.excerpt(node.tag)}", node, path)
         return node.value
 
     def _mapping(self, node: MappingNode, path: KeyPath) -> dict[str, Any]:
@@ -241,7 +245,9 @@ class _Builder:
         noun = self.key_nouns.get(key_path[:-1], "key")
         first_line = self.keys[key_path][0]
         return self._error(
-            f"duplicate {noun} {key!r} (first defined at line {first_line})", node, key_path
+            f"duplicate {noun} {safe_yaml.excerpt(key)} (first defined at line {first_line})",
+            node,
+            key_path,
         )
 
     def _error(self, message: str, node: Node, path: KeyPath) -> SpecError:

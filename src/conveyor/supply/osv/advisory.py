@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from conveyor import safe_yaml
 from conveyor.errors import ConveyorError
 from conveyor.supply.osv.match import Severity, severity_of
 from conveyor.supply.osv.versions import (
@@ -32,8 +33,6 @@ ECOSYSTEM = "PyPI"
 SUFFIXES = (".json", ".yaml", ".yml")
 MAX_DOCUMENT_BYTES = 16 << 20  # one advisory; anything larger is not an advisory
 _SUMMARY_CHARS = 160
-# All scalars as strings: a YAML `1.10` must stay the version "1.10", not the float 1.1.
-_YAML_LOADER = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
 
 
 class Outcome(StrEnum):
@@ -201,11 +200,13 @@ def _parse(document: Document) -> Any:
     text = document.data.decode("utf-8")
     if document.name.endswith(".json"):
         return json.loads(text)
-    return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 (the base loader builds no objects)
+    # All scalars as strings: a YAML `1.10` must stay the version "1.10", not the float 1.1.
+    return safe_yaml.load(text, safe_yaml.STRINGS_LOADER)
 
 
 def _first_line(message: str) -> str:
-    return " ".join(message.split())[:200]
+    # Cut before splitting: a message quoting a large value is not worth reading whole.
+    return " ".join(message[: safe_yaml.MAX_ECHO_CHARS * 4].split())[: safe_yaml.MAX_ECHO_CHARS]
 
 
 def _affected(entries: list[OsvAffected]) -> tuple[list[dict[str, Any]], int]:
