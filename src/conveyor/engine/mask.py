@@ -14,6 +14,7 @@ what the previous line ended with into the next (`LineMasker`).
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -30,8 +31,11 @@ MIN_SECRET_LENGTH = 3
 # that tail masked from this length on; shorter tails are too common to hide.
 MIN_TAIL_LENGTH = 4
 
-_LINE_BREAK = "(?:\r?\n)?"
-_NOT_A_BREAK = re.compile(r"[^\r\n]+")
+# A line break inside a secret: raw, JSON-escaped (`\\n`) or an XML character reference
+# (`&#10;`), then the next line's indentation and gutter (pytest's `E   `, `> `, `| `).
+_LINE_BREAK = re.compile(
+    r"(?:\r?\n|\\r\\n|\\n|&#13;&#10;|&#10;|&#[xX]0*[aA];)[ \t]*(?:[A-Z>|#*+-][ \t]+)?"
+)
 
 
 class Masker:
@@ -47,11 +51,12 @@ class Masker:
         }
         self.patterns = tuple(sorted(patterns, key=lambda p: (-len(p), p)))
         self._regex = _alternation(map(re.escape, self.patterns))
-        self._spanning: re.Pattern[str] | None = None
         self._by_first: dict[str, list[str]] = {}
+        self._by_last: dict[str, list[str]] = {}
         for pattern in self.patterns:
             if "\n" not in pattern:  # a multi-line secret is matched line by line
                 self._by_first.setdefault(pattern[0], []).append(pattern)
+                self._by_last.setdefault(pattern[-1], []).append(pattern)
         self._longest = max(map(len, self.patterns), default=0)
 
     @classmethod
@@ -76,14 +81,22 @@ class Masker:
 
     def mask_text(self, text: str) -> str:
         """`text` with every secret masked, even one broken by line breaks; the line
-        structure is kept (each line's part of a broken secret becomes `***`)."""
-        if self._regex is None or "\n" not in text:
-            return self.mask(text)
-        if self._spanning is None:
-            broken = (_LINE_BREAK.join(map(re.escape, p)) for p in self.patterns)
-            self._spanning = _alternation(broken)
-        assert self._spanning is not None
-        return self._spanning.sub(_mask_each_line, text)
+        structure is kept (each line's part of a broken secret becomes `***`).
+
+        The secrets are looked for in the text with its line breaks taken out, and each
+        match is mapped back to the pieces of the text it spans."""
+        if self._regex is None:
+            return text
+        pieces = _Pieces(text)
+        spans = [span for match in self.spans(pieces.joined) for span in pieces.origin(*match)]
+        # A line may hold only the start or the end of a secret (a message cut short).
+        for start, end in pieces.lines():
+            line = text[start:end]
+            for _, tail in self.tails(line):
+                if len(line) - tail >= MIN_TAIL_LENGTH:
+                    spans.append((start + tail, end))
+            spans += [(start, start + head) for head in self._heads(line)]
+        return _replace_spans(text, spans) if spans else text
 
     def mask_bytes(self, data: bytes) -> bytes:
         """UTF-8 text masked with `mask_text`; anything else (binary) as it is."""
@@ -99,6 +112,15 @@ class Masker:
     def spans(self, line: str) -> list[tuple[int, int]]:
         """Where `line` holds a whole secret (start, end)."""
         return [m.span() for m in self._regex.finditer(line)] if self._regex else []
+
+    def _heads(self, line: str) -> Iterator[int]:
+        """Each length (MIN_TAIL_LENGTH or more) of a start of `line` that ends a pattern
+        without being all of it."""
+        for end in range(MIN_TAIL_LENGTH, min(len(line), self._longest) + 1):
+            for pattern in self._by_last.get(line[end - 1], ()):
+                if end < len(pattern) and pattern.endswith(line[:end]):
+                    yield end
+                    break
 
     def tails(self, line: str) -> Iterator[tuple[str, int]]:
         """(pattern, start) for each pattern that `line[start:]` begins but does not end."""
@@ -128,12 +150,11 @@ class LineMasker:
         spans: list[tuple[int, int]] = []
         still_open: list[tuple[str, int]] = []
         for pattern, seen in self._open:
-            rest = pattern[seen:]
-            if line.startswith(rest):
-                spans.append((0, len(rest)))
-            elif line and rest.startswith(line):  # a whole line inside the secret
-                spans.append((0, len(line)))
-                still_open.append((pattern, seen + len(line)))
+            found = _continuation(line, pattern[seen:])
+            if found is not None:
+                spans.append(found)
+                if found[1] == len(line) and found[1] - found[0] < len(pattern) - seen:
+                    still_open.append((pattern, seen + found[1] - found[0]))
         spans += self._masker.spans(line)
         for pattern, start in self._masker.tails(line):
             still_open.append((pattern, len(line) - start))
@@ -141,6 +162,21 @@ class LineMasker:
                 spans.append((start, len(line)))
         self._open = still_open
         return _replace_spans(line, spans) if spans else line
+
+
+def _continuation(line: str, rest: str) -> tuple[int, int] | None:
+    """Where `line` goes on with `rest` (the end of a secret begun on the line before):
+    all of it, or a part running to the line's end (a whole line inside the secret).
+    After an indentation or a gutter (pytest's `E   `) only if that part is long enough
+    not to be there by chance."""
+    start = line.find(rest[0])
+    while start != -1:
+        candidate = line[start : start + len(rest)]
+        whole = candidate == rest or rest.startswith(line[start:])
+        if whole and (not line[:start].strip() or len(candidate) >= MIN_TAIL_LENGTH):
+            return start, start + len(candidate)
+        start = line.find(rest[0], start + 1)
+    return None
 
 
 class MaskingSink:
@@ -163,8 +199,49 @@ def _alternation(patterns: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(listed)) if listed else None
 
 
-def _mask_each_line(match: re.Match[str]) -> str:
-    return _NOT_A_BREAK.sub(MASK, match.group())
+class _Pieces:
+    """A text cut at its line breaks: the pieces joined, and where each piece came from."""
+
+    def __init__(self, text: str) -> None:
+        self._joined_starts: list[int] = []
+        self._original_starts: list[int] = []
+        parts: list[str] = []
+        position = joined_length = 0
+        for found in _LINE_BREAK.finditer(text):
+            self._add(parts, text[position : found.start()], position, joined_length)
+            joined_length += found.start() - position
+            position = found.end()
+        self._add(parts, text[position:], position, joined_length)
+        self.joined = "".join(parts)
+
+    def _add(self, parts: list[str], piece: str, original: int, joined: int) -> None:
+        parts.append(piece)
+        self._joined_starts.append(joined)
+        self._original_starts.append(original)
+
+    def lines(self) -> Iterator[tuple[int, int]]:
+        """Where each piece is in the original text (start, end)."""
+        ends = [*self._joined_starts[1:], len(self.joined)]
+        for joined_start, joined_end, original in zip(
+            self._joined_starts, ends, self._original_starts, strict=True
+        ):
+            yield original, original + joined_end - joined_start
+
+    def origin(self, start: int, end: int) -> Iterator[tuple[int, int]]:
+        """The spans of the original text that joined[start:end] came from."""
+        index = bisect.bisect_right(self._joined_starts, start) - 1
+        while index < len(self._joined_starts) and self._joined_starts[index] < end:
+            piece_start = self._joined_starts[index]
+            piece_end = (
+                self._joined_starts[index + 1]
+                if index + 1 < len(self._joined_starts)
+                else len(self.joined)
+            )
+            low, high = max(start, piece_start), min(end, piece_end)
+            if low < high:
+                offset = self._original_starts[index] - piece_start
+                yield low + offset, high + offset
+            index += 1
 
 
 def _replace_spans(line: str, spans: list[tuple[int, int]]) -> str:

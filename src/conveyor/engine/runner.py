@@ -69,6 +69,7 @@ class JobRunner:
         self.ctx = context
 
     def transition(self, job_id: str, state: JobState, detail: str = "", **fields: Any) -> None:
+        detail = self.ctx.masker.mask_text(detail)  # shown live as well as stored
         self.ctx.store.set_job_state(self.ctx.run_id, job_id, state, detail=detail, **fields)
         self.ctx.reporter.job_state(job_id, state, detail)
 

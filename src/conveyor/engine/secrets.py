@@ -64,6 +64,13 @@ def load_secrets(
     return found
 
 
+def without_secrets(environ: Mapping[str, str], names: Iterable[str]) -> dict[str, str]:
+    """The environment jobs inherit: `environ` less every variable named as a secret
+    anywhere in the pipeline, so a job sees a secret only if it declares it."""
+    hidden = frozenset(names)
+    return {name: value for name, value in environ.items() if name not in hidden}
+
+
 def _read_secrets_file(root: Path, path: Path) -> dict[str, str]:
     """Parse the secrets file after checking it is private and not tracked by git."""
     mode = path.stat().st_mode

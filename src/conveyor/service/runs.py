@@ -25,7 +25,7 @@ from conveyor.engine.plan import Plan, PlanOptions, PlanStatus, build_plan
 from conveyor.engine.report import Reporter
 from conveyor.engine.runner import JobRunner, RunContext
 from conveyor.engine.schedule import Scheduler
-from conveyor.engine.secrets import load_secrets
+from conveyor.engine.secrets import load_secrets, without_secrets
 from conveyor.engine.workspace import prepare_workspace, restore_outputs
 from conveyor.errors import ConveyorError
 from conveyor.findings.sarif import merge_logs
@@ -129,6 +129,8 @@ def execute_run(project: Project, options: RunOptions, reporter: Reporter) -> Ru
                 hint="commit them, or pass --allow-dirty to run on the tree as it is",
             )
         secrets = _secrets_for(plan, project)
+        # Before anything is recorded: no event, detail or report holds them in clear.
+        store.mask_secrets(Masker(secrets.values()))
         run_id = _record_run(store, plan, git, options)
         return _run_recorded(
             project,
@@ -213,7 +215,7 @@ def _run_recorded(
             store=store,
             workspace=workspace,
             logs_dir=run_dir / "logs",
-            base_env=_base_env(run_id, git, workspace.path, options)
+            base_env=_base_env(run_id, git, workspace.path, options, _secret_names(loaded, plan))
             | _state_env(project, plan, git),
             secrets=secrets,
             masker=Masker(secrets.values()),
@@ -374,8 +376,18 @@ def _store_merged_sarif(store: Store, run_id: int) -> None:
     store.add_report(run_id, "", MERGED_SARIF, digest, {"results": results})
 
 
-def _base_env(run_id: int, git: GitContext, workspace: Path, options: RunOptions) -> dict[str, str]:
-    env = dict(os.environ)
+def _secret_names(loaded: LoadedPipeline, plan: Plan) -> set[str]:
+    """Every name the pipeline calls a secret: its jobs' and its environments'."""
+    names = {name for job in plan.jobs for name in job.job.secrets}
+    for environment in loaded.pipeline.environments.values():
+        names.update(environment.secrets)
+    return names
+
+
+def _base_env(
+    run_id: int, git: GitContext, workspace: Path, options: RunOptions, secret_names: set[str]
+) -> dict[str, str]:
+    env = without_secrets(os.environ, secret_names)
     env.update(options.extra_env)
     env.update(
         {

@@ -108,7 +108,12 @@ class TestStep:
         return f"{self.name} {params.model_dump_json()}"
 
     def outputs(self, params: BaseModel) -> list[str]:
-        return [f"{RAW_DIR}/**/{name}" for name in ("tests.json", "coverage.json", "junit*.xml")]
+        assert isinstance(params, TestParams)
+        # Each pattern must match a file: coverage.json exists only when it is measured.
+        names = ["tests.json", "junit*.xml"]
+        if params.measures_coverage:
+            names.insert(1, "coverage.json")
+        return [f"{RAW_DIR}/**/{name}" for name in names]
 
     async def run(self, params: BaseModel, ctx: StepContext) -> ExecResult:
         assert isinstance(params, TestParams)

@@ -9,6 +9,7 @@ it without it being passed down by hand.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, Self
@@ -54,7 +55,16 @@ class Redaction:
         return text if self._redactor is None else self._redactor.mask_text(text)
 
     def data(self, data: bytes) -> bytes:
-        return data if self._redactor is None else self._redactor.mask_bytes(data)
+        """A report's bytes masked. A JSON document is masked string by string, so a
+        string cut short after a secret's first characters is caught too."""
+        if self._redactor is None:
+            return data
+        try:
+            document = json.loads(data)
+        except ValueError:  # not JSON (UnicodeDecodeError is a ValueError too)
+            return self._redactor.mask_bytes(data)
+        masked = self.value(document)
+        return data if masked == document else json.dumps(masked).encode()
 
     def value(self, value: Any) -> Any:
         """Every string inside `value` (a JSON-like tree) masked; keys are names, kept."""
@@ -72,7 +82,7 @@ class Redaction:
         """A text report output's masked bytes, or None to store the file as it is."""
         if self._redactor is None or path.suffix.lower() not in TEXT_REPORT_SUFFIXES:
             return None
-        return self._redactor.mask_bytes(path.read_bytes())
+        return self.data(path.read_bytes())
 
 
 _NONE = Redaction()
