@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from conveyor.cli.environments import opened
-from conveyor.cli.output import OutputFormat, OutputOption, console, emit_json
+from conveyor.cli.output import OutputFormat, OutputOption, console, emit_json, err_console
 from conveyor.cli.project import SpecOption
 from conveyor.errors import ExitCode
+
+if TYPE_CHECKING:
+    from conveyor.service.audit import AuditVerdict
 
 audit_app = typer.Typer(help="The audit log: every gate decision, deploy, rollback, flag change.")
 
@@ -29,20 +32,46 @@ def verify(
     spec: Annotated[Path | None, SpecOption] = None,
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
-    """Recompute the chain; exit 1 if any entry or audited event was edited or deleted."""
-    with opened(spec) as (_project, store):
-        problems = store.audit_verify(head)
-        count = len(store.audit_entries())
+    """Recompute the chain and hold it to the last signed head; exit 1 if anything was
+    edited, deleted or rewritten. An intact chain's head is signed with the project's key."""
+    from conveyor.service import audit
+
+    with opened(spec) as (project, store):
+        verdict = audit.verify(project, store, head)
     if output is OutputFormat.JSON:
-        emit_json({"entries": count, "intact": not problems, "problems": problems})
-    elif problems:
-        for problem in problems:
-            where = f"entry {problem.seq}" if problem.seq else "the log"
-            console.print(f"[bold red]✗[/] {where}: {escape(problem.what)}")
+        emit_json(
+            {
+                "entries": verdict.entries,
+                "intact": verdict.intact,
+                "problems": verdict.problems,
+                "checked_against": verdict.checked_against,
+                "signed": verdict.signed,
+                "notes": verdict.notes,
+            }
+        )
     else:
-        console.print(f"[green]✓[/] {count} entries, the chain is intact")
-    if problems:
+        _print_verdict(verdict)
+    if not verdict.intact:
         raise typer.Exit(int(ExitCode.PIPELINE_FAILED))
+
+
+def _print_verdict(verdict: AuditVerdict) -> None:
+    for problem in verdict.problems:
+        where = f"entry {problem.seq}" if problem.seq else "the log"
+        console.print(f"[bold red]✗[/] {where}: {escape(problem.what)}")
+    if verdict.intact:
+        console.print(f"[green]✓[/] {verdict.entries} entries, the chain is intact")
+        if verdict.checked_against is not None:
+            console.print(
+                f"  it still holds the signed head of {verdict.checked_against.entries} entries"
+            )
+        if verdict.signed is not None:
+            console.print(
+                f"  head of {verdict.signed.entries} entries signed by key "
+                f"{verdict.signed.key_id[:16]}"
+            )
+    for note in verdict.notes:
+        console.print(f"  [yellow]![/] {escape(note)}")
 
 
 @audit_app.command("log")
@@ -67,7 +96,17 @@ def log(
 
 @audit_app.command("head")
 def head(spec: Annotated[Path | None, SpecOption] = None) -> None:
-    """The newest entry's hash: keep it elsewhere, and `verify --head` it later."""
-    with opened(spec) as (_project, store):
+    """The newest entry's hash: keep it elsewhere, and `verify --head` it later.
+
+    The chain is verified first, and its head signed with the project's key."""
+    from conveyor.service import audit
+
+    with opened(spec) as (project, store):
+        verdict = audit.verify(project, store)
         entries = store.audit_entries(1)
     console.print(entries[0].hash if entries else "(empty)")
+    if not verdict.intact:
+        err_console.print(
+            "[bold red]✗[/] the chain does not verify: `conveyor audit verify` says why"
+        )
+        raise typer.Exit(int(ExitCode.PIPELINE_FAILED))

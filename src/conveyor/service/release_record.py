@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import ConveyorError, NotFoundError
+from conveyor.service.audit import sign_head
 from conveyor.service.project import Project
 from conveyor.states import DeployState
 from conveyor.store.deploys import DeployRecord
@@ -40,6 +41,7 @@ def release_record(
     run = store.get_run(deploy.run_id) if deploy.run_id is not None else None
     previous = _previous_success(store, environment, deploy)
     entries = store.audit_entries(last=1)
+    signed_head = sign_head(project, store)  # an export signs the head it carries
     return {
         "record_version": RECORD_VERSION,
         "exported_at": _iso(time.time()),
@@ -51,6 +53,7 @@ def release_record(
         "approvals": _approvals(store, run.id, environment) if run is not None else [],
         "provenance": _provenance(project, deploy),
         "audit_head": entries[-1].hash if entries else None,
+        "audit_signed_head": signed_head.to_json() if signed_head is not None else None,
     }
 
 
@@ -246,7 +249,8 @@ def to_markdown(record: Mapping[str, Any]) -> str:
         f"- **Deployed by:** {release['deployed_by']}, {release['started_at']}"
         f" to {release['finished_at'] or 'unfinished'}",
         f"- **Previous release:** {record.get('previous_release') or 'none'}",
-        f"- **Audit head at export:** `{record.get('audit_head') or 'empty'}`",
+        f"- **Audit head at export:** `{record.get('audit_head') or 'empty'}`"
+        + _signed_md(record.get("audit_signed_head")),
     ]
     if run is not None:
         lines += [
@@ -350,3 +354,9 @@ def _provenance_md(attestations: list[Mapping[str, Any]]) -> list[str]:
         described = ", ".join(f"{k} `{v}`" for k, v in item.items())
         lines.append(f"- {described}")
     return lines if attestations else [*lines, "- none recorded"]
+
+
+def _signed_md(signed: Mapping[str, Any] | None) -> str:
+    if not signed:
+        return " (not signed)"
+    return f" (signed over {signed['entries']} entries by key `{str(signed['key_id'])[:16]}`)"

@@ -3,8 +3,10 @@
 Every audited event gets, in the same transaction, an entry holding the digest of the
 event's content and the hash of the previous entry. `verify` recomputes both, so editing
 or deleting an audited event, or editing, deleting or reordering entries, is found.
-Deleting the newest entries together with their events leaves a shorter valid chain: keep
-the head (`head()`, `conveyor audit head`) somewhere else and verify against it.
+Deleting the newest entries together with their events leaves a shorter valid chain, and
+someone who can write the database can rewrite every entry and recompute every hash: so
+the head is signed with the project's key (service/audit.py) and kept as a `SignedHead`,
+and `check_signed_head` holds the chain to the last one.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from conveyor.store.records import EventKind
-from conveyor.store.schema import audit_log, events
+from conveyor.store.schema import audit_log, audit_signed_heads, events
 
 GENESIS = "0" * 64
 AUDITED = frozenset(
@@ -56,6 +59,47 @@ class Problem:
     seq: int | None
     event_id: int | None
     what: str
+
+
+@dataclass(frozen=True)
+class SignedHead:
+    """The chain's first `entries` entries ended at `head`, said the key `key_id` at
+    `signed_at`; `signature` (base64) signs `payload()`."""
+
+    entries: int
+    head: str
+    signed_at: float
+    key_id: str
+    signature: str
+
+    def payload(self) -> bytes:
+        return signed_head_payload(self.entries, self.head, self.signed_at)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SignedHead:
+        """A stored head; ValueError when it is not one."""
+        try:
+            head = cls(
+                entries=int(data["entries"]),
+                head=str(data["head"]),
+                signed_at=float(data["signed_at"]),
+                key_id=str(data["key_id"]),
+                signature=str(data["signature"]),
+            )
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"not a signed head: {error}") from None
+        if head.entries < 1:
+            raise ValueError("a signed head covers at least one entry")
+        return head
+
+
+def signed_head_payload(entries: int, head: str, signed_at: float) -> bytes:
+    """What a head's signature signs; the prefix keeps it from meaning anything else."""
+    fields = {"entries": entries, "head": head, "signed_at": signed_at}
+    return b"conveyor-audit-head-v1\n" + json.dumps(fields, sort_keys=True).encode()
 
 
 def is_audited(row: Mapping[str, Any]) -> bool:
@@ -152,3 +196,42 @@ def _unchained_events(conn: sa.Connection, chained: set[int]) -> list[Problem]:
 
 
 _EVENT_FIELDS = ("id", "ts", "kind", "run_id", "job_id", "state", "commit_sha", "actor", "data")
+
+
+def save_signed_head(conn: sa.Connection, head: SignedHead) -> None:
+    conn.execute(sa.insert(audit_signed_heads).values(**head.to_json()))
+
+
+def signed_heads(conn: sa.Connection) -> list[SignedHead]:
+    query = sa.select(audit_signed_heads).order_by(audit_signed_heads.c.id)
+    heads = []
+    for row in conn.execute(query):
+        fields = dict(row._mapping)
+        fields.pop("id")
+        heads.append(SignedHead.from_json(fields))
+    return heads
+
+
+def check_signed_head(chain: list[AuditEntry], signed: SignedHead) -> Problem | None:
+    """A problem when the chain no longer holds what `signed` (a verified head) says.
+
+    Entry N's hash commits to every entry before it, so one comparison finds an edit,
+    deletion or recomputation anywhere in the first N entries."""
+    when = datetime.fromtimestamp(signed.signed_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if len(chain) < signed.entries:
+        return Problem(
+            None,
+            None,
+            f"the chain has {len(chain)} entries, fewer than the {signed.entries} of the head "
+            f"signed {when}: entries were deleted",
+        )
+    now = chain[signed.entries - 1].hash
+    if now != signed.head:
+        return Problem(
+            signed.entries,
+            chain[signed.entries - 1].event_id,
+            f"the chain was rewritten since the signed head of {signed.entries} entries "
+            f"(signed {when}): entry {signed.entries} hashes to {now[:16]}, the signed head "
+            f"says {signed.head[:16]}",
+        )
+    return None

@@ -209,3 +209,16 @@ audit_log = sa.Table(
     sa.Column("prev_hash", sa.String, nullable=False),
     sa.Column("hash", sa.String, nullable=False),
 )
+
+# Heads of the audit chain signed with the project's key (service/audit.py), also kept in
+# the state folder's audit-heads.jsonl: a chain rewritten whole no longer matches them.
+audit_signed_heads = sa.Table(
+    "audit_signed_heads",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("entries", sa.Integer, nullable=False),
+    sa.Column("head", sa.String, nullable=False),
+    sa.Column("signed_at", Timestamp, nullable=False),
+    sa.Column("key_id", sa.String, nullable=False),
+    sa.Column("signature", sa.String, nullable=False),
+)

@@ -239,6 +239,14 @@ class Store:
         with read_transaction(self.engine) as conn:
             return audit.verify(conn, expected_head)
 
+    def audit_signed_heads(self) -> list[audit.SignedHead]:
+        with read_transaction(self.engine) as conn:
+            return audit.signed_heads(conn)
+
+    def add_audit_signed_head(self, head: audit.SignedHead) -> None:
+        with write_transaction(self.engine) as conn:
+            audit.save_signed_head(conn, head)
+
     def reports(self, run_id: int, kind: str | None = None) -> list[ReportRecord]:
         with read_transaction(self.engine) as conn:
             return reports.of_run(conn, run_id, kind)
