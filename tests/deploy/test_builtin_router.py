@@ -10,93 +10,22 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conveyor.deploy.model import Backend, MatchRule, RouteTable
+from conveyor.deploy.model import MatchRule, RouteTable
 from conveyor.deploy.routers.builtin import BuiltinRouter
 from conveyor.errors import ConveyorError
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class NamedHandler(BaseHTTPRequestHandler):
-    """Answers the server's name; `/sleep/SECONDS` waits first, `/status/CODE` fails."""
-
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out in two writes
-    server: NamedServer
-    timeout = 10
-
-    def do_GET(self) -> None:
-        status = 200
-        if self.path.startswith("/sleep/"):
-            time.sleep(float(self.path.removeprefix("/sleep/")))
-        elif self.path.startswith("/status/"):
-            status = int(self.path.removeprefix("/status/"))
-        self.answer(status, self.server.name.encode())
-
-    def do_POST(self) -> None:
-        if self.headers.get("Transfer-Encoding") == "chunked":
-            body = self.read_chunks()
-        else:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self.answer(200, self.server.name.encode() + b":" + body)
-
-    def read_chunks(self) -> bytes:
-        body = b""
-        while size := int(self.rfile.readline().split(b";")[0], 16):
-            body += self.rfile.read(size)
-            self.rfile.readline()
-        self.rfile.readline()  # the empty trailer section
-        return body
-
-    def answer(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class NamedServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, name: str) -> None:
-        super().__init__(("127.0.0.1", 0), NamedHandler)
-        self.name = name
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.server_address[1]}"
+from deploy.named_servers import Backends, NamedServer, backend, free_port, named_backends
 
 
 @pytest.fixture
-def backends() -> Iterator[Callable[[str], NamedServer]]:
-    started: list[tuple[NamedServer, threading.Thread]] = []
-
-    def start(name: str) -> NamedServer:
-        server = NamedServer(name)
-        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-        thread.start()
-        started.append((server, thread))
-        return server
-
-    yield start
-    for server, thread in started:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+def backends() -> Iterator[Backends]:
+    with named_backends() as started:
+        yield started
 
 
 @pytest.fixture
@@ -106,11 +35,6 @@ def router(tmp_path: Path, backends: object) -> Iterator[BuiltinRouter]:
     router.ensure_running()
     yield router
     router.stop()
-
-
-def backend(release: str, *servers: NamedServer | str, weight: int) -> Backend:
-    addresses = tuple(s if isinstance(s, str) else s.address for s in servers)
-    return Backend(release_id=release, version=release.upper(), addresses=addresses, weight=weight)
 
 
 def hits(client: httpx.Client, count: int, path: str = "/") -> Counter[str]:

@@ -22,6 +22,7 @@ import httpx
 from pydantic import TypeAdapter
 
 from conveyor.deploy.model import ReleaseSignals, RouteTable
+from conveyor.deploy.routers.client_limits import ClientLimits
 from conveyor.errors import ConveyorError, InfrastructureError
 
 ROUTES_FILE = "routes.json"
@@ -29,6 +30,15 @@ PID_FILE = "router.pid"
 LOG_FILE = "router.log"
 METRIC_PREFIX = "conveyor_router"
 ROUTE_TABLE = TypeAdapter(RouteTable)
+JUDGED_SAMPLES = frozenset(
+    f"{METRIC_PREFIX}_{name}"
+    for name in (
+        "requests_total",
+        "connect_failures_total",
+        "request_duration_seconds_sum",
+        "request_duration_seconds_bucket",
+    )
+)
 # Deadlines only bound a broken proxy; the happy paths take milliseconds.
 START_DEADLINE = 10.0
 APPLY_DEADLINE = 5.0
@@ -70,7 +80,11 @@ def port_in_use(port: int) -> bool:
 
 
 def parse_signals(exposition: str) -> list[ReleaseSignals]:
-    """The proxy's `/-/metrics` (Prometheus text format) as signals per release."""
+    """The proxy's `/-/metrics` (Prometheus text format) as signals per release.
+
+    Only the judged series: requests a client pinned to a version are counted apart
+    (`conveyor_router_pinned_*`), so that no client can skew what the judge reads.
+    """
     from prometheus_client.parser import text_string_to_metric_families
 
     fields: dict[str, dict[str, float]] = {}
@@ -78,7 +92,7 @@ def parse_signals(exposition: str) -> list[ReleaseSignals]:
     for family in text_string_to_metric_families(exposition):
         for sample in family.samples:
             release = sample.labels.get("release")
-            if release is None:
+            if release is None or sample.name not in JUDGED_SAMPLES:
                 continue
             counts = fields.setdefault(release, {})
             if sample.name == f"{METRIC_PREFIX}_requests_total":
@@ -109,10 +123,13 @@ def parse_signals(exposition: str) -> list[ReleaseSignals]:
 class BuiltinRouter:
     name = "builtin"
 
-    def __init__(self, state_dir: Path, port: int, admin_port: int) -> None:
+    def __init__(
+        self, state_dir: Path, port: int, admin_port: int, limits: ClientLimits | None = None
+    ) -> None:
         self.state_dir = state_dir
         self.port = port
         self.admin_port = admin_port
+        self.limits = limits or ClientLimits()
         self._admin = f"http://127.0.0.1:{admin_port}"
 
     @property
@@ -191,6 +208,7 @@ class BuiltinRouter:
             str(self.port),
             "--admin-port",
             str(self.admin_port),
+            *self.limits.arguments(),
             "--detach",
         ]
         with open(self.state_dir / LOG_FILE, "ab") as log:

@@ -2,9 +2,12 @@
 
 Run as `python -m conveyor.deploy.routers.proxy --state-dir DIR --port P --admin-port A`.
 HTTP framing (request line, headers, Content-Length and chunked bodies, keep-alive) is
-h11's; this module chooses backends, pools upstream connections and counts. Routes come
-from `DIR/routes.json`, re-read on SIGHUP or when its identity changes (polled); a new
-table replaces the old one in a single assignment, so a request sees one table or the other.
+h11's; `http_rules` refuses what a proxy must not forward and rewrites the hop-by-hop
+headers; `client_limits` bounds how long and how many clients. This module chooses
+backends, pools upstream connections, splices upgraded connections (WebSocket) and
+counts. Routes come from `DIR/routes.json`, re-read on SIGHUP or when its identity
+changes (polled); a new table replaces the old one in a single assignment, so a request
+sees one table or the other.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import enum
 import itertools
 import json
 import os
@@ -35,18 +39,29 @@ from conveyor.deploy.routers.builtin import (
     ROUTES_FILE,
     routes_from_json,
 )
+from conveyor.deploy.routers.client_limits import ClientLimits, ConnectionSlots, Phase, Slot
+from conveyor.deploy.routers.http_rules import (
+    Refused,
+    check_request,
+    client_response_headers,
+    upstream_request_headers,
+    wants_upgrade,
+)
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
-# Hop-by-hop headers (RFC 9110 7.6.1); framing headers stay: h11 re-frames from them.
-HOP_BY_HOP = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade", b"expect"}
-)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 READ_SIZE = 65536
 IDLE_PER_ADDRESS = 32
 CONNECT_TIMEOUT = 2.0
 ROUTES_POLL_SECONDS = 0.15
+# After refusing a request, read what the client still sends for this long before
+# closing: closing with unread bytes resets the connection and can lose the answer.
+LINGER_SECONDS = 0.5
+ADMIN_CONNECTIONS = 64
 EMPTY_TABLE = RouteTable(backends=())
+# nginx's convention for "the client went away before the answer": a 4xx, never an
+# error of the release.
+CLIENT_CLOSED = 499
 
 
 class UpstreamError(Exception):
@@ -55,6 +70,15 @@ class UpstreamError(Exception):
 
 class ConnectFailed(Exception):
     """No TCP connection to the upstream: the only failure worth a retry."""
+
+
+class ClientFault(Exception):
+    """The client broke the exchange (too slow, malformed, gone): counted as a 4xx."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
 
 
 @dataclass
@@ -72,16 +96,121 @@ class Downstream:
     conn: h11.Connection
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
+    limits: ClientLimits = field(default_factory=ClientLimits)
+
+    @property
+    def ip(self) -> str:
+        peer = self.writer.get_extra_info("peername")
+        return str(peer[0]) if peer else "unknown"
 
     def write(self, event: h11.Event) -> None:
         self.writer.write(self.conn.send(event) or b"")
+
+    async def flush(self) -> None:
+        """Wait until the client takes what was written, for at most `body_timeout`."""
+        try:
+            await asyncio.wait_for(self.writer.drain(), self.limits.body_timeout)
+        except TimeoutError as error:
+            raise ClientFault(408, "the client stopped reading") from error
+        except OSError as error:
+            raise ClientFault(CLIENT_CLOSED, f"the client went away: {error}") from error
+
+    async def next_body_event(self) -> object:
+        try:
+            return await next_event(self.conn, self.reader, self.limits.body_timeout)
+        except TimeoutError as error:
+            raise ClientFault(408, "request timeout: the body came too slowly\n") from error
+        except h11.RemoteProtocolError as error:
+            raise ClientFault(error.error_status_hint, f"bad request: {error}\n") from error
+        except OSError as error:
+            raise ClientFault(CLIENT_CLOSED, f"the client went away: {error}") from error
+
+    async def next_head(self, kept_alive: bool) -> object:
+        """The next request head. A kept-alive connection may wait `idle_timeout` for the
+        first byte of its next request; from there (or from the connection's start) the
+        whole head must arrive within `header_timeout`: a slowloris gets no longer."""
+        limits, loop = self.limits, asyncio.get_running_loop()
+        waiting = kept_alive
+        async with asyncio.timeout(
+            limits.idle_timeout if kept_alive else limits.header_timeout
+        ) as deadline:
+            while True:
+                event = self.conn.next_event()
+                if event is not h11.NEED_DATA:
+                    return event
+                data = await self.reader.read(READ_SIZE)
+                if waiting and data:
+                    waiting = False
+                    deadline.reschedule(loop.time() + limits.header_timeout)
+                self.conn.receive_data(data)
+
+
+class Route(enum.Enum):
+    """Why a request went where it went; a pinned request is never judged."""
+
+    PINNED = "pinned"  # the client named the version (header or cookie)
+    MATCHED = "matched"  # an A/B rule: the test's own traffic, judged
+    STICKY = "sticky"
+    WEIGHTED = "weighted"
 
 
 @dataclass(frozen=True)
 class Choice:
     backend: Backend
-    pinned: bool
-    set_sticky: bool
+    route: Route
+    set_sticky: bool = False
+
+    @property
+    def stays_on_release(self) -> bool:
+        """A retry must not move a request the client (or a rule) sent to one release."""
+        return self.route in {Route.PINNED, Route.MATCHED}
+
+    @property
+    def judged(self) -> bool:
+        """Whether the request counts in the signals the judge reads: a client choosing
+        the version could otherwise pour errors or latency into one arm of a canary."""
+        return self.route is not Route.PINNED
+
+
+@dataclass
+class Tunnel:
+    """An upgraded connection (101 Switching Protocols): bytes both ways until one side
+    closes. Its duration is not a request's latency, so it runs after the counting."""
+
+    client: Downstream
+    upstream: Upstream
+
+    async def run(self) -> None:
+        client, upstream = self.client, self.upstream
+        client_rest, _ = client.conn.trailing_data
+        upstream_rest, _ = upstream.conn.trailing_data
+        upstream.writer.write(client_rest)
+        client.writer.write(upstream_rest)
+        pumps = [
+            asyncio.create_task(pump(client.reader, upstream.writer)),
+            asyncio.create_task(pump(upstream.reader, client.writer)),
+        ]
+        try:
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            for task in pumps:
+                task.cancel()
+            upstream.writer.close()
+
+
+async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy until end of file, then half-close: the other direction may still talk."""
+    while data := await reader.read(READ_SIZE):
+        writer.write(data)
+        await writer.drain()
+    if writer.can_write_eof():
+        writer.write_eof()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    tunnel: Tunnel | None = None
 
 
 def no_delay(writer: asyncio.StreamWriter) -> None:
@@ -95,12 +224,15 @@ def no_delay(writer: asyncio.StreamWriter) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-async def next_event(conn: h11.Connection, reader: asyncio.StreamReader) -> object:
+async def next_event(
+    conn: h11.Connection, reader: asyncio.StreamReader, timeout: float | None = None
+) -> object:
+    """h11's next event, reading as needed; each read waits at most `timeout`."""
     while True:
         event = conn.next_event()
         if event is not h11.NEED_DATA:
             return event
-        conn.receive_data(await reader.read(READ_SIZE))
+        conn.receive_data(await asyncio.wait_for(reader.read(READ_SIZE), timeout))
 
 
 class UpstreamPool:
@@ -140,32 +272,60 @@ class UpstreamPool:
             upstream.writer.close()
 
 
-class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+class ReleaseCounters:
+    """Requests by release and status class, connect failures and a latency histogram."""
+
+    def __init__(self, registry: CollectorRegistry, prefix: str, whose: str) -> None:
         self.requests = Counter(
-            f"{METRIC_PREFIX}_requests",
-            "Requests answered, by release and status class.",
+            f"{prefix}_requests",
+            f"Requests answered, by release and status class{whose}.",
             ["release", "code"],
-            registry=self.registry,
+            registry=registry,
         )
         self.connect_failures = Counter(
-            f"{METRIC_PREFIX}_connect_failures",
-            "Connections to a release's replicas that could not be opened.",
+            f"{prefix}_connect_failures",
+            f"Connections to a release's replicas that could not be opened{whose}.",
             ["release"],
-            registry=self.registry,
+            registry=registry,
         )
         self.latency = Histogram(
-            f"{METRIC_PREFIX}_request_duration_seconds",
-            "Time from request to the end of the response, by release.",
+            f"{prefix}_request_duration_seconds",
+            f"Time from request to the end of the response, by release{whose}.",
             ["release"],
             buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+
+class Metrics:
+    """The judged series (`conveyor_router_*`, what `parse_signals` and the judge read)
+    and, apart, the pinned ones (`conveyor_router_pinned_*`)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.judged = ReleaseCounters(self.registry, METRIC_PREFIX, "")
+        self.pinned = ReleaseCounters(
+            self.registry,
+            f"{METRIC_PREFIX}_pinned",
+            " (pinned to a version by the client: never judged)",
+        )
+        self.refused = Counter(
+            f"{METRIC_PREFIX}_refused",
+            "Requests and connections the proxy answered itself, by status.",
+            ["code"],
             registry=self.registry,
         )
 
-    def observe(self, release: str, status: int, seconds: float) -> None:
-        self.requests.labels(release=release, code=f"{status // 100}xx").inc()
-        self.latency.labels(release=release).observe(seconds)
+    def of(self, choice: Choice) -> ReleaseCounters:
+        return self.judged if choice.judged else self.pinned
+
+    def observe(self, choice: Choice, release: str, status: int, seconds: float | None) -> None:
+        """One answered request; `seconds` is None when the client broke the exchange off
+        (its own slowness is not the release's latency)."""
+        counters = self.of(choice)
+        counters.requests.labels(release=release, code=f"{status // 100}xx").inc()
+        if seconds is not None:
+            counters.latency.labels(release=release).observe(seconds)
 
     def exposition(self) -> bytes:
         return prometheus_client.generate_latest(self.registry)
@@ -193,7 +353,9 @@ def weighted(backends: list[Backend]) -> Backend | None:
 
 
 class Proxy:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, limits: ClientLimits | None = None) -> None:
+        self.limits = limits or ClientLimits()
+        self.slots = ConnectionSlots(self.limits.max_connections)
         self.routes_path = state_dir / ROUTES_FILE
         self.table = EMPTY_TABLE
         self._routes_identity: tuple[int, int, int] | None = None
@@ -229,22 +391,22 @@ class Proxy:
         version = header(headers, table.pin_header) or cookies.get(table.pin_cookie)
         for backend in table.backends:
             if version and backend.version == version and backend.addresses:
-                return Choice(backend, pinned=True, set_sticky=False)
+                return Choice(backend, Route.PINNED)
         if table.matches:
             named = {key.decode("latin-1"): value.decode("latin-1") for key, value in headers}
             for rule in table.matches:
                 if rule.matches(named, cookies):
                     for backend in table.backends:
                         if backend.release_id == rule.release_id and backend.addresses:
-                            return Choice(backend, pinned=True, set_sticky=False)
+                            return Choice(backend, Route.MATCHED)
         sticky = cookies.get(table.sticky_cookie) if table.sticky_cookie else None
         for backend in table.backends:
             if backend.release_id == sticky and backend.weight > 0 and backend.addresses:
-                return Choice(backend, pinned=False, set_sticky=False)
+                return Choice(backend, Route.STICKY)
         chosen = weighted(list(table.backends))
         if chosen is None:
             return None
-        return Choice(chosen, pinned=False, set_sticky=table.sticky_cookie is not None)
+        return Choice(chosen, Route.WEIGHTED, set_sticky=table.sticky_cookie is not None)
 
     def next_address(self, backend: Backend) -> str:
         counter = self._round_robin.setdefault(backend.release_id, itertools.count())
@@ -258,7 +420,7 @@ class Proxy:
             if address == failed:
                 address = self.next_address(backend)
             return backend, address
-        if not choice.pinned:
+        if not choice.stays_on_release:
             others = [other for other in table.backends if other is not backend]
             other = weighted(others)
             if other is not None:
@@ -275,30 +437,60 @@ class Proxy:
                 return backend, await self.pool.acquire(address)
             except ConnectFailed as error:
                 print(f"connect failed: {error}", file=sys.stderr)
-                self.metrics.connect_failures.labels(release=backend.release_id).inc()
+                self.metrics.of(choice).connect_failures.labels(release=backend.release_id).inc()
                 if attempt + 1 < attempts:
                     backend, address = self.fallback(table, choice, address)
         return backend, None
 
-    # -- serving -----------------------------------------------------------------------
+    # -- serving ---------------------------------------------------------------------
     async def serve_client(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        client = Downstream(h11.Connection(h11.SERVER), reader, writer)
+        client = Downstream(h11.Connection(h11.SERVER), reader, writer, self.limits)
+        slot = self.slots.admit(writer.transport.abort)
+        if slot is None:
+            self.metrics.refused.labels(code="503").inc()
+            await refuse(client, 503, b"busy: every connection has a request in flight\n")
+            return
         no_delay(writer)
         try:
-            while True:
-                event = await next_event(client.conn, reader)
-                if not isinstance(event, h11.Request):
-                    break
-                await self.handle(client, event)
-                if client.conn.our_state is not h11.DONE or client.conn.their_state is not h11.DONE:
-                    break
-                client.conn.start_next_cycle()
+            await self.serve_requests(client, slot)
+        except Refused as refusal:
+            self.metrics.refused.labels(code=str(refusal.status)).inc()
+            await refuse(client, refusal.status, refusal.reason.encode())
+        except ClientFault as fault:
+            await refuse(client, fault.status, fault.reason.encode())
+        except TimeoutError:
+            self.metrics.refused.labels(code="408").inc()
+            await refuse(client, 408, b"request timeout: the request head came too slowly\n")
+        except h11.RemoteProtocolError as error:
+            self.metrics.refused.labels(code=str(error.error_status_hint)).inc()
+            await refuse(client, error.error_status_hint, f"bad request: {error}\n".encode())
         except (h11.ProtocolError, UpstreamError, ConnectionError):
             pass  # a broken exchange ends its connection; nothing half-sent is repaired
         finally:
+            self.slots.release(slot)
             writer.close()
+
+    async def serve_requests(self, client: Downstream, slot: Slot) -> None:
+        kept_alive = False
+        while True:
+            self.slots.enter(slot, Phase.WAITING)
+            try:
+                event = await client.next_head(kept_alive)
+            except TimeoutError:
+                if kept_alive and client.conn.their_state is h11.IDLE:
+                    return  # an idle keep-alive connection just ends, unanswered
+                raise
+            if not isinstance(event, h11.Request):
+                return
+            self.slots.enter(slot, Phase.BUSY)
+            check_request(event)
+            await self.handle(client, event)
+            if client.conn.our_state is not h11.DONE or client.conn.their_state is not h11.DONE:
+                return
+            client.conn.start_next_cycle()
+            kept_alive = True
 
     async def handle(self, client: Downstream, request: h11.Request) -> None:
         started = asyncio.get_running_loop().time()
@@ -308,72 +500,100 @@ class Proxy:
             await send_simple(client, 503, b"no route: the route table is empty\n")
             return
         backend, upstream = await self.connect(table, choice, request.method)
-        status = 502
+        if upstream is None:
+            self.metrics.observe(choice, backend.release_id, 502, 0.0)
+            await send_simple(client, 502, b"bad gateway: no backend reachable\n")
+            return
+        sticky = choice.set_sticky and table.sticky_cookie is not None
+        # Only the router reads it: no script needs it, no other site should send it.
+        flags = "Path=/; HttpOnly; SameSite=Lax"
+        cookie = f"{table.sticky_cookie}={backend.release_id}; {flags}" if sticky else None
+        status, seconds = 502, None
         try:
-            if upstream is None:
-                await send_simple(client, 502, b"bad gateway: no backend reachable\n")
-                return
-            sticky = choice.set_sticky and table.sticky_cookie is not None
-            # Only the router reads it: no script needs it, no other site should send it.
-            flags = "Path=/; HttpOnly; SameSite=Lax"
-            cookie = f"{table.sticky_cookie}={backend.release_id}; {flags}" if sticky else None
-            status = await self.exchange(client, request, upstream, cookie)
+            outcome = await self.exchange(client, request, upstream, cookie)
+            status, seconds = outcome.status, asyncio.get_running_loop().time() - started
+        except ClientFault as fault:
+            status = fault.status
+            raise
+        except UpstreamError:
+            seconds = asyncio.get_running_loop().time() - started
+            await send_simple(client, 502, b"bad gateway: upstream failed\n")
+            raise
         finally:
-            elapsed = asyncio.get_running_loop().time() - started
-            self.metrics.observe(backend.release_id, status, elapsed)
+            self.metrics.observe(choice, backend.release_id, status, seconds)
+        if outcome.tunnel is not None:
+            await outcome.tunnel.run()
 
     async def exchange(
         self, client: Downstream, request: h11.Request, upstream: Upstream, cookie: str | None
-    ) -> int:
-        """Relay one request and its response; returns the status sent to the client."""
-        headers = [(n, v) for n, v in request.headers if n not in HOP_BY_HOP]
+    ) -> Outcome:
+        """Relay one request and its response: the status sent to the client, and the
+        tunnel to run when the upstream switched protocols."""
+        upgrade = wants_upgrade(request)
         try:
+            headers = upstream_request_headers(request, client.ip, upgrade)
             send(
                 upstream, h11.Request(method=request.method, target=request.target, headers=headers)
             )
             if client.conn.client_is_waiting_for_100_continue:
                 client.write(h11.InformationalResponse(status_code=100, headers=[]))
             while True:
-                event = await next_event(client.conn, client.reader)
+                event = await client.next_body_event()
                 if isinstance(event, h11.Data | h11.EndOfMessage):
                     send(upstream, event)
                 if not isinstance(event, h11.Data):
                     break
-            response = await next_event(upstream.conn, upstream.reader)
-            while isinstance(response, h11.InformationalResponse):
-                response = await next_event(upstream.conn, upstream.reader)
-            if not isinstance(response, h11.Response):
-                raise UpstreamError(f"{upstream.address} closed without a response")
-        except (OSError, h11.ProtocolError, UpstreamError) as error:
-            upstream.writer.close()
-            await send_simple(client, 502, b"bad gateway: upstream failed\n")
-            raise UpstreamError(str(error)) from error
-        await self.relay_response(client, upstream, response, cookie)
-        return int(response.status_code)
+            response = await read_response(upstream)
+            if isinstance(response, h11.InformationalResponse):
+                client.write(
+                    h11.InformationalResponse(
+                        status_code=101,
+                        headers=client_response_headers(response),
+                        reason=response.reason,
+                    )
+                )
+                return Outcome(101, Tunnel(client, upstream))
+            await self.relay_response(client, upstream, response, cookie)
+        except BaseException:
+            upstream.writer.close()  # half an exchange: the connection is unusable
+            raise
+        return Outcome(int(response.status_code))
 
     async def relay_response(
         self, client: Downstream, upstream: Upstream, response: h11.Response, cookie: str | None
     ) -> None:
-        headers = [(n, v) for n, v in response.headers if n not in HOP_BY_HOP]
+        headers = client_response_headers(response)
         if cookie is not None:
             headers.append((b"set-cookie", cookie.encode()))
-        try:
-            client.write(
-                h11.Response(
-                    status_code=response.status_code, headers=headers, reason=response.reason
-                )
-            )
-            while True:
+        client.write(
+            h11.Response(status_code=response.status_code, headers=headers, reason=response.reason)
+        )
+        while True:
+            try:
                 event = await next_event(upstream.conn, upstream.reader)
-                if isinstance(event, h11.Data | h11.EndOfMessage):
-                    client.write(event)
-                    await client.writer.drain()
-                if not isinstance(event, h11.Data):
-                    break
-        except (OSError, h11.ProtocolError) as error:
-            upstream.writer.close()
-            raise UpstreamError(str(error)) from error
+            except (OSError, h11.ProtocolError) as error:
+                raise UpstreamError(str(error)) from error
+            if isinstance(event, h11.Data | h11.EndOfMessage):
+                client.write(event)
+                await client.flush()
+            if not isinstance(event, h11.Data):
+                break
         self.pool.release(upstream)
+
+
+async def read_response(upstream: Upstream) -> h11.Response | h11.InformationalResponse:
+    """The upstream's response head, skipping 1xx ones but a 101 (the switch)."""
+    try:
+        while True:
+            response = await next_event(upstream.conn, upstream.reader)
+            if isinstance(response, h11.Response):
+                return response
+            if not isinstance(response, h11.InformationalResponse):
+                raise UpstreamError(f"{upstream.address} closed without a response")
+            if response.status_code == 101:
+                return response
+    except (OSError, h11.ProtocolError) as error:
+        raise UpstreamError(f"{upstream.address}: {error}") from error
 
 
 def send(upstream: Upstream, event: h11.Event) -> None:
@@ -381,15 +601,45 @@ def send(upstream: Upstream, event: h11.Event) -> None:
 
 
 async def send_simple(
-    client: Downstream, status: int, body: bytes, content_type: bytes = b"text/plain"
+    client: Downstream,
+    status: int,
+    body: bytes,
+    content_type: bytes = b"text/plain",
+    close: bool = False,
 ) -> None:
-    if client.conn.our_state is not h11.SEND_RESPONSE:
+    if client.conn.our_state not in {h11.IDLE, h11.SEND_RESPONSE}:
         return  # a response already started cannot be replaced
+    if client.conn.their_state is h11.SEND_BODY:
+        # A request without a body (most) ends here: the connection can be kept.
+        with contextlib.suppress(h11.ProtocolError):
+            client.conn.next_event()
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
-    client.write(h11.Response(status_code=status, headers=headers))
-    client.write(h11.Data(data=body))
-    client.write(h11.EndOfMessage())
-    await client.writer.drain()
+    # An answer before the request's end leaves its body unread: the connection ends with
+    # it, and says so, or the client would send its next request into a closing socket.
+    if close or client.conn.their_state is not h11.DONE:
+        headers.append((b"connection", b"close"))
+    events = [h11.Response(status_code=status, headers=headers), h11.Data(data=body)]
+    with contextlib.suppress(h11.LocalProtocolError):  # one write: one segment
+        client.writer.write(
+            b"".join(client.conn.send(e) or b"" for e in [*events, h11.EndOfMessage()])
+        )
+    with contextlib.suppress(OSError, ClientFault):
+        await client.flush()
+
+
+async def refuse(client: Downstream, status: int, body: bytes) -> None:
+    """Answer `status` and close. What the client still sends is read (and dropped) for a
+    moment first: closing on unread bytes resets the connection, and the answer with it."""
+    await send_simple(client, status, body, close=True)
+    writer = client.writer
+    if writer.is_closing() or not writer.can_write_eof():
+        return
+    with contextlib.suppress(OSError):
+        writer.write_eof()
+    with contextlib.suppress(OSError, TimeoutError):
+        async with asyncio.timeout(LINGER_SECONDS):
+            while await client.reader.read(READ_SIZE):
+                pass
 
 
 class Admin:
@@ -397,17 +647,21 @@ class Admin:
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
+        self.slots = ConnectionSlots(ADMIN_CONNECTIONS)
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        client = Downstream(h11.Connection(h11.SERVER), reader, writer)
+        client = Downstream(h11.Connection(h11.SERVER), reader, writer, self.proxy.limits)
+        slot = self.slots.admit(writer.transport.abort)
         try:
-            event = await next_event(client.conn, reader)
+            event = await client.next_head(kept_alive=False)
             if isinstance(event, h11.Request):
                 status, content_type, body = self.answer(event.target.decode("latin-1"))
                 await send_simple(client, status, body, content_type)
-        except (h11.ProtocolError, ConnectionError):
+        except (h11.ProtocolError, ConnectionError, TimeoutError):
             pass
         finally:
+            if slot is not None:
+                self.slots.release(slot)
             writer.close()
 
     def answer(self, target: str) -> tuple[int, bytes, bytes]:
@@ -432,8 +686,10 @@ def bind(port: int) -> socket.socket:
         sys.exit(f"cannot listen on 127.0.0.1:{port}: {error}")
 
 
-async def serve(state_dir: Path, public: socket.socket, admin: socket.socket) -> None:
-    proxy = Proxy(state_dir)
+async def serve(
+    state_dir: Path, public: socket.socket, admin: socket.socket, limits: ClientLimits
+) -> None:
+    proxy = Proxy(state_dir, limits)
     proxy.reload_routes()
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -466,7 +722,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--admin-port", type=int, required=True)
     parser.add_argument("--detach", action="store_true", help="fork into the background")
+    ClientLimits.add_arguments(parser)
     options = parser.parse_args(argv)
+    limits = ClientLimits.from_options(options)
     pid_file = options.state_dir / PID_FILE
     # Bound before forking, so that a port in use fails the launcher, not a lost daemon.
     public, admin = bind(options.port), bind(options.admin_port)
@@ -475,7 +733,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         pid_file.write_text(f"{os.getpid()}\n")
     try:
-        asyncio.run(serve(options.state_dir, public, admin))
+        asyncio.run(serve(options.state_dir, public, admin, limits))
     finally:
         pid_file.unlink(missing_ok=True)
 
