@@ -15,7 +15,9 @@ from conveyor.errors import ExitCode
 
 keys_app = typer.Typer(help="Signing keys (ed25519) for provenance, SBOM and scan attestations.")
 image_app = typer.Typer(help="Images in the project's store: list, inspect, verify.")
-ImageArgument = typer.Argument(help="shop@sha256:<digest> or shop:<tag>.")
+ImageArgument = typer.Argument(
+    help="shop@sha256:<digest>, shop:<tag>, or a unique digest or start of one (sha256:1a2b3c)."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -72,10 +74,11 @@ def image_inspect(
     spec: Annotated[Path | None, SpecOption] = None,
 ) -> None:
     """Print an image's manifest annotations, config, layers and attached evidence (JSON)."""
-    from conveyor.service.images import image_store, inspect_image, parse_ref
+    from conveyor.service.images import find_image, image_store, inspect_image
     from conveyor.service.project import Project
 
-    emit_json(inspect_image(image_store(Project.locate(spec)), parse_ref(image)))
+    store = image_store(Project.locate(spec))
+    emit_json(inspect_image(store, find_image(store, image)))
 
 
 @image_app.command("verify")
@@ -85,10 +88,11 @@ def image_verify(
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> int:
     """Check an image against the admission policy: signatures, provenance, SBOM, scan."""
-    from conveyor.service.images import parse_ref, verify_image
+    from conveyor.service.images import find_image, image_store, verify_image
     from conveyor.service.project import Project
 
-    digest, decision = verify_image(Project.locate(spec), parse_ref(image))
+    project = Project.locate(spec)
+    digest, decision = verify_image(project, find_image(image_store(project), image))
     if output is OutputFormat.JSON:
         emit_json({"digest": digest, "admitted": decision.admitted, "checks": decision.checks})
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -57,6 +58,40 @@ def parse_ref(text: str) -> ImageRef:
             hint="`conveyor image ls` lists them",
         )
     return ImageRef(name=name, tag=tag)
+
+
+def find_image(store: LayoutStore, text: str) -> ImageRef:
+    """`parse_ref`, plus what podman also accepts: a bare digest or a unique prefix of one
+    (`sha256:1a2b3c`, `1a2b3c`), looked up among the store's images."""
+    match = _DIGEST_PREFIX.match(text)
+    if match is None:
+        return parse_ref(text)
+    prefix = "sha256:" + match.group(1)
+    found = sorted(
+        {
+            (repository, digest)
+            for repository in store.repositories()
+            for tag in store.tags(repository)
+            if (digest := store.resolve(repository, tag)).startswith(prefix)
+        }
+    )
+    if not found:
+        raise NotFoundError(
+            f"no image whose digest starts with {prefix} in the image store",
+            hint="`conveyor image ls` lists them",
+        )
+    if len(found) > 1:
+        named = ", ".join(f"{repository}@{digest[:19]}" for repository, digest in found[:5])
+        raise ConveyorError(
+            f"{prefix} is the start of {len(found)} images' digests: {named}",
+            hint="give more of the digest, or name the image: shop@sha256:<64 hex>",
+        )
+    repository, digest = found[0]
+    return ImageRef(name=repository, digest=digest)
+
+
+# A digest, or the start of one (at least 4 hex digits), with or without `sha256:`.
+_DIGEST_PREFIX = re.compile(r"^(?:sha256:)?([0-9a-f]{4,64})$")
 
 
 def resolve(store: LayoutStore, ref: ImageRef) -> str:
