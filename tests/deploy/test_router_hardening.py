@@ -245,6 +245,19 @@ def test_hop_by_hop_headers_stop_at_the_proxy(router: BuiltinRouter, app: NamedS
     assert "x-secret" not in seen.headers.get("connection", "").lower()
 
 
+def test_connection_cannot_remove_host_or_the_proxys_forwarded_headers(
+    router: BuiltinRouter, app: NamedServer
+) -> None:
+    response = exchange(
+        router,
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close, Host, X-Forwarded-For\r\n\r\n",
+    )
+    assert (status_of(response), response[-1:]) == (200, b"a")
+    [seen] = app.seen
+    assert seen.headers["host"] == "a"
+    assert seen.headers["x-forwarded-for"] == "127.0.0.1"
+
+
 def test_hop_by_hop_response_headers_stop_at_the_proxy(
     router: BuiltinRouter, app: NamedServer
 ) -> None:

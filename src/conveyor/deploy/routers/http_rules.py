@@ -87,7 +87,8 @@ def wants_upgrade(request: h11.Request) -> bool:
 def end_to_end(headers: Headers) -> Headers:
     """The headers meant for the next hop: hop-by-hop ones and those Connection names
     removed."""
-    named = set(values(headers, b"connection"))
+    # Connection may name any header, but not Host: the request would be invalid upstream.
+    named = set(values(headers, b"connection")) - {b"host"}
     return [(n, v) for n, v in headers if n not in HOP_BY_HOP and n not in named]
 
 

@@ -191,7 +191,9 @@ class Tunnel:
             asyncio.create_task(pump(upstream.reader, client.writer)),
         ]
         try:
-            await asyncio.wait(pumps, return_when=asyncio.FIRST_EXCEPTION)
+            done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.exception()  # a reset ends the tunnel; nothing to report
         finally:
             for task in pumps:
                 task.cancel()
@@ -450,7 +452,9 @@ class Proxy:
         slot = self.slots.admit(writer.transport.abort)
         if slot is None:
             self.metrics.refused.labels(code="503").inc()
-            await refuse(client, 503, b"busy: every connection has a request in flight\n")
+            # No lingering here: a flood of these must not hold descriptors.
+            await send_simple(client, 503, b"busy: every connection has a request in flight\n")
+            writer.close()
             return
         no_delay(writer)
         try:
@@ -532,9 +536,13 @@ class Proxy:
         upgrade = wants_upgrade(request)
         try:
             headers = upstream_request_headers(request, client.ip, upgrade)
-            send(
-                upstream, h11.Request(method=request.method, target=request.target, headers=headers)
-            )
+            try:
+                forwarded = h11.Request(
+                    method=request.method, target=request.target, headers=headers
+                )
+            except h11.LocalProtocolError as error:  # what the client sent, rewritten
+                raise ClientFault(400, f"bad request: {error}\n") from error
+            send(upstream, forwarded)
             if client.conn.client_is_waiting_for_100_continue:
                 client.write(h11.InformationalResponse(status_code=100, headers=[]))
             while True:
