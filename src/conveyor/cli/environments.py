@@ -130,8 +130,12 @@ def env_ls(
 ) -> None:
     """List the environments of conveyor.yml with their URL and live release."""
     from conveyor.service import environments
+    from conveyor.service.project import Project
 
-    with opened(spec) as (project, store):
+    project = Project.locate(spec)
+    # conveyor.yml read first: in a folder without one, fail before creating the state folder.
+    environments.environments_of(project)
+    with project.open_store() as store:
         views = environments.list_environments(project, store)
     if output is OutputFormat.JSON:
         emit_json(views)
