@@ -59,6 +59,8 @@ class Target:
     ledger: DeployLedger
     lock_path: Path
     replica_env: Mapping[str, str] = field(default_factory=dict)  # env + secrets
+    # Masks the environment's secrets in what is recorded or shown (smoke output).
+    mask: Callable[[str], str] = field(default=lambda text: text)
     workdir: Path | None = None  # where smoke commands run
     # The judge's counts for a progressive release (router signals, or Prometheus).
     provider: Callable[[Analysis], MetricsProvider] | None = None
@@ -209,7 +211,12 @@ class ReleaseController:
             return []
         self.progress(f"smoke tests against {url}")
         results = run_smoke(
-            checks, url, env=self.target.replica_env, cwd=self.target.workdir, headers=headers
+            checks,
+            url,
+            env=self.target.replica_env,
+            cwd=self.target.workdir,
+            headers=headers,
+            mask=self.target.mask,
         )
         for result in results:
             self.target.ledger.record(
@@ -442,6 +449,7 @@ class ReleaseController:
             env=env,
             readiness=_check(health.readiness),
             liveness=_check(health.liveness),
+            secrets=tuple(name for name in self.target.spec.secrets if name in env),
         )
 
     def start_release(self, release_id: str) -> None:

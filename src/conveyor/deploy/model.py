@@ -33,6 +33,17 @@ class ReleaseSpec:
     env: dict[str, str] = field(default_factory=dict)
     readiness: HealthCheck = field(default_factory=HealthCheck)
     liveness: HealthCheck = field(default_factory=HealthCheck)
+    # Names in `env` whose values are secrets: never written to disk or a command line.
+    secrets: tuple[str, ...] = ()
+
+    @property
+    def plain_env(self) -> dict[str, str]:
+        """`env` without the secrets."""
+        return {name: value for name, value in self.env.items() if name not in self.secrets}
+
+    @property
+    def secret_env(self) -> dict[str, str]:
+        return {name: value for name, value in self.env.items() if name in self.secrets}
 
     @property
     def replicas(self) -> int:

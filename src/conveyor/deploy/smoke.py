@@ -71,10 +71,12 @@ def run_smoke(
     retries: int = 2,
     retry_delay: float = 0.5,
     headers: Mapping[str, str] | None = None,
+    mask: Callable[[str], str] = lambda text: text,
 ) -> list[SmokeResult]:
     """Run every check in order against `base_url`; one result per check. `headers` go
     with every HTTP check (e.g. the router's version pin, to test a canary before it has
-    any share of the traffic)."""
+    any share of the traffic). `mask` hides the secrets of `env` in each result's detail
+    (a failing command's output may print them)."""
     command_env = {**os.environ, **(env or {}), ENV_URL_VARIABLE: base_url}
     # trust_env=False: a proxy from the environment must not sit between us and 127.0.0.1.
     with httpx.Client(
@@ -87,9 +89,10 @@ def run_smoke(
                 attempt = partial(_http_attempt, client, check)
                 outcome = _with_retries(attempt, retries, retry_delay)
             else:
-                outcome = _run_command(check, command_env, cwd)
+                outcome = _run_command(check, command_env, cwd, mask)
             elapsed = time.monotonic() - started
-            results.append(SmokeResult(check.title, outcome.verdict, outcome.detail, elapsed))
+            detail = mask(outcome.detail)
+            results.append(SmokeResult(check.title, outcome.verdict, detail, elapsed))
     return results
 
 
@@ -150,7 +153,9 @@ def _http_attempt(client: httpx.Client, check: SmokeCheck) -> _Outcome:
     return _PASS
 
 
-def _run_command(check: SmokeCheck, env: Mapping[str, str], cwd: Path | None) -> _Outcome:
+def _run_command(
+    check: SmokeCheck, env: Mapping[str, str], cwd: Path | None, mask: Callable[[str], str]
+) -> _Outcome:
     assert check.command is not None
     try:
         process = subprocess.Popen(
@@ -177,6 +182,7 @@ def _run_command(check: SmokeCheck, env: Mapping[str, str], cwd: Path | None) ->
             _kill_group(process.pid)
             output = _drain(process)
         _kill_group(process.pid)  # what it left running in the background
+    output = mask(output)  # whole, before the tail is cut: a secret cut in two is found
     if timed_out:
         return _Outcome(
             SmokeVerdict.FAILED, _with_output(f"timed out after {check.timeout:g}s", output)

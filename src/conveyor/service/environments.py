@@ -30,6 +30,7 @@ from conveyor.deploy.routing import free_ports
 from conveyor.deploy.runtimes.base import Runtime
 from conveyor.deploy.sampler import stored_samples
 from conveyor.deploy.signals import window_rates
+from conveyor.engine.mask import Masker
 from conveyor.engine.secrets import load_secrets
 from conveyor.errors import ConveyorError, NotFoundError
 from conveyor.service.images import image_store, parse_ref, resolve, verify_image
@@ -128,6 +129,8 @@ def controller(
 ) -> ReleaseController:
     spec = spec or environment_spec(project, name)
     secrets = load_secrets(spec.secrets, root=project.directory, environ=os.environ)
+    masker = Masker(secrets.values())
+    store.mask_secrets(masker)  # nothing the ledger records holds them in clear
     runtime = make_runtime(project, spec)
     router = make_router(project, name, spec, store)
     target = Target(
@@ -139,6 +142,7 @@ def controller(
         ledger=store.deploys,
         lock_path=project.state_dir / "environments" / name / "deploy.lock",
         replica_env={**spec.env, **secrets},
+        mask=masker.mask_text,
         workdir=project.directory,
         data_dir=state_path(project, name) / "data",
     )

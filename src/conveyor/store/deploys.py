@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from conveyor.errors import NotFoundError
 from conveyor.states import DeployState, ReleaseState
 from conveyor.store import events as event_log
+from conveyor.store import redaction
 from conveyor.store.db import read_transaction, write_transaction
 from conveyor.store.procs import ProcessIdentity, is_dead_here
 from conveyor.store.records import EventKind, EventRecord
@@ -280,6 +281,7 @@ class DeployLedger:
             record = _deploy(_select_deploy(conn, deploy_id))
             if record.state.finished:
                 return
+            reason = redaction.of(conn).value(reason)  # e.g. a smoke command's output
             conn.execute(
                 sa.update(deploys)
                 .where(deploys.c.id == deploy_id)
@@ -300,7 +302,9 @@ class DeployLedger:
     def set_progress(self, deploy_id: int, progress: Mapping[str, Any]) -> None:
         with write_transaction(self.engine) as conn:
             conn.execute(
-                sa.update(deploys).where(deploys.c.id == deploy_id).values(progress=dict(progress))
+                sa.update(deploys)
+                .where(deploys.c.id == deploy_id)
+                .values(progress=redaction.of(conn).value(dict(progress)))
             )
 
     def register_release(

@@ -24,6 +24,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +146,9 @@ class PodmanRuntime:
             "CONTAINERS_STORAGE_CONF": str(storage_conf),
         }
 
-    def _podman(self, *arguments: str) -> str:
+    def _podman(self, *arguments: str, secrets: Mapping[str, str] | None = None) -> str:
+        """Run podman; `secrets` go in its environment only (`--env NAME` passes one on),
+        never on its command line, which `ps` shows to every user."""
         executable = shutil.which(self.podman)
         if executable is None:
             raise ConveyorError(
@@ -158,7 +161,7 @@ class PodmanRuntime:
             text=True,
             check=False,
             timeout=_TIMEOUT,
-            env={**os.environ, **self.environment()},
+            env={**os.environ, **(secrets or {}), **self.environment()},
         )
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
@@ -205,19 +208,26 @@ class PodmanRuntime:
         return image_id
 
     def _run_replica(self, release: ReleaseSpec, index: int, image: str) -> None:
-        port = release.ports[index]
-        labels = {
-            LABEL_RELEASE: release.release_id,
-            LABEL_INDEX: str(index),
-            LABEL_PORT: str(port),
-            LABEL_READINESS: release.readiness.path,
-        }
-        env = {**release.env, "PORT": str(port), "HOST": HOST}
-        argv = ["run", "-d", "--name", f"{release.release_id}-{index}", "--network", "host"]
-        argv += ["--restart", "on-failure"]
-        argv += [f"--label={key}={value}" for key, value in labels.items()]
-        argv += [f"--env={key}={value}" for key, value in env.items()]
-        self._podman(*argv, image)
+        self._podman(*replica_arguments(release, index, image), secrets=release.secret_env)
+
+
+def replica_arguments(release: ReleaseSpec, index: int, image: str) -> list[str]:
+    """`podman run` of one replica. A secret is passed by name only (`--env=NAME`): podman
+    takes its value from its own environment."""
+    port = release.ports[index]
+    labels = {
+        LABEL_RELEASE: release.release_id,
+        LABEL_INDEX: str(index),
+        LABEL_PORT: str(port),
+        LABEL_READINESS: release.readiness.path,
+    }
+    env = {**release.plain_env, "PORT": str(port), "HOST": HOST}
+    argv = ["run", "-d", "--name", f"{release.release_id}-{index}", "--network", "host"]
+    argv += ["--restart", "on-failure"]
+    argv += [f"--label={key}={value}" for key, value in labels.items()]
+    argv += [f"--env={key}={value}" for key, value in env.items()]
+    argv += [f"--env={name}" for name in release.secret_env]
+    return [*argv, image]
 
 
 def _check_release_id(release_id: str) -> None:

@@ -50,6 +50,7 @@ IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _POLL = 0.1
 _STOP_SLACK = 5.0  # beyond the replicas' grace, before the supervisor is SIGKILLed
+PRIVATE_FILE_MODE = 0o600
 _START_DEADLINE = 15.0  # only bounds a broken interpreter; a supervisor starts in ~0.1 s
 
 
@@ -76,7 +77,7 @@ class ProcessRuntime:
                 _write_json(run_dir / supervisor.PLAN_FILE, plan.to_json())
                 (run_dir / supervisor.STATE_FILE).unlink(missing_ok=True)
                 (run_dir / supervisor.PID_FILE).unlink(missing_ok=True)
-                _spawn_supervisor(run_dir, start_lock)
+                _spawn_supervisor(run_dir, start_lock, release.secret_env)
                 _wait_for_life_lock(run_dir)
         return self.status(release.release_id)
 
@@ -188,10 +189,16 @@ def release_plan(release: ReleaseSpec, image_dir: Path) -> supervisor.Plan:
     image = json.loads((image_dir / "image.json").read_text())
     rootfs = image_dir / ROOTFS
     replicas = [
-        replica_plan(image, rootfs, release.env, index, port)
+        replica_plan(image, rootfs, release.plain_env, index, port)
         for index, port in enumerate(release.ports)
     ]
-    return supervisor.Plan(release.release_id, replicas, release.readiness, release.liveness)
+    return supervisor.Plan(
+        release.release_id,
+        replicas,
+        release.readiness,
+        release.liveness,
+        secrets=list(release.secret_env),
+    )
 
 
 def replica_plan(
@@ -238,9 +245,11 @@ def _rewrite_path(value: str, workdir: str, rootfs: Path) -> str:
     return str(rootfs / normal.lstrip("/"))
 
 
-def _spawn_supervisor(run_dir: Path, start_lock: int) -> int:
+def _spawn_supervisor(run_dir: Path, start_lock: int, secrets: dict[str, str]) -> int:
+    """The supervisor gets the secrets in its own environment (release.json names them
+    only), which it hands to its replicas: their values never touch the disk."""
     argv = [sys.executable, "-m", supervisor.MODULE, "--release-dir", str(run_dir), "--detach"]
-    env = {**os.environ, supervisor.START_LOCK_FD: str(start_lock)}
+    env = {**os.environ, **secrets, supervisor.START_LOCK_FD: str(start_lock)}
     done = subprocess.run(
         argv, capture_output=True, text=True, check=False, env=env, pass_fds=(start_lock,)
     )
@@ -349,6 +358,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
+    """Atomically, readable by this user only (it names the release's environment)."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(json.dumps(value, indent=2))
+    temporary.unlink(missing_ok=True)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(json.dumps(value, indent=2))
     os.replace(temporary, path)

@@ -4,8 +4,10 @@
 
 DIR is the release's run directory; `release.json` there (written by `ProcessRuntime`)
 says what to run: per replica its port, argv, cwd and environment, plus the readiness and
-liveness checks. The supervisor writes `state.json` (atomically) and appends to
-`events.jsonl`; each replica's stdout and stderr go to `replica-<index>.log`.
+liveness checks. Secrets are named there, never valued: each replica gets them from the
+supervisor's own environment, which its starter gave it. The supervisor writes
+`state.json` (atomically) and appends to `events.jsonl`; each replica's stdout and stderr
+go to `replica-<index>.log`.
 
 `--detach` starts the supervisor in a new session, prints its pid and returns, so the
 supervisor is nobody's child: it outlives the Conveyor process that started it.
@@ -73,6 +75,9 @@ class Plan:
     readiness: HealthCheck
     liveness: HealthCheck
     grace: float = DEFAULT_GRACE
+    # Names of the secrets each replica gets from the supervisor's own environment: their
+    # values are never written to release.json.
+    secrets: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,6 +90,7 @@ class Plan:
             readiness=HealthCheck(**raw["readiness"]),
             liveness=HealthCheck(**raw["liveness"]),
             grace=float(raw.get("grace", DEFAULT_GRACE)),
+            secrets=[str(name) for name in raw.get("secrets", [])],
         )
 
 
@@ -224,7 +230,7 @@ class Replica:
             return subprocess.Popen(
                 self.replica.argv,
                 cwd=self.replica.cwd,
-                env=self.replica.env,
+                env=self._environment(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -236,6 +242,11 @@ class Replica:
             log.write((message + "\n").encode())
             log.flush()
             return subprocess.Popen([sys.executable, "-c", "raise SystemExit(127)"])
+
+    def _environment(self) -> dict[str, str]:
+        """The replica's environment: the plan's, and the secrets it names, from ours."""
+        secrets = {name: os.environ[name] for name in self.plan.secrets if name in os.environ}
+        return {**self.replica.env, **secrets}
 
     def _watch(self, process: subprocess.Popen[bytes]) -> bool:
         """Until the process exits (False) or fails its liveness check (True)."""

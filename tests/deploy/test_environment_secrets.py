@@ -1,0 +1,223 @@
+"""An environment's secrets reach its replicas and nothing else (issue 12): not a smoke
+command's recorded output, not `env history`, not conveyor.db, not release.json (which is
+0600 and names them only), not podman's command line."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import textwrap
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from conveyor.deploy.model import HealthCheck, ReleaseSpec, ReplicaState
+from conveyor.deploy.runtimes.podman import PodmanRuntime, replica_arguments
+from conveyor.deploy.runtimes.process import ProcessRuntime
+from conveyor.service import environments as envs
+from conveyor.service.project import Project
+from conveyor.supply.oci.build import AppFiles, ImageSpec, build_image
+from conveyor.supply.oci.layout import LayoutStore
+from deploy.apps import build_app, free_port
+from deploy.test_podman_runtime import BUSYBOX, require_tools
+from leaks import files_holding, holding
+
+SECRET = "shop_Z1xC3vB5nM7kJ9hG2fD4sA"
+FAST = HealthCheck(interval=0.1, timeout=1.0, failure_threshold=3)
+
+
+def secret_release(release_id: str, digest: str) -> ReleaseSpec:
+    return ReleaseSpec(
+        release_id,
+        "shop",
+        digest,
+        (free_port(),),
+        env={"GREETING": "hello", "SHOP_TOKEN": SECRET},
+        readiness=FAST,
+        liveness=FAST,
+        secrets=("SHOP_TOKEN",),
+    )
+
+
+def get(address: str, path: str = "/") -> str:
+    with urllib.request.urlopen(f"http://{address}{path}", timeout=5) as response:
+        return str(response.read().decode())
+
+
+def processes_showing(secret: str) -> list[str]:
+    """The command lines (what `ps` shows every user) that hold the secret."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes()
+        except OSError:
+            continue  # gone meanwhile
+        if secret.encode() in argv:
+            found.append(argv.replace(b"\0", b" ").decode(errors="replace"))
+    return found
+
+
+# --- the process runtime -----------------------------------------------------------------
+
+ECHO_SERVER = """\
+import http.server, os
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = f"{os.environ.get('GREETING')} {os.environ.get('SHOP_TOKEN')}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+http.server.HTTPServer((os.environ["HOST"], int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+@pytest.fixture
+def process_runtime(tmp_path: Path) -> Iterator[ProcessRuntime]:
+    runtime = ProcessRuntime(tmp_path / "runtime", LayoutStore(tmp_path / "images"))
+    try:
+        yield runtime
+    finally:
+        for release_id in runtime.releases():
+            runtime.stop(release_id)
+
+
+def test_the_process_runtime_gives_replicas_the_secret_but_never_writes_it(
+    process_runtime: ProcessRuntime, tmp_path: Path
+) -> None:
+    source = tmp_path / "app"
+    (source / "lib" / "app").mkdir(parents=True)
+    (source / "lib" / "app" / "__main__.py").write_text(ECHO_SERVER)
+    spec = ImageSpec(
+        app=AppFiles(source), entrypoint=("python", "-m", "app"), env={"PYTHONPATH": "/app/lib"}
+    )
+    digest = build_image(spec, process_runtime.store, "shop", ("1",)).manifest_digest
+    release = secret_release("staging-shop-1", digest)
+
+    process_runtime.start(release)
+    [replica] = process_runtime.wait_ready(release.release_id, timeout=15)
+
+    assert replica.state is ReplicaState.READY
+    assert get(replica.address) == f"hello {SECRET}"  # the replica has it
+    plan = process_runtime.runs / release.release_id / "release.json"
+    assert stat.S_IMODE(plan.stat().st_mode) == 0o600
+    assert '"SHOP_TOKEN"' in plan.read_text()  # named, so the supervisor passes it on
+    assert files_holding(SECRET, process_runtime.state_dir) == []
+    assert processes_showing(SECRET) == []
+
+
+# --- the podman runtime --------------------------------------------------------------------
+
+
+def test_podman_gets_a_secret_by_name_only_never_its_value_on_the_command_line() -> None:
+    release = secret_release("staging-shop-1", "sha256:" + "ab" * 32)
+
+    argv = replica_arguments(release, 0, "image-id")
+
+    assert "--env=SHOP_TOKEN" in argv
+    assert "--env=GREETING=hello" in argv
+    assert holding(SECRET, " ".join(argv)) == []
+
+
+@pytest.fixture
+def podman_runtime(tmp_path: Path) -> Iterator[PodmanRuntime]:
+    require_tools()
+    podman = PodmanRuntime(tmp_path / "podman", LayoutStore(tmp_path / "images"))
+    try:
+        yield podman
+    finally:
+        env = {**os.environ, **podman.environment()}
+        for argv in (["rm", "-af", "-t", "0"], ["rmi", "-af"]):
+            subprocess.run(["podman", *argv], env=env, capture_output=True, check=False)
+        shutil.rmtree(podman.state_dir, ignore_errors=True)
+        shutil.rmtree(podman.runroot, ignore_errors=True)
+
+
+@pytest.mark.real
+def test_a_podman_replica_gets_the_secret_and_no_process_shows_it(
+    podman_runtime: PodmanRuntime, tmp_path: Path
+) -> None:
+    root = tmp_path / "rootfs"
+    (root / "bin").mkdir(parents=True)
+    (root / "www").mkdir()
+    shutil.copy(BUSYBOX, root / "bin" / "busybox")
+    (root / "www" / "healthz").write_text("ok")
+    serve = 'echo "$SHOP_TOKEN" > /www/token; exec /bin/busybox httpd -f -p 127.0.0.1:$PORT -h /www'
+    entrypoint = ("/bin/busybox", "sh", "-c", serve)
+    spec = ImageSpec(app=AppFiles(root), workdir="/", entrypoint=entrypoint, revision="cd" * 20)
+    digest = build_image(spec, podman_runtime.store, "shop", ("1",)).manifest_digest
+    release = secret_release("staging-shop-1", digest)
+
+    podman_runtime.start(release)
+    [replica] = podman_runtime.wait_ready(release.release_id, timeout=15)
+
+    assert get(replica.address, "/token").strip() == SECRET
+    assert processes_showing(SECRET) == []
+
+
+# --- a deploy whose smoke command prints the secret ------------------------------------
+
+SMOKE_SPEC = """\
+version: 1
+jobs:
+  noop: {run: 'true'}
+environments:
+  staging:
+    secrets: [SHOP_TOKEN]
+    env: {GREETING: hello}
+    health:
+      readiness: {path: /healthz, interval: 100ms}
+      ready_timeout: 10s
+    drain: 0.2s
+    smoke:
+      - name: leaky check
+        command: |
+          echo "token is $SHOP_TOKEN"
+          printf '%s' "$SHOP_TOKEN" | cut -c1-12
+          printf '%s' "$SHOP_TOKEN" | cut -c13-
+          printf 'user:%s%s%s%s' "$SHOP_TOKEN" "$SHOP_TOKEN" "$SHOP_TOKEN" "$SHOP_TOKEN" | base64
+          exit 1
+"""
+
+
+@pytest.fixture
+def smoke_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+    monkeypatch.setenv("SHOP_TOKEN", SECRET)
+    directory = tmp_path / "project"
+    directory.mkdir()
+    (directory / "conveyor.yml").write_text(textwrap.dedent(SMOKE_SPEC))
+    project = Project.locate(directory / "conveyor.yml")
+    project.ensure_state_dir()
+    try:
+        yield project
+    finally:
+        with project.open_store() as store:
+            envs.stop_environment(project, store, "staging")
+
+
+def test_a_failing_smoke_command_echoing_an_environment_secret_leaks_it_nowhere(
+    smoke_project: Project, tmp_path: Path
+) -> None:
+    image = build_app(smoke_project, tmp_path, "v1")
+
+    deployed = run_cli(["deploy", "staging", image], smoke_project.directory)
+    history = run_cli(["env", "history", "staging", "-o", "json"], smoke_project.directory)
+
+    assert deployed.exit_code == 1
+    shown = deployed.stdout + deployed.stderr
+    assert "leaky check" in shown and "token is ***" in shown
+    assert history.exit_code == 0, history.stderr
+    assert holding(SECRET, shown, history.stdout) == []
+    assert files_holding(SECRET, smoke_project.state_dir) == []  # conveyor.db, release.json
+    [plan] = smoke_project.state_dir.rglob("release.json")
+    assert stat.S_IMODE(plan.stat().st_mode) == 0o600
