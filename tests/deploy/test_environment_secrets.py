@@ -221,3 +221,29 @@ def test_a_failing_smoke_command_echoing_an_environment_secret_leaks_it_nowhere(
     assert files_holding(SECRET, smoke_project.state_dir) == []  # conveyor.db, release.json
     [plan] = smoke_project.state_dir.rglob("release.json")
     assert stat.S_IMODE(plan.stat().st_mode) == 0o600
+
+
+def test_a_replica_that_dies_saying_the_secret_does_not_get_it_shown_or_stored(
+    smoke_project: Project, tmp_path: Path
+) -> None:
+    source = tmp_path / "dying"
+    (source / "lib" / "app").mkdir(parents=True)
+    main = 'import os, sys\nsys.exit("cannot start with token " + os.environ["SHOP_TOKEN"])\n'
+    (source / "lib" / "app" / "__main__.py").write_text(main)
+    spec = ImageSpec(
+        app=AppFiles(source), entrypoint=("python", "-m", "app"), env={"PYTHONPATH": "/app/lib"}
+    )
+    store = LayoutStore(smoke_project.state_dir / "images")
+    image = f"app@{build_image(spec, store, 'app', ('dying',)).manifest_digest}"
+
+    deployed = run_cli(["deploy", "staging", image], smoke_project.directory)
+
+    shown = deployed.stdout + deployed.stderr
+    assert deployed.exit_code == 1
+    assert "cannot start with token ***" in shown
+    assert holding(SECRET, shown) == [], shown
+    # The replica's own log is the application's output, kept as it wrote it.
+    logs = {path.name for path in smoke_project.state_dir.rglob("*") if path.is_file()}
+    leaks = [p for p in files_holding(SECRET, smoke_project.state_dir) if "replica-" not in p]
+    assert "conveyor.db" in logs
+    assert leaks == []

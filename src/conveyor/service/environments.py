@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from conveyor.analysis.providers.base import MetricsProvider
@@ -146,7 +146,16 @@ def controller(
         workdir=project.directory,
         data_dir=state_path(project, name) / "data",
     )
-    return ReleaseController(target, progress)
+    return ReleaseController(target, _masking(progress, masker.mask_text))
+
+
+def _masking(progress: Progress | None, mask: Callable[[str], str]) -> Progress | None:
+    """What the controller says, with the environment's secrets masked (a crashed
+    replica's last words may hold one)."""
+    if progress is None:
+        return None
+    shown = progress
+    return lambda text: shown(mask(text))
 
 
 # --- deploy and rollback --------------------------------------------------------------
@@ -183,7 +192,10 @@ def deploy(
         require_approved(store, name, ref.name, digest)
     _admit(project, pipeline.images, ref.name, digest)
     control = controller(project, store, name, progress, spec)
-    return control.deploy(ref.name, digest, actor, run_id)
+    outcome = control.deploy(ref.name, digest, actor, run_id)
+    # The reason may quote a replica's last words or a check's output: no secret shown.
+    reason = outcome.reason and control.target.mask(outcome.reason)
+    return replace(outcome, reason=reason)
 
 
 def _admit(project: Project, config: ImagesConfig, repository: str, digest: str) -> None:

@@ -52,6 +52,7 @@ BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 BACKOFF_RESET_AFTER = 30.0  # up this long: the next crash starts the backoff afresh
 DEFAULT_GRACE = 10.0
+MASK = "***"  # what a secret becomes in state.json and events.jsonl
 _TICK = 0.1
 
 
@@ -114,18 +115,28 @@ class Journal:
     run_dir: Path
     records: list[ReplicaRecord]
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Values never written here: a replica's last line (its detail) may print one.
+    secrets: list[str] = field(default_factory=list)
 
     def update(self, index: int, **changes: Any) -> None:
         with self.lock:
             record = self.records[index]
             for name, value in changes.items():
-                setattr(record, name, value)
+                setattr(record, name, self._scrub(value))
             self._write_state()
 
     def event(self, kind: str, index: int, **details: Any) -> None:
+        details = {name: self._scrub(value) for name, value in details.items()}
         line = json.dumps({"time": time.time(), "event": kind, "replica": index, **details})
         with self.lock, (self.run_dir / EVENTS_FILE).open("a") as events:
             events.write(line + "\n")
+
+    def _scrub(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        for secret in self.secrets:
+            value = value.replace(secret, MASK)
+        return value
 
     def _write_state(self) -> None:
         state = {
@@ -345,7 +356,8 @@ def supervise(run_dir: Path) -> None:
 def _supervise(run_dir: Path) -> None:
     plan = Plan.from_json(json.loads((run_dir / PLAN_FILE).read_text()))
     records = [ReplicaRecord(index=r.index, port=r.port) for r in plan.replicas]
-    journal = Journal(run_dir, records)
+    secrets = [os.environ[name] for name in plan.secrets if len(os.environ.get(name, "")) >= 3]
+    journal = Journal(run_dir, records, secrets=secrets)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
     signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
