@@ -65,10 +65,11 @@ class DeployRecord:
     pid: int | None
     host: str | None
     progress: Mapping[str, Any] | None = None
+    pid_started: int | None = None  # the owner's start time: a reused pid is not the owner
 
     @property
     def owner_dead(self) -> bool:
-        return is_dead_here(self.pid, self.host)
+        return is_dead_here(self.pid, self.host, self.pid_started)
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,7 @@ class DeployLedger:
                 "state": DeployState.IN_PROGRESS.value,
                 "started_at": now,
                 "pid": self.owner.pid,
+                "pid_started": self.owner.started,
                 "host": self.owner.host,
             }
             inserted = conn.execute(sa.insert(deploys).values(values)).inserted_primary_key
@@ -267,7 +269,7 @@ class DeployLedger:
             conn.execute(
                 sa.update(deploys)
                 .where(deploys.c.id == deploy_id)
-                .values(pid=self.owner.pid, host=self.owner.host)
+                .values(pid=self.owner.pid, host=self.owner.host, pid_started=self.owner.started)
             )
             record = _deploy(_select_deploy(conn, deploy_id))
             data = {"environment": record.environment, "deploy_id": deploy_id, "reason": reason}
@@ -584,6 +586,7 @@ def _deploy(row: sa.RowMapping) -> DeployRecord:
         pid=row["pid"],
         host=row["host"],
         progress=row["progress"],
+        pid_started=row["pid_started"],
     )
 
 

@@ -45,6 +45,7 @@ def enqueue(
             state=LockState.QUEUED.value,
             pid=owner.pid,
             host=owner.host,
+            pid_started=owner.started,
             created_at=now,
         )
         .returning(lock_tickets.c.id)
@@ -64,7 +65,7 @@ def peek(conn: sa.Connection, ticket_id: int) -> LockState | None:
     if ticket.state is not LockState.QUEUED:
         return ticket.state
     ahead = _ahead_of(ticket, _active_tickets(conn, ticket.group))
-    if not ahead or any(is_dead_here(other.pid, other.host) for other in ahead):
+    if not ahead or any(_owner_dead(other) for other in ahead):
         return None  # it may acquire, or dead tickets must be released: needs a write
     return LockState.QUEUED
 
@@ -135,7 +136,7 @@ def _ahead_of(ticket: LockTicket, active: list[LockTicket]) -> list[LockTicket]:
 
 
 def _released_because_dead(conn: sa.Connection, ticket: LockTicket, now: float) -> bool:
-    if not is_dead_here(ticket.pid, ticket.host):
+    if not _owner_dead(ticket):
         return False
     _set_state(
         conn,
@@ -147,6 +148,10 @@ def _released_because_dead(conn: sa.Connection, ticket: LockTicket, now: float) 
         reason="its conveyor process died",
     )
     return True
+
+
+def _owner_dead(ticket: LockTicket) -> bool:
+    return is_dead_here(ticket.pid, ticket.host, ticket.pid_started)
 
 
 def _supersede_other_runs(
@@ -226,4 +231,5 @@ def _ticket_from_row(row: sa.RowMapping) -> LockTicket:
         pid=row["pid"],
         host=row["host"],
         created_at=row["created_at"],
+        pid_started=row["pid_started"],
     )

@@ -156,6 +156,7 @@ class LockTicket:
     pid: int
     host: str
     created_at: float
+    pid_started: int | None = None  # the owner's start time: a reused pid is not the owner
     # Tickets of other runs this enqueue superseded (only set by `Store.lock_enqueue`).
     superseded: tuple[LockTicket, ...] = ()
 

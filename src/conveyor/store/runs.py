@@ -60,6 +60,7 @@ def insert_run(
         "started_at": now,
         "pid": owner.pid,
         "host": owner.host,
+        "pid_started": owner.started,
         "workspace": meta.workspace,
     }
     run_values = redaction.fields(conn, run_values, _FREE_TEXT)
@@ -197,9 +198,11 @@ def update_job_state(
 def stale_run_ids(conn: sa.Connection) -> list[int]:
     """Runs still marked RUNNING whose process died on this host (one indexed query)."""
     rows = conn.execute(
-        sa.select(runs.c.id, runs.c.pid, runs.c.host).where(runs.c.state == RunState.RUNNING.value)
+        sa.select(runs.c.id, runs.c.pid, runs.c.host, runs.c.pid_started).where(
+            runs.c.state == RunState.RUNNING.value
+        )
     )
-    return [row.id for row in rows if is_dead_here(row.pid, row.host)]
+    return [row.id for row in rows if is_dead_here(row.pid, row.host, row.pid_started)]
 
 
 def interrupt_run(conn: sa.Connection, run_id: int, *, actor: str, reason: str, now: float) -> bool:

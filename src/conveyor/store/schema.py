@@ -45,6 +45,7 @@ runs = sa.Table(
     sa.Column("finished_at", Timestamp),
     sa.Column("pid", sa.Integer),
     sa.Column("host", sa.String),
+    sa.Column("pid_started", sa.BigInteger),  # the owner's start time (store/procs.py)
     sa.Column("workspace", sa.String),
     sa.Index("ix_runs_pipeline_branch_state", "pipeline", "branch", "state"),
 )
@@ -95,6 +96,7 @@ lock_tickets = sa.Table(
     sa.Column("state", sa.String, nullable=False),
     sa.Column("pid", sa.Integer, nullable=False),
     sa.Column("host", sa.String, nullable=False),
+    sa.Column("pid_started", sa.BigInteger),  # the owner's start time (store/procs.py)
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Index("ix_lock_tickets_group_state", "group_name", "state"),
     sa.Index("ix_lock_tickets_run_state", "run_id", "state"),
@@ -161,6 +163,7 @@ deploys = sa.Table(
     sa.Column("finished_at", Timestamp),
     sa.Column("pid", sa.Integer),
     sa.Column("host", sa.String),
+    sa.Column("pid_started", sa.BigInteger),  # the owner's start time (store/procs.py)
     # Where a progressive release stands (step, weights, last verdict): for `release status`
     # and for a controller that resumes it.
     sa.Column("progress", sa.JSON),
