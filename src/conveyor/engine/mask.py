@@ -58,6 +58,13 @@ class Masker:
                 self._by_first.setdefault(pattern[0], []).append(pattern)
                 self._by_last.setdefault(pattern[-1], []).append(pattern)
         self._longest = max(map(len, self.patterns), default=0)
+        # Every MIN_TAIL_LENGTH characters found in a secret: a quick "no" for most lines.
+        self._grams = {
+            pattern[i : i + MIN_TAIL_LENGTH]
+            for patterns in self._by_first.values()
+            for pattern in patterns
+            for i in range(len(pattern) - MIN_TAIL_LENGTH + 1)
+        }
 
     @classmethod
     def empty(cls) -> Masker:
@@ -92,10 +99,12 @@ class Masker:
         # A line may hold only the start or the end of a secret (a message cut short).
         for start, end in pieces.lines():
             line = text[start:end]
-            for _, tail in self.tails(line):
-                if len(line) - tail >= MIN_TAIL_LENGTH:
-                    spans.append((start + tail, end))
-            spans += [(start, start + head) for head in self._heads(line)]
+            if line[-MIN_TAIL_LENGTH:] in self._grams:  # else no secret starts at its end
+                for _, tail in self.tails(line):
+                    if len(line) - tail >= MIN_TAIL_LENGTH:
+                        spans.append((start + tail, end))
+            if line[:MIN_TAIL_LENGTH] in self._grams:
+                spans += [(start, start + head) for head in self._heads(line)]
         return _replace_spans(text, spans) if spans else text
 
     def mask_bytes(self, data: bytes) -> bytes:
