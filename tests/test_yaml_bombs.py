@@ -158,3 +158,22 @@ def _refusal(read: Callable[[Path], object], root: Path) -> str:
     exit_code, stderr = getattr(result, "exit_code", 0), getattr(result, "stderr", "")
     assert exit_code == 2, f"not refused: {result}"
     return str(stderr)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "version: " + "9" * 100_000 + "\njobs: {a: {run: 'true'}}\n",
+        "version: 1\njobs:\n  a: {run: 'true', needs: [" + "b" * 100_000 + "]}\n",
+        "version: 1\n" + "k" * 1000 + ": 1\njobs: {a: {run: 'true'}}\n",
+    ],
+    ids=["a long value", "a long job name", "a long key"],
+)
+def test_a_long_value_in_conveyor_yml_is_cut_in_the_error(tmp_path: Path, spec: str) -> None:
+    (tmp_path / "conveyor.yml").write_text(spec)
+
+    result = run_cli(["lint"], tmp_path)
+
+    assert result.exit_code == 2
+    assert "..." in result.stderr
+    assert len(result.stderr) < SHORT_MESSAGE

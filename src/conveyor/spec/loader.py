@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from conveyor.errors import ConveyorError, SpecError, SpecErrors
+from conveyor.safe_yaml import excerpt as _quote  # values from the file, cut when long
 from conveyor.spec.environments import ENVIRONMENT_NAME_PATTERN
 from conveyor.spec.locate import KeyPath, Locator, Position, format_key_path, parse_yaml
 from conveyor.spec.model import ENV_NAME_PATTERN, JOB_NAME_PATTERN, Pipeline
@@ -199,7 +200,10 @@ def _from_pydantic(
     if kind == "extra_forbidden":
         valid = _valid_keys(root, loc[:-1])
         return _Problem(
-            f"unknown key {loc[-1]!r}", path, _suggest(str(loc[-1]), valid, "valid keys"), True
+            f"unknown key {_quote(loc[-1])}",
+            path,
+            _suggest(str(loc[-1]), valid, "valid keys"),
+            True,
         )
     if kind == "missing":
         # Ranked last: a missing key is often the misspelled one reported as unknown.
@@ -217,7 +221,7 @@ def _special_case(path: KeyPath, kind: str, value: object) -> _Problem | None:
     """Errors whose pydantic wording would not tell a user what to do."""
     if path == ("version",):
         return _Problem(
-            f"unsupported spec version {value!r}: this Conveyor reads version 1",
+            f"unsupported spec version {_quote(value)}: this Conveyor reads version 1",
             path,
             hint="write `version: 1`",
             rank=0,  # a wrong version explains every other error
@@ -231,7 +235,7 @@ def _special_case(path: KeyPath, kind: str, value: object) -> _Problem | None:
         )
     if len(path) == 2 and path[0] == "jobs" and value is None:
         return _Problem(
-            f"job {path[1]!r} is empty",
+            f"job {_quote(path[1])} is empty",
             path,
             hint="give it `run:` commands or `uses:` a step",
             at_key=True,
@@ -244,8 +248,8 @@ def _bad_key(detail: ErrorDetails, path: KeyPath) -> _Problem:
     rule = _NAME_RULES.get(str((detail.get("ctx") or {}).get("pattern")))
     if rule is not None:
         noun, advice = rule
-        return _Problem(f"invalid {noun} {name!r}: {advice}", path, at_key=True)
-    return _Problem(f"invalid key {name!r}: {_human_message([detail])}", path, at_key=True)
+        return _Problem(f"invalid {noun} {_quote(name)}: {advice}", path, at_key=True)
+    return _Problem(f"invalid key {_quote(name)}: {_human_message([detail])}", path, at_key=True)
 
 
 def _human_message(details: list[ErrorDetails]) -> str:
@@ -259,7 +263,7 @@ def _human_message(details: list[ErrorDetails]) -> str:
         return f"expected {either}, got {_describe(value)}"
     if kind == "string_pattern_mismatch" and ctx.get("pattern") in _NAME_RULES:
         noun, advice = _NAME_RULES[ctx["pattern"]]
-        return f"invalid {noun} {value!r}: {advice}"
+        return f"invalid {noun} {_quote(value)}: {advice}"
     if kind == "string_too_short":
         return "must not be empty"
     message = detail["msg"]
@@ -373,11 +377,13 @@ def _graph_problems(jobs: dict[str, _RawJob]) -> list[_Problem]:
             path = ("jobs", name, "needs", index)
             if need == name:
                 problems.append(
-                    _Problem(f"job {name!r} needs itself", path, "remove it from its own needs")
+                    _Problem(
+                        f"job {_quote(name)} needs itself", path, "remove it from its own needs"
+                    )
                 )
             elif need not in jobs:
                 hint = _suggest(need, jobs, "jobs")
-                problems.append(_Problem(f"unknown job {need!r} in needs", path, hint))
+                problems.append(_Problem(f"unknown job {_quote(need)} in needs", path, hint))
             else:
                 graph[name].append(need)
     cycle = _find_cycle(graph, list(jobs))
@@ -400,10 +406,10 @@ def _environment_problems(data: dict[str, Any], jobs: dict[str, _RawJob]) -> lis
         if not isinstance(after, str):
             continue
         if after == name:
-            problems.append(_Problem(f"environment {name!r} comes after itself", path))
+            problems.append(_Problem(f"environment {_quote(name)} comes after itself", path))
         elif after not in environments:
             hint = _suggest(after, names, "environments")
-            problems.append(_Problem(f"unknown environment {after!r} in after", path, hint))
+            problems.append(_Problem(f"unknown environment {_quote(after)} in after", path, hint))
         else:
             graph[name].append(after)
     for job_name, job in jobs.items():
@@ -414,7 +420,7 @@ def _environment_problems(data: dict[str, Any], jobs: dict[str, _RawJob]) -> lis
         if isinstance(wanted, str) and wanted not in environments:
             hint = _suggest(wanted, names, "environments")
             at = ("jobs", job_name, "with", "environment")
-            problems.append(_Problem(f"unknown environment {wanted!r}", at, hint))
+            problems.append(_Problem(f"unknown environment {_quote(wanted)}", at, hint))
     cycle = _find_cycle(graph, names)
     if cycle is not None:
         loop = " -> ".join([*cycle, cycle[0]])
@@ -454,14 +460,16 @@ def _validate_steps(jobs: dict[str, _RawJob]) -> tuple[dict[str, BaseModel], lis
         if isinstance(executor, str) and executor not in EXECUTOR_NAMES:
             hint = _suggest(executor, EXECUTOR_NAMES, "executors")
             problems.append(
-                _Problem(f"unknown executor {executor!r}", ("jobs", name, "executor"), hint)
+                _Problem(f"unknown executor {_quote(executor)}", ("jobs", name, "executor"), hint)
             )
         if job.uses is None:
             continue
         step = STEPS.get(job.uses)
         if step is None:
             hint = _suggest(job.uses, step_names(), "steps")
-            problems.append(_Problem(f"unknown step {job.uses!r}", ("jobs", name, "uses"), hint))
+            problems.append(
+                _Problem(f"unknown step {_quote(job.uses)}", ("jobs", name, "uses"), hint)
+            )
             continue
         written, with_ = job.with_
         if not isinstance(with_, dict):

@@ -34,6 +34,7 @@ _TYPED_SCALARS = {
 }
 _CONSTRUCTOR = SafeConstructor()
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_MAX_KEY_CHARS = 80
 
 
 def format_key_path(path: KeyPath) -> str:
@@ -42,10 +43,13 @@ def format_key_path(path: KeyPath) -> str:
     for part in path:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif _PLAIN_KEY.match(part):
-            text += f".{part}" if text else part
+            continue
+        # An error message is no place for the whole of a long key.
+        key = part if len(part) <= _MAX_KEY_CHARS else part[: _MAX_KEY_CHARS - 3] + "..."
+        if _PLAIN_KEY.match(key):
+            text += f".{key}" if text else key
         else:
-            text += f'["{part}"]'
+            text += f'["{key}"]'
     return text
 
 
