@@ -193,6 +193,33 @@ def test_rollback_sends_traffic_back_to_the_previous_release(setup: Setup) -> No
     assert body_at(url) == "v1"
 
 
+def test_rollback_to_a_staging_release_in_production_exits_2_and_changes_nothing(
+    setup: Setup,
+) -> None:
+    """The attack: `rollback production --to staging-app-<digest>` named a staging release
+    that failed its smoke test and made it production's live release, past approval,
+    promotion order and smoke tests."""
+    v1, bad = setup.build("v1"), setup.build("v2", "bad-smoke")
+    assert setup.cli("deploy", "staging", v1).exit_code == 0
+    url = served_url(setup.cli("deploy", "production", v1))
+    assert setup.cli("deploy", "staging", bad).exit_code == 1
+    with setup.project.open_store() as store:
+        before = store.deploys.environment("production"), store.deploys.events("production")
+        routes = envs.controller(setup.project, store, "production").target.router.routes()
+
+    result = setup.cli("rollback", "production", "--to", release_of(bad))
+
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert f"{release_of(bad)} was never live in production" in result.stderr
+    assert "conveyor deploy production" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    with setup.project.open_store() as store:
+        after = store.deploys.environment("production"), store.deploys.events("production")
+        router = envs.controller(setup.project, store, "production").target.router
+        assert (after, router.routes()) == (before, routes)
+    assert {body_at(url) for _ in range(10)} == {"v1"}
+
+
 def test_deploy_to_an_unknown_environment_exits_2_without_a_traceback(setup: Setup) -> None:
     result = setup.cli("deploy", "nosuchenv", setup.build("v1"))
 

@@ -179,6 +179,27 @@ def test_commands_need_a_release_in_progress(project: Project) -> None:
         send_command(project, store, "staging", "promote", "someone")
 
 
+def test_a_canary_failing_its_smoke_test_is_rolled_back_before_any_share(
+    tmp_path: Path, project: Project
+) -> None:
+    """The smoke tests pin the canary's version: it must be in the route table (with no
+    share) by then, or the pinned requests go by weight, to the stable release."""
+    v1, bad = build_app(project, tmp_path, "v1"), build_app(project, tmp_path, "v2", "bad-smoke")
+    assert deploy(project, v1).state is DeployState.SUCCEEDED
+
+    outcome = deploy(project, bad)
+
+    assert outcome.state is DeployState.ROLLED_BACK, outcome
+    assert outcome.reason is not None and "smoke tests of the canary failed" in outcome.reason
+    canary = release_name("staging", *bad.split("@"))
+    with project.open_store() as store:
+        shifts = store.deploys.events("staging", (EventKind.TRAFFIC_SHIFTED,))
+        assert store.deploys.release(canary) is not None
+    weights = [e.data["weights"] for e in shifts if e.data["deploy_id"] == outcome.deploy_id]
+    assert weights and all(w.get(canary, 0) == 0 for w in weights), weights
+    assert {httpx.get(url_of(project)).text for _ in range(10)} == {"v1"}
+
+
 BLUE_GREEN = """\
       blue_green:
         preview_duration: 1s

@@ -24,7 +24,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import WAIT_SECONDS, CliProcess, kill_quietly, process_alive, run_cli, wait_until
-from conveyor.deploy.controller import RollbackOutcome, release_name
+from conveyor.deploy.controller import RollbackOutcome, baseline_name, release_name
 from conveyor.deploy.routers import builtin
 from conveyor.deploy.routing import version_of
 from conveyor.deploy.runtimes import supervisor
@@ -33,7 +33,7 @@ from conveyor.deploy.runtimes.process import ProcessRuntime
 from conveyor.service import environments
 from conveyor.service.images import image_store
 from conveyor.service.project import Project
-from conveyor.states import DeployState
+from conveyor.states import DeployState, ReleaseState
 from conveyor.store.store import Store
 from conveyor.supply.oci.build import AppFiles, ImageSpec, build_image
 from deploy.apps import REPOSITORY, build_app, make_project
@@ -154,17 +154,30 @@ OpenStaging = Callable[..., Staging]
 
 @pytest.fixture
 def open_staging(tmp_path: Path) -> Iterator[OpenStaging]:
-    """`open_staging(replicas=, runtime=, router=, ready=)` -> a Staging in a short folder under
+    """`open_staging(replicas=, runtime=, router=, ready=, drain=, strategy=)` -> a Staging
+    in a short folder under
     /tmp (HAProxy's socket path must stay under 108 bytes); at teardown its environment is
     stopped and no process or container of it may be left."""
     opened: list[tuple[Staging, Path]] = []
 
     def open_one(
-        *, replicas: int, runtime: str = "process", router: str = "builtin", ready: str = "20s"
+        *,
+        replicas: int,
+        runtime: str = "process",
+        router: str = "builtin",
+        ready: str = "20s",
+        drain: str = "0.2s",
+        strategy: str = "",
     ) -> Staging:
         folder = Path(tempfile.mkdtemp(prefix="cvr-"))
         project = make_project(
-            folder / "p", replicas=replicas, runtime=runtime, router=router, ready_timeout=ready
+            folder / "p",
+            replicas=replicas,
+            runtime=runtime,
+            router=router,
+            ready_timeout=ready,
+            drain=drain,
+            strategy=strategy,
         )
         staging = Staging(project, project.open_store(), tmp_path)
         opened.append((staging, folder))
@@ -419,4 +432,129 @@ def test_podman_runtime_deploys_and_rolls_back(open_staging: OpenStaging) -> Non
     outcome = staging.rollback()
 
     assert (outcome.from_release, outcome.to_release) == (v2, v1)
+    assert staging.versions(5) == {"v1"}
+
+
+# --- nothing the ledger retired keeps running ---------------------------------------------
+
+DRAIN = "2s"  # the window the controller is killed in: while it drains what it retired
+CANARY_WITH_BASELINE = """\
+      canary:
+        baseline: true
+        analysis: {interval: 0.3s, min_duration: 0.5s, max_duration: 20s}
+        steps:
+          - weight: 30
+          - analysis: {}
+"""
+
+
+def running(staging: Staging) -> set[str]:
+    return set(process_runtime(staging).releases())
+
+
+def process_runtime(staging: Staging) -> ProcessRuntime:
+    return ProcessRuntime(staging.project.state_dir / "runtime", image_store(staging.project))
+
+
+def release_state(staging: Staging, release_id: str) -> ReleaseState | None:
+    release = staging.store.deploys.release(release_id)
+    return release.state if release is not None else None
+
+
+def kill_when(control: CliProcess, condition: Callable[[], object], what: str) -> None:
+    """SIGKILL the controller (only: its daemons live on) as soon as `condition` holds."""
+    wait_until(condition, what)
+    os.kill(control.pid, signal.SIGKILL)
+    assert control.finish() == -signal.SIGKILL
+
+
+def reconcile(staging: Staging) -> None:
+    result = run_cli(["env", "reconcile", ENVIRONMENT], cwd=staging.project.directory)
+    assert result.exit_code == 0, result.stdout + result.stderr
+
+
+def assert_stopped(staging: Staging, release_id: str) -> None:
+    """No supervisor of the release, and (once they have had their signal) no replica."""
+    assert supervisors_of(process_runtime(staging), release_id) == []
+    wait_until(lambda: replicas_of(staging.project, release_id) == [], f"{release_id} stopped")
+
+
+def test_reconcile_stops_the_release_a_deploy_retired_when_killed_in_confirm(
+    open_staging: OpenStaging, start_cli: Callable[..., CliProcess]
+) -> None:
+    """The switch to v3 is recorded (v1 retired, v2 warm), then the controller is killed
+    while it drains v1: v1 ran on for good, since reconcile only started what should run."""
+    staging = open_staging(replicas=1, drain=DRAIN)
+    v1 = staging.deployed(staging.build("v1"))
+    v2 = staging.deployed(staging.build("v2"))
+    image = staging.build("v3")
+    v3 = release_name(ENVIRONMENT, REPOSITORY, image.split("@", 1)[1])
+    control = start_cli(["deploy", ENVIRONMENT, image], cwd=staging.project.directory)
+
+    kill_when(
+        control,
+        lambda: release_state(staging, v1) is ReleaseState.RETIRED,
+        "v3 confirmed: v1 retired in the ledger",
+    )
+    assert v1 in running(staging), "killed too late: v1 was already stopped"
+
+    reconcile(staging)
+
+    assert running(staging) == {v2, v3}
+    assert_stopped(staging, v1)
+    record = staging.store.deploys.environment(ENVIRONMENT)
+    assert record is not None and (record.live_release, record.warm_release) == (v3, v2)
+    assert staging.versions(5) == {"v3"}
+
+
+def test_reconcile_stops_the_release_a_rollback_killed_while_draining_left(
+    open_staging: OpenStaging, start_cli: Callable[..., CliProcess]
+) -> None:
+    staging = open_staging(replicas=1, drain=DRAIN)
+    v1 = staging.deployed(staging.build("v1"))
+    v2 = staging.deployed(staging.build("v2"))
+    control = start_cli(["rollback", ENVIRONMENT], cwd=staging.project.directory)
+
+    kill_when(
+        control,
+        lambda: release_state(staging, v2) is ReleaseState.FAILED,
+        "the rollback recorded: v2 failed in the ledger",
+    )
+    assert v2 in running(staging), "killed too late: v2 was already stopped"
+
+    reconcile(staging)
+
+    assert running(staging) == {v1}
+    assert_stopped(staging, v2)
+    assert release_state(staging, v2) is ReleaseState.FAILED
+    assert staging.versions(5) == {"v1"}
+
+
+def test_reconcile_stops_a_rolled_back_canary_and_its_baseline_after_a_kill(
+    open_staging: OpenStaging, start_cli: Callable[..., CliProcess]
+) -> None:
+    """A canary fails its smoke test and is rolled back; the controller is killed while it
+    drains the canary, before it stops the canary and the baseline."""
+    staging = open_staging(replicas=1, drain=DRAIN, strategy=CANARY_WITH_BASELINE)
+    v1_image = staging.build("v1")
+    v1 = staging.deployed(v1_image)
+    bad = staging.build("v2", "bad-smoke")
+    canary = release_name(ENVIRONMENT, REPOSITORY, bad.split("@", 1)[1])
+    baseline = baseline_name(v1)
+    control = start_cli(["deploy", ENVIRONMENT, bad], cwd=staging.project.directory)
+
+    def rolled_back() -> bool:
+        [*_, record] = staging.store.deploys.deploys(ENVIRONMENT)
+        return record.release_id == canary and record.state is DeployState.ROLLED_BACK
+
+    kill_when(control, rolled_back, "the canary rolled back in the ledger")
+    assert {canary, baseline} <= running(staging), "killed too late: already stopped"
+
+    reconcile(staging)
+
+    assert running(staging) == {v1}
+    for release_id in (canary, baseline):
+        assert_stopped(staging, release_id)
+    assert release_state(staging, canary) is ReleaseState.FAILED
+    assert release_state(staging, baseline) is ReleaseState.RETIRED
     assert staging.versions(5) == {"v1"}

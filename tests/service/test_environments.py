@@ -230,6 +230,79 @@ def test_rollback_without_a_previous_release_is_a_clear_error(setup: Setup) -> N
     assert error.value.hint is not None and "--to" in error.value.hint
 
 
+def routes_of(setup: Setup, environment: str) -> object:
+    return envs.controller(setup.project, setup.store, environment).target.router.routes()
+
+
+def test_rollback_to_a_release_of_another_environment_is_refused(setup: Setup) -> None:
+    """The attack: `rollback production --to staging-app-<digest>` made a staging release
+    that failed its smoke test production's live release, with no approval, promotion
+    order or smoke test. A rollback only goes back to a release that was live there."""
+    v1, bad = setup.build("v1"), setup.build("v2", "bad-smoke")
+    setup.deploy(v1)
+    url = setup.deploy(v1, "production").url
+    assert setup.deploy(bad).state is DeployState.ROLLED_BACK
+    before = (setup.store.deploys.environment("production"), routes_of(setup, "production"))
+    events = len(setup.store.deploys.events("production"))
+
+    for staging_release in (release_of(bad), release_of(v1)):  # failed, and succeeded there
+        with pytest.raises(ConveyorError, match="never live in production") as refused:
+            envs.rollback(setup.project, setup.store, "production", actor=ACTOR, to=staging_release)
+        assert refused.value.hint is not None
+        assert "conveyor deploy production" in refused.value.hint
+
+    after = (setup.store.deploys.environment("production"), routes_of(setup, "production"))
+    assert after == before
+    assert len(setup.store.deploys.events("production")) == events
+    assert setup.release_state(release_of(bad)) is ReleaseState.FAILED
+    assert release_of(bad) not in setup.running()
+    assert answers(url, 10) == ["v1"] * 10
+
+
+def test_rollback_to_a_release_that_was_never_live_here_is_refused(setup: Setup) -> None:
+    v1, bad = setup.build("v1"), setup.build("v2", "bad-smoke")
+    url = setup.deploy(v1).url
+    assert setup.deploy(bad).state is DeployState.ROLLED_BACK
+    before = setup.store.deploys.environment("staging")
+
+    with pytest.raises(ConveyorError, match="never live in staging"):
+        envs.rollback(setup.project, setup.store, "staging", actor=ACTOR, to=release_of(bad))
+    with pytest.raises(ConveyorError, match="never live in staging"):
+        envs.rollback(setup.project, setup.store, "staging", actor=ACTOR, to="staging-nothing")
+
+    assert setup.store.deploys.environment("staging") == before
+    assert setup.running() == {release_of(v1)}
+    assert answers(url, 10) == ["v1"] * 10
+
+
+def test_a_deploy_after_env_stop_neither_routes_to_nor_keeps_the_stopped_release(
+    setup: Setup,
+) -> None:
+    """After `env stop`, the live release in the ledger is not running: a deploy gave it
+    the traffic while the new release got ready (502s) and recorded it warm."""
+    v1, v2 = setup.build("v1"), setup.build("v2")
+    setup.deploy(v1)
+    envs.stop_environment(setup.project, setup.store, "staging")
+
+    outcome = setup.deploy(v2)
+
+    assert outcome.state is DeployState.SUCCEEDED, outcome.reason
+    record = setup.store.deploys.deploy(outcome.deploy_id or 0)
+    assert record.previous_release is None
+    shifts = [
+        e.data["weights"]
+        for e in setup.store.deploys.events("staging", (EventKind.TRAFFIC_SHIFTED,))
+        if e.data["deploy_id"] == record.id
+    ]
+    assert shifts and all(release_of(v1) not in weights for weights in shifts), shifts
+    environment = setup.store.deploys.environment("staging")
+    assert environment is not None
+    assert (environment.live_release, environment.warm_release) == (release_of(v2), None)
+    assert setup.release_state(release_of(v1)) is ReleaseState.RETIRED
+    assert setup.running() == {release_of(v2)}
+    assert answers(outcome.url, 10) == ["v2"] * 10
+
+
 # --- health, status and signals -------------------------------------------------------
 
 

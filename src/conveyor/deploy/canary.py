@@ -29,7 +29,7 @@ from conveyor.analysis.providers.base import MetricsProvider, Reading
 from conveyor.deploy import routing
 from conveyor.deploy.model import MatchRule, ReleaseSpec
 from conveyor.deploy.routing import Share, free_ports, version_of
-from conveyor.deploy.smoke import describe_failures, smoke_passed
+from conveyor.deploy.smoke import SmokeResult, describe_failures, smoke_passed
 from conveyor.errors import ConveyorError
 from conveyor.spec.strategy import ABTest, Analysis, Canary, CanaryStep, OnInconclusive, merged
 from conveyor.states import DeployState, ReleaseState
@@ -109,33 +109,58 @@ class CanaryRollout:
     # --- the whole rollout ------------------------------------------------------------
 
     def run(self, url: str) -> DeployOutcome:
-        from conveyor.deploy.controller import DeployOutcome
+        from conveyor.deploy.controller import DeployOutcome, Superseded
 
         c, record = self.c, self.record
         try:
             self._start_releases()
         except ConveyorError as error:
             return self._abort(f"{error.message}", url, DeployState.FAILED)
-        version = version_of(record.digest)
-        smoke = c.smoke(record, url, headers={c.target.router.routes().pin_header: version})
-        if not smoke_passed(smoke):
-            reason = "smoke tests of the canary failed: " + describe_failures(smoke)
-            return self._abort(reason, url, DeployState.ROLLED_BACK, smoke=tuple(smoke))
-        if self.matches:
-            self._route(0)  # matching requests reach the new version from the start
-        first = int(self.progress.get("step", 0))
-        for index in range(first, len(self.spec.steps)):
-            end = self._run_step(index, self.spec.steps[index])
-            if end is StepEnd.ABORT:
-                return self._abort(self._reason(), url, DeployState.ROLLED_BACK, tuple(smoke))
-        self._promote_fully()
-        if self.spec.bake > 0 and self._bake() is StepEnd.ABORT:
-            return self._abort(self._reason(), url, DeployState.ROLLED_BACK, tuple(smoke))
-        c.confirm(record, self.release)
+        smoke: tuple[SmokeResult, ...] = ()
+        try:
+            if self.weight == 0:  # resumed at a weight, the canary is in the routes already
+                self._reachable_by_version()
+            version = version_of(record.digest)
+            pin = {c.target.router.routes().pin_header: version}
+            smoke = tuple(c.smoke(record, url, headers=pin))
+            if not smoke_passed(smoke):
+                reason = "smoke tests of the canary failed: " + describe_failures(smoke)
+                return self._abort(reason, url, DeployState.ROLLED_BACK, smoke=smoke)
+            if self._steps_and_bake() is StepEnd.ABORT:
+                return self._abort(self._reason(), url, DeployState.ROLLED_BACK, smoke)
+            c.confirm(record, self.release)
+        except Superseded as error:
+            return self._superseded(error.message, url, smoke)
         report = self._report()
         return DeployOutcome(
             record.id, record.release_id, DeployState.SUCCEEDED, None, url, tuple(smoke), report
         )
+
+    def _reachable_by_version(self) -> None:
+        """The canary (and the baseline) in the route table with no share: requests pinned
+        to its version (the smoke tests, a preview) reach it, nobody else does. A pin to
+        a version the table lacks goes by weight: to the stable release."""
+        shares = [self._canary_share(0), _weighted(self.stable, 100)]
+        if self.baseline is not None:
+            shares.insert(1, _weighted(self.baseline, 0))
+        self.c.set_traffic(shares, self.record, "canary reachable by its version only")
+
+    def _canary_share(self, weight: int) -> Share:
+        release = self.release
+        addresses = routing.addresses(release.ports)
+        return Share(release.release_id, version_of(release.digest), addresses, weight)
+
+    def _steps_and_bake(self) -> StepEnd:
+        if self.matches:
+            self._route(0)  # matching requests reach the new version from the start
+        first = int(self.progress.get("step", 0))
+        for index in range(first, len(self.spec.steps)):
+            if self._run_step(index, self.spec.steps[index]) is StepEnd.ABORT:
+                return StepEnd.ABORT
+        self._promote_fully()
+        if self.spec.bake > 0:
+            return self._bake()
+        return StepEnd.NEXT
 
     def _start_releases(self) -> None:
         c = self.c
@@ -152,11 +177,13 @@ class CanaryRollout:
 
     def _baseline_share(self) -> Share:
         """The stable version again, as a release of its own beside the canary."""
+        from conveyor.deploy.controller import baseline_name
+
         c = self.c
-        stable = c.target.ledger.release(self.stable.release_id)
+        stable = c.target.ledger.release(self.stable.release_id, c.target.name)
         assert stable is not None
-        baseline_id = f"{self.stable.release_id}-baseline"
-        known = c.target.ledger.release(baseline_id)
+        baseline_id = baseline_name(self.stable.release_id)
+        known = c.target.ledger.release(baseline_id, c.target.name)
         ports = tuple(self.progress.get("baseline_ports") or ()) or (
             known.ports if known else free_ports(len(self.release.ports))
         )
@@ -194,12 +221,7 @@ class CanaryRollout:
     def _route(self, weight: int) -> None:
         """Canary `weight`%, the baseline the same (at most the rest), stable the rest."""
         self.weight = weight
-        canary = Share(
-            self.release.release_id,
-            version_of(self.release.digest),
-            routing.addresses(self.release.ports),
-            weight,
-        )
+        canary = self._canary_share(weight)
         base_weight = min(weight, 100 - weight) if self.baseline is not None else 0
         shares = [canary]
         if self.baseline is not None:
@@ -312,12 +334,7 @@ class CanaryRollout:
 
     def _promote_fully(self) -> None:
         """All traffic to the canary; the stable release stays warm; the baseline goes."""
-        canary = Share(
-            self.release.release_id,
-            version_of(self.release.digest),
-            routing.addresses(self.release.ports),
-            100,
-        )
+        canary = self._canary_share(100)
         self.c.set_traffic([canary, _weighted(self.stable, 0)], self.record, "canary promoted")
         self._save(weight=100, phase="promoted")
         if self.baseline is not None:
@@ -356,6 +373,18 @@ class CanaryRollout:
         self._save(phase="rolled back", **report)
         return DeployOutcome(
             self.record.id, self.record.release_id, state, reason, url, smoke, report
+        )
+
+    def _superseded(self, reason: str, url: str, smoke: tuple[Any, ...]) -> DeployOutcome:
+        """A rollback changed the intent meanwhile: it stands, and the canary and its
+        baseline stop (unless the rollback went to one of them)."""
+        from conveyor.deploy.controller import DeployOutcome
+
+        self.c.target.ledger.finish_deploy(self.record.id, DeployState.ROLLED_BACK, reason)
+        self.c.stop_strays()
+        self._save(phase="rolled back")
+        return DeployOutcome(
+            self.record.id, self.record.release_id, DeployState.ROLLED_BACK, reason, url, smoke
         )
 
     def _reason(self) -> str:

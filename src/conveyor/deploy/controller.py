@@ -45,6 +45,8 @@ from conveyor.store.deploys import DeployLedger, DeployRecord, EnvironmentRecord
 from conveyor.store.records import EventKind
 
 _CRASHES_BEFORE_FAILING = 3  # restarts of one replica before it is ready: a broken release
+# What a release's ledger state says while it should be running.
+_RUNNING_STATES = (ReleaseState.STARTING, ReleaseState.LIVE, ReleaseState.WARM)
 Progress = Callable[[str], None]
 
 
@@ -99,6 +101,11 @@ def release_name(environment: str, repository: str, digest: str) -> str:
     return f"{environment}-{safe}-{short}"
 
 
+def baseline_name(stable: str) -> str:
+    """A canary's baseline: the stable release started again under an id of its own."""
+    return f"{stable}-baseline"
+
+
 class ReleaseController:
     def __init__(self, target: Target, progress: Progress | None = None) -> None:
         self.target = target
@@ -116,10 +123,16 @@ class ReleaseController:
             environment = self.environment()
             release_id = release_name(self.target.name, repository, digest)
             url = self.target.router.ensure_running()
+            self.stop_strays(switched=self._apply_recorded_routes(environment))
             if environment.live_release == release_id and self._running(release_id):
                 self.progress(f"{release_id} is already live")
                 return DeployOutcome(None, release_id, DeployState.SUCCEEDED, "already live", url)
-            known = self.target.ledger.release(release_id)
+            previous = environment.live_release
+            if previous is not None and not self._running(previous):
+                # Stopped (`env stop`, a reboot): no traffic to it, nothing to keep warm.
+                self.progress(f"{previous} is not running: deploying as to an empty environment")
+                previous = None
+            known = self.target.ledger.release(release_id, self.target.name)
             ports = known.ports if known else free_ports(self.target.spec.replicas)
             record = self.target.ledger.begin_deploy(
                 self.target.name,
@@ -127,29 +140,71 @@ class ReleaseController:
                 repository=repository,
                 digest=digest,
                 ports=ports,
-                previous=environment.live_release,
+                previous=previous,
                 actor=actor,
                 run_id=run_id,
             )
             return self._roll_out(record, ports)
 
     def reconcile(self) -> DeployOutcome | None:
-        """Finish an interrupted deploy, restart a dead router or release, import replica
-        events. Returns the resumed deploy's outcome, if there was one."""
+        """Finish an interrupted deploy, restart a dead router or release, stop every
+        release the ledger says does not run, import replica events. Returns the resumed
+        deploy's outcome, if there was one."""
         with self._deploy_lock():
             outcome = self._resume_interrupted()
             environment = self.target.ledger.environment(self.target.name)
             if environment is None:
                 return outcome
             self.target.router.ensure_running()
-            routes = routing.from_json(environment.routes)
-            if routes != self.target.router.routes():
-                self.target.router.set_routes(routes)
+            switched = self._apply_recorded_routes(environment)
             for release_id in (environment.live_release, environment.warm_release):
                 if release_id is not None:
                     self.start_release(release_id)
+            self.stop_strays(switched=switched)
             self.import_replica_events()
             return outcome
+
+    def stop_strays(self, *, switched: bool = False) -> list[str]:
+        """Stop the running releases of this environment the ledger says do not run:
+        neither live nor warm nor part of a deploy in progress. They are what a controller
+        killed between recording a switch and stopping a release leaves behind (the
+        release a deploy retired, the one a rollback failed, a canary and its baseline).
+        They have no traffic in the recorded routes, at the latest since the last change
+        of intent (or now, if the router was just `switched` to them): requests in flight
+        get what is left of `drain` since then."""
+        ledger = self.target.ledger
+        environment = ledger.environment(self.target.name)
+        if environment is None:
+            return []
+        wanted = {environment.live_release, environment.warm_release}
+        for record in ledger.deploys(self.target.name, DeployState.IN_PROGRESS):
+            wanted |= {record.release_id, baseline_name(record.previous_release or "")}
+        running = set(self.target.runtime.releases())
+        strays = [
+            release
+            for release in ledger.releases(self.target.name)
+            if release.release_id in running and release.release_id not in wanted
+        ]
+        since = 0.0 if switched else time.time() - environment.updated_at
+        drain = max(0.0, self.target.spec.drain - since)
+        if strays and drain > 0:
+            self.progress(f"draining {len(strays)} release(s) for {drain:.1f} s")
+            time.sleep(drain)
+        for release in strays:
+            self.progress(f"stopping {release.release_id}: the ledger says it does not run")
+            self.target.runtime.stop(release.release_id)
+            if release.state in _RUNNING_STATES:
+                ledger.set_release_state(self.target.name, release.release_id, ReleaseState.RETIRED)
+        return [release.release_id for release in strays]
+
+    def _apply_recorded_routes(self, environment: EnvironmentRecord) -> bool:
+        """The router serves the routes the ledger records (a controller may have died
+        between recording them and applying them); whether they were not served yet."""
+        routes = routing.from_json(environment.routes)
+        if routes == self.target.router.routes():
+            return False
+        self.target.router.set_routes(routes)
+        return True
 
     def _resume_interrupted(self) -> DeployOutcome | None:
         ledger = self.target.ledger
@@ -158,7 +213,7 @@ class ReleaseController:
                 continue
             adopted = ledger.adopt_deploy(record.id, "the controller that started it is gone")
             self.progress(f"resuming interrupted deploy {record.id} of {record.release_id}")
-            release = ledger.release(record.release_id)
+            release = ledger.release(record.release_id, self.target.name)
             assert release is not None
             return self._roll_out(adopted, release.ports)
         return None
@@ -170,7 +225,9 @@ class ReleaseController:
         self._generation = self.target.ledger.generation(self.target.name)
         url = self.target.router.ensure_running()
         release = self.release_spec(record.release_id, record.repository, record.digest, ports)
-        previous = self.share_of(record.previous_release, 100)
+        previous = None
+        if record.previous_release is not None and self._running(record.previous_release):
+            previous = self.share_of(record.previous_release, 100)
         self.progress(f"starting {record.release_id} ({self.target.spec.replicas} replicas)")
         canary = self._canary_for(record, previous)
         if canary is not None and previous is not None:
@@ -234,9 +291,13 @@ class ReleaseController:
         """The new release is live; the previous one stays warm; the one before retires."""
         environment = self.environment()
         previous = record.previous_release
-        retired = environment.warm_release
-        if retired in (record.release_id, previous):
-            retired = None
+        if previous is not None and not self._running(previous):
+            previous = None  # stopped meanwhile: not a warm release to roll back to
+        retired = [
+            release_id
+            for release_id in (environment.live_release, environment.warm_release)
+            if release_id is not None and release_id not in (record.release_id, previous)
+        ]
         new = Share(
             record.release_id, version_of(release.digest), routing.addresses(release.ports), 100
         )
@@ -244,8 +305,8 @@ class ReleaseController:
         states = {record.release_id: ReleaseState.LIVE}
         if previous is not None:
             states[previous] = ReleaseState.WARM
-        if retired is not None:
-            states[retired] = ReleaseState.RETIRED
+        for release_id in retired:
+            states[release_id] = ReleaseState.RETIRED
         self.set_traffic(
             [s for s in shares if s is not None],
             record,
@@ -256,8 +317,10 @@ class ReleaseController:
         )
         self.target.ledger.finish_deploy(record.id, DeployState.SUCCEEDED, None)
         self.sample()
-        if retired is not None:
-            self.stop_after_drain(retired)
+        # Killed from here on, the retired release runs on: `stop_strays` (in the next
+        # reconcile or deploy) stops it, since the ledger already says it does not run.
+        for release_id in retired:
+            self.stop_after_drain(release_id)
 
     # --- rollback ---------------------------------------------------------------------
 
@@ -272,6 +335,7 @@ class ReleaseController:
                 f"{self.target.name} has no previous release to roll back to",
                 hint=f"`conveyor env history {self.target.name}` lists releases; use --to",
             )
+        self._refuse_unproven(target)
         share = self.share_of(target, 100)
         if share is None:
             raise ConveyorError(f"no release {target!r} in {self.target.name}")
@@ -307,6 +371,20 @@ class ReleaseController:
             if release_id is not None:
                 self.stop_after_drain(release_id)
         return RollbackOutcome(bad, target, switched, self.target.router.ensure_running())
+
+    def _refuse_unproven(self, release_id: str) -> None:
+        """A rollback skips every check of a deploy (promotion order, approval, admission,
+        smoke tests), so it only goes back to a release a deploy made live here."""
+        name = self.target.name
+        if self.target.ledger.succeeded_release(name, release_id):
+            return
+        raise ConveyorError(
+            f"{release_id} was never live in {name}: a rollback only goes back to a "
+            f"release that a deploy to {name} made live",
+            hint=f"`conveyor deploy {name} IMAGE` deploys it with every check "
+            "(promotion order, approval, admission, smoke tests); "
+            f"`conveyor env history {name}` lists the releases that were live",
+        )
 
     # --- teardown ---------------------------------------------------------------------
 
@@ -421,7 +499,7 @@ class ReleaseController:
     def share_of(self, release_id: str | None, weight: int) -> Share | None:
         if release_id is None:
             return None
-        release = self.target.ledger.release(release_id)
+        release = self.target.ledger.release(release_id, self.target.name)
         if release is None:
             return None
         return Share(
@@ -454,7 +532,7 @@ class ReleaseController:
 
     def start_release(self, release_id: str) -> None:
         """Start a recorded release again if its replicas are gone (idempotent)."""
-        release = self.target.ledger.release(release_id)
+        release = self.target.ledger.release(release_id, self.target.name)
         if release is None or self._running(release_id):
             return
         spec = self.release_spec(release_id, release.repository, release.digest, release.ports)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from conveyor.deploy import routing
 from conveyor.deploy.model import ReleaseSpec, ReplicaState
 from conveyor.deploy.routing import Share, version_of
-from conveyor.deploy.smoke import describe_failures, smoke_passed
+from conveyor.deploy.smoke import SmokeResult, describe_failures, smoke_passed
 from conveyor.errors import ConveyorError
 from conveyor.states import DeployState
 from conveyor.store.deploys import DeployRecord
@@ -48,10 +48,7 @@ class DirectRollout:
             c.target.runtime.start(self.release)
             self._shift_while_ready()
         except Superseded as error:
-            c.target.ledger.finish_deploy(record.id, DeployState.ROLLED_BACK, error.message)
-            return DeployOutcome(
-                record.id, record.release_id, DeployState.ROLLED_BACK, error.message, url
-            )
+            return self._superseded(error.message, url)
         except ConveyorError as error:
             return self._fail(error.message, url)
         smoke = tuple(c.smoke(record, url))
@@ -61,7 +58,10 @@ class DirectRollout:
             return DeployOutcome(
                 record.id, record.release_id, DeployState.ROLLED_BACK, reason, url, smoke
             )
-        c.confirm(record, self.release)
+        try:
+            c.confirm(record, self.release)
+        except Superseded as error:
+            return self._superseded(error.message, url, smoke)
         return DeployOutcome(record.id, record.release_id, DeployState.SUCCEEDED, None, url, smoke)
 
     def _shift_while_ready(self) -> None:
@@ -92,6 +92,20 @@ class DirectRollout:
                     f"{release.release_id} is not ready after {timeout:g} s ({states})"
                 )
             time.sleep(_POLL)
+
+    def _superseded(
+        self, reason: str, url: str, smoke: tuple[SmokeResult, ...] = ()
+    ) -> DeployOutcome:
+        """A rollback changed the intent meanwhile: it stands, and this release stops
+        (unless the rollback went to it)."""
+        from conveyor.deploy.controller import DeployOutcome
+
+        c, record = self.c, self.record
+        c.target.ledger.finish_deploy(record.id, DeployState.ROLLED_BACK, reason)
+        c.stop_strays()
+        return DeployOutcome(
+            record.id, record.release_id, DeployState.ROLLED_BACK, reason, url, smoke
+        )
 
     def _fail(self, reason: str, url: str) -> DeployOutcome:
         """Never took all traffic: the previous release serves everything again."""

@@ -183,9 +183,13 @@ class DeployLedger:
 
     # --- releases ---------------------------------------------------------------------
 
-    def release(self, release_id: str) -> ReleaseRecord | None:
+    def release(self, release_id: str, environment: str | None = None) -> ReleaseRecord | None:
+        """The release `release_id`; with `environment`, only if it is one of that
+        environment's (an id alone may name another environment's release)."""
         with read_transaction(self.engine) as conn:
             query = sa.select(releases).where(releases.c.release_id == release_id)
+            if environment is not None:
+                query = query.where(releases.c.environment == environment)
             row = conn.execute(query).first()
         return _release(row._mapping) if row else None
 
@@ -363,6 +367,17 @@ class DeployLedger:
             query = sa.select(deploys.c.id).where(
                 deploys.c.environment == environment,
                 deploys.c.digest == digest,
+                deploys.c.state == DeployState.SUCCEEDED.value,
+            )
+            return conn.execute(query.limit(1)).first() is not None
+
+    def succeeded_release(self, environment: str, release_id: str) -> bool:
+        """Whether a deploy of `release_id` to `environment` succeeded there (it was live
+        there after every check): what `rollback --to` may go back to."""
+        with read_transaction(self.engine) as conn:
+            query = sa.select(deploys.c.id).where(
+                deploys.c.environment == environment,
+                deploys.c.release_id == release_id,
                 deploys.c.state == DeployState.SUCCEEDED.value,
             )
             return conn.execute(query.limit(1)).first() is not None
