@@ -96,3 +96,19 @@ def test_a_store_told_no_secrets_writes_text_as_it_is(tmp_path: Path) -> None:
         plain.set_job_state(run_id, "unit", JobState.RUNNING, detail=SECRET)
 
         assert plain.get_job(run_id, "unit").detail == SECRET
+
+
+def test_a_digest_that_happens_to_contain_a_hex_secrets_first_characters_is_kept(
+    tmp_path: Path,
+) -> None:
+    secret = "9f86d081884c7d65"  # hex-looking, as many API tokens are
+    digest = "sha256:" + "0" * 60 + secret[:4]  # ends with the secret's first characters
+    with Store(tmp_path / "hex") as hex_store:
+        hex_store.mask_secrets(Masker([secret]))
+        hex_store.deploys.record(
+            EventKind.SMOKE_RESULT, "staging", digest=digest, detail=f"token {secret[:8]}"
+        )
+        [event] = hex_store.events()
+
+    assert event.data["digest"] == digest
+    assert event.data["detail"] == "token ***"

@@ -10,6 +10,7 @@ it without it being passed down by hand.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, Self
@@ -17,6 +18,9 @@ from typing import Any, Protocol, Self
 import sqlalchemy as sa
 
 OPTION = "conveyor_redaction"
+# Digests and commit ids in event data: masked only if a secret is in them whole, never
+# for a chance match of a secret's encoding or first characters (hex-looking secrets).
+_IDENTIFIER = re.compile(r"(?:sha256:)?[0-9a-f]{7,64}")
 
 # Outputs that are text reports, stored masked (JUnit XML, tests.json, SARIF, logs);
 # other outputs (archives, binaries, images) are kept byte for byte.
@@ -71,12 +75,18 @@ class Redaction:
         if self._redactor is None:
             return value
         if isinstance(value, str):
+            if _IDENTIFIER.fullmatch(value) and not self._holds_a_secret(value):
+                return value  # a digest or commit: a chance match must not break it
             return self._redactor.mask_text(value)
         if isinstance(value, Mapping):
             return {key: self.value(item) for key, item in value.items()}
         if isinstance(value, list | tuple):
             return [self.value(item) for item in value]
         return value
+
+    def _holds_a_secret(self, text: str) -> bool:
+        assert self._redactor is not None
+        return any(secret in text for secret in self._redactor.secrets)
 
     def output(self, path: Path) -> bytes | None:
         """A text report output's masked bytes, or None to store the file as it is."""
