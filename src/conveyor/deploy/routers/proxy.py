@@ -505,7 +505,8 @@ class Proxy:
             return
         backend, upstream = await self.connect(table, choice, request.method)
         if upstream is None:
-            self.metrics.observe(choice, backend.release_id, 502, 0.0)
+            elapsed = asyncio.get_running_loop().time() - started
+            self.metrics.observe(choice, backend.release_id, 502, elapsed)
             await send_simple(client, 502, b"bad gateway: no backend reachable\n")
             return
         sticky = choice.set_sticky and table.sticky_cookie is not None
