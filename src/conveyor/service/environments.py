@@ -315,14 +315,18 @@ def environment_status(project: Project, store: Store, name: str) -> Environment
 
 
 def _current_rates(control: ReleaseController) -> dict[str, SignalRates]:
+    """Rates since each release's newest stored sample at least `_RATE_WINDOW` old (else
+    its oldest one); a routed release with none is sampled, then again a window later."""
     target = control.target
-    before = {
-        s.release_id: s
-        for s in stored_samples(target.ledger, target.name, since=time.time() - 300)
-        if s.ts <= time.time() - _RATE_WINDOW
-    }
-    if not before:
-        before = {s.release_id: s for s in _sample(control)}
+    threshold = time.time() - _RATE_WINDOW
+    before: dict[str, SignalSample] = {}
+    for sample in reversed(stored_samples(target.ledger, target.name, since=threshold - 300)):
+        kept = before.get(sample.release_id)
+        if kept is None or kept.ts > threshold:  # newest first: older replaces too young
+            before[sample.release_id] = sample
+    routed = {backend.release_id for backend in target.router.routes().backends}
+    if not before or not routed <= before.keys():
+        before = {**{s.release_id: s for s in _sample(control)}, **before}
         time.sleep(_RATE_WINDOW)
     now = _sample(control)
     return {
