@@ -321,7 +321,11 @@ def _take_life_lock(run_dir: Path) -> TextIO | None:
     if not _lock_soon(handle):
         handle.close()
         return None
-    (run_dir / PID_FILE).write_text(f"{os.getpid()}\n")
+    # Atomically: the starter takes the file's existence for a pid to read, and an empty
+    # file read as "not running" failed the deploy ("crashed at start (0 restarts)").
+    temporary = run_dir / f".{PID_FILE}.{os.getpid()}"
+    temporary.write_text(f"{os.getpid()}\n")
+    os.replace(temporary, run_dir / PID_FILE)
     inherited = os.environ.pop(START_LOCK_FD, "")
     if inherited.isdigit():
         with contextlib.suppress(OSError):
