@@ -404,6 +404,29 @@ def test_a_deploy_while_another_holds_the_lock_is_refused(setup: Setup) -> None:
     assert setup.running() == set()
 
 
+def test_stop_environment_leaves_an_environment_whose_name_it_starts_alone(
+    setup: Setup,
+) -> None:
+    """`env stop staging` picked releases by the `staging-` prefix of their ids, which the
+    ids of an environment named `staging-eu` start with too."""
+    spec = setup.project.spec_path
+    spec.write_text(
+        spec.read_text().replace("  production:\n", "  staging-eu: {}\n  production:\n")
+    )
+    v1 = setup.build("v1")
+    setup.deploy(v1)
+    try:
+        url = setup.deploy(v1, "staging-eu").url
+
+        stopped = envs.stop_environment(setup.project, setup.store, "staging")
+
+        assert stopped == [release_of(v1)]
+        assert setup.running() == {release_of(v1, "staging-eu")}
+        assert answers(url, 3) == ["v1"] * 3
+    finally:
+        envs.stop_environment(setup.project, setup.store, "staging-eu")
+
+
 def test_stop_environment_stops_its_router_and_releases(setup: Setup) -> None:
     v1, v2 = setup.build("v1"), setup.build("v2")
     setup.deploy(v1)

@@ -389,13 +389,15 @@ class ReleaseController:
     # --- teardown ---------------------------------------------------------------------
 
     def stop_all(self) -> list[str]:
-        """Stop the router and every release of the environment; the ledger keeps history."""
-        stopped = []
-        prefix = f"{self.target.name}-"
-        for release_id in self.target.runtime.releases():
-            if release_id.startswith(prefix):
-                self.target.runtime.stop(release_id)
-                stopped.append(release_id)
+        """Stop the router and every running release the ledger records for this
+        environment (not by the id's prefix: `staging-` also starts `staging-eu`'s ids);
+        the ledger keeps history."""
+        ours = {release.release_id for release in self.target.ledger.releases(self.target.name)}
+        stopped = [
+            release_id for release_id in self.target.runtime.releases() if release_id in ours
+        ]
+        for release_id in stopped:
+            self.target.runtime.stop(release_id)
         self.target.router.stop()
         return stopped
 
