@@ -12,6 +12,7 @@ import http.client
 import os
 import signal
 import socket
+import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,11 +25,14 @@ import pytest
 from conftest import wait_until
 from conveyor.deploy.controller import DeployOutcome, release_name, version_of
 from conveyor.deploy.model import ReplicaState
+from conveyor.deploy.routing import free_ports
 from conveyor.deploy.runtimes.base import Runtime
 from conveyor.errors import ConveyorError, NotFoundError
 from conveyor.service import environments as envs
 from conveyor.service.project import Project
 from conveyor.states import DeployState, ReleaseState
+from conveyor.store.deploys import DeployLedger
+from conveyor.store.procs import ProcessIdentity
 from conveyor.store.records import EventKind
 from conveyor.store.store import Store
 from deploy.apps import build_app, make_project
@@ -301,6 +305,56 @@ def test_a_deploy_after_env_stop_neither_routes_to_nor_keeps_the_stopped_release
     assert setup.release_state(release_of(v1)) is ReleaseState.RETIRED
     assert setup.running() == {release_of(v2)}
     assert answers(outcome.url, 10) == ["v2"] * 10
+
+
+def dead_process() -> ProcessIdentity:
+    """The identity of a process that has exited: a controller SIGKILLed earlier."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return ProcessIdentity(pid=process.pid, host=socket.gethostname())
+
+
+def test_reconcile_finishes_a_deploy_sent_back_before_its_controller_died(setup: Setup) -> None:
+    """Killed between sending traffic back (v2 failed, in the same transaction) and finishing
+    the deploy, the controller left it in progress: reconcile resumed it and v2, which
+    the ledger had failed, went live after all."""
+    v1, v2 = setup.build("v1"), setup.build("v2")
+    url = setup.deploy(v1).url
+    ghost = DeployLedger(setup.store.engine, dead_process())
+    repository, digest = v2.split("@")
+    record = ghost.begin_deploy(
+        "staging",
+        release_id=release_of(v2),
+        repository=repository,
+        digest=digest,
+        ports=free_ports(1),
+        previous=release_of(v1),
+        actor=ACTOR,
+        run_id=None,
+    )
+    envs.controller(setup.project, setup.store, "staging").start_release(release_of(v2))
+    environment = setup.store.deploys.environment("staging")
+    assert environment is not None
+    ghost.set_intent(  # what send_back records: all traffic back on v1, v2 failed
+        "staging",
+        routes=environment.routes,
+        live=release_of(v1),
+        warm=None,
+        event=EventKind.ROLLBACK,
+        actor="conveyor",
+        data={"deploy_id": record.id, "from": release_of(v2), "reason": "smoke tests failed"},
+        release_states={release_of(v2): ReleaseState.FAILED},
+    )
+    assert release_of(v2) in setup.running()
+
+    outcome = envs.reconcile(setup.project, setup.store, "staging")
+
+    assert outcome is not None
+    assert (outcome.state, outcome.reason) == (DeployState.ROLLED_BACK, "smoke tests failed")
+    assert setup.store.deploys.deploy(record.id).state is DeployState.ROLLED_BACK
+    assert setup.release_state(release_of(v2)) is ReleaseState.FAILED
+    assert setup.running() == {release_of(v1)}
+    assert answers(url, 10) == ["v1"] * 10
 
 
 # --- health, status and signals -------------------------------------------------------

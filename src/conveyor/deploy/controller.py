@@ -212,11 +212,31 @@ class ReleaseController:
             if record.pid == os.getpid():
                 continue
             adopted = ledger.adopt_deploy(record.id, "the controller that started it is gone")
-            self.progress(f"resuming interrupted deploy {record.id} of {record.release_id}")
             release = ledger.release(record.release_id, self.target.name)
             assert release is not None
+            if release.state is ReleaseState.FAILED:
+                return self._finish_sent_back(adopted)
+            self.progress(f"resuming interrupted deploy {record.id} of {record.release_id}")
             return self._roll_out(adopted, release.ports)
         return None
+
+    def _finish_sent_back(self, record: DeployRecord) -> DeployOutcome:
+        """The controller died after sending traffic back (`send_back` failed the release
+        with the switch) but before it finished the deploy: finish it as the ledger says,
+        rather than start the failed release again. `stop_strays` stops it."""
+        state, reason = DeployState.FAILED, "its controller died after sending traffic back"
+        for event in self.target.ledger.events(
+            self.target.name, (EventKind.ROLLBACK, EventKind.TRAFFIC_SHIFTED)
+        ):
+            data = event.data
+            if data.get("deploy_id") == record.id and data.get("from") == record.release_id:
+                rolled_back = event.kind == EventKind.ROLLBACK
+                state = DeployState.ROLLED_BACK if rolled_back else DeployState.FAILED
+                reason = str(data.get("reason") or reason)
+        self.progress(f"finishing interrupted deploy {record.id}: {state.value} ({reason})")
+        self.target.ledger.finish_deploy(record.id, state, reason)
+        url = self.target.router.ensure_running()
+        return DeployOutcome(record.id, record.release_id, state, reason, url)
 
     def _roll_out(self, record: DeployRecord, ports: tuple[int, ...] | list[int]) -> DeployOutcome:
         """Carry a recorded deploy out (or on, when resumed) with the environment's strategy."""
