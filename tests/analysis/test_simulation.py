@@ -15,7 +15,7 @@ from conveyor.analysis.reference_judges import (
     OracleSPRT,
     mann_whitney_greater,
 )
-from conveyor.analysis.simulation import Latency, Scenario, poisson, run, stream
+from conveyor.analysis.simulation import Clustering, Latency, Scenario, poisson, run, stream
 
 
 def _first(scenario: Scenario, seed: int, count: int) -> list[Observation]:
@@ -138,3 +138,28 @@ def test_the_oracle_detects_what_it_knows() -> None:
     slow = Scenario("s", 100, 0.01, latency_multiplier=1.3)
     oracle = OracleSPRT(effect=slow.true_effects[1], latency=True)
     assert run(lambda: oracle, slow, max_seconds=1800, seed=1).verdict is Verdict.ROLLBACK
+
+
+def test_clustered_errors_come_whole_and_keep_the_error_rate() -> None:
+    scenario = Scenario("s", 100, 0.01, clustering=Clustering(size=10))
+    observations = _first(scenario, 3, 2000)
+    errors = [obs.stable.errors for obs in observations]
+    assert {e % 10 for e in errors} == {0}  # every error is part of a burst of ten
+    requests = sum(obs.stable.requests for obs in observations)
+    assert sum(errors) / requests == pytest.approx(0.01, rel=0.2)
+
+
+def test_sessions_spread_their_errors_over_their_seconds() -> None:
+    scenario = Scenario("s", 100, 0.01, clustering=Clustering(20, 20, share=1.0))
+    observations = _first(scenario, 1, 400)
+    per_second = [obs.stable.errors for obs in observations]
+    assert max(per_second) < 10  # one error a second per session in progress
+    assert statistics.fmean(per_second) == pytest.approx(0.8, rel=0.35)
+
+
+def test_a_gamma_rate_overdisperses_the_counts_but_not_the_mean() -> None:
+    scenario = Scenario("s", 1000, 0.01, clustering=Clustering(gamma_shape=0.5))
+    per_second = [obs.stable.errors for obs in _first(scenario, 2, 3000)]
+    mean = statistics.fmean(per_second)
+    assert mean == pytest.approx(8.0, rel=0.1)
+    assert statistics.variance(per_second) > 5 * mean  # Poisson: the variance is the mean

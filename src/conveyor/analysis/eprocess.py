@@ -92,6 +92,9 @@ class Attribution:
     def __init__(self, grid: Grid):
         self.grid = grid
         self.log_lr = [0.0] * len(grid.thetas)
+        self._raw = [0.0] * len(grid.thetas)  # untempered, intervals without a weight
+        self._fixed = [0.0] * len(grid.thetas)  # intervals tempered by their own weight
+        self.cluster_size = 1.0
         self.version = 0  # bumped on every change, for callers caching what they derive
         self.canary_events = 0
         self.canary_requests = 0
@@ -104,7 +107,11 @@ class Attribution:
         canary_requests: int,
         reference_events: int,
         reference_requests: int,
+        weight: float | None = None,
     ) -> None:
+        """Add an interval's events. Its likelihood ratio is tempered by the current
+        cluster size (`temper`), or by its own `weight` when given (a spike: the whole
+        interval may be one cluster). See `Dispersion`."""
         self.canary_events += canary_events
         self.canary_requests += canary_requests
         self.reference_events += reference_events
@@ -114,11 +121,37 @@ class Attribution:
         if events == 0 or canary_requests == 0 or reference_requests == 0:
             return
         terms = self.grid.share_terms(canary_requests, reference_requests)
-        self.log_lr = [
-            total + canary_events * log_theta - events * term
-            for total, log_theta, term in zip(self.log_lr, self.grid.log_thetas, terms, strict=True)
+        scale = 1.0 if weight is None else weight
+        canary, everyone = scale * canary_events, scale * events
+        increments = [
+            canary * log_theta - everyone * term
+            for log_theta, term in zip(self.grid.log_thetas, terms, strict=True)
         ]
+        if weight is None:
+            self._raw = [total + x for total, x in zip(self._raw, increments, strict=True)]
+        else:
+            self._fixed = [total + x for total, x in zip(self._fixed, increments, strict=True)]
+        self._refresh()
+
+    def temper(self, cluster_size: float) -> None:
+        """Temper every interval without a weight of its own, past ones included, by
+        this cluster size (the caller's current estimate)."""
+        if cluster_size != self.cluster_size:
+            self.cluster_size = cluster_size
+            self._refresh()
+
+    def _refresh(self) -> None:
+        self.log_lr = self.tempered(self.snapshot())
         self.version += 1
+
+    def snapshot(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The state so far, to be tempered later as the cluster size then is."""
+        return tuple(self._raw), tuple(self._fixed)
+
+    def tempered(self, state: tuple[Sequence[float], Sequence[float]]) -> list[float]:
+        """The log-likelihood ratios of a snapshot at the current cluster size."""
+        inverse = 1.0 / self.cluster_size
+        return [r * inverse + f for r, f in zip(state[0], state[1], strict=True)]
 
     @property
     def events(self) -> int:
@@ -147,7 +180,9 @@ class Mixture:
     null: int
 
     def log_e(self, attribution: Attribution) -> float:
-        lr = attribution.log_lr
+        return self.log_e_of(attribution.log_lr)
+
+    def log_e_of(self, lr: Sequence[float]) -> float:
         terms = [w + lr[i] for i, w in zip(self.indices, self.log_weights, strict=True)]
         return log_sum_exp(terms) - lr[self.null]
 
@@ -305,3 +340,32 @@ class RateAbove:
             for a in self.alternatives
         ]
         return log_sum_exp(terms)
+
+
+class RateAboveProcess:
+    """`RateAbove` one interval at a time, each interval's likelihood ratios tempered by
+    its weight (a cluster of errors counts as one; see `Dispersion`). With every weight
+    1 it is `RateAbove` of the totals."""
+
+    def __init__(self, rail: RateAbove) -> None:
+        self.rail = rail
+        self.log_lr = [0.0] * len(rail.alternatives)
+        self.any_event = False
+
+    def update(self, events: int, requests: int, weight: float = 1.0) -> None:
+        self.any_event = self.any_event or events > 0
+        limit, stay = self.rail.limit, requests - events
+        if not 0 < limit < 1:
+            return
+        self.log_lr = [
+            total
+            + weight * (events * math.log(a / limit) + stay * math.log((1.0 - a) / (1.0 - limit)))
+            for total, a in zip(self.log_lr, self.rail.alternatives, strict=True)
+        ]
+
+    def log_e(self) -> float:
+        if self.rail.limit <= 0:
+            return math.inf if self.any_event else 0.0
+        if not self.rail.alternatives:
+            return 0.0
+        return log_sum_exp([self.rail.log_weight + x for x in self.log_lr])

@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from conveyor.analysis.dispersion import Dispersion
 from conveyor.analysis.eprocess import (
     Attribution,
     Grid,
     Prior,
     RateAbove,
+    RateAboveProcess,
     confidence_sequence,
     events_to_reach,
     grid_for,
@@ -124,8 +126,13 @@ class KindTests:
         reference: Reference,
         drift_level: float,
         negligible_rate: float,
+        clustered: bool = True,
     ) -> None:
         self.kind = kind
+        # Events may come in clusters: each interval's evidence is tempered by the
+        # largest cluster it may hold, estimated from all arms' events together.
+        self.dispersion = Dispersion() if clustered else None
+        self.weight = 1.0  # the last interval's
         self.pooled = Attribution(grid)  # canary | baseline + stable
         self.paired = Attribution(grid)  # canary | baseline
         self.drift = Attribution(grid)  # baseline | stable
@@ -143,17 +150,26 @@ class KindTests:
         # No events anywhere: zero in n canary requests puts its rate below the negligible
         # rate at confidence 1 - beta once (1 - rate)^-n, a test martingale, reaches 1/beta.
         self.quiet_requests = math.ceil(self.log_promote / -math.log1p(-negligible_rate))
-        # The paired log e-value when the judge switched to the baseline alone: from the
-        # start with Reference.BASELINE, else when the drift is flagged (sticky).
-        self.switched_at: float | None = 0.0 if reference is Reference.BASELINE else None
+        # The paired state when the judge switched to the baseline alone: from the start
+        # with Reference.BASELINE, else when the drift is flagged (sticky). Kept raw, so
+        # the growth since then is tempered as the cluster size is now.
+        start = self.paired.snapshot()
+        self.switched_at = start if reference is Reference.BASELINE else None
         self.scores = _Scores()
         self._evidence: tuple[tuple[object, ...], dict[str, Any]] = ((), {})
 
     def update(self, canary: Counts, baseline: Counts, stable: Counts) -> None:
         c, b, s = self.kind.events(canary), self.kind.events(baseline), self.kind.events(stable)
-        self.pooled.update(c, canary.requests, b + s, baseline.requests + stable.requests)
-        self.paired.update(c, canary.requests, b, baseline.requests)
-        self.drift.update(b, baseline.requests, s, stable.requests)
+        weight = None
+        if self.dispersion is not None:
+            requests = canary.requests + baseline.requests + stable.requests
+            weight = self.dispersion.update(c + b + s, requests)
+            self.weight = 1.0 / self.dispersion.factor
+            for attribution in (self.pooled, self.paired, self.drift):
+                attribution.temper(self.dispersion.clusters)
+        self.pooled.update(c, canary.requests, b + s, baseline.requests + stable.requests, weight)
+        self.paired.update(c, canary.requests, b, baseline.requests, weight)
+        self.drift.update(b, baseline.requests, s, stable.requests, weight)
         versions = (self.pooled.version, self.paired.version, self.drift.version)
         if versions == self.scores.versions:
             return
@@ -166,7 +182,11 @@ class KindTests:
             versions,
         )
         if self.switched_at is None and self.scores.drift >= self.log_drift:
-            self.switched_at = self.scores.rollback_paired
+            self.switched_at = self.paired.snapshot()
+
+    @property
+    def cluster_size(self) -> float:
+        return self.dispersion.factor if self.dispersion is not None else 1.0
 
     @property
     def baseline_only(self) -> bool:
@@ -180,7 +200,8 @@ class KindTests:
         """The live rollback route: pooled, or the baseline's growth since the drift."""
         if self.switched_at is None:
             return self.scores.rollback_pooled
-        return self.scores.rollback_paired - self.switched_at
+        at_switch = self.regression.log_e_of(self.paired.tempered(self.switched_at))
+        return self.scores.rollback_paired - at_switch
 
     def baseline_agrees(self) -> bool:
         """The baseline bears the pooled evidence out: the canary-against-baseline
@@ -248,6 +269,7 @@ class KindTests:
             verdict, events = Verdict.PROMOTE, events_to_reach(share, 1.0, 1.0, min_effect, missing)
         if events < 0:
             return Need(self.kind, verdict, None, None)
+        events = math.ceil(events * self.cluster_size)  # a cluster counts as one event
         per_request = (attribution.events + 1) / (service_requests + 1)
         return Need(self.kind, verdict, events, math.ceil(events / per_request))
 
@@ -275,6 +297,7 @@ class KindTests:
                 "drift": math.exp(self.log_drift),
             },
             "drift_flagged": self.scores.drift >= self.log_drift,
+            "cluster_size": self.cluster_size,
             "baseline_agrees": self.baseline_agrees(),
             "rate_ratio": self.pooled.rate_ratio(),
             "rate_ratio_baseline": self.paired.rate_ratio(),
@@ -299,12 +322,14 @@ class Judge:
         reference: Reference = Reference.POOLED,
         drift_level: float = DRIFT_LEVEL,
         negligible_rate: float = NEGLIGIBLE_RATE,
+        clustered: bool = True,
     ) -> None:
         self.settings = settings
         kinds = [Kind.ERRORS, Kind.LATENCY] if latency_enabled else [Kind.ERRORS]
         limit = settings.guardrails.error_rate
         self.levels = split_alpha(settings.alpha, kinds, guardrail=limit is not None)
-        self.error_rail = RateAbove(limit) if limit is not None else None
+        # Tempered like the error tests: a cluster of errors in the canary counts as one.
+        self.error_rail = RateAboveProcess(RateAbove(limit)) if limit is not None else None
         grid = grid_for(settings.min_effect)
         self.tests = [
             KindTests(
@@ -316,6 +341,7 @@ class Judge:
                 reference=reference,
                 drift_level=drift_level,
                 negligible_rate=negligible_rate,
+                clustered=clustered,
             )
             for kind in kinds
         ]
@@ -326,6 +352,8 @@ class Judge:
         self.totals = {name: _add(self.totals[name], counts) for name, counts in arms.items()}
         for tests in self.tests:
             tests.update(obs.canary, obs.baseline, obs.stable)
+        if self.error_rail is not None:
+            self.error_rail.update(obs.canary.errors, obs.canary.requests, self.tests[0].weight)
         evidence = self._evidence()
         breach = self._guardrail_breach(obs)
         if breach is not None:
@@ -352,11 +380,11 @@ class Judge:
     def _guardrail_breach(self, obs: Observation) -> str | None:
         rails, canary = self.settings.guardrails, self.totals["canary"]
         if self.error_rail is not None and canary.requests >= rails.min_requests:
-            log_e = self.error_rail.log_e(canary.errors, canary.requests)
+            log_e = self.error_rail.log_e()
             if log_e >= math.log(1.0 / self.levels["guardrail"]):
                 return (
                     f"guardrail error_rate: canary errors {canary.errors / canary.requests:.2%}"
-                    f" of {canary.requests} requests, over the {self.error_rail.limit:.2%} "
+                    f" of {canary.requests} requests, over the {self.error_rail.rail.limit:.2%} "
                     f"limit (e-value {_e(log_e):.3g})"
                 )
         now = obs.canary_absolute
@@ -390,9 +418,9 @@ class Judge:
         for tests in self.tests:
             evidence[tests.kind.value] = tests.evidence()
         if self.error_rail is not None and canary.requests:
-            log_e = self.error_rail.log_e(canary.errors, canary.requests)
+            log_e = self.error_rail.log_e()
             evidence["guardrail_error_rate"] = {
-                "limit": self.error_rail.limit,
+                "limit": self.error_rail.rail.limit,
                 "canary": canary.errors / canary.requests,
                 "e_value": _e(log_e),
             }

@@ -6,6 +6,11 @@ every arm's counts are drawn at once, never request by request: arrivals are Poi
 each request is an error (a fast failure), slow (over the latency threshold), or fine,
 so the three counts are independent Poisson draws (thinning).
 
+Optionally errors come in clusters (`Clustering`): a client's retry burst, a broken user
+session, a batch job, a bad upstream connection, or a per-second error rate drawn from a
+gamma. Each arm draws its own clusters, in proportion to its traffic, from the same
+process: with no injected effect the canary and the old version still err alike.
+
     outcome = run(lambda: Judge(settings), scenario, max_seconds=1800, seed=7)
 """
 
@@ -45,6 +50,23 @@ class Latency:
 
 
 @dataclass(frozen=True)
+class Clustering:
+    """Errors that arrive together rather than one by one.
+
+    `share` of an arm's errors come in clusters of `size` errors, spread evenly over
+    `seconds` consecutive intervals (a retry burst: one interval; a broken session: one
+    error a second). A cluster starts in an arm at a rate in proportion to the arm's
+    traffic and error rate, so an injected effect makes more clusters, not larger ones.
+    With `gamma_shape` instead, each arm's error rate in each interval is the mean times
+    a Gamma(shape, 1/shape) draw: overdispersed counts with no clusters to see."""
+
+    size: int = 1
+    seconds: int = 1
+    share: float = 1.0
+    gamma_shape: float | None = None
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     rate: float  # requests per second, the whole service
@@ -59,6 +81,7 @@ class Scenario:
     warmup_error_multiplier: float = 1.0
     warmup_seconds: float | None = None
     interval: float = 1.0
+    clustering: Clustering | None = None
 
     @property
     def latency_threshold(self) -> float:
@@ -92,11 +115,37 @@ class _Arm:
     error_rate: float
     slow_rate: float
 
-    def draw(self, rng: random.Random) -> Counts:
-        errors = poisson(self.requests * self.error_rate, rng)
+    def draw(self, rng: random.Random, clustered: _Clusters | None = None) -> Counts:
+        single = self.requests * self.error_rate
+        more = 0
+        if clustered is not None:
+            single, more = clustered.draw(self.requests * self.error_rate, rng)
+        errors = poisson(single, rng)
         slow = poisson(self.requests * (1.0 - self.error_rate) * self.slow_rate, rng)
         fine = poisson(self.requests * (1.0 - self.error_rate) * (1.0 - self.slow_rate), rng)
-        return Counts(requests=errors + slow + fine, errors=errors, slow=slow)
+        # Clustered errors are requests of their own (retries, a session's next clicks).
+        return Counts(requests=errors + slow + fine + more, errors=errors + more, slow=slow)
+
+
+class _Clusters:
+    """One arm's clusters in progress: the errors each coming interval still owes."""
+
+    def __init__(self, clustering: Clustering) -> None:
+        self.clustering = clustering
+        self.owed: list[int] = [0] * max(1, clustering.seconds)
+
+    def draw(self, mean_errors: float, rng: random.Random) -> tuple[float, int]:
+        """The mean of this interval's independent errors, and its clustered errors."""
+        shape = self.clustering.gamma_shape
+        if shape is not None:
+            return mean_errors * rng.gammavariate(shape, 1.0 / shape), 0
+        size, seconds, share = self.clustering.size, len(self.owed), self.clustering.share
+        for _ in range(poisson(mean_errors * share / size, rng)):
+            for offset in range(seconds):  # spread `size` as evenly as integers allow
+                self.owed[offset] += (size * (offset + 1)) // seconds - (size * offset) // seconds
+        now = self.owed.pop(0)
+        self.owed.append(0)
+        return mean_errors * (1.0 - share), now
 
 
 def _arms(scenario: Scenario, *, warm: bool) -> tuple[_Arm, _Arm, _Arm]:
@@ -119,6 +168,8 @@ def stream(scenario: Scenario, seed: int) -> Iterator[Observation]:
     rng = random.Random(seed)
     warming, warm = _arms(scenario, warm=False), _arms(scenario, warm=True)
     absolute = Absolute(p99=scenario.latency.quantile(0.99, scenario.latency_multiplier))
+    clustering = scenario.clustering
+    clusters = [_Clusters(clustering) if clustering else None for _ in range(3)]
     elapsed = 0.0
     while True:
         elapsed += scenario.interval
@@ -126,9 +177,9 @@ def stream(scenario: Scenario, seed: int) -> Iterator[Observation]:
         canary, baseline, stable = warm if ended else warming
         yield Observation(
             elapsed=elapsed,
-            canary=canary.draw(rng),
-            baseline=baseline.draw(rng),
-            stable=stable.draw(rng),
+            canary=canary.draw(rng, clusters[0]),
+            baseline=baseline.draw(rng, clusters[1]),
+            stable=stable.draw(rng, clusters[2]),
             canary_absolute=absolute,
         )
 
