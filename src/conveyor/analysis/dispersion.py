@@ -30,9 +30,6 @@ MAX_FACTOR = 1e6
 # PRIOR_CLUSTERS at least. The past is re-tempered once the data say how large they are.
 READY_WINDOWS = 60
 PRIOR_CLUSTERS = 3.0
-# The first minute's intervals get their full weight back gradually, over this many more
-# intervals, unless clusters are found meanwhile: longer clusters take longer to show.
-RELEASE_WINDOWS = 120
 
 
 class _Scale:
@@ -106,9 +103,7 @@ class Dispersion:
         self.events = 0
         self.requests = 0
         self.found = 1.0  # the cluster size found so far (it only grows)
-        self.clusters = PRIOR_CLUSTERS  # what this interval is tempered by
-        self.early = True  # in the first minute: tempered by early_clusters
-        self.early_clusters = PRIOR_CLUSTERS  # what the first minute's intervals are
+        self.clusters = PRIOR_CLUSTERS  # what intervals are tempered by: found, once ready
         self.factor = 1.0  # the last interval's: 1 / weight
 
     def update(self, events: int, requests: int) -> float | None:
@@ -121,12 +116,8 @@ class Dispersion:
             scale.add(events, requests)
         indices = [i for i in (s.index() for s in self.scales) if i is not None]
         self.found = min(max([self.found, *indices]), MAX_FACTOR)
-        seen = self.scales[0].windows
-        self.early = seen < READY_WINDOWS
-        released = min(1.0, max(0.0, (seen - READY_WINDOWS) / RELEASE_WINDOWS))
-        prior = PRIOR_CLUSTERS - (PRIOR_CLUSTERS - 1.0) * released
-        self.early_clusters = max(self.found, prior)
-        self.clusters = self.early_clusters if self.early else self.found
+        ready = self.scales[0].windows >= READY_WINDOWS
+        self.clusters = self.found if ready else max(self.found, PRIOR_CLUSTERS)
         self.factor = max(self.clusters, float(events)) if spike else self.clusters
         return 1.0 / self.factor if spike else None
 

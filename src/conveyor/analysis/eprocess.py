@@ -86,15 +86,6 @@ def grid_for(min_effect: float) -> Grid:
     return Grid(min_effect)
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """An `Attribution`'s sums at one moment, untempered where tempering may change."""
-
-    raw: tuple[float, ...]
-    early: tuple[float, ...]
-    fixed: tuple[float, ...]
-
-
 class Attribution:
     """Running log-likelihood ratios (against theta = 1) of where the events landed."""
 
@@ -102,10 +93,8 @@ class Attribution:
         self.grid = grid
         self.log_lr = [0.0] * len(grid.thetas)
         self._raw = [0.0] * len(grid.thetas)  # untempered, intervals without a weight
-        self._early = [0.0] * len(grid.thetas)  # the same, in the warm-up
         self._fixed = [0.0] * len(grid.thetas)  # intervals tempered by their own weight
         self.cluster_size = 1.0
-        self.early_cluster_size = 1.0
         self.version = 0  # bumped on every change, for callers caching what they derive
         self.canary_events = 0
         self.canary_requests = 0
@@ -119,13 +108,10 @@ class Attribution:
         reference_events: int,
         reference_requests: int,
         weight: float | None = None,
-        *,
-        early: bool = False,
     ) -> None:
         """Add an interval's events. Its likelihood ratio is tempered by the current
-        cluster size (`temper`; the early one for an `early` interval), or by its own
-        `weight` when given (a spike: the whole interval may be one cluster). See
-        `Dispersion`."""
+        cluster size (`temper`), or by its own `weight` when given (a spike: the whole
+        interval may be one cluster). See `Dispersion`."""
         self.canary_events += canary_events
         self.canary_requests += canary_requests
         self.reference_events += reference_events
@@ -141,37 +127,31 @@ class Attribution:
             canary * log_theta - everyone * term
             for log_theta, term in zip(self.grid.log_thetas, terms, strict=True)
         ]
-        if weight is None and early:
-            self._early = [total + x for total, x in zip(self._early, increments, strict=True)]
-        elif weight is None:
+        if weight is None:
             self._raw = [total + x for total, x in zip(self._raw, increments, strict=True)]
         else:
             self._fixed = [total + x for total, x in zip(self._fixed, increments, strict=True)]
         self._refresh()
 
-    def temper(self, cluster_size: float, early: float | None = None) -> None:
+    def temper(self, cluster_size: float) -> None:
         """Temper every interval without a weight of its own, past ones included, by
-        this cluster size (the caller's current estimate); the early ones by `early`."""
-        early = cluster_size if early is None else early
-        if (cluster_size, early) != (self.cluster_size, self.early_cluster_size):
-            self.cluster_size, self.early_cluster_size = cluster_size, early
+        this cluster size (the caller's current estimate)."""
+        if cluster_size != self.cluster_size:
+            self.cluster_size = cluster_size
             self._refresh()
 
     def _refresh(self) -> None:
         self.log_lr = self.tempered(self.snapshot())
         self.version += 1
 
-    def snapshot(self) -> Snapshot:
-        """The state so far, to be tempered later as the cluster sizes then are."""
-        return Snapshot(tuple(self._raw), tuple(self._early), tuple(self._fixed))
+    def snapshot(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The state so far, to be tempered later as the cluster size then is."""
+        return tuple(self._raw), tuple(self._fixed)
 
-    def tempered(self, state: Snapshot) -> list[float]:
-        """The log-likelihood ratios of a snapshot at the current cluster sizes."""
-        late, early = 1.0 / self.cluster_size, 1.0 / self.early_cluster_size
-        return [
-            r * late + e * early + f
-            for r, e, f in zip(state.raw, state.early, state.fixed, strict=True)
-        ]
+    def tempered(self, state: tuple[Sequence[float], Sequence[float]]) -> list[float]:
+        """The log-likelihood ratios of a snapshot at the current cluster size."""
+        inverse = 1.0 / self.cluster_size
+        return [r * inverse + f for r, f in zip(state[0], state[1], strict=True)]
 
     @property
     def events(self) -> int:

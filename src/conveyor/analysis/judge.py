@@ -160,19 +160,16 @@ class KindTests:
 
     def update(self, canary: Counts, baseline: Counts, stable: Counts) -> None:
         c, b, s = self.kind.events(canary), self.kind.events(baseline), self.kind.events(stable)
-        weight, early = None, False
+        weight = None
         if self.dispersion is not None:
-            dispersion = self.dispersion
             requests = canary.requests + baseline.requests + stable.requests
-            weight = dispersion.update(c + b + s, requests)
-            early = dispersion.early
-            self.weight = 1.0 / dispersion.factor
+            weight = self.dispersion.update(c + b + s, requests)
+            self.weight = 1.0 / self.dispersion.factor
             for attribution in (self.pooled, self.paired, self.drift):
-                attribution.temper(dispersion.found, dispersion.early_clusters)
-        reference = baseline.requests + stable.requests
-        self.pooled.update(c, canary.requests, b + s, reference, weight, early=early)
-        self.paired.update(c, canary.requests, b, baseline.requests, weight, early=early)
-        self.drift.update(b, baseline.requests, s, stable.requests, weight, early=early)
+                attribution.temper(self.dispersion.clusters)
+        self.pooled.update(c, canary.requests, b + s, baseline.requests + stable.requests, weight)
+        self.paired.update(c, canary.requests, b, baseline.requests, weight)
+        self.drift.update(b, baseline.requests, s, stable.requests, weight)
         versions = (self.pooled.version, self.paired.version, self.drift.version)
         if versions == self.scores.versions:
             return
