@@ -306,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=200, help="runs per scenario (default 200)")
     parser.add_argument("--seed", type=int, default=1, help="the first run's seed")
     parser.add_argument("--prior", type=Prior, default=Prior.FOCUSED, choices=list(Prior))
-    parser.add_argument("--only", default="", help="scenarios whose name contains this")
+    parser.add_argument(
+        "--only", default="", help="scenarios whose name contains this (or any of a|b)"
+    )
     parser.add_argument(
         "--null-runs",
         type=int,
@@ -320,7 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     header(f"canary judges, {args.runs} runs per scenario, prior {args.prior.value}")
     figures: list[Figure] = []
-    for case in (c for c in (*CASES, *CLUSTERED_CASES) if args.only in c.scenario.name):
+    wanted = args.only.split("|")
+    for case in (
+        c for c in (*CASES, *CLUSTERED_CASES) if any(w in c.scenario.name for w in wanted)
+    ):
         started = time.perf_counter()
         plan = Plan(args.runs, args.null_runs, args.seed, args.prior, not args.no_peers, args.jobs)
         summaries = simulate(case, plan)
