@@ -15,7 +15,7 @@ from rich.table import Table
 
 from conveyor.cli.output import OutputFormat, OutputOption, console, emit_json, err_console
 from conveyor.cli.project import SpecOption
-from conveyor.errors import ExitCode
+from conveyor.errors import ConveyorError, ExitCode
 
 if TYPE_CHECKING:
     from conveyor.deploy.controller import DeployOutcome
@@ -39,6 +39,12 @@ def opened(spec: Path | None) -> Iterator[tuple[Project, Store]]:
     from conveyor.service.project import Project
 
     project = Project.locate(spec)
+    if not project.spec_path.is_file() and not project.has_state():
+        # Nothing to act on: fail before the store would create the state folder.
+        raise ConveyorError(
+            f"no conveyor.yml at {project.spec_path}",
+            hint="run it in the project's folder, or name the file with -f",
+        )
     with project.open_store() as store:
         yield project, store
 

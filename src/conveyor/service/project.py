@@ -49,8 +49,12 @@ class Project:
         if not ignore.exists() or ignore.read_text() != STATE_GITIGNORE:
             ignore.write_text(STATE_GITIGNORE)
 
+    def has_state(self) -> bool:
+        """Whether a store already exists: the state folder's database, or a database URL."""
+        return bool(self.database_url) or (self.state_dir / "conveyor.db").exists()
+
     def open_store(self, *, create: bool = True) -> Store:
-        if not create and not (self.state_dir / "conveyor.db").exists() and not self.database_url:
+        if not create and not self.has_state():
             raise ConveyorError(
                 f"no Conveyor state in {self.state_dir}",
                 hint="`conveyor run` records the first run there",
