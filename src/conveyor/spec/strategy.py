@@ -186,10 +186,12 @@ class Canary(_Strict):
 
 class BlueGreen(_Strict):
     analysis: Analysis | None = Field(
-        default=None, description="Pre-promotion analysis of the preview (pinned traffic)."
+        default=None,
+        description="Guardrails (and the judge) after the switch and through the bake.",
     )
     preview_duration: Duration = Field(
-        default=0.0, description="How long the preview is analysed before the switch."
+        default=0.0,
+        description="How long the preview is reachable only by pinning before the switch.",
     )
     bake: Duration = Field(default=60.0, description="The old release stays warm this long.")
 
@@ -251,7 +253,8 @@ class Strategy(_Strict):
 
     def as_canary(self) -> Canary:
         """Blue-green is a canary with no baseline and one step: a preview reachable only
-        by pinning its version (watched for `preview_duration`), then all traffic at once,
+        by pinning its version for `preview_duration` (pinned traffic is never judged: a
+        client chooses to pin), then all traffic at once,
         then the bake with the old release warm."""
         if self.canary is not None:
             return self.canary
