@@ -221,6 +221,7 @@ def test_a_failing_smoke_command_echoing_an_environment_secret_leaks_it_nowhere(
     assert files_holding(SECRET, smoke_project.state_dir) == []  # conveyor.db, release.json
     [plan] = smoke_project.state_dir.rglob("release.json")
     assert stat.S_IMODE(plan.stat().st_mode) == 0o600
+    assert stat.S_IMODE(plan.parent.stat().st_mode) == 0o700  # the release's folder too
 
 
 def test_a_replica_that_dies_saying_the_secret_does_not_get_it_shown_or_stored(

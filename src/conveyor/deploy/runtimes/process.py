@@ -43,6 +43,7 @@ from conveyor.deploy.model import ReleaseSpec, ReplicaState, ReplicaStatus, Satu
 from conveyor.deploy.runtimes import supervisor
 from conveyor.deploy.runtimes.unpack import ROOTFS, unpack_release
 from conveyor.errors import ConveyorError, InfrastructureError, NotFoundError
+from conveyor.store.private import private_dir
 from conveyor.supply.oci.store import ImageStore
 
 HOST = "127.0.0.1"
@@ -68,7 +69,7 @@ class ProcessRuntime:
     def start(self, release: ReleaseSpec) -> list[ReplicaStatus]:
         run_dir = self._run_dir(release.release_id)
         image_dir = unpack_release(self.store, release.repository, release.digest, self.images)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(run_dir)  # release.json names the secrets; replica logs may hold data
         # A starter killed mid-launch leaves the start lock with the launching supervisor,
         # so the next starter waits here and then finds it alive: never two supervisors.
         with _locked(run_dir / supervisor.START_LOCK) as start_lock:
