@@ -317,3 +317,22 @@ def test_unsafe_routes_are_refused_before_haproxy_sees_them(
     with pytest.raises(ConveyorError):
         router.set_routes(RouteTable(backends=(backend,)))
     assert router.pid() is None
+
+
+def test_a_pid_file_naming_another_program_is_not_haproxy_and_stop_spares_it(
+    tmp_path: Path,
+) -> None:
+    """A stale pid file whose pid was reused by another program: the router is not running,
+    and `stop` never signals that program."""
+    stranger = subprocess.Popen(["sleep", "30"])
+    try:
+        router = HAProxyRouter(tmp_path / "router", free_port(), free_port())
+        router.state_dir.mkdir()
+        router.pid_path.write_text(f"{stranger.pid}\n")
+
+        assert router.pid() is None
+        router.stop()
+        assert stranger.poll() is None  # still running: never sent SIGTERM
+    finally:
+        stranger.kill()
+        stranger.wait()

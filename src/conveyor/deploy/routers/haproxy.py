@@ -310,12 +310,14 @@ def add_signals(left: ReleaseSignals | None, right: ReleaseSignals) -> ReleaseSi
 
 
 def is_alive(pid: int) -> bool:
-    """True for a running process; a zombie (exited, not yet reaped) counts as gone."""
+    """True for a running HAProxy; a zombie (exited, not yet reaped) counts as gone, and so
+    does another program that reused a pid from a stale pid file (never signal it)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    name, rest = stat.split("(", 1)[1].rsplit(")", 1)
+    return rest.split()[0] != "Z" and name.startswith("haproxy")
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:
