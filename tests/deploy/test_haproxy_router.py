@@ -218,7 +218,9 @@ def test_signals_count_the_requests_of_each_release(
     blue, green = replicas("blue"), replicas("green")
     router.set_routes(table(release("blue", 60, blue), release("green", 40, green)))
     sent = hits(router.url, 30) + hits(router.url, 3, "/missing") + hits(router.url, 2, "/boom")
-    sent += hits(router.url, 5, headers={"X-Conveyor-Version": "v-green"})
+    # A client's pins are its own choice: never judged, however many errors they carry.
+    pinned = {"X-Conveyor-Version": "v-green"}
+    assert hits(router.url, 5, "/boom", headers=pinned) == Counter({"green": 5})
 
     signals = {s.release_id: s for s in router.signals()}
 
@@ -227,6 +229,22 @@ def test_signals_count_the_requests_of_each_release(
     assert sum(s.responses_4xx for s in signals.values()) == 3
     assert sum(s.responses_5xx for s in signals.values()) == 2
     assert all(s.connect_failures == 0 for s in signals.values())
+
+
+def test_ab_matched_requests_are_judged_and_pinned_ones_are_not(
+    router: HAProxyRouter, replicas: Callable[[str], Replica]
+) -> None:
+    blue, green = replicas("blue"), replicas("green")
+    routes = RouteTable(
+        backends=(release("blue", 100, blue), release("green", 0, green)),
+        matches=(MatchRule("green", "yes", header="X-Beta"),),
+    )
+    router.set_routes(routes)
+
+    assert hits(router.url, 4, headers={"X-Beta": "yes"}) == Counter({"green": 4})
+    assert hits(router.url, 6, headers={"X-Conveyor-Version": "v-green"}) == Counter({"green": 6})
+
+    assert {s.release_id: s.requests for s in router.signals()}.get("green") == 4
 
 
 def test_signals_survive_a_reload(
@@ -289,8 +307,8 @@ def test_ab_match_rules_route_by_header_and_cookie_after_version_pins(tmp_path: 
     assert result.returncode == 0, result.stderr
     rules = [line.strip() for line in config.read_text().splitlines() if "use_backend" in line]
     assert rules[-2:] == [
-        "use_backend pin_shop-b2 if { req.hdr(X-Beta) -m str yes }",
-        "use_backend pin_shop-b2 if { req.cook(beta) -m str on }",
+        "use_backend match_shop-b2 if { req.hdr(X-Beta) -m str yes }",
+        "use_backend match_shop-b2 if { req.cook(beta) -m str on }",
     ]
 
 

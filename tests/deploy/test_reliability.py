@@ -399,7 +399,8 @@ def test_haproxy_router_pins_rolls_back_and_exports_metrics(open_staging: OpenSt
         if sample.name == "conveyor_release_requests_total"
     }
     assert set(requests) == {v1, v2}
-    assert requests[v1] >= 40  # the pinned and the rolled-back requests, plus smoke
+    # the rolled-back requests; pinned ones (the 20 above, smoke) are a client's, never judged
+    assert 20 <= requests[v1] < 40
     assert requests[v2] >= 20
 
 

@@ -50,6 +50,9 @@ from conveyor.errors import ConveyorError, InfrastructureError
 
 DEFAULT_BACKEND = "releases"
 PIN_BACKEND_PREFIX = "pin_"
+# A/B-matched requests are the test's traffic and judged; pinned ones are a client's
+# choice and never judged, so they go through backends of their own.
+MATCH_BACKEND_PREFIX = "match_"
 WEIGHT_SCALE = 2  # server weights of a release sum to WEIGHT_SCALE * its weight (<= 256)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 _SAFE_ADDRESS = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")
@@ -162,10 +165,15 @@ def render_config(routes: RouteTable, *, port: int, admin_port: int, socket_path
             name = server_name(backend.release_id, index)
             cookie = f" cookie {name}" if routes.sticky_cookie else ""
             lines.append(f"    server {name} {address} weight {weight}{cookie}")
+    matched = {rule.release_id for rule in routes.matches}
     for backend in routes.backends:
-        lines += [f"backend {PIN_BACKEND_PREFIX}{backend.release_id}", "    balance roundrobin"]
-        for index, address in enumerate(backend.addresses):
-            lines.append(f"    server {server_name(backend.release_id, index)} {address}")
+        prefixes = [PIN_BACKEND_PREFIX]
+        if backend.release_id in matched:
+            prefixes.append(MATCH_BACKEND_PREFIX)
+        for prefix in prefixes:
+            lines += [f"backend {prefix}{backend.release_id}", "    balance roundrobin"]
+            for index, address in enumerate(backend.addresses):
+                lines.append(f"    server {server_name(backend.release_id, index)} {address}")
     return "\n".join(lines) + "\n"
 
 
@@ -181,7 +189,7 @@ def _pin_rules(routes: RouteTable) -> list[str]:
         for b in routes.backends
     ]
     matches = [
-        f"    use_backend {PIN_BACKEND_PREFIX}{rule.release_id}"
+        f"    use_backend {MATCH_BACKEND_PREFIX}{rule.release_id}"
         + (
             f" if {{ req.hdr({rule.header}) -m str {rule.value} }}"
             if rule.header is not None
@@ -264,13 +272,14 @@ def classify_change(current: RouteTable, new: RouteTable) -> RouteChange:
 
 
 def parse_signals(metrics_text: str) -> list[ReleaseSignals]:
-    """Sum the exporter's per-server counters (default and pinned backends) per release."""
+    """Sum the exporter's per-server counters per release: the weighted and the A/B-matched
+    backends only. Pinned requests are a client's choice: never judged."""
     counters: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     averages: dict[str, float] = {}
     for family in text_string_to_metric_families(metrics_text):
         for sample in family.samples:
             proxy, server = sample.labels.get("proxy", ""), sample.labels.get("server", "")
-            if proxy != DEFAULT_BACKEND and not proxy.startswith(PIN_BACKEND_PREFIX):
+            if proxy != DEFAULT_BACKEND and not proxy.startswith(MATCH_BACKEND_PREFIX):
                 continue
             key = f"{proxy}/{server}"
             if sample.name == "haproxy_server_http_responses_total":
