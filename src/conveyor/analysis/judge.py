@@ -8,7 +8,9 @@
     max_duration passed ──────────────────────────────────────────────► INCONCLUSIVE
     otherwise ───────────────── CONTINUE, with the events and requests still needed
 
-The statistics live in `eprocess`; docs/analysis.md explains the design and its budget.
+Every interval's evidence is tempered by the size of the clusters its events may come in
+(`dispersion`), so a retry burst counts as one event. The statistics live in `eprocess`;
+docs/analysis.md explains the design and its budget.
 """
 
 from __future__ import annotations
