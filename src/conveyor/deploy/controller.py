@@ -64,6 +64,9 @@ class Target:
     # Masks the environment's secrets in what is recorded or shown (smoke output).
     mask: Callable[[str], str] = field(default=lambda text: text)
     workdir: Path | None = None  # where smoke commands run
+    # PATH for smoke commands: the deploying job's, so they find the tools its jobs find
+    # (`python` may exist only in the virtualenv the pipeline runs with).
+    command_path: str | None = None
     # The judge's counts for a progressive release (router signals, or Prometheus).
     provider: Callable[[Analysis], MetricsProvider] | None = None
     data_dir: Path | None = None  # writable, kept across releases (CONVEYOR_DATA_DIR)
@@ -280,6 +283,10 @@ class ReleaseController:
             return None
         return strategy.as_canary()
 
+    def _smoke_env(self) -> dict[str, str]:
+        path = {"PATH": self.target.command_path} if self.target.command_path else {}
+        return {**path, **self.target.replica_env}
+
     def smoke(
         self, record: DeployRecord, url: str, headers: Mapping[str, str] | None = None
     ) -> list[SmokeResult]:
@@ -290,7 +297,7 @@ class ReleaseController:
         results = run_smoke(
             checks,
             url,
-            env=self.target.replica_env,
+            env=self._smoke_env(),
             cwd=self.target.workdir,
             headers=headers,
             mask=self.target.mask,

@@ -126,6 +126,8 @@ def controller(
     name: str,
     progress: Progress | None = None,
     spec: Environment | None = None,
+    *,
+    command_path: str | None = None,
 ) -> ReleaseController:
     spec = spec or environment_spec(project, name)
     secrets = load_secrets(spec.secrets, root=project.directory, environ=os.environ)
@@ -144,6 +146,7 @@ def controller(
         replica_env={**spec.env, **secrets},
         mask=masker.mask_text,
         workdir=project.directory,
+        command_path=command_path,
         data_dir=state_path(project, name) / "data",
     )
     return ReleaseController(target, _masking(progress, masker.mask_text))
@@ -170,10 +173,12 @@ def deploy(
     actor: str,
     run_id: int | None = None,
     progress: Progress | None = None,
+    command_path: str | None = None,
 ) -> DeployOutcome:
     """Deploy `image` (repository@digest or repository:tag) to environment `name`.
 
-    An environment with `approval:` takes only a digest with an approved request."""
+    An environment with `approval:` takes only a digest with an approved request. Smoke
+    commands run with `command_path` as PATH when given (the deploying job's)."""
     from conveyor.spec.loader import load_pipeline
 
     pipeline = load_pipeline(project.spec_path).pipeline  # read once for the whole deploy
@@ -191,7 +196,7 @@ def deploy(
 
         require_approved(store, name, ref.name, digest)
     _admit(project, pipeline.images, ref.name, digest)
-    control = controller(project, store, name, progress, spec)
+    control = controller(project, store, name, progress, spec, command_path=command_path)
     outcome = control.deploy(ref.name, digest, actor, run_id)
     # The reason may quote a replica's last words or a check's output: no secret shown.
     reason = outcome.reason and control.target.mask(outcome.reason)

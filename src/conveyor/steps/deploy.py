@@ -101,6 +101,7 @@ def _deploy(ctx: StepContext, environment: str, image: str) -> str | None:
             actor=ctx.env.get("CONVEYOR_ACTOR") or "conveyor",
             run_id=int(run_id) if run_id else None,
             progress=ctx.say,
+            command_path=ctx.env.get("PATH"),  # smoke commands find the job's tools
         )
     ctx.say(f"{environment}: {outcome.release_id} {outcome.state.value} at {outcome.url}")
     if outcome.state is DeployState.SUCCEEDED:
