@@ -36,7 +36,7 @@ $(WHEELHOUSE): $(STAMP) $(SHOP)/requirements.txt
 	@touch $(WHEELHOUSE)
 
 demo: $(STAMP) $(WAPITI) $(WHEELHOUSE)
-	@scripts/system-packages git chromium
+	@scripts/system-packages git chromium libatomic1
 	$(BIN)/conveyor demo
 
 test: system-packages lint typecheck unit

@@ -202,6 +202,25 @@ def test_no_chromium_on_path_fails_naming_the_package(
     assert outcome.executor.commands == []
 
 
+def test_a_driver_that_cannot_start_fails_naming_the_missing_library(
+    shop_staging: StagingShop, tmp_path: Path
+) -> None:
+    """Playwright's bundled node without libatomic.so.1 (a minimal Debian 12) exits at
+    once; every test then errors with 'Connection closed while reading from the driver'."""
+    workspace = shop_workspace(tmp_path)
+    node = tmp_path / "node-without-libatomic"
+    node.write_text(
+        "#!/bin/sh\necho 'libatomic.so.1: cannot open shared object file' >&2\nexit 127\n"
+    )
+    node.chmod(0o755)
+
+    outcome = run_e2e_step(workspace, {"PLAYWRIGHT_NODEJS_PATH": str(node)}, url=shop_staging.url)
+
+    assert not outcome.result.ok
+    assert "Playwright's driver could not start" in outcome.result.detail
+    assert "libatomic1" in outcome.result.detail
+
+
 def test_tests_outside_the_workspace_are_refused() -> None:
     with pytest.raises(pydantic.ValidationError, match="inside the workspace"):
         E2eParams(url="http://127.0.0.1:1", tests="../elsewhere")

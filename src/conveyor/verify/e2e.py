@@ -111,6 +111,7 @@ async def run_e2e(
     argv = pytest_argv(python, tests=tests, url=url, browser=browser, layout=layout)
     tool = await _with_plugins_on_path(ctx, layout).run_tool(argv)
     _check_exit(tool, tests)
+    _check_driver_started(layout.junit)
     report = _read_report(layout.junit, tool)
     if tool.result.exit_code != 0 and not report.failures():
         raise RunnerFailed(
@@ -118,6 +119,19 @@ async def run_e2e(
             f"test: {_tail(tool)}"
         )
     return E2eRun(report, artifacts_of(layout.junit.read_bytes(), ctx.workspace))
+
+
+# What Playwright says when its driver (a bundled node) dies at start; on a minimal Debian 12
+# that node lacks libatomic.so.1, and every test then errors with this alone.
+_DRIVER_DIED = b"Connection closed while reading from the driver"
+
+
+def _check_driver_started(junit: Path) -> None:
+    if junit.is_file() and _DRIVER_DIED in junit.read_bytes():
+        raise RunnerFailed(
+            "Playwright's driver could not start (its bundled node exited): on Debian and "
+            "Ubuntu it needs libatomic1 (apt-get install libatomic1)"
+        )
 
 
 def pytest_argv(python: str, *, tests: str, url: str, browser: str, layout: E2eLayout) -> list[str]:
