@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from conveyor.analysis.providers.base import MetricsProvider
+from conveyor.analysis.providers.base import MetricsProvider, ProviderSite
+from conveyor.analysis.providers.registry import PROVIDERS
 from conveyor.deploy.controller import (
     DeployOutcome,
     Progress,
@@ -25,9 +26,11 @@ from conveyor.deploy.controller import (
 )
 from conveyor.deploy.exposition import exposition
 from conveyor.deploy.model import ReplicaStatus, SignalRates, SignalSample
-from conveyor.deploy.routers.base import Router
+from conveyor.deploy.routers.base import Router, RouterSite
+from conveyor.deploy.routers.registry import ROUTERS
 from conveyor.deploy.routing import free_ports
-from conveyor.deploy.runtimes.base import Runtime
+from conveyor.deploy.runtimes.base import Runtime, RuntimeSite
+from conveyor.deploy.runtimes.registry import RUNTIMES
 from conveyor.deploy.sampler import stored_samples
 from conveyor.deploy.signals import window_rates
 from conveyor.engine.mask import Masker
@@ -35,9 +38,9 @@ from conveyor.engine.secrets import load_secrets
 from conveyor.errors import ConveyorError, NotFoundError
 from conveyor.service.images import image_store, parse_ref, resolve, verify_image
 from conveyor.service.project import Project
-from conveyor.spec.environments import Environment, RouterName, RuntimeName
+from conveyor.spec.environments import Environment
 from conveyor.spec.images import ImagesConfig
-from conveyor.spec.strategy import Analysis, Provider
+from conveyor.spec.strategy import Analysis
 from conveyor.states import DeployState, ReleaseState
 from conveyor.store.deploys import DeployRecord, HistoryEntry
 from conveyor.store.store import Store
@@ -67,14 +70,8 @@ def environment_spec(
 
 
 def make_runtime(project: Project, spec: Environment) -> Runtime:
-    root = project.state_dir / "runtime"
-    if spec.runtime is RuntimeName.PODMAN:
-        from conveyor.deploy.runtimes.podman import PodmanRuntime
-
-        return PodmanRuntime(root / "podman", image_store(project))
-    from conveyor.deploy.runtimes.process import ProcessRuntime
-
-    return ProcessRuntime(root, image_store(project))
+    site = RuntimeSite(root=project.state_dir / "runtime", images=image_store(project))
+    return RUNTIMES.create(spec.runtime, site)
 
 
 def make_router(project: Project, name: str, spec: Environment, store: Store) -> Router:
@@ -88,13 +85,7 @@ def make_router(project: Project, name: str, spec: Environment, store: Store) ->
     if spec.port and port != spec.port:  # conveyor.yml names another port now
         ledger.set_ports(name, spec.port, admin)
         port = spec.port
-    if spec.router is RouterName.HAPROXY:
-        from conveyor.deploy.routers.haproxy import HAProxyRouter
-
-        return HAProxyRouter(folder, port, admin)
-    from conveyor.deploy.routers.builtin import BuiltinRouter
-
-    return BuiltinRouter(folder, port, admin)
+    return ROUTERS.create(spec.router, RouterSite(folder=folder, port=port, admin_port=admin))
 
 
 def make_provider(
@@ -103,19 +94,14 @@ def make_provider(
     """The judge's source of counts, per the analysis settings; router samples are kept in
     the store as the environment's golden-signal time series."""
 
-    def provider(settings: Analysis) -> MetricsProvider:
-        if settings.provider is Provider.PROMETHEUS:
-            from conveyor.analysis.providers.prometheus import PrometheusProvider
-
-            assert settings.prometheus is not None
-            return PrometheusProvider(settings.prometheus, name, scrape_interval=settings.interval)
-        from conveyor.analysis.providers.router import RouterProvider
+    def keep(samples: list[SignalSample]) -> None:
         from conveyor.deploy.sampler import to_row
 
-        def keep(samples: list[SignalSample]) -> None:
-            store.deploys.add_samples([to_row(sample) for sample in samples])
+        store.deploys.add_samples([to_row(sample) for sample in samples])
 
-        return RouterProvider(router, runtime, environment=name, on_sample=keep)
+    def provider(settings: Analysis) -> MetricsProvider:
+        site = ProviderSite(settings, name, router, runtime, on_sample=keep)
+        return PROVIDERS.create(settings.provider, site)
 
     return provider
 

@@ -7,11 +7,19 @@ scrapes HAProxy's exporter or the builtin router's `/-/metrics`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from conveyor.analysis.model import Absolute, Counts
+
+if TYPE_CHECKING:
+    from conveyor.deploy.model import SignalSample
+    from conveyor.deploy.routers.base import Router
+    from conveyor.deploy.runtimes.base import Runtime
+    from conveyor.spec.strategy import Analysis
+
+SampleSink = Callable[[list["SignalSample"]], None]
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,18 @@ class Reading:
     seconds: float  # the window's length
 
 
+@dataclass(frozen=True)
+class ProviderSite:
+    """What every metrics provider is made from (its factory's one argument)."""
+
+    settings: Analysis  # the strategy's analysis settings
+    environment: str
+    router: Router
+    runtime: Runtime
+    on_sample: SampleSink | None = None  # receives each router sample, to be stored
+
+
+@runtime_checkable
 class MetricsProvider(Protocol):
     name: str
 

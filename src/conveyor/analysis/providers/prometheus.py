@@ -29,7 +29,7 @@ import httpx
 from pydantic import BaseModel, Field, ValidationError
 
 from conveyor.analysis.model import Absolute, Counts
-from conveyor.analysis.providers.base import Reading
+from conveyor.analysis.providers.base import ProviderSite, Reading
 from conveyor.errors import ConveyorError
 from conveyor.spec.strategy import PrometheusQueries
 
@@ -199,3 +199,15 @@ def _one_number(name: str, promql: str, data: _QueryData) -> float:
 def _promql_string(value: str) -> str:
     """`value` escaped for use inside a double-quoted PromQL string."""
     return json.dumps(value)[1:-1]
+
+
+def from_site(site: ProviderSite) -> PrometheusProvider:
+    """The registry's factory: the settings' `prometheus:` section (the spec requires it
+    with `provider: prometheus`)."""
+    queries = site.settings.prometheus
+    if queries is None:
+        raise ConveyorError(
+            "provider prometheus needs a `prometheus:` section",
+            hint="add `prometheus: {url: ..., requests: ..., errors: ...}` to the analysis",
+        )
+    return PrometheusProvider(queries, site.environment, scrape_interval=site.settings.interval)

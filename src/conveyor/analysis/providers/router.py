@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from conveyor.analysis.model import Absolute, Counts
-from conveyor.analysis.providers.base import Reading
+from conveyor.analysis.providers.base import ProviderSite, Reading, SampleSink
 from conveyor.deploy.model import Saturation, SignalSample
 from conveyor.deploy.routers.base import Router
 from conveyor.deploy.routers.proxy import LATENCY_BUCKETS
@@ -29,8 +29,6 @@ from conveyor.deploy.runtimes.base import Runtime
 from conveyor.deploy.sampler import read_samples, saturation_or_none
 from conveyor.deploy.signals import counter_increase, histogram_quantile
 from conveyor.errors import ConveyorError
-
-SampleSink = Callable[[list[SignalSample]], None]
 
 
 class RouterProvider:
@@ -138,3 +136,10 @@ def _cpu_percent(
     if used < 0:  # the replicas restarted: counted from zero again
         used = after.cpu_seconds
     return used / seconds * 100
+
+
+def from_site(site: ProviderSite) -> RouterProvider:
+    """The registry's factory: the environment's router and runtime, samples kept."""
+    return RouterProvider(
+        site.router, site.runtime, environment=site.environment, on_sample=site.on_sample
+    )

@@ -8,11 +8,23 @@ Conveyor process that configured it is killed.
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from conveyor.deploy.model import ReleaseSignals, RouteTable
 
 
+@dataclass(frozen=True)
+class RouterSite:
+    """What every router backend is made from (its factory's one argument)."""
+
+    folder: Path  # the environment's router folder: its process's state and routes
+    port: int  # public
+    admin_port: int
+
+
+@runtime_checkable
 class Router(Protocol):
     name: str
 

@@ -22,6 +22,7 @@ import httpx
 from pydantic import TypeAdapter
 
 from conveyor.deploy.model import ReleaseSignals, RouteTable
+from conveyor.deploy.routers.base import RouterSite
 from conveyor.deploy.routers.client_limits import ClientLimits
 from conveyor.errors import ConveyorError, InfrastructureError
 
@@ -261,3 +262,8 @@ class BuiltinRouter:
                 hint="start it with ensure_running()",
             ) from error
         return response.content
+
+
+def from_site(site: RouterSite) -> BuiltinRouter:
+    """The registry's factory."""
+    return BuiltinRouter(site.folder, site.port, site.admin_port)

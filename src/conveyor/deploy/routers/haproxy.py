@@ -46,6 +46,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import TypeAdapter
 
 from conveyor.deploy.model import Backend, ReleaseSignals, RouteTable
+from conveyor.deploy.routers.base import RouterSite
 from conveyor.errors import ConveyorError, InfrastructureError
 
 DEFAULT_BACKEND = "releases"
@@ -493,3 +494,8 @@ def _with_live_weight(backend: Backend, live: dict[str, int]) -> Backend:
 def _signal(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
+
+
+def from_site(site: RouterSite) -> HAProxyRouter:
+    """The registry's factory."""
+    return HAProxyRouter(site.folder, site.port, site.admin_port)

@@ -9,11 +9,25 @@ plane keeps serving when the control plane is killed.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from conveyor.deploy.model import ReleaseSpec, ReplicaStatus, Saturation
 
+if TYPE_CHECKING:
+    from conveyor.supply.oci.layout import LayoutStore
 
+
+@dataclass(frozen=True)
+class RuntimeSite:
+    """What every runtime backend is made from (its factory's one argument)."""
+
+    root: Path  # <state_dir>/runtime, shared by environments; a backend may use a subfolder
+    images: LayoutStore  # where releases' images are read from
+
+
+@runtime_checkable
 class Runtime(Protocol):
     name: str
 

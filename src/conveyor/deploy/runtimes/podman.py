@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.deploy.model import ReleaseSpec, ReplicaState, ReplicaStatus, Saturation
+from conveyor.deploy.runtimes.base import RuntimeSite
 from conveyor.deploy.runtimes.process import process_usage
 from conveyor.errors import ConveyorError, InfrastructureError, NotFoundError
 from conveyor.supply.oci.containerfile import CONTAINERS_CONF, STORAGE_CONF
@@ -278,3 +279,8 @@ def _http_ok(url: str) -> bool:
 def _describe(replica: ReplicaStatus) -> str:
     detail = f": {replica.detail}" if replica.detail else ""
     return f"replica {replica.index} ({replica.address}) {replica.state}{detail}"
+
+
+def from_site(site: RuntimeSite) -> PodmanRuntime:
+    """The registry's factory: containers' state in the runtime root's `podman/`."""
+    return PodmanRuntime(site.root / "podman", site.images)

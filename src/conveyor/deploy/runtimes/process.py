@@ -41,6 +41,7 @@ from typing import Any
 
 from conveyor.deploy.model import ReleaseSpec, ReplicaState, ReplicaStatus, Saturation
 from conveyor.deploy.runtimes import supervisor
+from conveyor.deploy.runtimes.base import RuntimeSite
 from conveyor.deploy.runtimes.unpack import ROOTFS, unpack_release
 from conveyor.errors import ConveyorError, InfrastructureError, NotFoundError
 from conveyor.store.private import private_dir
@@ -366,3 +367,8 @@ def _write_json(path: Path, value: dict[str, Any]) -> None:
     with os.fdopen(descriptor, "w") as handle:
         handle.write(json.dumps(value, indent=2))
     os.replace(temporary, path)
+
+
+def from_site(site: RuntimeSite) -> ProcessRuntime:
+    """The registry's factory: releases straight under the runtime root."""
+    return ProcessRuntime(site.root, site.images)

@@ -1,0 +1,46 @@
+"""A lazy table of backends of one kind (runtimes, routers, metrics providers).
+
+Each entry names a factory as `module:function`; the module is imported only when that
+backend is asked for, so `conveyor run` and `conveyor lint` never load a deploy backend.
+Every factory of a kind takes the same "site" (what any backend of that kind needs).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Generic, TypeVar
+
+from conveyor.errors import ConveyorError
+
+Site = TypeVar("Site")
+Backend = TypeVar("Backend")
+
+
+class Backends(Generic[Site, Backend]):
+    """Name to factory, for one kind; `kind` is how errors name it ("runtime")."""
+
+    def __init__(self, kind: str, factories: Mapping[str, str]) -> None:
+        self.kind = kind
+        self._factories = dict(factories)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(sorted(self._factories))
+
+    def factory(self, name: str) -> Callable[[Site], Backend]:
+        """The factory registered as `name`; an unknown name is refused with the known."""
+        where = self._factories.get(name)
+        if where is None:
+            raise ConveyorError(
+                f"unknown {self.kind} {name!r} (known: {', '.join(self.names)})",
+                hint=f"choose one of the registered {self.kind}s",
+            )
+        module_name, _, function_name = where.partition(":")
+        made: Callable[[Site], Backend] = getattr(
+            importlib.import_module(module_name), function_name
+        )
+        return made
+
+    def create(self, name: str, site: Site) -> Backend:
+        return self.factory(name)(site)

@@ -1,0 +1,47 @@
+"""Every registered runtime is made from one site, is a `Runtime`, and matches the spec."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conveyor.deploy.runtimes.base import Runtime, RuntimeSite
+from conveyor.deploy.runtimes.registry import RUNTIMES
+from conveyor.errors import ConveyorError
+from conveyor.spec.environments import RuntimeName
+from conveyor.supply.oci.layout import LayoutStore
+
+
+def test_every_runtime_is_made_under_its_own_name(tmp_path: Path) -> None:
+    site = RuntimeSite(root=tmp_path / "runtime", images=LayoutStore(tmp_path / "images"))
+    for name in RUNTIMES.names:
+        runtime = RUNTIMES.create(name, site)
+        assert isinstance(runtime, Runtime)
+        assert runtime.name == name
+
+
+def test_the_spec_allows_exactly_the_registered_runtimes() -> None:
+    assert set(RUNTIMES.names) == {member.value for member in RuntimeName}
+
+
+def test_an_unknown_runtime_is_refused_with_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(ConveyorError, match=r"unknown runtime 'k8s' \(known: podman, process\)"):
+        RUNTIMES.factory("k8s")
+
+
+def test_the_registries_load_no_backend_until_asked() -> None:
+    """`conveyor run` must not pay for deploy backends: the tables alone import none."""
+    code = (
+        "import sys, conveyor.deploy.runtimes.registry, conveyor.deploy.routers.registry,"
+        " conveyor.analysis.providers.registry\n"
+        "print(sorted(m for m in sys.modules if m.startswith('conveyor.')))"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "'conveyor.backends'" in shown  # the tables did load
+    for backend in ("runtimes.process", "runtimes.podman", "routers.builtin", "routers.haproxy"):
+        assert f"conveyor.deploy.{backend}'" not in shown
+    for backend in ("providers.router", "providers.prometheus"):
+        assert f"conveyor.analysis.{backend}'" not in shown
