@@ -38,11 +38,13 @@ _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class RuntimeName(StrEnum):
+    # The names in deploy/runtimes/registry.py (a test checks they agree)
     PROCESS = "process"
     PODMAN = "podman"
 
 
 class RouterName(StrEnum):
+    # The names in deploy/routers/registry.py (a test checks they agree)
     BUILTIN = "builtin"
     HAPROXY = "haproxy"
 

@@ -56,6 +56,7 @@ class Reference(StrEnum):
 
 
 class Provider(StrEnum):
+    # The names in analysis/providers/registry.py (a test checks they agree)
     ROUTER = "router"  # the environment's router's own golden signals
     PROMETHEUS = "prometheus"
 
