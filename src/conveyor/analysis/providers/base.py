@@ -1,8 +1,9 @@
 """The metrics provider Protocol: counts per release since the previous reading.
 
-Backends, one module each: `router` (the environment's router's golden signals, the
-default) and `prometheus` (PromQL templates against a Prometheus server, e.g. one that
-scrapes HAProxy's exporter or the builtin router's `/-/metrics`).
+Backends, one module each and listed in `registry.py`: `router` (the environment's
+router's golden signals, the default) and `prometheus` (PromQL templates against a
+Prometheus server, e.g. one that scrapes HAProxy's exporter or the builtin router's
+`/-/metrics`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The router Protocol: the data plane that splits an environment's traffic.
 
-Backends, one module each: `builtin` (an asyncio reverse proxy in its own long-running
-process, the default) and `haproxy` (generated configuration, weights changed live
-through the runtime API socket). A router keeps serving with its last routes when the
-Conveyor process that configured it is killed.
+Backends, one module each and listed in `registry.py`: `builtin` (an asyncio reverse
+proxy in its own long-running process, the default) and `haproxy` (generated
+configuration, weights changed live through the runtime API socket). A router keeps
+serving with its last routes when the Conveyor process that configured it is killed.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """The runtime Protocol: start, inspect and stop a release's replicas.
 
-Backends, one module each: `process` (the embedded default: the image's layers unpacked
-into an immutable release folder keyed by digest, replicas run as supervised processes)
-and `podman` (the image itself as containers). A Kubernetes runtime later implements
-the same Protocol. Replicas outlive the Conveyor process that started them: the data
-plane keeps serving when the control plane is killed.
+Backends, one module each and listed in `registry.py`: `process` (the embedded default:
+the image's layers unpacked into an immutable release folder keyed by digest, replicas
+run as supervised processes) and `podman` (the image itself as containers). A Kubernetes
+runtime later implements the same Protocol. Replicas outlive the Conveyor process that
+started them: the data plane keeps serving when the control plane is killed.
 """
 
 from __future__ import annotations
