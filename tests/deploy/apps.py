@@ -137,6 +137,12 @@ def make_project(
         strategy=f"    strategy:\n{strategy}" if strategy else "",
     )
     spec = "version: 1\njobs:\n  noop: {run: 'true'}\n" + environments
+    return project_with_spec(directory, spec)
+
+
+def project_with_spec(directory: Path, spec: str) -> Project:
+    """A project in `directory` (made if missing) whose conveyor.yml is `spec`, dedented."""
+    directory.mkdir(parents=True, exist_ok=True)
     (directory / "conveyor.yml").write_text(textwrap.dedent(spec))
     project = Project.locate(directory / "conveyor.yml")
     project.ensure_state_dir()

@@ -8,7 +8,6 @@ import os
 import shutil
 import stat
 import subprocess
-import textwrap
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from conveyor.service import environments as envs
 from conveyor.service.project import Project
 from conveyor.supply.oci.build import AppFiles, ImageSpec, build_image
 from conveyor.supply.oci.layout import LayoutStore
-from deploy.apps import build_app, free_port
+from deploy.apps import build_app, free_port, project_with_spec
 from deploy.test_podman_runtime import BUSYBOX, require_tools
 from leaks import files_holding, holding
 
@@ -193,11 +192,7 @@ environments:
 @pytest.fixture
 def smoke_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
     monkeypatch.setenv("SHOP_TOKEN", SECRET)
-    directory = tmp_path / "project"
-    directory.mkdir()
-    (directory / "conveyor.yml").write_text(textwrap.dedent(SMOKE_SPEC))
-    project = Project.locate(directory / "conveyor.yml")
-    project.ensure_state_dir()
+    project = project_with_spec(tmp_path / "project", SMOKE_SPEC)
     try:
         yield project
     finally:

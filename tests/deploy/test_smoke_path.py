@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import os
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 from conveyor.service import environments as envs
 from conveyor.service.project import Project
 from conveyor.states import DeployState
-from deploy.apps import build_app
+from deploy.apps import build_app, project_with_spec
 
 SPEC = """\
 version: 1
@@ -34,11 +33,7 @@ environments:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Iterator[Project]:
-    directory = tmp_path / "project"
-    directory.mkdir()
-    (directory / "conveyor.yml").write_text(textwrap.dedent(SPEC))
-    project = Project.locate(directory / "conveyor.yml")
-    project.ensure_state_dir()
+    project = project_with_spec(tmp_path / "project", SPEC)
     try:
         yield project
     finally:
