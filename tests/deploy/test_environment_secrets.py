@@ -4,10 +4,8 @@ command's recorded output, not `env history`, not conveyor.db, not release.json 
 
 from __future__ import annotations
 
-import os
 import shutil
 import stat
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +21,7 @@ from conveyor.service.project import Project
 from conveyor.supply.oci.build import AppFiles, ImageSpec, build_image
 from conveyor.supply.oci.layout import LayoutStore
 from deploy.apps import build_app, free_port, project_with_spec
-from deploy.test_podman_runtime import BUSYBOX, require_tools
+from deploy.test_podman_runtime import BUSYBOX, podman_in
 from leaks import files_holding, holding
 
 SECRET = "shop_Z1xC3vB5nM7kJ9hG2fD4sA"
@@ -130,16 +128,8 @@ def test_podman_gets_a_secret_by_name_only_never_its_value_on_the_command_line()
 
 @pytest.fixture
 def podman_runtime(tmp_path: Path) -> Iterator[PodmanRuntime]:
-    require_tools()
-    podman = PodmanRuntime(tmp_path / "podman", LayoutStore(tmp_path / "images"))
-    try:
+    with podman_in(tmp_path) as podman:
         yield podman
-    finally:
-        env = {**os.environ, **podman.environment()}
-        for argv in (["rm", "-af", "-t", "0"], ["rmi", "-af"]):
-            subprocess.run(["podman", *argv], env=env, capture_output=True, check=False)
-        shutil.rmtree(podman.state_dir, ignore_errors=True)
-        shutil.rmtree(podman.runroot, ignore_errors=True)
 
 
 @pytest.mark.real

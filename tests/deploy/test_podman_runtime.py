@@ -14,6 +14,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -76,8 +77,9 @@ def eventually(check: Callable[[], T]) -> T:
     return result
 
 
-@pytest.fixture
-def runtime(tmp_path: Path) -> Iterator[PodmanRuntime]:
+@contextmanager
+def podman_in(tmp_path: Path) -> Iterator[PodmanRuntime]:
+    """A podman runtime with its storage under `tmp_path`, emptied and removed after."""
     require_tools()
     podman = PodmanRuntime(tmp_path / "podman", LayoutStore(tmp_path / "images"))
     try:
@@ -88,6 +90,12 @@ def runtime(tmp_path: Path) -> Iterator[PodmanRuntime]:
             subprocess.run(["podman", *argv], env=env, capture_output=True, check=False)
         shutil.rmtree(podman.state_dir, ignore_errors=True)
         shutil.rmtree(podman.runroot, ignore_errors=True)
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[PodmanRuntime]:
+    with podman_in(tmp_path) as podman:
+        yield podman
 
 
 @pytest.mark.real
