@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 from conveyor.errors import ConveyorError
 from conveyor.service.project import Project
 from conveyor.store.audit import AuditEntry, Problem, SignedHead, check_signed_head
+from conveyor.store.private import open_private_append
 from conveyor.store.store import Store
 from conveyor.supply.keys import PUBLIC_SUFFIX, PublicKey, SigningKey, load_private, load_public
 
@@ -190,6 +190,5 @@ def _read_heads(path: Path) -> tuple[list[SignedHead], list[Problem]]:
 
 def _append(path: Path, head: SignedHead) -> None:
     line = json.dumps(head.to_json(), sort_keys=True) + "\n"
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+    with open_private_append(path) as handle:  # 0600, like the rest of the state folder
         handle.write(line)
