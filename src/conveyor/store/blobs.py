@@ -31,6 +31,7 @@ class BlobStore:
     def __init__(self, root: Path, redaction: Redaction | None = None) -> None:
         self.root = root
         self.redaction = redaction or Redaction()
+        self._folders_made = False  # root, tmp/ and sha256/: made private once, not per blob
 
     def put_report(self, data: bytes) -> str:
         """A text report (JUnit XML, tests JSON, SARIF), stored with its secrets masked."""
@@ -101,12 +102,15 @@ class BlobStore:
             os.replace(tmp, dest)
 
     def _tmp_dir(self) -> Path:
-        private_dir(self.root)
-        return private_dir(self.root / "tmp")
+        if not self._folders_made:
+            private_dir(self.root)
+            private_dir(self.root / "tmp")
+            private_dir(self.root / "sha256")
+            self._folders_made = True
+        return self.root / "tmp"
 
     def _install(self, tmp: Path, digest: str) -> None:
         target = self.path(digest)
-        private_dir(self.root / "sha256")
         target.parent.mkdir(mode=PRIVATE_DIR, exist_ok=True)
         os.chmod(tmp, _BLOB_MODE)
         os.replace(tmp, target)
