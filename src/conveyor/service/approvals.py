@@ -170,7 +170,7 @@ def _change(commits: list[Commit], since: str | None, since_release: str | None)
             found.setdefault(key, Contributor(identity, part, commit.sha))
     return Change(
         since=since,
-        since_release=since_release if since else None,
+        since_release=since_release,
         commits=min(len(commits), CHANGE_LIMIT),
         limited=len(commits) > CHANGE_LIMIT,
         contributors=tuple(found.values()),
