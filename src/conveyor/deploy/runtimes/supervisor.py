@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from conveyor.deploy.model import HealthCheck, ReplicaState
+from conveyor.engine.mask import Masker
 
 MODULE = "conveyor.deploy.runtimes.supervisor"
 PLAN_FILE = "release.json"
@@ -52,7 +53,6 @@ BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 BACKOFF_RESET_AFTER = 30.0  # up this long: the next crash starts the backoff afresh
 DEFAULT_GRACE = 10.0
-MASK = "***"  # what a secret becomes in state.json and events.jsonl
 _TICK = 0.1
 
 
@@ -115,8 +115,8 @@ class Journal:
     run_dir: Path
     records: list[ReplicaRecord]
     lock: threading.Lock = field(default_factory=threading.Lock)
-    # Values never written here: a replica's last line (its detail) may print one.
-    secrets: list[str] = field(default_factory=list)
+    # Secrets never written here: a replica's last line (its detail) may print one.
+    masker: Masker = field(default_factory=Masker.empty)
 
     def update(self, index: int, **changes: Any) -> None:
         with self.lock:
@@ -132,11 +132,7 @@ class Journal:
             events.write(line + "\n")
 
     def _scrub(self, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        for secret in self.secrets:
-            value = value.replace(secret, MASK)
-        return value
+        return self.masker.mask_text(value) if isinstance(value, str) else value
 
     def _write_state(self) -> None:
         state = {
@@ -360,8 +356,8 @@ def supervise(run_dir: Path) -> None:
 def _supervise(run_dir: Path) -> None:
     plan = Plan.from_json(json.loads((run_dir / PLAN_FILE).read_text()))
     records = [ReplicaRecord(index=r.index, port=r.port) for r in plan.replicas]
-    secrets = [os.environ[name] for name in plan.secrets if len(os.environ.get(name, "")) >= 3]
-    journal = Journal(run_dir, records, secrets=secrets)
+    masker = Masker(os.environ[name] for name in plan.secrets if name in os.environ)
+    journal = Journal(run_dir, records, masker=masker)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
     signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
