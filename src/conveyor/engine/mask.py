@@ -50,7 +50,8 @@ class Masker:
             if len(pattern) >= MIN_SECRET_LENGTH
         }
         self.patterns = tuple(sorted(patterns, key=lambda p: (-len(p), p)))
-        self._regex = _alternation(map(re.escape, self.patterns))
+        alternation = "|".join(map(re.escape, self.patterns))
+        self._regex = re.compile(alternation) if self.patterns else None
         self._by_first: dict[str, list[str]] = {}
         self._by_last: dict[str, list[str]] = {}
         for pattern in self.patterns:
@@ -201,11 +202,6 @@ class MaskingSink:
         if masker is None:
             masker = self._streams[stream] = LineMasker(self._masker)
         self._inner.write(stream, masker.mask(line))
-
-
-def _alternation(patterns: Iterable[str]) -> re.Pattern[str] | None:
-    listed = list(patterns)
-    return re.compile("|".join(listed)) if listed else None
 
 
 class _Pieces:
