@@ -44,7 +44,7 @@ from conveyor.deploy.runtimes import supervisor
 from conveyor.deploy.runtimes.base import RuntimeSite
 from conveyor.deploy.runtimes.unpack import ROOTFS, unpack_release
 from conveyor.errors import ConveyorError, InfrastructureError, NotFoundError
-from conveyor.store.private import private_dir
+from conveyor.store.private import PRIVATE_FILE, private_dir
 from conveyor.supply.oci.store import ImageStore
 
 HOST = "127.0.0.1"
@@ -52,7 +52,6 @@ IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _POLL = 0.1
 _STOP_SLACK = 5.0  # beyond the replicas' grace, before the supervisor is SIGKILLed
-PRIVATE_FILE_MODE = 0o600
 _START_DEADLINE = 15.0  # only bounds a broken interpreter; a supervisor starts in ~0.1 s
 
 
@@ -363,7 +362,7 @@ def _write_json(path: Path, value: dict[str, Any]) -> None:
     """Atomically, readable by this user only (it names the release's environment)."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}")
     temporary.unlink(missing_ok=True)
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(json.dumps(value, indent=2))
     os.replace(temporary, path)
