@@ -72,13 +72,9 @@ class ConnectFailed(Exception):
     """No TCP connection to the upstream: the only failure worth a retry."""
 
 
-class ClientFault(Exception):
-    """The client broke the exchange (too slow, malformed, gone): counted as a 4xx."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
+class ClientFault(Refused):
+    """The client broke the exchange (too slow, malformed, gone): counted as a 4xx of the
+    release it was sent to, not as a refusal of the proxy's."""
 
 
 @dataclass
@@ -459,11 +455,11 @@ class Proxy:
         no_delay(writer)
         try:
             await self.serve_requests(client, slot)
+        except ClientFault as fault:
+            await refuse(client, fault.status, fault.reason.encode())
         except Refused as refusal:
             self.metrics.refused.labels(code=str(refusal.status)).inc()
             await refuse(client, refusal.status, refusal.reason.encode())
-        except ClientFault as fault:
-            await refuse(client, fault.status, fault.reason.encode())
         except TimeoutError:
             self.metrics.refused.labels(code="408").inc()
             await refuse(client, 408, b"request timeout: the request head came too slowly\n")
