@@ -134,7 +134,6 @@ class KindTests:
         # Events may come in clusters: each interval's evidence is tempered by the
         # largest cluster it may hold, estimated from all arms' events together.
         self.dispersion = Dispersion() if clustered else None
-        self.weight = 1.0  # the last interval's
         self.pooled = Attribution(grid)  # canary | baseline + stable
         self.paired = Attribution(grid)  # canary | baseline
         self.drift = Attribution(grid)  # baseline | stable
@@ -166,7 +165,6 @@ class KindTests:
         if self.dispersion is not None:
             requests = canary.requests + baseline.requests + stable.requests
             weight = self.dispersion.update(c + b + s, requests)
-            self.weight = 1.0 / self.dispersion.factor
             for attribution in (self.pooled, self.paired, self.drift):
                 attribution.temper(self.dispersion.clusters)
         self.pooled.update(c, canary.requests, b + s, baseline.requests + stable.requests, weight)
@@ -189,6 +187,11 @@ class KindTests:
     @property
     def cluster_size(self) -> float:
         return self.dispersion.factor if self.dispersion is not None else 1.0
+
+    @property
+    def weight(self) -> float:
+        """The last interval's weight: 1 / its cluster size."""
+        return 1.0 / self.cluster_size
 
     @property
     def baseline_only(self) -> bool:
