@@ -168,8 +168,8 @@ def clopper_pearson(successes: int, trials: int, confidence: float = 0.95) -> tu
     """The exact binomial interval, by bisection on the binomial tails."""
     tail = (1.0 - confidence) / 2.0
 
-    def at_most(p: float) -> float:  # P(X <= successes) when the rate is p
-        return math.fsum(_binomial(trials, j, p) for j in range(successes + 1))
+    def at_most(k: int, p: float) -> float:  # P(X <= k) when the rate is p
+        return math.fsum(_binomial(trials, j, p) for j in range(k + 1))
 
     def solve(holds: Callable[[float], bool]) -> float:  # holds on a prefix of [0, 1]
         lo, hi = 0.0, 1.0
@@ -178,12 +178,9 @@ def clopper_pearson(successes: int, trials: int, confidence: float = 0.95) -> tu
             lo, hi = (mid, hi) if holds(mid) else (lo, mid)
         return lo
 
-    def below(p: float) -> float:  # P(X < successes)
-        return math.fsum(_binomial(trials, j, p) for j in range(successes))
-
     # P(X >= successes) = 1 - P(X < successes) grows with p; P(X <= successes) shrinks.
-    low = 0.0 if successes == 0 else solve(lambda p: 1.0 - below(p) < tail)
-    high = 1.0 if successes == trials else solve(lambda p: at_most(p) > tail)
+    low = 0.0 if successes == 0 else solve(lambda p: 1.0 - at_most(successes - 1, p) < tail)
+    high = 1.0 if successes == trials else solve(lambda p: at_most(successes, p) > tail)
     return low, high
 
 
