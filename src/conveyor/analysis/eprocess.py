@@ -141,7 +141,7 @@ class Attribution:
             self._refresh()
 
     def _refresh(self) -> None:
-        self.log_lr = self.tempered(self.snapshot())
+        self.log_lr = self.tempered((self._raw, self._fixed))  # no copies: it only reads
         self.version += 1
 
     def snapshot(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
