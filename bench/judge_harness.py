@@ -320,11 +320,11 @@ def main(argv: list[str] | None = None) -> int:
     header(f"canary judges, {args.runs} runs per scenario, prior {args.prior.value}")
     figures: list[Figure] = []
     wanted = args.only.split("|")
+    plan = Plan(args.runs, args.null_runs, args.seed, args.prior, not args.no_peers, args.jobs)
     for case in (
         c for c in (*CASES, *CLUSTERED_CASES) if any(w in c.scenario.name for w in wanted)
     ):
         started = time.perf_counter()
-        plan = Plan(args.runs, args.null_runs, args.seed, args.prior, not args.no_peers, args.jobs)
         summaries = simulate(case, plan)
         print_case(case, summaries, time.perf_counter() - started)
         if case.goals:
