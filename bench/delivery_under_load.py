@@ -42,9 +42,9 @@ import h11
 from rich.table import Table
 
 from common import Figure, console, header, print_figures, repeat_parser
+from conveyor.deploy.routers.registry import ROUTERS
 from conveyor.service import environments as envs
 from conveyor.service.project import Project
-from conveyor.spec.environments import RouterName
 from conveyor.states import DeployState
 from conveyor.store.store import Store
 
@@ -302,7 +302,7 @@ def timeline(answers: Sequence[Answer], version: str, start: float, end: float) 
 class Stage:
     """The staging environment of one router's project, its store open."""
 
-    router: RouterName
+    router: str
     project: Project
     store: Store
     sources: Path
@@ -386,9 +386,9 @@ def stages(scratch: Path, drain: str, rate: int, connections: int) -> Iterator[l
     """A project per router with v1 live; every environment stopped on the way out, ^C too."""
     with contextlib.ExitStack() as stack:
         found = []
-        for router in RouterName:
-            root = scratch / router.value
-            project = make_project(root / "project", replicas=2, router=router.value, drain=drain)
+        for router in ROUTERS.names:
+            root = scratch / router
+            project = make_project(root / "project", replicas=2, router=router, drain=drain)
             store = stack.enter_context(project.open_store())
             stack.callback(envs.stop_environment, project, store, ENVIRONMENT)
             stage = Stage(router, project, store, root, rate, connections)
@@ -443,14 +443,14 @@ def print_table(title: str, columns: list[str], rows: dict[str, list[str]]) -> N
     console.print(table)
 
 
-def print_results(results: dict[RouterName, Rounds]) -> None:
+def print_results(results: dict[str, Rounds]) -> None:
     for title, columns in (("rollback", ROLLBACK_COLUMNS), ("rolling deploy", DEPLOY_COLUMNS)):
         rows = {
             r.value: [cell(rounds) for cell in columns.values()] for r, rounds in results.items()
         }
         print_table(f"{title} under load: medians; failures and retries summed", [*columns], rows)
     loads = {
-        f"{scenario} {router.value}": stats
+        f"{scenario} {router}": stats
         for router, rounds in results.items()
         for scenario, stats in (
             ("rollback", [b.load for b in rounds.rollbacks]),
@@ -468,7 +468,7 @@ def print_results(results: dict[RouterName, Rounds]) -> None:
     )
 
 
-def figures_of(results: dict[RouterName, Rounds]) -> list[Figure]:
+def figures_of(results: dict[str, Rounds]) -> list[Figure]:
     figures = []
     for router, rounds in results.items():
         stable = max(b.to_stable for b in rounds.rollbacks)
@@ -495,7 +495,7 @@ def measure(
         f"the generator, both routers and all replicas share this machine; drain {drain}; "
         f"load average {load_average}"
     )
-    results = {router: Rounds() for router in RouterName}
+    results = {router: Rounds() for router in ROUTERS.names}
     began = time.monotonic()
     with (
         tempfile.TemporaryDirectory(prefix="bench-delivery-") as scratch,

@@ -1,4 +1,10 @@
-"""A lazy table of backends of one kind (runtimes, routers, metrics providers).
+"""The registry lines of every pluggable backend, and the lazy table that reads them.
+
+Adding a runtime, router or metrics provider is one module (with a `from_site` factory)
+and one line in the matching table below. The tables sit at the bottom layer so the spec
+can offer their names (`runtime:`, `router:`, `provider:` in conveyor.yml) without
+importing `deploy/` or `analysis/`; each kind's typed registry (`RUNTIMES` in
+deploy/runtimes/registry.py, ...) wraps its table.
 
 Each entry names a factory as `module:function`; the module is imported only when that
 backend is asked for, so `conveyor run` and `conveyor lint` never load a deploy backend.
@@ -9,9 +15,22 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 from conveyor.errors import ConveyorError
+
+RUNTIME_FACTORIES: Final[Mapping[str, str]] = {
+    "process": "conveyor.deploy.runtimes.process:from_site",
+    "podman": "conveyor.deploy.runtimes.podman:from_site",
+}
+ROUTER_FACTORIES: Final[Mapping[str, str]] = {
+    "builtin": "conveyor.deploy.routers.builtin:from_site",
+    "haproxy": "conveyor.deploy.routers.haproxy:from_site",
+}
+PROVIDER_FACTORIES: Final[Mapping[str, str]] = {
+    "router": "conveyor.analysis.providers.router:from_site",
+    "prometheus": "conveyor.analysis.providers.prometheus:from_site",
+}
 
 Site = TypeVar("Site")
 Backend = TypeVar("Backend")

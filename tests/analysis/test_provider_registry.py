@@ -10,14 +10,14 @@ from conveyor.analysis.providers.registry import PROVIDERS
 from conveyor.deploy.routers.builtin import BuiltinRouter
 from conveyor.deploy.runtimes.process import ProcessRuntime
 from conveyor.errors import ConveyorError
-from conveyor.spec.strategy import Analysis, PrometheusQueries, Provider
+from conveyor.spec.strategy import Analysis, PrometheusQueries
 from conveyor.supply.oci.layout import LayoutStore
 
 QUERIES = PrometheusQueries(url="http://127.0.0.1:9", requests="r{release}", errors="e{release}")
 
 
 def site(tmp_path: Path, name: str) -> ProviderSite:
-    settings = Analysis(provider=Provider(name), prometheus=QUERIES)
+    settings = Analysis(provider=name, prometheus=QUERIES)
     router = BuiltinRouter(tmp_path / "router", 1, 2)  # made, never started
     runtime = ProcessRuntime(tmp_path / "runtime", LayoutStore(tmp_path / "images"))
     return ProviderSite(settings, "staging", router, runtime, on_sample=lambda samples: None)
@@ -31,7 +31,12 @@ def test_every_provider_is_made_under_its_own_name(tmp_path: Path) -> None:
 
 
 def test_the_spec_allows_exactly_the_registered_providers() -> None:
-    assert set(PROVIDERS.names) == {member.value for member in Provider}
+    for name in PROVIDERS.names:
+        assert Analysis.model_validate({"provider": name, "prometheus": QUERIES}).provider == name
+    with pytest.raises(ValueError, match=r"unknown metrics provider 'datadog'"):
+        Analysis.model_validate({"provider": "datadog"})
+    schema = Analysis.model_json_schema()["properties"]["provider"]
+    assert schema["enum"] == list(PROVIDERS.names)
 
 
 def test_an_unknown_provider_is_refused_with_the_known_ones() -> None:
@@ -43,6 +48,6 @@ def test_an_unknown_provider_is_refused_with_the_known_ones() -> None:
 
 def test_prometheus_without_its_queries_is_refused(tmp_path: Path) -> None:
     bare = site(tmp_path, "router")
-    settings = Analysis(provider=Provider.ROUTER)
+    settings = Analysis(provider="router")
     with pytest.raises(ConveyorError, match="needs a `prometheus:` section"):
         PROVIDERS.create("prometheus", ProviderSite(settings, "staging", bare.router, bare.runtime))

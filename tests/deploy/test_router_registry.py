@@ -7,7 +7,7 @@ import pytest
 from conveyor.deploy.routers.base import Router, RouterSite
 from conveyor.deploy.routers.registry import ROUTERS
 from conveyor.errors import ConveyorError
-from conveyor.spec.environments import RouterName
+from conveyor.spec.environments import Environment
 
 
 def test_every_router_is_made_under_its_own_name(tmp_path: Path) -> None:
@@ -19,7 +19,12 @@ def test_every_router_is_made_under_its_own_name(tmp_path: Path) -> None:
 
 
 def test_the_spec_allows_exactly_the_registered_routers() -> None:
-    assert set(ROUTERS.names) == {member.value for member in RouterName}
+    for name in ROUTERS.names:
+        assert Environment.model_validate({"router": name}).router == name
+    with pytest.raises(ValueError, match=r"unknown router 'envoy' \(known: builtin, haproxy\)"):
+        Environment.model_validate({"router": "envoy"})
+    schema = Environment.model_json_schema()["properties"]["router"]
+    assert schema["enum"] == list(ROUTERS.names)
 
 
 def test_an_unknown_router_is_refused_with_the_known_ones() -> None:

@@ -9,7 +9,7 @@ import pytest
 from conveyor.deploy.runtimes.base import Runtime, RuntimeSite
 from conveyor.deploy.runtimes.registry import RUNTIMES
 from conveyor.errors import ConveyorError
-from conveyor.spec.environments import RuntimeName
+from conveyor.spec.environments import Environment
 from conveyor.supply.oci.layout import LayoutStore
 
 
@@ -22,7 +22,12 @@ def test_every_runtime_is_made_under_its_own_name(tmp_path: Path) -> None:
 
 
 def test_the_spec_allows_exactly_the_registered_runtimes() -> None:
-    assert set(RUNTIMES.names) == {member.value for member in RuntimeName}
+    for name in RUNTIMES.names:
+        assert Environment.model_validate({"runtime": name}).runtime == name
+    with pytest.raises(ValueError, match=r"unknown runtime 'k8s' \(known: podman, process\)"):
+        Environment.model_validate({"runtime": "k8s"})
+    schema = Environment.model_json_schema()["properties"]["runtime"]
+    assert schema["enum"] == list(RUNTIMES.names)
 
 
 def test_an_unknown_runtime_is_refused_with_the_known_ones(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ from textwrap import dedent
 import pytest
 
 from conveyor.errors import SpecError
-from conveyor.spec.environments import RouterName, RuntimeName
 from conveyor.spec.loader import parse_pipeline
 
 HEAD = "version: 1\njobs:\n  build: {run: make}\n"
@@ -26,8 +25,8 @@ def _error(environments: str, jobs: str = "") -> SpecError:
 def test_defaults_are_the_embedded_runtime_and_router() -> None:
     loaded = parse_pipeline(HEAD + "environments:\n  staging: {}\n", "conveyor.yml")
     staging = loaded.pipeline.environments["staging"]
-    assert staging.runtime is RuntimeName.PROCESS
-    assert staging.router is RouterName.BUILTIN
+    assert staging.runtime == "process"
+    assert staging.router == "builtin"
     assert (staging.port, staging.replicas, staging.drain) == (0, 1, 5.0)
     assert staging.health.readiness.path == "/healthz"
     assert staging.health.ready_timeout == 60.0
@@ -78,7 +77,11 @@ def test_a_full_environment_loads() -> None:
             (5, 14),
             "promotion order loops: a -> b -> a",
         ),
-        ("environments:\n  staging: {runtime: docker}\n", (5, 22), "'process' or 'podman'"),
+        (
+            "environments:\n  staging: {runtime: docker}\n",
+            (5, 22),
+            "unknown runtime 'docker' (known: podman, process)",
+        ),
         ("environments:\n  Staging: {}\n", (5, 3), "environment name"),
         ("environments:\n  staging: {replicas: 0}\n", (5, 23), "greater than or equal to 1"),
         (

@@ -250,8 +250,8 @@ def list_environments(project: Project, store: Store) -> list[EnvironmentView]:
             EnvironmentView(
                 name=name,
                 url=f"http://127.0.0.1:{record.port}" if record else None,
-                runtime=spec.runtime.value,
-                router=spec.router.value,
+                runtime=spec.runtime,
+                router=spec.router,
                 live_release=record.live_release if record else None,
                 warm_release=record.warm_release if record else None,
                 deploying=in_progress[-1] if in_progress else None,
@@ -296,8 +296,8 @@ def environment_status(project: Project, store: Store, name: str) -> Environment
     return EnvironmentView(
         name=name,
         url=f"http://127.0.0.1:{record.port}",
-        runtime=target.spec.runtime.value,
-        router=target.spec.router.value,
+        runtime=target.spec.runtime,
+        router=target.spec.router,
         live_release=record.live_release,
         warm_release=record.warm_release,
         deploying=in_progress[-1] if in_progress else None,

@@ -25,28 +25,15 @@ environments:
 from __future__ import annotations
 
 import re
-from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from conveyor.spec.strategy import FlagReleases, Strategy
-from conveyor.spec.types import Duration
+from conveyor.spec.types import Duration, RouterName, RuntimeName
 
 ENVIRONMENT_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class RuntimeName(StrEnum):
-    # The names in deploy/runtimes/registry.py (a test checks they agree)
-    PROCESS = "process"
-    PODMAN = "podman"
-
-
-class RouterName(StrEnum):
-    # The names in deploy/routers/registry.py (a test checks they agree)
-    BUILTIN = "builtin"
-    HAPROXY = "haproxy"
 
 
 class _Strict(BaseModel):
@@ -128,8 +115,8 @@ class Approval(_Strict):
 
 
 class Environment(_Strict):
-    runtime: RuntimeName = Field(default=RuntimeName.PROCESS)
-    router: RouterName = Field(default=RouterName.BUILTIN)
+    runtime: RuntimeName = Field(default="process", description="A registered runtime.")
+    router: RouterName = Field(default="builtin", description="A registered router.")
     port: int = Field(
         default=0,
         ge=0,

@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from conveyor.spec.types import Duration
+from conveyor.spec.types import Duration, ProviderName
 
 
 class _Strict(BaseModel):
@@ -53,12 +53,6 @@ class Guardrails(_Strict):
 class Reference(StrEnum):
     POOLED = "pooled"
     BASELINE = "baseline"
-
-
-class Provider(StrEnum):
-    # The names in analysis/providers/registry.py (a test checks they agree)
-    ROUTER = "router"  # the environment's router's own golden signals
-    PROMETHEUS = "prometheus"
 
 
 class PrometheusQueries(_Strict):
@@ -113,12 +107,16 @@ class Analysis(_Strict):
     min_duration: Duration = Field(default=30.0, description="No promotion before this.")
     max_duration: Duration = Field(default=900.0, description="Then `inconclusive` applies.")
     inconclusive: OnInconclusive = Field(default=OnInconclusive.PAUSE)
-    provider: Provider = Field(default=Provider.ROUTER)
+    provider: ProviderName = Field(
+        default="router",
+        description="A registered metrics provider; router: the environment's router's own "
+        "golden signals.",
+    )
     prometheus: PrometheusQueries | None = None
 
     def problem(self) -> str | None:
         """What is inconsistent once a step's settings are laid over the canary's."""
-        if self.provider is Provider.PROMETHEUS and self.prometheus is None:
+        if self.provider == "prometheus" and self.prometheus is None:
             return "provider prometheus needs a `prometheus:` section"
         if self.min_duration > self.max_duration:
             return "min_duration is longer than max_duration"
@@ -288,7 +286,7 @@ class FlagReleases(_Strict):
     def _judgeable(self) -> FlagReleases:
         if any(not 0 < step <= 100 for step in self.steps) or self.steps != sorted(self.steps):
             raise ValueError("steps are rising percentages within 1..100")
-        if self.analysis.provider is not Provider.PROMETHEUS:
+        if self.analysis.provider != "prometheus":
             raise ValueError(
                 "a flag's users share one release, so the router cannot tell them apart: "
                 "use provider: prometheus with the service's metrics per flag state"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -12,6 +13,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from conveyor.backends import PROVIDER_FACTORIES, ROUTER_FACTORIES, RUNTIME_FACTORIES
 from conveyor.spec.durations import DURATION_PATTERN, parse_duration
 
 Duration = Annotated[
@@ -38,3 +40,36 @@ def _inside_workspace(value: str, info: ValidationInfo) -> str:
 
 
 WorkspacePath = Annotated[str, AfterValidator(_inside_workspace)]
+
+
+def _registered(kind: str, factories: Mapping[str, str]) -> Callable[[str], str]:
+    """A check that a name is in a backend table of conveyor/backends.py."""
+
+    def check(name: str) -> str:
+        if name not in factories:
+            raise ValueError(f"unknown {kind} {name!r} (known: {', '.join(sorted(factories))})")
+        return name
+
+    return check
+
+
+def _names_schema(factories: Mapping[str, str]) -> dict[str, Any]:
+    return {"type": "string", "enum": sorted(factories)}
+
+
+# Backend names come from the registry tables, so a new backend needs no spec edit.
+RuntimeName = Annotated[
+    str,
+    AfterValidator(_registered("runtime", RUNTIME_FACTORIES)),
+    WithJsonSchema(_names_schema(RUNTIME_FACTORIES)),
+]
+RouterName = Annotated[
+    str,
+    AfterValidator(_registered("router", ROUTER_FACTORIES)),
+    WithJsonSchema(_names_schema(ROUTER_FACTORIES)),
+]
+ProviderName = Annotated[
+    str,
+    AfterValidator(_registered("metrics provider", PROVIDER_FACTORIES)),
+    WithJsonSchema(_names_schema(PROVIDER_FACTORIES)),
+]

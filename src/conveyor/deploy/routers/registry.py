@@ -1,19 +1,13 @@
-"""The one table of routers. Adding a router = one module (with a `from_site` factory)
-and one line here; its name joins `RouterName` in spec/environments.py."""
+"""The typed registry of routers. Adding one = its module (with a `from_site` factory)
+and one line in `ROUTER_FACTORIES` (conveyor/backends.py), which the spec also reads."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from conveyor.backends import Backends
+from conveyor.backends import ROUTER_FACTORIES, Backends
 
 if TYPE_CHECKING:
     from conveyor.deploy.routers.base import Router, RouterSite
 
-ROUTERS: Backends[RouterSite, Router] = Backends(
-    "router",
-    {
-        "builtin": "conveyor.deploy.routers.builtin:from_site",
-        "haproxy": "conveyor.deploy.routers.haproxy:from_site",
-    },
-)
+ROUTERS: Backends[RouterSite, Router] = Backends("router", ROUTER_FACTORIES)

@@ -1,19 +1,13 @@
-"""The one table of runtimes. Adding a runtime = one module (with a `from_site`
-factory) and one line here; its name joins `RuntimeName` in spec/environments.py."""
+"""The typed registry of runtimes. Adding one = its module (with a `from_site` factory)
+and one line in `RUNTIME_FACTORIES` (conveyor/backends.py), which the spec also reads."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from conveyor.backends import Backends
+from conveyor.backends import RUNTIME_FACTORIES, Backends
 
 if TYPE_CHECKING:
     from conveyor.deploy.runtimes.base import Runtime, RuntimeSite
 
-RUNTIMES: Backends[RuntimeSite, Runtime] = Backends(
-    "runtime",
-    {
-        "process": "conveyor.deploy.runtimes.process:from_site",
-        "podman": "conveyor.deploy.runtimes.podman:from_site",
-    },
-)
+RUNTIMES: Backends[RuntimeSite, Runtime] = Backends("runtime", RUNTIME_FACTORIES)
