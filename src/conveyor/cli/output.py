@@ -105,6 +105,15 @@ STATE_STYLE: dict[str, str] = {
 }
 
 
+def examples(*pairs: tuple[str, str]) -> str:
+    """A command group's epilog: an Examples section, one `command  what it does` a line."""
+    from rich.markup import escape
+
+    width = max(len(command) for command, _ in pairs) + 2
+    lines = [f"  {escape(command.ljust(width))}[dim]{escape(what)}[/]" for command, what in pairs]
+    return "[bold]Examples[/]\n" + "\n".join(lines)
+
+
 def styled(state: str) -> str:
     style = STATE_STYLE.get(state, "")
     return f"[{style}]{state}[/]" if style else state
@@ -112,6 +121,12 @@ def styled(state: str) -> str:
 
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n")
+
+
+def emit_json_line(data: Any) -> None:
+    """One compact JSON object on a line of its own (JSON Lines), flushed: for streams."""
+    sys.stdout.write(json.dumps(to_jsonable(data)) + "\n")
+    sys.stdout.flush()
 
 
 def to_jsonable(value: Any) -> Any:
