@@ -168,25 +168,37 @@ def wants_json(args: Sequence[str]) -> bool:
 def _invoke(args: list[str], *, as_json: bool, debug: bool) -> int:
     import typer
 
-    name = command_name(args)
-    # Only the named command's module is imported; help and completion need them all.
-    names: list[str] | None = [name] if name else None
-    if name is None and args and all(a in (VERSION_FLAG, "--debug") for a in args):
-        names = []
-    command = typer.main.get_command(build_app(names))
+    command = typer.main.get_command(build_app(_names_needed(args)))
     try:
         result = command.main(args=args, prog_name="conveyor", standalone_mode=False)
-    except typer.Exit as done:
-        if done.exit_code == ExitCode.INTERRUPTED and isinstance(done.__cause__, KeyboardInterrupt):
-            return _fail(done.__cause__, as_json=as_json, debug=False)
-        return int(done.exit_code)
+    except (typer.Exit, SystemExit) as ended:  # completion options end with sys.exit
+        return _code_of(ended)
     except typer.Abort:  # a prompt's Ctrl-C or end of input
         return _fail(KeyboardInterrupt(), as_json=as_json, debug=False)
     except typer.TyperException as error:  # typer's usage errors: unknown option, ...
         return _usage(error, as_json=as_json)
     except Exception as error:  # each kind is mapped; a bug is re-raised
         return _fail(error, as_json=as_json, debug=debug)
-    return int(result) if isinstance(result, int) else int(ExitCode.OK)
+    code = int(result) if isinstance(result, int) else int(ExitCode.OK)
+    if code == ExitCode.INTERRUPTED:  # typer turns Ctrl-C in a command into this code
+        return _fail(KeyboardInterrupt(), as_json=as_json, debug=False)
+    return code
+
+
+def _names_needed(args: Sequence[str]) -> list[str] | None:
+    """The commands whose modules are imported: the one named; none for the version
+    alone; all (None) for help, completion or a mistyped command's suggestions."""
+    name = command_name(args)
+    if name is not None:
+        return [name]
+    if args and all(arg in (VERSION_FLAG, "--debug") for arg in args):
+        return []
+    return None
+
+
+def _code_of(ended: BaseException) -> int:
+    code = getattr(ended, "exit_code", getattr(ended, "code", 0))
+    return code if isinstance(code, int) else int(code is not None)
 
 
 def _fail(error: BaseException, *, as_json: bool, debug: bool) -> int:

@@ -73,7 +73,6 @@ class Failure:
     hint: str | None = None
     location: Location | None = None
     problems: tuple[Problem, ...] = ()
-    traceback: bool = False  # an unexpected error: only the traceback explains it
 
     def as_json(self) -> dict[str, Any]:
         error: dict[str, Any] = {
@@ -110,8 +109,9 @@ def failure_of(error: BaseException) -> Failure | None:
             ExitCode.INFRASTRUCTURE,
             ErrorCode.INFRASTRUCTURE,
             f"{type(error).__name__}: {_first_line(error)}",
-            "check that the database or server is up and its URL "
-            "(CONVEYOR_DATABASE_URL, the registry, the router) is right",
+            "check that the database, server or folder is there and reachable "
+            "(CONVEYOR_DATABASE_URL, CONVEYOR_STATE_DIR, the registry, the router); "
+            "--debug shows the traceback",
         )
     return None
 
@@ -165,9 +165,11 @@ def _spec_failure(error: SpecError) -> Failure:
 
 
 def _unreachable(error: BaseException) -> bool:
-    return any(
+    """A database, server or file system that failed Conveyor (OSError covers a database
+    file that cannot be created, a refused connection, a full disk)."""
+    return isinstance(error, OSError) or any(
         (kind.__module__, kind.__name__) in _UNREACHABLE for kind in type(error).__mro__
-    ) or isinstance(error, ConnectionError)
+    )
 
 
 def _first_line(error: BaseException) -> str:

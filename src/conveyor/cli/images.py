@@ -58,8 +58,8 @@ def generate(
         emit_json(
             {
                 "key_id": pair.key_id,
-                "private_key": str(pair.private_path),
-                "public_key": str(pair.public_path),
+                "private_key": str(pair.private_path.resolve()),
+                "public_key": str(pair.public_path.resolve()),
             }
         )
         return
