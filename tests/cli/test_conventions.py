@@ -321,6 +321,8 @@ def test_root_help_has_examples_and_the_exit_codes(tmp_path: Path) -> None:
 
     assert "Examples" in result.stdout
     assert "4 not found" in result.stdout
+    epilog = result.stdout.split("Examples")[1].splitlines()
+    assert max(len(line.rstrip()) for line in epilog) <= 80  # fits a narrow terminal
 
 
 def test_show_completion_prints_a_bash_script(tmp_path: Path) -> None:

@@ -62,24 +62,30 @@ COMMAND_MODULES: dict[str, str] = {
 HELP = "Conveyor carries a commit to production: pipeline-as-code, gates, images, releases."
 EPILOG = """\
 [bold]Examples[/]
-  conveyor init && conveyor lint          start a project, check conveyor.yml
-  conveyor run -q                         run the pipeline on HEAD; one line per job
-  conveyor status -o json                 the latest run, for a script
-  conveyor deploy staging shop:1a2b3c4d   deploy an image to an environment
-  conveyor release status production      a canary in progress: step, weight, verdicts
-  conveyor --install-completion           tab completion for your shell
+  [dim]# start a project, check conveyor.yml[/]
+  conveyor init && conveyor lint
+  [dim]# run the pipeline on HEAD, one line per job[/]
+  conveyor run -q
+  [dim]# the latest run, for a script[/]
+  conveyor status -o json
+  [dim]# a canary in progress: step, weights, the judge's verdicts[/]
+  conveyor release status production
+  [dim]# tab completion for your shell[/]
+  conveyor --install-completion
 
 [bold]Environment variables[/]
-  CONVEYOR_FILE          the spec file (as -f): default ./conveyor.yml
-  CONVEYOR_STATE_DIR     the state folder instead of .conveyor/ next to the spec
-  CONVEYOR_DATABASE_URL  a SQLAlchemy URL for the database instead of the state folder's
-  CONVEYOR_ACTOR         who you are in runs, deploys and the audit log (default: $USER)
-  CONVEYOR_USERS_FILE    the approvers' users file (default: STATE_DIR/users.yml)
-  CONVEYOR_TOKEN         your approval token (approve, reject)
-  NO_COLOR               no colours; rich progress is shown only on a terminal
+  CONVEYOR_FILE          the spec file when -f is not given
+  CONVEYOR_STATE_DIR     the state folder (default: .conveyor/)
+  CONVEYOR_DATABASE_URL  a SQLAlchemy URL for the database
+  CONVEYOR_ACTOR         who you are in the records (default: $USER)
+  CONVEYOR_USERS_FILE    the approvers (default: STATE_DIR/users.yml)
+  CONVEYOR_TOKEN         your token for approve and reject
+  NO_COLOR               no colours
 
-Exit codes: 0 ok, 1 pipeline or gate failed, 2 usage or spec error, 3 infrastructure
-(registry, router, database), 4 not found, 130 interrupted. docs/cli.md has the rest."""
+[bold]Exit codes[/]
+  0 ok, 1 pipeline or gate failed, 2 usage or spec error,
+  3 infrastructure (registry, router, database), 4 not found,
+  130 interrupted. docs/cli.md says more."""
 
 VERSION_FLAG = "--version"
 

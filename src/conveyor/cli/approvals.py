@@ -73,8 +73,8 @@ UserArgument = typer.Argument(help="The user's name in the users file.")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("approve")(approve)
-    app.command("reject")(reject)
+    app.command("approve", epilog=approvals_app.info.epilog)(approve)
+    app.command("reject", epilog=approvals_app.info.epilog)(reject)
     app.add_typer(approvals_app, name="approvals")
     app.add_typer(users_app, name="users")
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from conveyor.cli.output import console
+from conveyor.cli.output import console, examples
 from conveyor.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -18,7 +18,13 @@ if TYPE_CHECKING:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)
+    app.command("demo", epilog=DEMO_EXAMPLES)(demo)
+
+
+DEMO_EXAMPLES = examples(
+    ("conveyor demo", "the whole story on the sample service"),
+    ("conveyor demo -q", "state changes only"),
+)
 
 
 def demo(

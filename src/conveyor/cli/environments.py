@@ -48,12 +48,21 @@ env_app = typer.Typer(
         ("conveyor env stop staging -o json", "stop the router and every release"),
     ),
 )
+DEPLOY_EXAMPLES = examples(
+    ("conveyor deploy staging shop:1a2b3c4d", "by tag; live progress on a terminal"),
+    ("conveyor deploy production shop@sha256:3738ca... -v", "every step: weights, verdicts"),
+    ("conveyor deploy staging shop:v2 -q -o json", "no progress; the outcome as JSON"),
+)
+ROLLBACK_EXAMPLES = examples(
+    ("conveyor rollback production", "all traffic back to the warm release"),
+    ("conveyor rollback staging --to staging-shop-6f3150c2b8d1", "to a release that was live"),
+)
 EnvArgument = typer.Argument(help="The environment's name in conveyor.yml, e.g. staging.")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("deploy")(deploy)
-    app.command("rollback")(rollback)
+    app.command("deploy", epilog=DEPLOY_EXAMPLES)(deploy)
+    app.command("rollback", epilog=ROLLBACK_EXAMPLES)(rollback)
     app.add_typer(env_app, name="env")
 
 

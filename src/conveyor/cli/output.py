@@ -106,11 +106,11 @@ STATE_STYLE: dict[str, str] = {
 
 
 def examples(*pairs: tuple[str, str]) -> str:
-    """A command group's epilog: an Examples section, one `command  what it does` a line."""
+    """A command's or group's epilog: an Examples section, kubectl's way (what it does as
+    a comment, then the command), so that nothing wraps in 80 columns."""
     from rich.markup import escape
 
-    width = max(len(command) for command, _ in pairs) + 2
-    lines = [f"  {escape(command.ljust(width))}[dim]{escape(what)}[/]" for command, what in pairs]
+    lines = [f"  [dim]# {escape(what)}[/]\n  {escape(command)}" for command, what in pairs]
     return "[bold]Examples[/]\n" + "\n".join(lines)
 
 

@@ -16,6 +16,7 @@ from conveyor.cli.output import (
     console,
     emit_json,
     err_console,
+    examples,
     verbosity,
 )
 from conveyor.cli.project import SpecOption
@@ -30,8 +31,21 @@ JobOption = typer.Option("--job", "-j", help="Run only this job (and what it nee
 
 
 def register(app: typer.Typer) -> None:
-    app.command("plan")(plan)
-    app.command("run")(run)
+    app.command("plan", epilog=PLAN_EXAMPLES)(plan)
+    app.command("run", epilog=RUN_EXAMPLES)(run)
+
+
+PLAN_EXAMPLES = examples(
+    ("conveyor plan --explain", "each job: included, skipped or blocked, and why"),
+    ("conveyor plan -j integration-tests -o json", "one job and what it needs, as JSON"),
+)
+RUN_EXAMPLES = examples(
+    ("conveyor run", "the pipeline on HEAD; live on a terminal"),
+    ("conveyor run -q", "one line per job when it ends"),
+    ("conveyor run -j unit-tests -p 2", "one job (and what it needs), two at a time"),
+    ("conveyor run --rerun-failed 12", "only what failed in run 12, and its dependants"),
+    ("conveyor run -o json > result.json", "the result as JSON; progress on stderr"),
+)
 
 
 def plan(

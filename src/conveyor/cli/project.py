@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from conveyor.cli.output import OutputFormat, OutputOption, console, emit_json
+from conveyor.cli.output import OutputFormat, OutputOption, console, emit_json, examples
 from conveyor.errors import ConveyorError, SpecError
 
 SPEC_ENV = "CONVEYOR_FILE"
@@ -23,9 +23,23 @@ SpecOption = typer.Option(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("init")(init)
-    app.command("lint")(lint)
-    app.command("schema")(schema)
+    app.command("init", epilog=INIT_EXAMPLES)(init)
+    app.command("lint", epilog=LINT_EXAMPLES)(lint)
+    app.command("schema", epilog=SCHEMA_EXAMPLES)(schema)
+
+
+INIT_EXAMPLES = examples(
+    ("conveyor init", "conveyor.yml in this folder"),
+    ("conveyor init services/shop", "in another folder (created if missing)"),
+)
+LINT_EXAMPLES = examples(
+    ("conveyor lint", "./conveyor.yml: every problem, file:line:col"),
+    ("conveyor lint -f ci/conveyor.yml -o json", "another file; problems as JSON"),
+    ("CONVEYOR_FILE=ci/conveyor.yml conveyor lint", "the same, from the environment"),
+)
+SCHEMA_EXAMPLES = examples(
+    ("conveyor schema > conveyor.schema.json", "for yaml-language-server and editors"),
+)
 
 
 def init(

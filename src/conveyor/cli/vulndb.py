@@ -38,7 +38,7 @@ vulndb_app = typer.Typer(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(vulndb_app, name="vulndb")
-    app.command("scan")(scan)
+    app.command("scan", epilog=vulndb_app.info.epilog)(scan)
 
 
 @vulndb_app.command("import")
