@@ -408,3 +408,48 @@ def test_the_cli_does_not_import_click() -> None:
     ]
 
     assert offenders == []
+
+
+# --- progress ---------------------------------------------------------------------------------
+
+
+def test_progress_is_silent_quiet_and_plain_lines_off_a_terminal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from conveyor.cli.output import Verbosity, progress
+
+    with progress(Verbosity.QUIET, "deploying") as say:
+        say("traffic: a 80%, b 20% (canary step 1)")
+    quiet = capsys.readouterr()
+    with progress(Verbosity.NORMAL, "deploying") as say:
+        say("traffic: a 80%, b 20% (canary step 1)")
+        say("judge: promote: p99 within 10% of stable")
+    normal = capsys.readouterr()
+
+    assert (quiet.out, quiet.err) == ("", "")
+    assert normal.out == ""  # progress never mixes with the result (or its JSON)
+    assert normal.err.splitlines() == [
+        "· traffic: a 80%, b 20% (canary step 1)",
+        "· judge: promote: p99 within 10% of stable",
+    ]
+
+
+def test_live_progress_on_a_terminal_keeps_the_verdicts(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from conveyor.cli import output
+
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=100, highlight=False)
+    monkeypatch.setattr(output, "err_console", terminal)
+
+    with output.progress(output.Verbosity.NORMAL, "deploying to production") as say:
+        say("traffic: stable 80%, canary 20% (canary step 1)")
+        say("waiting 5 s")
+        say("judge: rollback: 5xx 4.0% > 1.0%")
+
+    shown = screen.getvalue()
+    assert "judge: rollback: 5xx 4.0% > 1.0%" in shown  # printed, not only in the live line
+    assert "\x1b[" in shown  # drawn in place on a terminal

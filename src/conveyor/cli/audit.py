@@ -134,7 +134,8 @@ def head(
     else:
         console.print(entries[0].hash if entries else "(empty)")
     if not verdict.intact:
-        err_console.print(
-            "[bold red]✗[/] the chain does not verify: `conveyor audit verify` says why"
-        )
+        if output is OutputFormat.TEXT:  # JSON says it with "intact": false
+            err_console.print(
+                "[bold red]✗[/] the chain does not verify: `conveyor audit verify` says why"
+            )
         raise typer.Exit(int(ExitCode.PIPELINE_FAILED))
