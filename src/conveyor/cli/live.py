@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 
-from conveyor.cli.output import styled
+from conveyor.cli.output import Verbosity, styled
 from conveyor.engine.executors.base import Stream
 from conveyor.engine.plan import Plan, PlanStatus
 from conveyor.states import JobState, RunState
@@ -138,3 +138,10 @@ class LiveReporter(ConsoleReporter):
         done = sum(1 for s in self.states.values() if s.finished)
         table.add_row("", f"[dim]{done}/{len(self.states)} jobs done[/]", "", "")
         return table
+
+
+def reporter_for(console: Console, level: Verbosity) -> ConsoleReporter:
+    """Live on a terminal at normal verbosity; otherwise plain lines (logs unless quiet)."""
+    if level is Verbosity.NORMAL and console.is_terminal:
+        return LiveReporter(console)
+    return ConsoleReporter(console, show_logs=level is not Verbosity.QUIET)

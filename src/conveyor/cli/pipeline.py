@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -12,7 +12,6 @@ from rich.table import Table
 from conveyor.cli.output import (
     OutputFormat,
     OutputOption,
-    Verbosity,
     console,
     emit_json,
     err_console,
@@ -21,11 +20,6 @@ from conveyor.cli.output import (
 )
 from conveyor.cli.project import SpecOption
 from conveyor.errors import ExitCode
-
-if TYPE_CHECKING:
-    from rich.console import Console
-
-    from conveyor.cli.live import ConsoleReporter
 
 JobOption = typer.Option("--job", "-j", help="Run only this job (and what it needs). Repeatable.")
 
@@ -130,7 +124,7 @@ def run(
     On a terminal the running jobs are shown live, each with its latest log line; in a pipe
     or a log file each state change and log line is a line of its own. With -o json the
     progress goes to standard error and the result to standard output."""
-    from conveyor.cli.live import LiveReporter
+    from conveyor.cli.live import LiveReporter, reporter_for
     from conveyor.service.project import Project
     from conveyor.service.runs import RunOptions, execute_run
     from conveyor.states import RunState
@@ -144,7 +138,7 @@ def run(
         use_cache=not no_cache,
     )
     shown = console if output is OutputFormat.TEXT else err_console
-    reporter = _reporter(shown, verbosity(quiet, verbose))
+    reporter = reporter_for(shown, verbosity(quiet, verbose))
     try:
         outcome = execute_run(Project.locate(spec), options, reporter)
     finally:
@@ -172,12 +166,3 @@ def run(
     if outcome.state is not RunState.SUCCESS:
         return int(ExitCode.PIPELINE_FAILED)
     return int(ExitCode.OK)
-
-
-def _reporter(shown: Console, level: Verbosity) -> ConsoleReporter:
-    """Live on a terminal; otherwise plain lines (with the logs unless quiet)."""
-    from conveyor.cli.live import ConsoleReporter, LiveReporter
-
-    if level is Verbosity.NORMAL and shown.is_terminal:
-        return LiveReporter(shown)
-    return ConsoleReporter(shown, show_logs=level is not Verbosity.QUIET)
