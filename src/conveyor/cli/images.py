@@ -99,8 +99,11 @@ def image_ls(
 def image_inspect(
     image: Annotated[str, ImageArgument],
     spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.JSON,
 ) -> None:
-    """Print an image's manifest annotations, config, layers and attached evidence (JSON)."""
+    """Print an image's manifest annotations, config, layers and attached evidence (JSON,
+    whatever -o says: accepted so that scripts may pass -o json to every command)."""
+    del output
     from conveyor.service.images import find_image, image_store, inspect_image
     from conveyor.service.project import Project
 
