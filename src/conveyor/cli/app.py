@@ -226,10 +226,7 @@ def _show(failure: Failure, *, as_json: bool) -> None:
         print_text(failure)
 
 
-def _usage(error: Exception, *, as_json: bool) -> int:
-    import typer
-
-    assert isinstance(error, typer.TyperException)
+def _usage(error: typer.TyperException, *, as_json: bool) -> int:
     if as_json:
         failure = usage_failure(error.format_message(), error.exit_code)
         print_json(failure)
