@@ -1,8 +1,20 @@
 """The one user-facing error type and the documented exit codes.
 
 Everything a user can get wrong raises `ConveyorError` (or a subclass); the CLI's single
-handler turns it into one clear line plus a hint and the matching exit code. Tracebacks
-are shown only with `--debug`.
+handler turns it into one clear line plus a hint (or a JSON object with `-o json`) and the
+matching exit code. Tracebacks are shown only with `--debug`.
+
+The exit code of each error class is its `exit_code`, set here for the kinds of error:
+
+| class                 | exit code                |
+|-----------------------|--------------------------|
+| `ConveyorError`       | 2 `USAGE`                |
+| `SpecError(s)`        | 2 `USAGE`                |
+| `InfrastructureError` | 3 `INFRASTRUCTURE`       |
+| `NotFoundError`       | 4 `NOT_FOUND`            |
+
+The CLI (`conveyor.cli.failures`) maps everything else that ends a command (a usage error
+of the command line, an unreachable database or server, Ctrl-C) onto the same codes.
 """
 
 from __future__ import annotations
@@ -13,7 +25,9 @@ from enum import IntEnum
 class ExitCode(IntEnum):
     OK = 0
     PIPELINE_FAILED = 1
-    USAGE = 2
+    USAGE = 2  # the command line or conveyor.yml is wrong
+    INFRASTRUCTURE = 3  # a registry, router, database or tool Conveyor needs failed
+    NOT_FOUND = 4  # the run, job, release, image... named does not exist
     INTERRUPTED = 130
 
 
@@ -102,8 +116,11 @@ class SpecErrors(SpecError):
 class NotFoundError(ConveyorError):
     """A run, job or artifact the user named does not exist."""
 
+    exit_code = ExitCode.NOT_FOUND
+
 
 class InfrastructureError(ConveyorError):
-    """Conveyor itself could not do its work (disk, store, executor); not the user's code."""
+    """Conveyor itself could not do its work (disk, store, registry, router, executor); not
+    the user's code."""
 
-    exit_code = ExitCode.PIPELINE_FAILED
+    exit_code = ExitCode.INFRASTRUCTURE

@@ -104,7 +104,7 @@ def test_a_bad_expiry_and_an_unknown_user_are_clear_errors(root: Path) -> None:
     unknown = cli(root, "users", "token", "zoe")
 
     assert bad.exit_code == 2 and "--expires: invalid duration 'soon'" in bad.stderr
-    assert unknown.exit_code == 2 and "no user 'zoe'" in unknown.stderr
+    assert unknown.exit_code == 4 and "no user 'zoe'" in unknown.stderr  # not found
 
 
 def test_approve_with_a_token_and_show_the_run(root: Path) -> None:
@@ -164,7 +164,7 @@ def test_a_refused_approval_exits_non_zero_with_the_reason_and_is_recorded(root:
 def test_showing_a_run_that_does_not_exist_is_an_error(root: Path) -> None:
     shown = cli(root, "approvals", "show", "42")
 
-    assert shown.exit_code == 2
+    assert shown.exit_code == 4  # not found
     assert "error: no run #42" in shown.stderr
 
 

@@ -172,12 +172,12 @@ def test_status_without_any_run_is_a_user_error(tmp_path: Path) -> None:
     assert "no Conveyor state" in result.stderr
 
 
-def test_logs_of_an_unknown_job_is_a_user_error(project: GitProject) -> None:
+def test_logs_of_an_unknown_job_is_not_found(project: GitProject) -> None:
     assert run_cli(["run", "-q"], project.root).exit_code == 0
 
     result = run_cli(["logs", "1", "deploy"], project.root)
 
-    assert result.exit_code == 2
+    assert result.exit_code == 4
     assert "run 1 has no job 'deploy'" in result.stderr
     assert "Traceback" not in result.stderr
 

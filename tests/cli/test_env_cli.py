@@ -220,10 +220,10 @@ def test_rollback_to_a_staging_release_in_production_exits_2_and_changes_nothing
     assert {body_at(url) for _ in range(10)} == {"v1"}
 
 
-def test_deploy_to_an_unknown_environment_exits_2_without_a_traceback(setup: Setup) -> None:
+def test_deploy_to_an_unknown_environment_exits_4_without_a_traceback(setup: Setup) -> None:
     result = setup.cli("deploy", "nosuchenv", setup.build("v1"))
 
-    assert result.exit_code == 2
+    assert result.exit_code == 4
     assert "no environment 'nosuchenv'" in result.stderr
     assert "staging, production" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr

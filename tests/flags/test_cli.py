@@ -107,23 +107,23 @@ def test_history_reads_the_event_log(project: Project) -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "code"),
     [
-        (["ls", "prod"], "no environment 'prod' in conveyor.yml"),
-        (["set", "staging", "banner"], "say --on, --off or --definition FILE"),
-        (["rollout", "staging", "banner", "120"], "a rollout percentage is 0..100"),
-        (["kill", "staging", "ghost"], "no flag 'ghost' in staging"),
-        (["eval", "staging", "ghost"], "no flag 'ghost' in staging"),
-        (["eval", "staging", "ghost", "-c", "userId"], "--context takes key=value"),
-        (["set", "staging", "bad name!", "--on"], "bad name!"),
+        (["ls", "prod"], "no environment 'prod' in conveyor.yml", 4),
+        (["set", "staging", "banner"], "say --on, --off or --definition FILE", 2),
+        (["rollout", "staging", "banner", "120"], "a rollout percentage is 0..100", 2),
+        (["kill", "staging", "ghost"], "no flag 'ghost' in staging", 4),
+        (["eval", "staging", "ghost"], "no flag 'ghost' in staging", 4),
+        (["eval", "staging", "ghost", "-c", "userId"], "--context takes key=value", 2),
+        (["set", "staging", "bad name!", "--on"], "bad name!", 2),
     ],
 )
-def test_user_errors_are_one_line_and_exit_2(
-    project: Project, args: list[str], message: str
+def test_user_errors_are_one_line_and_exit_2_or_4_when_not_found(
+    project: Project, args: list[str], message: str, code: int
 ) -> None:
     result = cli(project, *args)
 
-    assert result.exit_code == 2
+    assert result.exit_code == code
     assert message in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -69,5 +69,5 @@ def test_an_unknown_or_ambiguous_digest_is_a_clear_error(project: Path) -> None:
 
     assert ambiguous.exit_code == 2
     assert "is the start of 2 images' digests: app@sha256:" in ambiguous.stderr
-    assert unknown.exit_code == 2
+    assert unknown.exit_code == 4  # not found
     assert "no image whose digest starts with sha256:0000" in unknown.stderr

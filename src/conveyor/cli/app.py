@@ -1,119 +1,239 @@
-"""The `conveyor` application and its one error handler.
+"""The `conveyor` application: its command groups, each imported only when it runs, and the
+one error handler that gives every outcome its documented exit code.
 
-Exit codes: 0 ok, 1 pipeline failed, 2 usage or spec error, 130 interrupted.
+Exit codes (docs/cli.md#exit-codes): 0 ok, 1 pipeline or gate failed, 2 usage or spec
+error, 3 infrastructure error, 4 not found, 130 interrupted. The mapping lives in
+`conveyor.cli.failures`.
+
+Nothing heavy is imported at module level: `conveyor --version` must stay near Python's own
+start-up, and `conveyor run` imports the run path only (tests/cli/test_startup.py).
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
-from contextlib import suppress
-from typing import Annotated, cast
-
-import click
-import typer
-from rich.markup import escape
+from collections.abc import Callable, Iterable, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from conveyor import __version__
-from conveyor.cli import (
-    approvals,
-    audit,
-    demo,
-    environments,
-    flags,
-    images,
-    inspect,
-    pipeline,
-    project,
-    releases,
-    report,
-    vulndb,
+from conveyor.cli.failures import (
+    Failure,
+    failure_of,
+    print_json,
+    print_text,
+    usage_failure,
 )
-from conveyor.cli.output import err_console
-from conveyor.errors import ConveyorError, ExitCode
+from conveyor.errors import ExitCode
 
-# Typer 0.2x carries its own copy of click; older releases use click itself.
-_USAGE: tuple[type[Exception], ...] = (click.ClickException,)
-with suppress(ImportError):
-    _USAGE += (importlib.import_module("typer._click.exceptions").ClickException,)
-_EXIT: tuple[type[Exception], ...] = (click.exceptions.Exit, typer.Exit)
-_INTERRUPT: tuple[type[BaseException], ...] = (
-    KeyboardInterrupt,
-    click.exceptions.Abort,
-    typer.Abort,
-)
+if TYPE_CHECKING:
+    import typer
 
-app = typer.Typer(
-    name="conveyor",
-    help="Conveyor carries a commit to production: pipeline-as-code, gates, images, releases.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
-)
-_debug = {"on": False}
+# Each command (or command group) and the module of conveyor.cli that defines it, in the
+# order `conveyor --help` lists them. A module's `register(app)` adds exactly its names.
+COMMAND_MODULES: dict[str, str] = {
+    "init": "project",
+    "lint": "project",
+    "schema": "project",
+    "plan": "pipeline",
+    "run": "pipeline",
+    "status": "inspect",
+    "logs": "inspect",
+    "history": "inspect",
+    "report": "report",
+    "keys": "images",
+    "image": "images",
+    "vulndb": "vulndb",
+    "scan": "vulndb",
+    "deploy": "environments",
+    "rollback": "environments",
+    "env": "environments",
+    "release": "releases",
+    "flags": "flags",
+    "audit": "audit",
+    "approve": "approvals",
+    "reject": "approvals",
+    "approvals": "approvals",
+    "users": "approvals",
+    "demo": "demo",
+}
 
+HELP = "Conveyor carries a commit to production: pipeline-as-code, gates, images, releases."
+EPILOG = """\
+[bold]Examples[/]
+  [dim]# start a project, check conveyor.yml[/]
+  conveyor init && conveyor lint
+  [dim]# run the pipeline on HEAD, one line per job[/]
+  conveyor run -q
+  [dim]# the latest run, for a script[/]
+  conveyor status -o json
+  [dim]# a canary in progress: step, weights, the judge's verdicts[/]
+  conveyor release status production
+  [dim]# tab completion for your shell[/]
+  conveyor --install-completion
 
-def _version(value: bool) -> None:
-    if value:
-        print(f"conveyor {__version__}")
-        raise typer.Exit()
+[bold]Environment variables[/]
+  CONVEYOR_FILE          the spec file when -f is not given
+  CONVEYOR_STATE_DIR     the state folder (default: .conveyor/)
+  CONVEYOR_DATABASE_URL  a SQLAlchemy URL for the database
+  CONVEYOR_ACTOR         who you are in the records (default: $USER)
+  CONVEYOR_USERS_FILE    the approvers (default: STATE_DIR/users.yml)
+  CONVEYOR_TOKEN         your token for approve and reject
+  NO_COLOR               no colours
 
+[bold]Exit codes[/]
+  0 ok, 1 pipeline or gate failed, 2 usage or spec error,
+  3 infrastructure (registry, router, database), 4 not found,
+  130 interrupted. docs/cli.md says more."""
 
-@app.callback()
-def _root(
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Show tracebacks for every error.")
-    ] = False,
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
-    ] = False,
-) -> None:
-    _debug["on"] = debug
-
-
-project.register(app)
-pipeline.register(app)
-inspect.register(app)
-report.register(app)
-images.register(app)
-vulndb.register(app)
-environments.register(app)
-releases.register(app)
-flags.register(app)
-audit.register(app)
-approvals.register(app)
-demo.register(app)
+VERSION_FLAG = "--version"
 
 
 def main(argv: list[str] | None = None) -> None:
     sys.exit(run_cli(argv))
 
 
-def run_cli(argv: list[str] | None = None) -> int:
+def run_cli(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and map every outcome to a documented exit code."""
-    command = typer.main.get_command(app)
-    args = sys.argv[1:] if argv is None else argv
-    _debug["on"] = "--debug" in args
+    args = list(sys.argv[1:] if argv is None else argv)
+    as_json = wants_json(args)
+    debug = "--debug" in args
+    try:
+        if args == [VERSION_FLAG]:  # the common case answered before typer is imported
+            print(f"conveyor {__version__}")
+            return int(ExitCode.OK)
+        return _invoke(args, as_json=as_json, debug=debug)
+    except KeyboardInterrupt as interrupted:  # anywhere: while importing, parsing, running
+        return _fail(interrupted, as_json=as_json, debug=False)
+
+
+def build_app(names: Iterable[str] | None = None) -> typer.Typer:
+    """The application with the command modules that define `names` (default: all)."""
+    import typer
+
+    app = typer.Typer(
+        name="conveyor",
+        help=HELP,
+        epilog=EPILOG,
+        no_args_is_help=True,
+        add_completion=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode="rich",
+    )
+    app.callback()(_root_options(typer))
+    wanted = COMMAND_MODULES.keys() if names is None else names
+    modules = dict.fromkeys(COMMAND_MODULES[name] for name in wanted)
+    for module in modules:
+        importlib.import_module(f"conveyor.cli.{module}").register(app)
+    return app
+
+
+def _root_options(typer: ModuleType) -> Callable[..., None]:
+    """The options before the command; `run_cli` reads them from the arguments itself.
+    (Defaults rather than Annotated: typer is imported here, not at module level.)"""
+
+    def root(
+        debug: bool = typer.Option(False, "--debug", help="Show the traceback of every error."),
+        version: bool = typer.Option(
+            False, VERSION_FLAG, callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ) -> None:
+        del debug, version
+
+    root.__doc__ = HELP
+    return root
+
+
+def _print_version(value: bool) -> None:
+    import typer
+
+    if value:
+        print(f"conveyor {__version__}")
+        raise typer.Exit()
+
+
+def command_name(args: Sequence[str]) -> str | None:
+    """The command the arguments name, if they name one (the first non-option word)."""
+    for arg in args:
+        if not arg.startswith("-"):
+            return arg if arg in COMMAND_MODULES else None
+    return None
+
+
+def wants_json(args: Sequence[str]) -> bool:
+    """Whether the command line asks for JSON (`-o json`, `--output json`, `-ojson`)."""
+    for index, arg in enumerate(args):
+        if arg in ("-o", "--output") and args[index + 1 : index + 2] == ["json"]:
+            return True
+        if arg in ("-ojson", "--output=json"):
+            return True
+    return False
+
+
+def _invoke(args: list[str], *, as_json: bool, debug: bool) -> int:
+    import typer
+
+    command = typer.main.get_command(build_app(_names_needed(args)))
     try:
         result = command.main(args=args, prog_name="conveyor", standalone_mode=False)
-    except ConveyorError as error:
-        if _debug["on"]:
-            err_console.print_exception()
-        _print_error(error)
-        return int(error.exit_code)
-    except _EXIT as done:
-        return int(getattr(done, "exit_code", 0))
-    except _USAGE as error:
-        cast(click.ClickException, error).show()  # the vendored copy has the same API
-        return int(ExitCode.USAGE)
-    except _INTERRUPT:
-        err_console.print("[red]interrupted[/]")
-        return int(ExitCode.INTERRUPTED)
-    return int(result) if isinstance(result, int) else 0
+    except (typer.Exit, SystemExit) as ended:  # completion options end with sys.exit
+        return _code_of(ended)
+    except typer.Abort:  # a prompt's Ctrl-C or end of input
+        return _fail(KeyboardInterrupt(), as_json=as_json, debug=False)
+    except typer.TyperException as error:  # typer's usage errors: unknown option, ...
+        return _usage(error, as_json=as_json)
+    except Exception as error:  # each kind is mapped; a bug is re-raised
+        return _fail(error, as_json=as_json, debug=debug)
+    code = int(result) if isinstance(result, int) else int(ExitCode.OK)
+    if code == ExitCode.INTERRUPTED:  # typer turns Ctrl-C in a command into this code
+        return _fail(KeyboardInterrupt(), as_json=as_json, debug=False)
+    return code
 
 
-def _print_error(error: ConveyorError) -> None:
-    err_console.print(f"[bold red]error:[/] {escape(error.message)}", soft_wrap=True)
-    if error.hint:
-        err_console.print(f"[dim]hint:[/] {escape(error.hint)}", soft_wrap=True)
+def _names_needed(args: Sequence[str]) -> list[str] | None:
+    """The commands whose modules are imported: the one named; none for the version
+    alone; all (None) for help, completion or a mistyped command's suggestions."""
+    name = command_name(args)
+    if name is not None:
+        return [name]
+    if args and all(arg in (VERSION_FLAG, "--debug") for arg in args):
+        return []
+    return None
+
+
+def _code_of(ended: BaseException) -> int:
+    code = getattr(ended, "exit_code", getattr(ended, "code", 0))
+    return code if isinstance(code, int) else int(code is not None)
+
+
+def _fail(error: BaseException, *, as_json: bool, debug: bool) -> int:
+    failure = failure_of(error)
+    if failure is None:
+        raise error  # not an error Conveyor knows: a bug, whose traceback must be seen
+    if debug:
+        from conveyor.cli.output import err_console
+
+        err_console.print_exception()
+    _show(failure, as_json=as_json)
+    return int(failure.exit_code)
+
+
+def _show(failure: Failure, *, as_json: bool) -> None:
+    if as_json:
+        print_json(failure)
+    else:
+        print_text(failure)
+
+
+def _usage(error: typer.TyperException, *, as_json: bool) -> int:
+    if as_json:
+        failure = usage_failure(error.format_message(), error.exit_code)
+        print_json(failure)
+        return int(failure.exit_code)
+    show = getattr(error, "show", None)  # the usage line and "Try 'conveyor ... --help'"
+    if callable(show):
+        show()
+    else:
+        print_text(usage_failure(error.format_message(), error.exit_code))
+    return int(error.exit_code)

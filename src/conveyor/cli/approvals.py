@@ -15,16 +15,44 @@ from rich.markup import escape
 from rich.table import Table
 
 from conveyor.cli.environments import opened
-from conveyor.cli.output import OutputFormat, OutputOption, console, emit_json, err_console
+from conveyor.cli.output import (
+    OutputFormat,
+    OutputOption,
+    console,
+    emit_json,
+    err_console,
+    examples,
+)
 from conveyor.cli.project import SpecOption
 from conveyor.errors import ConveyorError
 
 if TYPE_CHECKING:
     from conveyor.approvals.model import ApprovalStatus, Verdict
-    from conveyor.approvals.users import TokenEntry
+    from conveyor.approvals.users import TokenEntry, User
 
-approvals_app = typer.Typer(help="Approval requests: which deploys wait for whom.")
-users_app = typer.Typer(help="Who may approve: identities, roles, groups and tokens.")
+approvals_app = typer.Typer(
+    help="Approval requests: which deploys wait for whom.",
+    no_args_is_help=True,
+    epilog=examples(
+        ("conveyor approvals ls --pending", "the deploys waiting for a decision"),
+        ("conveyor approvals show 12 -o json", "who may approve run 12, who did"),
+        ("CONVEYOR_TOKEN=... conveyor approve 12 -m 'ok'", "approve (the token says who you are)"),
+        ("conveyor reject 12 --token-file ~/.token -m 'no'", "reject: run 12's deploy fails"),
+        ("conveyor approvals serve --port 4243", "the HTTP API"),
+    ),
+)
+users_app = typer.Typer(
+    help="Who may approve: identities, roles, groups and tokens. The users file is "
+    "STATE_DIR/users.yml, or $CONVEYOR_USERS_FILE.",
+    no_args_is_help=True,
+    epilog=examples(
+        ("conveyor users add riley --email riley@example.com --role reviewer", "add a user"),
+        ("conveyor users token riley --expires 30d", "issue a token, shown once"),
+        ("conveyor users ls -o json", "users, roles, token ids (never a secret)"),
+        ("conveyor users revoke riley t-1a2b3c", "revoke one token"),
+        ("CONVEYOR_USERS_FILE=/etc/conveyor/users.yml conveyor users ls", "another users file"),
+    ),
+)
 RunArgument = typer.Argument(help="The run whose deploy waits, e.g. 12.")
 EnvironmentOption = typer.Option(
     "--environment", "-e", help="The environment, when the run waits for several."
@@ -45,8 +73,8 @@ UserArgument = typer.Argument(help="The user's name in the users file.")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("approve")(approve)
-    app.command("reject")(reject)
+    app.command("approve", epilog=approvals_app.info.epilog)(approve)
+    app.command("reject", epilog=approvals_app.info.epilog)(reject)
     app.add_typer(approvals_app, name="approvals")
     app.add_typer(users_app, name="users")
 
@@ -202,12 +230,16 @@ def users_add(
     role: Annotated[list[str] | None, typer.Option("--role", help="Repeatable.")] = None,
     group: Annotated[list[str] | None, typer.Option("--group", help="Repeatable.")] = None,
     spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """Add a user to the users file (outside the repository)."""
     from conveyor.approvals.users import add_user
 
     path = _users_file(spec)
     user = add_user(path, name, email, role or [], group or [])
+    if output is OutputFormat.JSON:
+        emit_json({"user": _user_json(user), "file": str(path)})
+        return
     console.print(f"added {escape(user.name)} to {path}; next: `conveyor users token {user.name}`")
 
 
@@ -256,15 +288,7 @@ def users_ls(
 
     users = load_users(_users_file(spec)).users
     if output is OutputFormat.JSON:
-        emit_json(
-            [
-                {
-                    **user.model_dump(mode="json", exclude={"tokens"}),
-                    "tokens": [_token_json(t) for t in user.tokens],
-                }
-                for user in users
-            ]
-        )
+        emit_json([_user_json(user) for user in users])
         return
     if not users:
         console.print("no users yet: `conveyor users add NAME --email ... --role ...`")
@@ -288,11 +312,15 @@ def users_revoke(
     name: Annotated[str, UserArgument],
     token_id: Annotated[str, typer.Argument(help="The token's id (`conveyor users ls`).")],
     spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """Revoke one of NAME's tokens: its next use is refused, and recorded."""
     from conveyor.approvals.users import revoke_token
 
     revoked = revoke_token(_users_file(spec), name, token_id, datetime.now(UTC))
+    if output is OutputFormat.JSON:
+        emit_json({"user": name, "token": _token_json(revoked)})
+        return
     console.print(f"token {revoked.id} of {escape(name)} revoked")
 
 
@@ -350,6 +378,14 @@ def _summary(status: ApprovalStatus) -> str:
         f"run {request.run_id} to {escape(request.environment)}: "
         f"[{style}]{status.state.value}[/] ({count})"
     )
+
+
+def _user_json(user: User) -> dict[str, object]:
+    """A user as `users ls -o json` shows it: token ids and dates, never a hash."""
+    return {
+        **user.model_dump(mode="json", exclude={"tokens"}),
+        "tokens": [_token_json(t) for t in user.tokens],
+    }
 
 
 def _token_json(token: TokenEntry) -> dict[str, str | None]:

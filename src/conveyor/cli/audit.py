@@ -10,14 +10,30 @@ import typer
 from rich.markup import escape
 
 from conveyor.cli.environments import opened
-from conveyor.cli.output import OutputFormat, OutputOption, console, emit_json, err_console
+from conveyor.cli.output import (
+    OutputFormat,
+    OutputOption,
+    console,
+    emit_json,
+    err_console,
+    examples,
+)
 from conveyor.cli.project import SpecOption
 from conveyor.errors import ExitCode
 
 if TYPE_CHECKING:
     from conveyor.service.audit import AuditVerdict
 
-audit_app = typer.Typer(help="The audit log: every gate decision, deploy, rollback, flag change.")
+audit_app = typer.Typer(
+    help="The audit log: every gate decision, deploy, rollback, flag change.",
+    no_args_is_help=True,
+    epilog=examples(
+        ("conveyor audit verify", "recompute the chain; exit 1 if it was tampered with"),
+        ("conveyor audit head > head.txt", "keep the head elsewhere..."),
+        ("conveyor audit verify --head $(cat head.txt)", "...and hold the log to it later"),
+        ("conveyor audit log -n 50 -o json", "the newest entries, for a script"),
+    ),
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -95,7 +111,10 @@ def log(
 
 
 @audit_app.command("head")
-def head(spec: Annotated[Path | None, SpecOption] = None) -> None:
+def head(
+    spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+) -> None:
     """The newest entry's hash: keep it elsewhere, and `verify --head` it later.
 
     The chain is verified first, and its head signed with the project's key."""
@@ -104,9 +123,19 @@ def head(spec: Annotated[Path | None, SpecOption] = None) -> None:
     with opened(spec) as (project, store):
         verdict = audit.verify(project, store)
         entries = store.audit_entries(1)
-    console.print(entries[0].hash if entries else "(empty)")
-    if not verdict.intact:
-        err_console.print(
-            "[bold red]✗[/] the chain does not verify: `conveyor audit verify` says why"
+    if output is OutputFormat.JSON:
+        emit_json(
+            {
+                "head": entries[0].hash if entries else None,
+                "seq": entries[0].seq if entries else 0,
+                "intact": verdict.intact,
+            }
         )
+    else:
+        console.print(entries[0].hash if entries else "(empty)")
+    if not verdict.intact:
+        if output is OutputFormat.TEXT:  # JSON says it with "intact": false
+            err_console.print(
+                "[bold red]✗[/] the chain does not verify: `conveyor audit verify` says why"
+            )
         raise typer.Exit(int(ExitCode.PIPELINE_FAILED))

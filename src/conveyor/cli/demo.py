@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from conveyor.cli.output import console
+from conveyor.cli.output import VerboseOption, console, examples, verbosity
 from conveyor.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -18,7 +18,13 @@ if TYPE_CHECKING:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)
+    app.command("demo", epilog=DEMO_EXAMPLES)(demo)
+
+
+DEMO_EXAMPLES = examples(
+    ("conveyor demo", "the whole story on the sample service"),
+    ("conveyor demo -q", "state changes only"),
+)
 
 
 def demo(
@@ -26,20 +32,21 @@ def demo(
         Path | None, typer.Option("--sample", help="The sample service folder.")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="State changes only.")] = False,
+    verbose: Annotated[bool, VerboseOption] = False,
 ) -> int:
     """Copy the sample service into a fresh git repository and carry it through its pipeline."""
-    from conveyor.cli.live import ConsoleReporter
+    from conveyor.cli.live import LiveReporter, reporter_for
     from conveyor.service.demo import run_demo
 
     def announce(text: str) -> None:
         console.rule(f"[bold]{escape(text)}[/]", align="left")
 
-    result = run_demo(
-        ConsoleReporter(console, show_logs=not quiet),
-        announce,
-        sample=sample,
-        explain=_explain,
-    )
+    reporter = reporter_for(console, verbosity(quiet, verbose))
+    try:
+        result = run_demo(reporter, announce, sample=sample, explain=_explain)
+    finally:
+        if isinstance(reporter, LiveReporter):
+            reporter.stop()
     spec = result.repository / "conveyor.yml"
     console.rule("[bold]where to look next[/]", align="left")
     console.print(f"  cd {result.repository}")

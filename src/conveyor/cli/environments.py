@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -13,7 +14,18 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from conveyor.cli.output import OutputFormat, OutputOption, console, emit_json, err_console
+from conveyor.cli.output import (
+    OutputFormat,
+    OutputOption,
+    QuietOption,
+    VerboseOption,
+    console,
+    emit_json,
+    emit_json_line,
+    examples,
+    progress,
+    verbosity,
+)
 from conveyor.cli.project import SpecOption
 from conveyor.errors import ConveyorError, ExitCode
 
@@ -24,13 +36,33 @@ if TYPE_CHECKING:
     from conveyor.service.project import Project
     from conveyor.store.store import Store
 
-env_app = typer.Typer(help="Environments: releases, traffic, health, golden signals, history.")
+env_app = typer.Typer(
+    help="Environments: releases, traffic, health, golden signals, history.",
+    no_args_is_help=True,
+    epilog=examples(
+        ("conveyor env ls", "environments, URLs, live and warm releases"),
+        ("conveyor env status production -o json", "weights, replicas, golden signals"),
+        ("conveyor env history staging", "deploys and rollbacks: who, what, when"),
+        ("conveyor env watch production -n 10", "sample the golden signals 10 times"),
+        ("conveyor env reconcile staging", "finish an interrupted deploy, restart what died"),
+        ("conveyor env stop staging -o json", "stop the router and every release"),
+    ),
+)
+DEPLOY_EXAMPLES = examples(
+    ("conveyor deploy staging shop:1a2b3c4d", "by tag; live progress on a terminal"),
+    ("conveyor deploy production shop@sha256:3738ca... -v", "every step: weights, verdicts"),
+    ("conveyor deploy staging shop:v2 -q -o json", "no progress; the outcome as JSON"),
+)
+ROLLBACK_EXAMPLES = examples(
+    ("conveyor rollback production", "all traffic back to the warm release"),
+    ("conveyor rollback staging --to staging-shop-6f3150c2b8d1", "to a release that was live"),
+)
 EnvArgument = typer.Argument(help="The environment's name in conveyor.yml, e.g. staging.")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("deploy")(deploy)
-    app.command("rollback")(rollback)
+    app.command("deploy", epilog=DEPLOY_EXAMPLES)(deploy)
+    app.command("rollback", epilog=ROLLBACK_EXAMPLES)(rollback)
     app.add_typer(env_app, name="env")
 
 
@@ -61,26 +93,28 @@ def _print_table(table: Table) -> None:
     Console(highlight=False, width=240).print(table)
 
 
-def _progress(message: str) -> None:
-    err_console.print(f"[dim]·[/] {escape(message)}")
-
-
 def deploy(
     environment: Annotated[str, EnvArgument],
     image: Annotated[str, typer.Argument(help="shop@sha256:<digest> (or shop:<tag>).")],
     spec: Annotated[Path | None, SpecOption] = None,
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+    quiet: Annotated[bool, QuietOption] = False,
+    verbose: Annotated[bool, VerboseOption] = False,
 ) -> None:
     """Deploy an image to an environment (admission, promotion order, its strategy, smoke).
 
     Without a strategy traffic moves replica by replica as each is ready; canary, blue_green,
-    rolling and ab follow conveyor.yml. A failed smoke test or judge rolls back."""
+    rolling and ab follow conveyor.yml. A failed smoke test or judge rolls back.
+
+    Progress goes to standard error: on a terminal one live line with the traffic weights
+    and the current step (a canary's judge verdicts stay printed), else a line per step."""
     from conveyor.service import environments
     from conveyor.service.runs import default_actor
 
-    with opened(spec) as (project, store):
+    level = verbosity(quiet, verbose)
+    with opened(spec) as (project, store), progress(level, f"deploying to {environment}") as say:
         outcome = environments.deploy(
-            project, store, environment, image, actor=default_actor(), progress=_progress
+            project, store, environment, image, actor=default_actor(), progress=say
         )
     _report_deploy(outcome, output)
 
@@ -100,6 +134,12 @@ def _report_deploy(outcome: DeployOutcome, output: OutputFormat) -> None:
         reason = f" ({escape(outcome.reason)})" if outcome.reason else ""
         console.print(f"{escape(outcome.release_id)}: [{style}]{state}[/]{reason}")
         console.print(f"serving at {outcome.url}")
+    _exit_unless_succeeded(outcome)
+
+
+def _exit_unless_succeeded(outcome: DeployOutcome) -> None:
+    from conveyor.states import DeployState
+
     if outcome.state is not DeployState.SUCCEEDED:
         raise typer.Exit(int(ExitCode.PIPELINE_FAILED))
 
@@ -111,14 +151,17 @@ def rollback(
     ] = None,
     spec: Annotated[Path | None, SpecOption] = None,
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+    quiet: Annotated[bool, QuietOption] = False,
+    verbose: Annotated[bool, VerboseOption] = False,
 ) -> None:
     """Send all traffic back to the previous release (kept warm) at once."""
     from conveyor.service import environments
     from conveyor.service.runs import default_actor
 
-    with opened(spec) as (project, store):
+    level = verbosity(quiet, verbose)
+    with opened(spec) as (project, store), progress(level, f"rolling {environment} back") as say:
         outcome = environments.rollback(
-            project, store, environment, actor=default_actor(), to=to, progress=_progress
+            project, store, environment, actor=default_actor(), to=to, progress=say
         )
     if output is OutputFormat.JSON:
         emit_json(outcome)
@@ -271,16 +314,20 @@ def env_watch(
         int, typer.Option("--count", "-n", min=0, help="Stop after N samples (0: never).")
     ] = 0,
     spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """Sample the golden signals continuously into the store (Ctrl-C stops).
 
     One line per release and interval; the samples are the time series release analysis
-    reads."""
+    reads. With -o json, one JSON object per line (JSON Lines): ts, release, rates."""
     from conveyor.service import environments
 
     with opened(spec) as (project, store):
         for index, window in enumerate(environments.watch(project, store, environment, interval)):
             for release_id, rates in sorted(window.items()):
+                if output is OutputFormat.JSON:
+                    emit_json_line({"ts": time.time(), "release": release_id, "rates": rates})
+                    continue
                 console.print(
                     f"{escape(release_id)}  {rates.requests_per_second:7.1f} req/s  "
                     f"5xx {rates.rate_5xx:6.1%}  4xx {rates.rate_4xx:6.1%}  "
@@ -294,14 +341,26 @@ def env_watch(
 def env_reconcile(
     environment: Annotated[str, EnvArgument],
     spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+    quiet: Annotated[bool, QuietOption] = False,
+    verbose: Annotated[bool, VerboseOption] = False,
 ) -> None:
     """Bring an environment back to its recorded desired state; starts nothing twice.
 
     Finishes an interrupted deploy, restarts a stopped router or release."""
     from conveyor.service import environments
 
-    with opened(spec) as (project, store):
-        outcome = environments.reconcile(project, store, environment, progress=_progress)
+    level = verbosity(quiet, verbose)
+    with (
+        opened(spec) as (project, store),
+        progress(level, f"reconciling {environment}") as say,
+    ):
+        outcome = environments.reconcile(project, store, environment, progress=say)
+    if output is OutputFormat.JSON:
+        emit_json({"environment": environment, "as_recorded": outcome is None, "deploy": outcome})
+        if outcome is not None:
+            _exit_unless_succeeded(outcome)
+        return
     if outcome is None:
         console.print(f"{escape(environment)}: as recorded")
         return
@@ -312,10 +371,14 @@ def env_reconcile(
 def env_stop(
     environment: Annotated[str, EnvArgument],
     spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """Stop an environment's router and releases (history stays in the store)."""
     from conveyor.service import environments
 
     with opened(spec) as (project, store):
         stopped = environments.stop_environment(project, store, environment)
+    if output is OutputFormat.JSON:
+        emit_json({"environment": environment, "stopped": stopped})
+        return
     console.print(f"{escape(environment)}: stopped {len(stopped)} release(s) and the router")

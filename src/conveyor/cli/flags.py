@@ -13,7 +13,18 @@ from pydantic import BaseModel
 from rich.markup import escape
 from rich.table import Table
 
-from conveyor.cli.output import OutputFormat, OutputOption, console, emit_json, err_console
+from conveyor.cli.output import (
+    OutputFormat,
+    OutputOption,
+    QuietOption,
+    VerboseOption,
+    console,
+    emit_json,
+    err_console,
+    examples,
+    progress,
+    verbosity,
+)
 from conveyor.cli.project import SpecOption
 from conveyor.errors import ConveyorError, ExitCode
 
@@ -23,7 +34,18 @@ if TYPE_CHECKING:
     from conveyor.flags.store import FlagLedger, FlagRecord
 
 M = TypeVar("M", bound=BaseModel)
-flags_app = typer.Typer(help="Feature flags per environment: strategies, rollouts, kill switch.")
+flags_app = typer.Typer(
+    help="Feature flags per environment: strategies, rollouts, kill switch.",
+    no_args_is_help=True,
+    epilog=examples(
+        ("conveyor flags ls production", "the flags: on or off, strategies, version"),
+        ("conveyor flags set staging new-banner --on", "turn a flag on (for everyone)"),
+        ("conveyor flags rollout production new-banner 25", "25% of users, sticky"),
+        ("conveyor flags release production new-banner", "step by step, judged; harm kills it"),
+        ("conveyor flags kill production new-banner --reason 5xx", "off at once, for everyone"),
+        ("conveyor flags eval production new-banner -c userId=42 -o json", "as the SDK would"),
+    ),
+)
 EnvArgument = typer.Argument(help="The environment's name in conveyor.yml, e.g. production.")
 NameArgument = typer.Argument(help="The flag's name, e.g. new-catalogue-banner.")
 DefinitionOption = typer.Option(
@@ -150,6 +172,8 @@ def flags_release(
     name: Annotated[str, NameArgument],
     spec: Annotated[Path | None, SpecOption] = None,
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+    quiet: Annotated[bool, QuietOption] = False,
+    verbose: Annotated[bool, VerboseOption] = False,
 ) -> None:
     """Roll a flag out step by step, each step judged; harm turns it off (a kill).
 
@@ -160,15 +184,9 @@ def flags_release(
     from conveyor.service.project import Project
 
     project = Project.locate(spec)
-    with project.open_store() as store:
-        outcome = release_flag(
-            project,
-            store,
-            environment,
-            name,
-            actor=_actor(),
-            progress=lambda message: err_console.print(f"[dim]·[/] {escape(message)}"),
-        )
+    level = verbosity(quiet, verbose)
+    with project.open_store() as store, progress(level, f"releasing {name}") as say:
+        outcome = release_flag(project, store, environment, name, actor=_actor(), progress=say)
     if output is OutputFormat.JSON:
         emit_json(outcome)
     else:

@@ -9,12 +9,29 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from conveyor.cli.output import OutputFormat, OutputOption, console, emit_json
+from conveyor.cli.output import OutputFormat, OutputOption, console, emit_json, examples
 from conveyor.cli.project import SpecOption
 from conveyor.errors import ExitCode
 
-keys_app = typer.Typer(help="Signing keys (ed25519) for provenance, SBOM and scan attestations.")
-image_app = typer.Typer(help="Images in the project's store: list, inspect, verify.")
+keys_app = typer.Typer(
+    help="Signing keys (ed25519) for provenance, SBOM and scan attestations.",
+    no_args_is_help=True,
+    epilog=examples(
+        ("conveyor keys generate", "write .conveyor/keys/conveyor.key and .pub"),
+        ("conveyor keys generate release --dir keys", "a key named release in ./keys"),
+        ("conveyor keys generate -o json", "the key id and paths, for a script"),
+    ),
+)
+image_app = typer.Typer(
+    help="Images in the project's store: list, inspect, verify.",
+    no_args_is_help=True,
+    epilog=examples(
+        ("conveyor image ls", "the images, newest first"),
+        ("conveyor image inspect shop:1a2b3c4d", "annotations, config, layers, evidence"),
+        ("conveyor image verify sha256:3738ca", "the admission policy; exit 1 if refused"),
+        ("conveyor image verify shop:v1 -o json", "each check, for a script"),
+    ),
+)
 ImageArgument = typer.Argument(
     help="shop@sha256:<digest>, shop:<tag>, or a unique digest or start of one (sha256:1a2b3c)."
 )
@@ -31,11 +48,21 @@ def generate(
     directory: Annotated[
         Path, typer.Option("--dir", help="Where to write NAME.key (0600) and NAME.pub.")
     ] = Path(".conveyor/keys"),
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """Generate an ed25519 key pair. Pin the .pub in images.admission.trusted_keys."""
     from conveyor.supply.keys import generate_keypair
 
     pair = generate_keypair(directory, name)
+    if output is OutputFormat.JSON:
+        emit_json(
+            {
+                "key_id": pair.key_id,
+                "private_key": str(pair.private_path.resolve()),
+                "public_key": str(pair.public_path.resolve()),
+            }
+        )
+        return
     console.print(f"key id {pair.key_id}")
     console.print(f"  private: {pair.private_path}  [dim](keep it out of git)[/]")
     console.print(f"  public:  {pair.public_path}  [dim](commit it; trust it in conveyor.yml)[/]")
@@ -72,8 +99,11 @@ def image_ls(
 def image_inspect(
     image: Annotated[str, ImageArgument],
     spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.JSON,
 ) -> None:
-    """Print an image's manifest annotations, config, layers and attached evidence (JSON)."""
+    """Print an image's manifest annotations, config, layers and attached evidence (JSON,
+    whatever -o says: accepted so that scripts may pass -o json to every command)."""
+    del output
     from conveyor.service.images import find_image, image_store, inspect_image
     from conveyor.service.project import Project
 

@@ -12,7 +12,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from conveyor.cli.output import OutputFormat, OutputOption, console, elapsed, emit_json, styled
+from conveyor.cli.output import (
+    OutputFormat,
+    OutputOption,
+    console,
+    elapsed,
+    emit_json,
+    examples,
+    styled,
+)
 from conveyor.cli.project import SpecOption
 
 if TYPE_CHECKING:
@@ -23,9 +31,24 @@ RunArgument = typer.Argument(help="A run number (default: the latest run).")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("status")(status)
-    app.command("logs")(logs)
-    app.command("history")(history)
+    app.command("status", epilog=STATUS_EXAMPLES)(status)
+    app.command("logs", epilog=LOGS_EXAMPLES)(logs)
+    app.command("history", epilog=HISTORY_EXAMPLES)(history)
+
+
+STATUS_EXAMPLES = examples(
+    ("conveyor status", "the latest run and its jobs"),
+    ("conveyor status 12 -o json", "run 12, for a script"),
+)
+LOGS_EXAMPLES = examples(
+    ("conveyor logs", "every job's log of the latest run"),
+    ("conveyor logs 12 unit-tests", "one job's log"),
+    ("conveyor logs 13 build -F", "follow a job while it runs"),
+)
+HISTORY_EXAMPLES = examples(
+    ("conveyor history -n 5", "the 5 newest runs"),
+    ("conveyor history --branch main -o json", "runs of main, as JSON"),
+)
 
 
 def status(

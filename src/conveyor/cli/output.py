@@ -1,11 +1,14 @@
-"""Shared output helpers: `--output text|json`, the console, durations and state colours."""
+"""Shared output helpers: `--output text|json`, `--quiet`/`--verbose`, the console, live
+progress, durations and state colours."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import sys
-from enum import Enum, StrEnum
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import Enum, IntEnum, StrEnum
 from typing import Any
 
 import typer
@@ -23,6 +26,67 @@ class OutputFormat(StrEnum):
 
 
 OutputOption = typer.Option("--output", "-o", help="text for people, json for scripts.")
+QuietOption = typer.Option("--quiet", "-q", help="No progress: the result only.")
+VerboseOption = typer.Option("--verbose", "-v", help="Every progress line, no live display.")
+
+
+class Verbosity(IntEnum):
+    QUIET = 0  # the result only
+    NORMAL = 1  # progress: a live display on a terminal, plain lines otherwise
+    VERBOSE = 2  # every progress line, never a live display
+
+
+def verbosity(quiet: bool, verbose: bool) -> Verbosity:
+    if quiet and verbose:
+        from conveyor.errors import ConveyorError
+
+        raise ConveyorError("--quiet and --verbose contradict each other", hint="pick one")
+    return Verbosity.QUIET if quiet else Verbosity.VERBOSE if verbose else Verbosity.NORMAL
+
+
+Say = Callable[[str], None]
+TRAFFIC_PREFIX = "traffic:"  # the deploy controller's weights, e.g. a canary's 20%
+KEPT_PREFIXES = ("judge:", "rolled back", "rolling back", "deploy failed", "smoke")
+
+
+@contextmanager
+def progress(level: Verbosity, title: str) -> Iterator[Say]:
+    """A `say(message)` for long work, on standard error (standard output keeps the
+    result, JSON included). On a terminal at normal verbosity: one live line (a spinner,
+    the title and the latest message, e.g. a canary's step with its weight or the judge's
+    evidence); otherwise a plain `· message` line each, so logs and tests stay readable."""
+    if level is Verbosity.QUIET:
+        yield _silent
+        return
+    if level is Verbosity.NORMAL and err_console.is_terminal:
+        from rich.markup import escape
+
+        shown = {"traffic": ""}
+        with err_console.status(f"[bold]{escape(title)}[/]") as status:
+
+            def update(message: str) -> None:
+                if message.startswith(TRAFFIC_PREFIX):  # the weights stay in view
+                    shown["traffic"] = f" [dim]·[/] {escape(message)}"
+                elif message.startswith(KEPT_PREFIXES):  # evidence and results stay
+                    err_console.print(f"[dim]·[/] {escape(message)}", soft_wrap=True)
+                status.update(
+                    f"[bold]{escape(title)}[/]{shown['traffic']} [dim]·[/] {escape(message)}"
+                )
+
+            yield update
+        return
+    yield _plain_line
+
+
+def _silent(_message: str) -> None:
+    pass
+
+
+def _plain_line(message: str) -> None:
+    from rich.markup import escape
+
+    err_console.print(f"[dim]·[/] {escape(message)}", soft_wrap=True)
+
 
 STATE_STYLE: dict[str, str] = {
     JobState.SUCCESS: "green",
@@ -41,6 +105,15 @@ STATE_STYLE: dict[str, str] = {
 }
 
 
+def examples(*pairs: tuple[str, str]) -> str:
+    """A command's or group's epilog: an Examples section, kubectl's way (what it does as
+    a comment, then the command), so that nothing wraps in 80 columns."""
+    from rich.markup import escape
+
+    lines = [f"  [dim]# {escape(what)}[/]\n  {escape(command)}" for command, what in pairs]
+    return "[bold]Examples[/]\n" + "\n".join(lines)
+
+
 def styled(state: str) -> str:
     style = STATE_STYLE.get(state, "")
     return f"[{style}]{state}[/]" if style else state
@@ -48,6 +121,12 @@ def styled(state: str) -> str:
 
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n")
+
+
+def emit_json_line(data: Any) -> None:
+    """One compact JSON object on a line of its own (JSON Lines), flushed: for streams."""
+    sys.stdout.write(json.dumps(to_jsonable(data)) + "\n")
+    sys.stdout.flush()
 
 
 def to_jsonable(value: Any) -> Any:

@@ -9,7 +9,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from conveyor.cli.output import OutputFormat, OutputOption, console, emit_json
+from conveyor.cli.output import (
+    OutputFormat,
+    OutputOption,
+    console,
+    emit_json,
+    err_console,
+    examples,
+    verbosity,
+)
 from conveyor.cli.project import SpecOption
 from conveyor.errors import ExitCode
 
@@ -17,8 +25,21 @@ JobOption = typer.Option("--job", "-j", help="Run only this job (and what it nee
 
 
 def register(app: typer.Typer) -> None:
-    app.command("plan")(plan)
-    app.command("run")(run)
+    app.command("plan", epilog=PLAN_EXAMPLES)(plan)
+    app.command("run", epilog=RUN_EXAMPLES)(run)
+
+
+PLAN_EXAMPLES = examples(
+    ("conveyor plan --explain", "each job: included, skipped or blocked, and why"),
+    ("conveyor plan -j integration-tests -o json", "one job and what it needs, as JSON"),
+)
+RUN_EXAMPLES = examples(
+    ("conveyor run", "the pipeline on HEAD; live on a terminal"),
+    ("conveyor run -q", "one line per job when it ends"),
+    ("conveyor run -j unit-tests -p 2", "one job (and what it needs), two at a time"),
+    ("conveyor run --rerun-failed 12", "only what failed in run 12, and its dependants"),
+    ("conveyor run -o json > result.json", "the result as JSON; progress on stderr"),
+)
 
 
 def plan(
@@ -91,11 +112,19 @@ def run(
     jobs: Annotated[list[str] | None, JobOption] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Ignore the job cache.")] = False,
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="State changes only, no logs.")
+        bool, typer.Option("--quiet", "-q", help="One line per job when it ends; no logs.")
     ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Every log line, never a live display.")
+    ] = False,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> int:
-    """Run the pipeline on the current commit. Exit 1 if a job failed, 130 if interrupted."""
-    from conveyor.cli.live import ConsoleReporter
+    """Run the pipeline on the current commit. Exit 1 if a job failed, 130 if interrupted.
+
+    On a terminal the running jobs are shown live, each with its latest log line; in a pipe
+    or a log file each state change and log line is a line of its own. With -o json the
+    progress goes to standard error and the result to standard output."""
+    from conveyor.cli.live import LiveReporter, reporter_for
     from conveyor.service.project import Project
     from conveyor.service.runs import RunOptions, execute_run
     from conveyor.states import RunState
@@ -108,18 +137,32 @@ def run(
         only=tuple(jobs or ()),
         use_cache=not no_cache,
     )
-    outcome = execute_run(
-        Project.locate(spec), options, ConsoleReporter(console, show_logs=not quiet)
-    )
-    if outcome.state is not RunState.SUCCESS:
-        failed = [
-            job
-            for job, state in outcome.jobs.items()
-            if not (state.succeeded or state.value == "skipped")
-        ]
+    shown = console if output is OutputFormat.TEXT else err_console
+    reporter = reporter_for(shown, verbosity(quiet, verbose))
+    try:
+        outcome = execute_run(Project.locate(spec), options, reporter)
+    finally:
+        if isinstance(reporter, LiveReporter):
+            reporter.stop()
+    failed = [
+        job
+        for job, state in outcome.jobs.items()
+        if not (state.succeeded or state.value == "skipped")
+    ]
+    if output is OutputFormat.JSON:
+        emit_json(
+            {
+                "run": outcome.run_id,
+                "state": outcome.state.value,
+                "jobs": {job: state.value for job, state in outcome.jobs.items()},
+                "failed": failed,
+            }
+        )
+    elif outcome.state is not RunState.SUCCESS:
         console.print(
             f"[dim]see the logs: conveyor logs {outcome.run_id} "
             f"{escape(failed[0]) if failed else ''}[/]"
         )
+    if outcome.state is not RunState.SUCCESS:
         return int(ExitCode.PIPELINE_FAILED)
     return int(ExitCode.OK)

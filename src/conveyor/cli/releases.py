@@ -14,10 +14,20 @@ import typer
 from rich.markup import escape
 
 from conveyor.cli.environments import EnvArgument, opened
-from conveyor.cli.output import OutputFormat, OutputOption, console, emit_json
+from conveyor.cli.output import OutputFormat, OutputOption, console, emit_json, examples
 from conveyor.cli.project import SpecOption
 
-release_app = typer.Typer(help="A progressive release in progress: status and commands.")
+release_app = typer.Typer(
+    help="A progressive release in progress: status and commands.",
+    no_args_is_help=True,
+    epilog=examples(
+        ("conveyor release status production", "step, weights, the judge's verdicts"),
+        ("conveyor release pause production", "hold at this step (harm still rolls back)"),
+        ("conveyor release promote production -o json", "go on now; the deploy id, for a script"),
+        ("conveyor release abort production", "all traffic back to the stable version"),
+        ("conveyor release record production --format json", "the record of the release"),
+    ),
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -63,45 +73,56 @@ def status(
         console.print(f"  result: {escape(deploy.reason)}")
 
 
-def _command(environment: str, command: str, spec: Path | None) -> None:
+def _command(environment: str, command: str, spec: Path | None, output: OutputFormat) -> None:
     from conveyor.service.releases import send_command
     from conveyor.service.runs import default_actor
 
     with opened(spec) as (project, store):
         deploy_id = send_command(project, store, environment, command, default_actor())
+    if output is OutputFormat.JSON:
+        emit_json({"environment": environment, "command": command, "deploy_id": deploy_id})
+        return
     console.print(f"{escape(environment)}: {command} sent to deploy {deploy_id}")
 
 
 @release_app.command("promote")
 def promote(
-    environment: Annotated[str, EnvArgument], spec: Annotated[Path | None, SpecOption] = None
+    environment: Annotated[str, EnvArgument],
+    spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """End the current pause or analysis step now and go on to the next."""
-    _command(environment, "promote", spec)
+    _command(environment, "promote", spec, output)
 
 
 @release_app.command("abort")
 def abort(
-    environment: Annotated[str, EnvArgument], spec: Annotated[Path | None, SpecOption] = None
+    environment: Annotated[str, EnvArgument],
+    spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """Roll the release back: all traffic to the stable version at once."""
-    _command(environment, "abort", spec)
+    _command(environment, "abort", spec, output)
 
 
 @release_app.command("pause")
 def pause(
-    environment: Annotated[str, EnvArgument], spec: Annotated[Path | None, SpecOption] = None
+    environment: Annotated[str, EnvArgument],
+    spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """Hold at the current step; the judge still rolls back on evidence of harm."""
-    _command(environment, "pause", spec)
+    _command(environment, "pause", spec, output)
 
 
 @release_app.command("resume")
 def resume(
-    environment: Annotated[str, EnvArgument], spec: Annotated[Path | None, SpecOption] = None
+    environment: Annotated[str, EnvArgument],
+    spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """Go on after a pause."""
-    _command(environment, "resume", spec)
+    _command(environment, "resume", spec, output)
 
 
 class RecordFormat(StrEnum):

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from conveyor.cli.output import console, emit_json, styled
+from conveyor.cli.output import console, emit_json, examples, styled
 from conveyor.cli.project import SpecOption
 
 if TYPE_CHECKING:  # keeps `conveyor --help` from importing the store
@@ -19,7 +19,13 @@ if TYPE_CHECKING:  # keeps `conveyor --help` from importing the store
 
 
 def register(app: typer.Typer) -> None:
-    app.command("report")(report)
+    app.command("report", epilog=REPORT_EXAMPLES)(report)
+
+
+REPORT_EXAMPLES = examples(
+    ("conveyor report", "the latest run: findings, gates, tests, coverage"),
+    ("conveyor report 12 -o sarif > run12.sarif", "the merged SARIF log, for a code host"),
+)
 
 
 _FORMATS = ("text", "json", "sarif")

@@ -10,16 +10,35 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from conveyor.cli.output import OutputFormat, OutputOption, console, emit_json
+from conveyor.cli.output import (
+    OutputFormat,
+    OutputOption,
+    QuietOption,
+    VerboseOption,
+    console,
+    emit_json,
+    examples,
+    progress,
+    verbosity,
+)
 from conveyor.cli.project import SpecOption
 from conveyor.errors import ExitCode
 
-vulndb_app = typer.Typer(help="The offline OSV vulnerability database.")
+vulndb_app = typer.Typer(
+    help="The offline OSV vulnerability database.",
+    no_args_is_help=True,
+    epilog=examples(
+        ("conveyor vulndb import all.zip", "OSV's PyPI export, offline from then on"),
+        ("conveyor vulndb import ./osv -o json", "counts and the database digest"),
+        ("conveyor vulndb status", "what it holds, and since when"),
+        ("conveyor scan shop:1a2b3c4d -o sarif", "scan an image; exit 1 if the gate blocks"),
+    ),
+)
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(vulndb_app, name="vulndb")
-    app.command("scan")(scan)
+    app.command("scan", epilog=vulndb_app.info.epilog)(scan)
 
 
 @vulndb_app.command("import")
@@ -27,11 +46,17 @@ def vulndb_import(
     source: Annotated[Path, typer.Argument(help="An OSV folder (JSON/YAML), .zip or .tar.gz.")],
     spec: Annotated[Path | None, SpecOption] = None,
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+    quiet: Annotated[bool, QuietOption] = False,
+    verbose: Annotated[bool, VerboseOption] = False,
 ) -> None:
-    """Import OSV advisories (e.g. an `all.zip` export) into the offline database."""
+    """Import OSV advisories (e.g. an `all.zip` export) into the offline database.
+
+    A large export takes a while: a terminal shows a live line until it is done."""
     from conveyor.service.vulns import open_vulndb
 
-    with open_vulndb(spec) as db:
+    level = verbosity(quiet, verbose)
+    with open_vulndb(spec) as db, progress(level, f"importing advisories from {source}") as say:
+        say("reading, normalising and indexing the advisories")
         report = db.import_path(source)
     if output is OutputFormat.JSON:
         emit_json(report)
