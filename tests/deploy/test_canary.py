@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from conftest import CliProcess, run_cli, wait_until
-from conveyor.deploy.controller import DeployOutcome, release_name
+from conveyor.deploy.rollout import DeployOutcome, release_name
 from conveyor.deploy.runtimes.process import ProcessRuntime
 from conveyor.service import environments
 from conveyor.service.images import image_store

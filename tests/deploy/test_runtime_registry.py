@@ -41,7 +41,12 @@ def test_the_registries_load_no_backend_until_asked() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert "'conveyor.backends'" in shown  # the tables did load
-    for backend in ("runtimes.process", "runtimes.podman", "routers.builtin", "routers.haproxy"):
+    for backend in (
+        "runtimes.process",
+        "runtimes.podman",
+        "routers.builtin",
+        "routers.haproxy",
+        "router_metrics",
+    ):
         assert f"conveyor.deploy.{backend}'" not in shown
-    for backend in ("providers.router", "providers.prometheus"):
-        assert f"conveyor.analysis.{backend}'" not in shown
+    assert "conveyor.analysis.providers.prometheus'" not in shown

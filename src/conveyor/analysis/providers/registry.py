@@ -1,5 +1,8 @@
 """The one table of metrics providers. Adding a provider = one module (with a
-`from_site` factory) and one line here; its name joins `Provider` in spec/strategy.py."""
+`from_site` factory) and one line here; its name joins `Provider` in spec/strategy.py.
+
+Factories are named by module path and imported only when asked for: the `router`
+provider reads the data plane and lives in deploy/, which analysis/ never imports."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ if TYPE_CHECKING:
 PROVIDERS: Backends[ProviderSite, MetricsProvider] = Backends(
     "metrics provider",
     {
-        "router": "conveyor.analysis.providers.router:from_site",
+        "router": "conveyor.deploy.router_metrics:from_site",
         "prometheus": "conveyor.analysis.providers.prometheus:from_site",
     },
 )

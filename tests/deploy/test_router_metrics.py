@@ -15,7 +15,6 @@ import pytest
 
 from conveyor.analysis.model import Absolute, Counts
 from conveyor.analysis.providers.base import MetricsProvider
-from conveyor.analysis.providers.router import RouterProvider
 from conveyor.deploy.model import (
     Backend,
     ReleaseSignals,
@@ -25,6 +24,7 @@ from conveyor.deploy.model import (
     Saturation,
     SignalSample,
 )
+from conveyor.deploy.router_metrics import RouterProvider
 from conveyor.deploy.routers.builtin import BuiltinRouter
 from conveyor.errors import ConveyorError, NotFoundError
 from deploy.test_builtin_router import NamedServer, free_port
