@@ -15,6 +15,7 @@ from conveyor.deploy.model import RouteTable
 from conveyor.deploy.progress import CanaryProgress, Phase, load_progress
 from conveyor.deploy.strategies import STRATEGIES, StrategyKind, kind_of
 from conveyor.spec.environments import Environment
+from conveyor.spec.strategy import Strategy
 from conveyor.states import DeployState, ReleaseState
 from conveyor.store.records import EventKind
 from conveyor.store.store import Store
@@ -275,7 +276,9 @@ def test_an_ab_test_sends_matching_requests_to_the_new_version_until_promoted(
 
 
 def test_the_strategy_table_has_every_kind_of_the_spec() -> None:
-    assert set(STRATEGIES) == set(StrategyKind)
+    assert set(STRATEGIES.names) == {kind.value for kind in StrategyKind}
+    assert all(callable(STRATEGIES.factory(kind)) for kind in StrategyKind)
+    assert {kind.value for kind in StrategyKind} - {"direct"} == set(Strategy.model_fields)
     assert kind_of(None) is StrategyKind.DIRECT
     spec = Environment.model_validate({"strategy": {"blue_green": {}}})
     assert kind_of(spec.strategy) is StrategyKind.BLUE_GREEN

@@ -34,7 +34,7 @@ def test_the_registries_load_no_backend_until_asked() -> None:
     """`conveyor run` must not pay for deploy backends: the tables alone import none."""
     code = (
         "import sys, conveyor.deploy.runtimes.registry, conveyor.deploy.routers.registry,"
-        " conveyor.analysis.providers.registry\n"
+        " conveyor.analysis.providers.registry, conveyor.deploy.strategies\n"
         "print(sorted(m for m in sys.modules if m.startswith('conveyor.')))"
     )
     shown = subprocess.run(
@@ -47,6 +47,9 @@ def test_the_registries_load_no_backend_until_asked() -> None:
         "routers.builtin",
         "routers.haproxy",
         "router_metrics",
+        "canary",
+        "rolling",
+        "direct",
     ):
         assert f"conveyor.deploy.{backend}'" not in shown
     assert "conveyor.analysis.providers.prometheus'" not in shown

@@ -43,7 +43,6 @@ from conveyor.spec.strategy import (
     Canary,
     CanaryStep,
     OnInconclusive,
-    Strategy,
     merged,
 )
 from conveyor.states import DeployState
@@ -376,9 +375,10 @@ def _describe(rule: MatchRule) -> str:
     return f"{where} = {rule.value} -> {rule.release_id}"
 
 
-def from_context(ctx: RolloutContext, strategy: Strategy | None) -> CanaryRollout:
+def from_context(ctx: RolloutContext) -> CanaryRollout:
     """The strategy table's factory for canary, blue-green and A/B (each a canary: see
     `Strategy.as_canary`), judged by the analysis settings' metrics provider."""
+    strategy = ctx.target.spec.strategy
     assert strategy is not None and ctx.target.provider is not None
     canary = strategy.as_canary()
     return CanaryRollout(ctx, canary, ctx.target.provider(canary.analysis), strategy.ab)

@@ -142,7 +142,7 @@ class ReleaseController(TargetActions):
         self.progress(f"starting {record.release_id} ({self.target.spec.replicas} replicas)")
         kind = self._strategy_kind(record, previous)
         context = RolloutContext(self.target, record, release, previous, self.progress)
-        return STRATEGIES[kind](context, self.target.spec.strategy).run(url)
+        return STRATEGIES.create(kind, context).run(url)
 
     def _strategy_kind(self, record: DeployRecord, previous: Share | None) -> StrategyKind:
         """The environment's strategy, unless this deploy goes straight: a first deploy

@@ -13,7 +13,6 @@ from conveyor.deploy.model import ReplicaState
 from conveyor.deploy.rollout import DeployOutcome, RolloutContext, Superseded, raise_if_broken
 from conveyor.deploy.smoke import describe_failures, smoke_passed
 from conveyor.errors import ConveyorError
-from conveyor.spec.strategy import Strategy
 from conveyor.states import DeployState
 from conveyor.store.records import EventKind
 
@@ -87,6 +86,6 @@ class DirectRollout:
         ctx.stop_after_drain(ctx.record.release_id)
 
 
-def from_context(ctx: RolloutContext, strategy: Strategy | None) -> DirectRollout:
+def from_context(ctx: RolloutContext) -> DirectRollout:
     """The strategy table's factory (direct takes no settings)."""
     return DirectRollout(ctx)

@@ -17,7 +17,7 @@ from conveyor.deploy.model import ReplicaState
 from conveyor.deploy.rollout import RolloutContext, raise_if_broken
 from conveyor.deploy.routing import Share
 from conveyor.errors import ConveyorError
-from conveyor.spec.strategy import Rolling, Strategy
+from conveyor.spec.strategy import Rolling
 
 
 @dataclass
@@ -86,7 +86,8 @@ class RollingRollout(DirectRollout):
         self.ctx.set_traffic(shares, why)
 
 
-def from_context(ctx: RolloutContext, strategy: Strategy | None) -> RollingRollout:
+def from_context(ctx: RolloutContext) -> RollingRollout:
     """The strategy table's factory: the `rolling:` limits."""
+    strategy = ctx.target.spec.strategy
     assert strategy is not None and strategy.rolling is not None
     return RollingRollout(ctx, strategy.rolling)

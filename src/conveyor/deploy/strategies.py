@@ -1,16 +1,21 @@
 """The one table of rollout strategies: the kind of a deploy -> the strategy that
 carries it out. Adding a strategy = one module with a `from_context` factory (taking
-the deploy's `RolloutContext` and the environment's `strategy:` settings) and one line
-here; the controller never names a strategy."""
+the deploy's `RolloutContext`; its settings are the environment's `strategy:`) and one
+line here; the controller never names a strategy module.
+
+Like the backend tables, factories are named by module path and imported when a deploy
+needs them: a direct deploy (or `conveyor env status`) never loads the judge."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from conveyor.deploy import canary, direct, rolling
-from conveyor.deploy.rollout import Rollout, RolloutContext
-from conveyor.spec.strategy import Strategy
+from conveyor.backends import Backends
+
+if TYPE_CHECKING:
+    from conveyor.deploy.rollout import Rollout, RolloutContext
+    from conveyor.spec.strategy import Strategy
 
 
 class StrategyKind(StrEnum):
@@ -26,15 +31,17 @@ class StrategyKind(StrEnum):
         return self in (StrategyKind.CANARY, StrategyKind.BLUE_GREEN, StrategyKind.AB)
 
 
-StrategyFactory = Callable[[RolloutContext, Strategy | None], Rollout]
-
-STRATEGIES: Mapping[StrategyKind, StrategyFactory] = {
-    StrategyKind.DIRECT: direct.from_context,
-    StrategyKind.CANARY: canary.from_context,
-    StrategyKind.BLUE_GREEN: canary.from_context,
-    StrategyKind.AB: canary.from_context,
-    StrategyKind.ROLLING: rolling.from_context,
-}
+STRATEGIES: Backends[RolloutContext, Rollout] = Backends(
+    "rollout strategy",
+    {
+        StrategyKind.DIRECT: "conveyor.deploy.direct:from_context",
+        # Blue-green and A/B tests are canaries (`Strategy.as_canary`).
+        StrategyKind.CANARY: "conveyor.deploy.canary:from_context",
+        StrategyKind.BLUE_GREEN: "conveyor.deploy.canary:from_context",
+        StrategyKind.AB: "conveyor.deploy.canary:from_context",
+        StrategyKind.ROLLING: "conveyor.deploy.rolling:from_context",
+    },
+)
 
 
 def kind_of(strategy: Strategy | None) -> StrategyKind:
