@@ -177,9 +177,7 @@ class CanaryRollout:
         ports = tuple(self.progress.baseline_ports) or (
             known.ports if known else free_ports(len(ctx.release.ports))
         )
-        ctx.target.ledger.register_release(
-            ctx.target.name, baseline_id, stable.repository, stable.digest, ports
-        )
+        ctx.register_release(baseline_id, stable.repository, stable.digest, ports)
         self.progress.baseline_ports = list(ports)
         # A version of its own, so pinning the stable version reaches the stable release
         # (and HAProxy's pin rules, keyed by version, stay unambiguous).
@@ -378,7 +376,7 @@ def _describe(rule: MatchRule) -> str:
 def from_context(ctx: RolloutContext) -> CanaryRollout:
     """The strategy table's factory for canary, blue-green and A/B (each a canary: see
     `Strategy.as_canary`), judged by the analysis settings' metrics provider."""
-    strategy = ctx.target.spec.strategy
-    assert strategy is not None and ctx.target.provider is not None
+    strategy = ctx.strategy
+    assert strategy is not None
     canary = strategy.as_canary()
-    return CanaryRollout(ctx, canary, ctx.target.provider(canary.analysis), strategy.ab)
+    return CanaryRollout(ctx, canary, ctx.metrics_provider(canary.analysis), strategy.ab)

@@ -47,7 +47,7 @@ class DirectRollout:
     def _shift_while_ready(self) -> None:
         """Move traffic to the new release replica by replica, as each becomes ready."""
         ctx, release = self.ctx, self.ctx.release
-        timeout = ctx.target.spec.health.ready_timeout
+        timeout = ctx.ready_timeout
         deadline = ctx.clock.monotonic() + timeout
         routed = -1
         while True:

@@ -53,7 +53,7 @@ class RollingRollout(DirectRollout):
         replicas = release.replicas
         old_addresses = ctx.previous.addresses if ctx.previous else ()
         serving = Serving(old=len(old_addresses), new=0)
-        timeout = ctx.target.spec.health.ready_timeout
+        timeout = ctx.ready_timeout
         deadline = ctx.clock.monotonic() + timeout
         while serving.new < replicas or serving.old > 0:
             statuses = ctx.replicas()
@@ -88,6 +88,6 @@ class RollingRollout(DirectRollout):
 
 def from_context(ctx: RolloutContext) -> RollingRollout:
     """The strategy table's factory: the `rolling:` limits."""
-    strategy = ctx.target.spec.strategy
+    strategy = ctx.strategy
     assert strategy is not None and strategy.rolling is not None
     return RollingRollout(ctx, strategy.rolling)

@@ -40,7 +40,7 @@ from conveyor.deploy.sampler import take_sample
 from conveyor.deploy.smoke import SmokeResult, run_smoke
 from conveyor.errors import ConveyorError
 from conveyor.spec.environments import Environment, Probe
-from conveyor.spec.strategy import Analysis
+from conveyor.spec.strategy import Analysis, Strategy
 from conveyor.states import DeployState, ReleaseState
 from conveyor.store.deploys import DeployLedger, DeployRecord, EnvironmentRecord, ReleaseRecord
 from conveyor.store.records import EventKind, EventRecord
@@ -281,6 +281,27 @@ class RolloutContext(TargetActions):
         self.previous = previous
         # The intent's generation after our last change: another means a rollback came.
         self._generation = target.ledger.generation(target.name)
+
+    @property
+    def strategy(self) -> Strategy | None:
+        """The environment's `strategy:` settings (the strategy's own among them)."""
+        return self.target.spec.strategy
+
+    @property
+    def ready_timeout(self) -> float:
+        return self.target.spec.health.ready_timeout
+
+    def metrics_provider(self, settings: Analysis) -> MetricsProvider:
+        """The judge's source of counts for these analysis settings."""
+        if self.target.provider is None:
+            raise ConveyorError(f"{self.target.name} has no metrics provider to judge with")
+        return self.target.provider(settings)
+
+    def register_release(
+        self, release_id: str, repository: str, digest: str, ports: Sequence[int]
+    ) -> None:
+        """A release started beside the deploy's own (a canary's baseline)."""
+        self.target.ledger.register_release(self.target.name, release_id, repository, digest, ports)
 
     def new_share(self, weight: int, addresses: Sequence[str] | None = None) -> Share:
         """The new release with `weight`; all its replicas unless `addresses` says which."""
