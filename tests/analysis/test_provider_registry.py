@@ -43,7 +43,7 @@ def test_an_unknown_provider_is_refused_with_the_known_ones() -> None:
         PROVIDERS.factory("datadog")
 
 
-def test_prometheus_without_its_queries_is_refused(tmp_path: Path) -> None:
+def test_prometheus_without_its_queries_is_refused() -> None:
     settings = Analysis(provider=Provider.ROUTER)
     with pytest.raises(ConveyorError, match="needs a `prometheus:` section"):
         PROVIDERS.create("prometheus", ProviderSite(settings, "staging"))
@@ -51,7 +51,7 @@ def test_prometheus_without_its_queries_is_refused(tmp_path: Path) -> None:
 
 def test_prometheus_needs_no_data_plane() -> None:
     """Flag releases make it with nothing but the settings and the environment."""
-    settings = Analysis(provider=Provider.PROMETHEUS, prometheus=QUERIES)
+    settings = Analysis.model_validate({"provider": "prometheus", "prometheus": QUERIES})
     provider = PROVIDERS.create("prometheus", ProviderSite(settings, "production"))
     assert provider.name == "prometheus"
 
