@@ -213,17 +213,17 @@ def test_an_inconclusive_analysis_pauses_until_a_person_decides(
 
 
 def test_a_rollback_during_a_canary_supersedes_it(store: Store, tmp_path: Path) -> None:
-    env = stage(store, tmp_path, CANARY)
+    env = stage(store, tmp_path, PAUSED)  # held at a pause until promoted
     env.deploy("v1")
     back = env.release_id("v1")
-    env.clock.after(1, lambda: env.controller().rollback("carol", to=back, reason="on call"))
-    # The canary notices at its next change of traffic (a watch alone does not look).
-    env.clock.after(2, lambda: env.command("promote"))
+    env.clock.after(5, lambda: env.controller().rollback("carol", to=back, reason="on call"))
+    started = env.clock.now
     outcome = env.deploy("v2")
     assert outcome.state is DeployState.ROLLED_BACK
     assert "rolled back while deploying" in (outcome.reason or "")
     assert env.environment().live_release == env.release_id("v1")
     assert env.runtime.releases() == [env.release_id("v1")]  # canary and baseline stopped
+    assert env.clock.now - started < 10  # at the next interval, not at a person's command
 
 
 # -- blue-green, rolling, A/B -------------------------------------------------------------

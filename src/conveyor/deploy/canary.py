@@ -229,6 +229,9 @@ class CanaryRollout:
             baseline=self.baseline.release_id if self.baseline is not None else None,
         )
         for judged in judged_windows(settings, self.provider, arms, clock):
+            # A rollback meanwhile ends the deploy now, not at its next change of traffic
+            # (a pause until promoted would otherwise hold a superseded canary).
+            self.ctx.check_superseded()
             self._count(judged.canary)
             decision = self.decision = judged.decision
             self._record_decision(watch, decision)

@@ -333,6 +333,11 @@ class RolloutContext(TargetActions):
         """The header that pins a request to a version (smoke tests of a canary)."""
         return self.target.router.routes().pin_header
 
+    def check_superseded(self) -> None:
+        """Raises Superseded if someone else changed the intent since our last change."""
+        if self.target.ledger.generation(self.target.name) != self._generation:
+            raise Superseded(f"{self.target.name} was rolled back while deploying")
+
     def set_traffic(
         self,
         shares: list[Share],
@@ -349,8 +354,8 @@ class RolloutContext(TargetActions):
         """Record the new routes as the environment's intent (with `event`), then apply
         them. Raises Superseded if someone else changed the intent since our last change."""
         ledger, record = self.target.ledger, self.record
-        if check_superseded and ledger.generation(self.target.name) != self._generation:
-            raise Superseded(f"{self.target.name} was rolled back while deploying")
+        if check_superseded:
+            self.check_superseded()
         environment = self.environment()
         routes = routing.table(shares, matches)
         details = {"deploy_id": record.id, "why": why, "weights": routing.weights(routes)}
