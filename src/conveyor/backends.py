@@ -28,7 +28,7 @@ ROUTER_FACTORIES: Final[Mapping[str, str]] = {
     "haproxy": "conveyor.deploy.routers.haproxy:from_site",
 }
 PROVIDER_FACTORIES: Final[Mapping[str, str]] = {
-    "router": "conveyor.analysis.providers.router:from_site",
+    "router": "conveyor.deploy.router_metrics:from_site",
     "prometheus": "conveyor.analysis.providers.prometheus:from_site",
 }
 

@@ -9,6 +9,7 @@ from conveyor.analysis.providers.base import MetricsProvider, ProviderSite
 from conveyor.analysis.providers.registry import PROVIDERS
 from conveyor.deploy.routers.builtin import BuiltinRouter
 from conveyor.deploy.runtimes.process import ProcessRuntime
+from conveyor.deploy.sampler import DataPlane
 from conveyor.errors import ConveyorError
 from conveyor.spec.strategy import Analysis, PrometheusQueries
 from conveyor.supply.oci.layout import LayoutStore
@@ -20,7 +21,8 @@ def site(tmp_path: Path, name: str) -> ProviderSite:
     settings = Analysis(provider=name, prometheus=QUERIES)
     router = BuiltinRouter(tmp_path / "router", 1, 2)  # made, never started
     runtime = ProcessRuntime(tmp_path / "runtime", LayoutStore(tmp_path / "images"))
-    return ProviderSite(settings, "staging", router, runtime, on_sample=lambda samples: None)
+    plane = DataPlane(router, runtime, on_sample=lambda samples: None)
+    return ProviderSite(settings, "staging", target=plane)
 
 
 def test_every_provider_is_made_under_its_own_name(tmp_path: Path) -> None:
@@ -46,8 +48,19 @@ def test_an_unknown_provider_is_refused_with_the_known_ones() -> None:
         PROVIDERS.factory("datadog")
 
 
-def test_prometheus_without_its_queries_is_refused(tmp_path: Path) -> None:
-    bare = site(tmp_path, "router")
+def test_prometheus_without_its_queries_is_refused() -> None:
     settings = Analysis(provider="router")
     with pytest.raises(ConveyorError, match="needs a `prometheus:` section"):
-        PROVIDERS.create("prometheus", ProviderSite(settings, "staging", bare.router, bare.runtime))
+        PROVIDERS.create("prometheus", ProviderSite(settings, "staging"))
+
+
+def test_prometheus_needs_no_data_plane() -> None:
+    """Flag releases make it with nothing but the settings and the environment."""
+    settings = Analysis.model_validate({"provider": "prometheus", "prometheus": QUERIES})
+    provider = PROVIDERS.create("prometheus", ProviderSite(settings, "production"))
+    assert provider.name == "prometheus"
+
+
+def test_the_router_provider_without_a_data_plane_is_a_clear_error() -> None:
+    with pytest.raises(ConveyorError, match="reads an environment's router: staging gave it none"):
+        PROVIDERS.create("router", ProviderSite(Analysis(), "staging"))

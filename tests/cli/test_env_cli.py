@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from conftest import CliResult, run_cli
-from conveyor.deploy.controller import release_name
+from conveyor.deploy.rollout import release_name
 from conveyor.service import environments as envs
 from conveyor.service.project import Project
 from deploy.apps import build_app, make_project

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from conftest import CliProcess, run_cli, wait_until
-from conveyor.deploy.controller import DeployOutcome, release_name
+from conveyor.deploy.rollout import DeployOutcome, release_name
 from conveyor.deploy.runtimes.process import ProcessRuntime
 from conveyor.service import environments
 from conveyor.service.images import image_store
@@ -160,7 +160,7 @@ def test_a_paused_canary_waits_for_a_person_and_abort_rolls_it_back(
     def paused_at_step_2() -> bool:
         with project.open_store() as store:
             status = release_status(project, store, "staging")
-        return status.in_progress and status.progress.get("step") == 1
+        return status.in_progress and status.progress is not None and status.progress.step == 1
 
     wait_until(paused_at_step_2, "the canary to reach its pause")
     time.sleep(1.0)
@@ -249,7 +249,7 @@ def test_an_ab_test_sends_matching_requests_to_the_new_version_until_promoted(
     def testing() -> bool:
         with project.open_store() as store:
             status = release_status(project, store, "staging")
-        return status.in_progress and status.progress.get("step") == 0
+        return status.in_progress and status.progress is not None and status.progress.step == 0
 
     wait_until(testing, "the A/B test to start")
     url = url_of(project)
@@ -317,7 +317,7 @@ def test_a_canary_whose_controller_is_killed_is_resumed_at_its_step(
     def pausing() -> bool:
         with project.open_store() as store:
             status = release_status(project, store, "staging")
-        return status.in_progress and status.progress.get("step") == 1
+        return status.in_progress and status.progress is not None and status.progress.step == 1
 
     wait_until(pausing, "the canary to reach its pause")
     control.kill_group()  # SIGKILL: the router and the releases carry on

@@ -24,7 +24,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import WAIT_SECONDS, CliProcess, kill_quietly, process_alive, run_cli, wait_until
-from conveyor.deploy.controller import RollbackOutcome, baseline_name, release_name
+from conveyor.deploy.rollout import RollbackOutcome, baseline_name, release_name
 from conveyor.deploy.routers import builtin
 from conveyor.deploy.routing import version_of
 from conveyor.deploy.runtimes import supervisor

@@ -39,14 +39,22 @@ def test_the_registries_load_no_backend_until_asked() -> None:
     """`conveyor run` must not pay for deploy backends: the tables alone import none."""
     code = (
         "import sys, conveyor.deploy.runtimes.registry, conveyor.deploy.routers.registry,"
-        " conveyor.analysis.providers.registry\n"
+        " conveyor.analysis.providers.registry, conveyor.deploy.strategies\n"
         "print(sorted(m for m in sys.modules if m.startswith('conveyor.')))"
     )
     shown = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert "'conveyor.backends'" in shown  # the tables did load
-    for backend in ("runtimes.process", "runtimes.podman", "routers.builtin", "routers.haproxy"):
+    for backend in (
+        "runtimes.process",
+        "runtimes.podman",
+        "routers.builtin",
+        "routers.haproxy",
+        "router_metrics",
+        "canary",
+        "rolling",
+        "direct",
+    ):
         assert f"conveyor.deploy.{backend}'" not in shown
-    for backend in ("providers.router", "providers.prometheus"):
-        assert f"conveyor.analysis.{backend}'" not in shown
+    assert "conveyor.analysis.providers.prometheus'" not in shown

@@ -23,9 +23,9 @@ import httpx
 import pytest
 
 from conftest import wait_until
-from conveyor.deploy.controller import DeployOutcome, release_name, version_of
 from conveyor.deploy.model import ReplicaState
-from conveyor.deploy.routing import free_ports
+from conveyor.deploy.rollout import DeployOutcome, release_name
+from conveyor.deploy.routing import free_ports, version_of
 from conveyor.deploy.runtimes.base import Runtime
 from conveyor.errors import ConveyorError, NotFoundError
 from conveyor.service import environments as envs

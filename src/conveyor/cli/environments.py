@@ -30,8 +30,8 @@ from conveyor.cli.project import SpecOption
 from conveyor.errors import ConveyorError, ExitCode
 
 if TYPE_CHECKING:
-    from conveyor.deploy.controller import DeployOutcome
     from conveyor.deploy.model import SignalRates
+    from conveyor.deploy.rollout import DeployOutcome
     from conveyor.service.environments import EnvironmentView
     from conveyor.service.project import Project
     from conveyor.store.store import Store

@@ -54,13 +54,12 @@ def status(
     deploy, progress = found.deploy, found.progress
     state = "in progress" if found.in_progress else deploy.state.value
     console.print(f"[bold]{escape(deploy.release_id)}[/] ({state}) by {escape(deploy.actor)}")
-    if progress:
-        step = progress.get("step")
-        steps = progress.get("steps")
-        paused = " [yellow]paused[/]" if progress.get("paused") else ""
+    if progress is not None:
+        step = progress.step
+        paused = " [yellow]paused[/]" if progress.paused else ""
         console.print(
-            f"  {progress.get('strategy', '')} step {step if step is None else step + 1}/{steps},"
-            f" canary weight {progress.get('weight', 0)}%{paused}"
+            f"  {progress.strategy} step {step if step is None else step + 1}/{progress.steps},"
+            f" canary weight {progress.weight}%{paused}"
         )
     for decision in found.decisions:
         when = datetime.fromtimestamp(float(decision["ts"])).strftime("%H:%M:%S")

@@ -16,32 +16,39 @@ status` can show it and a controller that resumes the deploy starts again at its
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from conveyor.analysis.judge import Judge, Reference
-from conveyor.analysis.model import Absolute, Counts, Decision, Observation, Verdict
+from conveyor.analysis.model import Decision, Verdict
+from conveyor.analysis.polling import Arms, judged_windows
 from conveyor.analysis.providers.base import MetricsProvider, Reading
 from conveyor.deploy import routing
-from conveyor.deploy.model import MatchRule, ReleaseSpec
+from conveyor.deploy.model import MatchRule
+from conveyor.deploy.progress import CanaryProgress, Phase, load_progress
+from conveyor.deploy.rollout import (
+    DeployOutcome,
+    RolloutContext,
+    Superseded,
+    baseline_name,
+    weighted,
+)
 from conveyor.deploy.routing import Share, free_ports, version_of
 from conveyor.deploy.smoke import SmokeResult, describe_failures, smoke_passed
 from conveyor.errors import ConveyorError
-from conveyor.spec.strategy import ABTest, Analysis, Canary, CanaryStep, OnInconclusive, merged
-from conveyor.states import DeployState, ReleaseState
-from conveyor.store.deploys import DeployRecord
+from conveyor.spec.strategy import (
+    ABTest,
+    Analysis,
+    Canary,
+    CanaryStep,
+    OnInconclusive,
+    merged,
+)
+from conveyor.states import DeployState
 from conveyor.store.records import EventKind
 
-if TYPE_CHECKING:
-    from conveyor.deploy.controller import DeployOutcome, ReleaseController
-
-
 _DECISION_EVERY = 10.0  # seconds between recorded CONTINUE verdicts (changes: at once)
-DEFAULT_LATENCY_THRESHOLD = 0.25
 
 
 class Command(StrEnum):
@@ -70,48 +77,42 @@ class Tally:
 class Watch:
     """The state of one watched step."""
 
-    judge: Judge
     settings: Analysis
-    started: float = field(default_factory=time.monotonic)
-    last_recorded: float = 0.0
+    started: float
+    last_recorded: float | None = None
     last_verdict: Verdict | None = None
     paused: bool = False
 
 
 class CanaryRollout:
-    def __init__(  # noqa: PLR0917 - the parts of one rollout, each used throughout
+    def __init__(
         self,
-        controller: ReleaseController,
-        record: DeployRecord,
-        release: ReleaseSpec,
-        stable: Share,
+        ctx: RolloutContext,
         spec: Canary,
         provider: MetricsProvider,
         match: ABTest | None = None,
     ) -> None:
-        self.c = controller
-        self.record = record
-        self.release = release
-        self.stable = stable
+        assert ctx.previous is not None, "a canary is judged against a stable release"
+        self.ctx = ctx
+        self.stable: Share = ctx.previous
         self.spec = spec
         self.provider = provider
         # An A/B test: matching requests go to the new version while it has no share.
         self.matches: tuple[MatchRule, ...] = ()
         if match is not None:
-            self.matches = (MatchRule(release.release_id, match.value, match.header, match.cookie),)
-        self.progress: dict[str, Any] = dict(record.progress or {})
+            release_id = ctx.release.release_id
+            self.matches = (MatchRule(release_id, match.value, match.header, match.cookie),)
+        self.progress: CanaryProgress = load_progress(ctx.record.progress) or CanaryProgress()
         self.tally = Tally()
-        self.weight = int(self.progress.get("weight", 0))
+        self.weight = self.progress.weight
         self.baseline: Share | None = None
-        self.command_cursor = int(self.progress.get("command_cursor", 0))
+        self.command_cursor = self.progress.command_cursor
         self.decision: Decision | None = None
 
     # --- the whole rollout ------------------------------------------------------------
 
     def run(self, url: str) -> DeployOutcome:
-        from conveyor.deploy.controller import DeployOutcome, Superseded
-
-        c, record = self.c, self.record
+        ctx = self.ctx
         try:
             self._start_releases()
         except ConveyorError as error:
@@ -120,40 +121,32 @@ class CanaryRollout:
         try:
             if self.weight == 0:  # resumed at a weight, the canary is in the routes already
                 self._reachable_by_version()
-            version = version_of(record.digest)
-            pin = {c.target.router.routes().pin_header: version}
-            smoke = tuple(c.smoke(record, url, headers=pin))
+            pin = {ctx.pin_header(): version_of(ctx.record.digest)}
+            smoke = tuple(ctx.smoke(url, headers=pin))
             if not smoke_passed(smoke):
                 reason = "smoke tests of the canary failed: " + describe_failures(smoke)
                 return self._abort(reason, url, DeployState.ROLLED_BACK, smoke=smoke)
             if self._steps_and_bake() is StepEnd.ABORT:
                 return self._abort(self._reason(), url, DeployState.ROLLED_BACK, smoke)
-            c.confirm(record, self.release)
+            ctx.confirm()
         except Superseded as error:
-            return self._superseded(error.message, url, smoke)
-        report = self._report()
-        return DeployOutcome(
-            record.id, record.release_id, DeployState.SUCCEEDED, None, url, tuple(smoke), report
-        )
+            self._save(phase=Phase.ROLLED_BACK)
+            return ctx.superseded(error.message, url, smoke)
+        return ctx.outcome(DeployState.SUCCEEDED, None, url, smoke, self._report())
 
     def _reachable_by_version(self) -> None:
         """The canary (and the baseline) in the route table with no share: requests pinned
         to its version (the smoke tests, a preview) reach it, nobody else does. A pin to
         a version the table lacks goes by weight: to the stable release."""
-        shares = [self._canary_share(0), _weighted(self.stable, 100)]
+        shares = [self.ctx.new_share(0), weighted(self.stable, 100)]
         if self.baseline is not None:
-            shares.insert(1, _weighted(self.baseline, 0))
-        self.c.set_traffic(shares, self.record, "canary reachable by its version only")
-
-    def _canary_share(self, weight: int) -> Share:
-        release = self.release
-        addresses = routing.addresses(release.ports)
-        return Share(release.release_id, version_of(release.digest), addresses, weight)
+            shares.insert(1, weighted(self.baseline, 0))
+        self.ctx.set_traffic(shares, "canary reachable by its version only")
 
     def _steps_and_bake(self) -> StepEnd:
         if self.matches:
             self._route(0)  # matching requests reach the new version from the start
-        first = int(self.progress.get("step", 0))
+        first = self.progress.step or 0
         for index in range(first, len(self.spec.steps)):
             if self._run_step(index, self.spec.steps[index]) is StepEnd.ABORT:
                 return StepEnd.ABORT
@@ -163,34 +156,29 @@ class CanaryRollout:
         return StepEnd.NEXT
 
     def _start_releases(self) -> None:
-        c = self.c
-        c.target.runtime.start(self.release)
+        ctx = self.ctx
+        ctx.start_new()
         if self.spec.baseline:
             self.baseline = self._baseline_share()
-            c.start_release(self.baseline.release_id)
-        timeout = c.target.spec.health.ready_timeout
-        self.c.progress(f"waiting for {self.release.release_id} to be ready")
-        c.target.runtime.wait_ready(self.release.release_id, timeout)
+            ctx.start_release(self.baseline.release_id)
+        ctx.progress(f"waiting for {ctx.release.release_id} to be ready")
+        ctx.wait_ready(ctx.release.release_id)
         if self.baseline is not None:
-            c.target.runtime.wait_ready(self.baseline.release_id, timeout)
-        self._save(phase="started")
+            ctx.wait_ready(self.baseline.release_id)
+        self._save(phase=Phase.STARTED)
 
     def _baseline_share(self) -> Share:
         """The stable version again, as a release of its own beside the canary."""
-        from conveyor.deploy.controller import baseline_name
-
-        c = self.c
-        stable = c.target.ledger.release(self.stable.release_id, c.target.name)
+        ctx = self.ctx
+        stable = ctx.known_release(self.stable.release_id)
         assert stable is not None
         baseline_id = baseline_name(self.stable.release_id)
-        known = c.target.ledger.release(baseline_id, c.target.name)
-        ports = tuple(self.progress.get("baseline_ports") or ()) or (
-            known.ports if known else free_ports(len(self.release.ports))
+        known = ctx.known_release(baseline_id)
+        ports = tuple(self.progress.baseline_ports) or (
+            known.ports if known else free_ports(len(ctx.release.ports))
         )
-        c.target.ledger.register_release(
-            c.target.name, baseline_id, stable.repository, stable.digest, ports
-        )
-        self.progress["baseline_ports"] = list(ports)
+        ctx.register_release(baseline_id, stable.repository, stable.digest, ports)
+        self.progress.baseline_ports = list(ports)
         # A version of its own, so pinning the stable version reaches the stable release
         # (and HAProxy's pin rules, keyed by version, stay unambiguous).
         version = f"{self.stable.version}-baseline"
@@ -200,10 +188,8 @@ class CanaryRollout:
 
     def _run_step(self, index: int, step: CanaryStep) -> StepEnd:
         self._save(step=index)
-        self.c.target.ledger.record(
+        self.ctx.record_event(
             EventKind.RELEASE_STEP,
-            self.c.target.name,
-            deploy_id=self.record.id,
             step=index,
             definition=step.model_dump(mode="json", exclude_none=True),
         )
@@ -215,41 +201,39 @@ class CanaryRollout:
             return self._watch(settings, until=None, analysis=True)
         pause = step.pause
         until = None if pause == "until-promoted" else float(pause or 0)
-        self.c.progress(f"pause: {'until promoted' if until is None else f'{until:g} s'}")
+        self.ctx.progress(f"pause: {'until promoted' if until is None else f'{until:g} s'}")
         return self._watch(self.spec.analysis, until=until, analysis=False)
 
     def _route(self, weight: int) -> None:
         """Canary `weight`%, the baseline the same (at most the rest), stable the rest."""
         self.weight = weight
-        canary = self._canary_share(weight)
         base_weight = min(weight, 100 - weight) if self.baseline is not None else 0
-        shares = [canary]
+        shares = [self.ctx.new_share(weight)]
         if self.baseline is not None:
-            shares.append(_weighted(self.baseline, base_weight))
-        shares.append(_weighted(self.stable, 100 - weight - base_weight))
+            shares.append(weighted(self.baseline, base_weight))
+        shares.append(weighted(self.stable, 100 - weight - base_weight))
         if weight > 0 and self.tally.first_traffic is None:
-            self.tally.first_traffic = time.monotonic()
+            self.tally.first_traffic = self.ctx.clock.monotonic()
         matches = self.matches if weight < 100 else ()
         why = f"A/B: {_describe(matches[0])}" if matches else f"canary step: {weight}%"
-        self.c.set_traffic(shares, self.record, why, matches=matches)
+        self.ctx.set_traffic(shares, why, matches=matches)
         self._save(weight=weight)
 
     def _watch(self, settings: Analysis, *, until: float | None, analysis: bool) -> StepEnd:
         """Judge every interval until the step ends: promoted, timed out, or rolled back."""
-        judge = Judge(
-            settings,
-            reference=Reference(settings.reference.value),
-            negligible_rate=settings.negligible_rate,
+        clock = self.ctx.clock
+        watch = Watch(settings, started=clock.monotonic())
+        arms = Arms(
+            canary=self.ctx.release.release_id,
+            stable=self.stable.release_id,
+            baseline=self.baseline.release_id if self.baseline is not None else None,
         )
-        watch = Watch(judge, settings)
-        arms = [self.release.release_id, self.stable.release_id]
-        if self.baseline is not None:
-            arms.append(self.baseline.release_id)
-        self.provider.start(arms, settings.latency_threshold or DEFAULT_LATENCY_THRESHOLD)
-        while True:
-            time.sleep(settings.interval)
-            decision = watch.judge.observe(self._observation(watch))
-            self.decision = decision
+        for judged in judged_windows(settings, self.provider, arms, clock):
+            # A rollback meanwhile ends the deploy now, not at its next change of traffic
+            # (a pause until promoted would otherwise hold a superseded canary).
+            self.ctx.check_superseded()
+            self._count(judged.canary)
+            decision = self.decision = judged.decision
             self._record_decision(watch, decision)
             end = self._commands(watch)
             if end is not None:
@@ -264,8 +248,13 @@ class CanaryRollout:
                 end = self._inconclusive(watch)
                 if end is not None:
                     return end
-            if until is not None and time.monotonic() - watch.started >= until:
+            if until is not None and clock.monotonic() - watch.started >= until:
                 return StepEnd.NEXT
+        raise AssertionError("judged_windows never ends")
+
+    def _count(self, canary: Reading) -> None:
+        self.tally.requests += canary.counts.requests
+        self.tally.errors += canary.counts.errors
 
     def _inconclusive(self, watch: Watch) -> StepEnd | None:
         choice = watch.settings.inconclusive
@@ -274,30 +263,16 @@ class CanaryRollout:
         if choice is OnInconclusive.ROLLBACK:
             return StepEnd.ABORT
         if not watch.paused:
-            self.c.progress("inconclusive: paused until `conveyor release promote` or `abort`")
+            self.ctx.progress("inconclusive: paused until `conveyor release promote` or `abort`")
             watch.paused = True
             self._save(paused=True)
         return None
 
-    def _observation(self, watch: Watch) -> Observation:
-        readings = self.provider.read()
-        canary = _reading(readings, self.release.release_id)
-        self.tally.requests += canary.counts.requests
-        self.tally.errors += canary.counts.errors
-        baseline_id = self.baseline.release_id if self.baseline is not None else ""
-        return Observation(
-            elapsed=time.monotonic() - watch.started,
-            canary=canary.counts,
-            baseline=_reading(readings, baseline_id).counts,
-            stable=_reading(readings, self.stable.release_id).counts,
-            canary_absolute=canary.absolute,
-        )
-
     def _commands(self, watch: Watch) -> StepEnd | None:
-        for event in self.c.target.ledger.commands(self.record.id, self.command_cursor):
+        for event in self.ctx.commands(self.command_cursor):
             self.command_cursor = event.id
             command = Command(str(event.data["command"]))
-            self.c.progress(f"{event.actor or 'someone'}: {command.value}")
+            self.ctx.progress(f"{event.actor or 'someone'}: {command.value}")
             self._save(command_cursor=event.id)
             if command is Command.ABORT:
                 self.decision = Decision(
@@ -311,42 +286,40 @@ class CanaryRollout:
         return None
 
     def _record_decision(self, watch: Watch, decision: Decision) -> None:
-        now = time.monotonic()
+        now = self.ctx.clock.monotonic()
         changed = decision.verdict is not watch.last_verdict
-        if not changed and now - watch.last_recorded < _DECISION_EVERY:
+        recently = watch.last_recorded is not None and now - watch.last_recorded < _DECISION_EVERY
+        if not changed and recently:
             return
         watch.last_verdict, watch.last_recorded = decision.verdict, now
-        data: dict[str, Any] = {
-            "deploy_id": self.record.id,
-            "verdict": decision.verdict.value,
-            "reason": decision.reason,
-            "elapsed": round(decision.elapsed, 3),
-            "evidence": dict(decision.evidence),
-            "events_needed": decision.events_needed,
-            "requests_needed": decision.requests_needed,
-        }
-        self.c.target.ledger.record(EventKind.RELEASE_DECISION, self.c.target.name, **data)
+        self.ctx.record_event(
+            EventKind.RELEASE_DECISION,
+            verdict=decision.verdict.value,
+            reason=decision.reason,
+            elapsed=round(decision.elapsed, 3),
+            evidence=dict(decision.evidence),
+            events_needed=decision.events_needed,
+            requests_needed=decision.requests_needed,
+        )
         self._save(verdict=decision.verdict.value, reason=decision.reason)
         if changed:
-            self.c.progress(f"judge: {decision.verdict.value}: {decision.reason}")
+            self.ctx.progress(f"judge: {decision.verdict.value}: {decision.reason}")
 
     # --- the end ----------------------------------------------------------------------
 
     def _promote_fully(self) -> None:
         """All traffic to the canary; the stable release stays warm; the baseline goes."""
-        canary = self._canary_share(100)
-        self.c.set_traffic([canary, _weighted(self.stable, 0)], self.record, "canary promoted")
-        self._save(weight=100, phase="promoted")
+        ctx = self.ctx
+        ctx.set_traffic([ctx.new_share(100), weighted(self.stable, 0)], "canary promoted")
+        self._save(weight=100, phase=Phase.PROMOTED)
         if self.baseline is not None:
-            self.c.stop_after_drain(self.baseline.release_id)
-            self.c.target.ledger.set_release_state(
-                self.c.target.name, self.baseline.release_id, ReleaseState.RETIRED
-            )
+            ctx.stop_after_drain(self.baseline.release_id)
+            ctx.retire(self.baseline.release_id)
             self.baseline = None
 
     def _bake(self) -> StepEnd:
         """The guardrails keep watching the fully promoted release for `bake` seconds."""
-        self.c.progress(f"baking for {self.spec.bake:g} s (the previous release stays warm)")
+        self.ctx.progress(f"baking for {self.spec.bake:g} s (the previous release stays warm)")
         return self._watch(self.spec.analysis, until=self.spec.bake, analysis=False)
 
     def _abort(
@@ -354,38 +327,20 @@ class CanaryRollout:
         reason: str,
         url: str,
         state: DeployState,
-        smoke: tuple[Any, ...] = (),
+        smoke: tuple[SmokeResult, ...] = (),
     ) -> DeployOutcome:
         """All traffic to the stable release now; canary and baseline stop after draining."""
-        from conveyor.deploy.controller import DeployOutcome
-
-        c = self.c
-        switched = c.send_back(self.record, _weighted(self.stable, 100), "rolled back", reason)
-        c.progress(f"rolled back: all traffic on {self.stable.release_id} in {switched:.3f} s")
+        ctx = self.ctx
+        switched = ctx.send_back(weighted(self.stable, 100), "rolled back", reason)
+        ctx.progress(f"rolled back: all traffic on {self.stable.release_id} in {switched:.3f} s")
         report = {**self._report(), "switch_seconds": round(switched, 3)}
-        c.target.ledger.finish_deploy(self.record.id, state, reason)
-        c.stop_after_drain(self.record.release_id)
+        ctx.finish(state, reason)
+        ctx.stop_after_drain(ctx.record.release_id)
         if self.baseline is not None:  # the stable version again: retired, not failed
-            c.stop_after_drain(self.baseline.release_id)
-            c.target.ledger.set_release_state(
-                c.target.name, self.baseline.release_id, ReleaseState.RETIRED
-            )
-        self._save(phase="rolled back", **report)
-        return DeployOutcome(
-            self.record.id, self.record.release_id, state, reason, url, smoke, report
-        )
-
-    def _superseded(self, reason: str, url: str, smoke: tuple[Any, ...]) -> DeployOutcome:
-        """A rollback changed the intent meanwhile: it stands, and the canary and its
-        baseline stop (unless the rollback went to one of them)."""
-        from conveyor.deploy.controller import DeployOutcome
-
-        self.c.target.ledger.finish_deploy(self.record.id, DeployState.ROLLED_BACK, reason)
-        self.c.stop_strays()
-        self._save(phase="rolled back")
-        return DeployOutcome(
-            self.record.id, self.record.release_id, DeployState.ROLLED_BACK, reason, url, smoke
-        )
+            ctx.stop_after_drain(self.baseline.release_id)
+            ctx.retire(self.baseline.release_id)
+        self._save(phase=Phase.ROLLED_BACK, **report)
+        return ctx.outcome(state, reason, url, smoke, report)
 
     def _reason(self) -> str:
         if self.decision is None:
@@ -395,7 +350,7 @@ class CanaryRollout:
     def _report(self) -> dict[str, Any]:
         detected = None
         if self.tally.first_traffic is not None and self.decision is not None:
-            detected = round(time.monotonic() - self.tally.first_traffic, 3)
+            detected = round(self.ctx.clock.monotonic() - self.tally.first_traffic, 3)
         report: dict[str, Any] = {
             "canary_requests": self.tally.requests,
             "canary_errors": self.tally.errors,
@@ -407,10 +362,13 @@ class CanaryRollout:
         return report
 
     def _save(self, **changes: Any) -> None:
-        self.progress.update(changes, strategy="canary", steps=len(self.spec.steps))
-        self.progress["updated"] = time.time()
-        self.progress["command_cursor"] = self.command_cursor
-        self.c.target.ledger.set_progress(self.record.id, _plain(self.progress))
+        progress = self.progress
+        for name, value in changes.items():
+            setattr(progress, name, value)
+        progress.strategy, progress.steps = "canary", len(self.spec.steps)
+        progress.updated = time.time()  # wall time: shown to people
+        progress.command_cursor = self.command_cursor
+        self.ctx.save_progress(progress.to_json())
 
 
 def _describe(rule: MatchRule) -> str:
@@ -418,20 +376,10 @@ def _describe(rule: MatchRule) -> str:
     return f"{where} = {rule.value} -> {rule.release_id}"
 
 
-def _weighted(share: Share, weight: int) -> Share:
-    return Share(share.release_id, share.version, share.addresses, weight)
-
-
-def _reading(readings: Mapping[str, Reading], release_id: str) -> Reading:
-    return readings.get(release_id) or Reading(Counts(), Absolute(), 0.0)
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe: numbers that are not finite become strings."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
+def from_context(ctx: RolloutContext) -> CanaryRollout:
+    """The strategy table's factory for canary, blue-green and A/B (each a canary: see
+    `Strategy.as_canary`), judged by the analysis settings' metrics provider."""
+    strategy = ctx.strategy
+    assert strategy is not None
+    canary = strategy.as_canary()
+    return CanaryRollout(ctx, canary, ctx.metrics_provider(canary.analysis), strategy.ab)

@@ -10,16 +10,14 @@ each version. The old release keeps running (warm) until the next deploy is conf
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
-from conveyor.deploy.direct import DirectRollout
+from conveyor.deploy.direct import POLL, SAMPLE_INTERVAL, DirectRollout
 from conveyor.deploy.model import ReplicaState
-from conveyor.deploy.routing import Share, version_of
+from conveyor.deploy.rollout import RolloutContext, raise_if_broken
+from conveyor.deploy.routing import Share
 from conveyor.errors import ConveyorError
 from conveyor.spec.strategy import Rolling
-
-_POLL = 0.1
 
 
 @dataclass
@@ -46,43 +44,50 @@ def next_move(serving: Serving, ready_new: int, replicas: int, limits: Rolling) 
 class RollingRollout(DirectRollout):
     """A direct rollout whose traffic shift honours the surge and unavailability limits."""
 
-    limits: Rolling
+    def __init__(self, ctx: RolloutContext, limits: Rolling) -> None:
+        super().__init__(ctx)
+        self.limits = limits
 
     def _shift_while_ready(self) -> None:
-        from conveyor.deploy.controller import raise_if_broken
-
-        c, release = self.c, self.release
+        ctx, release = self.ctx, self.ctx.release
         replicas = release.replicas
-        old_addresses = self.previous.addresses if self.previous else ()
+        old_addresses = ctx.previous.addresses if ctx.previous else ()
         serving = Serving(old=len(old_addresses), new=0)
-        deadline = time.monotonic() + c.target.spec.health.ready_timeout
+        timeout = ctx.ready_timeout
+        deadline = ctx.clock.monotonic() + timeout
         while serving.new < replicas or serving.old > 0:
-            statuses = c.target.runtime.status(release.release_id)
+            statuses = ctx.replicas()
             ready = [r.address for r in statuses if r.state is ReplicaState.READY]
             move = next_move(serving, len(ready), replicas, self.limits)
             if move is None:
                 raise_if_broken(release.release_id, statuses)
-                if time.monotonic() >= deadline:
+                if ctx.clock.monotonic() >= deadline:
                     raise ConveyorError(
                         f"{release.release_id}: {serving.new}/{replicas} replicas ready after "
-                        f"{c.target.spec.health.ready_timeout:g} s"
+                        f"{timeout:g} s"
                     )
-                time.sleep(_POLL)
+                ctx.clock.sleep(POLL)
                 continue
             if move == "add":
                 serving.new += 1
             else:
                 serving.old -= 1
             self._route(serving, ready[: serving.new], old_addresses[: serving.old])
-            c.sample(at_most_every=1.0)
-            time.sleep(self.limits.min_ready)
+            ctx.sample(at_most_every=SAMPLE_INTERVAL)
+            ctx.clock.sleep(self.limits.min_ready)
 
     def _route(self, serving: Serving, new: list[str], old: tuple[str, ...]) -> None:
-        release = self.release
         new_weight = round(100 * serving.new / serving.total) if serving.total else 100
-        shares = [Share(release.release_id, version_of(release.digest), tuple(new), new_weight)]
-        if self.previous is not None:
-            previous = self.previous
+        shares = [self.ctx.new_share(new_weight, new)]
+        previous = self.ctx.previous
+        if previous is not None:
             shares.append(Share(previous.release_id, previous.version, old, 100 - new_weight))
         why = f"rolling: {serving.new} new, {serving.old} old serving"
-        self.c.set_traffic(shares, self.record, why)
+        self.ctx.set_traffic(shares, why)
+
+
+def from_context(ctx: RolloutContext) -> RollingRollout:
+    """The strategy table's factory: the `rolling:` limits."""
+    strategy = ctx.strategy
+    assert strategy is not None and strategy.rolling is not None
+    return RollingRollout(ctx, strategy.rolling)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from conveyor.deploy.model import ReleaseSignals, Saturation, SignalSample
@@ -17,6 +17,18 @@ from conveyor.deploy.routers.base import Router
 from conveyor.deploy.runtimes.base import Runtime
 from conveyor.errors import ConveyorError
 from conveyor.store.deploys import DeployLedger, SampleRow
+
+SampleSink = Callable[[list[SignalSample]], None]
+
+
+@dataclass(frozen=True)
+class DataPlane:
+    """An environment's router and runtime, as the `router` metrics provider reads them
+    (the `target` of its `ProviderSite`)."""
+
+    router: Router
+    runtime: Runtime
+    on_sample: SampleSink | None = None  # receives each sample taken, to be stored
 
 
 def take_sample(

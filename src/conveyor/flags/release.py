@@ -18,14 +18,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from conveyor.analysis.judge import Judge, Reference
-from conveyor.analysis.model import Absolute, Counts, Decision, Observation, Verdict
+from conveyor.analysis.judge import Reference
+from conveyor.analysis.model import Decision, Verdict
+from conveyor.analysis.polling import Arms, judged_windows
 from conveyor.analysis.providers.base import MetricsProvider
+from conveyor.clock import SleptClock
 from conveyor.flags.store import FlagLedger
 from conveyor.spec.strategy import Analysis, OnInconclusive
 
 ON, OFF = "on", "off"  # the arms, as the provider's release names
-DEFAULT_LATENCY_THRESHOLD = 0.25
 Progress = Callable[[str], None]
 
 
@@ -83,30 +84,16 @@ class FlagRelease:
         return FlagReleaseOutcome(FlagReleaseState.RELEASED, percentage, reason, decisions)
 
     def _judge_step(self) -> Decision:
-        settings = self.analysis
-        judge = Judge(
-            settings,
-            reference=Reference.POOLED,
-            negligible_rate=settings.negligible_rate,
+        # One release serves both arms: no baseline to start beside the flag. The judge's
+        # clock is one interval per reading.
+        windows = judged_windows(
+            self.analysis,
+            self.provider,
+            Arms(canary=ON, stable=OFF),
+            SleptClock(self.sleep),
+            Reference.POOLED,
         )
-        threshold = settings.latency_threshold or DEFAULT_LATENCY_THRESHOLD
-        self.provider.start([ON, OFF], threshold)
-        elapsed = 0.0
-        while True:
-            self.sleep(settings.interval)
-            elapsed += settings.interval  # the judge's clock: one interval per reading
-            readings = self.provider.read()
-            on, off = readings.get(ON), readings.get(OFF)
-            observation = Observation(
-                elapsed=elapsed,
-                canary=on.counts if on else Counts(),
-                baseline=Counts(),  # one release: no baseline to start beside the flag
-                stable=off.counts if off else Counts(),
-                canary_absolute=on.absolute if on else Absolute(),
-            )
-            decision = judge.observe(observation)
-            if decision.verdict is not Verdict.CONTINUE:
-                return decision
+        return next(j.decision for j in windows if j.decision.verdict is not Verdict.CONTINUE)
 
     def _kill(self, decision: Decision, decisions: list[Decision]) -> FlagReleaseOutcome:
         reason = f"judge: {decision.reason}"

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conveyor.deploy.progress import load_progress
 from conveyor.engine.report import Reporter
 from conveyor.errors import ConveyorError
 from conveyor.service.demo_people import Reviewer, enrol
@@ -220,7 +221,9 @@ def regression_report(project: Project) -> dict[str, object]:
     if not deploys or deploys[-1].state.value != "rolled_back":
         return {}
     last = deploys[-1]
-    return {"release": last.release_id, "reason": last.reason, **dict(last.progress or {})}
+    progress = load_progress(last.progress)
+    recorded = progress.to_json() if progress is not None else {}
+    return {"release": last.release_id, "reason": last.reason, **recorded}
 
 
 def _urls(project: Project) -> dict[str, str]:

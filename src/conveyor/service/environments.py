@@ -17,21 +17,16 @@ from pathlib import Path
 
 from conveyor.analysis.providers.base import MetricsProvider, ProviderSite
 from conveyor.analysis.providers.registry import PROVIDERS
-from conveyor.deploy.controller import (
-    DeployOutcome,
-    Progress,
-    ReleaseController,
-    RollbackOutcome,
-    Target,
-)
+from conveyor.deploy.controller import ReleaseController
 from conveyor.deploy.exposition import exposition
 from conveyor.deploy.model import ReplicaStatus, SignalRates, SignalSample
+from conveyor.deploy.rollout import DeployOutcome, Progress, RollbackOutcome, Target
 from conveyor.deploy.routers.base import Router, RouterSite
 from conveyor.deploy.routers.registry import ROUTERS
 from conveyor.deploy.routing import free_ports
 from conveyor.deploy.runtimes.base import Runtime, RuntimeSite
 from conveyor.deploy.runtimes.registry import RUNTIMES
-from conveyor.deploy.sampler import stored_samples
+from conveyor.deploy.sampler import DataPlane, stored_samples, to_row
 from conveyor.deploy.signals import window_rates
 from conveyor.engine.mask import Masker
 from conveyor.engine.secrets import load_secrets
@@ -95,12 +90,12 @@ def make_provider(
     the store as the environment's golden-signal time series."""
 
     def keep(samples: list[SignalSample]) -> None:
-        from conveyor.deploy.sampler import to_row
-
         store.deploys.add_samples([to_row(sample) for sample in samples])
 
+    plane = DataPlane(router, runtime, on_sample=keep)
+
     def provider(settings: Analysis) -> MetricsProvider:
-        site = ProviderSite(settings, name, router, runtime, on_sample=keep)
+        site = ProviderSite(settings, name, target=plane)
         return PROVIDERS.create(settings.provider, site)
 
     return provider

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from conveyor.analysis.providers.base import ProviderSite
+from conveyor.analysis.providers.registry import PROVIDERS
 from conveyor.errors import ConveyorError
 from conveyor.flags.release import FlagRelease, FlagReleaseOutcome, Progress
 from conveyor.flags.store import FlagLedger
@@ -26,13 +28,8 @@ def release_flag(
             hint="set environments.<name>.flags.steps and .analysis (docs/flags.md), or "
             "use `conveyor flags rollout` for an unjudged percentage",
         )
-    from conveyor.analysis.providers.prometheus import PrometheusProvider
-
-    analysis = settings.analysis
-    assert analysis.prometheus is not None  # the spec requires it
-    provider = PrometheusProvider(
-        analysis.prometheus, environment, scrape_interval=analysis.interval
-    )
+    analysis = settings.analysis  # provider: prometheus, as the spec requires
+    provider = PROVIDERS.create(analysis.provider, ProviderSite(analysis, environment))
     ledger = FlagLedger(store.engine)
     ledger.flag(environment, flag)  # a clear error for an unknown flag, before anything
     return FlagRelease(

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from conveyor.deploy.progress import load_progress
 from conveyor.errors import ConveyorError, NotFoundError
 from conveyor.service.audit import sign_head
 from conveyor.service.project import Project
@@ -95,8 +96,14 @@ def _release_part(deploy: DeployRecord) -> dict[str, Any]:
         "deployed_by": deploy.actor,
         "started_at": _iso(deploy.started_at),
         "finished_at": _iso(deploy.finished_at) if deploy.finished_at else None,
-        "rollout": dict(deploy.progress or {}),
+        "rollout": _rollout(deploy),
     }
+
+
+def _rollout(deploy: DeployRecord) -> dict[str, Any]:
+    """A progressive release's recorded progress (validated), else nothing."""
+    progress = load_progress(deploy.progress)
+    return progress.to_json() if progress is not None else {}
 
 
 def _run_part(run: RunRecord | None) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from conveyor.deploy.progress import CanaryProgress, load_progress
 from conveyor.errors import ConveyorError
 from conveyor.service.environments import environment_spec
 from conveyor.service.project import Project
@@ -25,7 +26,7 @@ class ReleaseStatus:
     environment: str
     deploy: DeployRecord | None  # the deploy in progress, else the latest one
     in_progress: bool
-    progress: dict[str, Any]
+    progress: CanaryProgress | None  # None: the deploy recorded none (not progressive)
     decisions: list[dict[str, Any]]  # the judge's recorded verdicts, newest last
 
 
@@ -44,7 +45,7 @@ def release_status(project: Project, store: Store, name: str, last: int = 10) ->
         environment=name,
         deploy=deploy,
         in_progress=bool(running),
-        progress=dict(deploy.progress or {}) if deploy else {},
+        progress=load_progress(deploy.progress) if deploy else None,
         decisions=decisions,
     )
 

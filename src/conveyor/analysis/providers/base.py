@@ -1,26 +1,19 @@
 """The metrics provider Protocol: counts per release since the previous reading.
 
 Backends, one module each and listed in `registry.py`: `router` (the environment's
-router's golden signals, the default) and `prometheus` (PromQL templates against a
-Prometheus server, e.g. one that scrapes HAProxy's exporter or the builtin router's
-`/-/metrics`).
+router's golden signals, the default; it reads the data plane, so it lives with it in
+deploy/router_metrics.py) and `prometheus` (PromQL templates against a Prometheus
+server, e.g. one that scrapes HAProxy's exporter or the builtin router's `/-/metrics`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from conveyor.analysis.model import Absolute, Counts
-
-if TYPE_CHECKING:
-    from conveyor.deploy.model import SignalSample
-    from conveyor.deploy.routers.base import Router
-    from conveyor.deploy.runtimes.base import Runtime
-    from conveyor.spec.strategy import Analysis
-
-SampleSink = Callable[[list["SignalSample"]], None]
+from conveyor.spec.strategy import Analysis
 
 
 @dataclass(frozen=True)
@@ -38,9 +31,10 @@ class ProviderSite:
 
     settings: Analysis  # the strategy's analysis settings
     environment: str
-    router: Router
-    runtime: Runtime
-    on_sample: SampleSink | None = None  # receives each router sample, to be stored
+    # What a provider that reads the caller's own systems needs from them: the deploy
+    # layer hands the `router` provider its data plane here. Opaque to analysis/, which
+    # knows nothing of deploy/; a factory checks it got what it reads.
+    target: object = None
 
 
 @runtime_checkable

@@ -1,5 +1,8 @@
 """The typed registry of metrics providers. Adding one = its module (with a `from_site` factory)
-and one line in `PROVIDER_FACTORIES` (conveyor/backends.py), which the spec also reads."""
+and one line in `PROVIDER_FACTORIES` (conveyor/backends.py), which the spec also reads.
+
+The `router` provider reads the data plane and lives in deploy/, which analysis/ never
+imports: it is named by module path and imported only when asked for."""
 
 from __future__ import annotations
 

@@ -12,6 +12,9 @@ changed since the previous reading:
 
 Counters going down mean the router restarted and counted from zero again: the newer
 reading is then the whole increase, as in Prometheus' `increase()`.
+
+It reads the data plane, so it lives in deploy/; the provider registry in analysis/
+names it by its module path, and analysis/ imports nothing from here.
 """
 
 from __future__ import annotations
@@ -21,12 +24,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from conveyor.analysis.model import Absolute, Counts
-from conveyor.analysis.providers.base import ProviderSite, Reading, SampleSink
+from conveyor.analysis.providers.base import ProviderSite, Reading
 from conveyor.deploy.model import Saturation, SignalSample
 from conveyor.deploy.routers.base import Router
 from conveyor.deploy.routers.proxy import LATENCY_BUCKETS
 from conveyor.deploy.runtimes.base import Runtime
-from conveyor.deploy.sampler import read_samples, saturation_or_none
+from conveyor.deploy.sampler import DataPlane, SampleSink, read_samples, saturation_or_none
 from conveyor.deploy.signals import counter_increase, histogram_quantile
 from conveyor.errors import ConveyorError
 
@@ -140,6 +143,13 @@ def _cpu_percent(
 
 def from_site(site: ProviderSite) -> RouterProvider:
     """The registry's factory: the environment's router and runtime, samples kept."""
+    plane = site.target
+    if not isinstance(plane, DataPlane):
+        raise ConveyorError(
+            f"the router metrics provider reads an environment's router: {site.environment} "
+            "gave it none",
+            hint="the router provider judges deploys; use provider: prometheus elsewhere",
+        )
     return RouterProvider(
-        site.router, site.runtime, environment=site.environment, on_sample=site.on_sample
+        plane.router, plane.runtime, environment=site.environment, on_sample=plane.on_sample
     )

@@ -8,86 +8,26 @@ import math
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from conveyor.analysis.model import Absolute, Counts
 from conveyor.analysis.providers.base import MetricsProvider
-from conveyor.analysis.providers.router import RouterProvider
 from conveyor.deploy.model import (
     Backend,
     ReleaseSignals,
-    ReleaseSpec,
-    ReplicaStatus,
     RouteTable,
     Saturation,
     SignalSample,
 )
+from conveyor.deploy.router_metrics import RouterProvider
 from conveyor.deploy.routers.builtin import BuiltinRouter
-from conveyor.errors import ConveyorError, NotFoundError
+from conveyor.errors import ConveyorError
+from deploy.fakes import ScriptedRouter, ScriptedRuntime
 from deploy.test_builtin_router import NamedServer, free_port
 
 INF = math.inf
-
-
-class ScriptedRuntime:
-    """A runtime whose only live part is `saturation`: the next scripted value, or
-    NotFoundError when the script is empty (the release is not running here)."""
-
-    name = "scripted"
-
-    def __init__(self, *saturations: Saturation) -> None:
-        self.saturations = list(saturations)
-
-    def saturation(self, release_id: str) -> Saturation:
-        if not self.saturations:
-            raise NotFoundError(f"no release {release_id}")
-        return self.saturations.pop(0)
-
-    def start(self, release: ReleaseSpec) -> list[ReplicaStatus]:
-        raise NotImplementedError
-
-    def status(self, release_id: str) -> list[ReplicaStatus]:
-        raise NotImplementedError
-
-    def wait_ready(self, release_id: str, timeout: float) -> list[ReplicaStatus]:
-        raise NotImplementedError
-
-    def stop(self, release_id: str) -> None:
-        raise NotImplementedError
-
-    def replica_events(self, release_id: str) -> list[dict[str, Any]]:
-        raise NotImplementedError
-
-    def releases(self) -> list[str]:
-        raise NotImplementedError
-
-
-class ScriptedRouter:
-    """A router whose `signals` are the next of a script."""
-
-    name = "scripted"
-
-    def __init__(self, *signals: list[ReleaseSignals]) -> None:
-        self.script = list(signals)
-        self.table = RouteTable(backends=(Backend("a", "A", ("127.0.0.1:9",), weight=90),))
-
-    def signals(self) -> list[ReleaseSignals]:
-        return self.script.pop(0)
-
-    def routes(self) -> RouteTable:
-        return self.table
-
-    def ensure_running(self) -> str:
-        raise NotImplementedError
-
-    def set_routes(self, routes: RouteTable) -> None:
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        raise NotImplementedError
 
 
 def counters(requests: int, errors: int = 0, fast: int | None = None) -> list[ReleaseSignals]:
