@@ -43,6 +43,7 @@ from conveyor.deploy.model import ReleaseSpec, ReplicaState, ReplicaStatus, Satu
 from conveyor.deploy.runtimes import supervisor
 from conveyor.deploy.runtimes.base import RuntimeSite
 from conveyor.deploy.runtimes.unpack import ROOTFS, unpack_release
+from conveyor.deploy.runtimes.usage import replicas_usage
 from conveyor.errors import ConveyorError, InfrastructureError, NotFoundError
 from conveyor.store.private import PRIVATE_FILE, private_dir
 from conveyor.supply.oci.store import ImageStore
@@ -107,12 +108,8 @@ class ProcessRuntime:
         )
 
     def saturation(self, release_id: str) -> Saturation:
-        totals = [process_usage(r.pid) for r in self.status(release_id) if r.pid is not None]
-        return Saturation(
-            cpu_seconds=sum(t.cpu_seconds for t in totals),
-            memory_bytes=sum(t.memory_bytes for t in totals),
-            open_files=sum(t.open_files for t in totals),
-        )
+        """Each replica's process tree (its workers too), from psutil."""
+        return replicas_usage(r.pid for r in self.status(release_id) if r.pid is not None)
 
     def stop(self, release_id: str) -> None:
         run_dir = self._run_dir(release_id)
@@ -300,22 +297,6 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
-
-
-def process_usage(pid: int) -> Saturation:
-    """CPU seconds (user + system), resident memory and open fds of one process."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        open_files = len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return Saturation(0.0, 0, 0)  # exited between status() and here
-    # After the command: fields[0] is field 3 (state); utime, stime are 14, 15; rss is 24.
-    ticks = int(fields[11]) + int(fields[12])
-    return Saturation(
-        cpu_seconds=ticks / os.sysconf("SC_CLK_TCK"),
-        memory_bytes=int(fields[21]) * os.sysconf("SC_PAGE_SIZE"),
-        open_files=open_files,
-    )
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:
