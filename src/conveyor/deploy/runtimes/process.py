@@ -42,6 +42,7 @@ from typing import Any
 from conveyor.deploy.model import ReleaseSpec, ReplicaState, ReplicaStatus, Saturation
 from conveyor.deploy.runtimes import supervisor
 from conveyor.deploy.runtimes.base import RuntimeSite
+from conveyor.deploy.runtimes.logs import LogLimits
 from conveyor.deploy.runtimes.unpack import ROOTFS, unpack_release
 from conveyor.deploy.runtimes.usage import replicas_usage
 from conveyor.errors import ConveyorError, InfrastructureError, NotFoundError
@@ -53,15 +54,19 @@ IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _POLL = 0.1
 _STOP_SLACK = 5.0  # beyond the replicas' grace, before the supervisor is SIGKILLed
+DEFAULT_LOG_LIMITS = LogLimits()
 _START_DEADLINE = 15.0  # only bounds a broken interpreter; a supervisor starts in ~0.1 s
 
 
 class ProcessRuntime:
     name = "process"
 
-    def __init__(self, state_dir: Path, store: ImageStore) -> None:
+    def __init__(
+        self, state_dir: Path, store: ImageStore, log_limits: LogLimits | None = None
+    ) -> None:
         self.state_dir = state_dir.absolute()  # the supervisor's argv names it
         self.store = store
+        self.log_limits = log_limits  # None: from this process's environment, at start
         self.images = self.state_dir / "images"
         self.runs = self.state_dir / "releases"
 
@@ -75,7 +80,8 @@ class ProcessRuntime:
         # so the next starter waits here and then finds it alive: never two supervisors.
         with _locked(run_dir / supervisor.START_LOCK) as start_lock:
             if not supervisor.is_locked(run_dir / supervisor.LIFE_LOCK):
-                plan = release_plan(release, image_dir)
+                limits = self.log_limits or LogLimits.from_env(os.environ)
+                plan = release_plan(release, image_dir, limits)
                 _write_json(run_dir / supervisor.PLAN_FILE, plan.to_json())
                 (run_dir / supervisor.STATE_FILE).unlink(missing_ok=True)
                 (run_dir / supervisor.PID_FILE).unlink(missing_ok=True)
@@ -183,7 +189,9 @@ class ProcessRuntime:
                     os.killpg(replica.pid, signal.SIGKILL)
 
 
-def release_plan(release: ReleaseSpec, image_dir: Path) -> supervisor.Plan:
+def release_plan(
+    release: ReleaseSpec, image_dir: Path, log_limits: LogLimits = DEFAULT_LOG_LIMITS
+) -> supervisor.Plan:
     image = json.loads((image_dir / "image.json").read_text())
     rootfs = image_dir / ROOTFS
     replicas = [
@@ -196,6 +204,8 @@ def release_plan(release: ReleaseSpec, image_dir: Path) -> supervisor.Plan:
         release.readiness,
         release.liveness,
         secrets=list(release.secret_env),
+        log_max_bytes=log_limits.max_bytes,
+        log_keep=log_limits.keep,
     )
 
 
