@@ -18,13 +18,14 @@ SHOP_LOCKS := $(SHOP)/requirements.txt \
 
 .PHONY: demo test lint typecheck unit bench clean system-packages lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml packages/conveyor-openfeature/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "Conveyor needs Python 3.11 or newer (found: $$($(PYTHON) --version))"; exit 2; }
 	@$(PYTHON) -m venv $(VENV) || \
 	  { echo "python venv is missing: sudo apt-get install python3-venv"; exit 2; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,shop,scanners,verify]'
+	$(BIN)/python -m pip install --quiet -e packages/conveyor-openfeature \
+	  -e '.[dev,shop,scanners,verify]'
 	@touch $(STAMP)
 
 # wapiti (the DAST step's scanner) pins its dependencies exactly: its own venv, linked in.
@@ -77,8 +78,8 @@ system-packages:
 	@scripts/system-packages
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench examples
-	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/ruff check src packages tests bench examples
+	$(BIN)/ruff format --check src packages tests bench examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
