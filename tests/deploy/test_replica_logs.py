@@ -95,3 +95,13 @@ def test_the_limits_come_from_the_environment() -> None:
 def test_bad_limits_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConveyorError, match=message):
         LogLimits.from_env(env)
+
+
+def test_writes_after_close_are_dropped(tmp_path: Path) -> None:
+    log = RotatingLog(tmp_path / "replica-0.log", LogLimits(max_bytes=1000, keep=1))
+    log.write(line(0))
+    log.close()
+
+    log.write(line(1))  # a pump whose pipe a detached grandchild kept open
+
+    assert (tmp_path / "replica-0.log").read_bytes() == line(0)

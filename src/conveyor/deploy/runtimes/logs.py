@@ -67,6 +67,8 @@ class RotatingLog:
 
     def write(self, data: bytes) -> None:
         with self._lock:
+            if self._file.closed:
+                return  # a grandchild still writing after its replica's supervisor stopped
             if self._size and self._size + len(data) > self.limits.max_bytes:
                 self._rotate()
             self._file.write(data)
