@@ -25,6 +25,7 @@ import pytest
 
 from conveyor.deploy.model import HealthCheck, ReleaseSpec, ReplicaState, ReplicaStatus
 from conveyor.deploy.runtimes import supervisor
+from conveyor.deploy.runtimes.logs import LogLimits
 from conveyor.deploy.runtimes.process import ProcessRuntime, is_alive
 from conveyor.deploy.runtimes.unpack import unpack_release
 from conveyor.errors import ConveyorError
@@ -60,6 +61,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer((os.environ["HOST"], PORT), Handler).serve_forever()
 """
 CRASH = "raise RuntimeError('boom: no database')\n"
+# Says 300 kB at start, then serves.
+CHATTY = "for n in range(3000):\n    print(f'{n:05d}', '.' * 93, flush=True)\n" + SERVER
 
 
 def build(store: LayoutStore, root: Path, main: str, tag: str) -> str:
@@ -353,3 +356,23 @@ def test_replicas_outlive_the_process_that_started_them(
 
     ready = runtime.wait_ready("detached-1", WAIT_SECONDS)
     assert get(ready[0].address, "/healthz") == f"{spec.ports[0]} v1"
+
+
+def test_replica_logs_rotate_by_size_and_keep_a_few_files(
+    tmp_path: Path, store: LayoutStore
+) -> None:
+    digest = build(store, tmp_path / "chatty", CHATTY, "chatty")
+    runtime = ProcessRuntime(tmp_path / "state", store, LogLimits(max_bytes=64 * 1024, keep=2))
+    try:
+        [ready] = runtime.start(release("shop-logs", digest, replicas=1))
+        runtime.wait_ready("shop-logs", WAIT_SECONDS)
+        assert get(ready.address).endswith("v1")
+    finally:
+        runtime.stop("shop-logs")
+
+    run_dir = runtime.runs / "shop-logs"
+    logs = sorted(path.name for path in run_dir.glob("replica-0.log*"))
+    assert logs == ["replica-0.log", "replica-0.log.1", "replica-0.log.2"]
+    assert all((run_dir / name).stat().st_size <= 64 * 1024 for name in logs)
+    newest = (run_dir / "replica-0.log").read_text().splitlines()
+    assert newest[-1].startswith("02999 ")  # the last line written is in the current file

@@ -17,10 +17,10 @@ from openfeature.provider import ProviderStatus
 
 from conftest import wait_until
 from conveyor.flags.model import Flag
-from conveyor.flags.openfeature import ConveyorProvider, context_of
 from conveyor.flags.server import create_app
 from conveyor.flags.store import FlagLedger
 from conveyor.store.store import Store
+from conveyor_openfeature import ConveyorProvider, context_of
 from flags.serving import serving
 
 DOMAIN = "conveyor-tests"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import hashlib
 import io
 import json
 import tarfile
@@ -118,6 +119,61 @@ def test_the_dependencies_layer_holds_the_installed_packages(
         names = tar.getnames()
     assert f"{DEPS_DIR.lstrip('/')}/tiny/__init__.py" in names
     assert not any(name.endswith(".pyc") for name in names)  # --no-compile
+
+
+def hashed_lock(workspace: Path, digest: str) -> None:
+    """requirements.txt as `uv pip compile --generate-hashes` writes it, for the tiny wheel."""
+    (workspace / "requirements.txt").write_text(
+        f"tiny==1.0 \\\n    --hash=sha256:{digest}\n    # via -r requirements.in\n"
+    )
+
+
+def test_a_hashed_lock_installs_its_files_with_hashes_checked_and_no_warning(
+    workspace: Path, tmp_path: Path
+) -> None:
+    wheel = workspace / "tiny-1.0-py3-none-any.whl"
+    hashed_lock(workspace, hashlib.sha256(wheel.read_bytes()).hexdigest())
+    params = {"repository": "shop", "requirements": "requirements.txt", "app": ["app/**"]}
+    env = job_env(tmp_path / "images", PIP_FIND_LINKS=str(workspace))
+
+    ran, final, log, _ = run_both(params, workspace, env)
+
+    assert ran is not None and ran.ok and final.ok, log.text
+    assert "Successfully installed tiny-1.0" in log.text
+    assert "warning" not in log.text
+
+
+def test_a_file_that_does_not_match_its_hash_stops_the_build(
+    workspace: Path, tmp_path: Path
+) -> None:
+    hashed_lock(workspace, "0" * 64)  # the index (here: a folder) serves other bytes
+    params = {"repository": "shop", "requirements": "requirements.txt", "app": ["app/**"]}
+    env = job_env(tmp_path / "images", PIP_FIND_LINKS=str(workspace))
+
+    with pytest.raises(ConveyorError, match="DO NOT MATCH THE HASHES"):
+        run_both(params, workspace, env)
+
+
+@pytest.mark.parametrize(
+    ("requirements", "expected"),
+    [
+        ("tiny>=1.0\n", "requirements.txt is not a lock"),
+        ("tiny==1.0\n", "requirements.txt pins every version but not every file's hash"),
+    ],
+)
+def test_requirements_that_are_not_a_hashed_lock_are_built_with_a_warning(
+    workspace: Path, tmp_path: Path, requirements: str, expected: str
+) -> None:
+    (workspace / "requirements.txt").write_text(requirements)
+    params = {"repository": "shop", "requirements": "requirements.txt", "app": ["app/**"]}
+    env = job_env(tmp_path / "images", PIP_FIND_LINKS=str(workspace))
+
+    ran, _, log, _ = run_both(params, workspace, env)
+
+    assert ran is not None and ran.ok, log.text
+    [warning] = [line for stream, line in log.lines if "warning" in line]
+    assert warning.startswith(f"build-image: warning: {expected}")
+    assert "--generate-hashes" in warning
 
 
 def test_a_cache_hit_for_a_new_commit_tags_the_same_image_with_it(

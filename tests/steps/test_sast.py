@@ -159,7 +159,8 @@ def test_a_missing_tool_fails_with_the_install_hint(tmp_path: Path) -> None:
 
     assert not outcome.ran.ok
     assert "semgrep is not installed" in outcome.ran.detail
-    assert "pip install 'conveyor[scanners]'" in outcome.ran.detail
+    assert "virtualenv of its own" in outcome.ran.detail
+    assert "make .venv/bin/semgrep" in outcome.ran.detail
 
 
 @pytest.mark.parametrize(

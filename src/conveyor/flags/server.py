@@ -18,7 +18,7 @@ from fastapi import FastAPI, Header, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field
 
 from conveyor.flags.evaluate import evaluate
-from conveyor.flags.model import Flag, Payload, Segment
+from conveyor.flags.model import DefinitionsBody, Payload
 from conveyor.flags.ofrep import ofrep_routes
 from conveyor.flags.store import FlagLedger, Snapshot
 
@@ -40,13 +40,6 @@ class EvaluationBody(BaseModel):
     reason: str  # an OpenFeature reason: DISABLED, STATIC, TARGETING_MATCH, SPLIT, DEFAULT
     detail: str
     version: int  # the environment's version the answer comes from
-
-
-class DefinitionsBody(BaseModel):
-    environment: str
-    version: int
-    flags: list[Flag]
-    segments: list[Segment]
 
 
 class Health(BaseModel):

@@ -52,6 +52,7 @@ from conveyor.supply.oci.containerfile import (
     find_containerfile,
 )
 from conveyor.supply.oci.layout import LayoutStore
+from conveyor.supply.oci.requirements import pinning_of, pinning_warning
 from conveyor.supply.oci.store import check_repository, check_tag_syntax
 
 T = TypeVar("T")
@@ -149,6 +150,7 @@ class BuildImageStep(SimpleStep):
         store = LayoutStore(image_store_dir(ctx))
         tags = commit_tags(ctx, params.version)
         runner = ExecutorRunner(ctx, asyncio.get_running_loop())
+        say_pinning(ctx, params)
         try:
             built = await asyncio.to_thread(self._build, params, ctx, store, tags, runner)
         except asyncio.CancelledError:
@@ -230,6 +232,19 @@ def image_spec(params: BuildImageParams, ctx: StepContext, store: LayoutStore) -
         version=params.version,
         source_date_epoch=source_date_epoch(ctx),
     )
+
+
+def say_pinning(ctx: StepContext, params: BuildImageParams) -> None:
+    """A warning in the job log when the requirements file is not a hashed lock."""
+    if params.requirements is None or params.mode is not BuildMode.PYTHON:
+        return  # a Containerfile installs what it installs
+    try:
+        text = (ctx.workspace / params.requirements).read_text(errors="replace")
+    except OSError:
+        return  # image_spec names the missing file
+    warning = pinning_warning(pinning_of(text), params.requirements)
+    if warning is not None:
+        ctx.say(f"build-image: {warning}")
 
 
 def image_store_dir(ctx: StepContext) -> Path:

@@ -31,6 +31,11 @@ from conveyor.spec.globs import check_glob
 from conveyor.steps.base import RAW_DIR, StepContext, failed, passed
 
 SCANNERS_EXTRA = "pip install 'conveyor[scanners]'"
+# Scanners that pin their own dependencies, so they are not in the extra: a venv of their own.
+OWN_VENV_HINTS = {
+    "semgrep": "pip install semgrep into a virtualenv of its own (it pins its dependencies) "
+    "and put its semgrep on PATH; `make .venv/bin/semgrep` does both",
+}
 
 
 class ScannerParams(BaseModel):
@@ -162,7 +167,8 @@ def require_tool(ctx: StepContext, tool: str) -> None:
     if ctx.which(tool) is None:
         raise ScanFailed(
             failed(
-                f"{tool} is not installed (or not on PATH): {SCANNERS_EXTRA}",
+                f"{tool} is not installed (or not on PATH): "
+                + OWN_VENV_HINTS.get(tool, SCANNERS_EXTRA),
                 exit_code=None,
             )
         )

@@ -28,10 +28,10 @@ from conveyor.supply.oci.build import (
     ImageSpec,
     build_image,
     host_architecture,
-    is_fully_pinned,
 )
 from conveyor.supply.oci.layers import LayerEntry, build_layer
 from conveyor.supply.oci.layout import LayoutStore
+from conveyor.supply.oci.requirements import Pinning, is_fully_pinned, pinning_of, pinning_warning
 from supply.memory_store import MemoryStore
 
 EPOCH = 1_700_000_000
@@ -216,11 +216,15 @@ def test_changed_requirements_miss_the_dependency_cache(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("requirements", "no_deps"),
-    [("tiny==1.0 --hash=sha256:00\nother===2\n", True), ("tiny>=1.0\n", False)],
+    ("requirements", "no_deps", "require_hashes"),
+    [
+        ("tiny==1.0 \\\n    --hash=sha256:00\nother===2 --hash=sha256:11\n", True, True),
+        ("tiny==1.0 --hash=sha256:00\nother===2\n", True, False),
+        ("tiny>=1.0\n", False, False),
+    ],
 )
-def test_pip_skips_resolution_only_for_a_lock(
-    tmp_path: Path, requirements: str, no_deps: bool
+def test_pip_resolves_nothing_for_pins_and_checks_hashes_of_a_lock(
+    tmp_path: Path, requirements: str, no_deps: bool, require_hashes: bool
 ) -> None:
     root = project(tmp_path / "p")
     (root / "requirements.txt").write_text(requirements)
@@ -232,6 +236,7 @@ def test_pip_skips_resolution_only_for_a_lock(
     assert argv[:4] == ["/usr/bin/python3", "-m", "pip", "install"]
     assert {"--no-compile", "--target", "-r"} <= set(argv)
     assert ("--no-deps" in argv) is no_deps
+    assert ("--require-hashes" in argv) is require_hashes
 
 
 @pytest.mark.parametrize(
@@ -249,6 +254,32 @@ def test_pip_skips_resolution_only_for_a_lock(
 )
 def test_a_fully_pinned_file_is_recognised(text: str, pinned: bool) -> None:
     assert is_fully_pinned(text) is pinned
+
+
+@pytest.mark.parametrize(
+    ("text", "pinning"),
+    [
+        (
+            "# lock\na==1.0 \\\n    --hash=sha256:ab \\\n    --hash=sha256:cd\n    # via b\n",
+            "hashed",
+        ),
+        ("--index-url https://example.org/simple\na==1.0 --hash=sha256:ab\n", "hashed"),
+        ("a==1.0 --hash=sha256:ab\nb==2.0\n", "pinned"),
+        ("a==1.0  # hash=sha256:ab in a comment is no hash\n", "pinned"),
+        ("a==1.0 --hash=sha256:ab\nb>=2\n", "unpinned"),
+        ("", "unpinned"),
+    ],
+)
+def test_a_lock_is_a_file_whose_every_pin_has_hashes(text: str, pinning: str) -> None:
+    assert pinning_of(text) is Pinning(pinning)
+
+
+def test_only_a_hashed_lock_builds_without_a_warning() -> None:
+    assert pinning_warning(Pinning.HASHED, "requirements.txt") is None
+    pinned = pinning_warning(Pinning.PINNED, "requirements.txt")
+    unpinned = pinning_warning(Pinning.UNPINNED, "requirements.txt")
+    assert pinned is not None and "hash" in pinned and "--generate-hashes" in pinned
+    assert unpinned is not None and "not a lock" in unpinned and "requirements.txt" in unpinned
 
 
 def test_the_tag_latest_is_refused_before_anything_is_stored(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 
 from conveyor.deploy.model import ReleaseSpec, ReplicaState, ReplicaStatus, Saturation
 from conveyor.deploy.runtimes.base import RuntimeSite
-from conveyor.deploy.runtimes.process import process_usage
+from conveyor.deploy.runtimes.usage import replicas_usage
 from conveyor.errors import ConveyorError, InfrastructureError, NotFoundError
 from conveyor.supply.oci.containerfile import CONTAINERS_CONF, STORAGE_CONF
 from conveyor.supply.oci.layout import LayoutStore
@@ -95,13 +95,9 @@ class PodmanRuntime:
         )
 
     def saturation(self, release_id: str) -> Saturation:
-        """From /proc of each container's main process (runc runs it as a host pid)."""
-        totals = [process_usage(r.pid) for r in self.status(release_id) if r.pid is not None]
-        return Saturation(
-            cpu_seconds=sum(t.cpu_seconds for t in totals),
-            memory_bytes=sum(t.memory_bytes for t in totals),
-            open_files=sum(t.open_files for t in totals),
-        )
+        """Each container's process tree, from its main process (runc runs it as a host
+        pid) down."""
+        return replicas_usage(r.pid for r in self.status(release_id) if r.pid is not None)
 
     def stop(self, release_id: str) -> None:
         _check_release_id(release_id)

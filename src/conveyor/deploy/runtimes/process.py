@@ -42,7 +42,9 @@ from typing import Any
 from conveyor.deploy.model import ReleaseSpec, ReplicaState, ReplicaStatus, Saturation
 from conveyor.deploy.runtimes import supervisor
 from conveyor.deploy.runtimes.base import RuntimeSite
+from conveyor.deploy.runtimes.logs import LogLimits
 from conveyor.deploy.runtimes.unpack import ROOTFS, unpack_release
+from conveyor.deploy.runtimes.usage import replicas_usage
 from conveyor.errors import ConveyorError, InfrastructureError, NotFoundError
 from conveyor.store.private import PRIVATE_FILE, private_dir
 from conveyor.supply.oci.store import ImageStore
@@ -52,15 +54,19 @@ IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _POLL = 0.1
 _STOP_SLACK = 5.0  # beyond the replicas' grace, before the supervisor is SIGKILLed
+DEFAULT_LOG_LIMITS = LogLimits()
 _START_DEADLINE = 15.0  # only bounds a broken interpreter; a supervisor starts in ~0.1 s
 
 
 class ProcessRuntime:
     name = "process"
 
-    def __init__(self, state_dir: Path, store: ImageStore) -> None:
+    def __init__(
+        self, state_dir: Path, store: ImageStore, log_limits: LogLimits | None = None
+    ) -> None:
         self.state_dir = state_dir.absolute()  # the supervisor's argv names it
         self.store = store
+        self.log_limits = log_limits  # None: from this process's environment, at start
         self.images = self.state_dir / "images"
         self.runs = self.state_dir / "releases"
 
@@ -74,7 +80,8 @@ class ProcessRuntime:
         # so the next starter waits here and then finds it alive: never two supervisors.
         with _locked(run_dir / supervisor.START_LOCK) as start_lock:
             if not supervisor.is_locked(run_dir / supervisor.LIFE_LOCK):
-                plan = release_plan(release, image_dir)
+                limits = self.log_limits or LogLimits.from_env(os.environ)
+                plan = release_plan(release, image_dir, limits)
                 _write_json(run_dir / supervisor.PLAN_FILE, plan.to_json())
                 (run_dir / supervisor.STATE_FILE).unlink(missing_ok=True)
                 (run_dir / supervisor.PID_FILE).unlink(missing_ok=True)
@@ -107,12 +114,8 @@ class ProcessRuntime:
         )
 
     def saturation(self, release_id: str) -> Saturation:
-        totals = [process_usage(r.pid) for r in self.status(release_id) if r.pid is not None]
-        return Saturation(
-            cpu_seconds=sum(t.cpu_seconds for t in totals),
-            memory_bytes=sum(t.memory_bytes for t in totals),
-            open_files=sum(t.open_files for t in totals),
-        )
+        """Each replica's process tree (its workers too), from psutil."""
+        return replicas_usage(r.pid for r in self.status(release_id) if r.pid is not None)
 
     def stop(self, release_id: str) -> None:
         run_dir = self._run_dir(release_id)
@@ -186,7 +189,9 @@ class ProcessRuntime:
                     os.killpg(replica.pid, signal.SIGKILL)
 
 
-def release_plan(release: ReleaseSpec, image_dir: Path) -> supervisor.Plan:
+def release_plan(
+    release: ReleaseSpec, image_dir: Path, log_limits: LogLimits = DEFAULT_LOG_LIMITS
+) -> supervisor.Plan:
     image = json.loads((image_dir / "image.json").read_text())
     rootfs = image_dir / ROOTFS
     replicas = [
@@ -199,6 +204,8 @@ def release_plan(release: ReleaseSpec, image_dir: Path) -> supervisor.Plan:
         release.readiness,
         release.liveness,
         secrets=list(release.secret_env),
+        log_max_bytes=log_limits.max_bytes,
+        log_keep=log_limits.keep,
     )
 
 
@@ -300,22 +307,6 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
-
-
-def process_usage(pid: int) -> Saturation:
-    """CPU seconds (user + system), resident memory and open fds of one process."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        open_files = len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return Saturation(0.0, 0, 0)  # exited between status() and here
-    # After the command: fields[0] is field 3 (state); utime, stime are 14, 15; rss is 24.
-    ticks = int(fields[11]) + int(fields[12])
-    return Saturation(
-        cpu_seconds=ticks / os.sysconf("SC_CLK_TCK"),
-        memory_bytes=int(fields[21]) * os.sysconf("SC_PAGE_SIZE"),
-        open_files=open_files,
-    )
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:

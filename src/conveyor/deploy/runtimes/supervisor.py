@@ -7,7 +7,8 @@ says what to run: per replica its port, argv, cwd and environment, plus the read
 liveness checks. Secrets are named there, never valued: each replica gets them from the
 supervisor's own environment, which its starter gave it. The supervisor writes
 `state.json` (atomically) and appends to `events.jsonl`; each replica's stdout and stderr
-go to `replica-<index>.log`.
+go through a pipe to `replica-<index>.log`, rotated by size (`logs.py`; the limits are in
+release.json).
 
 `--detach` starts the supervisor in a new session, prints its pid and returns, so the
 supervisor is nobody's child: it outlives the Conveyor process that started it.
@@ -36,6 +37,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from conveyor.deploy.model import HealthCheck, ReplicaState
+from conveyor.deploy.runtimes.logs import (
+    DEFAULT_KEEP,
+    DEFAULT_MAX_BYTES,
+    LogLimits,
+    Pump,
+    RotatingLog,
+)
 from conveyor.engine.mask import Masker
 
 MODULE = "conveyor.deploy.runtimes.supervisor"
@@ -54,6 +62,7 @@ BACKOFF_MAX = 30.0
 BACKOFF_RESET_AFTER = 30.0  # up this long: the next crash starts the backoff afresh
 DEFAULT_GRACE = 10.0
 _TICK = 0.1
+_PUMP_DRAIN = 1.0  # seconds the pump may take to copy a dead replica's last output
 
 
 def log_path(run_dir: Path, index: int) -> Path:
@@ -79,6 +88,12 @@ class Plan:
     # Names of the secrets each replica gets from the supervisor's own environment: their
     # values are never written to release.json.
     secrets: list[str] = field(default_factory=list)
+    log_max_bytes: int = DEFAULT_MAX_BYTES  # each replica's log rotates at this size
+    log_keep: int = DEFAULT_KEEP  # and keeps this many older files
+
+    @property
+    def log_limits(self) -> LogLimits:
+        return LogLimits(self.log_max_bytes, self.log_keep)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +107,8 @@ class Plan:
             liveness=HealthCheck(**raw["liveness"]),
             grace=float(raw.get("grace", DEFAULT_GRACE)),
             secrets=[str(name) for name in raw.get("secrets", [])],
+            log_max_bytes=int(raw.get("log_max_bytes", DEFAULT_MAX_BYTES)),
+            log_keep=int(raw.get("log_keep", DEFAULT_KEEP)),
         )
 
 
@@ -164,18 +181,6 @@ def http_ok(port: int, check: HealthCheck) -> bool:
         return False
 
 
-def last_line(path: Path, offset: int) -> str:
-    """The last non-empty line written to `path` since `offset` (a crash's last words)."""
-    try:
-        with path.open("rb") as log:
-            log.seek(offset)
-            tail = log.read()[-4096:].decode(errors="replace")
-    except OSError:
-        return ""
-    lines = [line.strip() for line in tail.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
-
-
 class Replica:
     """One replica's life: start, watch, restart with backoff, until the release stops."""
 
@@ -184,7 +189,7 @@ class Replica:
         self.replica = replica
         self.journal = journal
         self.stop = stop
-        self.log = log_path(journal.run_dir, replica.index)
+        self.log = RotatingLog(log_path(journal.run_dir, replica.index), plan.log_limits)
         self.backoff = BACKOFF_FIRST
         self.restarts = 0
 
@@ -205,6 +210,7 @@ class Replica:
                 break
             self.backoff = min(self.backoff * 2, BACKOFF_MAX)
         self.journal.update(self.replica.index, state=ReplicaState.STOPPED, pid=None)
+        self.log.close()
 
     def _port_busy(self) -> None:
         detail = f"port {self.replica.port} is in use"
@@ -213,9 +219,9 @@ class Replica:
 
     def _run_once(self) -> None:
         index = self.replica.index
-        offset = self.log.stat().st_size if self.log.exists() else 0
-        with self.log.open("ab") as log:
-            process = self._spawn(log)
+        process = self._spawn()
+        assert process.stdout is not None  # a pipe: _spawn asks for one
+        pump = Pump(process.stdout, self.log)
         kind = "restart" if self.restarts else "start"
         self.journal.update(
             index, state=ReplicaState.STARTING, pid=process.pid, restarts=self.restarts, detail=""
@@ -225,30 +231,32 @@ class Replica:
         if self.stop.is_set() or unhealthy:
             terminate(process, self.plan.grace)
         code = process.wait()
+        pump.join(_PUMP_DRAIN)
         if self.stop.is_set():
             return
-        detail = last_line(self.log, offset) or f"exited with code {code}"
+        detail = pump.last_line() or f"exited with code {code}"
         state = ReplicaState.UNHEALTHY if unhealthy else ReplicaState.CRASHED
         self.journal.update(index, state=state, pid=None, last_exit_code=code, detail=detail)
         self.journal.event("exit", index, pid=process.pid, code=code, detail=detail)
 
-    def _spawn(self, log: Any) -> subprocess.Popen[bytes]:
+    def _spawn(self) -> subprocess.Popen[bytes]:
         try:
             return subprocess.Popen(
                 self.replica.argv,
                 cwd=self.replica.cwd,
                 env=self._environment(),
                 stdin=subprocess.DEVNULL,
-                stdout=log,
+                stdout=subprocess.PIPE,  # to the pump, which rotates the log
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own group: stopping it stops its children
             )
         except OSError as error:
-            # A missing program: run a stand-in that fails the same way, so backoff applies.
+            # A missing program: a stand-in says why and fails the same way, so the log
+            # shows the reason and backoff applies.
             message = f"cannot start {self.replica.argv[0]!r}: {error.strerror or error}"
-            log.write((message + "\n").encode())
-            log.flush()
-            return subprocess.Popen([sys.executable, "-c", "raise SystemExit(127)"])
+            return subprocess.Popen(
+                [sys.executable, "-c", _STAND_IN, message], stdout=subprocess.PIPE
+            )
 
     def _environment(self) -> dict[str, str]:
         """The replica's environment: the plan's, and the secrets it names, from ours."""
@@ -281,6 +289,9 @@ class Replica:
         self.journal.update(self.replica.index, state=ReplicaState.UNHEALTHY, detail=detail)
         self.journal.event("unhealthy", self.replica.index, pid=process.pid, detail=detail)
         return True
+
+
+_STAND_IN = "import sys; print(sys.argv[1], flush=True); raise SystemExit(127)"
 
 
 def terminate(process: subprocess.Popen[bytes], grace: float) -> None:

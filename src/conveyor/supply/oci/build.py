@@ -26,18 +26,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 from conveyor.errors import ConveyorError
 from conveyor.supply.oci import model
 from conveyor.supply.oci.layers import LayerBlob, build_layer, normalise_path, tree_entries
 from conveyor.supply.oci.model import Descriptor, Manifest, canonical_json, digest_of
+from conveyor.supply.oci.requirements import Pinning, pinning_of
 from conveyor.supply.oci.store import ImageStore, check_tag
 
 DEPS_DIR = "/app/deps"
 DEPS_MTIME = 0
 BUILDER_VERSION = "1"  # bump when the same inputs should give a different image
-_NESTED_OPTIONS = frozenset({"-r", "--requirement", "-c", "--constraint", "-e", "--editable"})
 ANNOTATION_BASE_NAME = "org.opencontainers.image.base.name"
 _ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 # Docker media types a base image may carry; the bytes are the same as the OCI ones.
@@ -339,15 +337,15 @@ def _dependency_layer(
         requirements = deps.requirements.read_bytes()
     except OSError as error:
         raise ConveyorError(f"cannot read the requirements file: {error}") from None
-    pinned = is_fully_pinned(requirements.decode(errors="replace"))
-    key = dependency_key(requirements, deps.python, pinned=pinned)
+    pinning = pinning_of(requirements.decode(errors="replace"))
+    key = dependency_key(requirements, deps.python, pinned=pinning is not Pinning.UNPINNED)
     created_by = f"conveyor build-image: pip install -r {deps.requirements.name}"
     cached = deps.cache.get(key) if deps.cache else None
     if cached is not None and store.has_blob(repository, cached.descriptor.digest):
         return cached, created_by
     with tempfile.TemporaryDirectory(prefix="conveyor-deps-") as scratch:
         target = Path(scratch) / "target"
-        run(pip_install_argv(deps.python, deps.requirements, target, no_deps=pinned), {})
+        run(pip_install_argv(deps.python, deps.requirements, target, pinning), {})
         blob = build_layer(tree_entries(target, DEPS_DIR), DEPS_MTIME)
     if deps.cache is not None:
         deps.cache.put(key, blob)
@@ -394,34 +392,12 @@ def dependency_key(requirements: bytes, python: str, *, pinned: bool) -> str:
     return digest_of(canonical_json(parts)).removeprefix("sha256:")
 
 
-def is_fully_pinned(text: str) -> bool:
-    """True for a lock: every requirement `name==version`, no nested files or URLs."""
-    found = False
-    for line in _logical_lines(text):
-        if line.startswith("-"):
-            if line.split()[0].split("=")[0] in _NESTED_OPTIONS:
-                return False
-            continue  # --index-url, --find-links ...: they do not loosen a pin
-        try:
-            requirement = Requirement(line.split(" --")[0].strip())
-        except InvalidRequirement:
-            return False
-        specifiers = list(requirement.specifier)
-        exact = len(specifiers) == 1 and specifiers[0].operator in ("==", "===")
-        if requirement.url or not exact or specifiers[0].version.endswith(".*"):
-            return False
-        found = True
-    return found
-
-
-def _logical_lines(text: str) -> list[str]:
-    joined = text.replace("\\\n", " ")
-    lines = (line.split(" #")[0].strip() for line in joined.splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
-
-
-def pip_install_argv(python: str, requirements: Path, target: Path, *, no_deps: bool) -> list[str]:
+def pip_install_argv(python: str, requirements: Path, target: Path, pinning: Pinning) -> list[str]:
+    """pip for the dependency layer. A pinned file lists every package already, so pip
+    resolves nothing (`--no-deps`); a lock installs only the files it names, or stops."""
     argv = [python, "-m", "pip", "install", "--no-compile", "--no-input"]
     argv += ["--disable-pip-version-check", "--progress-bar", "off"]
     argv += ["--target", str(target), "-r", str(requirements)]
-    return [*argv, "--no-deps"] if no_deps else argv
+    if pinning is Pinning.HASHED:
+        argv.append("--require-hashes")
+    return argv if pinning is Pinning.UNPINNED else [*argv, "--no-deps"]
