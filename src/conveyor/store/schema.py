@@ -1,6 +1,7 @@
 """Portable table definitions (SQLAlchemy Core): SQLite today, PostgreSQL by URL later.
 
 Timestamps are float epoch seconds everywhere; ids are autoincrement integers.
+A change here needs a migration (store/migrations/versions) and `migrate.HEAD_REVISION`.
 `events` is append-only and the source of truth; `runs` and `jobs` are projections of it.
 """
 
@@ -182,6 +183,7 @@ signal_samples = sa.Table(
     sa.Column("signals", sa.JSON, nullable=False),
     sa.Column("saturation", sa.JSON),
     sa.Index("ix_signal_samples_release_ts", "environment", "release_id", "ts"),
+    sa.Index("ix_signal_samples_ts", "ts"),  # retention works by age (store/samples.py)
 )
 
 # --- Feature flags and segments, per environment (conveyor.flags). Each change bumps the
