@@ -80,8 +80,8 @@ def _check_story(result: DemoResult) -> None:
     # Production serves the merged version (the image of the last run), through the router.
     assert set(result.urls) == {"staging", "production"}
     with Store(project_store) as store:
-        history = store.deploys.history("production")
-        decisions = store.deploys.events("production", (EventKind.RELEASE_DECISION,))
+        history = store.ledger.history.entries("production")
+        decisions = store.ledger.history.events("production", (EventKind.RELEASE_DECISION,))
     deploys = [entry for entry in history if entry.kind == "deploy"]
     assert [entry.result for entry in deploys] == ["succeeded", "succeeded", "rolled_back"]
     # Production still serves chapter 7's version, promoted by canary.

@@ -94,13 +94,13 @@ def test_opening_twice_changes_nothing_and_does_not_import_alembic(tmp_path: Pat
 
 def test_a_database_of_release_a76ae41_upgrades_with_its_rows(tmp_path: Path) -> None:
     database = load_dump(tmp_path / "state", "schema-a76ae41.sql")
-    assert "ix_signal_samples_ts" not in dict(sqlite_schema(database))
+    assert "ix_signal_samples_environment_ts" not in dict(sqlite_schema(database))
 
     with Store(tmp_path / "state") as store:
         run = store.get_run(1)
         jobs = store.get_jobs(1)
-        deploy = store.deploys.deploy(1)
-        samples = store.deploys.samples("production")
+        deploy = store.ledger.deploys.get(1)
+        samples = store.ledger.samples.of("production")
         with store.engine.connect() as conn:
             revisions = stored_revisions(conn)
             flags = conn.execute(sa.text("SELECT name FROM flags")).scalars().all()
@@ -118,7 +118,11 @@ def test_a_database_of_release_a76ae41_upgrades_with_its_rows(tmp_path: Path) ->
     assert problems == []  # the audit chain survives too
     assert revisions == {HEAD_REVISION}
     assert differences == []
-    assert "ix_signal_samples_ts" in dict(sqlite_schema(database))
+    assert "ix_signal_samples_environment_ts" in dict(sqlite_schema(database))
+    with sqlite3.connect(database) as db:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(environments)")}
+    db.close()
+    assert "samples_pruned_before" in columns
 
 
 def test_a_database_from_before_start_times_gets_the_columns(tmp_path: Path) -> None:
@@ -126,7 +130,7 @@ def test_a_database_from_before_start_times_gets_the_columns(tmp_path: Path) -> 
     database = load_dump(tmp_path / "state", "schema-b9667a6.sql")
 
     with Store(tmp_path / "state") as store:
-        old_deploy = store.deploys.deploy(1)
+        old_deploy = store.ledger.deploys.get(1)
         run_id = store.create_run(NewRun("ci"), [NewJob("deploy", "deploy")])
         ticket = store.lock_enqueue("deploy", run_id, "deploy", supersede=False)
         differences = schema_differences(store.engine)

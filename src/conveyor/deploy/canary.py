@@ -33,7 +33,7 @@ from conveyor.deploy.smoke import SmokeResult, describe_failures, smoke_passed
 from conveyor.errors import ConveyorError
 from conveyor.spec.strategy import ABTest, Analysis, Canary, CanaryStep, OnInconclusive, merged
 from conveyor.states import DeployState, ReleaseState
-from conveyor.store.deploys import DeployRecord
+from conveyor.store.ledger import DeployRecord
 from conveyor.store.records import EventKind
 
 if TYPE_CHECKING:
@@ -180,14 +180,14 @@ class CanaryRollout:
         from conveyor.deploy.controller import baseline_name
 
         c = self.c
-        stable = c.target.ledger.release(self.stable.release_id, c.target.name)
+        stable = c.target.ledger.releases.get(self.stable.release_id, c.target.name)
         assert stable is not None
         baseline_id = baseline_name(self.stable.release_id)
-        known = c.target.ledger.release(baseline_id, c.target.name)
+        known = c.target.ledger.releases.get(baseline_id, c.target.name)
         ports = tuple(self.progress.get("baseline_ports") or ()) or (
             known.ports if known else free_ports(len(self.release.ports))
         )
-        c.target.ledger.register_release(
+        c.target.ledger.releases.register(
             c.target.name, baseline_id, stable.repository, stable.digest, ports
         )
         self.progress["baseline_ports"] = list(ports)
@@ -200,7 +200,7 @@ class CanaryRollout:
 
     def _run_step(self, index: int, step: CanaryStep) -> StepEnd:
         self._save(step=index)
-        self.c.target.ledger.record(
+        self.c.target.ledger.history.record(
             EventKind.RELEASE_STEP,
             self.c.target.name,
             deploy_id=self.record.id,
@@ -294,7 +294,7 @@ class CanaryRollout:
         )
 
     def _commands(self, watch: Watch) -> StepEnd | None:
-        for event in self.c.target.ledger.commands(self.record.id, self.command_cursor):
+        for event in self.c.target.ledger.deploys.commands(self.record.id, self.command_cursor):
             self.command_cursor = event.id
             command = Command(str(event.data["command"]))
             self.c.progress(f"{event.actor or 'someone'}: {command.value}")
@@ -325,7 +325,7 @@ class CanaryRollout:
             "events_needed": decision.events_needed,
             "requests_needed": decision.requests_needed,
         }
-        self.c.target.ledger.record(EventKind.RELEASE_DECISION, self.c.target.name, **data)
+        self.c.target.ledger.history.record(EventKind.RELEASE_DECISION, self.c.target.name, **data)
         self._save(verdict=decision.verdict.value, reason=decision.reason)
         if changed:
             self.c.progress(f"judge: {decision.verdict.value}: {decision.reason}")
@@ -339,7 +339,7 @@ class CanaryRollout:
         self._save(weight=100, phase="promoted")
         if self.baseline is not None:
             self.c.stop_after_drain(self.baseline.release_id)
-            self.c.target.ledger.set_release_state(
+            self.c.target.ledger.releases.set_state(
                 self.c.target.name, self.baseline.release_id, ReleaseState.RETIRED
             )
             self.baseline = None
@@ -363,11 +363,11 @@ class CanaryRollout:
         switched = c.send_back(self.record, _weighted(self.stable, 100), "rolled back", reason)
         c.progress(f"rolled back: all traffic on {self.stable.release_id} in {switched:.3f} s")
         report = {**self._report(), "switch_seconds": round(switched, 3)}
-        c.target.ledger.finish_deploy(self.record.id, state, reason)
+        c.target.ledger.deploys.finish(self.record.id, state, reason)
         c.stop_after_drain(self.record.release_id)
         if self.baseline is not None:  # the stable version again: retired, not failed
             c.stop_after_drain(self.baseline.release_id)
-            c.target.ledger.set_release_state(
+            c.target.ledger.releases.set_state(
                 c.target.name, self.baseline.release_id, ReleaseState.RETIRED
             )
         self._save(phase="rolled back", **report)
@@ -380,7 +380,7 @@ class CanaryRollout:
         baseline stop (unless the rollback went to one of them)."""
         from conveyor.deploy.controller import DeployOutcome
 
-        self.c.target.ledger.finish_deploy(self.record.id, DeployState.ROLLED_BACK, reason)
+        self.c.target.ledger.deploys.finish(self.record.id, DeployState.ROLLED_BACK, reason)
         self.c.stop_strays()
         self._save(phase="rolled back")
         return DeployOutcome(
@@ -410,7 +410,7 @@ class CanaryRollout:
         self.progress.update(changes, strategy="canary", steps=len(self.spec.steps))
         self.progress["updated"] = time.time()
         self.progress["command_cursor"] = self.command_cursor
-        self.c.target.ledger.set_progress(self.record.id, _plain(self.progress))
+        self.c.target.ledger.deploys.set_progress(self.record.id, _plain(self.progress))
 
 
 def _describe(rule: MatchRule) -> str:

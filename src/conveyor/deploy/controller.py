@@ -41,7 +41,7 @@ from conveyor.errors import ConveyorError
 from conveyor.spec.environments import Environment, Probe
 from conveyor.spec.strategy import Analysis, Canary
 from conveyor.states import DeployState, ReleaseState
-from conveyor.store.deploys import DeployLedger, DeployRecord, EnvironmentRecord
+from conveyor.store.ledger import DeployLedger, DeployRecord, EnvironmentRecord
 from conveyor.store.records import EventKind
 
 _CRASHES_BEFORE_FAILING = 3  # restarts of one replica before it is ready: a broken release
@@ -135,9 +135,9 @@ class ReleaseController:
                 # Stopped (`env stop`, a reboot): no traffic to it, nothing to keep warm.
                 self.progress(f"{previous} is not running: deploying as to an empty environment")
                 previous = None
-            known = self.target.ledger.release(release_id, self.target.name)
+            known = self.target.ledger.releases.get(release_id, self.target.name)
             ports = known.ports if known else free_ports(self.target.spec.replicas)
-            record = self.target.ledger.begin_deploy(
+            record = self.target.ledger.deploys.begin(
                 self.target.name,
                 release_id=release_id,
                 repository=repository,
@@ -155,7 +155,7 @@ class ReleaseController:
         deploy's outcome, if there was one."""
         with self._deploy_lock():
             outcome = self._resume_interrupted()
-            environment = self.target.ledger.environment(self.target.name)
+            environment = self.target.ledger.environments.get(self.target.name)
             if environment is None:
                 return outcome
             self.target.router.ensure_running()
@@ -176,16 +176,16 @@ class ReleaseController:
         of intent (or now, if the router was just `switched` to them): requests in flight
         get what is left of `drain` since then."""
         ledger = self.target.ledger
-        environment = ledger.environment(self.target.name)
+        environment = ledger.environments.get(self.target.name)
         if environment is None:
             return []
         wanted = {environment.live_release, environment.warm_release}
-        for record in ledger.deploys(self.target.name, DeployState.IN_PROGRESS):
+        for record in ledger.deploys.of_environment(self.target.name, DeployState.IN_PROGRESS):
             wanted |= {record.release_id, baseline_name(record.previous_release or "")}
         running = set(self.target.runtime.releases())
         strays = [
             release
-            for release in ledger.releases(self.target.name)
+            for release in ledger.releases.of_environment(self.target.name)
             if release.release_id in running and release.release_id not in wanted
         ]
         since = 0.0 if switched else time.time() - environment.updated_at
@@ -197,7 +197,9 @@ class ReleaseController:
             self.progress(f"stopping {release.release_id}: the ledger says it does not run")
             self.target.runtime.stop(release.release_id)
             if release.state in _RUNNING_STATES:
-                ledger.set_release_state(self.target.name, release.release_id, ReleaseState.RETIRED)
+                ledger.releases.set_state(
+                    self.target.name, release.release_id, ReleaseState.RETIRED
+                )
         return [release.release_id for release in strays]
 
     def _apply_recorded_routes(self, environment: EnvironmentRecord) -> bool:
@@ -211,11 +213,11 @@ class ReleaseController:
 
     def _resume_interrupted(self) -> DeployOutcome | None:
         ledger = self.target.ledger
-        for record in ledger.deploys(self.target.name, DeployState.IN_PROGRESS):
+        for record in ledger.deploys.of_environment(self.target.name, DeployState.IN_PROGRESS):
             if record.pid == os.getpid():
                 continue
-            adopted = ledger.adopt_deploy(record.id, "the controller that started it is gone")
-            release = ledger.release(record.release_id, self.target.name)
+            adopted = ledger.deploys.adopt(record.id, "the controller that started it is gone")
+            release = ledger.releases.get(record.release_id, self.target.name)
             assert release is not None
             if release.state is ReleaseState.FAILED:
                 return self._finish_sent_back(adopted)
@@ -228,7 +230,7 @@ class ReleaseController:
         with the switch) but before it finished the deploy: finish it as the ledger says,
         rather than start the failed release again. `stop_strays` stops it."""
         state, reason = DeployState.FAILED, "its controller died after sending traffic back"
-        for event in self.target.ledger.events(
+        for event in self.target.ledger.history.events(
             self.target.name, (EventKind.ROLLBACK, EventKind.TRAFFIC_SHIFTED)
         ):
             data = event.data
@@ -237,7 +239,7 @@ class ReleaseController:
                 state = DeployState.ROLLED_BACK if rolled_back else DeployState.FAILED
                 reason = str(data.get("reason") or reason)
         self.progress(f"finishing interrupted deploy {record.id}: {state.value} ({reason})")
-        self.target.ledger.finish_deploy(record.id, state, reason)
+        self.target.ledger.deploys.finish(record.id, state, reason)
         url = self.target.router.ensure_running()
         return DeployOutcome(record.id, record.release_id, state, reason, url)
 
@@ -245,7 +247,7 @@ class ReleaseController:
         """Carry a recorded deploy out (or on, when resumed) with the environment's strategy."""
         from conveyor.deploy.direct import DirectRollout
 
-        self._generation = self.target.ledger.generation(self.target.name)
+        self._generation = self.target.ledger.environments.generation(self.target.name)
         url = self.target.router.ensure_running()
         release = self.release_spec(record.release_id, record.repository, record.digest, ports)
         previous = None
@@ -278,7 +280,7 @@ class ReleaseController:
         strategy = self.target.spec.strategy
         if strategy is None or strategy.rolling is not None or previous is None:
             return None
-        if self.target.ledger.succeeded_digest(self.target.name, record.digest):
+        if self.target.ledger.deploys.succeeded_digest(self.target.name, record.digest):
             self.progress("a digest that succeeded here before: no analysis (fast path)")
             return None
         return strategy.as_canary()
@@ -303,7 +305,7 @@ class ReleaseController:
             mask=self.target.mask,
         )
         for result in results:
-            self.target.ledger.record(
+            self.target.ledger.history.record(
                 EventKind.SMOKE_RESULT,
                 self.target.name,
                 deploy_id=record.id,
@@ -342,7 +344,7 @@ class ReleaseController:
             warm=previous,
             states=states,
         )
-        self.target.ledger.finish_deploy(record.id, DeployState.SUCCEEDED, None)
+        self.target.ledger.deploys.finish(record.id, DeployState.SUCCEEDED, None)
         self.sample()
         # Killed from here on, the retired release runs on: `stop_strays` (in the next
         # reconcile or deploy) stops it, since the ledger already says it does not run.
@@ -381,7 +383,7 @@ class ReleaseController:
         if spare is not None:
             states[spare] = ReleaseState.RETIRED
         routes = routing.table([share])
-        self.target.ledger.set_intent(
+        self.target.ledger.environments.set_intent(
             self.target.name,
             routes=routing.to_json(routes),
             live=target,
@@ -403,7 +405,7 @@ class ReleaseController:
         """A rollback skips every check of a deploy (promotion order, approval, admission,
         smoke tests), so it only goes back to a release a deploy made live here."""
         name = self.target.name
-        if self.target.ledger.succeeded_release(name, release_id):
+        if self.target.ledger.deploys.succeeded_release(name, release_id):
             return
         raise ConveyorError(
             f"{release_id} was never live in {name}: a rollback only goes back to a "
@@ -419,7 +421,10 @@ class ReleaseController:
         """Stop the router and every running release the ledger records for this
         environment (not by the id's prefix: `staging-` also starts `staging-eu`'s ids);
         the ledger keeps history."""
-        ours = {release.release_id for release in self.target.ledger.releases(self.target.name)}
+        ours = {
+            release.release_id
+            for release in self.target.ledger.releases.of_environment(self.target.name)
+        }
         stopped = [
             release_id for release_id in self.target.runtime.releases() if release_id in ours
         ]
@@ -441,16 +446,16 @@ class ReleaseController:
         ledger = self.target.ledger
         seen = {
             _event_key(event.data)
-            for event in ledger.events(self.target.name, (EventKind.REPLICA_EVENT,))
+            for event in ledger.history.events(self.target.name, (EventKind.REPLICA_EVENT,))
         }
         added = 0
-        for release in ledger.releases(self.target.name):
+        for release in ledger.releases.of_environment(self.target.name):
             if release.state in (ReleaseState.RETIRED, ReleaseState.FAILED):
                 continue
             for raw in self.target.runtime.replica_events(release.release_id):
                 data = {**raw, "release": release.release_id}
                 if _event_key(data) not in seen:
-                    ledger.record(EventKind.REPLICA_EVENT, self.target.name, **data)
+                    ledger.history.record(EventKind.REPLICA_EVENT, self.target.name, **data)
                     added += 1
         return added
 
@@ -473,12 +478,15 @@ class ReleaseController:
         """Record the new routes as the environment's intent (with `event`), then apply
         them. Raises Superseded if someone else changed the intent since our last change."""
         ledger = self.target.ledger
-        if check_superseded and ledger.generation(self.target.name) != self._generation:
+        if (
+            check_superseded
+            and ledger.environments.generation(self.target.name) != self._generation
+        ):
             raise Superseded(f"{self.target.name} was rolled back while deploying")
         environment = self.environment()
         routes = routing.table(shares, matches)
         details = {"deploy_id": record.id, "why": why, "weights": routing.weights(routes)}
-        self._generation = ledger.set_intent(
+        self._generation = ledger.environments.set_intent(
             self.target.name,
             routes=routing.to_json(routes),
             live=live if live is not None else environment.live_release,
@@ -519,16 +527,16 @@ class ReleaseController:
 
     def environment(self) -> EnvironmentRecord:
         ledger = self.target.ledger
-        found = ledger.environment(self.target.name)
+        found = ledger.environments.get(self.target.name)
         if found is not None:
             return found
         port = self.target.spec.port or free_ports(1)[0]
-        return ledger.ensure_environment(self.target.name, port, free_ports(1)[0])
+        return ledger.environments.ensure(self.target.name, port, free_ports(1)[0])
 
     def share_of(self, release_id: str | None, weight: int) -> Share | None:
         if release_id is None:
             return None
-        release = self.target.ledger.release(release_id, self.target.name)
+        release = self.target.ledger.releases.get(release_id, self.target.name)
         if release is None:
             return None
         return Share(
@@ -561,7 +569,7 @@ class ReleaseController:
 
     def start_release(self, release_id: str) -> None:
         """Start a recorded release again if its replicas are gone (idempotent)."""
-        release = self.target.ledger.release(release_id, self.target.name)
+        release = self.target.ledger.releases.get(release_id, self.target.name)
         if release is None or self._running(release_id):
             return
         spec = self.release_spec(release_id, release.repository, release.digest, release.ports)

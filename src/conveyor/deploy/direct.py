@@ -17,7 +17,7 @@ from conveyor.deploy.routing import Share, version_of
 from conveyor.deploy.smoke import SmokeResult, describe_failures, smoke_passed
 from conveyor.errors import ConveyorError
 from conveyor.states import DeployState
-from conveyor.store.deploys import DeployRecord
+from conveyor.store.ledger import DeployRecord
 from conveyor.store.records import EventKind
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ class DirectRollout:
         from conveyor.deploy.controller import DeployOutcome
 
         c, record = self.c, self.record
-        c.target.ledger.finish_deploy(record.id, DeployState.ROLLED_BACK, reason)
+        c.target.ledger.deploys.finish(record.id, DeployState.ROLLED_BACK, reason)
         c.stop_strays()
         return DeployOutcome(
             record.id, record.release_id, DeployState.ROLLED_BACK, reason, url, smoke
@@ -114,7 +114,7 @@ class DirectRollout:
         c, record = self.c, self.record
         c.progress(f"deploy failed: {reason}")
         c.send_back(record, self.previous, "deploy failed", reason, EventKind.TRAFFIC_SHIFTED)
-        c.target.ledger.finish_deploy(record.id, DeployState.FAILED, reason)
+        c.target.ledger.deploys.finish(record.id, DeployState.FAILED, reason)
         c.stop_after_drain(record.release_id)
         return DeployOutcome(record.id, record.release_id, DeployState.FAILED, reason, url)
 
@@ -122,5 +122,5 @@ class DirectRollout:
         c, record = self.c, self.record
         c.progress(f"rolling back: {reason}")
         c.send_back(record, self.previous, "rolled back", reason, EventKind.ROLLBACK)
-        c.target.ledger.finish_deploy(record.id, DeployState.ROLLED_BACK, reason)
+        c.target.ledger.deploys.finish(record.id, DeployState.ROLLED_BACK, reason)
         c.stop_after_drain(record.release_id)

@@ -22,7 +22,7 @@ from conveyor.errors import ConveyorError, NotFoundError
 from conveyor.service.audit import sign_head
 from conveyor.service.project import Project
 from conveyor.states import DeployState
-from conveyor.store.deploys import DeployRecord
+from conveyor.store.ledger import DeployRecord
 from conveyor.store.records import RunRecord
 from conveyor.store.store import Store
 from conveyor.vcs.commits import log_commits

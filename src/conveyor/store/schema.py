@@ -132,6 +132,8 @@ environments = sa.Table(
     sa.Column("routes", sa.JSON, nullable=False),  # the desired route table
     sa.Column("generation", sa.Integer, nullable=False),  # bumped by each change of intent
     sa.Column("updated_at", Timestamp, nullable=False),
+    # Samples older than this are downsampled already (store/ledger/samples.py).
+    sa.Column("samples_pruned_before", Timestamp),
 )
 
 releases = sa.Table(
@@ -183,7 +185,7 @@ signal_samples = sa.Table(
     sa.Column("signals", sa.JSON, nullable=False),
     sa.Column("saturation", sa.JSON),
     sa.Index("ix_signal_samples_release_ts", "environment", "release_id", "ts"),
-    sa.Index("ix_signal_samples_ts", "ts"),  # retention works by age (store/samples.py)
+    sa.Index("ix_signal_samples_environment_ts", "environment", "ts"),  # retention, by age
 )
 
 # --- Feature flags and segments, per environment (conveyor.flags). Each change bumps the
