@@ -7,8 +7,9 @@ are named after, e.g. for a76ae41:
     PYTHONPATH=/tmp/conveyor-a76ae41/src python tests/data/store/make_dump.py \
         > tests/data/store/schema-a76ae41.sql
 
-It uses only the Store's public API of that time, so the rows are the ones a real release
-wrote (tests/store/test_migrations.py loads them and opens them with the current store).
+It uses only the Store's public API of those releases (`store.deploys`, which is
+`store.ledger` since the ledger was split), so the rows are the ones a real release wrote
+(tests/store/test_migrations.py loads them and opens them with the current store).
 """
 
 from __future__ import annotations
