@@ -310,7 +310,7 @@ class Stage:
     connections: int
 
     def load(self) -> contextlib.AbstractContextManager[Callable[[], list[Answer]]]:
-        record = self.store.deploys.environment(ENVIRONMENT)
+        record = self.store.ledger.environments.get(ENVIRONMENT)
         assert record is not None, "staging is deployed before any load"
         return load(f"http://127.0.0.1:{record.port}", self.rate, self.connections)
 

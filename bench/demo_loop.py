@@ -76,7 +76,7 @@ def _waits(project: Project, total: float) -> DemoTiming:
                 approval_wait += event.ts - requested.pop(key)
         canary = sum(
             (deploy.finished_at or deploy.started_at) - deploy.started_at
-            for deploy in store.deploys.deploys("production")
+            for deploy in store.ledger.deploys.of_environment("production")
             if (deploy.progress or {}).get("strategy") == "canary"
         )
     return DemoTiming(total, perf_load, approval_wait, canary)

@@ -89,9 +89,9 @@ def ask(gate: Gate, run_id: int, repo: Repo) -> None:
 
 def make_live(gate: Gate, run_id: int) -> None:
     """A successful deploy of `run_id` to production, now its live release."""
-    ledger = gate.store.deploys
-    ledger.ensure_environment("production", 18080, 18081)
-    deploy = ledger.begin_deploy(
+    ledger = gate.store.ledger
+    ledger.environments.ensure("production", 18080, 18081)
+    deploy = ledger.deploys.begin(
         "production",
         release_id="r1",
         repository=REPOSITORY,
@@ -101,8 +101,8 @@ def make_live(gate: Gate, run_id: int) -> None:
         actor="tom",
         run_id=run_id,
     )
-    ledger.finish_deploy(deploy.id, DeployState.SUCCEEDED, None)
-    ledger.set_intent(
+    ledger.deploys.finish(deploy.id, DeployState.SUCCEEDED, None)
+    ledger.environments.set_intent(
         "production",
         routes={},
         live="r1",

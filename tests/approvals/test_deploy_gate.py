@@ -146,7 +146,7 @@ def test_a_deploy_to_a_gated_environment_without_approval_is_refused(pipeline: P
     assert "it has no approved request" in deployed.stderr
     assert "conveyor approve RUN" in deployed.stderr
     assert pipeline.deploy_events() == []
-    assert pipeline.store.deploys.environment("production") is None
+    assert pipeline.store.ledger.environments.get("production") is None
 
 
 def test_the_deploy_step_waits_for_an_approval_then_deploys(pipeline: Pipeline) -> None:
@@ -161,7 +161,7 @@ def test_the_deploy_step_waits_for_an_approval_then_deploys(pipeline: Pipeline) 
     assert f"waiting for 1 more approval by role reviewer: `conveyor approve {run}`" in log.text
     assert "approved by bob (1 of 1): tested on staging" in log.text
     assert pipeline.deploy_events() == ["deploy.started", "deploy.finished"]
-    environment = pipeline.store.deploys.environment("production")
+    environment = pipeline.store.ledger.environments.get("production")
     assert environment is not None
     answer = httpx.get(f"http://127.0.0.1:{environment.port}/", timeout=5)
     assert answer.text == "v1"

@@ -152,7 +152,7 @@ def test_env_metrics_pass_promtool(live: Live) -> None:
 
 def test_env_watch_records_a_time_series_of_the_golden_signals(live: Live) -> None:
     with live.setup.project.open_store() as store:
-        before = len(store.deploys.samples("staging"))
+        before = len(store.ledger.samples.of("staging"))
     for _ in range(20):
         body_at(live.url)
     result = live.setup.cli("env", "watch", "staging", "--interval", "0.3", "--count", "2")
@@ -162,7 +162,7 @@ def test_env_watch_records_a_time_series_of_the_golden_signals(live: Live) -> No
     assert len(lines) == 2  # one release, two windows
     assert all(line.startswith(release_of(live.image)) and "req/s" in line for line in lines)
     with live.setup.project.open_store() as store:
-        samples = store.deploys.samples("staging", release_of(live.image))
+        samples = store.ledger.samples.of("staging", release_of(live.image))
     assert len(samples) >= before + 3  # the first sample and one per window
 
 
@@ -204,7 +204,10 @@ def test_rollback_to_a_staging_release_in_production_exits_2_and_changes_nothing
     url = served_url(setup.cli("deploy", "production", v1))
     assert setup.cli("deploy", "staging", bad).exit_code == 1
     with setup.project.open_store() as store:
-        before = store.deploys.environment("production"), store.deploys.events("production")
+        before = (
+            store.ledger.environments.get("production"),
+            store.ledger.history.events("production"),
+        )
         routes = envs.controller(setup.project, store, "production").target.router.routes()
 
     result = setup.cli("rollback", "production", "--to", release_of(bad))
@@ -214,7 +217,10 @@ def test_rollback_to_a_staging_release_in_production_exits_2_and_changes_nothing
     assert "conveyor deploy production" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     with setup.project.open_store() as store:
-        after = store.deploys.environment("production"), store.deploys.events("production")
+        after = (
+            store.ledger.environments.get("production"),
+            store.ledger.history.events("production"),
+        )
         router = envs.controller(setup.project, store, "production").target.router
         assert (after, router.routes()) == (before, routes)
     assert {body_at(url) for _ in range(10)} == {"v1"}

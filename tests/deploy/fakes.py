@@ -37,7 +37,7 @@ from conveyor.errors import ConveyorError, NotFoundError
 from conveyor.spec.environments import Environment
 from conveyor.spec.strategy import Analysis
 from conveyor.states import DeployState
-from conveyor.store.deploys import DeployLedger, EnvironmentRecord
+from conveyor.store.ledger import DeployLedger, EnvironmentRecord
 from conveyor.store.procs import ProcessIdentity
 from conveyor.store.records import EventKind
 from conveyor.store.store import Store
@@ -221,7 +221,7 @@ class Stage:
             spec=self.spec,
             runtime=self.runtime,
             router=self.router,
-            ledger=ledger or self.store.deploys,
+            ledger=ledger or self.store.ledger,
             lock_path=self.lock_path,
             provider=provider,
             clock=self.clock,
@@ -234,7 +234,7 @@ class Stage:
         """A controller in another (soon dead) process: what it leaves in progress, the
         next controller here adopts."""
         owner = ProcessIdentity(pid=2**22 + 1, host="elsewhere", started=None)
-        return self.controller(DeployLedger(self.store.engine, owner))
+        return self.controller(DeployLedger.over(self.store.engine, owner))
 
     def deploy(self, image: str, controller: ReleaseController | None = None) -> DeployOutcome:
         return (controller or self.controller()).deploy("shop", digest_of(image), "tester")
@@ -243,16 +243,16 @@ class Stage:
         return release_name("staging", "shop", digest_of(image))
 
     def environment(self) -> EnvironmentRecord:
-        found = self.store.deploys.environment("staging")
+        found = self.store.ledger.environments.get("staging")
         assert found is not None
         return found
 
     def command(self, command: str, actor: str = "alice") -> None:
-        [deploy] = self.store.deploys.deploys("staging", DeployState.IN_PROGRESS)
-        self.store.deploys.add_command("staging", deploy.id, command, actor)
+        [deploy] = self.store.ledger.deploys.of_environment("staging", DeployState.IN_PROGRESS)
+        self.store.ledger.deploys.add_command("staging", deploy.id, command, actor)
 
     def events(self, kind: EventKind) -> list[dict[str, Any]]:
-        return [event.data for event in self.store.deploys.events("staging", (kind,))]
+        return [event.data for event in self.store.ledger.history.events("staging", (kind,))]
 
 
 # -- scripted counters, for the router provider's arithmetic ----------------------------

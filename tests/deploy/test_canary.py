@@ -80,7 +80,7 @@ def deploy(project: Project, image: str) -> DeployOutcome:
 
 def url_of(project: Project) -> str:
     with project.open_store() as store:
-        record = store.deploys.environment("staging")
+        record = store.ledger.environments.get("staging")
     assert record is not None
     return f"http://127.0.0.1:{record.port}"
 
@@ -100,9 +100,9 @@ def test_a_faulty_canary_is_rolled_back_by_the_judge(project: Project, tmp_path:
     assert outcome.report["canary_errors"] > 0
     assert load.versions_since(after + 0.5) == {"v1"}  # all traffic back on stable
     with project.open_store() as store:
-        decisions = store.deploys.events("staging", (EventKind.RELEASE_DECISION,))
-        canary = store.deploys.release(release_name("staging", *faulty.split("@")))
-        samples = store.deploys.samples("staging")
+        decisions = store.ledger.history.events("staging", (EventKind.RELEASE_DECISION,))
+        canary = store.ledger.releases.get(release_name("staging", *faulty.split("@")))
+        samples = store.ledger.samples.of("staging")
     assert decisions[-1].data["verdict"] == "rollback"
     assert decisions[-1].data["evidence"]  # e-values and counts, for the report
     assert canary is not None and canary.state is ReleaseState.FAILED
@@ -124,8 +124,10 @@ def test_a_good_canary_is_promoted_and_the_stable_release_kept_warm(
     assert load.failures() == []
     assert load.versions_since(after + 0.3) == {"v2"}
     with project.open_store() as store:
-        env = store.deploys.environment("staging")
-        baseline = store.deploys.release(release_name("staging", *stable.split("@")) + "-baseline")
+        env = store.ledger.environments.get("staging")
+        baseline = store.ledger.releases.get(
+            release_name("staging", *stable.split("@")) + "-baseline"
+        )
     assert env is not None
     assert env.warm_release == release_name("staging", *stable.split("@"))
     assert baseline is not None and baseline.state is ReleaseState.RETIRED
@@ -143,7 +145,7 @@ def test_redeploying_a_known_good_digest_skips_the_analysis(
     assert outcome.state is DeployState.SUCCEEDED
     assert "verdict" not in outcome.report
     with project.open_store() as store:
-        steps = store.deploys.events("staging", (EventKind.RELEASE_STEP,))
+        steps = store.ledger.history.events("staging", (EventKind.RELEASE_STEP,))
     assert steps and all(step.data["deploy_id"] != outcome.deploy_id for step in steps)
 
 
@@ -193,8 +195,8 @@ def test_a_canary_failing_its_smoke_test_is_rolled_back_before_any_share(
     assert outcome.reason is not None and "smoke tests of the canary failed" in outcome.reason
     canary = release_name("staging", *bad.split("@"))
     with project.open_store() as store:
-        shifts = store.deploys.events("staging", (EventKind.TRAFFIC_SHIFTED,))
-        assert store.deploys.release(canary) is not None
+        shifts = store.ledger.history.events("staging", (EventKind.TRAFFIC_SHIFTED,))
+        assert store.ledger.releases.get(canary) is not None
     weights = [e.data["weights"] for e in shifts if e.data["deploy_id"] == outcome.deploy_id]
     assert weights and all(w.get(canary, 0) == 0 for w in weights), weights
     assert {httpx.get(url_of(project)).text for _ in range(10)} == {"v1"}
@@ -220,7 +222,7 @@ def test_blue_green_previews_pinned_then_switches_at_once(tmp_path: Path, stagin
     assert load.failures() == []
     assert load.versions_since(after + 0.2) == {"v2"}
     with project.open_store() as store:
-        shifts = store.deploys.events("staging", (EventKind.TRAFFIC_SHIFTED,))
+        shifts = store.ledger.history.events("staging", (EventKind.TRAFFIC_SHIFTED,))
     weights = [event.data["weights"] for event in shifts if event.data["deploy_id"] == 2]
     green = release_name("staging", *v2.split("@"))
     # No share in between: the preview had none, then all of the traffic.
@@ -283,7 +285,7 @@ def test_a_rolling_deploy_stays_within_its_surge_and_unavailability_limits(
     assert load.failures() == []
     assert load.versions_since(after + 0.2) == {"v2"}
     with project.open_store() as store:
-        shifts = store.deploys.events("staging", (EventKind.TRAFFIC_SHIFTED,))
+        shifts = store.ledger.history.events("staging", (EventKind.TRAFFIC_SHIFTED,))
     counts = [
         tuple(int(n) for n in re.findall(r"(\d+) (?:new|old)", event.data["why"]))
         for event in shifts
@@ -329,10 +331,10 @@ def test_a_canary_whose_controller_is_killed_is_resumed_at_its_step(
     assert result.exit_code == 0, result.stderr
     assert load.failures() == []
     with project.open_store() as store:
-        [record] = store.deploys.deploys("staging", None)[-1:]
+        [record] = store.ledger.deploys.of_environment("staging", None)[-1:]
         steps = [
             e.data["step"]
-            for e in store.deploys.events("staging", (EventKind.RELEASE_STEP,))
+            for e in store.ledger.history.events("staging", (EventKind.RELEASE_STEP,))
             if e.data["deploy_id"] == record.id
         ]
     assert record.state is DeployState.SUCCEEDED

@@ -121,7 +121,7 @@ class Staging:
 
     @property
     def url(self) -> str:
-        record = self.store.deploys.environment(ENVIRONMENT)
+        record = self.store.ledger.environments.get(ENVIRONMENT)
         assert record is not None, "staging has never been deployed"
         return f"http://127.0.0.1:{record.port}"
 
@@ -287,7 +287,9 @@ def test_reconcile_finishes_a_deploy_whose_controller_was_killed_under_load(
     with Load(staging.url) as load:
         control = start_cli(["deploy", ENVIRONMENT, slow], cwd=staging.project.directory)
         in_flight = wait_until(
-            lambda: staging.store.deploys.deploys(ENVIRONMENT, DeployState.IN_PROGRESS),
+            lambda: staging.store.ledger.deploys.of_environment(
+                ENVIRONMENT, DeployState.IN_PROGRESS
+            ),
             "the deploy of v2 in progress in the store",
         )
         wait_until(lambda: len(replicas_of(staging.project, v2)) == 2, "v2's replicas started")
@@ -299,7 +301,7 @@ def test_reconcile_finishes_a_deploy_whose_controller_was_killed_under_load(
 
         assert load.failures() == []
         assert load.versions_since(killed_at)  # the router still answers
-        assert staging.store.deploys.deploy(in_flight[0].id).state is DeployState.IN_PROGRESS
+        assert staging.store.ledger.deploys.get(in_flight[0].id).state is DeployState.IN_PROGRESS
 
         reconciled = run_cli(["env", "reconcile", ENVIRONMENT], cwd=staging.project.directory)
         reconciled_at = time.monotonic()
@@ -307,8 +309,8 @@ def test_reconcile_finishes_a_deploy_whose_controller_was_killed_under_load(
         answers = load.stop()
 
     assert reconciled.exit_code == 0, reconciled.stdout + reconciled.stderr
-    assert staging.store.deploys.deploy(in_flight[0].id).state is DeployState.SUCCEEDED
-    record = staging.store.deploys.environment(ENVIRONMENT)
+    assert staging.store.ledger.deploys.get(in_flight[0].id).state is DeployState.SUCCEEDED
+    record = staging.store.ledger.environments.get(ENVIRONMENT)
     assert record is not None
     assert (record.live_release, record.warm_release) == (v2, v1)
     assert staging.versions() == {"v2"}
@@ -458,7 +460,7 @@ def process_runtime(staging: Staging) -> ProcessRuntime:
 
 
 def release_state(staging: Staging, release_id: str) -> ReleaseState | None:
-    release = staging.store.deploys.release(release_id)
+    release = staging.store.ledger.releases.get(release_id)
     return release.state if release is not None else None
 
 
@@ -503,7 +505,7 @@ def test_reconcile_stops_the_release_a_deploy_retired_when_killed_in_confirm(
 
     assert running(staging) == {v2, v3}
     assert_stopped(staging, v1)
-    record = staging.store.deploys.environment(ENVIRONMENT)
+    record = staging.store.ledger.environments.get(ENVIRONMENT)
     assert record is not None and (record.live_release, record.warm_release) == (v3, v2)
     assert staging.versions(5) == {"v3"}
 
@@ -545,7 +547,7 @@ def test_reconcile_stops_a_rolled_back_canary_and_its_baseline_after_a_kill(
     control = start_cli(["deploy", ENVIRONMENT, bad], cwd=staging.project.directory)
 
     def rolled_back() -> bool:
-        [*_, record] = staging.store.deploys.deploys(ENVIRONMENT)
+        [*_, record] = staging.store.ledger.deploys.of_environment(ENVIRONMENT)
         return record.release_id == canary and record.state is DeployState.ROLLED_BACK
 
     kill_when(control, rolled_back, "the canary rolled back in the ledger")

@@ -127,7 +127,7 @@ def test_a_good_canary_is_promoted_and_the_baseline_retired(store: Store, tmp_pa
     assert env.environment().warm_release == env.release_id("v1")
     baseline_id = env.release_id("v1") + "-baseline"
     assert baseline_id not in env.runtime.releases()
-    record = store.deploys.release(baseline_id, "staging")
+    record = store.ledger.releases.get(baseline_id, "staging")
     assert record is not None and record.state is ReleaseState.RETIRED
 
 
@@ -141,10 +141,10 @@ def test_a_faulty_canary_is_rolled_back_by_the_judge(store: Store, tmp_path: Pat
     assert outcome.report["canary_errors"] > 0
     assert weights(env)[-1] == {version("v1"): 100}  # all traffic back at once
     assert env.release_id("v2") not in env.runtime.releases()
-    canary = store.deploys.release(env.release_id("v2"), "staging")
+    canary = store.ledger.releases.get(env.release_id("v2"), "staging")
     assert canary is not None and canary.state is ReleaseState.FAILED
     assert env.events(EventKind.RELEASE_DECISION)[-1]["verdict"] == "rollback"
-    progress = load_progress(store.deploys.deploys("staging")[-1].progress)
+    progress = load_progress(store.ledger.deploys.of_environment("staging")[-1].progress)
     assert progress is not None and progress.phase is Phase.ROLLED_BACK
     assert progress.canary_errors == outcome.report["canary_errors"]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conveyor.findings import junit
@@ -156,7 +158,9 @@ def test_the_raw_report_round_trips_through_json() -> None:
 
 
 def test_the_summary_lists_failures_with_locations_and_the_slowest_tests() -> None:
-    summary = junit.summary_json(junit.parse_junit(PYTEST_XML, zero_based_lines=True), 1)
+    summary = junit.tests_report(junit.parse_junit(PYTEST_XML, zero_based_lines=True), "t", 1)
+    summary = json.loads(summary.to_bytes())
+    assert summary["job"] == "t"
     assert summary["totals"] == {"passed": 2, "failed": 1, "errors": 1, "skipped": 1, "flaky": 0}
     assert summary["failures"][0] == {
         "id": "tests/test_a.py::test_bad",

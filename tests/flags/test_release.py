@@ -87,7 +87,7 @@ def test_a_flag_that_raises_errors_is_killed_and_the_kill_is_a_rollback(
     assert outcome.reason.startswith("judge: ")
     assert not ledger.flag("production", "checkout-v2").flag.enabled
     with Store(tmp_path / "state") as store:
-        [kill] = store.deploys.history("production")
+        [kill] = store.ledger.history.entries("production")
     assert (kill.kind, kill.actor, kill.result) == ("flag-kill", "release-bot", "killed")
 
 

@@ -157,7 +157,7 @@ def test_a_kill_is_a_rollback_in_the_environments_deploy_history(tmp_path: Path)
         ledger.rollout("production", "checkout-v2", 50)
         ledger.kill("production", "checkout-v2", actor="oncall", reason="errors up")
 
-        [entry] = store.deploys.history("production")
+        [entry] = store.ledger.history.entries("production")
 
     assert (entry.kind, entry.release_id, entry.result) == (
         "flag-kill",

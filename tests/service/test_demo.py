@@ -62,11 +62,11 @@ def _check_story(result: DemoResult) -> None:
         blocked = run_report(store, result.chapters[2].outcome.run_id)
         fixed = run_report(store, result.chapters[3].outcome.run_id)
         vulnerable = run_report(store, result.chapters[4].outcome.run_id)
-    reasons = [reason for gate in blocked.gates for reason in gate["reasons"]]
+    reasons = [reason for gate in blocked.gates for reason in gate.reasons]
     assert any(r.startswith("app/search.py:15") and "semgrep" in r for r in reasons)
     assert any(r.startswith("app/search.py:16") and "B608" in r for r in reasons)
     assert any(r.startswith("app/search.py:9") and "detect-secrets" in r for r in reasons)
-    assert all(gate["passed"] for gate in fixed.gates)
+    assert all(gate.passed for gate in fixed.gates)
     final = result.chapters[5].outcome
     assert final.jobs["push"] in (JobState.SUCCESS, JobState.CACHED)
     for chapter in (result.chapters[0], result.chapters[6]):
@@ -80,8 +80,8 @@ def _check_story(result: DemoResult) -> None:
     # Production serves the merged version (the image of the last run), through the router.
     assert set(result.urls) == {"staging", "production"}
     with Store(project_store) as store:
-        history = store.deploys.history("production")
-        decisions = store.deploys.events("production", (EventKind.RELEASE_DECISION,))
+        history = store.ledger.history.entries("production")
+        decisions = store.ledger.history.events("production", (EventKind.RELEASE_DECISION,))
     deploys = [entry for entry in history if entry.kind == "deploy"]
     assert [entry.result for entry in deploys] == ["succeeded", "succeeded", "rolled_back"]
     # Production still serves chapter 7's version, promoted by canary.
@@ -98,7 +98,7 @@ def _check_story(result: DemoResult) -> None:
     assert products.status_code == 200
     published = LayoutStore(result.repository / ".conveyor" / "published")
     assert published.repositories() == ["shop"]
-    vuln_reasons = [r for gate in vulnerable.gates for r in gate["reasons"]]
+    vuln_reasons = [r for gate in vulnerable.gates for r in gate.reasons]
     assert any(
         "urllib3 1.26.4" in r and "PYSEC-2023-192" in r and "fixed in 1.26.17" in r
         for r in vuln_reasons

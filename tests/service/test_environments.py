@@ -31,7 +31,7 @@ from conveyor.errors import ConveyorError, NotFoundError
 from conveyor.service import environments as envs
 from conveyor.service.project import Project
 from conveyor.states import DeployState, ReleaseState
-from conveyor.store.deploys import DeployLedger
+from conveyor.store.ledger import DeployLedger
 from conveyor.store.procs import ProcessIdentity
 from conveyor.store.records import EventKind
 from conveyor.store.store import Store
@@ -60,7 +60,7 @@ class Setup:
         return set(self.runtime().releases())
 
     def release_state(self, release_id: str) -> ReleaseState:
-        release = self.store.deploys.release(release_id)
+        release = self.store.ledger.releases.get(release_id)
         assert release is not None, f"{release_id} is not in the ledger"
         return release.state
 
@@ -114,7 +114,7 @@ def test_first_deploy_goes_live_behind_the_router(setup: Setup) -> None:
     assert outcome.state is DeployState.SUCCEEDED, outcome.reason
     assert outcome.release_id == release_of(v1)
     assert answers(outcome.url, 3) == ["v1"] * 3
-    environment = setup.store.deploys.environment("staging")
+    environment = setup.store.ledger.environments.get("staging")
     assert environment is not None
     assert environment.live_release == outcome.release_id
     assert environment.warm_release is None
@@ -168,7 +168,7 @@ def test_a_release_that_crashes_at_start_never_gets_traffic(setup: Setup) -> Non
 
     assert outcome.state is DeployState.FAILED
     assert outcome.reason is not None and "crashed at start" in outcome.reason
-    shifts = setup.store.deploys.events("staging", (EventKind.TRAFFIC_SHIFTED,))
+    shifts = setup.store.ledger.history.events("staging", (EventKind.TRAFFIC_SHIFTED,))
     assert shifts, "the deploys shifted no traffic at all"
     assert all(e.data["weights"].get(outcome.release_id, 0) == 0 for e in shifts)
     assert answers(url, 20) == ["v1"] * 20
@@ -181,7 +181,7 @@ def test_production_accepts_only_digests_deployed_to_staging(setup: Setup) -> No
     with pytest.raises(ConveyorError, match="staging") as refused:
         setup.deploy(v1, "production")
     assert refused.value.hint is not None and "conveyor deploy staging" in refused.value.hint
-    assert setup.store.deploys.environment("production") is None
+    assert setup.store.ledger.environments.get("production") is None
 
     assert setup.deploy(v1).state is DeployState.SUCCEEDED
     production = setup.deploy(v1, "production")
@@ -216,7 +216,7 @@ def test_rollback_to_a_retired_release_starts_it_cold(setup: Setup) -> None:
 
     assert outcome.to_release == release_of(v1)
     assert answers(outcome.url, 20) == ["v1"] * 20
-    environment = setup.store.deploys.environment("staging")
+    environment = setup.store.ledger.environments.get("staging")
     assert environment is not None and environment.live_release == release_of(v1)
     kept = {r for r in (environment.live_release, environment.warm_release) if r is not None}
     assert setup.running() <= kept, (
@@ -246,8 +246,8 @@ def test_rollback_to_a_release_of_another_environment_is_refused(setup: Setup) -
     setup.deploy(v1)
     url = setup.deploy(v1, "production").url
     assert setup.deploy(bad).state is DeployState.ROLLED_BACK
-    before = (setup.store.deploys.environment("production"), routes_of(setup, "production"))
-    events = len(setup.store.deploys.events("production"))
+    before = (setup.store.ledger.environments.get("production"), routes_of(setup, "production"))
+    events = len(setup.store.ledger.history.events("production"))
 
     for staging_release in (release_of(bad), release_of(v1)):  # failed, and succeeded there
         with pytest.raises(ConveyorError, match="never live in production") as refused:
@@ -255,9 +255,9 @@ def test_rollback_to_a_release_of_another_environment_is_refused(setup: Setup) -
         assert refused.value.hint is not None
         assert "conveyor deploy production" in refused.value.hint
 
-    after = (setup.store.deploys.environment("production"), routes_of(setup, "production"))
+    after = (setup.store.ledger.environments.get("production"), routes_of(setup, "production"))
     assert after == before
-    assert len(setup.store.deploys.events("production")) == events
+    assert len(setup.store.ledger.history.events("production")) == events
     assert setup.release_state(release_of(bad)) is ReleaseState.FAILED
     assert release_of(bad) not in setup.running()
     assert answers(url, 10) == ["v1"] * 10
@@ -267,14 +267,14 @@ def test_rollback_to_a_release_that_was_never_live_here_is_refused(setup: Setup)
     v1, bad = setup.build("v1"), setup.build("v2", "bad-smoke")
     url = setup.deploy(v1).url
     assert setup.deploy(bad).state is DeployState.ROLLED_BACK
-    before = setup.store.deploys.environment("staging")
+    before = setup.store.ledger.environments.get("staging")
 
     with pytest.raises(ConveyorError, match="never live in staging"):
         envs.rollback(setup.project, setup.store, "staging", actor=ACTOR, to=release_of(bad))
     with pytest.raises(ConveyorError, match="never live in staging"):
         envs.rollback(setup.project, setup.store, "staging", actor=ACTOR, to="staging-nothing")
 
-    assert setup.store.deploys.environment("staging") == before
+    assert setup.store.ledger.environments.get("staging") == before
     assert setup.running() == {release_of(v1)}
     assert answers(url, 10) == ["v1"] * 10
 
@@ -291,15 +291,15 @@ def test_a_deploy_after_env_stop_neither_routes_to_nor_keeps_the_stopped_release
     outcome = setup.deploy(v2)
 
     assert outcome.state is DeployState.SUCCEEDED, outcome.reason
-    record = setup.store.deploys.deploy(outcome.deploy_id or 0)
+    record = setup.store.ledger.deploys.get(outcome.deploy_id or 0)
     assert record.previous_release is None
     shifts = [
         e.data["weights"]
-        for e in setup.store.deploys.events("staging", (EventKind.TRAFFIC_SHIFTED,))
+        for e in setup.store.ledger.history.events("staging", (EventKind.TRAFFIC_SHIFTED,))
         if e.data["deploy_id"] == record.id
     ]
     assert shifts and all(release_of(v1) not in weights for weights in shifts), shifts
-    environment = setup.store.deploys.environment("staging")
+    environment = setup.store.ledger.environments.get("staging")
     assert environment is not None
     assert (environment.live_release, environment.warm_release) == (release_of(v2), None)
     assert setup.release_state(release_of(v1)) is ReleaseState.RETIRED
@@ -320,9 +320,9 @@ def test_reconcile_finishes_a_deploy_sent_back_before_its_controller_died(setup:
     the ledger had failed, went live after all."""
     v1, v2 = setup.build("v1"), setup.build("v2")
     url = setup.deploy(v1).url
-    ghost = DeployLedger(setup.store.engine, dead_process())
+    ghost = DeployLedger.over(setup.store.engine, dead_process())
     repository, digest = v2.split("@")
-    record = ghost.begin_deploy(
+    record = ghost.deploys.begin(
         "staging",
         release_id=release_of(v2),
         repository=repository,
@@ -333,9 +333,9 @@ def test_reconcile_finishes_a_deploy_sent_back_before_its_controller_died(setup:
         run_id=None,
     )
     envs.controller(setup.project, setup.store, "staging").start_release(release_of(v2))
-    environment = setup.store.deploys.environment("staging")
+    environment = setup.store.ledger.environments.get("staging")
     assert environment is not None
-    ghost.set_intent(  # what send_back records: all traffic back on v1, v2 failed
+    ghost.environments.set_intent(  # what send_back records: all traffic back on v1, v2 failed
         "staging",
         routes=environment.routes,
         live=release_of(v1),
@@ -351,7 +351,7 @@ def test_reconcile_finishes_a_deploy_sent_back_before_its_controller_died(setup:
 
     assert outcome is not None
     assert (outcome.state, outcome.reason) == (DeployState.ROLLED_BACK, "smoke tests failed")
-    assert setup.store.deploys.deploy(record.id).state is DeployState.ROLLED_BACK
+    assert setup.store.ledger.deploys.get(record.id).state is DeployState.ROLLED_BACK
     assert setup.release_state(release_of(v2)) is ReleaseState.FAILED
     assert setup.running() == {release_of(v1)}
     assert answers(url, 10) == ["v1"] * 10
@@ -375,7 +375,7 @@ def test_a_killed_replica_is_restarted_and_its_exit_recorded(setup: Setup) -> No
     wait_until(restarted, "the killed replica to be ready again")
     view = envs.environment_status(setup.project, setup.store, "staging")
     assert view.releases[0].replicas[0].restarts >= 1
-    events = setup.store.deploys.events("staging", (EventKind.REPLICA_EVENT,))
+    events = setup.store.ledger.history.events("staging", (EventKind.REPLICA_EVENT,))
     exits = [
         e.data for e in events if e.data["event"] == "exit" and e.data["release"] == release_id
     ]
@@ -454,7 +454,7 @@ def test_a_deploy_while_another_holds_the_lock_is_refused(setup: Setup) -> None:
         fcntl.flock(held, fcntl.LOCK_EX)
         with pytest.raises(ConveyorError, match="staging is being changed"):
             setup.deploy(image)
-    assert setup.store.deploys.deploys("staging") == []
+    assert setup.store.ledger.deploys.of_environment("staging") == []
     assert setup.running() == set()
 
 

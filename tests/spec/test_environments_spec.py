@@ -90,12 +90,26 @@ def test_a_full_environment_loads() -> None:
             "exactly one of `http` or `command`",
         ),
         ("environments:\n  staging: {env: {1BAD: x}}\n", (5, 13), "not a valid environment"),
+        (
+            "environments:\n  staging:\n    samples: {full: 2d, keep: 1d}\n",
+            (6, 5),
+            "full must not be longer than keep",
+        ),
     ],
 )
 def test_errors_name_the_place(environments: str, where: tuple[int, int], fragment: str) -> None:
     error = _error(environments)
     assert fragment in error.message
     assert (error.line, error.column) == where
+
+
+def test_sample_retention_defaults_and_durations() -> None:
+    text = "environments:\n  a: {}\n  b: {samples: {full: 1h, every: 5m, keep: 7d}}\n"
+    loaded = parse_pipeline(HEAD + text, "conveyor.yml")
+    environments = loaded.pipeline.environments
+    default, custom = environments["a"].samples, environments["b"].samples
+    assert (default.full, default.every, default.keep) == (6 * 3600, 60, 30 * 86400)
+    assert (custom.full, custom.every, custom.keep) == (3600, 300, 7 * 86400)
 
 
 def test_a_deploy_job_must_name_a_declared_environment() -> None:

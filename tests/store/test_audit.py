@@ -19,7 +19,7 @@ from conveyor.store.store import Store
 
 def record_decisions(store: Store) -> None:
     """A deploy, its end, a flag rollout and a kill: five audited events."""
-    deploy = store.deploys.begin_deploy(
+    deploy = store.ledger.deploys.begin(
         "production",
         release_id="production-shop-aaaaaaaaaaaa",
         repository="shop",
@@ -31,7 +31,7 @@ def record_decisions(store: Store) -> None:
     )
     from conveyor.states import DeployState
 
-    store.deploys.finish_deploy(deploy.id, DeployState.SUCCEEDED, None)
+    store.ledger.deploys.finish(deploy.id, DeployState.SUCCEEDED, None)
     flags = FlagLedger(store.engine)
     flags.define("production", Flag(name="beta", enabled=False), actor="ada")
     flags.rollout("production", "beta", 20, actor="ada")

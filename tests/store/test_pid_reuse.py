@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -114,17 +113,3 @@ def test_liveness_compares_the_start_time() -> None:
     assert is_dead_here(me.pid, host, me.started + 1)  # same pid, another process
     assert not is_dead_here(me.pid, host, None)  # recorded without a start time: pid only
     assert not is_dead_here(me.pid, "another-host", me.started + 1)
-
-
-def test_a_database_from_before_start_times_gets_the_column(tmp_path: Path) -> None:
-    with Store(tmp_path):
-        pass
-    with sqlite3.connect(tmp_path / "conveyor.db") as db:
-        for table in ("runs", "lock_tickets", "deploys"):
-            db.execute(f"ALTER TABLE {table} DROP COLUMN pid_started")
-
-    with Store(tmp_path) as store:
-        ticket = store.lock_enqueue("deploy", _run(store), "deploy", supersede=False)
-
-        assert ticket.state is LockState.HOLDING
-        assert ticket.pid_started == this_process().started

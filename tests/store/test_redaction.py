@@ -49,7 +49,7 @@ def test_events_details_reports_and_deploy_reasons_are_stored_masked(store: Stor
     )
     digest = store.blobs.put_report(f'{{"message": "{SECRET}"}}'.encode())
     store.add_report(run_id, "unit", "tests", digest, {"first_failure": f"got {SPLIT}"})
-    deploy = store.deploys.begin_deploy(
+    deploy = store.ledger.deploys.begin(
         "staging",
         release_id="staging-app-1",
         repository="app",
@@ -59,16 +59,16 @@ def test_events_details_reports_and_deploy_reasons_are_stored_masked(store: Stor
         actor="ada",
         run_id=run_id,
     )
-    store.deploys.record(EventKind.SMOKE_RESULT, "staging", detail=f"output:\n{SECRET}")
-    store.deploys.set_progress(deploy.id, {"note": SECRET})
-    store.deploys.finish_deploy(deploy.id, DeployState.ROLLED_BACK, f"smoke: {SPLIT}")
+    store.ledger.history.record(EventKind.SMOKE_RESULT, "staging", detail=f"output:\n{SECRET}")
+    store.ledger.deploys.set_progress(deploy.id, {"note": SECRET})
+    store.ledger.deploys.finish(deploy.id, DeployState.ROLLED_BACK, f"smoke: {SPLIT}")
 
     assert store.get_job(run_id, "unit").detail == "AssertionError: '***\n***' != ''\n***"
     assert store.get_run(run_id).message == "rotate ***"
     [report] = store.reports(run_id, "tests")
     assert report.summary == {"first_failure": "got ***\n***"}
     assert store.blobs.get_bytes(report.digest) == b'{"message": "***"}'
-    assert store.deploys.deploy(deploy.id).reason == "smoke: ***\n***"
+    assert store.ledger.deploys.get(deploy.id).reason == "smoke: ***\n***"
     assert all(SECRET not in str(event.data) for event in store.events())
     assert store.audit_verify() == []  # the chain hashes what was kept: it still verifies
     store.close()
@@ -105,7 +105,7 @@ def test_a_digest_that_happens_to_contain_a_hex_secrets_first_characters_is_kept
     digest = "sha256:" + "0" * 60 + secret[:4]  # ends with the secret's first characters
     with Store(tmp_path / "hex") as hex_store:
         hex_store.mask_secrets(Masker([secret]))
-        hex_store.deploys.record(
+        hex_store.ledger.history.record(
             EventKind.SMOKE_RESULT, "staging", digest=digest, detail=f"token {secret[:8]}"
         )
         [event] = hex_store.events()

@@ -314,7 +314,7 @@ def test_the_report_holds_everything_and_reads_back_as_the_next_baseline() -> No
         max_regression=20,
         verdict=verdict,
     )
-    content = json.loads(json.dumps(report))
+    content = json.loads(report.to_bytes())
     assert content["target"] == {
         "url": "http://127.0.0.1:8080",
         "environment": "staging",
@@ -341,7 +341,7 @@ def test_the_report_holds_everything_and_reads_back_as_the_next_baseline() -> No
         "rps": 20.0,
         "passed": True,
     }
-    again = read_baseline([json.dumps(report).encode()], JOB)
+    again = read_baseline([report.to_bytes()], JOB)
     assert again is not None and again.target.release_id == "r-8" and again.totals.p95_ms == 40
 
 

@@ -120,11 +120,7 @@ def _explain(project: Project, outcome: RunOutcome) -> None:
     with project.open_store() as store:
         report = run_report(store, outcome.run_id)
     console.print("[bold]what stopped it:[/]")
-    reasons = [
-        (str(gate.get("gate")), str(reason))
-        for gate in report.gates
-        for reason in gate.get("reasons", [])
-    ]
+    reasons = [(str(gate.gate), str(reason)) for gate in report.gates for reason in gate.reasons]
     if not reasons:  # not a gate: a failed job, such as a deploy the judge rolled back
         with project.open_store() as store:
             jobs = store.get_jobs(outcome.run_id)

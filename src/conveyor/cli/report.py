@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -15,6 +15,7 @@ from conveyor.cli.output import console, emit_json, examples, styled
 from conveyor.cli.project import SpecOption
 
 if TYPE_CHECKING:  # keeps `conveyor --help` from importing the store
+    from conveyor.findings.reports import CoverageDocument, PerfReport, TestsReport
     from conveyor.service.reports import RunReport
 
 
@@ -94,9 +95,9 @@ def _print(result: RunReport) -> None:
     if result.gates:
         console.print("[bold]gates[/]:")
         for gate in result.gates:
-            verdict = "[green]passed[/]" if gate.get("passed") else "[bold red]blocked[/]"
-            console.print(f"  {escape(str(gate.get('gate')))} ({escape(gate['job'])}): {verdict}")
-            for reason in gate.get("reasons", []):
+            verdict = "[green]passed[/]" if gate.passed else "[bold red]blocked[/]"
+            console.print(f"  {escape(str(gate.gate))} ({escape(gate.job)}): {verdict}")
+            for reason in gate.reasons:
                 console.print(f"    [red]✗[/] {escape(reason)}")
     for tests in result.tests:
         _print_tests(tests)
@@ -108,49 +109,40 @@ def _print(result: RunReport) -> None:
         _print_perf(load)
 
 
-def _print_tests(tests: dict[str, Any], title: str = "tests") -> None:
-    totals = tests.get("totals", {})
-    parts = ", ".join(f"{value} {name}" for name, value in totals.items())
-    console.print(f"[bold]{title}[/] ({escape(tests['job'])}): {escape(parts)}")
-    for failure in tests.get("failures", []):
+def _print_tests(tests: TestsReport, title: str = "tests") -> None:
+    parts = ", ".join(f"{value} {name}" for name, value in tests.totals.items())
+    console.print(f"[bold]{title}[/] ({escape(tests.job)}): {escape(parts)}")
+    for failure in tests.failures:
         console.print(
-            f"  [red]✗[/] {escape(str(failure.get('id')))} at "
-            f"{escape(str(failure.get('location')))}: "
-            f"{escape(str(failure.get('message')))}"
+            f"  [red]✗[/] {escape(failure.id)} at {escape(str(failure.location))}: "
+            f"{escape(str(failure.message))}"
         )
-    for flaky in tests.get("flaky", []):
-        console.print(f"  [yellow]~[/] flaky: {escape(str(flaky))}")
-    slowest = tests.get("slowest", [])
-    if slowest:
+    for flaky in tests.flaky:
+        console.print(f"  [yellow]~[/] flaky: {escape(flaky.id)}")
+    if tests.slowest:
         console.print(
             "  slowest: "
-            + ", ".join(
-                f"{escape(str(t.get('id')))} {float(t.get('duration', 0)):.2f}s"
-                for t in slowest[:5]
-            )
+            + ", ".join(f"{escape(t.id)} {t.duration:.2f}s" for t in tests.slowest[:5])
         )
 
 
-def _print_coverage(coverage: dict[str, Any]) -> None:
-    total = float(coverage.get("total_percent", 0.0))
-    console.print(f"[bold]coverage[/] ({escape(coverage['job'])}): {total:.1f}%")
-    files = coverage.get("files", {})
-    for path, percent in sorted(files.items(), key=lambda item: item[1])[:10]:
+def _print_coverage(coverage: CoverageDocument) -> None:
+    console.print(f"[bold]coverage[/] ({escape(coverage.job)}): {coverage.total_percent:.1f}%")
+    for path, percent in sorted(coverage.files.items(), key=lambda item: item[1])[:10]:
         console.print(f"  {percent:6.1f}%  {escape(path)}")
 
 
-def _print_perf(load: dict[str, Any]) -> None:
+def _print_perf(load: PerfReport) -> None:
     """The load test: totals, each threshold's verdict, the comparison with the last result."""
-    totals = load.get("totals", {})
-    verdict = "[green]passed[/]" if load.get("passed") else "[bold red]failed[/]"
+    totals = load.totals
+    verdict = "[green]passed[/]" if load.passed else "[bold red]failed[/]"
     rate, failed = float(totals.get("rps", 0)), float(totals.get("error_rate", 0))
     console.print(
-        f"[bold]perf[/] ({escape(load['job'])}): {verdict}, {totals.get('requests')} requests,"
+        f"[bold]perf[/] ({escape(load.job)}): {verdict}, {totals.get('requests')} requests,"
         f" p95 {totals.get('p95_ms')} ms, p99 {totals.get('p99_ms')} ms,"
         f" {rate:.1f} req/s, {failed:.2f}% failed"
     )
-    for reason in load.get("reasons", []):
+    for reason in load.reasons:
         console.print(f"  [red]✗[/] {escape(str(reason))}")
-    comparison = load.get("comparison") or {}
-    if comparison.get("note"):
-        console.print(f"  [dim]{escape(str(comparison['note']))}[/]")
+    if load.comparison.note:
+        console.print(f"  [dim]{escape(load.comparison.note)}[/]")

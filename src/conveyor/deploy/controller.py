@@ -33,7 +33,7 @@ from conveyor.deploy.routing import Share, free_ports
 from conveyor.deploy.strategies import STRATEGIES, StrategyKind, kind_of
 from conveyor.errors import ConveyorError
 from conveyor.states import DeployState, ReleaseState
-from conveyor.store.deploys import DeployRecord, EnvironmentRecord
+from conveyor.store.ledger import DeployRecord, EnvironmentRecord
 from conveyor.store.records import EventKind
 
 
@@ -61,7 +61,7 @@ class ReleaseController(TargetActions):
                 previous = None
             known = self.known_release(release_id)
             ports = known.ports if known else free_ports(self.target.spec.replicas)
-            record = self.target.ledger.begin_deploy(
+            record = self.target.ledger.deploys.begin(
                 self.target.name,
                 release_id=release_id,
                 repository=repository,
@@ -79,7 +79,7 @@ class ReleaseController(TargetActions):
         deploy's outcome, if there was one."""
         with self._deploy_lock():
             outcome = self._resume_interrupted()
-            environment = self.target.ledger.environment(self.target.name)
+            environment = self.target.ledger.environments.get(self.target.name)
             if environment is None:
                 return outcome
             self.target.router.ensure_running()
@@ -102,10 +102,10 @@ class ReleaseController(TargetActions):
 
     def _resume_interrupted(self) -> DeployOutcome | None:
         ledger = self.target.ledger
-        for record in ledger.deploys(self.target.name, DeployState.IN_PROGRESS):
+        for record in ledger.deploys.of_environment(self.target.name, DeployState.IN_PROGRESS):
             if record.pid == os.getpid():
                 continue
-            adopted = ledger.adopt_deploy(record.id, "the controller that started it is gone")
+            adopted = ledger.deploys.adopt(record.id, "the controller that started it is gone")
             release = self.known_release(record.release_id)
             assert release is not None
             if release.state is ReleaseState.FAILED:
@@ -119,7 +119,7 @@ class ReleaseController(TargetActions):
         with the switch) but before it finished the deploy: finish it as the ledger says,
         rather than start the failed release again. `stop_strays` stops it."""
         state, reason = DeployState.FAILED, "its controller died after sending traffic back"
-        for event in self.target.ledger.events(
+        for event in self.target.ledger.history.events(
             self.target.name, (EventKind.ROLLBACK, EventKind.TRAFFIC_SHIFTED)
         ):
             data = event.data
@@ -128,7 +128,7 @@ class ReleaseController(TargetActions):
                 state = DeployState.ROLLED_BACK if rolled_back else DeployState.FAILED
                 reason = str(data.get("reason") or reason)
         self.progress(f"finishing interrupted deploy {record.id}: {state.value} ({reason})")
-        self.target.ledger.finish_deploy(record.id, state, reason)
+        self.target.ledger.deploys.finish(record.id, state, reason)
         url = self.target.router.ensure_running()
         return DeployOutcome(record.id, record.release_id, state, reason, url)
 
@@ -152,7 +152,9 @@ class ReleaseController(TargetActions):
         if previous is None:
             return StrategyKind.DIRECT
         kind = kind_of(self.target.spec.strategy)
-        if kind.judged and self.target.ledger.succeeded_digest(self.target.name, record.digest):
+        if kind.judged and self.target.ledger.deploys.succeeded_digest(
+            self.target.name, record.digest
+        ):
             self.progress("a digest that succeeded here before: no analysis (fast path)")
             return StrategyKind.DIRECT
         return kind
@@ -190,7 +192,7 @@ class ReleaseController(TargetActions):
         if spare is not None:
             states[spare] = ReleaseState.RETIRED
         routes = routing.table([share])
-        self.target.ledger.set_intent(
+        self.target.ledger.environments.set_intent(
             self.target.name,
             routes=routing.to_json(routes),
             live=target,
@@ -212,7 +214,7 @@ class ReleaseController(TargetActions):
         """A rollback skips every check of a deploy (promotion order, approval, admission,
         smoke tests), so it only goes back to a release a deploy made live here."""
         name = self.target.name
-        if self.target.ledger.succeeded_release(name, release_id):
+        if self.target.ledger.deploys.succeeded_release(name, release_id):
             return
         raise ConveyorError(
             f"{release_id} was never live in {name}: a rollback only goes back to a "
@@ -228,7 +230,10 @@ class ReleaseController(TargetActions):
         """Stop the router and every running release the ledger records for this
         environment (not by the id's prefix: `staging-` also starts `staging-eu`'s ids);
         the ledger keeps history."""
-        ours = {release.release_id for release in self.target.ledger.releases(self.target.name)}
+        ours = {
+            release.release_id
+            for release in self.target.ledger.releases.of_environment(self.target.name)
+        }
         stopped = [
             release_id for release_id in self.target.runtime.releases() if release_id in ours
         ]
@@ -242,16 +247,16 @@ class ReleaseController(TargetActions):
         ledger = self.target.ledger
         seen = {
             _event_key(event.data)
-            for event in ledger.events(self.target.name, (EventKind.REPLICA_EVENT,))
+            for event in ledger.history.events(self.target.name, (EventKind.REPLICA_EVENT,))
         }
         added = 0
-        for release in ledger.releases(self.target.name):
+        for release in ledger.releases.of_environment(self.target.name):
             if release.state in (ReleaseState.RETIRED, ReleaseState.FAILED):
                 continue
             for raw in self.target.runtime.replica_events(release.release_id):
                 data = {**raw, "release": release.release_id}
                 if _event_key(data) not in seen:
-                    ledger.record(EventKind.REPLICA_EVENT, self.target.name, **data)
+                    ledger.history.record(EventKind.REPLICA_EVENT, self.target.name, **data)
                     added += 1
         return added
 

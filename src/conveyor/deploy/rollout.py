@@ -42,7 +42,7 @@ from conveyor.errors import ConveyorError
 from conveyor.spec.environments import Environment, Probe
 from conveyor.spec.strategy import Analysis, Strategy
 from conveyor.states import DeployState, ReleaseState
-from conveyor.store.deploys import DeployLedger, DeployRecord, EnvironmentRecord, ReleaseRecord
+from conveyor.store.ledger import DeployLedger, DeployRecord, EnvironmentRecord, ReleaseRecord
 from conveyor.store.records import EventKind, EventRecord
 
 _CRASHES_BEFORE_FAILING = 3  # restarts of one replica before it is ready: a broken release
@@ -149,14 +149,14 @@ class TargetActions:
 
     def environment(self) -> EnvironmentRecord:
         ledger = self.target.ledger
-        found = ledger.environment(self.target.name)
+        found = ledger.environments.get(self.target.name)
         if found is not None:
             return found
         port = self.target.spec.port or free_ports(1)[0]
-        return ledger.ensure_environment(self.target.name, port, free_ports(1)[0])
+        return ledger.environments.ensure(self.target.name, port, free_ports(1)[0])
 
     def known_release(self, release_id: str) -> ReleaseRecord | None:
-        return self.target.ledger.release(release_id, self.target.name)
+        return self.target.ledger.releases.get(release_id, self.target.name)
 
     def share_of(self, release_id: str | None, weight: int) -> Share | None:
         if release_id is None:
@@ -207,7 +207,7 @@ class TargetActions:
         self.target.runtime.wait_ready(release_id, self.target.spec.health.ready_timeout)
 
     def retire(self, release_id: str) -> None:
-        self.target.ledger.set_release_state(self.target.name, release_id, ReleaseState.RETIRED)
+        self.target.ledger.releases.set_state(self.target.name, release_id, ReleaseState.RETIRED)
 
     def stop_after_drain(self, release_id: str) -> None:
         """Requests in flight on a release taken out of traffic finish before it stops."""
@@ -228,16 +228,16 @@ class TargetActions:
         of intent (or now, if the router was just `switched` to them): requests in flight
         get what is left of `drain` since then."""
         ledger = self.target.ledger
-        environment = ledger.environment(self.target.name)
+        environment = ledger.environments.get(self.target.name)
         if environment is None:
             return []
         wanted = {environment.live_release, environment.warm_release}
-        for record in ledger.deploys(self.target.name, DeployState.IN_PROGRESS):
+        for record in ledger.deploys.of_environment(self.target.name, DeployState.IN_PROGRESS):
             wanted |= {record.release_id, baseline_name(record.previous_release or "")}
         running = set(self.target.runtime.releases())
         strays = [
             release
-            for release in ledger.releases(self.target.name)
+            for release in ledger.releases.of_environment(self.target.name)
             if release.release_id in running and release.release_id not in wanted
         ]
         # Wall time: the ledger records when the intent changed in epoch seconds.
@@ -280,7 +280,7 @@ class RolloutContext(TargetActions):
         self.release = release
         self.previous = previous
         # The intent's generation after our last change: another means a rollback came.
-        self._generation = target.ledger.generation(target.name)
+        self._generation = target.ledger.environments.generation(target.name)
 
     @property
     def strategy(self) -> Strategy | None:
@@ -301,7 +301,9 @@ class RolloutContext(TargetActions):
         self, release_id: str, repository: str, digest: str, ports: Sequence[int]
     ) -> None:
         """A release started beside the deploy's own (a canary's baseline)."""
-        self.target.ledger.register_release(self.target.name, release_id, repository, digest, ports)
+        self.target.ledger.releases.register(
+            self.target.name, release_id, repository, digest, ports
+        )
 
     def new_share(self, weight: int, addresses: Sequence[str] | None = None) -> Share:
         """The new release with `weight`; all its replicas unless `addresses` says which."""
@@ -317,17 +319,17 @@ class RolloutContext(TargetActions):
 
     def record_event(self, kind: EventKind, **data: Any) -> None:
         """An event of this deploy in the environment's log."""
-        self.target.ledger.record(kind, self.target.name, deploy_id=self.record.id, **data)
+        self.target.ledger.history.record(kind, self.target.name, deploy_id=self.record.id, **data)
 
     def commands(self, after: int) -> list[EventRecord]:
         """The person's commands for this deploy (promote, abort, ...) after event `after`."""
-        return self.target.ledger.commands(self.record.id, after)
+        return self.target.ledger.deploys.commands(self.record.id, after)
 
     def save_progress(self, progress: Mapping[str, Any]) -> None:
-        self.target.ledger.set_progress(self.record.id, progress)
+        self.target.ledger.deploys.set_progress(self.record.id, progress)
 
     def finish(self, state: DeployState, reason: str | None) -> None:
-        self.target.ledger.finish_deploy(self.record.id, state, reason)
+        self.target.ledger.deploys.finish(self.record.id, state, reason)
 
     def pin_header(self) -> str:
         """The header that pins a request to a version (smoke tests of a canary)."""
@@ -335,7 +337,7 @@ class RolloutContext(TargetActions):
 
     def check_superseded(self) -> None:
         """Raises Superseded if someone else changed the intent since our last change."""
-        if self.target.ledger.generation(self.target.name) != self._generation:
+        if self.target.ledger.environments.generation(self.target.name) != self._generation:
             raise Superseded(f"{self.target.name} was rolled back while deploying")
 
     def set_traffic(
@@ -359,7 +361,7 @@ class RolloutContext(TargetActions):
         environment = self.environment()
         routes = routing.table(shares, matches)
         details = {"deploy_id": record.id, "why": why, "weights": routing.weights(routes)}
-        self._generation = ledger.set_intent(
+        self._generation = ledger.environments.set_intent(
             self.target.name,
             routes=routing.to_json(routes),
             live=live if live is not None else environment.live_release,

@@ -16,7 +16,7 @@ from conveyor.deploy.model import ReleaseSignals, Saturation, SignalSample
 from conveyor.deploy.routers.base import Router
 from conveyor.deploy.runtimes.base import Runtime
 from conveyor.errors import ConveyorError
-from conveyor.store.deploys import DeployLedger, SampleRow
+from conveyor.store.ledger import DeployLedger, SampleRow
 
 SampleSink = Callable[[list[SignalSample]], None]
 
@@ -41,7 +41,7 @@ def take_sample(
         return saturation_or_none(runtime, release_id) if release_id in running else None
 
     samples = read_samples(environment, router, saturation_of)
-    ledger.add_samples([to_row(sample) for sample in samples])
+    ledger.samples.add([to_row(sample) for sample in samples])
     return samples
 
 
@@ -74,7 +74,7 @@ def read_samples(
 def stored_samples(
     ledger: DeployLedger, environment: str, release_id: str | None = None, since: float = 0.0
 ) -> list[SignalSample]:
-    return [from_row(row) for row in ledger.samples(environment, release_id, since)]
+    return [from_row(row) for row in ledger.samples.of(environment, release_id, since)]
 
 
 def to_row(sample: SignalSample) -> SampleRow:

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any, ClassVar
 
+from conveyor.findings.reports import CaseSummary, SlowTest, TestsReport
+
 # "tests/test_cart.py:14: AssertionError" -- pytest's crash line; other runners vary.
 _LOCATION = re.compile(r"^(?P<file>[^\s:][^:\n]*\.\w+):(?P<line>\d+)(?::|$)", re.MULTILINE)
 _FLAKY_TAGS = ("flakyFailure", "flakyError")
@@ -227,24 +229,22 @@ def _int(raw: str | None) -> int | None:
         return None
 
 
-def summary_json(report: TestReport, slowest: int = 10) -> dict[str, Any]:
+def tests_report(report: TestReport, job: str = "", slowest: int = 10) -> TestsReport:
     """The published "tests" report: counts, failures, flaky and slowest tests."""
-    return {
-        "totals": report.totals.as_dict(),
-        "duration": report.duration,
-        "failures": [_case_summary(case) for case in report.failures()],
-        "flaky": [_case_summary(case) for case in report.flaky()],
-        "slowest": [{"id": c.id, "duration": c.duration} for c in report.slowest(slowest)],
-    }
+    return TestsReport(
+        job=job,
+        totals=report.totals.as_dict(),
+        duration=report.duration,
+        failures=[_case_summary(case) for case in report.failures()],
+        flaky=[_case_summary(case) for case in report.flaky()],
+        slowest=[SlowTest(id=c.id, duration=c.duration) for c in report.slowest(slowest)],
+    )
 
 
-def _case_summary(case: TestCase) -> dict[str, Any]:
-    return {
-        "id": case.id,
-        "outcome": case.outcome.value,
-        "message": case.message,
-        "location": case.location,
-    }
+def _case_summary(case: TestCase) -> CaseSummary:
+    return CaseSummary(
+        id=case.id, outcome=case.outcome.value, message=case.message, location=case.location
+    )
 
 
 def report_to_json(report: TestReport) -> dict[str, Any]:

@@ -147,11 +147,11 @@ def change_of(repo: Path, store: Store, run_id: int, environment: str) -> Change
 
 def _live_commit(store: Store, environment: str) -> tuple[str | None, str | None]:
     """The environment's live release and the commit of the run that deployed it."""
-    record = store.deploys.environment(environment)
+    record = store.ledger.environments.get(environment)
     live = record.live_release if record is not None else None
     if live is None:
         return None, None
-    deploys = [d for d in store.deploys.deploys(environment) if d.release_id == live]
+    deploys = [d for d in store.ledger.deploys.of_environment(environment) if d.release_id == live]
     from_runs = [d.run_id for d in deploys if d.run_id is not None]
     if not from_runs:
         return None, None

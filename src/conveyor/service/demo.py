@@ -217,7 +217,7 @@ def _the_rest(
 def regression_report(project: Project) -> dict[str, object]:
     """What the last production canary's judge found: time with traffic, requests served."""
     with project.open_store() as store:
-        deploys = store.deploys.deploys("production")
+        deploys = store.ledger.deploys.of_environment("production")
     if not deploys or deploys[-1].state.value != "rolled_back":
         return {}
     last = deploys[-1]

@@ -37,7 +37,7 @@ from conveyor.spec.environments import Environment
 from conveyor.spec.images import ImagesConfig
 from conveyor.spec.strategy import Analysis
 from conveyor.states import DeployState, ReleaseState
-from conveyor.store.deploys import DeployRecord, HistoryEntry
+from conveyor.store.ledger import DeployRecord, HistoryEntry, Retention
 from conveyor.store.store import Store
 
 _RATE_WINDOW = 1.0  # status compares with a sample at least this old
@@ -72,13 +72,13 @@ def make_runtime(project: Project, spec: Environment) -> Runtime:
 def make_router(project: Project, name: str, spec: Environment, store: Store) -> Router:
     folder = project.state_dir / "environments" / name / "router"
     folder.mkdir(parents=True, exist_ok=True)
-    ledger = store.deploys
-    record = ledger.environment(name) or ledger.ensure_environment(
+    ledger = store.ledger
+    record = ledger.environments.get(name) or ledger.environments.ensure(
         name, spec.port or free_ports(1)[0], free_ports(1)[0]
     )
     port, admin = record.port, record.admin_port
     if spec.port and port != spec.port:  # conveyor.yml names another port now
-        ledger.set_ports(name, spec.port, admin)
+        ledger.environments.set_ports(name, spec.port, admin)
         port = spec.port
     return ROUTERS.create(spec.router, RouterSite(folder=folder, port=port, admin_port=admin))
 
@@ -90,7 +90,7 @@ def make_provider(
     the store as the environment's golden-signal time series."""
 
     def keep(samples: list[SignalSample]) -> None:
-        store.deploys.add_samples([to_row(sample) for sample in samples])
+        store.ledger.samples.add([to_row(sample) for sample in samples])
 
     plane = DataPlane(router, runtime, on_sample=keep)
 
@@ -116,13 +116,15 @@ def controller(
     store.mask_secrets(masker)  # nothing the ledger records holds them in clear
     runtime = make_runtime(project, spec)
     router = make_router(project, name, spec, store)
+    kept = spec.samples
+    store.ledger.samples.retain(name, Retention(kept.full, int(kept.every), kept.keep))
     target = Target(
         name=name,
         spec=spec,
         runtime=runtime,
         router=router,
         provider=make_provider(name, router, runtime, store),
-        ledger=store.deploys,
+        ledger=store.ledger,
         lock_path=project.state_dir / "environments" / name / "deploy.lock",
         replica_env={**spec.env, **secrets},
         mask=masker.mask_text,
@@ -166,7 +168,7 @@ def deploy(
     spec = environment_spec(project, name, pipeline.environments)
     ref = parse_ref(image)
     digest = resolve(image_store(project), ref)
-    if spec.after is not None and not store.deploys.succeeded_digest(spec.after, digest):
+    if spec.after is not None and not store.ledger.deploys.succeeded_digest(spec.after, digest):
         raise ConveyorError(
             f"{ref.name}@{digest[:19]} has not been deployed to {spec.after} yet: "
             f"{name} comes after {spec.after}",
@@ -239,8 +241,8 @@ def list_environments(project: Project, store: Store) -> list[EnvironmentView]:
     """Every declared environment, from the store only (no router or runtime calls)."""
     views = []
     for name, spec in environments_of(project).items():
-        record = store.deploys.environment(name)
-        in_progress = store.deploys.deploys(name, DeployState.IN_PROGRESS)
+        record = store.ledger.environments.get(name)
+        in_progress = store.ledger.deploys.of_environment(name, DeployState.IN_PROGRESS)
         views.append(
             EnvironmentView(
                 name=name,
@@ -259,7 +261,7 @@ def list_environments(project: Project, store: Store) -> list[EnvironmentView]:
 def environment_status(project: Project, store: Store, name: str) -> EnvironmentView:
     """Live: the router's weights, each release's replicas, golden signals over ~1 s."""
     spec = environment_spec(project, name)
-    record = store.deploys.environment(name)
+    record = store.ledger.environments.get(name)
     if record is None:
         raise NotFoundError(
             f"{name} has never been deployed", hint=f"`conveyor deploy {name} IMAGE` first"
@@ -271,7 +273,7 @@ def environment_status(project: Project, store: Store, name: str) -> Environment
     weights = {b.release_id: b.weight for b in target.router.routes().backends}
     running = set(target.runtime.releases())
     views = []
-    for release in reversed(store.deploys.releases(name)):
+    for release in reversed(store.ledger.releases.of_environment(name)):
         if release.release_id not in running and release.release_id not in weights:
             continue
         replicas = (
@@ -287,7 +289,7 @@ def environment_status(project: Project, store: Store, name: str) -> Environment
                 rates=rates.get(release.release_id),
             )
         )
-    in_progress = store.deploys.deploys(name, DeployState.IN_PROGRESS)
+    in_progress = store.ledger.deploys.of_environment(name, DeployState.IN_PROGRESS)
     return EnvironmentView(
         name=name,
         url=f"http://127.0.0.1:{record.port}",
@@ -329,7 +331,7 @@ def watch(
 ) -> Iterator[dict[str, SignalRates]]:
     """Sample every `interval` seconds, for ever; yields each window's rates per release."""
     spec = environment_spec(project, name)
-    if store.deploys.environment(name) is None:
+    if store.ledger.environments.get(name) is None:
         raise NotFoundError(f"{name} has never been deployed")
     control = controller(project, store, name, spec=spec)
     before = {s.release_id: s for s in _sample(control)}
@@ -342,13 +344,13 @@ def watch(
 
 def history(project: Project, store: Store, name: str) -> list[HistoryEntry]:
     environment_spec(project, name)
-    return store.deploys.history(name)
+    return store.ledger.history.entries(name)
 
 
 def metrics(project: Project, store: Store, name: str) -> bytes:
     """The environment's golden signals in the Prometheus text format (a fresh sample)."""
     spec = environment_spec(project, name)
-    if store.deploys.environment(name) is None:
+    if store.ledger.environments.get(name) is None:
         return exposition(name, [])  # never deployed: no router to ask
     return exposition(name, _sample(controller(project, store, name, spec=spec)))
 
@@ -361,7 +363,7 @@ def reconcile(
 
 def stop_environment(project: Project, store: Store, name: str) -> list[str]:
     spec = environment_spec(project, name)
-    if store.deploys.environment(name) is None:
+    if store.ledger.environments.get(name) is None:
         return []  # never deployed: nothing runs
     return controller(project, store, name, spec=spec).stop_all()
 

@@ -20,10 +20,17 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.deploy.progress import load_progress
 from conveyor.errors import ConveyorError, NotFoundError
+from conveyor.findings.reports import (
+    GateReport,
+    PerfReport,
+    ReportKind,
+    TestsReport,
+    VulnScanReport,
+)
 from conveyor.service.audit import sign_head
 from conveyor.service.project import Project
 from conveyor.states import DeployState
-from conveyor.store.deploys import DeployRecord
+from conveyor.store.ledger import DeployRecord
 from conveyor.store.records import RunRecord
 from conveyor.store.store import Store
 from conveyor.vcs.commits import log_commits
@@ -59,7 +66,7 @@ def release_record(
 
 
 def _find_deploy(store: Store, environment: str, release_id: str | None) -> DeployRecord:
-    deploys = store.deploys.deploys(environment)
+    deploys = store.ledger.deploys.of_environment(environment)
     if release_id is not None:
         matching = [d for d in deploys if d.release_id == release_id]
         if not matching:
@@ -80,7 +87,7 @@ def _find_deploy(store: Store, environment: str, release_id: str | None) -> Depl
 def _previous_success(store: Store, environment: str, deploy: DeployRecord) -> DeployRecord | None:
     earlier = [
         d
-        for d in store.deploys.deploys(environment)
+        for d in store.ledger.deploys.of_environment(environment)
         if d.id < deploy.id and d.state is DeployState.SUCCEEDED
     ]
     return earlier[-1] if earlier else None
@@ -149,14 +156,15 @@ def _commits(
 
 def _evidence(store: Store, run_id: int) -> dict[str, Any]:
     """What the run's jobs published, by subject: its report, read once."""
-    from conveyor.service.reports import documents, run_report
+    from conveyor.service.reports import run_report, typed_documents
 
     report = run_report(store, run_id)
+    scans = typed_documents(store, run_id, ReportKind.VULN_SCAN, VulnScanReport)
     return {
         "gates": [_gate(doc) for doc in report.gates],
         "tests": [_tests(doc) for doc in report.tests],
         "findings": _findings(report),
-        "scan": [_scan(doc) for doc in documents(store, run_id, "vuln-scan")],
+        "scan": [_scan(doc) for doc in scans],
         "staging": {
             "e2e": [_tests(doc) for doc in report.e2e],
             "perf": [_perf(doc) for doc in report.perf],
@@ -164,20 +172,18 @@ def _evidence(store: Store, run_id: int) -> dict[str, Any]:
     }
 
 
-def _gate(doc: Mapping[str, Any]) -> dict[str, Any]:
+def _gate(doc: GateReport) -> dict[str, Any]:
     return {
-        "job": doc["job"],
-        "gate": doc.get("gate"),
-        "passed": doc.get("passed"),
-        "reasons": list(doc.get("reasons", [])),
-        "counts": doc.get("counts", {}),
+        "job": doc.job,
+        "gate": doc.gate,
+        "passed": doc.passed,
+        "reasons": list(doc.reasons),
+        "counts": dict(doc.counts),
     }
 
 
-def _tests(doc: Mapping[str, Any]) -> dict[str, Any]:
-    totals = doc.get("totals", {})
-    failed = [case.get("id") for case in doc.get("failures", []) if isinstance(case, dict)]
-    return {"job": doc["job"], "totals": totals, "failed": failed}
+def _tests(doc: TestsReport) -> dict[str, Any]:
+    return {"job": doc.job, "totals": dict(doc.totals), "failed": [c.id for c in doc.failures]}
 
 
 def _findings(report: RunReport) -> dict[str, Any]:
@@ -191,20 +197,19 @@ def _findings(report: RunReport) -> dict[str, Any]:
     return {"total": len(report.findings), "by_disposition": by_disposition, "by_tool": by_tool}
 
 
-def _scan(doc: Mapping[str, Any]) -> dict[str, Any]:
-    gate = doc.get("gate") or {}
+def _scan(doc: VulnScanReport) -> dict[str, Any]:
     return {
-        "job": doc["job"],
-        "database": doc.get("database", {}),
-        "vulnerabilities": doc.get("vulnerabilities", []),
-        "passed": gate.get("passed"),
-        "reasons": gate.get("reasons", []),
+        "job": doc.job,
+        "database": doc.database,
+        "vulnerabilities": doc.vulnerabilities,
+        "passed": doc.gate.passed if doc.gate else None,
+        "reasons": doc.gate.reasons if doc.gate else [],
     }
 
 
-def _perf(doc: Mapping[str, Any]) -> dict[str, Any]:
-    keep = ("totals", "thresholds", "comparison", "passed", "reasons", "settings")
-    return {"job": doc["job"], **{key: doc[key] for key in keep if key in doc}}
+def _perf(doc: PerfReport) -> dict[str, Any]:
+    keep = {"totals", "thresholds", "comparison", "passed", "reasons", "settings"}
+    return {"job": doc.job, **doc.model_dump(mode="json", include=keep)}
 
 
 def _provenance(project: Project, deploy: DeployRecord) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from conveyor.errors import ConveyorError
 from conveyor.service.environments import environment_spec
 from conveyor.service.project import Project
 from conveyor.states import DeployState
-from conveyor.store.deploys import DeployRecord
+from conveyor.store.ledger import DeployRecord
 from conveyor.store.records import EventKind
 from conveyor.store.store import Store
 
@@ -32,12 +32,12 @@ class ReleaseStatus:
 
 def release_status(project: Project, store: Store, name: str, last: int = 10) -> ReleaseStatus:
     environment_spec(project, name)
-    deploys = store.deploys.deploys(name)
+    deploys = store.ledger.deploys.of_environment(name)
     running = [d for d in deploys if d.state is DeployState.IN_PROGRESS]
     deploy = running[-1] if running else (deploys[-1] if deploys else None)
     decisions: list[dict[str, Any]] = []
     if deploy is not None:
-        events = store.deploys.events(name, (EventKind.RELEASE_DECISION,))
+        events = store.ledger.history.events(name, (EventKind.RELEASE_DECISION,))
         decisions = [
             {"ts": e.ts, **e.data} for e in events if e.data.get("deploy_id") == deploy.id
         ][-last:]
@@ -55,7 +55,7 @@ def send_command(project: Project, store: Store, name: str, command: str, actor:
     if command not in COMMANDS:
         raise ConveyorError(f"unknown command {command!r}", hint=", ".join(COMMANDS))
     environment_spec(project, name)
-    running = store.deploys.deploys(name, DeployState.IN_PROGRESS)
+    running = store.ledger.deploys.of_environment(name, DeployState.IN_PROGRESS)
     if not running:
         raise ConveyorError(
             f"no release in progress in {name}",
@@ -63,5 +63,5 @@ def send_command(project: Project, store: Store, name: str, command: str, actor:
             f"`conveyor rollback {name}` switches back after a release",
         )
     deploy = running[-1]
-    store.deploys.add_command(name, deploy.id, command, actor)
+    store.ledger.deploys.add_command(name, deploy.id, command, actor)
     return deploy.id

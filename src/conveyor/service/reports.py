@@ -8,6 +8,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.findings.model import Disposition, Finding
+from conveyor.findings.reports import (
+    CoverageDocument,
+    Document,
+    E2eReport,
+    GateReport,
+    PerfReport,
+    ReportKind,
+    TestsReport,
+    load,
+)
 from conveyor.findings.sarif import findings_from_log, merge_logs
 from conveyor.service.runs import MERGED_SARIF
 from conveyor.store.records import RunRecord
@@ -19,11 +29,11 @@ class RunReport:
     run: RunRecord
     findings: list[Finding]
     sarif: dict[str, Any]
-    gates: list[dict[str, Any]] = field(default_factory=list)
-    tests: list[dict[str, Any]] = field(default_factory=list)  # one per test job
-    coverage: list[dict[str, Any]] = field(default_factory=list)
-    e2e: list[dict[str, Any]] = field(default_factory=list)  # staging's journeys, per job
-    perf: list[dict[str, Any]] = field(default_factory=list)  # staging's load tests
+    gates: list[GateReport] = field(default_factory=list)
+    tests: list[TestsReport] = field(default_factory=list)  # one per test job
+    coverage: list[CoverageDocument] = field(default_factory=list)
+    e2e: list[E2eReport] = field(default_factory=list)  # staging's journeys, per job
+    perf: list[PerfReport] = field(default_factory=list)  # staging's load tests
 
     def by_disposition(self) -> dict[Disposition, list[Finding]]:
         grouped: dict[Disposition, list[Finding]] = {d: [] for d in Disposition}
@@ -43,12 +53,22 @@ def run_report(store: Store, run_id: int) -> RunReport:
         run=run,
         findings=findings_from_log(sarif),
         sarif=sarif,
-        gates=documents(store, run_id, "gate"),
-        tests=documents(store, run_id, "tests"),
-        coverage=documents(store, run_id, "coverage"),
-        e2e=documents(store, run_id, "e2e"),
-        perf=documents(store, run_id, "perf"),
+        gates=typed_documents(store, run_id, ReportKind.GATE, GateReport),
+        tests=typed_documents(store, run_id, ReportKind.TESTS, TestsReport),
+        coverage=typed_documents(store, run_id, ReportKind.COVERAGE, CoverageDocument),
+        e2e=typed_documents(store, run_id, ReportKind.E2E, E2eReport),
+        perf=typed_documents(store, run_id, ReportKind.PERF, PerfReport),
     )
+
+
+def typed_documents(
+    store: Store, run_id: int, kind: ReportKind, model: type[Document]
+) -> list[Document]:
+    """The run's reports of `kind` as `model`, each with the job that published it."""
+    return [
+        load(model, store.blobs.get_bytes(record.digest), record.job_id)
+        for record in store.reports(run_id, kind.value)
+    ]
 
 
 def documents(store: Store, run_id: int, kind: str) -> list[dict[str, Any]]:

@@ -114,6 +114,26 @@ class Approval(_Strict):
         return self
 
 
+class SampleRetention(_Strict):
+    """How long the golden-signal samples are kept (`env watch` writes one per second per
+    release): all of them for `full`, then the last of every `every` per release (counters
+    are cumulative, so rates between kept samples stay exact), none after `keep`."""
+
+    full: Duration = Field(default=6 * 3600.0, description="Every sample is kept this long.")
+    every: Duration = Field(
+        default=60.0, description="Older samples: one per release per this interval."
+    )
+    keep: Duration = Field(default=30 * 86400.0, description="No sample is kept longer.")
+
+    @model_validator(mode="after")
+    def _windows_nest(self) -> SampleRetention:
+        if self.full > self.keep:
+            raise ValueError("full must not be longer than keep")
+        if self.every < 1 or self.every != int(self.every):
+            raise ValueError("every must be a whole number of seconds")
+        return self
+
+
 class Environment(_Strict):
     runtime: RuntimeName = Field(default="process", description="A registered runtime.")
     router: RouterName = Field(default="builtin", description="A registered router.")
@@ -152,6 +172,10 @@ class Environment(_Strict):
     drain: Duration = Field(
         default=5.0,
         description="How long a release taken out of traffic keeps serving requests in flight.",
+    )
+    samples: SampleRetention = Field(
+        default_factory=SampleRetention,
+        description="Retention of the golden-signal samples (docs/environments.md).",
     )
 
     @field_validator("env")

@@ -48,7 +48,6 @@ what each tool exercised, the notes and the verdict.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, replace
@@ -61,6 +60,7 @@ from pydantic import BaseModel, Field, field_validator
 from conveyor.engine.executors.base import ExecResult
 from conveyor.errors import ConveyorError
 from conveyor.findings.model import Category
+from conveyor.findings.reports import DastReport, DastToolRun
 from conveyor.spec.gates import FailLevel, FindingsGate
 from conveyor.spec.types import Duration
 from conveyor.steps.base import StepContext, failed, job_output_dir, passed
@@ -208,17 +208,18 @@ class DastStep(FindingsStep):
         )
 
     def _publish_summary(self, ctx: StepContext, decided: ExecResult) -> str:
-        report = json.loads(_summary_path(ctx).read_text(encoding="utf-8"))
-        report["passed"] = decided.ok
-        report["gate"] = decided.detail
-        found = sum(tool["findings"] for tool in report["tools"].values())
+        written = _summary_path(ctx).read_text(encoding="utf-8")
+        report = DastReport.model_validate_json(written).model_copy(
+            update={"job": ctx.job_id, "passed": decided.ok, "gate": decided.detail}
+        )
+        found = sum(tool.findings for tool in report.tools.values())
         ctx.evidence.publish(
-            self.name, json.dumps(report).encode(), {"findings": found, "passed": decided.ok}
+            self.name, report.to_bytes(), {"findings": found, "passed": decided.ok}
         )
         exercised = ", ".join(
-            f"{name} {tool['exercised']} {tool['unit']}" for name, tool in report["tools"].items()
+            f"{name} {tool.exercised} {tool.unit}" for name, tool in report.tools.items()
         )
-        return f"dast of {report['target']['title']} ({exercised}): {decided.detail}"
+        return f"dast of {report.target['title']} ({exercised}): {decided.detail}"
 
 
 def _fail(detail: str) -> ScanFailed:
@@ -294,19 +295,19 @@ def _summary_path(ctx: StepContext) -> Path:
 
 def _write_summary(path: Path, scope: Scope, reports: list[ToolReport], notes: list[str]) -> None:
     target = scope.target
-    summary = {
-        "target": {**target.as_json(), "title": target.title},
-        "openapi": scope.openapi_url,
-        "tools": {
-            report.tool.value: {
-                "version": report.version,
-                "exercised": report.exercised,
-                "unit": report.unit,
-                "findings": len(report.findings),
-            }
+    summary = DastReport(
+        target={**target.as_json(), "title": target.title},
+        openapi=scope.openapi_url,
+        tools={
+            report.tool.value: DastToolRun(
+                version=report.version,
+                exercised=report.exercised,
+                unit=report.unit,
+                findings=len(report.findings),
+            )
             for report in reports
         },
-        "notes": notes,
-    }
+        notes=notes,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(summary, indent=1))
+    path.write_text(summary.model_dump_json(indent=1, exclude={"job", "passed", "gate"}))

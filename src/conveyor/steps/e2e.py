@@ -31,14 +31,14 @@ their messages, the slowest tests, the artifacts and the target tested.
 
 from __future__ import annotations
 
-import json
 import time
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
 from conveyor.engine.executors.base import ExecResult
-from conveyor.findings.junit import TestCase, TestReport, summary_json
+from conveyor.findings.junit import TestCase, TestReport, tests_report
+from conveyor.findings.reports import E2eArtifact, E2eReport
 from conveyor.spec.types import WorkspacePath
 from conveyor.steps.base import FinalizeOnlyStep, StepContext, failed, job_output_dir, passed
 from conveyor.verify.e2e import (
@@ -99,7 +99,7 @@ class E2eStep(FinalizeOnlyStep):
         published = _publish_artifacts(ctx, run.artifacts)
         ctx.evidence.publish(
             self.name,
-            json.dumps(_report_json(run.report, target, published)).encode(),
+            _report(ctx.job_id, run.report, target, published).to_bytes(),
             {**run.report.totals.as_dict(), "passed": not run.report.failures()},
         )
         return _verdict(ctx, run.report, run.artifacts, target, time.monotonic() - started)
@@ -110,7 +110,7 @@ def _fail(ctx: StepContext, detail: str, started: float) -> ExecResult:
     return failed(detail, time.monotonic() - started)
 
 
-def _publish_artifacts(ctx: StepContext, artifacts: list[Artifact]) -> list[dict[str, Any]]:
+def _publish_artifacts(ctx: StepContext, artifacts: list[Artifact]) -> list[E2eArtifact]:
     """Each kept file into the blob store; their entries for the "e2e" report."""
     entries = []
     for artifact in artifacts:
@@ -121,18 +121,15 @@ def _publish_artifacts(ctx: StepContext, artifacts: list[Artifact]) -> list[dict
             continue
         summary = {"test": artifact.test, "kind": artifact.kind.value, "file": artifact.file}
         digest = ctx.evidence.publish("e2e-artifact", content, {**summary, "bytes": len(content)})
-        entries.append({**summary, "bytes": len(content), "digest": digest})
+        entries.append(E2eArtifact(**summary, bytes=len(content), digest=digest))
     return entries
 
 
-def _report_json(
-    report: TestReport, target: Target, artifacts: list[dict[str, Any]]
-) -> dict[str, Any]:
-    return {
-        **summary_json(report),
-        "target": target.as_json(),
-        "artifacts": artifacts,
-    }
+def _report(
+    job: str, report: TestReport, target: Target, artifacts: list[E2eArtifact]
+) -> E2eReport:
+    tests = tests_report(report, job)
+    return E2eReport(**dict(tests), target=target.as_json(), artifacts=artifacts)
 
 
 def _verdict(

@@ -25,6 +25,7 @@ from conveyor.findings.baseline import classify
 from conveyor.findings.exceptions import load_exceptions
 from conveyor.findings.gate import GateDecision, decide_findings
 from conveyor.findings.model import Category, Disposition, Finding, Level, Waiver
+from conveyor.findings.reports import GateReport
 from conveyor.findings.sarif import findings_from_log, write_log
 from conveyor.spec.gates import FailLevel, FindingsGate
 from conveyor.spec.globs import check_glob
@@ -128,7 +129,7 @@ class FindingsStep(ABC):
         ctx.evidence.publish("sarif", json.dumps(log).encode(), {"results": len(findings)})
         ctx.evidence.publish(
             "gate",
-            json.dumps(asdict(decision)).encode(),
+            GateReport(job=ctx.job_id, **asdict(decision)).to_bytes(),
             {"gate": decision.gate, "passed": decision.passed},
         )
         for reason in decision.reasons:

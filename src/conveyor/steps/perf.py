@@ -43,7 +43,6 @@ checks, the comparison, passed and reasons.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import shutil
 import time
@@ -204,7 +203,7 @@ async def _load_test(params: PerfParams, ctx: StepContext) -> ExecResult:
         max_regression=params.max_regression,
         verdict=verdict,
     )
-    content = json.dumps(report, indent=1).encode()
+    content = report.model_dump_json(indent=1).encode()
     (out / "perf.json").write_bytes(content)
     ctx.evidence.publish(KIND, content, report_summary(stats, verdict))
     return _verdict_result(ctx, stats, verdict)

@@ -15,6 +15,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.engine.executors.base import ExecResult
+from conveyor.findings.reports import GateReport, VulnScanReport
 from conveyor.steps.base import FinalizeOnlyStep, StepContext, failed, passed
 from conveyor.steps.image_steps import (
     built_image,
@@ -65,21 +66,20 @@ class ScanImageStep(FinalizeOnlyStep):
         )
         evidence.publish(
             "vuln-scan",
-            json.dumps(result.report).encode(),
+            VulnScanReport.model_validate({**result.report, "job": ctx.job_id}).to_bytes(),
             {"image": result.image, "passed": result.decision.passed},
         )
         if result.findings:  # VEX states the exploitability of what was found: none, nothing
             evidence.publish("vex", result.vex.encode(), {"image": result.image})
         evidence.publish(
             "gate",
-            json.dumps(
-                {
-                    "gate": "vulnerabilities",
-                    "passed": result.decision.passed,
-                    "reasons": result.decision.reasons,
-                    "counts": result.decision.counts,
-                }
-            ).encode(),
+            GateReport(
+                job=ctx.job_id,
+                gate="vulnerabilities",
+                passed=result.decision.passed,
+                reasons=result.decision.reasons,
+                counts=result.decision.counts,
+            ).to_bytes(),
             {"gate": "vulnerabilities", "passed": result.decision.passed},
         )
         record = scan_record_path(ctx, ctx.job_id)

@@ -28,9 +28,10 @@ from conveyor.engine.executors.base import ExecResult
 from conveyor.errors import ConveyorError
 from conveyor.findings import coverage as cov
 from conveyor.findings.gate import GateDecision
-from conveyor.findings.junit import JUnitError, TestCase, TestReport, parse_junit, summary_json
+from conveyor.findings.junit import JUnitError, TestCase, TestReport, parse_junit, tests_report
 from conveyor.findings.junit import report_from_json as tests_from_json
 from conveyor.findings.junit import report_to_json as tests_to_json
+from conveyor.findings.reports import CoverageDocument, GateReport
 from conveyor.spec.gates import CoverageGate, Gates, TestsGate
 from conveyor.spec.types import WorkspacePath
 from conveyor.steps.base import RAW_DIR, StepContext, ToolRun, failed, passed
@@ -174,17 +175,17 @@ class TestStep:
         decision: GateDecision,
     ) -> None:
         totals = report.totals.as_dict()
-        ctx.evidence.publish("tests", json.dumps(summary_json(report)).encode(), totals)
+        ctx.evidence.publish("tests", tests_report(report, ctx.job_id).to_bytes(), totals)
         if coverage is not None:
-            content = {"job": ctx.job_id, **coverage.to_json()}
+            content = CoverageDocument(job=ctx.job_id, **coverage.to_json())
             ctx.evidence.publish(
                 "coverage",
-                json.dumps(content).encode(),
+                content.to_bytes(),
                 {"total_percent": round(coverage.total_percent, 2)},
             )
         ctx.evidence.publish(
             "gate",
-            json.dumps(asdict(decision)).encode(),
+            GateReport(job=ctx.job_id, **asdict(decision)).to_bytes(),
             {"gate": decision.gate, "passed": decision.passed},
         )
 

@@ -1,7 +1,8 @@
 """Durable state: the event log, run/job projections, job cache, locks and blobs."""
 
 from conveyor.store.blobs import BlobStore
-from conveyor.store.db import default_url, open_engine
+from conveyor.store.db import default_url
+from conveyor.store.migrate import open_engine
 from conveyor.store.records import (
     CacheEntry,
     EventKind,

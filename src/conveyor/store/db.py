@@ -16,9 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from conveyor.errors import InfrastructureError
 from conveyor.store.private import private_file, tighten
-from conveyor.store.schema import metadata
 
 _SQLITE_PRAGMAS = (
     "PRAGMA busy_timeout=10000",  # first, so the others wait for locks instead of failing
@@ -34,34 +32,14 @@ def default_url(state_dir: Path) -> str:
     return f"sqlite:///{(state_dir / 'conveyor.db').resolve()}"
 
 
-def open_engine(url: str) -> sa.Engine:
-    """Create the engine for `url` and the tables if they do not exist yet."""
+def create_engine(url: str) -> sa.Engine:
+    """The engine for `url`, configured; `migrate.open_engine` also brings its schema to
+    the head revision."""
     _private_sqlite_files(url)
     engine = sa.create_engine(url)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
-    with write_transaction(engine) as conn:
-        metadata.create_all(conn)  # inside the write lock: two first opens do not race
-        _add_new_columns(conn)
     return engine
-
-
-def _add_new_columns(conn: sa.Connection) -> None:
-    """Columns added to a table after a database was created: `create_all` makes missing
-    tables only. Such columns are nullable, so the rows already there stay valid."""
-    inspector = sa.inspect(conn)
-    for table in metadata.sorted_tables:
-        present = {column["name"] for column in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name in present:
-                continue
-            if not column.nullable:
-                raise InfrastructureError(
-                    f"the database lacks {table.name}.{column.name}, which cannot be added",
-                    hint="move the state folder aside and start from a new database",
-                )
-            kind = column.type.compile(dialect=conn.dialect)
-            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
 
 
 def _private_sqlite_files(url: str) -> None:

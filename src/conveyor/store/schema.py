@@ -1,6 +1,7 @@
 """Portable table definitions (SQLAlchemy Core): SQLite today, PostgreSQL by URL later.
 
 Timestamps are float epoch seconds everywhere; ids are autoincrement integers.
+A change here needs a migration (store/migrations/versions) and `migrate.HEAD_REVISION`.
 `events` is append-only and the source of truth; `runs` and `jobs` are projections of it.
 """
 
@@ -131,6 +132,8 @@ environments = sa.Table(
     sa.Column("routes", sa.JSON, nullable=False),  # the desired route table
     sa.Column("generation", sa.Integer, nullable=False),  # bumped by each change of intent
     sa.Column("updated_at", Timestamp, nullable=False),
+    # Samples older than this are downsampled already (store/ledger/samples.py).
+    sa.Column("samples_pruned_before", Timestamp),
 )
 
 releases = sa.Table(
@@ -182,6 +185,7 @@ signal_samples = sa.Table(
     sa.Column("signals", sa.JSON, nullable=False),
     sa.Column("saturation", sa.JSON),
     sa.Index("ix_signal_samples_release_ts", "environment", "release_id", "ts"),
+    sa.Index("ix_signal_samples_environment_ts", "environment", "ts"),  # retention, by age
 )
 
 # --- Feature flags and segments, per environment (conveyor.flags). Each change bumps the

@@ -18,8 +18,9 @@ from conveyor.states import JobState, RunState
 from conveyor.store import audit, cache, locks, redaction, reports, runs
 from conveyor.store import events as event_log
 from conveyor.store.blobs import BlobStore
-from conveyor.store.db import default_url, open_engine, read_transaction, write_transaction
-from conveyor.store.deploys import DeployLedger
+from conveyor.store.db import default_url, read_transaction, write_transaction
+from conveyor.store.ledger import DeployLedger
+from conveyor.store.migrate import open_engine
 from conveyor.store.private import private_dir
 from conveyor.store.procs import this_process
 from conveyor.store.records import (
@@ -48,7 +49,8 @@ class Store:
         self.engine: sa.Engine = engine.execution_options(**{redaction.OPTION: self.redaction})
         self.blobs = BlobStore(state_dir / "blobs", self.redaction)
         self._owner = this_process()
-        self.deploys = DeployLedger(self.engine, self._owner)
+        # Environments, releases, deploys, samples and history (store/ledger).
+        self.ledger = DeployLedger.over(self.engine, self._owner)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from conveyor.findings.reports import PerfComparison, PerfReport
 from conveyor.verify.perf import (
     Change,
     Comparison,
@@ -64,32 +65,32 @@ def perf_report(
     thresholds: PerfThresholds,
     max_regression: float,
     verdict: PerfVerdict,
-) -> dict[str, Any]:
+) -> PerfReport:
     """The published "perf" report; a later run reads `job`, `settings` and `totals` back
     as its baseline (conveyor.verify.perf.BaselineReport)."""
-    return {
-        "job": job,
-        "target": target.as_json(),
-        "settings": settings.model_dump(),
-        "totals": _totals(stats.total),
-        "endpoints": [
+    return PerfReport(
+        job=job,
+        target=target.as_json(),
+        settings=settings.model_dump(),
+        totals=_totals(stats.total),
+        endpoints=[
             {"method": row.method, "name": row.name, **_totals(row)} for row in stats.endpoints
         ],
-        "errors": [error.model_dump() for error in stats.errors],
-        "exceptions": [error.model_dump() for error in stats.exceptions],
-        "thresholds": {
+        errors=[error.model_dump() for error in stats.errors],
+        exceptions=[error.model_dump() for error in stats.exceptions],
+        thresholds={
             "limits": thresholds.model_dump(),
             "checks": [_check(check) for check in verdict.checks],
         },
-        "comparison": {
-            "note": verdict.comparison.note,
-            "baseline_release": verdict.comparison.baseline_release,
-            "max_regression": max_regression,
-            "changes": [_change(change) for change in verdict.comparison.changes],
-        },
-        "passed": verdict.passed,
-        "reasons": list(verdict.reasons),
-    }
+        comparison=PerfComparison(
+            note=verdict.comparison.note,
+            baseline_release=verdict.comparison.baseline_release,
+            max_regression=max_regression,
+            changes=[_change(change) for change in verdict.comparison.changes],
+        ),
+        passed=verdict.passed,
+        reasons=list(verdict.reasons),
+    )
 
 
 def report_summary(stats: LoadStats, verdict: PerfVerdict) -> dict[str, Any]:

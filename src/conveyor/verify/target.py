@@ -94,7 +94,7 @@ def environment_target(project: Project, name: str) -> Target:
 
     spec = environment_spec(project, name)
     with project.open_store() as store:
-        record = store.deploys.environment(name)
+        record = store.ledger.environments.get(name)
         if record is None:
             raise TargetUnavailable(
                 f"{name} has never been deployed, so there is nothing to test",
@@ -102,7 +102,7 @@ def environment_target(project: Project, name: str) -> Target:
             )
         if record.live_release is None:
             raise TargetUnavailable(f"{name} has no live release, so there is nothing to test")
-        release = store.deploys.release(record.live_release)
+        release = store.ledger.releases.get(record.live_release)
     return Target(
         url=f"http://127.0.0.1:{record.port}",
         environment=name,
