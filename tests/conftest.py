@@ -31,6 +31,8 @@ from conveyor.service.runs import RunOptions, RunOutcome, execute_run
 from conveyor.store.records import JobRecord, RunRecord
 from conveyor.store.store import Store
 
+pytest_plugins = ["real_components"]  # the `real` marker, checked; scheduling under xdist
+
 # Deadlines only keep a broken test from hanging; nothing asserts on durations.
 WAIT_SECONDS = 30.0
 GIT_ENV = {

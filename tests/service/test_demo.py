@@ -22,7 +22,7 @@ from conveyor.supply.oci.layout import LayoutStore
 from conveyor.supply.referrers import PROVENANCE_ARTIFACT, SBOM_ARTIFACT, VULN_SCAN_ARTIFACT
 
 # Eight pipeline runs, four of them through staging's E2E, DAST and load tests.
-pytestmark = pytest.mark.timeout(480)
+pytestmark = [pytest.mark.real, pytest.mark.timeout(480)]
 
 
 def test_the_demo_stops_the_planted_problems_and_passes_the_fix(tmp_path: Path) -> None:
