@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from conveyor.engine.executors.base import ExecResult
 from conveyor.findings.model import Disposition, Finding, Level
@@ -27,6 +28,10 @@ from verify.shop_staging import SHOP, StagingShop, shop_in_staging
 
 PLANTED = SHOP / "fixtures" / "planted-injection"
 SHOP_GATES = Gates(findings=FindingsGate(fail_on=FailLevel.WARNING))  # examples/shop/conveyor.yml
+# The crawl budget of the shop's own dast job (28 s; the planted scan keeps the 60 s default).
+SHOP_SCAN_TIME = yaml.safe_load((SHOP / "conveyor.yml").read_text())["jobs"]["dast"]["with"][
+    "max_scan_time"
+]
 SEARCH_CRASH_WAIVER = """\
 exceptions:
   - rule: internal-server-error
@@ -116,7 +121,9 @@ def test_the_shop_passes_its_own_dast_gate_in_staging(
 
     workspace = fresh_workspace(tmp_path / "shop")
 
-    outcome = run_dast_step(workspace, env=project_env, environment="staging")
+    outcome = run_dast_step(
+        workspace, env=project_env, environment="staging", max_scan_time=SHOP_SCAN_TIME
+    )
 
     assert outcome.result.ok, outcome.log.text
     assert sorted(outcome.kinds) == ["dast", "gate", "sarif"]
