@@ -73,8 +73,13 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             _started.append(component)
 
 
+_hooked: list[bool] = []
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    sys.addaudithook(_audit)  # cannot be removed: it only appends to a list
+    if not _hooked:  # once per process (pytester sessions configure again)
+        sys.addaudithook(_audit)  # cannot be removed: it only appends to a list
+        _hooked.append(True)
 
 
 # --- the marker, checked ---------------------------------------------------------------
