@@ -110,6 +110,7 @@ def planted_scan(planted_staging: StagingShop, tmp_path_factory: pytest.TempPath
     return run_dast_step(tmp_path_factory.mktemp("planted-scan"), url=planted_staging.url)
 
 
+@pytest.mark.real
 def test_the_shop_passes_its_own_dast_gate_in_staging(
     shop_staging: StagingShop, tmp_path: Path
 ) -> None:
@@ -147,6 +148,7 @@ def test_the_shop_passes_its_own_dast_gate_in_staging(
     assert outcome.result.detail.startswith(f"dast of staging ({shop_staging.url}")
 
 
+@pytest.mark.real
 def test_the_planted_injection_fails_the_step_naming_its_path_and_parameter(
     planted_scan: Outcome,
 ) -> None:
@@ -163,6 +165,7 @@ def test_the_planted_injection_fails_the_step_naming_its_path_and_parameter(
     assert "✗ api/search: error sql-injection [wapiti]" in planted_scan.log.text
 
 
+@pytest.mark.real
 def test_a_baseline_and_an_exception_let_the_known_findings_pass(
     planted_staging: StagingShop, planted_scan: Outcome, tmp_path: Path
 ) -> None:
@@ -200,6 +203,7 @@ def test_a_staging_that_is_down_fails_with_the_reason_before_any_scan(tmp_path: 
     assert outcome.evidence.published == []
 
 
+@pytest.mark.real
 def test_an_openapi_document_that_is_not_there_fails_naming_it(
     shop_staging: StagingShop, tmp_path: Path
 ) -> None:
@@ -212,6 +216,7 @@ def test_an_openapi_document_that_is_not_there_fails_naming_it(
     assert outcome.executor.commands == []
 
 
+@pytest.mark.real
 def test_without_an_openapi_document_schemathesis_is_skipped_with_a_note(
     shop_staging: StagingShop, tmp_path: Path
 ) -> None:
@@ -230,6 +235,7 @@ def test_without_an_openapi_document_schemathesis_is_skipped_with_a_note(
     assert report["notes"] == ["schemathesis skipped: `openapi` is null (no OpenAPI document)"]
 
 
+@pytest.mark.real
 def test_a_scanner_that_is_not_installed_fails_saying_so(
     shop_staging: StagingShop, tmp_path: Path
 ) -> None:
@@ -240,6 +246,7 @@ def test_a_scanner_that_is_not_installed_fails_saying_so(
     assert outcome.executor.commands == []
 
 
+@pytest.mark.real
 def test_a_scanner_that_crashes_fails_the_step_with_its_last_words(
     shop_staging: StagingShop, tmp_path: Path
 ) -> None:
