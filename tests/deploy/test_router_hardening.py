@@ -187,6 +187,7 @@ def test_ambiguous_framing_is_refused_and_never_forwarded(
     assert app.seen == []
 
 
+@pytest.mark.real
 @pytest.mark.parametrize(
     "request_line",
     [
