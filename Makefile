@@ -84,8 +84,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Two workers (2 cores); tests sharing a module- or session-wide fixture stay on one
+# worker, real tests start first (tests/real_components.py). WORKERS=0 runs serially.
+WORKERS ?= 2
 unit: $(STAMP) $(WAPITI) $(SEMGREP) $(WHEELHOUSE)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(WORKERS) --dist loadgroup --no-loadscope-reorder
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

@@ -24,12 +24,19 @@ from unittest import mock
 
 import pytest
 
-from conveyor.cli.app import run_cli as cli_main
 from conveyor.engine.report import SilentReporter
 from conveyor.service.project import Project
 from conveyor.service.runs import RunOptions, RunOutcome, execute_run
 from conveyor.store.records import JobRecord, RunRecord
 from conveyor.store.store import Store
+
+# pytest-xdist starts its workers with COLUMNS=80 and LINES=24: rich would fix the CLI's
+# console at 80 columns when conveyor.cli is first imported (see run_cli, below), and
+# wrap its output mid-word. Tests that read CLI output set COLUMNS themselves.
+for _inherited in ("COLUMNS", "LINES"):
+    os.environ.pop(_inherited, None)
+
+pytest_plugins = ["real_components"]  # the `real` marker, checked; scheduling under xdist
 
 # Deadlines only keep a broken test from hanging; nothing asserts on durations.
 WAIT_SECONDS = 30.0
@@ -144,6 +151,8 @@ class CliResult:
 
 def run_cli(args: list[str], cwd: Path) -> CliResult:
     """Run `conveyor ARGS` in this process from `cwd`, capturing its output."""
+    from conveyor.cli.app import run_cli as cli_main  # after COLUMNS is dropped (above)
+
     out, err = io.StringIO(), io.StringIO()
     with (
         contextlib.chdir(cwd),

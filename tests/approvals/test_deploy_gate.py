@@ -149,6 +149,7 @@ def test_a_deploy_to_a_gated_environment_without_approval_is_refused(pipeline: P
     assert pipeline.store.ledger.environments.get("production") is None
 
 
+@pytest.mark.real
 def test_the_deploy_step_waits_for_an_approval_then_deploys(pipeline: Pipeline) -> None:
     run = pipeline.run()
     log = Lines()

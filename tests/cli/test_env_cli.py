@@ -91,10 +91,12 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 # --- reading a live environment ---------------------------------------------------------
 
 
+@pytest.mark.real
 def test_deploy_prints_the_url_it_serves_at(live: Live) -> None:
     assert body_at(live.url) == "v1"
 
 
+@pytest.mark.real
 def test_env_ls_lists_every_environment_with_its_url(live: Live) -> None:
     result = live.setup.cli("env", "ls", "-o", "json")
 
@@ -106,6 +108,7 @@ def test_env_ls_lists_every_environment_with_its_url(live: Live) -> None:
     assert views["production"]["live_release"] is None
 
 
+@pytest.mark.real
 def test_env_status_shows_the_live_release_with_all_traffic(live: Live) -> None:
     result = live.setup.cli("env", "status", "staging", "-o", "json")
 
@@ -121,6 +124,7 @@ def test_env_status_shows_the_live_release_with_all_traffic(live: Live) -> None:
     assert [replica["state"] for replica in release["replicas"]] == ["ready"]
 
 
+@pytest.mark.real
 def test_env_history_lists_the_deploy(live: Live) -> None:
     result = live.setup.cli("env", "history", "staging", "-o", "json")
 
@@ -134,6 +138,7 @@ def test_env_history_lists_the_deploy(live: Live) -> None:
     assert entry["digest"] == live.image.split("@")[1]
 
 
+@pytest.mark.real
 def test_env_metrics_pass_promtool(live: Live) -> None:
     result = live.setup.cli("env", "metrics", "staging")
 
@@ -150,6 +155,7 @@ def test_env_metrics_pass_promtool(live: Live) -> None:
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+@pytest.mark.real
 def test_env_watch_records_a_time_series_of_the_golden_signals(live: Live) -> None:
     with live.setup.project.open_store() as store:
         before = len(store.ledger.samples.of("staging"))
@@ -169,6 +175,7 @@ def test_env_watch_records_a_time_series_of_the_golden_signals(live: Live) -> No
 # --- changing an environment ------------------------------------------------------------
 
 
+@pytest.mark.real
 def test_a_deploy_failing_its_smoke_test_exits_1(setup: Setup) -> None:
     v1, bad = setup.build("v1"), setup.build("v2", "bad-smoke")
     assert setup.cli("deploy", "staging", v1).exit_code == 0
@@ -181,6 +188,7 @@ def test_a_deploy_failing_its_smoke_test_exits_1(setup: Setup) -> None:
     assert body_at(served_url(result)) == "v1"
 
 
+@pytest.mark.real
 def test_rollback_sends_traffic_back_to_the_previous_release(setup: Setup) -> None:
     v1, v2 = setup.build("v1"), setup.build("v2")
     assert setup.cli("deploy", "staging", v1).exit_code == 0
@@ -193,6 +201,7 @@ def test_rollback_sends_traffic_back_to_the_previous_release(setup: Setup) -> No
     assert body_at(url) == "v1"
 
 
+@pytest.mark.real
 def test_rollback_to_a_staging_release_in_production_exits_2_and_changes_nothing(
     setup: Setup,
 ) -> None:
@@ -235,6 +244,7 @@ def test_deploy_to_an_unknown_environment_exits_4_without_a_traceback(setup: Set
     assert "Traceback" not in result.stdout + result.stderr
 
 
+@pytest.mark.real
 def test_env_stop_stops_the_router_and_releases(setup: Setup) -> None:
     url = served_url(setup.cli("deploy", "staging", setup.build("v1")))
 

@@ -41,10 +41,12 @@ def hits(client: httpx.Client, count: int, path: str = "/") -> Counter[str]:
     return Counter(client.get(path).text for _ in range(count))
 
 
+@pytest.mark.real
 def test_an_empty_table_answers_503(router: BuiltinRouter) -> None:
     assert httpx.get(router.url).status_code == 503
 
 
+@pytest.mark.real
 def test_set_routes_is_in_force_when_it_returns(
     router: BuiltinRouter, backends: Callable[[str], NamedServer]
 ) -> None:
@@ -53,6 +55,7 @@ def test_set_routes_is_in_force_when_it_returns(
     assert router.routes() == table
 
 
+@pytest.mark.real
 def test_weights_split_the_traffic(
     router: BuiltinRouter, backends: Callable[[str], NamedServer]
 ) -> None:
@@ -67,6 +70,7 @@ def test_weights_split_the_traffic(
     assert 850 <= counts["a"] <= 950
 
 
+@pytest.mark.real
 def test_round_robin_across_the_replicas_of_a_release(
     router: BuiltinRouter, backends: Callable[[str], NamedServer]
 ) -> None:
@@ -77,6 +81,7 @@ def test_round_robin_across_the_replicas_of_a_release(
         assert hits(client, 10) == {"a1": 5, "a2": 5}
 
 
+@pytest.mark.real
 def test_a_version_is_pinned_by_header_or_cookie(
     router: BuiltinRouter, backends: Callable[[str], NamedServer]
 ) -> None:
@@ -89,6 +94,7 @@ def test_a_version_is_pinned_by_header_or_cookie(
     assert httpx.get(router.url, headers={"Cookie": "conveyor-version=B"}).text == "b"
 
 
+@pytest.mark.real
 def test_ab_matches_route_by_header_or_cookie_value_and_a_pin_wins(
     router: BuiltinRouter, backends: Callable[[str], NamedServer]
 ) -> None:
@@ -107,6 +113,7 @@ def test_ab_matches_route_by_header_or_cookie_value_and_a_pin_wins(
     assert httpx.get(router.url, headers=pinned).text == "a"
 
 
+@pytest.mark.real
 def test_a_sticky_cookie_keeps_a_client_on_its_release_while_it_has_weight(
     router: BuiltinRouter, backends: Callable[[str], NamedServer]
 ) -> None:
@@ -131,6 +138,7 @@ def test_a_sticky_cookie_keeps_a_client_on_its_release_while_it_has_weight(
         assert hits(client, 5) == {other: 5}
 
 
+@pytest.mark.real
 def test_switching_weights_drains_requests_in_flight(
     router: BuiltinRouter, backends: Callable[[str], NamedServer]
 ) -> None:
@@ -152,6 +160,7 @@ def test_switching_weights_drains_requests_in_flight(
     assert [(r.status_code, r.text) for r in results] == [(200, "old")]
 
 
+@pytest.mark.real
 def test_only_idempotent_requests_are_retried_after_a_refused_connection(
     router: BuiltinRouter, backends: Callable[[str], NamedServer]
 ) -> None:
@@ -169,6 +178,7 @@ def test_only_idempotent_requests_are_retried_after_a_refused_connection(
     assert signals.connect_failures == 2
 
 
+@pytest.mark.real
 def test_a_chunked_request_body_is_relayed(
     router: BuiltinRouter, backends: Callable[[str], NamedServer]
 ) -> None:
@@ -180,6 +190,7 @@ def test_a_chunked_request_body_is_relayed(
     assert (sized.status_code, sized.text) == (200, "a:then a sized one")
 
 
+@pytest.mark.real
 def test_metrics_count_requests_per_release_and_status_class(
     router: BuiltinRouter, backends: Callable[[str], NamedServer]
 ) -> None:
@@ -204,6 +215,7 @@ def test_metrics_count_requests_per_release_and_status_class(
     assert sorted(signals.latency_buckets)[0] == 0.005
 
 
+@pytest.mark.real
 def test_the_metrics_pass_promtool(
     router: BuiltinRouter, backends: Callable[[str], NamedServer]
 ) -> None:
@@ -255,6 +267,7 @@ def test_a_port_in_use_is_named_in_the_error(tmp_path: Path) -> None:
             router.ensure_running()
 
 
+@pytest.mark.real
 def test_a_stale_pid_file_restarts_the_router_with_its_last_routes(
     router: BuiltinRouter, backends: Callable[[str], NamedServer]
 ) -> None:

@@ -89,6 +89,7 @@ def process_runtime(tmp_path: Path) -> Iterator[ProcessRuntime]:
             runtime.stop(release_id)
 
 
+@pytest.mark.real
 def test_the_process_runtime_gives_replicas_the_secret_but_never_writes_it(
     process_runtime: ProcessRuntime, tmp_path: Path
 ) -> None:
@@ -190,6 +191,7 @@ def smoke_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
             envs.stop_environment(project, store, "staging")
 
 
+@pytest.mark.real
 def test_a_failing_smoke_command_echoing_an_environment_secret_leaks_it_nowhere(
     smoke_project: Project, tmp_path: Path
 ) -> None:
@@ -209,6 +211,7 @@ def test_a_failing_smoke_command_echoing_an_environment_secret_leaks_it_nowhere(
     assert stat.S_IMODE(plan.parent.stat().st_mode) == 0o700  # the release's folder too
 
 
+@pytest.mark.real
 def test_a_replica_that_dies_saying_the_secret_does_not_get_it_shown_or_stored(
     smoke_project: Project, tmp_path: Path
 ) -> None:

@@ -237,6 +237,7 @@ def test_unpack_refuses_paths_out_of_the_image(
 # --- running releases ---------------------------------------------------------------------
 
 
+@pytest.mark.real
 def test_replicas_serve_restart_and_stop(runtime: ProcessRuntime, digest: str) -> None:
     spec = release("shop-1", digest, APP_VERSION="v2")
     runtime.start(spec)
@@ -276,6 +277,7 @@ def test_replicas_serve_restart_and_stop(runtime: ProcessRuntime, digest: str) -
     assert {r.state for r in runtime.status("shop-1")} == {ReplicaState.STOPPED}
 
 
+@pytest.mark.real
 def test_a_replica_failing_its_liveness_check_is_restarted(
     runtime: ProcessRuntime, digest: str
 ) -> None:
@@ -295,6 +297,7 @@ def test_a_replica_failing_its_liveness_check_is_restarted(
     assert runtime.status("sick-1")[0].restarts >= 1
 
 
+@pytest.mark.real
 def test_a_release_that_crashes_never_becomes_ready(
     runtime: ProcessRuntime, store: LayoutStore, tmp_path: Path
 ) -> None:
@@ -312,6 +315,7 @@ def port_in_use_events(runtime: ProcessRuntime) -> list[dict[str, Any]]:
     return [e for e in events(runtime, "busy-1") if e["event"] == "port-in-use"]
 
 
+@pytest.mark.real
 def test_a_port_in_use_is_reported_and_retried_with_backoff(
     runtime: ProcessRuntime, digest: str
 ) -> None:

@@ -134,6 +134,7 @@ CL_TE = (
 )
 
 
+@pytest.mark.real
 def test_a_request_framed_by_both_content_length_and_transfer_encoding_is_refused(
     router: BuiltinRouter, app: NamedServer
 ) -> None:
@@ -145,6 +146,7 @@ def test_a_request_framed_by_both_content_length_and_transfer_encoding_is_refuse
     assert [seen.request_line for seen in app.seen] == ["GET /next HTTP/1.1"]
 
 
+@pytest.mark.real
 @pytest.mark.parametrize(
     ("head", "status"),
     [
@@ -185,6 +187,7 @@ def test_ambiguous_framing_is_refused_and_never_forwarded(
     assert app.seen == []
 
 
+@pytest.mark.real
 @pytest.mark.parametrize(
     "request_line",
     [
@@ -204,6 +207,7 @@ def test_targets_other_than_origin_form_are_refused(
     assert app.seen == []
 
 
+@pytest.mark.real
 def test_options_asterisk_is_forwarded(router: BuiltinRouter, app: NamedServer) -> None:
     with connect(router) as sock:
         sock.sendall(b"OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
@@ -215,6 +219,7 @@ def test_options_asterisk_is_forwarded(router: BuiltinRouter, app: NamedServer) 
 # -- headers --------------------------------------------------------------------------------
 
 
+@pytest.mark.real
 def test_hop_by_hop_headers_stop_at_the_proxy(router: BuiltinRouter, app: NamedServer) -> None:
     response = httpx.get(
         router.url,
@@ -245,6 +250,7 @@ def test_hop_by_hop_headers_stop_at_the_proxy(router: BuiltinRouter, app: NamedS
     assert "x-secret" not in seen.headers.get("connection", "").lower()
 
 
+@pytest.mark.real
 def test_connection_cannot_remove_host_or_the_proxys_forwarded_headers(
     router: BuiltinRouter, app: NamedServer
 ) -> None:
@@ -258,6 +264,7 @@ def test_connection_cannot_remove_host_or_the_proxys_forwarded_headers(
     assert seen.headers["x-forwarded-for"] == "127.0.0.1"
 
 
+@pytest.mark.real
 def test_hop_by_hop_response_headers_stop_at_the_proxy(
     router: BuiltinRouter, app: NamedServer
 ) -> None:
@@ -267,6 +274,7 @@ def test_hop_by_hop_response_headers_stop_at_the_proxy(
         assert name not in response.headers, name
 
 
+@pytest.mark.real
 def test_a_request_body_is_reframed_for_the_backend(
     router: BuiltinRouter, app: NamedServer
 ) -> None:
@@ -280,6 +288,7 @@ def test_a_request_body_is_reframed_for_the_backend(
     assert seen.headers["transfer-encoding"] == "chunked"
 
 
+@pytest.mark.real
 def test_x_forwarded_for_is_appended_and_x_forwarded_proto_set(
     router: BuiltinRouter, app: NamedServer
 ) -> None:
@@ -294,6 +303,7 @@ def test_x_forwarded_for_is_appended_and_x_forwarded_proto_set(
 # -- slow, idle and too many connections ----------------------------------------------------
 
 
+@pytest.mark.real
 def test_a_slowloris_is_answered_408_and_closed_after_the_header_timeout(
     router: BuiltinRouter, app: NamedServer
 ) -> None:
@@ -318,6 +328,7 @@ def test_a_slowloris_is_answered_408_and_closed_after_the_header_timeout(
     assert app.seen == []
 
 
+@pytest.mark.real
 def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(
     router: BuiltinRouter,
 ) -> None:
@@ -327,6 +338,7 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(
         assert 0.4 <= time.monotonic() - started < 1.5
 
 
+@pytest.mark.real
 def test_a_slow_request_body_is_answered_408_and_not_counted_as_the_releases_error(
     fresh_router: BuiltinRouter, fresh_app: NamedServer
 ) -> None:
@@ -340,6 +352,7 @@ def test_a_slow_request_body_is_answered_408_and_not_counted_as_the_releases_err
     assert (signals.responses_4xx, signals.responses_5xx) == (1, 0)
 
 
+@pytest.mark.real
 def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(
     router: BuiltinRouter, app: NamedServer
 ) -> None:
@@ -352,6 +365,7 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(
     assert response.endswith(b"a")  # no 408 sent to an idle connection
 
 
+@pytest.mark.real
 def test_300_idle_connections_make_room_for_a_real_request(
     calm_router: BuiltinRouter, backends: Backends
 ) -> None:
@@ -369,6 +383,7 @@ def test_300_idle_connections_make_room_for_a_real_request(
             sock.close()
 
 
+@pytest.mark.real
 def test_a_connection_beyond_the_limit_is_refused_503_when_all_have_requests_in_flight(
     tmp_path: Path, backends: Backends
 ) -> None:
@@ -433,6 +448,7 @@ class EchoUpgradeServer:
                 conn.sendall(data)
 
 
+@pytest.mark.real
 def test_a_websocket_upgrade_is_passed_through_and_spliced_both_ways(
     fresh_router: BuiltinRouter,
 ) -> None:
@@ -470,6 +486,7 @@ def test_a_websocket_upgrade_is_passed_through_and_spliced_both_ways(
 # -- pinned traffic is never judged ------------------------------------------------------------
 
 
+@pytest.mark.real
 def test_pinned_requests_with_errors_do_not_change_the_judged_counts(
     calm_router: BuiltinRouter, backends: Backends
 ) -> None:

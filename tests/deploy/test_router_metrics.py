@@ -76,6 +76,7 @@ def get(router: BuiltinRouter, *paths: str) -> None:
             client.get(path)
 
 
+@pytest.mark.real
 def test_counts_are_the_requests_and_5xx_answers_since_the_previous_reading(
     router: BuiltinRouter, upstream: NamedServer
 ) -> None:
@@ -93,6 +94,7 @@ def test_counts_are_the_requests_and_5xx_answers_since_the_previous_reading(
     assert first["a"].absolute.cpu_percent is None  # the runtime does not run it
 
 
+@pytest.mark.real
 def test_slow_counts_the_requests_over_the_threshold_rounded_up_to_a_bucket(
     router: BuiltinRouter, upstream: NamedServer
 ) -> None:
@@ -108,6 +110,7 @@ def test_slow_counts_the_requests_over_the_threshold_rounded_up_to_a_bucket(
     assert reading.seconds > 0
 
 
+@pytest.mark.real
 def test_a_failed_connection_is_a_failed_request_even_when_retried_elsewhere(
     router: BuiltinRouter, upstream: NamedServer
 ) -> None:

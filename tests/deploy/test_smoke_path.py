@@ -51,6 +51,7 @@ def jobs_bin(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.real
 def test_a_smoke_command_runs_with_the_deploying_jobs_path(
     project: Project, tmp_path: Path
 ) -> None:
@@ -63,6 +64,7 @@ def test_a_smoke_command_runs_with_the_deploying_jobs_path(
     assert outcome.state is DeployState.SUCCEEDED, outcome.reason
 
 
+@pytest.mark.real
 def test_without_the_jobs_path_the_tool_is_not_found_and_the_deploy_rolls_back(
     project: Project, tmp_path: Path
 ) -> None:

@@ -365,6 +365,7 @@ def test_check_symlinks_accepts_links_that_stay_inside(scene: Scene) -> None:
     check_symlinks(scene.rootfs, "image")
 
 
+@pytest.mark.real
 def test_conveyor_deploy_of_a_hostile_image_exits_1_and_writes_nothing(tmp_path: Path) -> None:
     """The CVE-2025-4517 chain through the CLI: `escape` would lead to the folder holding
     the release being unpacked, and `escape/file` be written there."""

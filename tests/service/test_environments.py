@@ -106,6 +106,7 @@ def answers(url: str, count: int = 1, headers: dict[str, str] | None = None) -> 
 # --- deploys --------------------------------------------------------------------------
 
 
+@pytest.mark.real
 def test_first_deploy_goes_live_behind_the_router(setup: Setup) -> None:
     v1 = setup.build("v1")
 
@@ -121,6 +122,7 @@ def test_first_deploy_goes_live_behind_the_router(setup: Setup) -> None:
     assert setup.release_state(outcome.release_id) is ReleaseState.LIVE
 
 
+@pytest.mark.real
 def test_deploys_keep_the_previous_release_warm_and_retire_the_one_before(
     setup: Setup,
 ) -> None:
@@ -141,6 +143,7 @@ def test_deploys_keep_the_previous_release_warm_and_retire_the_one_before(
     assert answers(url, 3, headers=version_pin(v2)) == ["v2"] * 3
 
 
+@pytest.mark.real
 def test_a_failing_smoke_test_rolls_back_to_the_previous_release(setup: Setup) -> None:
     v1, bad = setup.build("v1"), setup.build("v2", "bad-smoke")
     setup.deploy(v1)
@@ -160,6 +163,7 @@ def test_a_failing_smoke_test_rolls_back_to_the_previous_release(setup: Setup) -
     ]
 
 
+@pytest.mark.real
 def test_a_release_that_crashes_at_start_never_gets_traffic(setup: Setup) -> None:
     v1, crash = setup.build("v1"), setup.build("v2", "crash")
     url = setup.deploy(v1).url
@@ -175,6 +179,7 @@ def test_a_release_that_crashes_at_start_never_gets_traffic(setup: Setup) -> Non
     assert outcome.release_id not in setup.running()
 
 
+@pytest.mark.real
 def test_production_accepts_only_digests_deployed_to_staging(setup: Setup) -> None:
     v1 = setup.build("v1")
 
@@ -192,6 +197,7 @@ def test_production_accepts_only_digests_deployed_to_staging(setup: Setup) -> No
 # --- rollback -------------------------------------------------------------------------
 
 
+@pytest.mark.real
 def test_rollback_switches_to_the_warm_release_at_once(setup: Setup) -> None:
     v1, v2 = setup.build("v1"), setup.build("v2")
     setup.deploy(v1)
@@ -206,6 +212,7 @@ def test_rollback_switches_to_the_warm_release_at_once(setup: Setup) -> None:
     assert setup.release_state(release_of(v2)) is ReleaseState.FAILED
 
 
+@pytest.mark.real
 def test_rollback_to_a_retired_release_starts_it_cold(setup: Setup) -> None:
     v1, v2, v3 = setup.build("v1"), setup.build("v2"), setup.build("v3")
     for image in (v1, v2, v3):
@@ -226,6 +233,7 @@ def test_rollback_to_a_retired_release_starts_it_cold(setup: Setup) -> None:
     )
 
 
+@pytest.mark.real
 def test_rollback_without_a_previous_release_is_a_clear_error(setup: Setup) -> None:
     setup.deploy(setup.build("v1"))
 
@@ -238,6 +246,7 @@ def routes_of(setup: Setup, environment: str) -> object:
     return envs.controller(setup.project, setup.store, environment).target.router.routes()
 
 
+@pytest.mark.real
 def test_rollback_to_a_release_of_another_environment_is_refused(setup: Setup) -> None:
     """The attack: `rollback production --to staging-app-<digest>` made a staging release
     that failed its smoke test production's live release, with no approval, promotion
@@ -263,6 +272,7 @@ def test_rollback_to_a_release_of_another_environment_is_refused(setup: Setup) -
     assert answers(url, 10) == ["v1"] * 10
 
 
+@pytest.mark.real
 def test_rollback_to_a_release_that_was_never_live_here_is_refused(setup: Setup) -> None:
     v1, bad = setup.build("v1"), setup.build("v2", "bad-smoke")
     url = setup.deploy(v1).url
@@ -279,6 +289,7 @@ def test_rollback_to_a_release_that_was_never_live_here_is_refused(setup: Setup)
     assert answers(url, 10) == ["v1"] * 10
 
 
+@pytest.mark.real
 def test_a_deploy_after_env_stop_neither_routes_to_nor_keeps_the_stopped_release(
     setup: Setup,
 ) -> None:
@@ -314,6 +325,7 @@ def dead_process() -> ProcessIdentity:
     return ProcessIdentity(pid=process.pid, host=socket.gethostname())
 
 
+@pytest.mark.real
 def test_reconcile_finishes_a_deploy_sent_back_before_its_controller_died(setup: Setup) -> None:
     """Killed between sending traffic back (v2 failed, in the same transaction) and finishing
     the deploy, the controller left it in progress: reconcile resumed it and v2, which
@@ -360,6 +372,7 @@ def test_reconcile_finishes_a_deploy_sent_back_before_its_controller_died(setup:
 # --- health, status and signals -------------------------------------------------------
 
 
+@pytest.mark.real
 def test_a_killed_replica_is_restarted_and_its_exit_recorded(setup: Setup) -> None:
     release_id = setup.deploy(setup.build("v1")).release_id
     runtime = setup.runtime()
@@ -382,6 +395,7 @@ def test_a_killed_replica_is_restarted_and_its_exit_recorded(setup: Setup) -> No
     assert [(d["replica"], d["pid"]) for d in exits] == [(0, replica.pid)]
 
 
+@pytest.mark.real
 def test_status_shows_weights_replicas_and_rates(setup: Setup) -> None:
     v1, v2 = setup.build("v1"), setup.build("v2")
     setup.deploy(v1)
@@ -458,6 +472,7 @@ def test_a_deploy_while_another_holds_the_lock_is_refused(setup: Setup) -> None:
     assert setup.running() == set()
 
 
+@pytest.mark.real
 def test_stop_environment_leaves_an_environment_whose_name_it_starts_alone(
     setup: Setup,
 ) -> None:
@@ -481,6 +496,7 @@ def test_stop_environment_leaves_an_environment_whose_name_it_starts_alone(
         envs.stop_environment(setup.project, setup.store, "staging-eu")
 
 
+@pytest.mark.real
 def test_stop_environment_stops_its_router_and_releases(setup: Setup) -> None:
     v1, v2 = setup.build("v1"), setup.build("v2")
     setup.deploy(v1)

@@ -24,6 +24,7 @@ def project(tmp_path: Path) -> Iterator[Project]:
         environments.stop_environment(made, store, "staging")
 
 
+@pytest.mark.real
 def test_a_hand_deploy_has_a_record_without_a_run(project: Project, tmp_path: Path) -> None:
     image = build_app(project, tmp_path, "v1")
     with project.open_store() as store:
@@ -49,6 +50,7 @@ def test_an_environment_without_a_release_has_no_record(project: Project) -> Non
         release_record(project, store, "staging")
 
 
+@pytest.mark.real
 def test_the_cli_writes_the_record_whole_and_refuses_an_unknown_release(
     project: Project, tmp_path: Path
 ) -> None:

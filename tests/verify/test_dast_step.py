@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from conveyor.engine.executors.base import ExecResult
 from conveyor.findings.model import Disposition, Finding, Level
@@ -27,6 +28,10 @@ from verify.shop_staging import SHOP, StagingShop, shop_in_staging
 
 PLANTED = SHOP / "fixtures" / "planted-injection"
 SHOP_GATES = Gates(findings=FindingsGate(fail_on=FailLevel.WARNING))  # examples/shop/conveyor.yml
+# The crawl budget of the shop's own dast job (28 s; the planted scan keeps the 60 s default).
+SHOP_SCAN_TIME = yaml.safe_load((SHOP / "conveyor.yml").read_text())["jobs"]["dast"]["with"][
+    "max_scan_time"
+]
 SEARCH_CRASH_WAIVER = """\
 exceptions:
   - rule: internal-server-error
@@ -105,6 +110,7 @@ def planted_scan(planted_staging: StagingShop, tmp_path_factory: pytest.TempPath
     return run_dast_step(tmp_path_factory.mktemp("planted-scan"), url=planted_staging.url)
 
 
+@pytest.mark.real
 def test_the_shop_passes_its_own_dast_gate_in_staging(
     shop_staging: StagingShop, tmp_path: Path
 ) -> None:
@@ -116,7 +122,9 @@ def test_the_shop_passes_its_own_dast_gate_in_staging(
 
     workspace = fresh_workspace(tmp_path / "shop")
 
-    outcome = run_dast_step(workspace, env=project_env, environment="staging")
+    outcome = run_dast_step(
+        workspace, env=project_env, environment="staging", max_scan_time=SHOP_SCAN_TIME
+    )
 
     assert outcome.result.ok, outcome.log.text
     assert sorted(outcome.kinds) == ["dast", "gate", "sarif"]
@@ -140,6 +148,7 @@ def test_the_shop_passes_its_own_dast_gate_in_staging(
     assert outcome.result.detail.startswith(f"dast of staging ({shop_staging.url}")
 
 
+@pytest.mark.real
 def test_the_planted_injection_fails_the_step_naming_its_path_and_parameter(
     planted_scan: Outcome,
 ) -> None:
@@ -156,6 +165,7 @@ def test_the_planted_injection_fails_the_step_naming_its_path_and_parameter(
     assert "✗ api/search: error sql-injection [wapiti]" in planted_scan.log.text
 
 
+@pytest.mark.real
 def test_a_baseline_and_an_exception_let_the_known_findings_pass(
     planted_staging: StagingShop, planted_scan: Outcome, tmp_path: Path
 ) -> None:
@@ -193,6 +203,7 @@ def test_a_staging_that_is_down_fails_with_the_reason_before_any_scan(tmp_path: 
     assert outcome.evidence.published == []
 
 
+@pytest.mark.real
 def test_an_openapi_document_that_is_not_there_fails_naming_it(
     shop_staging: StagingShop, tmp_path: Path
 ) -> None:
@@ -205,6 +216,7 @@ def test_an_openapi_document_that_is_not_there_fails_naming_it(
     assert outcome.executor.commands == []
 
 
+@pytest.mark.real
 def test_without_an_openapi_document_schemathesis_is_skipped_with_a_note(
     shop_staging: StagingShop, tmp_path: Path
 ) -> None:
@@ -223,6 +235,7 @@ def test_without_an_openapi_document_schemathesis_is_skipped_with_a_note(
     assert report["notes"] == ["schemathesis skipped: `openapi` is null (no OpenAPI document)"]
 
 
+@pytest.mark.real
 def test_a_scanner_that_is_not_installed_fails_saying_so(
     shop_staging: StagingShop, tmp_path: Path
 ) -> None:
@@ -233,6 +246,7 @@ def test_a_scanner_that_is_not_installed_fails_saying_so(
     assert outcome.executor.commands == []
 
 
+@pytest.mark.real
 def test_a_scanner_that_crashes_fails_the_step_with_its_last_words(
     shop_staging: StagingShop, tmp_path: Path
 ) -> None:

@@ -102,6 +102,7 @@ def project(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
+@pytest.mark.real
 def test_the_shop_journeys_pass_against_its_staging(
     shop_staging: StagingShop, tmp_path: Path
 ) -> None:
@@ -127,6 +128,7 @@ def test_the_shop_journeys_pass_against_its_staging(
     assert f"{SHOP_JOURNEYS} passed against staging" in outcome.result.detail
 
 
+@pytest.mark.real
 def test_a_failing_journey_fails_the_step_with_a_screenshot_and_a_trace(
     shop_staging: StagingShop, tmp_path: Path
 ) -> None:
@@ -166,6 +168,7 @@ def test_a_staging_that_is_down_fails_without_starting_the_browser(tmp_path: Pat
     assert outcome.evidence.published == []
 
 
+@pytest.mark.real
 def test_a_missing_tests_directory_fails_naming_it(
     shop_staging: StagingShop, tmp_path: Path
 ) -> None:
@@ -176,6 +179,7 @@ def test_a_missing_tests_directory_fails_naming_it(
     assert outcome.executor.commands == []
 
 
+@pytest.mark.real
 def test_a_browser_that_is_not_there_fails_naming_it(
     shop_staging: StagingShop, tmp_path: Path
 ) -> None:
@@ -188,6 +192,7 @@ def test_a_browser_that_is_not_there_fails_naming_it(
     assert outcome.executor.commands == []
 
 
+@pytest.mark.real
 def test_no_chromium_on_path_fails_naming_the_package(
     shop_staging: StagingShop, tmp_path: Path
 ) -> None:
@@ -202,6 +207,7 @@ def test_no_chromium_on_path_fails_naming_the_package(
     assert outcome.executor.commands == []
 
 
+@pytest.mark.real
 def test_a_driver_that_cannot_start_fails_naming_the_missing_library(
     shop_staging: StagingShop, tmp_path: Path
 ) -> None:

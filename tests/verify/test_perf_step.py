@@ -92,6 +92,7 @@ def first_run(shop_staging: StagingShop, tmp_path_factory: pytest.TempPathFactor
     return run_perf(workspace, params, env=env)
 
 
+@pytest.mark.real
 def test_a_load_within_generous_thresholds_passes_and_publishes_the_report(
     first_run: Outcome, shop_staging: StagingShop
 ) -> None:
@@ -122,6 +123,7 @@ def test_a_load_within_generous_thresholds_passes_and_publishes_the_report(
     assert report["comparison"]["note"] == NO_BASELINE
 
 
+@pytest.mark.real
 def test_the_log_shows_the_table_the_comparison_and_the_verdict(first_run: Outcome) -> None:
     text = first_run.log.text
     assert "Method  Name" in text and "/api/products/[id]" in text
@@ -134,6 +136,7 @@ def test_the_log_shows_the_table_the_comparison_and_the_verdict(first_run: Outco
     assert (out / "report.html").stat().st_size > 0
 
 
+@pytest.mark.real
 def test_a_threshold_nobody_can_meet_fails_naming_it(
     shop_staging: StagingShop, tmp_path: Path
 ) -> None:
@@ -151,6 +154,7 @@ def test_a_threshold_nobody_can_meet_fails_naming_it(
     }
 
 
+@pytest.mark.real
 def test_a_baseline_much_faster_than_now_fails_as_a_regression(
     first_run: Outcome, shop_staging: StagingShop, tmp_path: Path
 ) -> None:
@@ -178,12 +182,14 @@ def test_a_staging_that_is_down_fails_with_the_reason(tmp_path: Path) -> None:
     assert outcome.evidence.published == []
 
 
+@pytest.mark.real
 def test_a_missing_locustfile_fails_naming_it(shop_staging: StagingShop, tmp_path: Path) -> None:
     outcome = run_perf(tmp_path, {"url": shop_staging.url, "locustfile": "load/shop.py"})
     assert not outcome.final.ok
     assert "the locustfile load/shop.py does not exist" in outcome.final.detail
 
 
+@pytest.mark.real
 def test_a_locustfile_that_crashes_locust_fails_with_its_error(
     shop_staging: StagingShop, tmp_path: Path
 ) -> None:
@@ -197,6 +203,7 @@ def test_a_locustfile_that_crashes_locust_fails_with_its_error(
     assert outcome.evidence.published == []
 
 
+@pytest.mark.real
 def test_without_locust_the_step_fails_saying_so(shop_staging: StagingShop, tmp_path: Path) -> None:
     workspace = workspace_with_locustfile(tmp_path)
     outcome = run_perf(workspace, {"url": shop_staging.url}, env={"PATH": "/usr/bin:/bin"})
@@ -220,6 +227,7 @@ class Prober(HttpUser):
 """
 
 
+@pytest.mark.real
 def test_failed_requests_are_judged_by_the_error_rate_not_locusts_exit_code(
     shop_staging: StagingShop, tmp_path: Path
 ) -> None:
