@@ -23,10 +23,10 @@ from conftest import run_cli, wait_until
 from conveyor.approvals.model import Refusal, Verdict
 from conveyor.engine.executors.base import ExecResult
 from conveyor.engine.executors.local import LocalExecutor
+from conveyor.engine.step import StepContext
 from conveyor.service import approvals as service
 from conveyor.service import environments as envs
 from conveyor.service.project import Project
-from conveyor.steps.base import StepContext
 from conveyor.steps.deploy import DeployParams, DeployStep
 from conveyor.store.records import EventKind, NewRun
 from conveyor.store.store import Store

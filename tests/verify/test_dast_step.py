@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from conveyor.engine.executors.base import ExecResult
+from conveyor.engine.step import NoEvidence, StepContext
 from conveyor.findings.model import Disposition, Finding, Level
 from conveyor.findings.sarif import findings_from_log
 from conveyor.spec.gates import FailLevel, FindingsGate, Gates
-from conveyor.steps.base import NoEvidence, StepContext
 from conveyor.steps.dast import DastParams, DastStep
 from deploy.apps import free_port
 from steps.conftest import BaselineEvidence, CountingExecutor, Lines

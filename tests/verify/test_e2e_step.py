@@ -18,7 +18,7 @@ import pydantic
 import pytest
 
 from conveyor.engine.executors.base import ExecResult
-from conveyor.steps.base import NoEvidence, StepContext
+from conveyor.engine.step import NoEvidence, StepContext
 from conveyor.steps.e2e import E2eParams, E2eStep
 from deploy.apps import free_port
 from steps.conftest import CountingExecutor, Lines

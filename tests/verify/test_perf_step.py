@@ -15,7 +15,7 @@ import pytest
 
 from conveyor.engine.executors.base import ExecResult
 from conveyor.engine.executors.local import LocalExecutor
-from conveyor.steps.base import NoEvidence, StepContext, job_output_dir
+from conveyor.engine.step import NoEvidence, StepContext, job_output_dir
 from conveyor.steps.perf import PerfParams, PerfStep
 from conveyor.verify.perf import NO_BASELINE
 from deploy.apps import free_port

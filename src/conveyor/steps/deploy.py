@@ -16,7 +16,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.engine.executors.base import ExecResult
-from conveyor.steps.base import FinalizeOnlyStep, StepContext, failed, passed
+from conveyor.engine.step import FinalizeOnlyStep, StepContext, failed, passed
 from conveyor.steps.image_steps import BuiltImage, built_image
 from conveyor.verify.target import project_from_env
 

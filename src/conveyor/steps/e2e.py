@@ -38,9 +38,9 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, Field
 
 from conveyor.engine.executors.base import ExecResult
+from conveyor.engine.step import FinalizeOnlyStep, StepContext, failed, job_output_dir, passed
 from conveyor.findings.junit import TestCase, TestReport, summary_json
 from conveyor.spec.types import WorkspacePath
-from conveyor.steps.base import FinalizeOnlyStep, StepContext, failed, job_output_dir, passed
 from conveyor.verify.e2e import (
     Artifact,
     ArtifactKind,

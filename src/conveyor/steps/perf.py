@@ -55,9 +55,7 @@ from typing import ClassVar
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from conveyor.engine.executors.base import ExecResult
-from conveyor.spec.durations import format_duration
-from conveyor.spec.types import Duration, WorkspacePath
-from conveyor.steps.base import (
+from conveyor.engine.step import (
     FinalizeOnlyStep,
     StepContext,
     ToolRun,
@@ -65,6 +63,8 @@ from conveyor.steps.base import (
     job_output_dir,
     passed,
 )
+from conveyor.spec.durations import format_duration
+from conveyor.spec.types import Duration, WorkspacePath
 from conveyor.verify.perf import (
     LoadSettings,
     PerfThresholds,
