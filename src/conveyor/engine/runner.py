@@ -19,7 +19,7 @@ from conveyor.engine.joblog import JobLog, log_filename
 from conveyor.engine.mask import Masker
 from conveyor.engine.plan import PlannedJob
 from conveyor.engine.report import Reporter
-from conveyor.engine.step import Step, StepContext
+from conveyor.engine.step import Environments, NoEnvironments, Step, StepContext
 from conveyor.engine.workspace import (
     OutputsError,
     UnsafeRestoreError,
@@ -56,6 +56,7 @@ class RunContext:
     gates: Gates = field(default_factory=Gates)
     images: ImagesConfig = field(default_factory=ImagesConfig)
     use_cache: bool = True
+    environments: Environments = field(default_factory=NoEnvironments)  # the host's
     tools: ToolVersions = field(init=False)
     outputs: dict[str, str | None] = field(default_factory=dict)  # job id -> manifest digest
 
@@ -288,6 +289,7 @@ class JobRunner:
             executor=executor,
             log=log,
             evidence=evidence,
+            environments=self.ctx.environments,
         )
 
     def _outputs(

@@ -30,6 +30,7 @@ from conveyor.engine.workspace import prepare_workspace, restore_outputs
 from conveyor.errors import ConveyorError
 from conveyor.findings.sarif import merge_logs
 from conveyor.service.project import Project
+from conveyor.service.step_environments import ProjectEnvironments
 from conveyor.spec.loader import LoadedPipeline, load_pipeline
 from conveyor.states import JobState, RunState
 from conveyor.steps.registry import STEP_PARAMS, STEPS
@@ -229,6 +230,9 @@ def _run_recorded(
             gates=loaded.pipeline.gates,
             images=loaded.pipeline.images,
             use_cache=options.use_cache,
+            environments=ProjectEnvironments(
+                project, run_id=run_id, actor=options.actor or default_actor()
+            ),
         )
         runner = JobRunner(context)
         reporter.run_started(run_id, plan)

@@ -229,7 +229,7 @@ def _fail(detail: str) -> ScanFailed:
 async def _scope(params: DastParams, ctx: StepContext) -> Scope:
     """The answering target and its OpenAPI document's path templates."""
     try:
-        target = await answering_target(params, ctx.env)
+        target = await answering_target(params, ctx.environments)
     except ConveyorError as error:  # TargetUnavailable, or a pipeline without a project
         raise _fail(reason_of(error)) from None
     ctx.say(f"dast: testing {target.title}")

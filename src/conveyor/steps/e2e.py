@@ -84,7 +84,7 @@ class E2eStep(FinalizeOnlyStep):
         assert isinstance(params, E2eParams)
         started = time.monotonic()
         try:
-            target = await answering_target(params, ctx.env)
+            target = await answering_target(params, ctx.environments)
         except TargetUnavailable as error:
             return _fail(ctx, f"e2e: {reason_of(error)}", started)
         try:

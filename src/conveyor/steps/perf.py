@@ -156,7 +156,7 @@ class PerfStep(FinalizeOnlyStep):
 
 async def _load_test(params: PerfParams, ctx: StepContext) -> ExecResult:
     try:
-        target = await answering_target(params, ctx.env)
+        target = await answering_target(params, ctx.environments)
     except TargetUnavailable as error:
         return _fail(ctx, f"perf: {reason_of(error)}")
     locustfile = ctx.workspace / params.locustfile
