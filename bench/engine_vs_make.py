@@ -39,7 +39,7 @@ PARALLELISM = 2
 SLEEP = 0.05
 JOBS = LAYERS * WIDTH
 IDEAL = JOBS * SLEEP / PARALLELISM
-RATIO_GOAL = 1.2
+RATIO_GOAL = 1.1
 
 
 def job_name(layer: int, index: int) -> str:

@@ -32,6 +32,7 @@ from common import (
     time_command,
 )
 from conveyor.spec.loader import load_pipeline
+from conveyor.steps.registry import STEP_PARAMS
 
 JOBS = 500
 GROUP = 10  # jobs per stage; each job needs one or two jobs of the stage before
@@ -79,7 +80,7 @@ def spec_text() -> str:
 
 def parse_in_process(path: Path) -> float:
     started = time.perf_counter()
-    loaded = load_pipeline(path)
+    loaded = load_pipeline(path, steps=STEP_PARAMS)
     took = time.perf_counter() - started
     if len(loaded.pipeline.jobs) != JOBS:
         raise RuntimeError(f"expected {JOBS} jobs, parsed {len(loaded.pipeline.jobs)}")

@@ -26,8 +26,8 @@ from rich.table import Table
 from common import Figure, console, header, print_figures, repeat_parser
 from conveyor.engine.executors.base import ExecResult, Stream
 from conveyor.engine.executors.local import LocalExecutor
+from conveyor.engine.step import NoEvidence, StepContext
 from conveyor.spec.gates import FailLevel, FindingsGate, Gates
-from conveyor.steps.base import NoEvidence, StepContext
 from conveyor.steps.dast import DastParams, DastStep
 from conveyor.steps.e2e import E2eParams, E2eStep
 from conveyor.steps.perf import PerfParams, PerfStep

@@ -30,7 +30,7 @@ from common import (
 from conveyor.service.demo import demo_env, find_sample, make_repository, prepare_supply_chain
 from conveyor.service.project import Project
 
-GOAL_SECONDS = 1.0
+GOAL_SECONDS = 0.5
 
 
 class NotCachedError(RuntimeError):

@@ -2,7 +2,7 @@
 an allowed person approved that digest; the pipeline's deploy step waits for them.
 
 Real replicas and a real builtin router, stopped at teardown; the step runs by hand with
-the CONVEYOR_* variables a pipeline run gives it.
+the environments a pipeline run lends it.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from conftest import run_cli, wait_until
 from conveyor.approvals.model import Refusal, Verdict
 from conveyor.engine.executors.base import ExecResult
 from conveyor.engine.executors.local import LocalExecutor
+from conveyor.engine.step import StepContext
 from conveyor.service import approvals as service
 from conveyor.service import environments as envs
 from conveyor.service.project import Project
-from conveyor.steps.base import StepContext
+from conveyor.service.step_environments import ProjectEnvironments
 from conveyor.steps.deploy import DeployParams, DeployStep
 from conveyor.store.records import EventKind, NewRun
 from conveyor.store.store import Store
@@ -67,16 +68,11 @@ class Pipeline:
         ctx = StepContext(
             job_id="deploy-production",
             workspace=self.workspace,
-            env={
-                "CONVEYOR_PROJECT_DIR": str(self.project.directory),
-                "CONVEYOR_SPEC": str(self.project.spec_path),
-                "CONVEYOR_STATE_DIR": str(self.project.state_dir),
-                "CONVEYOR_RUN_ID": str(run_id),
-                "CONVEYOR_ACTOR": "tom",
-            },
+            env={"CONVEYOR_PROJECT_DIR": str(self.project.directory)},
             timeout=60,
             executor=LocalExecutor(),
             log=log,
+            environments=ProjectEnvironments(self.project, run_id=run_id, actor="tom"),
         )
         params = DeployParams(environment="production")
         return asyncio.run(DeployStep().finalize(params, ctx, None))

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from approvals.conftest import Gate
-from conveyor.approvals.server import create_app
+from conveyor.server.approvals import create_app
 from conveyor.store.records import EventKind
 from flags.serving import serving
 

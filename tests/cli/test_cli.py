@@ -10,6 +10,7 @@ import pytest
 from conftest import GitProject, MakeProject, run_cli
 from conveyor import __version__
 from conveyor.spec.loader import load_pipeline
+from conveyor.steps.registry import STEP_PARAMS
 
 SPEC = """\
 version: 1
@@ -148,7 +149,7 @@ def test_init_writes_a_file_that_lint_accepts(tmp_path: Path) -> None:
     again = run_cli(["init", "app"], tmp_path)
 
     assert written.exit_code == 0, written.stderr
-    assert load_pipeline(tmp_path / "app" / "conveyor.yml").pipeline.jobs
+    assert load_pipeline(tmp_path / "app" / "conveyor.yml", steps=STEP_PARAMS).pipeline.jobs
     ignore = (tmp_path / "app" / ".conveyor" / ".gitignore").read_text().splitlines()
     assert ignore == ["*", "!exceptions.yml"]
     assert linted.exit_code == 0, linted.stderr

@@ -9,6 +9,7 @@ from conftest import GitProject, MakeProject
 from conveyor.engine.plan import build_plan
 from conveyor.spec.loader import parse_pipeline
 from conveyor.states import RunState
+from conveyor.steps.registry import STEP_PARAMS, STEPS
 from conveyor.steps.testing import TestParams
 from conveyor.vcs.git import GitContext
 
@@ -57,9 +58,9 @@ def test_a_hostile_branch_name_is_printed_not_run(git_project: MakeProject) -> N
 
 
 def test_the_value_joins_the_cache_key_through_the_env() -> None:
-    loaded = parse_pipeline(SPEC, "conveyor.yml")
+    loaded = parse_pipeline(SPEC, "conveyor.yml", steps=STEP_PARAMS)
     plans = [
-        build_plan(loaded.pipeline, loaded.step_params, _git(branch), name="p")
+        build_plan(loaded.pipeline, loaded.step_params, _git(branch), name="p", steps=STEPS)
         for branch in ("main", HOSTILE_BRANCH)
     ]
 
@@ -83,9 +84,11 @@ jobs:
     with:
       command: [pytest, "--branch=${{ git.branch }}"]
 """
-    loaded = parse_pipeline(spec, "conveyor.yml")
+    loaded = parse_pipeline(spec, "conveyor.yml", steps=STEP_PARAMS)
 
-    plan = build_plan(loaded.pipeline, loaded.step_params, _git(HOSTILE_BRANCH), name="p")
+    plan = build_plan(
+        loaded.pipeline, loaded.step_params, _git(HOSTILE_BRANCH), name="p", steps=STEPS
+    )
 
     script, argv = plan.by_id()["tests"], plan.by_id()["pytest"]
     assert isinstance(script.params, TestParams) and isinstance(argv.params, TestParams)

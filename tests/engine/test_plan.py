@@ -19,9 +19,10 @@ import pytest
 import yaml
 
 from conveyor.engine.plan import Plan, PlannedJob, PlanOptions, build_plan
+from conveyor.engine.shell import ShellParams
 from conveyor.errors import ConveyorError
 from conveyor.spec.loader import parse_pipeline
-from conveyor.steps.shell import ShellParams
+from conveyor.steps.registry import STEP_PARAMS, STEPS
 from conveyor.vcs.git import GitContext
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -61,12 +62,15 @@ def _options(data: dict[str, Any]) -> PlanOptions:
 
 
 def _plan(case: dict[str, Any], path: Path) -> Plan:
-    loaded = parse_pipeline(yaml.safe_dump(case["spec"], sort_keys=False), str(path))
+    loaded = parse_pipeline(
+        yaml.safe_dump(case["spec"], sort_keys=False), str(path), steps=STEP_PARAMS
+    )
     return build_plan(
         loaded.pipeline,
         loaded.step_params,
         _git(case["git"]),
         name=path.stem,
+        steps=STEPS,
         options=_options(case.get("options", {})),
     )
 

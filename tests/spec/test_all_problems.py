@@ -10,6 +10,7 @@ import pytest
 from conftest import MakeProject, run_cli
 from conveyor.errors import SpecError, SpecErrors
 from conveyor.spec.loader import parse_pipeline
+from conveyor.steps.registry import STEP_PARAMS
 
 # A typo'd key (line 4) and a needs cycle closed on line 8: two stages of checks.
 TYPO_AND_CYCLE = """\
@@ -26,7 +27,7 @@ jobs:
 
 def test_a_typo_and_a_needs_cycle_are_both_reported_in_file_order() -> None:
     with pytest.raises(SpecErrors) as caught:
-        parse_pipeline(TYPO_AND_CYCLE, "conveyor.yml")
+        parse_pipeline(TYPO_AND_CYCLE, "conveyor.yml", steps=STEP_PARAMS)
 
     problems = caught.value.problems
     assert [(p.line, p.column, p.key_path) for p in problems] == [
@@ -43,7 +44,9 @@ def test_a_typo_and_a_needs_cycle_are_both_reported_in_file_order() -> None:
 
 def test_a_single_problem_is_a_plain_spec_error() -> None:
     with pytest.raises(SpecError) as caught:
-        parse_pipeline("version: 1\njobs:\n  a: {run: x, needs: [zzz]}\n", "conveyor.yml")
+        parse_pipeline(
+            "version: 1\njobs:\n  a: {run: x, needs: [zzz]}\n", "conveyor.yml", steps=STEP_PARAMS
+        )
 
     assert not isinstance(caught.value, SpecErrors)
     assert caught.value.problems == (caught.value,)
@@ -57,7 +60,7 @@ jobs:
   b: {run: make, cache: maybe, needs: [zzz]}
 """
     with pytest.raises(SpecErrors) as caught:
-        parse_pipeline(text, "conveyor.yml")
+        parse_pipeline(text, "conveyor.yml", steps=STEP_PARAMS)
 
     found = {(p.line, p.key_path) for p in caught.value.problems}
     assert (3, "jobs.a.with.outptu") in found
@@ -67,7 +70,7 @@ jobs:
 
 def test_a_wrong_version_is_reported_alone() -> None:
     with pytest.raises(SpecError) as caught:
-        parse_pipeline("version: 2\njobs:\n  a: {runn: x}\n", "conveyor.yml")
+        parse_pipeline("version: 2\njobs:\n  a: {runn: x}\n", "conveyor.yml", steps=STEP_PARAMS)
 
     assert [p.key_path for p in caught.value.problems] == ["version"]
 

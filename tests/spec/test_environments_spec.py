@@ -8,12 +8,13 @@ import pytest
 
 from conveyor.errors import SpecError
 from conveyor.spec.loader import parse_pipeline
+from conveyor.steps.registry import STEP_PARAMS
 
 HEAD = "version: 1\njobs:\n  build: {run: make}\n"
 
 
 def _load(environments: str, jobs: str = "") -> object:
-    return parse_pipeline(HEAD + jobs + environments, "conveyor.yml")
+    return parse_pipeline(HEAD + jobs + environments, "conveyor.yml", steps=STEP_PARAMS)
 
 
 def _error(environments: str, jobs: str = "") -> SpecError:
@@ -23,7 +24,9 @@ def _error(environments: str, jobs: str = "") -> SpecError:
 
 
 def test_defaults_are_the_embedded_runtime_and_router() -> None:
-    loaded = parse_pipeline(HEAD + "environments:\n  staging: {}\n", "conveyor.yml")
+    loaded = parse_pipeline(
+        HEAD + "environments:\n  staging: {}\n", "conveyor.yml", steps=STEP_PARAMS
+    )
     staging = loaded.pipeline.environments["staging"]
     assert staging.runtime == "process"
     assert staging.router == "builtin"
@@ -55,6 +58,7 @@ def test_a_full_environment_loads() -> None:
             """
         ),
         "conveyor.yml",
+        steps=STEP_PARAMS,
     )
     staging = loaded.pipeline.environments["staging"]
     assert staging.health.readiness.interval == pytest.approx(0.2)

@@ -8,7 +8,7 @@ from conveyor.errors import ConveyorError, SpecError
 from conveyor.spec.loader import load_pipeline, parse_pipeline
 from conveyor.states import FailureClass
 from conveyor.steps.archive import ArchiveParams
-from conveyor.steps.registry import step_names
+from conveyor.steps.registry import STEP_PARAMS, step_names
 
 
 @dataclass(frozen=True)
@@ -390,7 +390,7 @@ GOLDEN = [
 @pytest.mark.parametrize("case", GOLDEN, ids=[case.id for case in GOLDEN])
 def test_golden_errors(case: Golden) -> None:
     with pytest.raises(SpecError) as caught:
-        parse_pipeline(dedent(case.text).lstrip("\n"), "conveyor.yml")
+        parse_pipeline(dedent(case.text).lstrip("\n"), "conveyor.yml", steps=STEP_PARAMS)
     error = caught.value.problems[0]  # every problem is reported; the first in the file
     position, _, key_path = case.where.partition(" ")
     assert error.file == "conveyor.yml"
@@ -447,7 +447,7 @@ jobs:
 
 
 def test_full_featured_file_loads_with_expected_values() -> None:
-    loaded = parse_pipeline(FULL, "conveyor.yml")
+    loaded = parse_pipeline(FULL, "conveyor.yml", steps=STEP_PARAMS)
     pipeline = loaded.pipeline
     assert (pipeline.version, pipeline.name) == (1, "shop")
     assert pipeline.env == {"CI": "true", "LEVEL": "3"}
@@ -490,7 +490,7 @@ def _many_jobs(count: int) -> str:
 
 
 def test_a_500_job_file_loads() -> None:
-    loaded = parse_pipeline(_many_jobs(500), "conveyor.yml")
+    loaded = parse_pipeline(_many_jobs(500), "conveyor.yml", steps=STEP_PARAMS)
     jobs = loaded.pipeline.jobs
     assert len(jobs) == 501
     assert jobs["job499"].needs == ["job498", "job249"]
@@ -504,14 +504,14 @@ def test_a_500_job_file_loads() -> None:
 def test_load_pipeline_reads_the_file(tmp_path: Path) -> None:
     path = tmp_path / "conveyor.yml"
     path.write_text(FULL, encoding="utf-8")
-    loaded = load_pipeline(path)
+    loaded = load_pipeline(path, steps=STEP_PARAMS)
     assert loaded.path == path
     assert list(loaded.pipeline.jobs) == ["lint", "test", "build", "deploy"]
 
 
 def test_missing_file_suggests_init(tmp_path: Path) -> None:
     with pytest.raises(ConveyorError) as caught:
-        load_pipeline(tmp_path / "conveyor.yml")
+        load_pipeline(tmp_path / "conveyor.yml", steps=STEP_PARAMS)
     assert caught.value.message == f"no conveyor.yml at {tmp_path / 'conveyor.yml'}"
     assert caught.value.hint == "run `conveyor init` to write a starter file"
 
@@ -520,7 +520,7 @@ def test_errors_name_the_file_as_given(tmp_path: Path) -> None:
     path = tmp_path / "conveyor.yml"
     path.write_text("version: 1\njobs:\n  a: {runn: x}\n", encoding="utf-8")
     with pytest.raises(SpecError) as caught:
-        load_pipeline(path)
+        load_pipeline(path, steps=STEP_PARAMS)
     assert caught.value.location == f"{path}:3:7"
 
 
@@ -528,4 +528,4 @@ def test_non_utf8_file_is_a_spec_error(tmp_path: Path) -> None:
     path = tmp_path / "conveyor.yml"
     path.write_bytes(b"version: 1\njobs: {a: {run: \xff}}\n")
     with pytest.raises(SpecError, match="not UTF-8"):
-        load_pipeline(path)
+        load_pipeline(path, steps=STEP_PARAMS)

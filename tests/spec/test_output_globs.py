@@ -10,6 +10,7 @@ from conftest import run_cli
 from conveyor.errors import SpecError
 from conveyor.spec.globs import check_glob, check_output_glob
 from conveyor.spec.loader import parse_pipeline
+from conveyor.steps.registry import STEP_PARAMS
 
 
 @pytest.mark.parametrize(
@@ -76,7 +77,7 @@ jobs:
 
 def test_the_attack_is_a_lint_error_naming_each_key() -> None:
     with pytest.raises(SpecError) as caught:
-        parse_pipeline(ATTACK, "conveyor.yml")
+        parse_pipeline(ATTACK, "conveyor.yml", steps=STEP_PARAMS)
 
     problems = caught.value.problems
     assert [(p.line, p.column, p.key_path) for p in problems] == [

@@ -6,11 +6,12 @@ import pytest
 from conveyor.spec.locate import parse_yaml
 from conveyor.spec.schema import pipeline_json_schema
 from conveyor.spec.starter import STARTER_YAML
+from conveyor.steps.registry import STEP_PARAMS
 
 
 @pytest.fixture(scope="module")
 def validator() -> Any:
-    schema = pipeline_json_schema()
+    schema = pipeline_json_schema(STEP_PARAMS)
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema)
 
@@ -20,7 +21,7 @@ def _data(text: str) -> dict[str, Any]:
 
 
 def test_schema_identifies_itself() -> None:
-    schema = pipeline_json_schema()
+    schema = pipeline_json_schema(STEP_PARAMS)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["$id"] == "https://conveyor.dev/schema/conveyor.schema.json"
     assert schema["title"] == "conveyor.yml"

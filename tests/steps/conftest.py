@@ -20,10 +20,10 @@ from pydantic import BaseModel
 
 from conveyor.engine.executors.base import ExecRequest, ExecResult, LogSink, Stream
 from conveyor.engine.executors.local import LocalExecutor
+from conveyor.engine.step import NoEvidence, StepContext
 from conveyor.findings.model import Finding
 from conveyor.findings.sarif import findings_from_log
 from conveyor.spec.gates import Gates
-from conveyor.steps.base import NoEvidence, StepContext
 from conveyor.steps.findings_step import FindingsStep
 
 VENV_BIN = Path(sys.executable).parent

@@ -16,8 +16,8 @@ import pytest
 from pydantic import ValidationError
 
 from conveyor.engine.executors.base import ExecResult
+from conveyor.engine.step import NoEvidence
 from conveyor.errors import ConveyorError
-from conveyor.steps.base import NoEvidence
 from conveyor.steps.build_image import BuildImageParams, BuildImageStep
 from conveyor.supply.oci import model
 from conveyor.supply.oci.build import DEPS_DIR

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from conveyor.engine.executors.local import LocalExecutor
-from conveyor.steps.base import StepContext, job_output_dir
+from conveyor.engine.step import StepContext, job_output_dir
 from conveyor.steps.image_steps import built_image, scan_record_path
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from conveyor.engine.executors.base import ExecResult
 from conveyor.engine.executors.local import LocalExecutor
-from conveyor.steps.base import NoEvidence, StepContext
+from conveyor.engine.step import NoEvidence, StepContext
 from conveyor.steps.findings_step import raw_findings_path
 from conveyor.steps.secrets import SecretsParams, SecretsStep, parse_added_lines
 from steps.conftest import Lines

@@ -16,9 +16,9 @@ import pytest
 
 from conveyor.engine.executors.base import ExecResult
 from conveyor.engine.executors.local import LocalExecutor
+from conveyor.engine.step import NoEvidence, StepContext
 from conveyor.spec.gates import CoverageGate, Gates
 from conveyor.steps import testing
-from conveyor.steps.base import NoEvidence, StepContext
 from steps.conftest import Lines
 
 CALC = """\

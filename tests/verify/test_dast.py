@@ -17,10 +17,10 @@ import httpx
 import pydantic
 import pytest
 
+from conveyor.engine.tool_output import ScanFailed
 from conveyor.findings.exceptions import load_exceptions
 from conveyor.findings.model import Category, Disposition, Finding, Level
 from conveyor.steps.dast import DastParams
-from conveyor.steps.findings_step import ScanFailed
 from conveyor.verify.dast import GarbledReport, PathTemplates, relative_path
 from conveyor.verify.dast.passive import check_response, scan_passive
 from conveyor.verify.dast.schemathesis import read_failures, read_run_summary

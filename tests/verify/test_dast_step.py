@@ -17,10 +17,11 @@ import pytest
 import yaml
 
 from conveyor.engine.executors.base import ExecResult
+from conveyor.engine.step import Environments, NoEnvironments, NoEvidence, StepContext
 from conveyor.findings.model import Disposition, Finding, Level
 from conveyor.findings.sarif import findings_from_log
+from conveyor.service.step_environments import ProjectEnvironments
 from conveyor.spec.gates import FailLevel, FindingsGate, Gates
-from conveyor.steps.base import NoEvidence, StepContext
 from conveyor.steps.dast import DastParams, DastStep
 from deploy.apps import free_port
 from steps.conftest import BaselineEvidence, CountingExecutor, Lines
@@ -78,6 +79,7 @@ def run_dast_step(
     *,
     evidence: NoEvidence | None = None,
     env: dict[str, str] | None = None,
+    environments: Environments | None = None,
     **with_: Any,
 ) -> Outcome:
     workspace.mkdir(parents=True, exist_ok=True)
@@ -88,7 +90,16 @@ def run_dast_step(
     }
     log, executor = Lines(), CountingExecutor()
     evidence = evidence or NoEvidence(SHOP_GATES)
-    ctx = StepContext("dast", workspace, {**base_env, **(env or {})}, 120, executor, log, evidence)
+    ctx = StepContext(
+        "dast",
+        workspace,
+        {**base_env, **(env or {})},
+        120,
+        executor,
+        log,
+        evidence,
+        environments or NoEnvironments(),
+    )
     step, params = DastStep(), DastParams(**with_)
 
     async def both() -> ExecResult:
@@ -114,16 +125,12 @@ def planted_scan(planted_staging: StagingShop, tmp_path_factory: pytest.TempPath
 def test_the_shop_passes_its_own_dast_gate_in_staging(
     shop_staging: StagingShop, tmp_path: Path
 ) -> None:
-    project_env = {
-        "CONVEYOR_PROJECT_DIR": str(shop_staging.project.directory),
-        "CONVEYOR_SPEC": str(shop_staging.project.spec_path),
-        "CONVEYOR_STATE_DIR": str(shop_staging.project.state_dir),
-    }
+    environments = ProjectEnvironments(shop_staging.project, run_id=None, actor="test")
 
     workspace = fresh_workspace(tmp_path / "shop")
 
     outcome = run_dast_step(
-        workspace, env=project_env, environment="staging", max_scan_time=SHOP_SCAN_TIME
+        workspace, environments=environments, environment="staging", max_scan_time=SHOP_SCAN_TIME
     )
 
     assert outcome.result.ok, outcome.log.text

@@ -18,7 +18,8 @@ import pydantic
 import pytest
 
 from conveyor.engine.executors.base import ExecResult
-from conveyor.steps.base import NoEvidence, StepContext
+from conveyor.engine.step import Environments, NoEnvironments, NoEvidence, StepContext
+from conveyor.service.step_environments import ProjectEnvironments
 from conveyor.steps.e2e import E2eParams, E2eStep
 from deploy.apps import free_port
 from steps.conftest import CountingExecutor, Lines
@@ -68,7 +69,12 @@ class Outcome:
         return json.loads(content)
 
 
-def run_e2e_step(workspace: Path, extra_env: dict[str, str] | None = None, **with_: Any) -> Outcome:
+def run_e2e_step(
+    workspace: Path,
+    extra_env: dict[str, str] | None = None,
+    environments: Environments | None = None,
+    **with_: Any,
+) -> Outcome:
     env = {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "HOME": str(workspace.parent / "home"),
@@ -77,7 +83,8 @@ def run_e2e_step(workspace: Path, extra_env: dict[str, str] | None = None, **wit
         **(extra_env or {}),
     }
     log, evidence, executor = Lines(), NoEvidence(), CountingExecutor()
-    ctx = StepContext("e2e", workspace, env, 60, executor, log, evidence)
+    environments = environments or NoEnvironments()
+    ctx = StepContext("e2e", workspace, env, 60, executor, log, evidence, environments)
     step, params = E2eStep(), E2eParams(**with_)
 
     async def both() -> ExecResult:
@@ -106,13 +113,11 @@ def project(root: Path, files: dict[str, str]) -> Path:
 def test_the_shop_journeys_pass_against_its_staging(
     shop_staging: StagingShop, tmp_path: Path
 ) -> None:
-    project_env = {
-        "CONVEYOR_PROJECT_DIR": str(shop_staging.project.directory),
-        "CONVEYOR_SPEC": str(shop_staging.project.spec_path),
-        "CONVEYOR_STATE_DIR": str(shop_staging.project.state_dir),
-    }
+    environments = ProjectEnvironments(shop_staging.project, run_id=None, actor="test")
 
-    outcome = run_e2e_step(shop_workspace(tmp_path), project_env, environment="staging")
+    outcome = run_e2e_step(
+        shop_workspace(tmp_path), environments=environments, environment="staging"
+    )
 
     assert outcome.result.ok, outcome.log.text
     report = outcome.report

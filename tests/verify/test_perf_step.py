@@ -15,7 +15,14 @@ import pytest
 
 from conveyor.engine.executors.base import ExecResult
 from conveyor.engine.executors.local import LocalExecutor
-from conveyor.steps.base import NoEvidence, StepContext, job_output_dir
+from conveyor.engine.step import (
+    Environments,
+    NoEnvironments,
+    NoEvidence,
+    StepContext,
+    job_output_dir,
+)
+from conveyor.service.step_environments import ProjectEnvironments
 from conveyor.steps.perf import PerfParams, PerfStep
 from conveyor.verify.perf import NO_BASELINE
 from deploy.apps import free_port
@@ -54,6 +61,7 @@ def run_perf(
     *,
     evidence: NoEvidence | None = None,
     env: dict[str, str] | None = None,
+    environments: Environments | None = None,
 ) -> Outcome:
     log = Lines()
     venv_bin = str(Path(sys.executable).parent)
@@ -66,6 +74,7 @@ def run_perf(
         executor=LocalExecutor(),
         log=log,
         evidence=evidence or NoEvidence(),
+        environments=environments or NoEnvironments(),
     )
     step, validated = PerfStep(), PerfParams.model_validate(params)
 
@@ -83,13 +92,9 @@ def first_run(shop_staging: StagingShop, tmp_path_factory: pytest.TempPathFactor
     """A 3 s load on staging, named by environment (resolved through the store)."""
     project = shop_staging.project
     workspace = workspace_with_locustfile(tmp_path_factory.mktemp("perf-first"))
-    env = {
-        "CONVEYOR_PROJECT_DIR": str(project.directory),
-        "CONVEYOR_SPEC": str(project.spec_path),
-        "CONVEYOR_STATE_DIR": str(project.state_dir),
-    }
+    environments = ProjectEnvironments(project, run_id=None, actor="test")
     params = {"environment": "staging", "duration": "3s", "thresholds": GENEROUS}
-    return run_perf(workspace, params, env=env)
+    return run_perf(workspace, params, environments=environments)
 
 
 @pytest.mark.real

@@ -212,8 +212,8 @@ def approvals_serve(
     spec: Annotated[Path | None, SpecOption] = None,
 ) -> None:
     """Serve the approvals API (docs/approvals.md) until interrupted."""
-    from conveyor.approvals.server import serve
     from conveyor.approvals.users import users_path
+    from conveyor.server.approvals import serve
 
     with opened(spec) as (project, store):
         err_console.print(f"serving approvals at http://{host}:{port}")

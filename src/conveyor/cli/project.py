@@ -76,11 +76,12 @@ def lint(
     """
     from conveyor.service.project import Project
     from conveyor.spec.loader import load_pipeline
+    from conveyor.steps.registry import STEP_PARAMS
 
     started = time.perf_counter()
     path = Project.locate(spec).spec_path
     try:
-        loaded = load_pipeline(path)
+        loaded = load_pipeline(path, steps=STEP_PARAMS)
     except SpecError as error:
         if output is OutputFormat.JSON:  # the report on stdout; the error on stderr too
             emit_json({"file": str(path), "valid": False, "problems": _problems_json(error)})
@@ -110,5 +111,6 @@ def _problems_json(error: SpecError) -> list[dict[str, object]]:
 def schema() -> None:
     """Print the JSON Schema of conveyor.yml (for editors: yaml-language-server)."""
     from conveyor.spec.schema import pipeline_json_schema
+    from conveyor.steps.registry import STEP_PARAMS
 
-    print(json.dumps(pipeline_json_schema(), indent=2))
+    print(json.dumps(pipeline_json_schema(STEP_PARAMS), indent=2))

@@ -10,7 +10,7 @@ from conveyor.store.store import Store
 
 
 class RunEvidence:
-    """Implements steps.base.Evidence for one job of one run."""
+    """Implements engine.step.Evidence for one job of one run."""
 
     def __init__(
         self,

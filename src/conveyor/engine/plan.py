@@ -20,11 +20,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from conveyor.engine.shell import ShellParams
+from conveyor.engine.step import Step
 from conveyor.errors import ConveyorError
 from conveyor.spec.globs import match_any
 from conveyor.spec.model import Condition, Job, Pipeline, When
-from conveyor.steps.registry import STEPS
-from conveyor.steps.shell import ShellParams
 from conveyor.vcs.git import GitContext
 
 
@@ -87,10 +87,13 @@ def build_plan(
     git: GitContext,
     *,
     name: str,
+    steps: Mapping[str, Step],
     options: PlanOptions | None = None,
 ) -> Plan:
+    """`steps` is the host's step table: a `uses:` job's parameters are validated again
+    against its step's model once expressions are substituted."""
     options = options or PlanOptions()
-    expanded = _expand(pipeline, step_params, git)
+    expanded = _expand(pipeline, step_params, git, steps)
     ordered = _topological(expanded)
     selected = _selection(ordered, options.only)
     decided: dict[str, PlannedJob] = {}
@@ -199,7 +202,10 @@ def _selection(jobs: Sequence[PlannedJob], only: Sequence[str]) -> set[str] | No
 
 
 def _expand(
-    pipeline: Pipeline, step_params: Mapping[str, BaseModel], git: GitContext
+    pipeline: Pipeline,
+    step_params: Mapping[str, BaseModel],
+    git: GitContext,
+    steps: Mapping[str, Step],
 ) -> list[PlannedJob]:
     ids_by_name: dict[str, list[str]] = {}
     combos: dict[str, list[dict[str, str]]] = {}
@@ -219,6 +225,7 @@ def _expand(
                     pipeline=pipeline,
                     step_params=step_params,
                     git=git,
+                    steps=steps,
                 )
             )
     return planned
@@ -233,6 +240,7 @@ def _planned(
     pipeline: Pipeline,
     step_params: Mapping[str, BaseModel],
     git: GitContext,
+    steps: Mapping[str, Step],
 ) -> PlannedJob:
     job_id = _job_id(name, combo)
     values = _expression_values(combo, git)
@@ -249,7 +257,10 @@ def _planned(
     else:
         assert job.uses is not None
         step = job.uses
-        params = _substituted_params(step, step_params[name], sub, shell_env.sub, job_id)
+        model = steps[step].params_model
+        params = _substituted_params(
+            step, model, step_params[name], sub=sub, shell_sub=shell_env.sub, job_id=job_id
+        )
     # The values join the declared env: the cache key still changes with them.
     env.update(shell_env.used)
     group = sub(job.concurrency.group) if job.concurrency else None
@@ -269,7 +280,13 @@ def _planned(
 
 
 def _substituted_params(
-    step: str, params: BaseModel, sub: Substitute, shell_sub: Substitute, job_id: str
+    step: str,
+    model: type[BaseModel],
+    params: BaseModel,
+    *,
+    sub: Substitute,
+    shell_sub: Substitute,
+    job_id: str,
 ) -> BaseModel:
     # Only what the file set: re-validating defaults would trip rules about what was given.
     data = params.model_dump(mode="json", by_alias=True, exclude_unset=True)
@@ -279,7 +296,7 @@ def _substituted_params(
         for key, value in data.items()
     }
     try:
-        return STEPS[step].params_model.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as error:
         raise ConveyorError(
             f"job '{job_id}': `with` is invalid after substitution: {error}"

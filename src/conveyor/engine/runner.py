@@ -19,6 +19,7 @@ from conveyor.engine.joblog import JobLog, log_filename
 from conveyor.engine.mask import Masker
 from conveyor.engine.plan import PlannedJob
 from conveyor.engine.report import Reporter
+from conveyor.engine.step import Environments, NoEnvironments, Step, StepContext
 from conveyor.engine.workspace import (
     OutputsError,
     UnsafeRestoreError,
@@ -31,8 +32,6 @@ from conveyor.spec.gates import Gates
 from conveyor.spec.images import ImagesConfig
 from conveyor.spec.model import RetryPolicy
 from conveyor.states import FailureClass, JobState
-from conveyor.steps.base import StepContext
-from conveyor.steps.registry import STEPS
 from conveyor.store.records import CacheEntry
 from conveyor.store.store import Store
 
@@ -51,11 +50,13 @@ class RunContext:
     masker: Masker
     reporter: Reporter
     executors: Mapping[str, Executor]
+    steps: Mapping[str, Step]  # the host's step table, by the name a planned job gives
     default_timeout: float
     default_retry: RetryPolicy | None
     gates: Gates = field(default_factory=Gates)
     images: ImagesConfig = field(default_factory=ImagesConfig)
     use_cache: bool = True
+    environments: Environments = field(default_factory=NoEnvironments)  # the host's
     tools: ToolVersions = field(init=False)
     outputs: dict[str, str | None] = field(default_factory=dict)  # job id -> manifest digest
 
@@ -91,7 +92,7 @@ class JobRunner:
     async def _key(self, job: PlannedJob) -> CacheKey | None:
         if not (job.job.cache and self.ctx.use_cache):
             return None
-        step = STEPS[job.step]
+        step = self.ctx.steps[job.step]
         manifest = self.ctx.workspace.input_manifest(job.job.inputs)
         raw = manifest_bytes(manifest)
         manifest_digest = self.ctx.store.blobs.put_bytes(raw)
@@ -238,7 +239,7 @@ class JobRunner:
             return ran or ExecResult(None, FailureClass.INFRASTRUCTURE, 0.0, "no executor")
         context = self._step_context(job, log, executor)
         try:
-            return await STEPS[job.step].finalize(job.params, context, ran)
+            return await self.ctx.steps[job.step].finalize(job.params, context, ran)
         except ConveyorError as error:  # e.g. a malformed exceptions file: the job's failure
             log.write(Stream.SYSTEM, str(error))
             return ExecResult(None, FailureClass.EXIT_CODE, 0.0, error.message)
@@ -262,7 +263,9 @@ class JobRunner:
             detail = f"unknown executor '{job.job.executor}'"
             return ExecResult(None, FailureClass.INFRASTRUCTURE, 0.0, detail)
         try:
-            return await STEPS[job.step].run(job.params, self._step_context(job, log, executor))
+            return await self.ctx.steps[job.step].run(
+                job.params, self._step_context(job, log, executor)
+            )
         except ConveyorError as error:
             log.write(Stream.SYSTEM, str(error))
             return ExecResult(None, FailureClass.EXIT_CODE, 0.0, error.message)
@@ -286,6 +289,7 @@ class JobRunner:
             executor=executor,
             log=log,
             evidence=evidence,
+            environments=self.ctx.environments,
         )
 
     def _outputs(
@@ -296,7 +300,7 @@ class JobRunner:
             return result, None
         try:
             blobs = self.ctx.store.blobs
-            patterns = [*job.job.outputs, *STEPS[job.step].outputs(job.params)]
+            patterns = [*job.job.outputs, *self.ctx.steps[job.step].outputs(job.params)]
             return result, collect_outputs(self.ctx.workspace.path, patterns, blobs)
         except OutputsError as error:  # missing, or leading outside the workspace
             log.write(Stream.SYSTEM, str(error))

@@ -120,7 +120,7 @@ def load_exceptions(root: Path) -> Exceptions:
         raise SpecError(f"cannot read the exceptions file: {error}", file=EXCEPTIONS_FILE) from None
     if not text.strip():
         return Exceptions.none()
-    from conveyor.spec.loader import parse_model  # the loader imports the steps, which import us
+    from conveyor.spec.loader import parse_model  # loaded only when there is a file to read
 
     parsed, locator = parse_model(ExceptionsFile, text, EXCEPTIONS_FILE)
     entries = []

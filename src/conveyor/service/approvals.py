@@ -283,6 +283,7 @@ def gate(
     project: Project,
     store: Store,
     *,
+    approval: Approval | None,
     run_id: int | None,
     environment: str,
     repository: str,
@@ -290,11 +291,9 @@ def gate(
     say: Say,
     stop: threading.Event | None = None,
 ) -> WaitOutcome | None:
-    """For a deploy job: None when `environment` has no `approval:`; else record the request
-    and wait until it is approved (and its wait timer passed), rejected or expired."""
-    from conveyor.service.environments import environment_spec
-
-    approval = environment_spec(project, environment).approval
+    """For a deploy job: None when `environment` has no `approval:` (its setting in
+    conveyor.yml); else record the request and wait until it is approved (and its wait
+    timer passed), rejected or expired."""
     if approval is None:
         return None
     if run_id is None:

@@ -45,8 +45,9 @@ _RATE_WINDOW = 1.0  # status compares with a sample at least this old
 
 def environments_of(project: Project) -> dict[str, Environment]:
     from conveyor.spec.loader import load_pipeline
+    from conveyor.steps.registry import STEP_PARAMS
 
-    return dict(load_pipeline(project.spec_path).pipeline.environments)
+    return dict(load_pipeline(project.spec_path, steps=STEP_PARAMS).pipeline.environments)
 
 
 def environment_spec(
@@ -163,8 +164,10 @@ def deploy(
     An environment with `approval:` takes only a digest with an approved request. Smoke
     commands run with `command_path` as PATH when given (the deploying job's)."""
     from conveyor.spec.loader import load_pipeline
+    from conveyor.steps.registry import STEP_PARAMS
 
-    pipeline = load_pipeline(project.spec_path).pipeline  # read once for the whole deploy
+    # Read once for the whole deploy.
+    pipeline = load_pipeline(project.spec_path, steps=STEP_PARAMS).pipeline
     spec = environment_spec(project, name, pipeline.environments)
     ref = parse_ref(image)
     digest = resolve(image_store(project), ref)

@@ -38,10 +38,11 @@ def image_store(project: Project) -> LayoutStore:
 
 def images_config(project: Project) -> ImagesConfig:
     from conveyor.spec.loader import load_pipeline
+    from conveyor.steps.registry import STEP_PARAMS
 
     if not project.spec_path.exists():
         return ImagesConfig()
-    return load_pipeline(project.spec_path).pipeline.images
+    return load_pipeline(project.spec_path, steps=STEP_PARAMS).pipeline.images
 
 
 def parse_ref(text: str) -> ImageRef:

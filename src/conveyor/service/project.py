@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from conveyor.errors import ConveyorError
+from conveyor.service.recovery import reap_orphans
 
 if TYPE_CHECKING:
     from conveyor.store.store import Store
@@ -68,9 +69,7 @@ class Project:
 
     def recover(self, store: Store) -> None:
         """Mark runs whose process died as interrupted, and end their orphaned jobs."""
-        from conveyor.service.recovery import reap_orphans
-
-        reap_orphans(self, store.recover_interrupted())
+        reap_orphans(self.run_dir(run_id) / "workspace" for run_id in store.recover_interrupted())
 
     def run_dir(self, run_id: int) -> Path:
         return self.state_dir / "runs" / str(run_id)

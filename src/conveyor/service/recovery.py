@@ -13,14 +13,13 @@ import signal
 from collections.abc import Iterable
 from pathlib import Path
 
-from conveyor.service.project import Project
-
 _PROC = Path("/proc")
 
 
-def reap_orphans(project: Project, run_ids: Iterable[int]) -> list[int]:
-    """SIGKILL the leftover processes of these (interrupted) runs; returns their pids."""
-    prefixes = [_marker(project.run_dir(run_id) / "workspace") for run_id in run_ids]
+def reap_orphans(workspaces: Iterable[Path]) -> list[int]:
+    """SIGKILL the leftover processes of the (interrupted) runs with these workspaces;
+    returns their pids."""
+    prefixes = [_marker(workspace) for workspace in workspaces]
     if not prefixes or not _PROC.is_dir():
         return []
     killed = []

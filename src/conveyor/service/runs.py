@@ -30,8 +30,10 @@ from conveyor.engine.workspace import prepare_workspace, restore_outputs
 from conveyor.errors import ConveyorError
 from conveyor.findings.sarif import merge_logs
 from conveyor.service.project import Project
+from conveyor.service.step_environments import ProjectEnvironments
 from conveyor.spec.loader import LoadedPipeline, load_pipeline
 from conveyor.states import JobState, RunState
+from conveyor.steps.registry import STEP_PARAMS, STEPS
 from conveyor.store.records import NewJob, NewRun
 from conveyor.store.store import Store
 from conveyor.vcs.git import (
@@ -72,7 +74,7 @@ def prepare_plan(
     project: Project, store: Store, options: RunOptions
 ) -> tuple[LoadedPipeline, GitContext, Plan]:
     """Everything up to the plan, shared by `run` and `plan --explain`."""
-    loaded = load_pipeline(project.spec_path)
+    loaded = load_pipeline(project.spec_path, steps=STEP_PARAMS)
     name = loaded.pipeline.name or project.directory.name
     git = read_project_git(project, store, name)
     rerun = _rerun_set(store, options.rerun_failed, git) if options.rerun_failed else None
@@ -81,6 +83,7 @@ def prepare_plan(
         loaded.step_params,
         git,
         name=name,
+        steps=STEPS,
         options=PlanOptions(only=options.only, rerun=rerun),
     )
     return loaded, git, plan
@@ -221,11 +224,15 @@ def _run_recorded(
             masker=Masker(secrets.values()),
             reporter=reporter,
             executors={name: backend() for name, backend in EXECUTORS.items()},
+            steps=STEPS,
             default_timeout=loaded.pipeline.defaults.timeout,
             default_retry=loaded.pipeline.defaults.retry,
             gates=loaded.pipeline.gates,
             images=loaded.pipeline.images,
             use_cache=options.use_cache,
+            environments=ProjectEnvironments(
+                project, run_id=run_id, actor=options.actor or default_actor()
+            ),
         )
         runner = JobRunner(context)
         reporter.run_started(run_id, plan)

@@ -4,13 +4,16 @@ Every problem becomes a `SpecError` at file:line:col with a dotted key path. A Y
 syntax error stops there; otherwise the model's problems and the semantic ones (needs,
 environments, step parameters, read from the data as written) are all reported at once,
 in file order, as one `SpecErrors` when there are several.
+
+The spec knows no step: the host passes its step table (`StepCatalog`: a `uses:` name to
+the model of that step's `with:`), against which `uses:` and `with:` are checked.
 """
 
 from __future__ import annotations
 
 import difflib
 import graphlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import NoneType, UnionType
@@ -24,7 +27,6 @@ from conveyor.safe_yaml import excerpt as _quote  # values from the file, cut wh
 from conveyor.spec.environments import ENVIRONMENT_NAME_PATTERN
 from conveyor.spec.locate import KeyPath, Locator, Position, format_key_path, parse_yaml
 from conveyor.spec.model import ENV_NAME_PATTERN, JOB_NAME_PATTERN, Pipeline
-from conveyor.steps.registry import STEPS, step_names
 
 SPEC_FILE_NAME = "conveyor.yml"
 _EXPECTED_BY_ERROR_TYPE = {
@@ -56,6 +58,8 @@ _NAME_RULES = {
 # The executor backends (engine/executors/__init__.py); kept here to keep lint light.
 EXECUTOR_NAMES = ("local",)
 ModelT = TypeVar("ModelT", bound=BaseModel)
+# A step name (`uses:`) to the model of its `with:`: the host's step table.
+StepCatalog = Mapping[str, type[BaseModel]]
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ class LoadedPipeline:
     step_params: dict[str, BaseModel]
 
 
-def load_pipeline(path: Path) -> LoadedPipeline:
+def load_pipeline(path: Path, *, steps: StepCatalog) -> LoadedPipeline:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -80,10 +84,10 @@ def load_pipeline(path: Path) -> LoadedPipeline:
         ) from None
     except OSError as error:
         raise ConveyorError(f"cannot read {path}: {error.strerror}") from None
-    return parse_pipeline(text, str(path))
+    return parse_pipeline(text, str(path), steps=steps)
 
 
-def parse_pipeline(text: str, file: str) -> LoadedPipeline:
+def parse_pipeline(text: str, file: str, *, steps: StepCatalog) -> LoadedPipeline:
     document = parse_yaml(text, file, key_nouns={("jobs",): "job name"})
     problems: list[_Problem] = []
     pipeline: Pipeline | None = None
@@ -94,7 +98,7 @@ def parse_pipeline(text: str, file: str) -> LoadedPipeline:
     # The semantic checks read the data as written, so they run even when the model
     # did not validate: a typo'd key and a needs cycle are reported together.
     jobs = _raw_jobs(document.data)
-    step_params, step_problems = _validate_steps(jobs)
+    step_params, step_problems = _validate_steps(jobs, steps)
     problems += [*_graph_problems(jobs), *_environment_problems(document.data, jobs)]
     problems += step_problems
     if problems:
@@ -452,7 +456,9 @@ def _cycle_problem(jobs: dict[str, _RawJob], cycle: list[str]) -> _Problem:
     )
 
 
-def _validate_steps(jobs: dict[str, _RawJob]) -> tuple[dict[str, BaseModel], list[_Problem]]:
+def _validate_steps(
+    jobs: dict[str, _RawJob], steps: StepCatalog
+) -> tuple[dict[str, BaseModel], list[_Problem]]:
     params: dict[str, BaseModel] = {}
     problems: list[_Problem] = []
     for name, job in jobs.items():
@@ -464,9 +470,9 @@ def _validate_steps(jobs: dict[str, _RawJob]) -> tuple[dict[str, BaseModel], lis
             )
         if job.uses is None:
             continue
-        step = STEPS.get(job.uses)
-        if step is None:
-            hint = _suggest(job.uses, step_names(), "steps")
+        model = steps.get(job.uses)
+        if model is None:
+            hint = _suggest(job.uses, sorted(steps), "steps")
             problems.append(
                 _Problem(f"unknown step {_quote(job.uses)}", ("jobs", name, "uses"), hint)
             )
@@ -475,10 +481,10 @@ def _validate_steps(jobs: dict[str, _RawJob]) -> tuple[dict[str, BaseModel], lis
         if not isinstance(with_, dict):
             continue  # the model reports a `with` that is not a mapping
         try:
-            params[name] = step.params_model.model_validate(with_)
+            params[name] = model.model_validate(with_)
         except ValidationError as error:
             base = ("jobs", name, "with")
-            found = _pydantic_problems(error, step.params_model, base, with_)
+            found = _pydantic_problems(error, model, base, with_)
             # Without a `with:` mapping in the file, point at the `uses:` that needs one.
             if not written:
                 found = [replace(p, at_key=False, at=("jobs", name, "uses")) for p in found]

@@ -1,7 +1,8 @@
 """The JSON Schema of `conveyor.yml`, for editors (yaml-language-server) and other tools.
 
 It is generated from the pydantic model, so it cannot drift from what the loader accepts;
-each built-in step's parameters are attached to `with` when `uses` names that step.
+each step's parameters are attached to `with` when `uses` names that step (the host
+passes its step table, as to the loader).
 """
 
 from __future__ import annotations
@@ -11,21 +12,21 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from conveyor.spec.loader import StepCatalog
 from conveyor.spec.model import Pipeline
-from conveyor.steps.registry import STEPS
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID = "https://conveyor.dev/schema/conveyor.schema.json"
 _DEFS_PREFIX = "#/$defs/"
 
 
-def pipeline_json_schema() -> dict[str, Any]:
+def pipeline_json_schema(steps: StepCatalog) -> dict[str, Any]:
     models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(Pipeline, "validation")]
-    models += [(step.params_model, "validation") for step in STEPS.values()]
+    models += [(model, "validation") for model in steps.values()]
     refs, combined = models_json_schema(models, by_alias=True)
     defs: dict[str, Any] = combined["$defs"]
     root = defs.pop(_def_name(refs[(Pipeline, "validation")]))
-    step_refs = {name: refs[(step.params_model, "validation")] for name, step in STEPS.items()}
+    step_refs = {name: refs[(model, "validation")] for name, model in steps.items()}
     _attach_step_params(defs[_job_def_name(root)], step_refs)
     _forbid_unmatched_names(root)
     for definition in defs.values():

@@ -20,10 +20,10 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from conveyor.engine.executors.base import ExecResult
+from conveyor.engine.step import SimpleStep, StepContext
 from conveyor.spec.globs import check_glob, filter_paths
 from conveyor.spec.types import WorkspacePath
 from conveyor.states import FailureClass
-from conveyor.steps.base import SimpleStep, StepContext
 
 
 class ArchiveParams(BaseModel):

@@ -33,9 +33,9 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from conveyor.engine.executors.base import ExecResult
+from conveyor.engine.step import RAW_DIR, SimpleStep, StepContext, failed, job_output_dir, passed
 from conveyor.errors import ConveyorError, NotFoundError
 from conveyor.spec.globs import check_glob
-from conveyor.steps.base import RAW_DIR, SimpleStep, StepContext, failed, job_output_dir, passed
 from conveyor.supply.oci.build import (
     AppFiles,
     BaseImage,

@@ -58,13 +58,14 @@ import httpx
 from pydantic import BaseModel, Field, field_validator
 
 from conveyor.engine.executors.base import ExecResult
+from conveyor.engine.step import StepContext, failed, job_output_dir, passed
+from conveyor.engine.tool_output import ScanFailed
 from conveyor.errors import ConveyorError
 from conveyor.findings.model import Category
 from conveyor.findings.reports import DastReport, DastToolRun
 from conveyor.spec.gates import FailLevel, FindingsGate
 from conveyor.spec.types import Duration
-from conveyor.steps.base import StepContext, failed, job_output_dir, passed
-from conveyor.steps.findings_step import FindingsStep, ScanFailed, ScanResult
+from conveyor.steps.findings_step import FindingsStep, ScanResult
 from conveyor.verify.dast import DastTool, PathTemplates, ToolReport, gather_all
 from conveyor.verify.dast.passive import scan_passive
 from conveyor.verify.dast.schemathesis import (
@@ -229,7 +230,7 @@ def _fail(detail: str) -> ScanFailed:
 async def _scope(params: DastParams, ctx: StepContext) -> Scope:
     """The answering target and its OpenAPI document's path templates."""
     try:
-        target = await answering_target(params, ctx.env)
+        target = await answering_target(params, ctx.environments)
     except ConveyorError as error:  # TargetUnavailable, or a pipeline without a project
         raise _fail(reason_of(error)) from None
     ctx.say(f"dast: testing {target.title}")

@@ -1,8 +1,9 @@
 """The `deploy` step: the image an upstream `build-image` job built, to an environment.
 
-It goes through the same service as `conveyor deploy` (admission policy, promotion order,
-rolling replacement gated on readiness, smoke tests with automatic rollback) and records
-the run as the deploy's origin. Never cached: a deploy is a side effect. To an environment
+It goes through the host's `Environments` (engine/step.py), which for a pipeline run is
+the same service as `conveyor deploy` (admission policy, promotion order, rolling
+replacement gated on readiness, smoke tests with automatic rollback), recording the run
+as the deploy's origin. Never cached: a deploy is a side effect. To an environment
 with `approval:` it first asks for approval and waits (docs/approvals.md).
 """
 
@@ -16,9 +17,8 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.engine.executors.base import ExecResult
-from conveyor.steps.base import FinalizeOnlyStep, StepContext, failed, passed
+from conveyor.engine.step import FinalizeOnlyStep, StepContext, failed, passed
 from conveyor.steps.image_steps import BuiltImage, built_image
-from conveyor.verify.target import project_from_env
 
 
 class DeployParams(BaseModel):
@@ -54,56 +54,21 @@ async def _approved(ctx: StepContext, environment: str, image: BuiltImage) -> st
     not go, or None. A cancelled job stops the wait at its next poll."""
     stop = threading.Event()
     try:
-        return await asyncio.to_thread(_wait_for_approval, ctx, environment, image, stop)
-    finally:
-        stop.set()
-
-
-def _wait_for_approval(
-    ctx: StepContext, environment: str, image: BuiltImage, stop: threading.Event
-) -> str | None:
-    from conveyor.service.approvals import gate
-
-    project = project_from_env(ctx.env)
-    run_id = ctx.env.get("CONVEYOR_RUN_ID")
-    with project.open_store() as store:
-        outcome = gate(
-            project,
-            store,
-            run_id=int(run_id) if run_id else None,
-            environment=environment,
+        return await asyncio.to_thread(
+            ctx.environments.await_approval,
+            environment,
             repository=image.repository,
             digest=image.digest,
             say=ctx.say,
             stop=stop,
         )
-    if outcome is None:
-        return None  # no approval gate
-    if outcome.approved:
-        ctx.say(f"{environment}: {outcome.message}")
-        return None
-    return f"deploy to {environment} {outcome.message}"
+    finally:
+        stop.set()
 
 
 def _deploy(ctx: StepContext, environment: str, image: str) -> str | None:
     """Deploy; returns why it did not succeed, or None."""
-    from conveyor.service import environments
-    from conveyor.states import DeployState
-
-    project = project_from_env(ctx.env)
-    run_id = ctx.env.get("CONVEYOR_RUN_ID")
-    with project.open_store() as store:
-        outcome = environments.deploy(
-            project,
-            store,
-            environment,
-            image,
-            actor=ctx.env.get("CONVEYOR_ACTOR") or "conveyor",
-            run_id=int(run_id) if run_id else None,
-            progress=ctx.say,
-            command_path=ctx.env.get("PATH"),  # smoke commands find the job's tools
-        )
-    ctx.say(f"{environment}: {outcome.release_id} {outcome.state.value} at {outcome.url}")
-    if outcome.state is DeployState.SUCCEEDED:
-        return None
-    return f"deploy to {environment} {outcome.state.value}: {outcome.reason}"
+    # Smoke commands find the job's tools on its PATH.
+    return ctx.environments.deploy(
+        environment, image, say=ctx.say, command_path=ctx.env.get("PATH")
+    )

@@ -37,10 +37,10 @@ from typing import ClassVar
 from pydantic import BaseModel, Field
 
 from conveyor.engine.executors.base import ExecResult
+from conveyor.engine.step import FinalizeOnlyStep, StepContext, failed, job_output_dir, passed
 from conveyor.findings.junit import TestCase, TestReport, tests_report
 from conveyor.findings.reports import E2eArtifact, E2eReport
 from conveyor.spec.types import WorkspacePath
-from conveyor.steps.base import FinalizeOnlyStep, StepContext, failed, job_output_dir, passed
 from conveyor.verify.e2e import (
     Artifact,
     ArtifactKind,
@@ -84,7 +84,7 @@ class E2eStep(FinalizeOnlyStep):
         assert isinstance(params, E2eParams)
         started = time.monotonic()
         try:
-            target = await answering_target(params, ctx.env)
+            target = await answering_target(params, ctx.environments)
         except TargetUnavailable as error:
             return _fail(ctx, f"e2e: {reason_of(error)}", started)
         try:

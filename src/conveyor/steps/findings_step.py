@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.engine.executors.base import ExecResult
 from conveyor.engine.names import safe_name
+from conveyor.engine.step import RAW_DIR, StepContext, failed, passed
+from conveyor.engine.tool_output import ScanFailed
 from conveyor.errors import ConveyorError
 from conveyor.findings.baseline import classify
 from conveyor.findings.exceptions import load_exceptions
@@ -29,7 +31,6 @@ from conveyor.findings.reports import GateReport
 from conveyor.findings.sarif import findings_from_log, write_log
 from conveyor.spec.gates import FailLevel, FindingsGate
 from conveyor.spec.globs import check_glob
-from conveyor.steps.base import RAW_DIR, StepContext, failed, passed
 
 SCANNERS_EXTRA = "pip install 'conveyor[scanners]'"
 # Scanners that pin their own dependencies, so they are not in the extra: a venv of their own.
@@ -61,14 +62,6 @@ class ScanResult:
     tools: dict[str, str]  # tool name -> version
     files_scanned: int
     notes: list[str] = field(default_factory=list)
-
-
-class ScanFailed(Exception):
-    """A tool crashed, timed out, was missing or printed something unparsable."""
-
-    def __init__(self, result: ExecResult) -> None:
-        super().__init__(result.detail)
-        self.result = result
 
 
 def raw_findings_path(job_id: str) -> str:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conveyor.engine.step import RAW_DIR, StepContext, job_output_dir
 from conveyor.errors import ConveyorError
-from conveyor.steps.base import RAW_DIR, StepContext, job_output_dir
 from conveyor.supply.oci.layout import LayoutStore
 
 

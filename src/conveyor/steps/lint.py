@@ -10,7 +10,6 @@ The helpers below the step (targets, scratch files, tool SARIF) are shared with 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,15 +17,15 @@ from pydantic import BaseModel
 from wcmatch import glob as wcglob
 
 from conveyor.engine.executors.base import ExecRequest, LogSink, Stream
+from conveyor.engine.step import StepContext, ToolRun, failed
+from conveyor.engine.tool_output import ScanFailed, read_json_report, tool_failed
 from conveyor.findings.fingerprint import SourceLines, assign_fingerprints
 from conveyor.findings.model import Category, Level
 from conveyor.findings.sarif import read_results
 from conveyor.spec.globs import GLOB_FLAGS
 from conveyor.states import FailureClass
-from conveyor.steps.base import StepContext, ToolRun, failed
 from conveyor.steps.findings_step import (
     FindingsStep,
-    ScanFailed,
     ScannerParams,
     ScanResult,
     raw_findings_path,
@@ -102,17 +101,6 @@ def scratch_file(ctx: StepContext, name: str) -> Path:
     return path
 
 
-def tool_failed(tool: str, ran: ToolRun, detail: str | None = None) -> ScanFailed:
-    result = ran.result
-    return ScanFailed(
-        failed(
-            detail or ran.failure_detail(tool),
-            exit_code=result.exit_code,
-            failure=result.failure or FailureClass.EXIT_CODE,
-        )
-    )
-
-
 def tool_sarif(tool: str, ran: ToolRun, output: Path) -> dict[str, Any]:
     """The SARIF a tool wrote, or ScanFailed when it failed or wrote none or nonsense."""
     if not ran.result.ok:
@@ -120,20 +108,6 @@ def tool_sarif(tool: str, ran: ToolRun, output: Path) -> dict[str, Any]:
     document = read_json_report(tool, ran, output)
     if not isinstance(document.get("runs"), list):
         raise tool_failed(tool, ran, f"{tool} wrote SARIF without `runs` to {output.name}")
-    return document
-
-
-def read_json_report(tool: str, ran: ToolRun, output: Path) -> dict[str, Any]:
-    try:
-        document = json.loads(output.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise tool_failed(
-            tool, ran, f"{tool} wrote no readable report ({error}): {ran.failure_detail(tool)}"
-        ) from None
-    finally:
-        output.unlink(missing_ok=True)
-    if not isinstance(document, dict):
-        raise tool_failed(tool, ran, f"{tool} wrote a report that is not a JSON object")
     return document
 
 

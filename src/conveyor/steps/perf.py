@@ -54,9 +54,7 @@ from typing import ClassVar
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from conveyor.engine.executors.base import ExecResult
-from conveyor.spec.durations import format_duration
-from conveyor.spec.types import Duration, WorkspacePath
-from conveyor.steps.base import (
+from conveyor.engine.step import (
     FinalizeOnlyStep,
     StepContext,
     ToolRun,
@@ -64,6 +62,8 @@ from conveyor.steps.base import (
     job_output_dir,
     passed,
 )
+from conveyor.spec.durations import format_duration
+from conveyor.spec.types import Duration, WorkspacePath
 from conveyor.verify.perf import (
     LoadSettings,
     PerfThresholds,
@@ -155,7 +155,7 @@ class PerfStep(FinalizeOnlyStep):
 
 async def _load_test(params: PerfParams, ctx: StepContext) -> ExecResult:
     try:
-        target = await answering_target(params, ctx.env)
+        target = await answering_target(params, ctx.environments)
     except TargetUnavailable as error:
         return _fail(ctx, f"perf: {reason_of(error)}")
     locustfile = ctx.workspace / params.locustfile

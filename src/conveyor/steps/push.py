@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.engine.executors.base import ExecResult
+from conveyor.engine.step import FinalizeOnlyStep, StepContext, passed
 from conveyor.errors import ConveyorError
-from conveyor.steps.base import FinalizeOnlyStep, StepContext, passed
 from conveyor.steps.image_steps import built_image, image_store, project_path
 
 if TYPE_CHECKING:

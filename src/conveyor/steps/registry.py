@@ -1,5 +1,9 @@
 """The one table of built-in steps. Adding a step = one module and one line here.
 
+The host (`service/`) hands this table to the spec loader (`STEP_PARAMS`) and to the
+engine (`STEPS`); neither imports it. The `shell` step that runs `run:` jobs is the
+engine's own (`engine/shell.py`).
+
 Steps are imported when first used: a pipeline of `run:` jobs never loads the scanners'
 or the supply chain's modules, which keeps `conveyor lint` and `conveyor run` quick to
 start.
@@ -10,10 +14,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator, Mapping
 
-from conveyor.steps.base import Step
+from pydantic import BaseModel
+
+from conveyor.engine.step import Step
 
 _STEP_CLASSES: dict[str, str] = {
-    "shell": "conveyor.steps.shell:ShellStep",
+    "shell": "conveyor.engine.shell:ShellStep",
     "archive": "conveyor.steps.archive:ArchiveStep",
     "lint": "conveyor.steps.lint:LintStep",
     "sast": "conveyor.steps.sast:SastStep",
@@ -52,7 +58,21 @@ class _Steps(Mapping[str, Step]):
         return len(_STEP_CLASSES)
 
 
+class _StepParams(Mapping[str, type[BaseModel]]):
+    """Step name to the model of its `with:`, for the spec loader (imports a step on use)."""
+
+    def __getitem__(self, name: str) -> type[BaseModel]:
+        return STEPS[name].params_model
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_STEP_CLASSES)
+
+    def __len__(self) -> int:
+        return len(_STEP_CLASSES)
+
+
 STEPS: Mapping[str, Step] = _Steps()
+STEP_PARAMS: Mapping[str, type[BaseModel]] = _StepParams()
 
 
 def step_names() -> list[str]:

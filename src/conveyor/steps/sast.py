@@ -20,25 +20,23 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from conveyor.engine.step import RAW_DIR, StepContext, ToolRun
+from conveyor.engine.tool_output import ScanFailed, read_json_report, tool_failed
 from conveyor.findings.fingerprint import SourceLines, assign_fingerprints
 from conveyor.findings.model import Category, Finding, Level
 from conveyor.findings.sarif import project_path, read_results
 from conveyor.spec.globs import check_glob, match_any
 from conveyor.spec.types import WorkspacePath
-from conveyor.steps.base import RAW_DIR, StepContext, ToolRun
 from conveyor.steps.findings_step import (
     FindingsStep,
-    ScanFailed,
     ScannerParams,
     ScanResult,
     require_tool,
 )
 from conveyor.steps.lint import (
     driver_version,
-    read_json_report,
     scan_targets,
     scratch_file,
-    tool_failed,
     tool_sarif,
 )
 

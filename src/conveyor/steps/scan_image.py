@@ -15,8 +15,8 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.engine.executors.base import ExecResult
+from conveyor.engine.step import FinalizeOnlyStep, StepContext, failed, passed
 from conveyor.findings.reports import GateReport, VulnScanReport
-from conveyor.steps.base import FinalizeOnlyStep, StepContext, failed, passed
 from conveyor.steps.image_steps import (
     built_image,
     image_store,

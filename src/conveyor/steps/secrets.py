@@ -27,14 +27,14 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, Field
 
 from conveyor.engine.executors.base import ExecRequest, ExecResult, LogSink, Stream
+from conveyor.engine.step import RAW_DIR, StepContext, failed
+from conveyor.engine.tool_output import ScanFailed
 from conveyor.findings.fingerprint import SourceLines, assign_fingerprints
 from conveyor.findings.model import Category, Finding, Level
 from conveyor.spec.globs import match_any
 from conveyor.states import FailureClass
-from conveyor.steps.base import RAW_DIR, StepContext, failed
 from conveyor.steps.findings_step import (
     FindingsStep,
-    ScanFailed,
     ScannerParams,
     ScanResult,
     raw_findings_path,

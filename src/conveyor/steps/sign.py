@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor import __version__
 from conveyor.engine.executors.base import ExecResult
+from conveyor.engine.step import RAW_DIR, FinalizeOnlyStep, StepContext, passed
 from conveyor.errors import ConveyorError
-from conveyor.steps.base import RAW_DIR, FinalizeOnlyStep, StepContext, passed
 from conveyor.steps.image_steps import (
     BuiltImage,
     built_image,

@@ -25,6 +25,7 @@ from typing import ClassVar, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from conveyor.engine.executors.base import ExecResult
+from conveyor.engine.step import RAW_DIR, StepContext, ToolRun, failed, passed
 from conveyor.errors import ConveyorError
 from conveyor.findings import coverage as cov
 from conveyor.findings.gate import GateDecision
@@ -34,7 +35,6 @@ from conveyor.findings.junit import report_to_json as tests_to_json
 from conveyor.findings.reports import CoverageDocument, GateReport
 from conveyor.spec.gates import CoverageGate, Gates, TestsGate
 from conveyor.spec.types import WorkspacePath
-from conveyor.steps.base import RAW_DIR, StepContext, ToolRun, failed, passed
 from conveyor.steps.findings_step import raw_findings_path
 
 PYTEST = ["python", "-m", "pytest", "-q"]

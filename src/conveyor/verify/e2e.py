@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from conveyor.engine.step import StepContext, ToolRun
 from conveyor.findings.junit import JUnitError, TestReport, node_id, parse_junit
-from conveyor.steps.base import StepContext, ToolRun
 from conveyor.verify import e2e_plugin
 
 CHROMIUM_COMMANDS = ("chromium", "chromium-browser")

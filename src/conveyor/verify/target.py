@@ -1,7 +1,8 @@
 """What a verification step (`e2e`, `perf`, `dast`) runs against.
 
 A step names an environment of conveyor.yml (its router's URL and live release come from
-the store) or a plain `url` (a staging that Conveyor does not run). Before any test, the
+the host's records, through the step context's `Environments`) or a plain `url` (a
+staging that Conveyor does not run). Before any test, the
 target must answer: a refused connection, a timeout or a 5xx on its health path is the
 step's failure, with the reason.
 """
@@ -9,15 +10,13 @@ step's failure, with the reason.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from conveyor.engine.step import Environments
 from conveyor.errors import ConveyorError
-from conveyor.service.project import Project
 
 ANSWER_TIMEOUT = 5.0  # seconds the target has to answer its health path
 
@@ -71,53 +70,27 @@ class Target:
         return f"{self.environment} ({self.url}, release {self.release_id})"
 
 
-def project_from_env(env: Mapping[str, str]) -> Project:
-    """The project a pipeline job belongs to, from the CONVEYOR_* variables of its run."""
-    return Project(
-        directory=Path(_required(env, "CONVEYOR_PROJECT_DIR")),
-        spec_path=Path(_required(env, "CONVEYOR_SPEC")),
-        state_dir=Path(_required(env, "CONVEYOR_STATE_DIR")),
-        database_url=env.get("CONVEYOR_DATABASE_URL") or None,
-    )
-
-
-def resolve_target(params: TargetParams, env: Mapping[str, str]) -> Target:
+def resolve_target(params: TargetParams, environments: Environments) -> Target:
     """The URL and live release to test; raises TargetUnavailable with the reason."""
     if params.url is not None:
         return Target(url=params.url.rstrip("/"))
     assert params.environment is not None
-    return environment_target(project_from_env(env), params.environment)
-
-
-def environment_target(project: Project, name: str) -> Target:
-    from conveyor.service.environments import environment_spec
-
-    spec = environment_spec(project, name)
-    with project.open_store() as store:
-        record = store.ledger.environments.get(name)
-        if record is None:
-            raise TargetUnavailable(
-                f"{name} has never been deployed, so there is nothing to test",
-                hint=f"a `deploy` job to {name} must come first (`needs:`)",
-            )
-        if record.live_release is None:
-            raise TargetUnavailable(f"{name} has no live release, so there is nothing to test")
-        release = store.ledger.releases.get(record.live_release)
+    live = environments.live_release(params.environment)
     return Target(
-        url=f"http://127.0.0.1:{record.port}",
-        environment=name,
-        release_id=record.live_release,
-        digest=release.digest if release else None,
-        health_path=spec.health.readiness.path,
+        url=live.url,
+        environment=params.environment,
+        release_id=live.release_id,
+        digest=live.digest,
+        health_path=live.health_path,
     )
 
 
-async def answering_target(params: TargetParams, env: Mapping[str, str]) -> Target:
+async def answering_target(params: TargetParams, environments: Environments) -> Target:
     """The target, resolved and checked off the event loop (both block on I/O); raises
     TargetUnavailable (or a ConveyorError for a job outside a pipeline run)."""
 
     def resolve_and_check() -> Target:
-        target = resolve_target(params, env)
+        target = resolve_target(params, environments)
         check_answering(target)
         return target
 
@@ -143,10 +116,3 @@ def check_answering(target: Target, timeout: float = ANSWER_TIMEOUT) -> None:
         raise TargetUnavailable(
             f"{target.title} is not healthy: GET {address} answered {response.status_code}"
         )
-
-
-def _required(env: Mapping[str, str], name: str) -> str:
-    value = env.get(name)
-    if not value:
-        raise ConveyorError(f"{name} is not set: this step runs inside a pipeline run")
-    return value

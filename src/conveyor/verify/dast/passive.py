@@ -26,9 +26,9 @@ from http.cookies import CookieError, SimpleCookie
 
 import httpx
 
+from conveyor.engine.step import failed
+from conveyor.engine.tool_output import ScanFailed
 from conveyor.findings.model import Finding, Level
-from conveyor.steps.base import failed
-from conveyor.steps.findings_step import ScanFailed
 from conveyor.verify.dast import (
     DastTool,
     Endpoint,

@@ -23,9 +23,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from conveyor.engine.step import StepContext
+from conveyor.engine.tool_output import read_json_report, tool_failed
 from conveyor.findings.model import Finding, Level
-from conveyor.steps.base import StepContext
-from conveyor.steps.lint import read_json_report, tool_failed
 from conveyor.verify.dast import (
     DastTool,
     Endpoint,

@@ -8,13 +8,19 @@ A step has two phases. `run` does the work and is cached by content: on a cache 
 is skipped and its outputs restored. `finalize` is never cached: it runs after `run` or
 after a cache hit, and is where decisions that depend on more than the job's inputs
 belong (a gate compares with the target branch's baseline and with today's date).
+
+What a step needs from the host beyond commands comes through the context as Protocols
+the host implements: `Evidence` (reports and baselines) and `Environments` (deploying
+to, and finding, the environments of conveyor.yml). The engine and the steps therefore
+never import the service layer that implements them.
 """
 
 from __future__ import annotations
 
 import shutil
+import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -23,6 +29,7 @@ from pydantic import BaseModel
 
 from conveyor.engine.executors.base import ExecRequest, ExecResult, Executor, LogSink, Stream
 from conveyor.engine.names import safe_name
+from conveyor.errors import ConveyorError
 from conveyor.spec.gates import Gates
 from conveyor.spec.images import ImagesConfig
 from conveyor.states import FailureClass
@@ -72,6 +79,67 @@ class NoEvidence:
         return []
 
 
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class LiveRelease:
+    """What an environment serves now, as the host's records say."""
+
+    url: str  # no trailing slash
+    release_id: str
+    digest: str | None
+    health_path: str  # its readiness path, to check that it answers
+
+
+class Environments(Protocol):
+    """The environments of the run's conveyor.yml, for the steps that deploy to one or
+    test what one serves (`deploy`, `e2e`, `perf`, `dast`). Blocking calls: a step runs
+    them in a thread."""
+
+    def await_approval(
+        self, environment: str, *, repository: str, digest: str, say: Say, stop: threading.Event
+    ) -> str | None:
+        """Wait for the environment's approval gate, if it has one (a cancelled job sets
+        `stop`); returns why the image may not be deployed, or None."""
+        ...
+
+    def deploy(
+        self, environment: str, image: str, *, say: Say, command_path: str | None
+    ) -> str | None:
+        """Deploy `image` (smoke commands find their tools on `command_path`); returns
+        why it did not succeed, or None."""
+        ...
+
+    def live_release(self, environment: str) -> LiveRelease:
+        """Raises ConveyorError when the environment is unknown, never deployed or has
+        no live release."""
+        ...
+
+
+class NoEnvironments:
+    """For steps run outside a pipeline run: there are no environments to act on."""
+
+    def _refuse(self) -> ConveyorError:
+        return ConveyorError(
+            "no environments here: this step runs inside a pipeline run",
+            hint="run it with `conveyor run`",
+        )
+
+    def await_approval(
+        self, environment: str, *, repository: str, digest: str, say: Say, stop: threading.Event
+    ) -> str | None:
+        raise self._refuse()
+
+    def deploy(
+        self, environment: str, image: str, *, say: Say, command_path: str | None
+    ) -> str | None:
+        raise self._refuse()
+
+    def live_release(self, environment: str) -> LiveRelease:
+        raise self._refuse()
+
+
 class _TailSink:
     """Passes lines on and keeps the last few of stderr and stdout, for failure details."""
 
@@ -112,6 +180,7 @@ class StepContext:
     executor: Executor
     log: LogSink
     evidence: Evidence = field(default_factory=NoEvidence)
+    environments: Environments = field(default_factory=NoEnvironments)
 
     async def exec(self, argv: list[str], *, cwd: Path | None = None) -> ExecResult:
         request = ExecRequest(

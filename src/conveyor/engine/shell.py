@@ -8,7 +8,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.engine.executors.base import ExecResult, Stream
-from conveyor.steps.base import SimpleStep, StepContext
+from conveyor.engine.step import SimpleStep, StepContext
 
 
 class ShellParams(BaseModel):

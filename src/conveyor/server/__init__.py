@@ -1,0 +1,1 @@
+"""HTTP hosts of the service layer, beside the CLI: one module per API."""
