@@ -362,6 +362,7 @@ def test_replicas_outlive_the_process_that_started_them(
     assert get(ready[0].address, "/healthz") == f"{spec.ports[0]} v1"
 
 
+@pytest.mark.real
 def test_replica_logs_rotate_by_size_and_keep_a_few_files(
     tmp_path: Path, store: LayoutStore
 ) -> None:

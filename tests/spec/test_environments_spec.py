@@ -109,7 +109,7 @@ def test_errors_name_the_place(environments: str, where: tuple[int, int], fragme
 
 def test_sample_retention_defaults_and_durations() -> None:
     text = "environments:\n  a: {}\n  b: {samples: {full: 1h, every: 5m, keep: 7d}}\n"
-    loaded = parse_pipeline(HEAD + text, "conveyor.yml")
+    loaded = parse_pipeline(HEAD + text, "conveyor.yml", steps=STEP_PARAMS)
     environments = loaded.pipeline.environments
     default, custom = environments["a"].samples, environments["b"].samples
     assert (default.full, default.every, default.keep) == (6 * 3600, 60, 30 * 86400)
