@@ -1,5 +1,10 @@
 """Warm rerun: the sample pipeline (examples/shop) run again on its unchanged commit.
 
+Its CI part: `conveyor run --job push` (lint, gates, tests, the image, its scan, signing
+and push). The jobs after it test and deploy a running system, which is never cached by
+design, and production waits for a human approval, so a whole-pipeline rerun measures
+them, not the cache.
+
 One cold run fills the cache; each timed rerun is a whole `conveyor run -q` subprocess,
 start-up included, and must find every job `cached` (checked with `conveyor status`).
 
@@ -33,6 +38,10 @@ from conveyor.service.project import Project
 GOAL_SECONDS = 0.5
 
 
+LAST_CI_JOB = "push"
+CACHED_OR_UNSELECTED = frozenset({"cached", "skipped"})
+
+
 class NotCachedError(RuntimeError):
     """A warm rerun executed a job: the measurement is not of a warm rerun."""
 
@@ -47,7 +56,8 @@ class ShopRepository:
         self.env = clean_env(**demo_env())
 
     def run(self) -> float:
-        return time_command([CONVEYOR, "run", "-q"], cwd=self.repository, env=self.env)
+        argv = [CONVEYOR, "run", "-q", "--job", LAST_CI_JOB]
+        return time_command(argv, cwd=self.repository, env=self.env)
 
     def job_states(self) -> dict[str, str]:
         """The state of each job of the latest run, from `conveyor status -o json`."""
@@ -64,8 +74,9 @@ class ShopRepository:
     def warm_run(self) -> float:
         took = self.run()
         states = self.job_states()
-        not_cached = {job: state for job, state in states.items() if state != "cached"}
-        if not states or not_cached:
+        # jobs outside `--job push`'s selection are `skipped`; every selected one is cached
+        not_cached = {j: state for j, state in states.items() if state not in CACHED_OR_UNSELECTED}
+        if "cached" not in states.values() or not_cached:
             raise NotCachedError(f"warm rerun did not come from the cache: {not_cached}")
         return took
 
@@ -75,7 +86,7 @@ def measure(repeat: int) -> list[Figure]:
     with tempfile.TemporaryDirectory(prefix="bench-warm-") as scratch:
         shop = ShopRepository(Path(scratch))
         cold = Samples("cold run (once)", [shop.run()])
-        jobs = len(shop.job_states())
+        jobs = sum(state != "skipped" for state in shop.job_states().values())
         samples = alternate(
             {
                 "warm rerun": shop.warm_run,
