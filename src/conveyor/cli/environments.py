@@ -107,7 +107,11 @@ def deploy(
     rolling and ab follow conveyor.yml. A failed smoke test or judge rolls back.
 
     Progress goes to standard error: on a terminal one live line with the traffic weights
-    and the current step (a canary's judge verdicts stay printed), else a line per step."""
+    and the current step (a canary's judge verdicts stay printed), else a line per step.
+
+    Environment: CONVEYOR_ACTOR (who deployed, for the history and audit log);
+    CONVEYOR_REPLICA_LOG_MAX_BYTES and CONVEYOR_REPLICA_LOG_KEEP (when a replica's log
+    rotates, default 10 MiB, and how many older logs are kept, default 3)."""
     from conveyor.service import environments
     from conveyor.service.runs import default_actor
 
