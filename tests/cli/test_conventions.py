@@ -453,3 +453,23 @@ def test_live_progress_on_a_terminal_keeps_the_verdicts(monkeypatch: pytest.Monk
     shown = screen.getvalue()
     assert "judge: rollback: 5xx 4.0% > 1.0%" in shown  # printed, not only in the live line
     assert "\x1b[" in shown  # drawn in place on a terminal
+
+
+def test_help_paragraphs_are_reflowed_but_lists_are_kept() -> None:
+    text = """First line.
+
+    A paragraph wrapped
+    over three
+    lines.
+
+    - a list item
+    - another"""
+    assert cli_app.reflowed(text) == (
+        "First line.\n\nA paragraph wrapped over three lines.\n\n- a list item\n- another"
+    )
+
+
+def test_a_commands_help_reads_as_paragraphs(tmp_path: Path) -> None:
+    shown = run_cli(["run", "--help"], tmp_path)
+    assert shown.exit_code == 0
+    assert "in a pipe or a log file each state change" in shown.stdout

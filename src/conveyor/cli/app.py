@@ -12,10 +12,11 @@ start-up, and `conveyor run` imports the run path only (tests/cli/test_startup.p
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from conveyor import __version__
 from conveyor.cli.failures import (
@@ -175,6 +176,7 @@ def _invoke(args: list[str], *, as_json: bool, debug: bool) -> int:
     import typer
 
     command = typer.main.get_command(build_app(_names_needed(args)))
+    _reflow_help(command)
     try:
         result = command.main(args=args, prog_name="conveyor", standalone_mode=False)
     except (typer.Exit, SystemExit) as ended:  # completion options end with sys.exit
@@ -189,6 +191,28 @@ def _invoke(args: list[str], *, as_json: bool, debug: bool) -> int:
     if code == ExitCode.INTERRUPTED:  # typer turns Ctrl-C in a command into this code
         return _fail(KeyboardInterrupt(), as_json=as_json, debug=False)
     return code
+
+
+def _reflow_help(command: Any) -> None:
+    """Join the hard-wrapped lines of every command's help into paragraphs: typer's rich
+    help keeps a docstring's single line breaks, which reads as ragged text."""
+    if command.help:
+        command.help = reflowed(command.help)
+    for sub in getattr(command, "commands", {}).values():
+        _reflow_help(sub)
+
+
+def reflowed(text: str) -> str:
+    """Each paragraph on one line, but for lists and preformatted (`\\b`) paragraphs."""
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(_one_line(paragraph) for paragraph in paragraphs)
+
+
+def _one_line(paragraph: str) -> str:
+    lines = paragraph.split("\n")
+    if paragraph.startswith("\b") or any(line.startswith(("-", "*", " ")) for line in lines):
+        return paragraph
+    return " ".join(line.strip() for line in lines)
 
 
 def _names_needed(args: Sequence[str]) -> list[str] | None:
