@@ -71,8 +71,7 @@ def project_key(project: Project) -> ProjectKey:
 def verify(project: Project, store: Store, expected_head: str | None = None) -> AuditVerdict:
     """Recompute the chain, hold it to the last signed head, and sign its head if intact."""
     key = project_key(project)
-    chain = store.audit_entries()
-    problems = store.audit_verify(expected_head)
+    chain, problems = store.audit_check(expected_head)
     heads, head_problems = _known_heads(project, store)
     problems += head_problems
     trusted, signature_problems, notes = _verified_heads(heads, key)

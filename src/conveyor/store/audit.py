@@ -155,13 +155,15 @@ def head(conn: sa.Connection) -> AuditEntry | None:
     return found[0] if found else None
 
 
-def verify(conn: sa.Connection, expected_head: str | None = None) -> list[Problem]:
-    """Every way the log and the events disagree; empty when intact."""
+def check(
+    conn: sa.Connection, expected_head: str | None = None
+) -> tuple[list[AuditEntry], list[Problem]]:
+    """The chain and every way it and the events disagree, each table read once."""
     problems: list[Problem] = []
-    prev, seen_events = GENESIS, set()
+    prev = GENESIS
     chain = entries(conn)
+    stored = {row.id: dict(row._mapping) for row in conn.execute(sa.select(events))}
     for index, entry in enumerate(chain, start=1):
-        seen_events.add(entry.event_id)
         if entry.seq != index:
             problems.append(Problem(entry.seq, entry.event_id, f"entry {index} is missing"))
         if entry.prev_hash != prev:
@@ -169,30 +171,28 @@ def verify(conn: sa.Connection, expected_head: str | None = None) -> list[Proble
         if entry.hash != chain_hash(entry.prev_hash, entry.seq, entry.event_digest):
             problems.append(Problem(entry.seq, entry.event_id, "the entry was edited"))
         prev = entry.hash
-        problems += _event_problem(conn, entry)
-    problems += _unchained_events(conn, seen_events)
+        problems += _event_problem(stored.get(entry.event_id), entry)
+    problems += _unchained_events(stored, {entry.event_id for entry in chain})
     if expected_head is not None and prev != expected_head:
         problems.append(Problem(None, None, f"the head is {prev[:16]}, not {expected_head[:16]}"))
-    return problems
+    return chain, problems
 
 
-def _event_problem(conn: sa.Connection, entry: AuditEntry) -> list[Problem]:
-    row = conn.execute(sa.select(events).where(events.c.id == entry.event_id)).first()
-    if row is None:
+def _event_problem(event: dict[str, Any] | None, entry: AuditEntry) -> list[Problem]:
+    if event is None:
         return [Problem(entry.seq, entry.event_id, f"event {entry.event_id} was deleted")]
-    if event_digest(dict(row._mapping)) != entry.event_digest:
+    if event_digest(event) != entry.event_digest:
         return [Problem(entry.seq, entry.event_id, f"event {entry.event_id} was edited")]
     return []
 
 
-def _unchained_events(conn: sa.Connection, chained: set[int]) -> list[Problem]:
+def _unchained_events(stored: dict[int, dict[str, Any]], chained: set[int]) -> list[Problem]:
     """Audited events without an entry: inserted behind the store's back."""
-    problems = []
-    for row in conn.execute(sa.select(events).order_by(events.c.id)):
-        mapping = dict(row._mapping)
-        if is_audited(mapping) and mapping["id"] not in chained:
-            problems.append(Problem(None, mapping["id"], f"event {mapping['id']} is not chained"))
-    return problems
+    return [
+        Problem(None, event_id, f"event {event_id} is not chained")
+        for event_id, event in sorted(stored.items())
+        if is_audited(event) and event_id not in chained
+    ]
 
 
 _EVENT_FIELDS = ("id", "ts", "kind", "run_id", "job_id", "state", "commit_sha", "actor", "data")

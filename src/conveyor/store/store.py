@@ -238,8 +238,14 @@ class Store:
             return audit.entries(conn, last)
 
     def audit_verify(self, expected_head: str | None = None) -> list[audit.Problem]:
+        return self.audit_check(expected_head)[1]
+
+    def audit_check(
+        self, expected_head: str | None = None
+    ) -> tuple[list[audit.AuditEntry], list[audit.Problem]]:
+        """The chain and its problems, from one read of the log and the events."""
         with read_transaction(self.engine) as conn:
-            return audit.verify(conn, expected_head)
+            return audit.check(conn, expected_head)
 
     def audit_signed_heads(self) -> list[audit.SignedHead]:
         with read_transaction(self.engine) as conn:
