@@ -31,7 +31,7 @@ from conveyor.supply.oci.build import (
 )
 from conveyor.supply.oci.layers import LayerEntry, build_layer
 from conveyor.supply.oci.layout import LayoutStore
-from conveyor.supply.oci.requirements import Pinning, is_fully_pinned, pinning_of, pinning_warning
+from conveyor.supply.oci.requirements import Pinning, pinning_of, pinning_warning
 from supply.memory_store import MemoryStore
 
 EPOCH = 1_700_000_000
@@ -253,7 +253,7 @@ def test_pip_resolves_nothing_for_pins_and_checks_hashes_of_a_lock(
     ],
 )
 def test_a_fully_pinned_file_is_recognised(text: str, pinned: bool) -> None:
-    assert is_fully_pinned(text) is pinned
+    assert (pinning_of(text) is not Pinning.UNPINNED) is pinned
 
 
 @pytest.mark.parametrize(

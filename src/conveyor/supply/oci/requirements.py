@@ -45,11 +45,6 @@ def pinning_of(text: str) -> Pinning:
     return Pinning.HASHED if hashed == requirements else Pinning.PINNED
 
 
-def is_fully_pinned(text: str) -> bool:
-    """True for a lock: every requirement `name==version`, no nested files or URLs."""
-    return pinning_of(text) is not Pinning.UNPINNED
-
-
 def pinning_warning(pinning: Pinning, name: str) -> str | None:
     """What the build log says of a file that is not a hashed lock (None for a lock)."""
     if pinning is Pinning.HASHED:
