@@ -22,12 +22,20 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conveyor.approvals.model import Refusal
-from conveyor.approvals.users import Authenticated, authenticate, load_users
+from conveyor.approvals.users import (
+    Authenticated,
+    NotAuthenticated,
+    authenticate,
+    load_users,
+)
 from conveyor.errors import ConveyorError
 
 MAX_BODY = 64 * 1024
 PUBLIC_PATHS = frozenset({"/healthz"})
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+# Where a passed request's identity waits for the endpoint (`request.state.identity`), so
+# the token's scrypt hash is checked once per request.
+IDENTITY_STATE = "identity"
 # The secret was right: the token's holder is known, so the refusal is theirs to record.
 _PROVEN = frozenset({Refusal.REVOKED_TOKEN, Refusal.EXPIRED_TOKEN})
 
@@ -50,10 +58,11 @@ class Guard:
             await self.app(scope, receive, send)
             return
         authorization = Headers(scope=scope).get("authorization")
-        refusal = await run_in_threadpool(self._refusal, scope["path"], authorization)
-        if refusal is not None:
-            await refusal(scope, receive, send)
+        checked = await run_in_threadpool(self._check, scope["path"], authorization)
+        if isinstance(checked, JSONResponse):
+            await checked(scope, receive, send)
             return
+        scope.setdefault("state", {})[IDENTITY_STATE] = checked
         body = await _read_body(receive, self.max_body)
         if body is None:
             too_large = self.error(
@@ -66,7 +75,10 @@ class Guard:
             return
         await self.app(scope, _replay(body, receive), send)
 
-    def _refusal(self, path: str, authorization: str | None) -> JSONResponse | None:
+    def _check(
+        self, path: str, authorization: str | None
+    ) -> JSONResponse | Authenticated | NotAuthenticated:
+        """The refusal to send, or the identity the endpoint acts for."""
         try:
             users = load_users(self.users_file)
         except ConveyorError:  # its details are for the server's owner, not the caller
@@ -78,9 +90,9 @@ class Guard:
             )
         identity = authenticate(users, bearer(authorization) or "", datetime.now(UTC))
         if isinstance(identity, Authenticated):
-            return None
+            return identity
         if identity.refused.code in _PROVEN and path not in DOCS_PATHS:
-            return None
+            return identity
         reason = identity.refused.reason if authorization else "no token"
         hint = "send Authorization: Bearer <your token>"
         return self.error(status.HTTP_401_UNAUTHORIZED, identity.refused.code.value, reason, hint)

@@ -16,7 +16,6 @@ recorded like any other decision. An invalid body answers 422 without echoing it
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated
@@ -26,9 +25,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from conveyor.approvals.guard import Guard, bearer
+from conveyor.approvals.guard import IDENTITY_STATE, Guard, bearer
 from conveyor.approvals.model import ApprovalStatus, Decision, Refusal, Verdict
-from conveyor.approvals.users import Authenticated, authenticate, load_users
+from conveyor.approvals.users import Authenticated, NotAuthenticated
 from conveyor.errors import ConveyorError, NotFoundError
 from conveyor.service.approvals import ApprovalRefused, Credentials, run_statuses
 from conveyor.service.approvals import decide as decide_run
@@ -103,6 +102,15 @@ def credentials(
 SentCredentials = Annotated[Credentials, Depends(credentials)]
 
 
+def guarded_identity(request: Request) -> Authenticated | NotAuthenticated:
+    """Who the guard authenticated this request as (it refused it otherwise)."""
+    identity: Authenticated | NotAuthenticated = getattr(request.state, IDENTITY_STATE)
+    return identity
+
+
+GuardedIdentity = Annotated[Authenticated | NotAuthenticated, Depends(guarded_identity)]
+
+
 def create_app(store: Store, users_file: Path) -> FastAPI:
     app = FastAPI(title="Conveyor approvals", description="Approval gates (docs/approvals.md).")
     app.add_middleware(Guard, users_file=users_file, error=_error)
@@ -126,17 +134,19 @@ def create_app(store: Store, users_file: Path) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/runs/{run_id}/approvals", responses={401: {"model": ErrorBody}})
-    def show(
-        run_id: int, authorization: Annotated[str | None, Header()] = None
-    ) -> list[StatusBody]:
+    def show(run_id: int, identity: GuardedIdentity) -> list[StatusBody]:
         """Reading needs a valid token too; a refused read is not a decision: not recorded."""
-        users = load_users(users_file)
-        identity = authenticate(users, bearer(authorization) or "", datetime.now(UTC))
         if not isinstance(identity, Authenticated):
             raise ApprovalRefused(identity.refused)
         return [status_body(found) for found in run_statuses(store, run_id)]
 
-    def decide(run_id: int, verdict: Verdict, body: DecisionBody, sent: Credentials) -> StatusBody:
+    def decide(
+        run_id: int,
+        verdict: Verdict,
+        body: DecisionBody,
+        sent: Credentials,
+        identity: Authenticated | NotAuthenticated,
+    ) -> StatusBody:
         found = decide_run(
             store,
             users_file,
@@ -145,6 +155,7 @@ def create_app(store: Store, users_file: Path) -> FastAPI:
             sent,
             environment=body.environment,
             comment=body.comment,
+            identity=identity,
         )
         return status_body(found)
 
@@ -153,12 +164,16 @@ def create_app(store: Store, users_file: Path) -> FastAPI:
     }
 
     @app.post("/runs/{run_id}/approve", responses=responses)
-    def approve(run_id: int, body: DecisionBody, sent: SentCredentials) -> StatusBody:
-        return decide(run_id, Verdict.APPROVE, body, sent)
+    def approve(
+        run_id: int, body: DecisionBody, sent: SentCredentials, identity: GuardedIdentity
+    ) -> StatusBody:
+        return decide(run_id, Verdict.APPROVE, body, sent, identity)
 
     @app.post("/runs/{run_id}/reject", responses=responses)
-    def reject(run_id: int, body: DecisionBody, sent: SentCredentials) -> StatusBody:
-        return decide(run_id, Verdict.REJECT, body, sent)
+    def reject(
+        run_id: int, body: DecisionBody, sent: SentCredentials, identity: GuardedIdentity
+    ) -> StatusBody:
+        return decide(run_id, Verdict.REJECT, body, sent, identity)
 
     return app
 

@@ -187,16 +187,14 @@ def decide(
     environment: str | None = None,
     comment: str = "",
     now: float | None = None,
+    identity: Authenticated | NotAuthenticated | None = None,
 ) -> ApprovalStatus:
     """Approve or reject the run's request as the token's owner; raises ApprovalRefused
-    (recorded, with the reason) when the decision is not accepted."""
+    (recorded, with the reason) when the decision is not accepted. `identity`: the
+    token's owner when the caller (the HTTP guard) has already authenticated it."""
     now = time.time() if now is None else now
-    users = load_users(users_file)
-    identity = (
-        authenticate(users, credentials.token, datetime.fromtimestamp(now, UTC))
-        if credentials.token
-        else _NO_TOKEN
-    )
+    if identity is None:
+        identity = _identity(users_file, credentials.token, now)
     attempt = Attempt(
         run_id=run_id,
         environment=environment,
@@ -214,6 +212,12 @@ def decide(
     if isinstance(result, Refused):
         raise ApprovalRefused(result)
     return result
+
+
+def _identity(users_file: Path, token: str | None, now: float) -> Authenticated | NotAuthenticated:
+    if not token:
+        return _NO_TOKEN
+    return authenticate(load_users(users_file), token, datetime.fromtimestamp(now, UTC))
 
 
 _NO_TOKEN = NotAuthenticated(
