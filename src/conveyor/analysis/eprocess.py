@@ -328,18 +328,23 @@ class RateAbove:
         self.log_weight = -math.log(len(self.alternatives)) if self.alternatives else 0.0
 
     def log_e(self, events: int, requests: int) -> float:
-        if self.limit <= 0:
-            return math.inf if events else 0.0  # any event breaks a zero limit
-        if not self.alternatives:
-            return 0.0  # a limit of 1 cannot be broken
+        return self.mixed(self.log_lrs(events, requests), any_event=events > 0)
+
+    def log_lrs(self, events: int, requests: int) -> list[float]:
+        """Each alternative's log likelihood ratio against the limit (0 < limit < 1)."""
         stay = requests - events
-        terms = [
-            self.log_weight
-            + events * math.log(a / self.limit)
-            + stay * math.log((1.0 - a) / (1.0 - self.limit))
+        return [
+            events * math.log(a / self.limit) + stay * math.log((1.0 - a) / (1.0 - self.limit))
             for a in self.alternatives
         ]
-        return log_sum_exp(terms)
+
+    def mixed(self, log_lrs: Sequence[float], *, any_event: bool) -> float:
+        """The e-value of the alternatives' ratios, weighted alike."""
+        if self.limit <= 0:
+            return math.inf if any_event else 0.0  # any event breaks a zero limit
+        if not self.alternatives:
+            return 0.0  # a limit of 1 cannot be broken
+        return log_sum_exp([self.log_weight + x for x in log_lrs])
 
 
 class RateAboveProcess:
@@ -354,18 +359,12 @@ class RateAboveProcess:
 
     def update(self, events: int, requests: int, weight: float = 1.0) -> None:
         self.any_event = self.any_event or events > 0
-        limit, stay = self.rail.limit, requests - events
-        if not 0 < limit < 1:
+        if not 0 < self.rail.limit < 1:
             return
         self.log_lr = [
-            total
-            + weight * (events * math.log(a / limit) + stay * math.log((1.0 - a) / (1.0 - limit)))
-            for total, a in zip(self.log_lr, self.rail.alternatives, strict=True)
+            total + weight * step
+            for total, step in zip(self.log_lr, self.rail.log_lrs(events, requests), strict=True)
         ]
 
     def log_e(self) -> float:
-        if self.rail.limit <= 0:
-            return math.inf if self.any_event else 0.0
-        if not self.rail.alternatives:
-            return 0.0
-        return log_sum_exp([self.rail.log_weight + x for x in self.log_lr])
+        return self.rail.mixed(self.log_lr, any_event=self.any_event)
