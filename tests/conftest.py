@@ -113,6 +113,13 @@ class GitProject:
         with self.store() as store:
             return store.get_run(run_id)
 
+    def log(self, run_id: int, job_id: str) -> str:
+        """The job's stored log, as `conveyor logs` shows it."""
+        log_blob = self.jobs(run_id)[job_id].log_blob
+        assert log_blob is not None
+        with self.store() as store:
+            return store.blobs.get_bytes(log_blob).decode()
+
     def workspace(self, run_id: int) -> Path:
         return self.project().run_dir(run_id) / "workspace"
 

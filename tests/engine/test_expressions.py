@@ -32,10 +32,7 @@ jobs:
 
 
 def job_log(project: GitProject, run_id: int, job_id: str) -> str:
-    log_blob = project.jobs(run_id)[job_id].log_blob
-    assert log_blob is not None
-    with project.store() as store:
-        return store.blobs.get_bytes(log_blob).decode()
+    return project.log(run_id, job_id)
 
 
 def test_a_hostile_branch_name_is_printed_not_run(git_project: MakeProject) -> None:

@@ -1,4 +1,9 @@
-"""`conveyor plan` and `conveyor run`."""
+"""`conveyor plan` and `conveyor run`.
+
+The run path is imported at module level: this module is loaded only for these two
+commands (and for the full help), and `main` freezes what is imported before the command
+starts (conveyor.cli.app).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from conveyor.cli.live import LiveReporter, reporter_for
 from conveyor.cli.output import (
     OutputFormat,
     OutputOption,
@@ -20,6 +26,9 @@ from conveyor.cli.output import (
 )
 from conveyor.cli.project import SpecOption
 from conveyor.errors import ExitCode
+from conveyor.service.project import Project
+from conveyor.service.runs import RunOptions, execute_run, prepare_plan
+from conveyor.states import RunState
 
 JobOption = typer.Option("--job", "-j", help="Run only this job (and what it needs). Repeatable.")
 
@@ -51,9 +60,6 @@ def plan(
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """Show the jobs a run of the current commit would execute, in order."""
-    from conveyor.service.project import Project
-    from conveyor.service.runs import RunOptions, prepare_plan
-
     project = Project.locate(spec)
     with project.open_store() as store:
         _, git, planned = prepare_plan(project, store, RunOptions(only=tuple(jobs or ())))
@@ -124,11 +130,6 @@ def run(
     On a terminal the running jobs are shown live, each with its latest log line; in a pipe
     or a log file each state change and log line is a line of its own. With -o json the
     progress goes to standard error and the result to standard output."""
-    from conveyor.cli.live import LiveReporter, reporter_for
-    from conveyor.service.project import Project
-    from conveyor.service.runs import RunOptions, execute_run
-    from conveyor.states import RunState
-
     options = RunOptions(
         spec=spec,
         parallelism=parallelism,
