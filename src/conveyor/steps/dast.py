@@ -54,7 +54,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-import httpx
 from pydantic import BaseModel, Field, field_validator
 
 from conveyor.engine.executors.base import ExecResult
@@ -67,7 +66,6 @@ from conveyor.spec.gates import FailLevel, FindingsGate
 from conveyor.spec.types import Duration
 from conveyor.steps.findings_step import FindingsStep, ScanResult
 from conveyor.verify.dast import DastTool, PathTemplates, ToolReport, gather_all
-from conveyor.verify.dast.passive import scan_passive
 from conveyor.verify.dast.schemathesis import (
     DEFAULT_CHECKS,
     SCHEMATHESIS,
@@ -241,6 +239,8 @@ async def _scope(params: DastParams, ctx: StepContext) -> Scope:
 
 
 async def _openapi_document(url: str) -> dict[str, Any]:
+    import httpx  # here: the step table loads this module for every run that names `dast`
+
     hint = "set `openapi:` to the document's path, or to null when the service has none"
     try:
         async with httpx.AsyncClient(timeout=OPENAPI_TIMEOUT_S) as client:
@@ -286,6 +286,8 @@ def _scan_with(
             scope.folder / "schemathesis",
         )
         return scan_schemathesis(ctx, run)
+    from conveyor.verify.dast.passive import scan_passive  # imports httpx: only when it runs
+
     pages = ["/", *([params.openapi] if params.openapi else [])]
     return scan_passive(scope.target, pages, scope.templates)
 

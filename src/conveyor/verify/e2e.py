@@ -18,7 +18,10 @@ from pathlib import Path
 
 from conveyor.engine.step import StepContext, ToolRun
 from conveyor.findings.junit import JUnitError, TestReport, node_id, parse_junit
-from conveyor.verify import e2e_plugin
+
+# Copied into the tests' plugin folder, never imported here: it imports pytest (~60 ms),
+# which the run path of a pipeline that merely names an `e2e` job does not need.
+PLUGIN_SOURCE = Path(__file__).with_name("e2e_plugin.py")
 
 CHROMIUM_COMMANDS = ("chromium", "chromium-browser")
 PLUGIN_MODULE = "conveyor_e2e_browser"  # the plugin's name where the step copies it
@@ -104,7 +107,7 @@ async def run_e2e(
         raise RunnerFailed(f"the E2E tests directory {tests} does not exist in the workspace")
     shutil.rmtree(layout.root, ignore_errors=True)
     layout.plugins.mkdir(parents=True)
-    shutil.copyfile(e2e_plugin.__file__, layout.plugins / f"{PLUGIN_MODULE}.py")
+    shutil.copyfile(PLUGIN_SOURCE, layout.plugins / f"{PLUGIN_MODULE}.py")
     python = ctx.which("python") or ctx.which("python3")
     if python is None:
         raise RunnerFailed("no python on PATH to run pytest with")

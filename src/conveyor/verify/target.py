@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from conveyor.engine.step import Environments
@@ -104,6 +103,8 @@ def reason_of(error: ConveyorError) -> str:
 
 def check_answering(target: Target, timeout: float = ANSWER_TIMEOUT) -> None:
     """Raise TargetUnavailable unless the target answers its health path without a 5xx."""
+    import httpx  # here, not at module level: the step table loads this for every run
+
     address = target.url + target.health_path
     try:
         response = httpx.get(address, timeout=timeout)
