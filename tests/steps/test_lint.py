@@ -83,16 +83,55 @@ def test_paths_matching_nothing_fail_the_job(tmp_path: Path) -> None:
     assert outcome.evidence.published == []
 
 
-def test_ruff_missing_from_path_fails_with_the_install_hint(tmp_path: Path) -> None:
-    write_files(tmp_path, {"app/greet.py": CLEAN})
+def test_ruff_runs_from_conveyors_tool_environment_with_no_ruff_on_path(
+    tmp_path: Path,
+) -> None:
+    """The first-day failure: a job whose PATH has no ruff (or a python without it)."""
+    write_files(tmp_path, {"app/greet.py": PLANTED})
     empty_bin = tmp_path / "bin"
     empty_bin.mkdir()
 
     outcome = run_step(LintStep(), {}, tmp_path, env=tools_env(str(empty_bin)))
 
+    assert outcome.ran.ok, outcome.log.text
+    assert {f.rule_id for f in outcome.findings} == {"F401", "F821"}
+    assert f"lint: ruff {version('ruff')} from Conveyor's tool environment (" in outcome.log.text
+
+
+def test_a_ruff_on_the_jobs_path_is_used_only_when_the_job_asks_for_it(tmp_path: Path) -> None:
+    write_files(tmp_path, {"app/greet.py": CLEAN})
+    impostor = _impostor(tmp_path / "bin", "ruff")
+
+    default = run_step(LintStep(), {}, tmp_path, env=tools_env(str(impostor.parent)))
+    asked = run_step(
+        LintStep(), {"tools_from": "path"}, tmp_path, env=tools_env(str(impostor.parent))
+    )
+
+    assert default.final.ok, default.log.text
+    assert "the impostor ran" not in default.log.text
+    assert not asked.ran.ok
+    assert "the impostor ran" in asked.log.text
+
+
+def test_tools_from_path_with_no_ruff_there_fails_with_the_install_hint(tmp_path: Path) -> None:
+    write_files(tmp_path, {"app/greet.py": CLEAN})
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+
+    outcome = run_step(LintStep(), {"tools_from": "path"}, tmp_path, env=tools_env(str(empty_bin)))
+
     assert not outcome.ran.ok
-    assert "ruff is not installed" in outcome.ran.detail
+    assert "ruff is not installed on the job's PATH" in outcome.ran.detail
     assert "pip install 'conveyor[scanners]'" in outcome.ran.detail
+
+
+def _impostor(folder: Path, name: str) -> Path:
+    """A program called `name` that says it ran and fails."""
+    folder.mkdir(exist_ok=True)
+    script = folder / name
+    script.write_text("#!/bin/sh\necho the impostor ran\nexit 3\n")
+    script.chmod(0o755)
+    return script
 
 
 def test_a_ruff_crash_fails_the_job_with_its_stderr(tmp_path: Path) -> None:

@@ -165,10 +165,11 @@ def test_a_missing_tool_fails_with_the_install_hint(tmp_path: Path) -> None:
     empty_bin = tmp_path / "bin"
     empty_bin.mkdir()
 
-    outcome = run_step(SastStep(), {"tools": ["semgrep"]}, tmp_path, env=tools_env(str(empty_bin)))
+    params = {"tools": ["semgrep"], "tools_from": "path"}
+    outcome = run_step(SastStep(), params, tmp_path, env=tools_env(str(empty_bin)))
 
     assert not outcome.ran.ok
-    assert "semgrep is not installed" in outcome.ran.detail
+    assert "semgrep is not installed on the job's PATH" in outcome.ran.detail
     assert "virtualenv of its own" in outcome.ran.detail
     assert "make .venv/bin/semgrep" in outcome.ran.detail
 

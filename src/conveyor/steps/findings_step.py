@@ -31,13 +31,7 @@ from conveyor.findings.reports import GateReport
 from conveyor.findings.sarif import findings_from_log, write_log
 from conveyor.spec.gates import FailLevel, FindingsGate
 from conveyor.spec.globs import check_glob
-
-SCANNERS_EXTRA = "pip install 'conveyor[scanners]'"
-# Scanners that pin their own dependencies, so they are not in the extra: a venv of their own.
-OWN_VENV_HINTS = {
-    "semgrep": "pip install semgrep into a virtualenv of its own (it pins its dependencies) "
-    "and put its semgrep on PATH; `make .venv/bin/semgrep` does both",
-}
+from conveyor.steps.tool_env import ResolvedTool, ToolSource, locate_tool
 
 
 class ScannerParams(BaseModel):
@@ -48,6 +42,11 @@ class ScannerParams(BaseModel):
         default=None, description="Overrides gates.findings.fail_on for this job."
     )
     block_unchanged: bool | None = None
+    tools_from: ToolSource = Field(
+        default=ToolSource.CONVEYOR,
+        description="Where the scanners come from: `conveyor` (installed with Conveyor) "
+        "or `path` (the job's PATH, for a project that pins its own versions).",
+    )
 
     def checked_paths(self) -> list[str]:
         for path in self.paths:
@@ -62,6 +61,7 @@ class ScanResult:
     tools: dict[str, str]  # tool name -> version
     files_scanned: int
     notes: list[str] = field(default_factory=list)
+    located: dict[str, ResolvedTool] = field(default_factory=dict)  # for the log only
 
 
 def raw_findings_path(job_id: str) -> str:
@@ -104,6 +104,8 @@ class FindingsStep(ABC):
         target = ctx.workspace / raw_findings_path(ctx.job_id)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(_raw(scanned), indent=1))
+        for name, tool in scanned.located.items():
+            ctx.say(f"{self.name}: {tool.provenance(scanned.tools.get(name, 'unknown'))}")
         ctx.say(
             f"{self.name}: {scanned.files_scanned} {self.scanned_unit} scanned, "
             f"{len(scanned.findings)} findings"
@@ -157,15 +159,10 @@ class FindingsStep(ABC):
         return base.model_copy(update=overrides)
 
 
-def require_tool(ctx: StepContext, tool: str) -> None:
-    if ctx.which(tool) is None:
-        raise ScanFailed(
-            failed(
-                f"{tool} is not installed (or not on PATH): "
-                + OWN_VENV_HINTS.get(tool, SCANNERS_EXTRA),
-                exit_code=None,
-            )
-        )
+def require_tool(ctx: StepContext, tool: str, params: BaseModel) -> ResolvedTool:
+    """The tool from where the job says (Conveyor's tool environment by default)."""
+    source = params.tools_from if isinstance(params, ScannerParams) else ToolSource.CONVEYOR
+    return locate_tool(ctx, tool, source)
 
 
 def _raw(scanned: ScanResult) -> dict[str, Any]:

@@ -47,19 +47,19 @@ class LintStep(FindingsStep):
 
     async def scan(self, params: BaseModel, ctx: StepContext) -> ScanResult:
         assert isinstance(params, LintParams)
-        require_tool(ctx, RUFF)
+        ruff = require_tool(ctx, RUFF, params)
         targets = scan_targets(ctx.workspace, params)
         if not targets:
             return ScanResult([], {}, 0)
         output = scratch_file(ctx, "ruff.sarif")
         sarif_args = ["--output-format", "sarif", "--output-file", str(output)]
         ran = await ctx.run_tool(
-            [RUFF, "check", *sarif_args, "--exit-zero", "--no-cache", "--", *targets]
+            [*ruff.argv, "check", *sarif_args, "--exit-zero", "--no-cache", "--", *targets]
         )
         document = tool_sarif(RUFF, ran, output)
         # Counted after the check, whose failure says more than the listing's would.
         files = await count_stdout_lines(
-            ctx, [RUFF, "check", "--show-files", "--no-cache", "--", *targets]
+            ctx, [*ruff.argv, "check", "--show-files", "--no-cache", "--", *targets]
         )
         findings = read_results(
             document,
@@ -72,6 +72,7 @@ class LintStep(FindingsStep):
             assign_fingerprints(findings, SourceLines(ctx.workspace)),
             {RUFF: driver_version(document)},
             files,
+            located={RUFF: ruff},
         )
 
 

@@ -39,6 +39,7 @@ from conveyor.steps.lint import (
     scratch_file,
     tool_sarif,
 )
+from conveyor.steps.tool_env import ResolvedTool
 
 Tool = Literal["bandit", "semgrep"]
 ALL_TOOLS: tuple[Tool, ...] = ("bandit", "semgrep")
@@ -122,13 +123,16 @@ class SastStep(FindingsStep):
     async def scan(self, params: BaseModel, ctx: StepContext) -> ScanResult:
         assert isinstance(params, SastParams)
         tools = list(dict.fromkeys(params.tools))
-        for tool in tools:
-            require_tool(ctx, tool)
+        located: dict[str, ResolvedTool] = {t: require_tool(ctx, t, params) for t in tools}
         targets = scan_targets(ctx.workspace, params)
         if not targets:
             return ScanResult([], {}, 0)
-        scans = await run_concurrently([SCANNERS[tool](ctx, params, targets) for tool in tools])
-        return combine(scans, params.exclude, ctx)
+        scans = await run_concurrently(
+            [SCANNERS[tool](ctx, located[tool], params, targets) for tool in tools]
+        )
+        combined = combine(scans, params.exclude, ctx)
+        combined.located = located
+        return combined
 
 
 async def run_concurrently(scans: list[Coroutine[Any, Any, ToolScan]]) -> list[ToolScan]:
@@ -164,11 +168,13 @@ def combine(scans: list[ToolScan], exclude: list[str], ctx: StepContext) -> Scan
 # --- bandit ------------------------------------------------------------------------------
 
 
-async def scan_bandit(ctx: StepContext, params: SastParams, targets: list[str]) -> ToolScan:
+async def scan_bandit(
+    ctx: StepContext, bandit: ResolvedTool, params: SastParams, targets: list[str]
+) -> ToolScan:
     output = scratch_file(ctx, "bandit.sarif")
     skipped = ",".join(f"{folder}/*,*/{folder}/*" for folder in NOT_PROJECT_CODE)
     report = ["-f", "sarif", "-o", str(output), "--exit-zero", "-q"]
-    ran = await ctx.run_tool(["bandit", "-r", *report, "-x", skipped, "--", *targets])
+    ran = await ctx.run_tool([*bandit.argv, "-r", *report, "-x", skipped, "--", *targets])
     document = tool_sarif("bandit", ran, output)
     findings = read_results(
         document,
@@ -212,14 +218,16 @@ def _where(notice: dict[str, Any]) -> str:
 # --- semgrep -----------------------------------------------------------------------------
 
 
-async def scan_semgrep(ctx: StepContext, params: SastParams, targets: list[str]) -> ToolScan:
+async def scan_semgrep(
+    ctx: StepContext, semgrep: ResolvedTool, params: SastParams, targets: list[str]
+) -> ToolScan:
     sarif_output = scratch_file(ctx, "semgrep.sarif")
     json_output = scratch_file(ctx, "semgrep.json")
     reports = [f"--sarif-output={sarif_output}", f"--json-output={json_output}"]
     with shipped_rules() as rules_path:
         configs = [arg for rules in [str(rules_path), *params.rules] for arg in ("--config", rules)]
         ran = await ctx.run_tool(
-            ["semgrep", "scan", *configs, *SEMGREP_FLAGS, *reports, "--", *targets]
+            [*semgrep.argv, "scan", *configs, *SEMGREP_FLAGS, *reports, "--", *targets]
         )
     if not ran.result.ok:
         raise tool_failed("semgrep", ran, _semgrep_failure(ran, json_output))
@@ -272,7 +280,9 @@ def shipped_rules_digest() -> str:
     return hashlib.sha256(text).hexdigest()[:12]
 
 
-Scanner = Callable[[StepContext, SastParams, list[str]], Coroutine[Any, Any, ToolScan]]
+Scanner = Callable[
+    [StepContext, ResolvedTool, SastParams, list[str]], Coroutine[Any, Any, ToolScan]
+]
 SCANNERS: dict[Tool, Scanner] = {
     "bandit": scan_bandit,
     "semgrep": scan_semgrep,

@@ -40,6 +40,7 @@ from conveyor.steps.findings_step import (
     raw_findings_path,
     require_tool,
 )
+from conveyor.steps.tool_env import ResolvedTool
 
 TOOL = "detect-secrets"
 PREVIOUS_SHA_ENV = "CONVEYOR_PREVIOUS_SHA"
@@ -77,10 +78,11 @@ class SecretsStep(FindingsStep):
 
     async def scan(self, params: BaseModel, ctx: StepContext) -> ScanResult:
         assert isinstance(params, SecretsParams)
-        require_tool(ctx, TOOL)
+        tool = require_tool(ctx, TOOL, params)
         files = [f for f in await workspace_files(ctx) if selected(f, params.checked_paths())]
-        version, hits = await detect(ctx, ctx.workspace, files)
-        return ScanResult(findings_of(hits, ctx.workspace), {TOOL: version}, len(files))
+        version, hits = await detect(ctx, tool, ctx.workspace, files)
+        findings = findings_of(hits, ctx.workspace)
+        return ScanResult(findings, {TOOL: version}, len(files), located={TOOL: tool})
 
     async def finalize(
         self, params: BaseModel, ctx: StepContext, ran: ExecResult | None
@@ -99,11 +101,11 @@ class SecretsStep(FindingsStep):
         raw_path = ctx.workspace / raw_findings_path(ctx.job_id)
         if not raw_path.exists():
             return  # the base class says the raw findings are missing
-        require_tool(ctx, TOOL)
+        tool = require_tool(ctx, TOOL, params)
         commits, notes = await commit_range(ctx)
         added = await added_lines(ctx, commits)
         chosen = {key: lines for key, lines in added.items() if selected(key[1], params.paths)}
-        version, hits = await scan_added(ctx, chosen)
+        version, hits = await scan_added(ctx, tool, chosen)
         raw = json.loads(raw_path.read_text())
         known = {finding["fingerprint"] for finding in raw["findings"]}
         fresh = [f for f in findings_of(hits, ctx.workspace) if f.fingerprint not in known]
@@ -177,12 +179,14 @@ async def workspace_files(ctx: StepContext) -> list[str]:
     ]
 
 
-async def detect(ctx: StepContext, root: Path, files: list[str]) -> tuple[str, list[Hit]]:
+async def detect(
+    ctx: StepContext, tool: ResolvedTool, root: Path, files: list[str]
+) -> tuple[str, list[Hit]]:
     """detect-secrets over `files` (relative to `root`): its version and its results."""
     version, hits = "", []
     for start in range(0, len(files), BATCH):
         batch = files[start : start + BATCH]
-        output = await checked(ctx, [TOOL, "scan", "--no-verify", "--", *batch], cwd=root)
+        output = await checked(ctx, [*tool.argv, "scan", "--no-verify", "--", *batch], cwd=root)
         try:
             document = json.loads(output)
             version = str(document.get("version", ""))
@@ -296,7 +300,9 @@ def _unquote(raw: str) -> str:
     return _C_ESCAPE.sub(one, raw[1:-1].encode()).decode("utf-8", errors="replace")
 
 
-async def scan_added(ctx: StepContext, added: AddedLines) -> tuple[str, list[Hit]]:
+async def scan_added(
+    ctx: StepContext, tool: ResolvedTool, added: AddedLines
+) -> tuple[str, list[Hit]]:
     """detect-secrets over scratch files holding each commit's added lines in place."""
     if not added:
         return "", []
@@ -308,7 +314,7 @@ async def scan_added(ctx: StepContext, added: AddedLines) -> tuple[str, list[Hit
             _write_sparse(scratch, f"{order[commit]}/{path}", lines)
             for (commit, path), lines in added.items()
         ]
-        version, hits = await detect(ctx, scratch, files)
+        version, hits = await detect(ctx, tool, scratch, files)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     by_folder = {str(index): commit for commit, index in order.items()}
