@@ -151,7 +151,7 @@ def test_init_writes_a_file_that_lint_accepts(tmp_path: Path) -> None:
     assert written.exit_code == 0, written.stderr
     assert load_pipeline(tmp_path / "app" / "conveyor.yml", steps=STEP_PARAMS).pipeline.jobs
     ignore = (tmp_path / "app" / ".conveyor" / ".gitignore").read_text().splitlines()
-    assert ignore == ["*", "!exceptions.yml"]
+    assert ignore == ["*", "!exceptions.yml", "!baseline.yml"]
     assert linted.exit_code == 0, linted.stderr
     assert linted.json()["valid"] is True
     assert again.exit_code == 2

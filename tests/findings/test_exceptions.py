@@ -99,9 +99,10 @@ exceptions:
     )
 
     assert not outcome.final.ok
+    expired = next(f for f in outcome.findings if f.rule_id == "F401")
     assert outcome.gate_reasons == [
         "app/greet.py:1: error F401 [ruff] `os` imported but unused "
-        f"(waiver expired 2024-01-31 ({EXCEPTIONS}:2))"
+        f"(waiver expired 2024-01-31 ({EXCEPTIONS}:2), fingerprint {expired.fingerprint[:16]})"
     ]
     assert "waiver expired" in outcome.final.detail
     results = {r["ruleId"]: r for r in outcome.sarif["runs"][0]["results"]}

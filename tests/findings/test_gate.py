@@ -44,7 +44,7 @@ def test_block_unchanged_blocks_them(tmp_path: Path) -> None:
 
     assert not again.final.ok
     assert len(again.gate_reasons) == 2
-    assert all(reason.endswith("(unchanged)") for reason in again.gate_reasons)
+    assert all("(unchanged, fingerprint " in reason for reason in again.gate_reasons)
 
 
 def test_block_unchanged_can_come_from_the_gates_section(tmp_path: Path) -> None:
@@ -61,7 +61,11 @@ def test_only_the_new_finding_blocks(tmp_path: Path) -> None:
     again = run_step(LintStep(), {}, tmp_path, evidence=BaselineEvidence([baseline]))
 
     assert not again.final.ok
-    assert again.gate_reasons == ["app.py:10: error F821 [ruff] Undefined name `exclamation` (new)"]
+    new = next(f for f in again.findings if f.disposition.value == "new")
+    assert again.gate_reasons == [
+        "app.py:10: error F821 [ruff] Undefined name `exclamation` "
+        f"(new, fingerprint {new.fingerprint[:16]})"
+    ]
     assert "1 new, 2 unchanged" in again.final.detail
 
 

@@ -222,6 +222,50 @@ def test_paths_limit_the_scan_to_a_folder(repo: Repo) -> None:
     assert outcome.located() == {("Secret Keyword", "ops/env.sh", 1)}
 
 
+def test_a_secret_in_a_test_fixture_says_how_to_mark_it(repo: Repo) -> None:
+    repo.commit(
+        {"tests/conftest.py": f'password = "{PASSWORD}"\n', "app/settings.py": LEAKY_SETTINGS}
+    )
+
+    messages = {where(r)[0]: r["message"]["text"] for r in scan(repo.root).results}
+
+    assert "end its line with `# pragma: allowlist secret`" in messages["tests/conftest.py"]
+    assert "pragma" not in messages["app/settings.py"]
+
+
+def test_a_fixture_line_marked_with_the_pragma_is_not_reported(repo: Repo) -> None:
+    marked = f'password = "{PASSWORD}"  # pragma: allowlist secret\n'
+    since = repo.git("rev-parse", "HEAD")
+    repo.commit({"tests/conftest.py": marked})
+
+    outcome = scan(repo.root, previous=since)
+
+    assert outcome.result.ok, outcome.log.text
+    assert outcome.results == []
+
+
+def test_conveyors_policy_files_are_not_scanned(repo: Repo) -> None:
+    """Their fingerprints are hex digests, which detect-secrets takes for keys."""
+    accepted = "".join(
+        f"      - {{fingerprint: {os.urandom(16).hex()}, tool: ruff, rule: F401}}\n"
+        for _ in range(3)
+    )
+    baseline = (
+        "baseline:\n  - accepted: 2026-12-07\n    owner: dana\n    reason: first day\n"
+        f"    findings:\n{accepted}"
+    )
+    waiver = (
+        f"exceptions:\n  - {{fingerprint: {os.urandom(16).hex()}, reason: a fixture, "
+        "owner: dana, expires: 2099-01-01}\n"
+    )
+    since = repo.git("rev-parse", "HEAD")
+    repo.commit({".conveyor/baseline.yml": baseline, ".conveyor/exceptions.yml": waiver})
+
+    outcome = scan(repo.root, previous=since)
+
+    assert outcome.result.ok, outcome.log.text
+
+
 def test_the_fingerprint_survives_lines_inserted_above(repo: Repo) -> None:
     repo.commit({"app/settings.py": LEAKY_SETTINGS})
     before = {r["ruleId"]: r for r in scan(repo.root).results}

@@ -44,6 +44,7 @@ COMMAND_MODULES: dict[str, str] = {
     "logs": "inspect",
     "history": "inspect",
     "report": "report",
+    "baseline": "baseline",
     "keys": "images",
     "image": "images",
     "vulndb": "vulndb",

@@ -15,6 +15,7 @@ from conveyor.cli.output import console, emit_json, examples, styled
 from conveyor.cli.project import SpecOption
 
 if TYPE_CHECKING:  # keeps `conveyor --help` from importing the store
+    from conveyor.findings.model import Finding
     from conveyor.findings.reports import CoverageDocument, PerfReport, TestsReport
     from conveyor.service.reports import RunReport
 
@@ -81,17 +82,14 @@ def _print(result: RunReport) -> None:
     console.print(f"[bold]findings[/]: {counts}")
     for disposition, items in grouped.items():
         for finding in sorted(items, key=lambda f: (-f.level.rank, f.location)):
-            waiver = ""
-            if finding.waiver is not None:
-                waiver = (
-                    f" [dim](waived until {finding.waiver.expires} by "
-                    f"{escape(finding.waiver.owner)}: {escape(finding.waiver.reason)})[/]"
-                )
-            console.print(
-                f"  {disposition.value:<14} {escape(finding.location)}  {finding.level.value:<7} "
-                f"{escape(finding.rule_id)} [dim]\\[{escape(finding.tool)}][/] "
-                f"{escape(finding.message)}{waiver}"
-            )
+            _print_finding(disposition.value, finding)
+    if any(f.blocks_by_default for f in result.findings):
+        console.print(
+            "  [dim]waive a finding: copy its `waive:` line under `exceptions:` in "
+            ".conveyor/exceptions.yml; adopting the gates on existing code: "
+            'conveyor baseline accept --reason "..."[/]',
+            soft_wrap=True,
+        )
     if result.gates:
         console.print("[bold]gates[/]:")
         for gate in result.gates:
@@ -107,6 +105,31 @@ def _print(result: RunReport) -> None:
         _print_tests(journeys, "e2e")
     for load in result.perf:
         _print_perf(load)
+
+
+def _print_finding(disposition: str, finding: Finding) -> None:
+    """One line per finding, its fingerprint first; a blocking one gets the line that
+    waives it. Never wrapped: both are copied."""
+    from datetime import date
+
+    from conveyor.findings.exceptions import short_fingerprint, waiver_line
+    from conveyor.service.runs import default_actor
+
+    waiver = ""
+    if finding.waiver is not None:
+        waiver = (
+            f" [dim](waived until {finding.waiver.expires} by "
+            f"{escape(finding.waiver.owner)}: {escape(finding.waiver.reason)})[/]"
+        )
+    console.print(
+        f"  {disposition:<14} {short_fingerprint(finding)}  {escape(finding.location)}  "
+        f"{finding.level.value:<7} {escape(finding.rule_id)} [dim]\\[{escape(finding.tool)}][/] "
+        f"{escape(finding.message)}{waiver}",
+        soft_wrap=True,
+    )
+    if finding.blocks_by_default:
+        line = waiver_line(finding, default_actor(), date.today())
+        console.print(f"  {'':<14} waive: {escape(line)}", soft_wrap=True)
 
 
 def _print_tests(tests: TestsReport, title: str = "tests") -> None:

@@ -14,9 +14,10 @@ and an expiry date. After that date it stops waiving, and the gate says so.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -26,6 +27,9 @@ from conveyor.findings.model import Disposition, Finding, Waiver
 from conveyor.spec.globs import check_glob, match_any
 
 EXCEPTIONS_FILE = ".conveyor/exceptions.yml"
+SHOWN_FINGERPRINT = 16  # hex digits shown and copied: a prefix identifies a finding
+WAIVER_DAYS = 90  # the expiry a copied waiver line proposes
+WAIVER_REASON = "TODO: why this may stay, and the ticket that removes it"
 
 
 class ExceptionEntry(BaseModel):
@@ -101,6 +105,20 @@ class Exceptions:
         if expired is not None:
             return finding.with_disposition(Disposition.EXPIRED_WAIVER, _waiver(*expired))
         return finding
+
+
+def short_fingerprint(finding: Finding) -> str:
+    return finding.fingerprint[:SHOWN_FINGERPRINT]
+
+
+def waiver_line(finding: Finding, owner: str, today: date) -> str:
+    """A line to paste under `exceptions:` that waives exactly this finding for 90 days
+    (JSON strings are YAML, so any owner name stays one valid scalar)."""
+    expires = (today + timedelta(days=WAIVER_DAYS)).isoformat()
+    return (
+        f"- {{fingerprint: {short_fingerprint(finding)}, reason: {json.dumps(WAIVER_REASON)}, "
+        f"owner: {json.dumps(owner)}, expires: {expires}}}"
+    )
 
 
 def _waiver(entry: ExceptionEntry, source: str) -> Waiver:

@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from conveyor.findings.exceptions import short_fingerprint
 from conveyor.findings.model import Category, Disposition, Finding, Level
 from conveyor.spec.gates import FailLevel, FindingsGate, SecretsGate
 
@@ -30,15 +31,22 @@ def decide_findings(
     secrets: SecretsGate | None = None,
 ) -> GateDecision:
     items = list(findings)
-    blocking = [f for f in items if _blocks(f, policy, secrets)]
+    blocking = blocking_findings(items, policy, secrets)
     counts = Counter(f.disposition.value for f in items)
-    reasons = [_reason(f) for f in sorted(blocking, key=_order)]
+    reasons = [_reason(f) for f in blocking]
     return GateDecision(
         gate=gate,
         passed=not blocking,
         reasons=reasons,
         counts={d.value: counts.get(d.value, 0) for d in Disposition},
     )
+
+
+def blocking_findings(
+    findings: Iterable[Finding], policy: FindingsGate, secrets: SecretsGate | None = None
+) -> list[Finding]:
+    """The findings that block, most severe first."""
+    return sorted((f for f in findings if _blocks(f, policy, secrets)), key=_order)
 
 
 def _blocks(finding: Finding, policy: FindingsGate, secrets: SecretsGate | None) -> bool:
@@ -59,9 +67,10 @@ def _reason(finding: Finding) -> str:
     tag = finding.disposition.value
     if finding.disposition is Disposition.EXPIRED_WAIVER and finding.waiver:
         tag = f"waiver expired {finding.waiver.expires} ({finding.waiver.source})"
+    # The fingerprint is what a waiver or `baseline accept` names: shown with every reason.
     return (
         f"{finding.location}: {finding.level.value} {finding.rule_id} [{finding.tool}] "
-        f"{finding.message} ({tag})"
+        f"{finding.message} ({tag}, fingerprint {short_fingerprint(finding)})"
     )
 
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 SPEC_FILENAME = "conveyor.yml"
 STATE_DIRNAME = ".conveyor"
-STATE_GITIGNORE = "*\n!exceptions.yml\n"
+STATE_GITIGNORE = "*\n!exceptions.yml\n!baseline.yml\n"
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class Project:
 
         private_dir(self.state_dir)  # 0700: its records are nobody else's to read
         # Keeps the state folder (and secrets.env) out of `git status`, so it never makes
-        # the tree dirty, but lets the exceptions file be committed: it is policy.
+        # the tree dirty, but lets the exceptions and baseline files be committed: policy.
         ignore = self.state_dir / ".gitignore"
         if not ignore.exists() or ignore.read_text() != STATE_GITIGNORE:
             ignore.write_text(STATE_GITIGNORE)

@@ -23,15 +23,18 @@ from conveyor.engine.names import safe_name
 from conveyor.engine.step import RAW_DIR, StepContext, failed, passed
 from conveyor.engine.tool_output import ScanFailed
 from conveyor.errors import ConveyorError
+from conveyor.findings.accepted import load_accepted
 from conveyor.findings.baseline import classify
-from conveyor.findings.exceptions import load_exceptions
-from conveyor.findings.gate import GateDecision, decide_findings
+from conveyor.findings.exceptions import EXCEPTIONS_FILE, load_exceptions, waiver_line
+from conveyor.findings.gate import GateDecision, blocking_findings, decide_findings
 from conveyor.findings.model import Category, Disposition, Finding, Level, Waiver
 from conveyor.findings.reports import GateReport
 from conveyor.findings.sarif import findings_from_log, write_log
 from conveyor.spec.gates import FailLevel, FindingsGate
 from conveyor.spec.globs import check_glob
 from conveyor.steps.tool_env import ResolvedTool, ToolSource, locate_tool
+
+SHOWN_WAIVERS = 20  # waiver lines in a job's log; the report has every one
 
 
 class ScannerParams(BaseModel):
@@ -129,6 +132,8 @@ class FindingsStep(ABC):
         )
         for reason in decision.reasons:
             ctx.say(f"  ✗ {reason}")
+        if not decision.passed:
+            self.say_how_to_accept(findings, params, ctx)
         ctx.say(decision.summary())
         if decision.passed:
             return passed(detail=decision.summary())
@@ -136,13 +141,33 @@ class FindingsStep(ABC):
         return failed(f"{decision.summary()}: {first}")
 
     def dispose(self, findings: list[Finding], ctx: StepContext) -> list[Finding]:
-        """Baseline first (new or unchanged), then exceptions (waived or expired)."""
-        baseline: set[str] = set()
+        """Baseline first (new or unchanged), then exceptions (waived or expired).
+
+        The baseline is the target branch's last successful run plus the findings the
+        project accepted in `.conveyor/baseline.yml`, which counts before that first run."""
+        baseline: set[str] = set(load_accepted(ctx.workspace).fingerprints)
         for log in ctx.evidence.baseline("sarif"):
             baseline.update(f.fingerprint for f in findings_from_log(json.loads(log)))
         classified = classify(findings, baseline)
         exceptions = load_exceptions(ctx.workspace)
         return exceptions.apply(classified, date.today())
+
+    def say_how_to_accept(
+        self, findings: list[Finding], params: BaseModel, ctx: StepContext
+    ) -> None:
+        """The exact waiver lines of the blocking findings, and the first day's way out."""
+        blocking = blocking_findings(findings, self.policy(params, ctx), ctx.evidence.gates.secrets)
+        owner = ctx.env.get("CONVEYOR_ACTOR") or ctx.env.get("USER") or "you@example.com"
+        ctx.say(f"  to waive one, add its line under `exceptions:` in {EXCEPTIONS_FILE}:")
+        for finding in blocking[:SHOWN_WAIVERS]:
+            ctx.say(f"    {waiver_line(finding, owner, date.today())}")
+        if len(blocking) > SHOWN_WAIVERS:
+            ctx.say(f"    ... {len(blocking) - SHOWN_WAIVERS} more: `conveyor report` has each one")
+        if any(f.disposition is Disposition.NEW for f in blocking):
+            ctx.say(
+                "  adopting the gates on existing code? accept today's findings as the "
+                'baseline, so only new ones block: conveyor baseline accept --reason "..."'
+            )
 
     def decide(self, findings: list[Finding], params: BaseModel, ctx: StepContext) -> GateDecision:
         policy = self.policy(params, ctx)

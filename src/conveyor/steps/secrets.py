@@ -29,6 +29,8 @@ from pydantic import BaseModel, Field
 from conveyor.engine.executors.base import ExecRequest, ExecResult, LogSink, Stream
 from conveyor.engine.step import RAW_DIR, StepContext, failed
 from conveyor.engine.tool_output import ScanFailed
+from conveyor.findings.accepted import BASELINE_FILE
+from conveyor.findings.exceptions import EXCEPTIONS_FILE
 from conveyor.findings.fingerprint import SourceLines, assign_fingerprints
 from conveyor.findings.model import Category, Finding, Level
 from conveyor.spec.globs import match_any
@@ -43,6 +45,10 @@ from conveyor.steps.findings_step import (
 from conveyor.steps.tool_env import ResolvedTool
 
 TOOL = "detect-secrets"
+# detect-secrets' own inline marker: the line is skipped, and the diff shows who added it.
+ALLOWLIST_PRAGMA = "# pragma: allowlist secret"
+POLICY_FILES = frozenset({EXCEPTIONS_FILE, BASELINE_FILE})
+TEST_FOLDERS = frozenset({"tests", "test", "testing", "fixtures", "testdata"})
 PREVIOUS_SHA_ENV = "CONVEYOR_PREVIOUS_SHA"
 # Files per detect-secrets process, to keep the command line well under the OS limit.
 BATCH = 500
@@ -73,8 +79,8 @@ class Hit:
 class SecretsStep(FindingsStep):
     name: ClassVar[str] = "secrets"
     params_model: ClassVar[type[BaseModel]] = SecretsParams
-    version: ClassVar[str] = "1"
     category: ClassVar[Category] = Category.SECRET
+    version: ClassVar[str] = "2"  # 2: fixture hints in messages
 
     async def scan(self, params: BaseModel, ctx: StepContext) -> ScanResult:
         assert isinstance(params, SecretsParams)
@@ -153,7 +159,22 @@ def _count(number: int, noun: str) -> str:
 
 def _message(hit: Hit) -> str:
     where = f" in {hit.commit[:12]}" if hit.commit else ""
-    return f"possible {hit.rule} committed{where}"
+    message = f"possible {hit.rule} committed{where}"
+    if looks_like_test_code(hit.path):
+        message += f"; a test fixture's fake value? end its line with `{ALLOWLIST_PRAGMA}`"
+    return message
+
+
+def looks_like_test_code(path: str) -> bool:
+    """Tests and their fixtures, by the names pytest and unittest projects give them."""
+    parts = path.split("/")
+    name = parts[-1]
+    return (
+        any(part in TEST_FOLDERS for part in parts[:-1])
+        or name == "conftest.py"
+        or name.startswith("test_")
+        or name.removesuffix(".py").endswith("_test")
+    )
 
 
 def selected(path: str, patterns: list[str]) -> bool:
@@ -166,7 +187,11 @@ def selected(path: str, patterns: list[str]) -> bool:
 
 
 def excluded(path: str) -> bool:
-    return path.startswith(f"{RAW_DIR}/") or ".git" in path.split("/")
+    return (
+        path.startswith(f"{RAW_DIR}/")
+        or ".git" in path.split("/")
+        or path in POLICY_FILES  # fingerprints: hex digests, which look like keys
+    )
 
 
 async def workspace_files(ctx: StepContext) -> list[str]:

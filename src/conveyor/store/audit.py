@@ -37,6 +37,7 @@ AUDITED = frozenset(
         EventKind.APPROVAL_REJECTED.value,
         EventKind.APPROVAL_REFUSED.value,
         EventKind.APPROVAL_EXPIRED.value,
+        EventKind.BASELINE_ACCEPTED.value,
     }
 )
 GATE_REPORT_PREFIX = "gate"  # report.added events of gate decisions are audited too

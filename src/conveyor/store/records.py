@@ -113,6 +113,7 @@ class EventKind(StrEnum):
     APPROVAL_REJECTED = "approval.rejected"
     APPROVAL_REFUSED = "approval.refused"  # a decision not accepted, with the reason
     APPROVAL_EXPIRED = "approval.expired"  # the timeout passed: counts as a rejection
+    BASELINE_ACCEPTED = "baseline.accepted"  # findings accepted as existing (findings/accepted)
 
 
 @dataclass(frozen=True)

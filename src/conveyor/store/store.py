@@ -25,6 +25,7 @@ from conveyor.store.private import private_dir
 from conveyor.store.procs import this_process
 from conveyor.store.records import (
     CacheEntry,
+    EventKind,
     EventRecord,
     JobRecord,
     LockState,
@@ -230,6 +231,22 @@ class Store:
                 summary=summary,
                 now=time.time(),
             )
+
+    def record_decision(
+        self,
+        kind: EventKind,
+        *,
+        actor: str,
+        data: dict[str, Any],
+        run_id: int | None = None,
+        commit_sha: str | None = None,
+    ) -> None:
+        """A person's decision as an event, chained into the audit log if its kind is."""
+        row = event_log.event_row(
+            kind, time.time(), run_id=run_id, commit_sha=commit_sha, actor=actor, data=data
+        )
+        with write_transaction(self.engine) as conn:
+            event_log.append(conn, [row])
 
     # The audit log (store/audit.py)
 
