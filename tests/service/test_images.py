@@ -60,7 +60,21 @@ def test_a_signed_image_is_admitted_and_a_tampered_one_refused(
         run_cli(["image", "inspect", f"app@{digest}"], project.root).json()["referrers"]
     )
     again = project.run()
-    assert again.jobs["sign"] is JobState.CACHED
+    # The build is reused; scanning and signing happen on every run, and say so.
+    assert again.jobs == {
+        "image": JobState.CACHED,
+        "scan-image": JobState.SUCCESS,
+        "sign": JobState.SUCCESS,
+    }
+    with project.store() as store:
+        running = {
+            e.job_id: e.data.get("detail")
+            for e in store.events(run_id=again.run_id)
+            if e.state == JobState.RUNNING
+        }
+    assert running["scan-image"] == (
+        "scan-image runs on every run: its answer depends on the database"
+    )
     inspected = run_cli(["image", "inspect", f"app@{digest}"], project.root).json()
     assert (
         len(inspected["referrers"]) == referrers == 3

@@ -19,7 +19,13 @@ from conveyor.engine.joblog import JobLog, log_filename
 from conveyor.engine.mask import Masker
 from conveyor.engine.plan import PlannedJob
 from conveyor.engine.report import Reporter
-from conveyor.engine.step import Environments, NoEnvironments, Step, StepContext
+from conveyor.engine.step import (
+    Environments,
+    NoEnvironments,
+    Step,
+    StepContext,
+    every_run_reason,
+)
 from conveyor.engine.workspace import (
     OutputsError,
     UnsafeRestoreError,
@@ -75,6 +81,9 @@ class JobRunner:
         self.ctx.reporter.job_state(job_id, state, detail)
 
     async def run(self, job: PlannedJob, slots: asyncio.Semaphore) -> JobState:
+        every_run = every_run_reason(self.ctx.steps[job.step])
+        if every_run is not None:  # nothing of it could come from the cache
+            return await self._execute(job, None, every_run, slots)
         key = await self._key(job)
         if key is not None:
             hit = self.ctx.store.cache_get(key.digest)

@@ -275,3 +275,12 @@ class FinalizeOnlyStep(SimpleStep):
 
     async def run(self, params: BaseModel, ctx: StepContext) -> ExecResult:
         return passed(detail=f"{self.name} works in finalize: {self.why_in_finalize}")
+
+
+def every_run_reason(step: Step) -> str | None:
+    """Why `step` does all its work on every run, or None when a cache hit skips some.
+    A cache hit would skip nothing of such a step, so the runner does not look one up:
+    its status says it ran (`success`), never `cached`."""
+    if isinstance(step, FinalizeOnlyStep):
+        return f"{step.name} runs on every run: {step.why_in_finalize}"
+    return None
