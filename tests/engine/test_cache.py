@@ -84,8 +84,8 @@ def test_a_changed_input_misses_only_the_jobs_that_declare_it(project: GitProjec
     }
     # The build's output changed, so the test that uses it runs again too.
     assert miss_reasons(project, outcome.run_id) == {
-        "build": "cache miss: inputs changed: app.py modified",
-        "test": "cache miss: upstream outputs of 'build' changed",
+        "build": "cache miss: inputs changed: app.py modified (compared with run 1)",
+        "test": "cache miss: upstream outputs of 'build' changed (compared with run 1)",
     }
 
 
@@ -101,7 +101,7 @@ def test_added_and_unrelated_files(project: GitProject) -> None:
         "docs": JobState.CACHED,
     }
     assert miss_reasons(project, outcome.run_id) == {
-        "test": "cache miss: inputs changed: tests/test_more.txt added"
+        "test": "cache miss: inputs changed: tests/test_more.txt added (compared with run 1)"
     }
 
 
@@ -112,8 +112,28 @@ def test_a_changed_env_value_names_the_variable(project: GitProject) -> None:
 
     assert set(outcome.jobs.values()) == {JobState.SUCCESS}
     assert miss_reasons(project, outcome.run_id) == dict.fromkeys(
-        ("build", "test", "docs"), "cache miss: env 'MODE' changed ('fast' -> 'slow')"
+        ("build", "test", "docs"),
+        "cache miss: env 'MODE' changed ('fast' -> 'slow') (compared with run 1)",
     )
+
+
+def test_a_miss_is_explained_against_the_same_branchs_last_entry(project: GitProject) -> None:
+    project.git("checkout", "-q", "-b", "feature")
+    project.commit({"docs/index.md": "# feature docs\n", "docs/feature.md": "new\n"})
+    on_feature = project.run()
+    project.git("checkout", "-q", "main")
+    project.commit({"docs/index.md": "# docs, edited on main\n"})
+
+    on_main = project.run()
+
+    # The feature branch's entry is newer, but main's own (run 1) says what main changed.
+    assert miss_reasons(project, on_main.run_id) == {
+        "docs": "cache miss: inputs changed: docs/index.md modified (compared with run 1)"
+    }
+    assert miss_reasons(project, on_feature.run_id) == {
+        "docs": "cache miss: inputs changed: docs/index.md modified, docs/feature.md added "
+        "(first run of this job on feature; compared with run 1 on main)"
+    }
 
 
 def test_cache_false_always_runs(git_project: MakeProject) -> None:

@@ -55,10 +55,30 @@ def manifest_bytes(manifest: Mapping[str, str]) -> bytes:
     return json.dumps(dict(manifest), sort_keys=True, separators=(",", ":")).encode()
 
 
-def explain_miss(key: CacheKey, previous: CacheEntry | None, blobs: BlobStore) -> str:
-    """One line saying why `key` is not in the cache, compared with the job's last entry."""
+def explain_miss(
+    key: CacheKey,
+    previous: CacheEntry | None,
+    blobs: BlobStore,
+    *,
+    branch: str | None = None,
+    previous_branch: str | None = None,
+) -> str:
+    """One line saying why `key` is not in the cache, compared with `previous` (this
+    branch's last entry, or another branch's when this one has none), naming its run."""
     if previous is None:
         return "first run of this job: nothing cached yet"
+    return f"{_changes(key, previous, blobs)} {_compared_with(previous, branch, previous_branch)}"
+
+
+def _compared_with(previous: CacheEntry, branch: str | None, previous_branch: str | None) -> str:
+    run = f"run {previous.run_id}" if previous.run_id is not None else "an earlier run"
+    if previous_branch is None or previous_branch == branch:
+        return f"(compared with {run})"
+    first = f"first run of this job on {branch}; " if branch else ""
+    return f"({first}compared with {run} on {previous_branch})"
+
+
+def _changes(key: CacheKey, previous: CacheEntry, blobs: BlobStore) -> str:
     old, new = previous.components, key.components
     reasons: list[str] = []
     if old.get("step") != new["step"]:

@@ -63,6 +63,7 @@ class RunContext:
     images: ImagesConfig = field(default_factory=ImagesConfig)
     use_cache: bool = True
     environments: Environments = field(default_factory=NoEnvironments)  # the host's
+    branch: str | None = None  # the run's, so a cache miss is explained against its own
     tools: ToolVersions = field(init=False)
     outputs: dict[str, str | None] = field(default_factory=dict)  # job id -> manifest digest
 
@@ -95,8 +96,16 @@ class JobRunner:
     def _miss_reason(self, job: PlannedJob, key: CacheKey | None) -> str:
         if key is None:
             return "cache disabled" if self.ctx.use_cache else "cache disabled (--no-cache)"
-        previous = self.ctx.store.cache_latest(self.ctx.pipeline, job.id)
-        return "cache miss: " + explain_miss(key, previous, self.ctx.store.blobs)
+        found = self.ctx.store.cache_previous(self.ctx.pipeline, job.id, self.ctx.branch)
+        previous, previous_branch = found if found is not None else (None, None)
+        why = explain_miss(
+            key,
+            previous,
+            self.ctx.store.blobs,
+            branch=self.ctx.branch,
+            previous_branch=previous_branch,
+        )
+        return "cache miss: " + why
 
     async def _key(self, job: PlannedJob) -> CacheKey | None:
         if not (job.job.cache and self.ctx.use_cache):

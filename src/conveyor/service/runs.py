@@ -230,6 +230,7 @@ def _run_recorded(
             gates=loaded.pipeline.gates,
             images=loaded.pipeline.images,
             use_cache=options.use_cache,
+            branch=git.branch,
             environments=ProjectEnvironments(
                 project, run_id=run_id, actor=options.actor or default_actor()
             ),

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from conveyor.store import events
 from conveyor.store.records import CacheEntry, EventKind
-from conveyor.store.schema import cache_entries
+from conveyor.store.schema import cache_entries, runs
 
 
 def get(conn: sa.Connection, key: str) -> CacheEntry | None:
@@ -22,6 +22,28 @@ def latest(conn: sa.Connection, pipeline: str, job_id: str) -> CacheEntry | None
         .limit(1)
     ).first()
     return _entry_from_row(row._mapping) if row is not None else None
+
+
+def previous(
+    conn: sa.Connection, pipeline: str, job_id: str, branch: str | None
+) -> tuple[CacheEntry, str | None] | None:
+    """The entry a miss is best explained against, with the branch of the run that made it:
+    the newest of a run on `branch` when there is one (another branch's newest entry would
+    name its differences as this change's), else the newest of any branch."""
+    query = (
+        sa.select(cache_entries, runs.c.branch.label("run_branch"))
+        .select_from(cache_entries.outerjoin(runs, runs.c.id == cache_entries.c.run_id))
+        .where(cache_entries.c.pipeline == pipeline, cache_entries.c.job_id == job_id)
+        .order_by(cache_entries.c.created_at.desc())
+        .limit(1)
+    )
+    row = None
+    if branch is not None:
+        row = conn.execute(query.where(runs.c.branch == branch)).first()
+    row = row or conn.execute(query).first()
+    if row is None:
+        return None
+    return _entry_from_row(row._mapping), row._mapping["run_branch"]
 
 
 def put(conn: sa.Connection, entry: CacheEntry, now: float) -> None:

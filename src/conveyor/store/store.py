@@ -187,6 +187,14 @@ class Store:
         with read_transaction(self.engine) as conn:
             return cache.latest(conn, pipeline, job_id)
 
+    def cache_previous(
+        self, pipeline: str, job_id: str, branch: str | None
+    ) -> tuple[CacheEntry, str | None] | None:
+        """The entry to explain a miss against (this branch's newest, else any), and the
+        branch of the run that made it."""
+        with read_transaction(self.engine) as conn:
+            return cache.previous(conn, pipeline, job_id, branch)
+
     # Concurrency groups
 
     def lock_enqueue(self, group: str, run_id: int, job_id: str, *, supersede: bool) -> LockTicket:
