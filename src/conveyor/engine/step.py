@@ -278,9 +278,9 @@ class FinalizeOnlyStep(SimpleStep):
 
 
 def every_run_reason(step: Step) -> str | None:
-    """Why `step` does all its work on every run, or None when a cache hit skips some.
-    A cache hit would skip nothing of such a step, so the runner does not look one up:
-    its status says it ran (`success`), never `cached`."""
-    if isinstance(step, FinalizeOnlyStep):
-        return f"{step.name} runs on every run: {step.why_in_finalize}"
-    return None
+    """Why `step` does all its work on every run (a FinalizeOnlyStep, or any step that
+    says `why_in_finalize`), or None when a cache hit skips some of it. A hit would skip
+    nothing of such a step, so the runner does not look one up: its status says it ran
+    (`success`), never `cached`."""
+    why = getattr(step, "why_in_finalize", None)
+    return f"{step.name} runs on every run: {why}" if isinstance(why, str) else None

@@ -149,12 +149,13 @@ class DastStep(FindingsStep):
     version: ClassVar[str] = "1"
     category: ClassVar[Category] = Category.DAST
     scanned_unit: ClassVar[str] = "pages, operations or responses"  # what the tools exercised
+    why_in_finalize: ClassVar[str] = "it tests what is deployed now"
 
     def outputs(self, params: BaseModel) -> list[str]:
         return []
 
     async def run(self, params: BaseModel, ctx: StepContext) -> ExecResult:
-        return passed(detail="the DAST scan runs in finalize: it tests what is deployed now")
+        return passed(detail=f"the DAST scan runs in finalize: {self.why_in_finalize}")
 
     async def finalize(
         self, params: BaseModel, ctx: StepContext, ran: ExecResult | None
