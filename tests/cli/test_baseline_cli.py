@@ -144,3 +144,30 @@ def _report_rows(text: str) -> list[str]:
     """The finding lines that precede each `waive:` line."""
     lines = text.splitlines()
     return [lines[i - 1] for i, line in enumerate(lines) if "waive: - {" in line]
+
+
+def test_run_names_the_run_whose_findings_are_accepted(project: GitProject) -> None:
+    run_cli(["run", "-q"], project.root)
+    project.commit({"app/views.py": LEGACY + NEW_PROBLEM})
+    run_cli(["run", "-q"], project.root)
+
+    accepted = run_cli(
+        ["baseline", "accept", "--run", "1", "--reason", "adopting the gates", "-o", "json"],
+        project.root,
+    )
+
+    assert accepted.exit_code == 0, accepted.stderr
+    assert accepted.json()["run"] == 1
+    assert len(accepted.json()["accepted"]) == 2  # not run 2's undefined name
+    assert "F821" not in (project.root / BASELINE_FILE).read_text()
+
+
+def test_a_run_without_findings_reports_is_refused(git_project: MakeProject) -> None:
+    project = git_project("version: 1\njobs:\n  build:\n    run: echo built\n")
+    run_cli(["run", "-q"], project.root)
+
+    result = run_cli(["baseline", "accept", "--reason", "adopting the gates"], project.root)
+
+    assert result.exit_code == 4
+    assert "run 1 published no findings" in result.stderr
+    assert not (project.root / BASELINE_FILE).exists()
