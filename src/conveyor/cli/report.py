@@ -127,7 +127,7 @@ def _print_finding(disposition: str, finding: Finding) -> None:
         f"{escape(finding.message)}{waiver}",
         soft_wrap=True,
     )
-    if finding.blocks_by_default:
+    if finding.blocks_by_default and finding.fingerprint:
         line = waiver_line(finding, default_actor(), date.today())
         console.print(f"  {'':<14} waive: {escape(line)}", soft_wrap=True)
 

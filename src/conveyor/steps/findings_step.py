@@ -156,7 +156,10 @@ class FindingsStep(ABC):
         self, findings: list[Finding], params: BaseModel, ctx: StepContext
     ) -> None:
         """The exact waiver lines of the blocking findings, and the first day's way out."""
-        blocking = blocking_findings(findings, self.policy(params, ctx), ctx.evidence.gates.secrets)
+        policy, secrets = self.policy(params, ctx), ctx.evidence.gates.secrets
+        blocking = [f for f in blocking_findings(findings, policy, secrets) if f.fingerprint]
+        if not blocking:
+            return
         owner = ctx.env.get("CONVEYOR_ACTOR") or ctx.env.get("USER") or "you@example.com"
         ctx.say(f"  to waive one, add its line under `exceptions:` in {EXCEPTIONS_FILE}:")
         for finding in blocking[:SHOWN_WAIVERS]:
