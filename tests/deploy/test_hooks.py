@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import wait_until
+from conftest import run_cli, wait_until
 from conveyor.deploy.runtimes.process import is_alive
 from conveyor.service import environments
 from conveyor.service.project import Project
@@ -172,6 +172,11 @@ def test_a_failing_hook_fails_the_deploy_with_nothing_routed_to_the_new_release(
     assert bad.reason == "before_traffic hook 'migrate' exited with code 1: no such table: notes"
     assert f"  [migrate] migrating {bad.release_id}" in staging.said
     assert_untouched(staging, good.release_id, bad.release_id)
+    shown = run_cli(["release", "status", "staging"], staging.project.directory)
+    assert shown.exit_code == 0, shown.stderr
+    assert "hook before_traffic migrate: failed (exit 1, " in shown.stdout
+    assert "hook after_traffic" not in shown.stdout  # never reached
+    assert f"result: {bad.reason}" in shown.stdout
 
 
 def test_a_hanging_hook_is_killed_at_its_timeout_with_its_children(staging: Staging) -> None:
