@@ -17,13 +17,19 @@ from __future__ import annotations
 
 import shlex
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from conveyor.spec.types import Duration
 
 DEFAULT_HOOK_TIMEOUT = 300.0
+_COMMAND_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "minLength": 1},
+        {"type": "array", "items": {"type": "string"}, "minItems": 1},
+    ]
+}
 
 
 class HookFailure(StrEnum):
@@ -37,7 +43,7 @@ class Hook(BaseModel):
     name: str | None = Field(
         default=None, min_length=1, max_length=100, description="Shown in logs and events."
     )
-    command: list[str] = Field(
+    command: Annotated[list[str], WithJsonSchema(_COMMAND_SCHEMA)] = Field(
         description="argv, or a string split into words as a shell would (no shell runs it)."
     )
     timeout: Duration = Field(
