@@ -165,3 +165,15 @@ def test_a_resumed_deploy_does_not_run_a_hook_it_already_ran(store: Store, tmp_p
     assert outcome.state is DeployState.SUCCEEDED, outcome.reason
     assert [argv for _, argv, _ in env.runtime.tasks] == [["migrate", "--all"]]
     assert any("already ran in this deploy" in line for line in env.said)
+
+
+def test_the_same_digest_deploys_once_its_hook_is_fixed(store: Store, tmp_path: Path) -> None:
+    env = stage(store, tmp_path, {"before_traffic": [MIGRATE]})
+    env.deploy("v1")
+    env.runtime.task_results["migrate"] = 2
+    assert env.deploy("v2").state is DeployState.FAILED
+    del env.runtime.task_results["migrate"]  # say, the database is reachable again
+    outcome = env.deploy("v2")
+    assert outcome.state is DeployState.SUCCEEDED, outcome.reason
+    assert routed(env) == {version("v2"): 100}
+    assert [argv for _, argv, _ in env.runtime.tasks] == [["migrate", "--all"]] * 3
