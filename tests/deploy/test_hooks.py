@@ -158,8 +158,8 @@ def test_a_before_traffic_hook_runs_once_per_release_whatever_the_replicas(
         f"before_traffic {second.release_id}",
         f"after_traffic {second.release_id}",
     ]  # three replicas each, one line per release and phase
-    assert f"  [migrate] migrated {second.release_id} in before_traffic" in staging.said
-    assert f"  [announce] migrated {second.release_id} in after_traffic" in staging.said
+    assert f"[migrate] migrated {second.release_id} in before_traffic" in staging.said
+    assert f"[announce] migrated {second.release_id} in after_traffic" in staging.said
 
 
 def test_a_failing_hook_fails_the_deploy_with_nothing_routed_to_the_new_release(
@@ -170,7 +170,7 @@ def test_a_failing_hook_fails_the_deploy_with_nothing_routed_to_the_new_release(
     bad = staging.deploy(staging.build("v2", "fail"))
     assert bad.state is DeployState.FAILED
     assert bad.reason == "before_traffic hook 'migrate' exited with code 1: no such table: notes"
-    assert f"  [migrate] migrating {bad.release_id}" in staging.said
+    assert f"[migrate] migrating {bad.release_id}" in staging.said
     assert_untouched(staging, good.release_id, bad.release_id)
     shown = run_cli(["release", "status", "staging"], staging.project.directory)
     assert shown.exit_code == 0, shown.stderr

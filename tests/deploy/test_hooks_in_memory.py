@@ -72,7 +72,7 @@ def test_hooks_run_once_per_deploy_before_any_traffic_and_after_all_of_it(
         (v2, ["notify"], [v2]),
     ]
     assert env.runtime.starts.index(v2) >= 0
-    assert "  [migrate] ran migrate with CONVEYOR_HOOK=before_traffic" in env.said
+    assert "[migrate] ran migrate with CONVEYOR_HOOK=before_traffic" in env.said
     events = [e for e in env.events(EventKind.RELEASE_HOOK) if e["release"] == v2]
     assert [(e["hook"], e["result"]) for e in events] == [
         ("migrate", "running"),

@@ -94,7 +94,7 @@ class _Runner:
         self.record(**fields, result=HookResult.RUNNING.value)
 
         def show(line: str) -> None:
-            self.say(f"  [{hook.title}] {line}")
+            self.say(f"[{hook.title}] {line}")
 
         result = self.runtime.run_task(self.release, hook.command, hook.timeout, show)
         state = _state_of(result)
