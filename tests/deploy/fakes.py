@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from conveyor.deploy.model import (
 from conveyor.deploy.rollout import DeployOutcome, Target, release_name
 from conveyor.deploy.router_metrics import RouterProvider
 from conveyor.deploy.routing import version_of
+from conveyor.deploy.runtimes.tasks import TaskResult
 from conveyor.errors import ConveyorError, NotFoundError
 from conveyor.spec.environments import Environment
 from conveyor.spec.strategy import Analysis
@@ -81,6 +82,12 @@ class FakeRuntime:
         self.broken = broken or set()  # versions whose replicas crash at start
         self.running: dict[str, ReleaseSpec] = {}
         self.starts: list[str] = []  # every release started, in order
+        # Tasks (release hooks) run, as (release id, argv, routed release ids then);
+        # `task_results` scripts a task's exit code by its program (default 0; None: a
+        # task killed at its timeout).
+        self.tasks: list[tuple[str, list[str], list[str]]] = []
+        self.task_results: dict[str, int | None] = {}
+        self.routed: Callable[[], list[str]] = list
 
     def start(self, release: ReleaseSpec) -> list[ReplicaStatus]:
         if release.release_id not in self.running:  # idempotent, like the real ones
@@ -113,6 +120,18 @@ class FakeRuntime:
 
     def releases(self) -> list[str]:
         return sorted(self.running)
+
+    def run_task(
+        self,
+        release: ReleaseSpec,
+        argv: Sequence[str],
+        timeout: float,
+        on_line: Callable[[str], None],
+    ) -> TaskResult:
+        self.tasks.append((release.release_id, list(argv), self.routed()))
+        on_line(f"ran {argv[0]} with CONVEYOR_HOOK={release.env.get('CONVEYOR_HOOK')}")
+        code = self.task_results.get(argv[0], 0)
+        return TaskResult(code, timeout if code is None else 0.01, f"{argv[0]} said bye")
 
     def saturation(self, release_id: str) -> Saturation:
         if release_id not in self.running:
@@ -209,6 +228,8 @@ class Stage:
 
     def __post_init__(self) -> None:
         self.router = FakeRouter(self.clock)
+        backends = lambda: self.router.routes().backends  # noqa: E731
+        self.runtime.routed = lambda: [b.release_id for b in backends() if b.weight]
 
     def target(self, ledger: DeployLedger | None = None) -> Target:
         def provider(settings: Analysis) -> RouterProvider:

@@ -168,3 +168,37 @@ def test_a_missing_podman_is_a_user_error_with_the_install_hint(tmp_path: Path) 
 
     assert raised.value.hint is not None and "apt-get install podman" in raised.value.hint
     shutil.rmtree(runtime.runroot, ignore_errors=True)
+
+
+@pytest.mark.real
+def test_a_task_runs_once_in_the_image_and_a_hung_one_is_removed_at_its_timeout(
+    runtime: PodmanRuntime, tmp_path: Path
+) -> None:
+    digest = build(runtime.store, tmp_path, SERVE)
+    spec = release("shop-hooks", digest, replicas=1)
+    lines: list[str] = []
+    say = [
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "echo $GREETING from $(/bin/busybox cat /www/healthz); exit 3",
+    ]
+
+    done = runtime.run_task(spec, say, 60, lines.append)
+
+    assert (done.exit_code, lines) == (3, ["hi from ok"])
+    assert runtime.releases() == []  # a task is not one of the release's replicas
+
+    started = time.monotonic()
+    hung = runtime.run_task(spec, ["/bin/busybox", "sleep", "600"], 2, lines.append)
+
+    assert hung.timed_out
+    assert time.monotonic() - started < 30
+    listed = subprocess.run(
+        ["podman", "ps", "-aq"],
+        env={**os.environ, **runtime.environment()},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert listed.stdout.split() == []

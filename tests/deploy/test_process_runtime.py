@@ -34,7 +34,7 @@ from conveyor.supply.oci.build import AppFiles, ImageSpec, build_image
 from conveyor.supply.oci.layout import LayoutStore
 
 WAIT_SECONDS = 15.0  # only keeps a broken test from hanging
-FAST = HealthCheck(interval=0.1, timeout=1.0, failure_threshold=3)
+FAST = HealthCheck("/healthz", interval=0.1, timeout=1.0, failure_threshold=3)
 SERVER = """\
 import http.server, os
 

@@ -31,7 +31,9 @@ def test_defaults_are_the_embedded_runtime_and_router() -> None:
     assert staging.runtime == "process"
     assert staging.router == "builtin"
     assert (staging.port, staging.replicas, staging.drain) == (0, 1, 5.0)
-    assert staging.health.readiness.path == "/healthz"
+    assert staging.health.readiness.path is None  # a TCP connect: most apps have no /healthz
+    assert staging.health.liveness.path is None
+    assert staging.hooks.before_traffic == [] and staging.hooks.after_traffic == []
     assert staging.health.ready_timeout == 60.0
 
 
@@ -133,3 +135,70 @@ def test_a_judged_flag_release_needs_prometheus_and_rising_steps() -> None:
     )
     assert "router cannot tell them apart" in _error(router).message
     assert "rising percentages" in _error(falling).message
+
+
+def test_hooks_load_with_a_string_split_as_words_and_a_default_timeout() -> None:
+    text = dedent(
+        """\
+        environments:
+          staging:
+            hooks:
+              before_traffic:
+                - name: init-db
+                  command: flask --app notes init-db
+                - command: "python -c 'print(1)'"
+                  timeout: 30s
+              after_traffic:
+                - {command: [notify, --to, "a b"], on_failure: continue}
+        """
+    )
+    hooks = parse_pipeline(HEAD + text, "conveyor.yml", steps=STEP_PARAMS).pipeline
+    staging = hooks.environments["staging"].hooks
+    first, second = staging.before_traffic
+    assert (first.title, first.command, first.timeout) == (
+        "init-db",
+        ["flask", "--app", "notes", "init-db"],
+        300.0,
+    )
+    assert (second.command, second.timeout) == (["python", "-c", "print(1)"], 30.0)
+    assert second.title == "python -c 'print(1)'"
+    [after] = staging.after_traffic
+    assert (after.command, after.on_failure.value) == (["notify", "--to", "a b"], "continue")
+    assert first.on_failure.value == "fail"
+
+
+HOOK = "environments:\n  staging:\n    hooks:\n      {phase}:\n        - {hook}\n"
+
+
+@pytest.mark.parametrize(
+    ("hook", "where", "fragment"),
+    [
+        ("{command: ''}", (8, 21), "a hook needs a command"),
+        ("{command: []}", (8, 21), "a hook needs a command"),
+        ("{command: migrate, timeout: soon}", (8, 39), "invalid duration 'soon'"),
+        ("{command: migrate, timeout: 0}", (8, 39), "greater than zero"),
+        ("{command: migrate, timout: 1m}", (8, 30), "unknown key 'timout'"),
+        ('{command: "echo \'open"}', (8, 21), "No closing quotation"),
+        ("{command: x, on_failure: ignore}", (8, 36), "must be 'fail' or 'continue'"),
+    ],
+)
+def test_hook_errors_name_the_place(hook: str, where: tuple[int, int], fragment: str) -> None:
+    error = _error(HOOK.format(phase="before_traffic", hook=hook))
+    assert fragment in error.message
+    assert (error.line, error.column) == where
+    assert "environments.staging.hooks.before_traffic[0]" in (error.key_path or "")
+
+
+def test_an_unknown_hook_phase_is_named_with_a_suggestion() -> None:
+    error = _error("environments:\n  staging:\n    hooks:\n      before_trafic: []\n")
+    assert "unknown key 'before_trafic'" in error.message
+    assert error.hint == "did you mean 'before_traffic'?"
+
+
+def test_a_probe_path_still_loads() -> None:
+    text = "environments:\n  staging: {health: {readiness: {path: /ready}}}\n"
+    loaded = parse_pipeline(HEAD + text, "conveyor.yml", steps=STEP_PARAMS).pipeline
+    assert loaded.environments["staging"].health.readiness.path == "/ready"
+    error = _error(text.replace("/ready", "ready"))
+    assert "should match pattern '^/'" in error.message
+    assert error.key_path == "environments.staging.health.readiness.path"

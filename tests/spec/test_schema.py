@@ -42,6 +42,19 @@ def test_shorthands_the_loader_accepts_are_valid(validator: Any) -> None:
     assert list(validator.iter_errors(_data(text))) == []
 
 
+def test_hooks_with_a_string_or_a_list_command_are_valid(validator: Any) -> None:
+    text = (
+        "version: 1\njobs:\n  a: {run: make}\nenvironments:\n  staging:\n"
+        "    health: {readiness: {interval: 100ms}}\n"
+        "    hooks:\n      before_traffic: [{command: flask --app notes init-db, timeout: 2m}]\n"
+        "      after_traffic: [{name: warm, command: [warm, up], on_failure: continue}]\n"
+    )
+    assert list(validator.iter_errors(_data(text))) == []
+    unknown = text.replace("on_failure", "on_fail")
+    messages = [error.message for error in validator.iter_errors(_data(unknown))]
+    assert any("'on_fail' was unexpected" in message for message in messages), messages
+
+
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [

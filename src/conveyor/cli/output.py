@@ -46,7 +46,8 @@ def verbosity(quiet: bool, verbose: bool) -> Verbosity:
 
 Say = Callable[[str], None]
 TRAFFIC_PREFIX = "traffic:"  # the deploy controller's weights, e.g. a canary's 20%
-KEPT_PREFIXES = ("judge:", "rolled back", "rolling back", "deploy failed", "smoke")
+# Results, and release hooks with their output (a migration's lines stay in view).
+KEPT_PREFIXES = ("judge:", "rolled back", "rolling back", "deploy failed", "smoke", "hook", "[")
 
 
 @contextmanager

@@ -8,7 +8,7 @@ import sys
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -61,6 +61,8 @@ def status(
             f"  {progress.strategy} step {step if step is None else step + 1}/{progress.steps},"
             f" canary weight {progress.weight}%{paused}"
         )
+    for hook in found.hooks:
+        console.print(f"  {escape(_describe_hook(hook))}")
     for decision in found.decisions:
         when = datetime.fromtimestamp(float(decision["ts"])).strftime("%H:%M:%S")
         evidence = json.dumps(decision.get("evidence", {}), default=str)[:160]
@@ -70,6 +72,20 @@ def status(
         )
     if deploy.reason:
         console.print(f"  result: {escape(deploy.reason)}")
+
+
+def _describe_hook(hook: dict[str, Any]) -> str:
+    """`hook before_traffic migrate: succeeded (exit 0, 1.2 s)`."""
+    result = str(hook.get("result"))
+    details = []
+    if hook.get("exit_code") is not None:
+        details.append(f"exit {hook['exit_code']}")
+    if hook.get("seconds") is not None:
+        details.append(f"{float(hook['seconds']):.1f} s")
+    if result != "succeeded" and hook.get("on_failure") == "continue":
+        details.append("on_failure: continue")
+    suffix = f" ({', '.join(details)})" if details else ""
+    return f"hook {hook.get('phase')} {hook.get('hook')}: {result}{suffix}"
 
 
 def _command(environment: str, command: str, spec: Path | None, output: OutputFormat) -> None:

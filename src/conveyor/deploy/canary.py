@@ -25,6 +25,7 @@ from conveyor.analysis.model import Decision, Verdict
 from conveyor.analysis.polling import Arms, judged_windows
 from conveyor.analysis.providers.base import MetricsProvider, Reading
 from conveyor.deploy import routing
+from conveyor.deploy.hooks import HookPhase
 from conveyor.deploy.model import MatchRule
 from conveyor.deploy.progress import CanaryProgress, Phase, load_progress
 from conveyor.deploy.rollout import (
@@ -128,6 +129,9 @@ class CanaryRollout:
                 return self._abort(reason, url, DeployState.ROLLED_BACK, smoke=smoke)
             if self._steps_and_bake() is StepEnd.ABORT:
                 return self._abort(self._reason(), url, DeployState.ROLLED_BACK, smoke)
+            failure = ctx.run_hooks(HookPhase.AFTER_TRAFFIC)
+            if failure is not None:
+                return self._abort(failure, url, DeployState.ROLLED_BACK, smoke)
             ctx.confirm()
         except Superseded as error:
             self._save(phase=Phase.ROLLED_BACK)

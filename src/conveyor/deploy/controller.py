@@ -22,6 +22,7 @@ import os
 from collections.abc import Iterator, Mapping
 
 from conveyor.deploy import routing
+from conveyor.deploy.hooks import HookPhase
 from conveyor.deploy.rollout import (
     DeployOutcome,
     RollbackOutcome,
@@ -142,6 +143,9 @@ class ReleaseController(TargetActions):
         self.progress(f"starting {record.release_id} ({self.target.spec.replicas} replicas)")
         kind = self._strategy_kind(record, previous)
         context = RolloutContext(self.target, record, release, previous, self.progress)
+        failure = context.run_hooks(HookPhase.BEFORE_TRAFFIC)
+        if failure is not None:
+            return context.failed_before_traffic(failure, url)
         return STRATEGIES.create(kind, context).run(url)
 
     def _strategy_kind(self, record: DeployRecord, previous: Share | None) -> StrategyKind:

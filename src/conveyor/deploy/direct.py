@@ -9,6 +9,7 @@ stays warm until the next deploy is confirmed.
 from __future__ import annotations
 
 from conveyor.deploy import routing
+from conveyor.deploy.hooks import HookPhase
 from conveyor.deploy.model import ReplicaState
 from conveyor.deploy.rollout import DeployOutcome, RolloutContext, Superseded, raise_if_broken
 from conveyor.deploy.smoke import describe_failures, smoke_passed
@@ -38,6 +39,10 @@ class DirectRollout:
             reason = "smoke tests failed: " + describe_failures(smoke)
             self._roll_back(reason)
             return ctx.outcome(DeployState.ROLLED_BACK, reason, url, smoke)
+        failure = ctx.run_hooks(HookPhase.AFTER_TRAFFIC)
+        if failure is not None:
+            self._roll_back(failure)
+            return ctx.outcome(DeployState.ROLLED_BACK, failure, url, smoke)
         try:
             ctx.confirm()
         except Superseded as error:

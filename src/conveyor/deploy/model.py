@@ -16,7 +16,7 @@ class ReplicaState(StrEnum):
 
 @dataclass(frozen=True)
 class HealthCheck:
-    path: str = "/healthz"
+    path: str | None = None  # None: a TCP connect to the replica's port
     interval: float = 1.0
     timeout: float = 1.0
     failure_threshold: int = 3

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from conveyor.analysis.providers.base import MetricsProvider
 from conveyor.clock import SYSTEM_CLOCK, Clock
 from conveyor.deploy import routing
+from conveyor.deploy.hooks import HookPhase, finished_indexes, run_hooks
 from conveyor.deploy.model import (
     Backend,
     HealthCheck,
@@ -320,6 +321,42 @@ class RolloutContext(TargetActions):
     def record_event(self, kind: EventKind, **data: Any) -> None:
         """An event of this deploy in the environment's log."""
         self.target.ledger.history.record(kind, self.target.name, deploy_id=self.record.id, **data)
+
+    def run_hooks(self, phase: HookPhase) -> str | None:
+        """The environment's hooks of `phase`, but those this deploy already ran (it may
+        be a resumed one); the reason the deploy must stop, or None (deploy/hooks.py)."""
+        hooks = self.target.spec.hooks
+        listed = hooks.before_traffic if phase is HookPhase.BEFORE_TRAFFIC else hooks.after_traffic
+        if not listed:
+            return None
+        ran = [
+            event.data
+            for event in self.target.ledger.history.events(
+                self.target.name, (EventKind.RELEASE_HOOK,)
+            )
+            if event.data.get("deploy_id") == self.record.id
+        ]
+        return run_hooks(
+            self.target.runtime,
+            self.release,
+            phase,
+            listed,
+            done=finished_indexes(ran, phase),
+            say=self.progress,
+            record=lambda **data: self.record_event(EventKind.RELEASE_HOOK, **data),
+        )
+
+    def failed_before_traffic(self, reason: str, url: str) -> DeployOutcome:
+        """A before-traffic hook failed: the release never started nor had traffic, so the
+        routes stay as they are (the previous release serves everything)."""
+        self.progress(f"deploy failed: {reason}")
+        self.target.ledger.releases.set_state(
+            self.target.name, self.record.release_id, ReleaseState.FAILED
+        )
+        self.finish(DeployState.FAILED, reason)
+        if self.running(self.record.release_id):  # a resumed deploy had started it
+            self.target.runtime.stop(self.record.release_id)
+        return self.outcome(DeployState.FAILED, reason, url)
 
     def commands(self, after: int) -> list[EventRecord]:
         """The person's commands for this deploy (promote, abort, ...) after event `after`."""

@@ -6,7 +6,7 @@ controller running that deploy reads it at its next interval. Nothing here waits
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.deploy.progress import CanaryProgress, load_progress
@@ -28,6 +28,8 @@ class ReleaseStatus:
     in_progress: bool
     progress: CanaryProgress | None  # None: the deploy recorded none (not progressive)
     decisions: list[dict[str, Any]]  # the judge's recorded verdicts, newest last
+    # Each release hook of the deploy as it last stood (running, or its result), in order.
+    hooks: list[dict[str, Any]] = field(default_factory=list)
 
 
 def release_status(project: Project, store: Store, name: str, last: int = 10) -> ReleaseStatus:
@@ -47,7 +49,19 @@ def release_status(project: Project, store: Store, name: str, last: int = 10) ->
         in_progress=bool(running),
         progress=load_progress(deploy.progress) if deploy else None,
         decisions=decisions,
+        hooks=hook_runs(store, name, deploy.id) if deploy else [],
     )
+
+
+def hook_runs(store: Store, name: str, deploy_id: int) -> list[dict[str, Any]]:
+    """The release hooks of a deploy from its `release.hook` events: the last word on each
+    (a finished run replaces its start), in the order they started."""
+    runs: dict[tuple[str, int], dict[str, Any]] = {}
+    for event in store.ledger.history.events(name, (EventKind.RELEASE_HOOK,)):
+        if event.data.get("deploy_id") == deploy_id:
+            key = (str(event.data.get("phase")), int(event.data.get("index", -1)))
+            runs[key] = {"ts": event.ts, **event.data}
+    return list(runs.values())
 
 
 def send_command(project: Project, store: Store, name: str, command: str, actor: str) -> int:

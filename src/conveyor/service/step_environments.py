@@ -91,5 +91,5 @@ class ProjectEnvironments:
             url=f"http://127.0.0.1:{record.port}",
             release_id=record.live_release,
             digest=release.digest if release else None,
-            health_path=spec.health.readiness.path,
+            health_path=spec.health.readiness.path or "/",  # no path: any answer to /
         )

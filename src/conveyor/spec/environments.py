@@ -6,7 +6,12 @@ environments:
     router: builtin         # builtin (default) | haproxy
     port: 8080              # the router's public port; 0 or absent: one picked once, kept
     replicas: 2
-    health: {path: /healthz}
+    health:
+      readiness: {path: /healthz}   # no path: ready once the port accepts a connection
+    hooks:
+      before_traffic:       # once per release, inside its image, before any traffic
+        - command: flask --app notes init-db
+          timeout: 2m       # default 5m
     env: {SHOP_DB: /tmp/shop.db}
     secrets: [SHOP_TOKEN]
     smoke:
@@ -29,6 +34,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from conveyor.spec.hooks import Hooks
 from conveyor.spec.strategy import FlagReleases, Strategy
 from conveyor.spec.types import Duration, RouterName, RuntimeName
 
@@ -41,9 +47,15 @@ class _Strict(BaseModel):
 
 
 class Probe(_Strict):
-    """An HTTP check of one replica: any 2xx or 3xx answer within the timeout passes."""
+    """A check of one replica: with a `path`, any 2xx or 3xx answer to a GET of it within
+    the timeout passes; without one (the default, since most apps have no health page), a
+    TCP connection to the replica's port does."""
 
-    path: str = Field(default="/healthz", pattern=r"^/", description="Path on the replica.")
+    path: str | None = Field(
+        default=None,
+        pattern=r"^/",
+        description="Path on the replica to GET; none: a TCP connect to its port.",
+    )
     interval: Duration = Field(default=1.0, description="Between checks.")
     timeout: Duration = Field(default=1.0, description="For one check.")
     failure_threshold: int = Field(
@@ -168,6 +180,11 @@ class Environment(_Strict):
     )
     flags: FlagReleases | None = Field(
         default=None, description="How `conveyor flags release` judges a flag's rollout."
+    )
+    hooks: Hooks = Field(
+        default_factory=Hooks,
+        description="Commands run once per release inside its image: before it gets traffic "
+        "(migrations), and once it carries all of it (docs/environments.md).",
     )
     drain: Duration = Field(
         default=5.0,

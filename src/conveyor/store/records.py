@@ -106,6 +106,7 @@ class EventKind(StrEnum):
     RELEASE_STEP = "release.step"  # a progressive release moved to its next step
     RELEASE_DECISION = "release.decision"  # the judge's verdict with its evidence
     RELEASE_COMMAND = "release.command"  # promote, abort, pause, resume (from a person)
+    RELEASE_HOOK = "release.hook"  # a release hook started, or ended (deploy/hooks.py)
     FLAG_CHANGED = "flag.changed"
     FLAG_KILLED = "flag.killed"  # a kill switch: counts as a rollback
     APPROVAL_REQUESTED = "approval.requested"  # a deploy waits for people (approvals/)

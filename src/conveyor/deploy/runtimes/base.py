@@ -9,11 +9,13 @@ started them: the data plane keeps serving when the control plane is killed.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from conveyor.deploy.model import ReleaseSpec, ReplicaStatus, Saturation
+from conveyor.deploy.runtimes.tasks import TaskResult
 
 if TYPE_CHECKING:
     from conveyor.supply.oci.layout import LayoutStore
@@ -52,4 +54,17 @@ class Runtime(Protocol):
 
     def releases(self) -> list[str]:
         """Release ids this runtime is running (to reconcile after a restart)."""
+        ...
+
+    def run_task(
+        self,
+        release: ReleaseSpec,
+        argv: Sequence[str],
+        timeout: float,
+        on_line: Callable[[str], None],
+    ) -> TaskResult:
+        """Run `argv` once inside the release's image, as a replica would run (its env and
+        secrets, its data folder) but with no port to serve; each line of its output goes
+        to `on_line`. Past `timeout` seconds it is killed, with all it started (a release
+        hook: `deploy/hooks.py`)."""
         ...

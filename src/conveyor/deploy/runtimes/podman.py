@@ -22,14 +22,14 @@ import re
 import shutil
 import subprocess
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from conveyor.deploy.model import ReleaseSpec, ReplicaState, ReplicaStatus, Saturation
+from conveyor.deploy.model import HealthCheck, ReleaseSpec, ReplicaState, ReplicaStatus, Saturation
 from conveyor.deploy.runtimes.base import RuntimeSite
+from conveyor.deploy.runtimes.probes import probe_ok
+from conveyor.deploy.runtimes.tasks import TaskResult, kill_group, run_streaming
 from conveyor.deploy.runtimes.usage import replicas_usage
 from conveyor.errors import ConveyorError, InfrastructureError, NotFoundError
 from conveyor.supply.oci.containerfile import CONTAINERS_CONF, STORAGE_CONF
@@ -126,6 +126,31 @@ class PodmanRuntime:
         containers: list[dict[str, Any]] = json.loads(listed or "[]")
         return sorted({str(c["Labels"][LABEL_RELEASE]) for c in containers})
 
+    def run_task(
+        self,
+        release: ReleaseSpec,
+        argv: Sequence[str],
+        timeout: float,
+        on_line: Callable[[str], None],
+    ) -> TaskResult:
+        _check_release_id(release.release_id)
+        image = self._pull(release.repository, release.digest)
+        name = f"{release.release_id}-task"
+        with contextlib.suppress(InfrastructureError):  # one left by a killed controller
+            self._podman("rm", "-f", "-t", "0", name)
+        command = [self._executable(), *task_arguments(release, image, name, argv)]
+        env = {**os.environ, **release.secret_env, **self.environment()}
+
+        def kill(process: subprocess.Popen[bytes]) -> None:
+            # The client's death leaves the container running: remove it first.
+            with contextlib.suppress(InfrastructureError, subprocess.TimeoutExpired):
+                self._podman("rm", "-f", "-t", str(_STOP_GRACE), name)
+            kill_group(process)
+
+        return run_streaming(
+            command, cwd=None, env=env, timeout=timeout, on_line=on_line, kill=kill
+        )
+
     # --- internals ---------------------------------------------------------------------
 
     def environment(self) -> dict[str, str]:
@@ -146,14 +171,8 @@ class PodmanRuntime:
     def _podman(self, *arguments: str, secrets: Mapping[str, str] | None = None) -> str:
         """Run podman; `secrets` go in its environment only (`--env NAME` passes one on),
         never on its command line, which `ps` shows to every user."""
-        executable = shutil.which(self.podman)
-        if executable is None:
-            raise ConveyorError(
-                f"the podman runtime needs {self.podman}, which is not installed (or on PATH)",
-                hint="apt-get install podman runc (or use the process runtime)",
-            )
         done = subprocess.run(
-            [executable, *arguments],
+            [self._executable(), *arguments],
             capture_output=True,
             text=True,
             check=False,
@@ -164,6 +183,15 @@ class PodmanRuntime:
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
             raise InfrastructureError(f"podman {arguments[0]} failed: {' '.join(tail)}")
         return done.stdout
+
+    def _executable(self) -> str:
+        executable = shutil.which(self.podman)
+        if executable is None:
+            raise ConveyorError(
+                f"the podman runtime needs {self.podman}, which is not installed (or on PATH)",
+                hint="apt-get install podman runc (or use the process runtime)",
+            )
+        return executable
 
     def _container_ids(self, release_id: str) -> list[str]:
         listed = self._podman("ps", "-a", "-q", "--filter", f"label={LABEL_RELEASE}={release_id}")
@@ -216,7 +244,7 @@ def replica_arguments(release: ReleaseSpec, index: int, image: str) -> list[str]
         LABEL_RELEASE: release.release_id,
         LABEL_INDEX: str(index),
         LABEL_PORT: str(port),
-        LABEL_READINESS: release.readiness.path,
+        LABEL_READINESS: release.readiness.path or "",  # empty: a TCP connect
     }
     env = {**release.plain_env, "PORT": str(port), "HOST": HOST}
     argv = ["run", "-d", "--name", f"{release.release_id}-{index}", "--network", "host"]
@@ -225,6 +253,23 @@ def replica_arguments(release: ReleaseSpec, index: int, image: str) -> list[str]
     argv += [f"--env={key}={value}" for key, value in env.items()]
     argv += [f"--env={name}" for name in release.secret_env]
     return [*argv, image]
+
+
+def task_arguments(release: ReleaseSpec, image: str, name: str, argv: Sequence[str]) -> list[str]:
+    """`podman run` of a one-off command in the release's image: a replica's arguments
+    (`replica_arguments`: its env, secrets by name, mounts) in the foreground, removed when
+    done, unlabelled (not one of the release's replicas), with `argv` as its entrypoint."""
+    replica = replica_arguments(release, 0, image)
+    kept: list[str] = ["run", "--rm", "--name", name, "--entrypoint", json.dumps(list(argv[:1]))]
+    skip = 0
+    for argument in replica[1:-1]:  # `run` ... image
+        if skip:
+            skip -= 1
+        elif argument in ("-d", "--name", "--restart"):
+            skip = 0 if argument == "-d" else 1
+        elif not argument.startswith("--label="):
+            kept.append(argument)
+    return [*kept, image, *argv[1:]]
 
 
 def _check_release_id(release_id: str) -> None:
@@ -248,7 +293,8 @@ def _replica_status(container: dict[str, Any]) -> ReplicaStatus:
     restarts = int(container.get("RestartCount") or 0)
     replica = ReplicaStatus(_index(container), address, ReplicaState.STARTING, restarts, pid)
     if status == "running":
-        ready = _http_ok(f"http://{address}{labels.get(LABEL_READINESS, '/')}")
+        check = HealthCheck(labels.get(LABEL_READINESS) or None, timeout=1.0)
+        ready = probe_ok(int(labels[LABEL_PORT]), check)
         return _with(replica, ReplicaState.READY if ready else ReplicaState.STARTING, "")
     if status in ("created", "configured", "initialized"):
         return _with(replica, ReplicaState.STARTING, status)
@@ -262,14 +308,6 @@ def _with(replica: ReplicaStatus, state: ReplicaState, detail: str) -> ReplicaSt
     return ReplicaStatus(
         replica.index, replica.address, state, replica.restarts, replica.pid, detail
     )
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1.0) as response:  # noqa: S310 (http to 127.0.0.1)
-            return 200 <= int(response.status) < 400
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
 
 
 def _describe(replica: ReplicaStatus) -> str:

@@ -35,7 +35,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from conveyor.deploy.model import ReleaseSpec, ReplicaState, ReplicaStatus, Satu
 from conveyor.deploy.runtimes import supervisor
 from conveyor.deploy.runtimes.base import RuntimeSite
 from conveyor.deploy.runtimes.logs import LogLimits
+from conveyor.deploy.runtimes.tasks import TaskResult, run_streaming
 from conveyor.deploy.runtimes.unpack import ROOTFS, unpack_release
 from conveyor.deploy.runtimes.usage import replicas_usage
 from conveyor.errors import ConveyorError, InfrastructureError, NotFoundError
@@ -148,6 +149,18 @@ class ProcessRuntime:
         names = sorted(path.name for path in self.runs.iterdir() if path.is_dir())
         return [name for name in names if self._supervisor_pid(name) is not None]
 
+    def run_task(
+        self,
+        release: ReleaseSpec,
+        argv: Sequence[str],
+        timeout: float,
+        on_line: Callable[[str], None],
+    ) -> TaskResult:
+        image_dir = unpack_release(self.store, release.repository, release.digest, self.images)
+        task = task_plan(release, image_dir, argv)
+        env = {**task.env, **release.secret_env}  # secrets: in memory only, as for replicas
+        return run_streaming(task.argv, cwd=task.cwd, env=env, timeout=timeout, on_line=on_line)
+
     # --- internals ---------------------------------------------------------------------
 
     def _run_dir(self, release_id: str) -> Path:
@@ -207,6 +220,15 @@ def release_plan(
         log_max_bytes=log_limits.max_bytes,
         log_keep=log_limits.keep,
     )
+
+
+def task_plan(release: ReleaseSpec, image_dir: Path, argv: Sequence[str]) -> supervisor.ReplicaPlan:
+    """A one-off command made as a replica's is (`replica_plan`), with `argv` as the
+    image's entrypoint: the same program lookup, paths, cwd and environment. It serves no
+    port (PORT is 0)."""
+    image = json.loads((image_dir / "image.json").read_text())
+    as_entrypoint = {**image, "Entrypoint": list(argv), "Cmd": []}
+    return replica_plan(as_entrypoint, image_dir / ROOTFS, release.plain_env, 0, 0)
 
 
 def replica_plan(

@@ -30,8 +30,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -44,6 +42,7 @@ from conveyor.deploy.runtimes.logs import (
     Pump,
     RotatingLog,
 )
+from conveyor.deploy.runtimes.probes import describe_check, probe_ok
 from conveyor.engine.mask import Masker
 
 MODULE = "conveyor.deploy.runtimes.supervisor"
@@ -172,15 +171,6 @@ def port_in_use(port: int) -> bool:
     return False
 
 
-def http_ok(port: int, check: HealthCheck) -> bool:
-    url = f"http://127.0.0.1:{port}{check.path}"
-    try:
-        with urllib.request.urlopen(url, timeout=check.timeout) as response:
-            return 200 <= int(response.status) < 400
-    except (OSError, ValueError):  # URLError, HTTPError, timeouts and resets are OSErrors
-        return False
-
-
 class Replica:
     """One replica's life: start, watch, restart with backoff, until the release stops."""
 
@@ -272,7 +262,7 @@ class Replica:
             if time.monotonic() >= next_check:
                 check = self.plan.liveness if ready else self.plan.readiness
                 next_check = time.monotonic() + check.interval
-                ok = http_ok(self.replica.port, check)
+                ok = probe_ok(self.replica.port, check)
                 if not ready and ok:
                     ready = True
                     self.journal.update(self.replica.index, state=ReplicaState.READY)
@@ -285,7 +275,8 @@ class Replica:
         return False
 
     def _unhealthy(self, process: subprocess.Popen[bytes], failures: int) -> bool:
-        detail = f"failed its liveness check {failures} times in a row ({self.plan.liveness.path})"
+        check = describe_check(self.plan.liveness)
+        detail = f"failed its liveness check {failures} times in a row ({check})"
         self.journal.update(self.replica.index, state=ReplicaState.UNHEALTHY, detail=detail)
         self.journal.event("unhealthy", self.replica.index, pid=process.pid, detail=detail)
         return True

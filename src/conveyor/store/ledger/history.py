@@ -44,6 +44,7 @@ ENVIRONMENT_EVENTS = (
     EventKind.RELEASE_STEP,
     EventKind.RELEASE_DECISION,
     EventKind.RELEASE_COMMAND,
+    EventKind.RELEASE_HOOK,
     EventKind.FLAG_KILLED,
 )
 
