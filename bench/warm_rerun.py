@@ -108,14 +108,16 @@ def measure(repeat: int) -> list[Figure]:
             repeat,
         )
     warm, startup = samples["warm rerun"], samples["conveyor --version"]
-    print_samples(f"examples/shop, {jobs} jobs, cached or every-run on rerun", [cold, warm, startup], warm)
+    print_samples(
+        f"examples/shop, {jobs} jobs, cached or every-run on rerun", [cold, warm, startup], warm
+    )
     figures = [
         Figure("warm rerun median", warm.median, "s", GOAL_SECONDS),
         Figure("warm rerun minus start-up", warm.median - startup.median, "s"),
         Figure("cold run", cold.median, "s"),
     ]
     print_figures("warm rerun", figures)
-    console.print(f"all {jobs} jobs were `cached` (or every-run steps that ran no command) in each of the {repeat} reruns")
+    console.print(f"all {jobs} jobs cached, or every-run steps, in each of the {repeat} reruns")
     return figures
 
 
