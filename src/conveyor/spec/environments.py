@@ -29,6 +29,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from conveyor.spec.hooks import Hooks
 from conveyor.spec.strategy import FlagReleases, Strategy
 from conveyor.spec.types import Duration, RouterName, RuntimeName
 
@@ -168,6 +169,11 @@ class Environment(_Strict):
     )
     flags: FlagReleases | None = Field(
         default=None, description="How `conveyor flags release` judges a flag's rollout."
+    )
+    hooks: Hooks = Field(
+        default_factory=Hooks,
+        description="Commands run once per release inside its image: before it gets traffic "
+        "(migrations), and once it carries all of it (docs/environments.md).",
     )
     drain: Duration = Field(
         default=5.0,
