@@ -73,7 +73,7 @@ def render(found: Detection, project: Path) -> str:
     return "\n".join(
         [
             HEADER.format(name=found.name),
-            _images(found.name),
+            _images(),
             "jobs:",
             _gates(found, project),
             _tests(found, project),
@@ -100,16 +100,17 @@ def render_minimal(found: Detection, project: Path) -> str:
     )
 
 
-def _images(repository: str) -> str:
-    return f"""\
+def _images() -> str:
+    return """\
 images:
   # scan-image reads the offline vulnerability database (`conveyor vulndb import FILE`);
   # sign uses .conveyor/keys/conveyor.key (`conveyor init` made it). Every deploy admits
   # only images signed by this key, built on main and scanned clean.
   admission:
     trusted_keys: [.conveyor/keys/conveyor.pub]
-    allowed_repositories: [{repository}]
+    allowed_repositories: ["**"]   # globs on the source repository's URL (its origin)
     allowed_branches: [main]
+    max_db_age: 7d                 # the scan's advisories may be at most this old
 """
 
 
