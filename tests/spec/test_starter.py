@@ -96,3 +96,27 @@ def test_generation_is_deterministic(tmp_path: Path, name: str) -> None:
     app = copy_app(name, tmp_path)
 
     assert render(detect(app), app) == render(detect(app), app)
+
+
+def test_a_src_layout_is_served_and_tested_from_src(tmp_path: Path) -> None:
+    (tmp_path / "src" / "shop").mkdir(parents=True)
+    (tmp_path / "src" / "shop" / "__init__.py").write_text("")
+    (tmp_path / "src" / "shop" / "api.py").write_text(
+        "from fastapi import FastAPI\napp = FastAPI()\n"
+        "@app.get('/healthz')\ndef h():\n    return {}\n"
+    )
+    (tmp_path / "requirements.txt").write_text("fastapi==0.115.6\n")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_api.py").write_text("def test_api():\n    pass\n")
+
+    loaded = parse_pipeline(render(detect(tmp_path), tmp_path), "c.yml", steps=STEP_PARAMS)
+
+    image = loaded.step_params["image"]
+    assert isinstance(image, BuildImageParams)
+    assert image.entrypoint is not None
+    assert image.entrypoint[3:6] == ["shop.api:app", "--app-dir", "src"]
+    assert image.packages == ["uvicorn>=0.30"]  # requirements.txt does not name it
+    assert image.app == ["src/**", "requirements.txt"]
+    tests = loaded.step_params["test"]
+    assert isinstance(tests, TestParams) and tests.venv is not None
+    assert tests.venv.pythonpath == ["src"] and tests.source == ["src"]

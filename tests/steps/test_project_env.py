@@ -88,6 +88,8 @@ def test_the_job_environment_leaves_out_what_would_leak(tmp_path: Path) -> None:
     assert scoped["PYTHONNOUSERSITE"] == "1" and scoped["HOME"] == "/h"
     assert env.command(["python", "-m", "pytest"])[0] == str(tmp_path / "venv" / "bin" / "python")
     assert env.command(["make", "test"]) == ["make", "test"]
+    with_src = ProjectEnv(tmp_path / "venv", PYTHON, reused=True, pythonpath=(tmp_path / "src",))
+    assert with_src.env(base)["PYTHONPATH"] == str(tmp_path / "src")  # the checkout's only
 
 
 def test_an_environment_is_built_once_and_holds_only_what_was_asked(tmp_path: Path) -> None:

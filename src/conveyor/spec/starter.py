@@ -189,21 +189,17 @@ def server_command(found: Detection) -> list[str]:
     """The image's entrypoint: the app under its production server, on PORT."""
     assert found.app is not None and found.framework is not None
     app = found.app
+    # A src layout: the server imports the app from there (the image's PYTHONPATH is its
+    # dependencies' folder, which an `env:` PYTHONPATH would replace).
+    src = found.import_root != "."
     if found.framework.interface is Interface.ASGI:
+        options = ["--factory"] if app.factory else []
+        options += ["--app-dir", found.import_root] if src else []
         target = f"{app.module}:{app.attribute}"
-        factory = ["--factory"] if app.factory else []
-        return [
-            "python",
-            "-m",
-            "uvicorn",
-            target,
-            *factory,
-            "--host",
-            ANY_ADDRESS,
-            "--port",
-            str(PORT),
-        ]
-    return ["python", "-m", "gunicorn", "-b", f"{ANY_ADDRESS}:{PORT}", str(app)]
+        listen = ["--host", ANY_ADDRESS, "--port", str(PORT)]
+        return ["python", "-m", "uvicorn", target, *options, *listen]
+    options = ["--chdir", found.import_root] if src else []
+    return ["python", "-m", "gunicorn", *options, "-b", f"{ANY_ADDRESS}:{PORT}", str(app)]
 
 
 def server_package(found: Detection) -> str | None:
@@ -237,10 +233,6 @@ def _image(found: Detection, project: Path) -> str:
     if package is not None:
         name = package.split(">")[0]
         deps += f"      packages: [{scalar(package)}]   # {name}: the app does not depend on it\n"
-    env = {"PYTHONUNBUFFERED": "1"}
-    if found.import_root != ".":
-        env["PYTHONPATH"] = f"/app/{found.import_root}"
-    env_text = ", ".join(f"{k}: {json.dumps(v)}" for k, v in env.items())
     server = SERVERS[found.framework.interface][0] if found.framework else "the server"
     files = _image_files(found, project)
     tests = [found.tests.folder] if found.tests else []
@@ -254,7 +246,7 @@ def _image(found: Detection, project: Path) -> str:
       repository: {found.name}
 {deps}      app: {flow(files)}
       entrypoint: {flow(server_command(found))}
-      env: {{{env_text}}}
+      env: {{PYTHONUNBUFFERED: "1"}}   # log lines reach the log as they are written
       port: {PORT}
     inputs: {flow(files)}
     timeout: 10m

@@ -55,6 +55,10 @@ class VenvParams(BaseModel):
     packages: list[str] = Field(
         default_factory=list, description="More requirement specifiers, e.g. pytest-django."
     )
+    pythonpath: list[WorkspacePath] = Field(
+        default_factory=list,
+        description="Folders of the checkout the tests import from, e.g. src (a src layout).",
+    )
     python: str | None = Field(
         default=None,
         description="The interpreter that makes the environment, e.g. python3.12 (found on "
@@ -67,6 +71,7 @@ class ProjectEnv:
     root: Path
     interpreter: str  # the base interpreter it was made from
     reused: bool
+    pythonpath: tuple[Path, ...] = ()  # folders of the checkout, e.g. <workspace>/src
 
     @property
     def python(self) -> Path:
@@ -77,6 +82,8 @@ class ProjectEnv:
         env["VIRTUAL_ENV"] = str(self.root)
         env["PATH"] = os.pathsep.join([str(self.root / "bin"), base.get("PATH", os.defpath)])
         env["PYTHONNOUSERSITE"] = "1"
+        if self.pythonpath:
+            env["PYTHONPATH"] = os.pathsep.join(str(path) for path in self.pythonpath)
         return env
 
     def command(self, argv: list[str]) -> list[str]:
@@ -201,7 +208,8 @@ async def ensure_project_env(
             await _build(ctx, root, interpreter, plan)
     finally:
         _unlock(lock)
-    project = ProjectEnv(root, interpreter, reused)
+    pythonpath = tuple(ctx.workspace / path for path in params.pythonpath)
+    project = ProjectEnv(root, interpreter, reused, pythonpath)
     how = "reused" if reused else f"built in {time.monotonic() - started:.1f}s"
     ctx.say(
         f"{ctx.job_id}: runs in the project's environment {root} ({how}; Python from "
