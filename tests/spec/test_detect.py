@@ -201,3 +201,14 @@ def test_a_hashed_requirements_file_is_a_lock(tmp_path: Path) -> None:
     (source,) = detect(tmp_path).dependencies
 
     assert source.kind is DependencyKind.LOCK
+
+
+def test_a_requirements_file_is_preferred_to_pyproject_ranges(notes: Path) -> None:
+    (notes / "requirements.txt").write_text("flask==3.1.0\n")
+    (notes / "requirements-dev.txt").write_text("-r requirements.txt\npytest==8.3.4\n")
+
+    found = detect(notes)
+
+    assert found.main_dependencies is not None
+    assert found.main_dependencies.path == "requirements.txt"
+    assert found.tests is not None and found.tests.requirements == ("requirements-dev.txt",)

@@ -126,8 +126,9 @@ class Detection:
 
     @property
     def main_dependencies(self) -> DependencySource | None:
-        """What the image installs: a lock first, then pyproject, then requirements.txt."""
-        order = (DependencyKind.LOCK, DependencyKind.PYPROJECT, DependencyKind.REQUIREMENTS)
+        """What the image installs: a lock first, then a requirements file (the pinned set
+        a project deploys, beside looser pyproject.toml ranges), then pyproject.toml."""
+        order = (DependencyKind.LOCK, DependencyKind.REQUIREMENTS, DependencyKind.PYPROJECT)
         for kind in order:
             for source in self.dependencies:
                 if kind is source.kind and not _is_dev_file(source.path):
