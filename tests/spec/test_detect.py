@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from conveyor.spec.detect import detect
-from conveyor.spec.detect.model import AppTarget, DependencyKind, Framework
+from conveyor.spec.detect.model import AppTarget, Clue, DependencyKind, Framework
 from fixture_apps import FASTAPI_TODO, FLASK_NOTES, copy_app
 
 
@@ -22,6 +22,7 @@ def test_a_flask_app_factory_and_what_it_needs(notes: Path) -> None:
 
     assert found.name == "notes"
     assert found.framework is Framework.FLASK
+    assert found.framework_clue == Clue("notes/__init__.py", 5, "imports flask")
     assert found.app == AppTarget("notes", "create_app", factory=True)
     assert str(found.app) == "notes:create_app()"
     assert found.app_clue is not None

@@ -91,6 +91,24 @@ def test_values_from_the_folder_are_quoted_when_yaml_would_misread_them() -> Non
     assert flow(["python", "-m", "no:cache"]) == '[python, -m, "no:cache"]'
 
 
+def test_a_library_with_tests_gets_the_gates_and_its_tests(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "textkit"\ndependencies = []\n'
+        '[project.optional-dependencies]\ntest = ["pytest"]\n'
+    )
+    (tmp_path / "textkit").mkdir()
+    (tmp_path / "textkit" / "__init__.py").write_text("")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_words.py").write_text("def test_words():\n    pass\n")
+
+    loaded = parse_pipeline(render(detect(tmp_path), tmp_path), "c.yml", steps=STEP_PARAMS)
+
+    assert list(loaded.pipeline.jobs) == ["lint", "sast", "secrets", "test"]
+    tests = loaded.step_params["test"]
+    assert isinstance(tests, TestParams) and tests.venv is not None
+    assert (tests.source, tests.venv.extras) == (["textkit"], ["test"])
+
+
 @pytest.mark.parametrize("name", [FLASK_NOTES, FASTAPI_TODO])
 def test_generation_is_deterministic(tmp_path: Path, name: str) -> None:
     app = copy_app(name, tmp_path)

@@ -92,12 +92,14 @@ def render_minimal(found: Detection, project: Path) -> str:
             HEADER.format(name=found.name),
             "# Not a Python web app conveyor init could understand; it did not find:\n"
             + missing
-            + "# so this file runs the gates only. Add jobs (docs/conveyor-yml.md), or run\n"
-            "# `conveyor init --force` once the project has what is missing.\n"
+            + "# so this file runs the gates (and the tests, if any) only. Add jobs\n"
+            "# (docs/conveyor-yml.md), or run `conveyor init --force` once the project has\n"
+            "# what is missing.\n"
             "jobs:",
             _gates(found, project),
+            _tests(found, project) if found.tests and found.main_dependencies else "",
         ]
-    )
+    ).rstrip("\n") + "\n"
 
 
 def _images() -> str:

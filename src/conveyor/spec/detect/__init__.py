@@ -98,7 +98,10 @@ def _application(
     candidates = apps.app_candidates(sources, import_root)
     if candidates:
         best = candidates[0]
-        first_import = apps.imported_frameworks(sources).get(best.framework)
+        # The import in the app's own module says most; else the first one anywhere.
+        own = [s for s in sources if s.path == best.clue.file]
+        imports = {**apps.imported_frameworks(sources), **apps.imported_frameworks(own)}
+        first_import = imports.get(best.framework)
         return best.framework, first_import or best.clue, best.target, best.clue
     django = apps.django_app(root)
     if django is not None:
