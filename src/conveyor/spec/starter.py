@@ -87,19 +87,22 @@ def render(found: Detection, project: Path) -> str:
 def render_minimal(found: Detection, project: Path) -> str:
     """The gates over the whole folder: what runs on any project."""
     missing = "".join(f"#   - {comment(note)}\n" for note in (*found.notes, *found.problems))
-    return "\n".join(
-        [
-            HEADER.format(name=found.name),
-            "# Not a Python web app conveyor init could understand; it did not find:\n"
-            + missing
-            + "# so this file runs the gates (and the tests, if any) only. Add jobs\n"
-            "# (docs/conveyor-yml.md), or run `conveyor init --force` once the project has\n"
-            "# what is missing.\n"
-            "jobs:",
-            _gates(found, project),
-            _tests(found, project) if found.tests and found.main_dependencies else "",
-        ]
-    ).rstrip("\n") + "\n"
+    return (
+        "\n".join(
+            [
+                HEADER.format(name=found.name),
+                "# Not a Python web app conveyor init could understand; it did not find:\n"
+                + missing
+                + "# so this file runs the gates (and the tests, if any) only. Add jobs\n"
+                "# (docs/conveyor-yml.md), or run `conveyor init --force` once the project has\n"
+                "# what is missing.\n"
+                "jobs:",
+                _gates(found, project),
+                _tests(found, project) if found.tests and found.main_dependencies else "",
+            ]
+        ).rstrip("\n")
+        + "\n"
+    )
 
 
 def _images() -> str:

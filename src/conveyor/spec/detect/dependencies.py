@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from conveyor.spec.detect.files import SAFE_PATH, read_text, relative
+from conveyor.spec.detect.files import SAFE_PATH, python_files, read_text, relative
 from conveyor.spec.detect.model import (
     Clue,
     DependencyKind,
@@ -134,13 +134,14 @@ def _tests_folder(root: Path, pyproject: dict[str, Any] | None) -> tuple[str | N
     for name in ("tests", "test"):
         folder = root / name
         if folder.is_dir() and not folder.is_symlink():
-            tests = (
-                sorted(p.name for p in folder.rglob("test*.py"))[:1]
-                or sorted(p.name for p in folder.rglob("*_test.py"))[:1]
-            )
-            if tests:
-                return name, Clue(name, 0, f"a tests folder ({tests[0]}, ...)")
+            test = next((p.name for p in python_files(folder) if _is_test_module(p.name)), None)
+            if test is not None:
+                return name, Clue(name, 0, f"a tests folder ({test}, ...)")
     return None, None
+
+
+def _is_test_module(name: str) -> bool:
+    return name.startswith("test") or name.endswith("_test.py")
 
 
 def _configured_testpaths(root: Path, pyproject: dict[str, Any] | None) -> tuple[str, Clue] | None:

@@ -17,6 +17,7 @@ MAX_FILE_BYTES = 1_000_000
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 SAFE_PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$")
 MAX_FILES = 2_000
+MAX_FOLDERS = 5_000  # a home folder or a monorepo's root is not walked to the end
 _SKIPPED_DIRS = frozenset(
     {
         "node_modules",
@@ -70,9 +71,11 @@ def python_files(root: Path) -> Iterator[Path]:
     """The folder's .py files, in a stable order, skipping hidden folders, virtualenvs and
     build output, never following a symlink; at most MAX_FILES."""
     count = 0
+    folders = 0
     stack = [root]
-    while stack:
+    while stack and folders < MAX_FOLDERS:
         folder = stack.pop()
+        folders += 1
         try:
             entries = sorted(folder.iterdir(), key=lambda p: p.name, reverse=True)
         except OSError:
