@@ -186,10 +186,11 @@ def test_init_and_keys_generate_as_json(tmp_path: Path) -> None:
     generated = run_cli(["keys", "generate", "ci", "--dir", "keys", "-o", "json"], tmp_path)
 
     assert initialised.exit_code == 0, initialised.stderr
-    assert initialised.json() == {
-        "file": str((tmp_path / "app" / "conveyor.yml").resolve()),
-        "state_dir": str((tmp_path / "app" / ".conveyor").resolve()),
-    }
+    written = initialised.json()
+    assert written["file"] == str((tmp_path / "app" / "conveyor.yml").resolve())
+    assert written["state_dir"] == str((tmp_path / "app" / ".conveyor").resolve())
+    assert written["complete"] is False  # an empty folder: the minimal file
+    assert written["not_detected"] and written["signing_key"] is None
     assert generated.exit_code == 0, generated.stderr
     key = generated.json()
     assert set(key) == {"key_id", "private_key", "public_key"}

@@ -3,10 +3,12 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 
+from conveyor.spec.detect import detect
 from conveyor.spec.locate import parse_yaml
 from conveyor.spec.schema import pipeline_json_schema
-from conveyor.spec.starter import STARTER_YAML
+from conveyor.spec.starter import render
 from conveyor.steps.registry import STEP_PARAMS
+from fixture_apps import APPS, FASTAPI_TODO, FLASK_NOTES
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +31,11 @@ def test_schema_identifies_itself() -> None:
     assert "with" in schema["$defs"]["Job"]["properties"]
 
 
-def test_starter_file_is_valid(validator: Any) -> None:
-    assert list(validator.iter_errors(_data(STARTER_YAML))) == []
+@pytest.mark.parametrize("app", [FLASK_NOTES, FASTAPI_TODO])
+def test_the_file_init_writes_is_valid(validator: Any, app: str) -> None:
+    text = render(detect(APPS / app), APPS / app)
+
+    assert list(validator.iter_errors(_data(text))) == []
 
 
 def test_shorthands_the_loader_accepts_are_valid(validator: Any) -> None:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from conveyor.cli.output import OutputFormat, OutputOption, console, emit_json, examples
-from conveyor.errors import ConveyorError, SpecError
+from conveyor.errors import SpecError
+
+if TYPE_CHECKING:
+    from conveyor.spec.detect.model import DataSetting, Detection
 
 SPEC_ENV = "CONVEYOR_FILE"
 SpecOption = typer.Option(
@@ -29,7 +34,8 @@ def register(app: typer.Typer) -> None:
 
 
 INIT_EXAMPLES = examples(
-    ("conveyor init", "conveyor.yml in this folder"),
+    ("conveyor init", "conveyor.yml for the project in this folder"),
+    ("conveyor init --explain", "and what was detected, file:line"),
     ("conveyor init services/shop", "in another folder (created if missing)"),
 )
 LINT_EXAMPLES = examples(
@@ -45,25 +51,66 @@ SCHEMA_EXAMPLES = examples(
 def init(
     directory: Annotated[Path, typer.Argument(help="Where to write conveyor.yml.")] = Path("."),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Say what was detected, and where (file:line).")
+    ] = False,
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
-    """Write a starter conveyor.yml and the state folder, which keeps itself out of git."""
-    from conveyor.service.project import Project
-    from conveyor.spec.starter import STARTER_YAML
+    """Write a conveyor.yml that fits the project in DIRECTORY, and the state folder.
 
-    target = directory / "conveyor.yml"
-    if target.exists() and not force:
-        raise ConveyorError(f"{target} already exists", hint="pass --force to overwrite it")
-    directory.mkdir(parents=True, exist_ok=True)
-    target.write_text(STARTER_YAML)
-    # The state folder ignores itself (all but exceptions.yml) from the start, so a
-    # secrets.env put there before the first run is never committed by accident.
-    project = Project.locate(target)
-    project.ensure_state_dir()
+    A Python web app (FastAPI, Starlette, Flask, Django) gets the gates, its tests with
+    coverage, an image served by uvicorn or gunicorn, its scan and signature, staging and
+    a production canary; any other folder a minimal file, and the list of what was not
+    found. Nothing of the project is imported or run.
+    """
+    from conveyor.service.starter import initialize
+    from conveyor.spec.detect.explain import findings, summary
+
+    done = initialize(directory, force=force)
+    found = done.detection
     if output is OutputFormat.JSON:
-        emit_json({"file": str(target.resolve()), "state_dir": str(project.state_dir)})
+        emit_json(
+            {
+                "file": str(done.file),
+                "state_dir": str(done.state_dir),
+                "detected": summary(found),
+                "complete": done.full,
+                "findings": [row.to_json() for row in findings(found)],
+                "not_detected": list(found.notes),
+                "problems": list(found.problems),
+                "signing_key": str(done.signing_key) if done.signing_key else None,
+            }
+        )
         return
-    console.print(f"wrote {target}; next: [bold]conveyor lint[/], then [bold]conveyor run[/]")
+    console.print(f"wrote {escape(str(done.file))} for {escape(summary(found))}")
+    if explain:
+        _print_findings(found)
+    for line in (*found.notes, *found.problems):
+        console.print(f"  [yellow]not detected:[/] {escape(line)}")
+    if done.signing_key is not None:
+        console.print(f"  made the signing key {escape(str(done.signing_key))} (keep it secret)")
+    _print_next(done.full, found.secrets)
+
+
+def _print_findings(found: Detection) -> None:
+    from conveyor.spec.detect.explain import findings
+
+    rows = findings(found)
+    width = max((len(row.what) for row in rows), default=0)
+    for row in rows:
+        value = row.value or "none"
+        console.print(f"  {row.what:<{width}}  {escape(value)}  [dim]{escape(row.why)}[/]")
+
+
+def _print_next(full: bool, secrets: Sequence[DataSetting]) -> None:
+    steps = ["[bold]conveyor lint[/]"]
+    if full:
+        steps.append("[bold]conveyor vulndb import FILE[/] (the scan's advisories)")
+    if secrets:
+        names = ", ".join(s.variable for s in secrets)
+        steps.append(f"the values of {escape(names)} in .conveyor/secrets.env")
+    steps.append("commit, then [bold]conveyor run[/]")
+    console.print("next: " + "; ".join(steps))
 
 
 def lint(

@@ -72,6 +72,11 @@ class BuildImageParams(BaseModel):
     mode: BuildMode = BuildMode.PYTHON
     base: str | None = Field(default=None, description="repo:tag or repo@sha256:... in the store.")
     requirements: str | None = Field(default=None, description="A requirements file to install.")
+    packages: list[str] = Field(
+        default_factory=list,
+        description="More requirement specifiers installed with the dependencies, e.g. the "
+        "production server (gunicorn, uvicorn) the app does not depend on itself.",
+    )
     app: list[str] = Field(default_factory=lambda: ["**"], description="Project files to copy.")
     exclude: list[str] = Field(default_factory=list, description="Globs left out of the image.")
     workdir: str = "/app"
@@ -209,10 +214,14 @@ class BuildImageStep(SimpleStep):
 
 def image_spec(params: BuildImageParams, ctx: StepContext, store: LayoutStore) -> ImageSpec:
     dependencies = None
+    requirements = None
     if params.requirements is not None:
         requirements = ctx.workspace / params.requirements
         if not requirements.is_file():
             raise ConveyorError(f"requirements file {params.requirements} is not in the workspace")
+    if params.packages:
+        requirements = with_packages(ctx, requirements, params.packages)
+    if requirements is not None:
         python = ctx.which("python") or ctx.which("python3") or sys.executable
         cache = DependencyCache(store.root / DEPS_CACHE_DIR)
         dependencies = Dependencies(requirements, python, cache)
@@ -232,6 +241,15 @@ def image_spec(params: BuildImageParams, ctx: StepContext, store: LayoutStore) -
         version=params.version,
         source_date_epoch=source_date_epoch(ctx),
     )
+
+
+def with_packages(ctx: StepContext, requirements: Path | None, packages: list[str]) -> Path:
+    """A requirements file in the job's folder: the project's (included) and `packages:`."""
+    path = job_output_dir(ctx.workspace, ctx.job_id) / "requirements-and-packages.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    included = [f"-r {requirements}"] if requirements is not None else []
+    path.write_text("\n".join([*included, *packages]) + "\n")
+    return path
 
 
 def say_pinning(ctx: StepContext, params: BuildImageParams) -> None:

@@ -36,6 +36,7 @@ from conveyor.findings.reports import CoverageDocument, GateReport
 from conveyor.spec.gates import CoverageGate, Gates, TestsGate
 from conveyor.spec.types import WorkspacePath
 from conveyor.steps.findings_step import raw_findings_path
+from conveyor.steps.project_env import ProjectEnv, VenvParams, ensure_project_env
 
 PYTEST = ["python", "-m", "pytest", "-q"]
 NO_TESTS_COLLECTED = 5  # pytest's exit code when it found no test
@@ -67,6 +68,11 @@ class TestParams(BaseModel):
     min_coverage: float | None = Field(default=None, ge=0, le=100)
     max_drop: float | None = Field(default=None, ge=0, le=100)
     fail_on_flaky: bool | None = None
+    venv: VenvParams | None = Field(
+        default=None,
+        description="Run in the project's own virtualenv, built from these dependency files "
+        "and kept by their digest under the state folder; none: `python` from the job's PATH.",
+    )
 
     @model_validator(mode="after")
     def _modes(self) -> TestParams:
@@ -123,6 +129,7 @@ class TestStep:
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         try:
+            params, ctx = await _in_environment(params, ctx)
             if params.junit is not None:
                 report = await run_other(params, ctx)
             else:
@@ -188,6 +195,24 @@ class TestStep:
             GateReport(job=ctx.job_id, **asdict(decision)).to_bytes(),
             {"gate": decision.gate, "passed": decision.passed},
         )
+
+
+async def _in_environment(params: TestParams, ctx: StepContext) -> tuple[TestParams, StepContext]:
+    """The parameters and context to run the tests with: in the project's virtualenv when
+    `venv:` says so (its python first on PATH), else the job's PATH; the log says which."""
+    if params.venv is None:
+        python = ctx.which((params.command or PYTEST)[0]) or "not found"
+        ctx.say(
+            f"{ctx.job_id}: runs {(params.command or PYTEST)[0]} from the job's PATH ({python})"
+        )
+        return params, ctx
+    required = [] if params.junit is not None else ["pytest"]
+    if params.measures_coverage:
+        required.append("pytest-cov")
+    project: ProjectEnv = await ensure_project_env(params.venv, ctx, required)
+    command = project.command(list(params.command or PYTEST))
+    scoped = replace(ctx, env=project.env(ctx.env))
+    return params.model_copy(update={"command": command}), scoped
 
 
 async def run_pytest(params: TestParams, ctx: StepContext) -> TestReport:
