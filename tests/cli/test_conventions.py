@@ -192,7 +192,14 @@ def test_init_and_keys_generate_as_json(tmp_path: Path) -> None:
     }
     assert generated.exit_code == 0, generated.stderr
     key = generated.json()
-    assert set(key) == {"key_id", "private_key", "public_key"}
+    assert set(key) == {
+        "key_id",
+        "private_key",
+        "public_key",
+        "private_key_ignored_by_git",
+        "public_key_ignored_by_git",
+    }
+    assert key["public_key_ignored_by_git"] is None  # no repository here
     assert Path(key["public_key"]) == tmp_path / "keys" / "ci.pub"
     assert Path(key["private_key"]).is_file()
 
