@@ -117,17 +117,37 @@ def load_secrets(
     """The value of each named secret, from the first source that has it: for an
     `environment`, its scoped variable and its own file; then the unscoped variable and
     the shared secrets file."""
-    sources: list[_Source] = [_Variables(environ), _File(root, SECRETS_FILE)]
-    if environment is not None:  # scoped first: they override the shared values
-        scoped_file = _File(root, environment_secrets_file(environment))
-        sources = [_Variables(environ, environment), scoped_file, *sources]
+    sources = _sources(root, environ, environment)
     found: dict[str, str] = {}
     for name in dict.fromkeys(names):
-        value = next((v for v in (s.get(name) for s in sources) if v is not None), None)
+        value = _first_value(name, sources)
         if value is None:
             raise _missing_secret(name, sources, job=job, environment=environment)
         found[name] = value
     return found
+
+
+def available_secrets(
+    names: Iterable[str], *, root: Path, environ: Mapping[str, str], environment: str
+) -> dict[str, str]:
+    """The environment's secrets that are set, the missing ones left out: the values a
+    run masks, though only a deploy needs them all."""
+    sources = _sources(root, environ, environment)
+    values = {name: _first_value(name, sources) for name in dict.fromkeys(names)}
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _sources(root: Path, environ: Mapping[str, str], environment: str | None) -> list[_Source]:
+    sources: list[_Source] = [_Variables(environ), _File(root, SECRETS_FILE)]
+    if environment is not None:  # scoped first: they override the shared values
+        scoped_file = _File(root, environment_secrets_file(environment))
+        sources = [_Variables(environ, environment), scoped_file, *sources]
+    return sources
+
+
+def _first_value(name: str, sources: list[_Source]) -> str | None:
+    """From the first source that has it; a file is read only when reached."""
+    return next((v for v in (source.get(name) for source in sources) if v is not None), None)
 
 
 def without_secrets(environ: Mapping[str, str], names: Iterable[str]) -> dict[str, str]:
