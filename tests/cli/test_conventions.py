@@ -308,6 +308,7 @@ def test_help_shows_the_environment_variables(tmp_path: Path) -> None:
         "CONVEYOR_ACTOR",
         "CONVEYOR_USERS_FILE",
         "CONVEYOR_TOKEN",
+        "CONVEYOR_SECRET_<ENV>_<NAME>",
     ):
         assert variable in root.stdout
     assert "env var: CONVEYOR_FILE" in lint.stdout
