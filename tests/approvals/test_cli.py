@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -149,11 +150,12 @@ def test_a_refused_approval_exits_non_zero_with_the_reason_and_is_recorded(root:
     anonymous = cli(root, "approve", str(run))
     missing = cli(root, "approve", "99", "--token-file", token_file(root, ada))
 
-    assert own.exit_code == 2
+    # docs/cli.md#exit-codes: the human gate said no (1); nothing to decide on (4).
+    assert own.exit_code == 1
     assert "refused: ada wrote the change (ada <ada@example.org>)" in own.stderr
     assert "hint: another person" in own.stderr
-    assert anonymous.exit_code == 2 and "refused: no token" in anonymous.stderr
-    assert missing.exit_code == 2 and "refused: run 99 does not exist" in missing.stderr
+    assert anonymous.exit_code == 1 and "refused: no token" in anonymous.stderr
+    assert missing.exit_code == 4 and "refused: run 99 does not exist" in missing.stderr
     with Project.locate(root / "conveyor.yml").open_store() as store:
         refused = [e for e in store.events() if e.kind == EventKind.APPROVAL_REFUSED.value]
         assert [e.data["code"] for e in refused] == ["author", "unknown-token", "no-run"]
@@ -230,3 +232,19 @@ def test_a_group_writable_users_file_stops_every_command_that_reads_it(root: Pat
         assert f"hint: chmod 600 {users}" in result.stderr
     with Project.locate(root / "conveyor.yml").open_store() as store:
         assert len(store.events()) == before
+
+
+def test_a_non_approver_is_refused_as_a_gate_exit_1_with_a_json_error(root: Path) -> None:
+    add_reviewer(root, "bob")
+    added = cli(root, "users", "add", "eve", "--email", "eve@example.org", "--role", "dev")
+    assert added.exit_code == 0, added.stderr
+    issued = cli(root, "users", "token", "eve", "-o", "json")
+    eve = str(issued.json()["token"])
+    run = waiting_run(root)
+
+    refused = cli(root, "approve", str(run), "--token-file", token_file(root, eve), "-o", "json")
+
+    assert refused.exit_code == 1
+    error = json.loads(refused.stderr)["error"]
+    assert (error["code"], error["exit_code"]) == ("failed", 1)
+    assert error["message"].startswith("refused: ")

@@ -183,6 +183,34 @@ def test_logs_of_an_unknown_job_is_not_found(project: GitProject) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_logs_of_a_job_alone_are_the_latest_runs(project: GitProject) -> None:
+    assert run_cli(["run", "-q"], project.root).exit_code == 0
+    (project.root / "message.txt").write_text("second\n")
+    assert run_cli(["run", "-q", "--allow-dirty"], project.root).exit_code == 0
+
+    latest = run_cli(["logs", "build"], project.root)
+    first = run_cli(["logs", "1", "build"], project.root)
+    as_json = run_cli(["logs", "build", "-o", "json"], project.root).json()
+
+    assert latest.exit_code == 0, latest.stderr
+    assert "built second" in latest.stdout and "built hello" not in latest.stdout
+    assert "built hello" in first.stdout and "built second" not in first.stdout
+    assert (as_json["run"], list(as_json["jobs"])) == (2, ["build"])
+
+
+def test_logs_with_a_job_in_the_run_place_and_another_word_is_one_clear_error(
+    project: GitProject,
+) -> None:
+    assert run_cli(["run", "-q"], project.root).exit_code == 0
+
+    result = run_cli(["logs", "build", "test"], project.root)
+
+    assert result.exit_code == 2
+    assert "error: RUN must be a run number, not 'build'" in result.stderr
+    assert "`conveyor logs test` for the latest run" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_version_exits_0(tmp_path: Path) -> None:
     result = run_cli(["--version"], tmp_path)
 

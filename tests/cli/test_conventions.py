@@ -193,7 +193,14 @@ def test_init_and_keys_generate_as_json(tmp_path: Path) -> None:
     assert written["not_detected"] and written["signing_key"] is None
     assert generated.exit_code == 0, generated.stderr
     key = generated.json()
-    assert set(key) == {"key_id", "private_key", "public_key"}
+    assert set(key) == {
+        "key_id",
+        "private_key",
+        "public_key",
+        "private_key_ignored_by_git",
+        "public_key_ignored_by_git",
+    }
+    assert key["public_key_ignored_by_git"] is None  # no repository here
     assert Path(key["public_key"]) == tmp_path / "keys" / "ci.pub"
     assert Path(key["private_key"]).is_file()
 
@@ -302,6 +309,7 @@ def test_help_shows_the_environment_variables(tmp_path: Path) -> None:
         "CONVEYOR_ACTOR",
         "CONVEYOR_USERS_FILE",
         "CONVEYOR_TOKEN",
+        "CONVEYOR_SECRET_<ENV>_<NAME>",
     ):
         assert variable in root.stdout
     assert "env var: CONVEYOR_FILE" in lint.stdout

@@ -236,3 +236,101 @@ def test_a_replica_that_dies_saying_the_secret_does_not_get_it_shown_or_stored(
     leaks = [p for p in files_holding(SECRET, smoke_project.state_dir) if "replica-" not in p]
     assert "conveyor.db" in logs
     assert leaks == []
+
+
+# --- one secret name, a value per environment ------------------------------------------
+
+STAGING_VALUE = "Q8wE6rT4yU2iO0pL_stg"
+PRODUCTION_VALUE = "M3nB5vC7xZ9aS1dF_prd"
+
+SCOPED_SPEC = """\
+version: 1
+jobs:
+  noop: {{run: 'true'}}
+environments:
+  staging:
+    port: {staging}
+    secrets: [SHOP_TOKEN]
+    env: {{GREETING: hello}}
+    health:
+      readiness: {{path: /, interval: 100ms}}
+      ready_timeout: 15s
+    smoke:
+      - name: talkative check
+        command: echo "token is $SHOP_TOKEN"
+  production:
+    port: {production}
+    secrets: [SHOP_TOKEN]
+    env: {{GREETING: hello}}
+    health:
+      readiness: {{path: /, interval: 100ms}}
+      ready_timeout: 15s
+"""
+
+
+@pytest.fixture
+def scoped_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+    monkeypatch.delenv("SHOP_TOKEN", raising=False)
+    monkeypatch.setenv("CONVEYOR_SECRET_PRODUCTION_SHOP_TOKEN", PRODUCTION_VALUE)
+    spec = SCOPED_SPEC.format(staging=free_port(), production=free_port())
+    project = project_with_spec(tmp_path / "project", spec)
+    staging_file = project.directory / ".conveyor" / "secrets" / "staging.env"
+    staging_file.parent.mkdir()
+    staging_file.write_text(f"SHOP_TOKEN={STAGING_VALUE}\n")
+    staging_file.chmod(0o600)
+    try:
+        yield project
+    finally:
+        with project.open_store() as store:
+            for name in ("staging", "production"):
+                envs.stop_environment(project, store, name)
+
+
+def echo_image(project: Project, tmp_path: Path) -> str:
+    """The echo server, built into the project's image store: `app@sha256:...`."""
+    source = tmp_path / "app"
+    (source / "lib" / "app").mkdir(parents=True)
+    (source / "lib" / "app" / "__main__.py").write_text(ECHO_SERVER)
+    spec = ImageSpec(
+        app=AppFiles(source), entrypoint=("python", "-m", "app"), env={"PYTHONPATH": "/app/lib"}
+    )
+    store = LayoutStore(project.state_dir / "images")
+    return f"app@{build_image(spec, store, 'app', ('1',)).manifest_digest}"
+
+
+@pytest.mark.real
+def test_staging_and_production_serve_their_own_value_and_neither_is_written(
+    scoped_project: Project, tmp_path: Path
+) -> None:
+    image = echo_image(scoped_project, tmp_path)
+
+    shown = ""
+    for name in ("staging", "production"):
+        deployed = run_cli(["deploy", name, image, "-o", "json"], scoped_project.directory)
+        assert deployed.exit_code == 0, deployed.stderr
+        history = run_cli(["env", "history", name, "-o", "json"], scoped_project.directory)
+        shown += deployed.stdout + deployed.stderr + history.stdout
+    spec_of = envs.environments_of(scoped_project)
+
+    assert get(f"127.0.0.1:{spec_of['staging'].port}") == f"hello {STAGING_VALUE}"
+    assert get(f"127.0.0.1:{spec_of['production'].port}") == f"hello {PRODUCTION_VALUE}"
+    for value in (STAGING_VALUE, PRODUCTION_VALUE):
+        assert holding(value, shown) == [], shown
+        written = files_holding(value, scoped_project.state_dir)
+        assert written == (["secrets/staging.env"] if value == STAGING_VALUE else [])
+
+
+def test_a_secret_missing_for_one_environment_is_one_clear_error(
+    scoped_project: Project, tmp_path: Path
+) -> None:
+    (scoped_project.directory / ".conveyor" / "secrets" / "staging.env").unlink()
+    image = echo_image(scoped_project, tmp_path)
+
+    deployed = run_cli(["deploy", "staging", image], scoped_project.directory)
+
+    assert deployed.exit_code != 0
+    assert "Traceback" not in deployed.stderr
+    line = next(line for line in deployed.stderr.splitlines() if "SHOP_TOKEN" in line)
+    assert "secret 'SHOP_TOKEN' for environment 'staging' is not set" in line
+    assert "CONVEYOR_SECRET_STAGING_SHOP_TOKEN" in line
+    assert PRODUCTION_VALUE not in deployed.stderr

@@ -4,8 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.engine.secrets import SECRETS_FILE, load_secrets, parse_dotenv
+from conveyor.engine.secrets import (
+    SECRETS_FILE,
+    environment_secrets_file,
+    load_secrets,
+    parse_dotenv,
+    without_secrets,
+)
 from conveyor.errors import ConveyorError
+from conveyor.spec.environments import scoped_secret_variable
 
 
 def write_secrets(root: Path, text: str, mode: int = 0o600) -> Path:
@@ -130,3 +137,101 @@ def test_untracked_secrets_file_in_a_git_repository_is_used(tmp_path: Path) -> N
     write_secrets(tmp_path, "TOKEN=ok\n")
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     assert load_secrets(["TOKEN"], root=tmp_path, environ={}) == {"TOKEN": "ok"}
+
+
+# --- environment-scoped secrets --------------------------------------------------------
+
+
+def write_scoped(root: Path, environment: str, text: str, mode: int = 0o600) -> Path:
+    path = root / environment_secrets_file(environment)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    path.chmod(mode)
+    return path
+
+
+def test_each_environment_gets_its_own_value_of_the_same_name(tmp_path: Path) -> None:
+    write_scoped(tmp_path, "staging", "DB_URL=staging-db\n")
+    environ = {"CONVEYOR_SECRET_PRODUCTION_DB_URL": "production-db", "DB_URL": "shared-db"}
+
+    staging = load_secrets(["DB_URL"], root=tmp_path, environ=environ, environment="staging")
+    production = load_secrets(["DB_URL"], root=tmp_path, environ=environ, environment="production")
+
+    assert staging == {"DB_URL": "staging-db"}
+    assert production == {"DB_URL": "production-db"}
+
+
+def test_scoped_sources_come_first_in_order_then_the_shared_ones(tmp_path: Path) -> None:
+    write_scoped(tmp_path, "prod-eu", "A=scoped-file\nB=scoped-file\n")
+    write_secrets(tmp_path, "A=file\nB=file\nC=file\nD=file\n")
+    environ = {"CONVEYOR_SECRET_PROD_EU_A": "scoped-env", "C": "env"}
+
+    found = load_secrets(
+        ["A", "B", "C", "D"], root=tmp_path, environ=environ, environment="prod-eu"
+    )
+
+    assert found == {"A": "scoped-env", "B": "scoped-file", "C": "env", "D": "file"}
+
+
+def test_a_job_never_reads_an_environments_scoped_value(tmp_path: Path) -> None:
+    write_scoped(tmp_path, "staging", "TOKEN=staging\n")
+    environ = {"CONVEYOR_SECRET_STAGING_TOKEN": "staging"}
+    with pytest.raises(ConveyorError, match="'TOKEN' needed by job 'ship' is not set"):
+        load_secrets(["TOKEN"], root=tmp_path, environ=environ, job="ship")
+
+
+def test_a_missing_environment_secret_names_the_environment_and_every_place(
+    tmp_path: Path,
+) -> None:
+    write_secrets(tmp_path, "OTHER=hunter2\n")
+    with pytest.raises(ConveyorError) as caught:
+        load_secrets(["DB_URL"], root=tmp_path, environ={"X": "pa55word"}, environment="production")
+
+    message = caught.value.message
+    assert message.startswith("secret 'DB_URL' for environment 'production' is not set")
+    scoped_file = tmp_path / ".conveyor/secrets/production.env"
+    places = [
+        "environment variable CONVEYOR_SECRET_PRODUCTION_DB_URL",
+        f"DB_URL= in {scoped_file} (the file does not exist)",
+        "environment variable DB_URL,",
+        f"DB_URL= in {tmp_path / SECRETS_FILE}",
+    ]
+    positions = [message.index(place) for place in places]
+    assert positions == sorted(positions)  # in the order they are tried
+    hint = caught.value.hint or ""
+    assert "CONVEYOR_SECRET_PRODUCTION_DB_URL" in hint and str(scoped_file) in hint
+    for value in ("hunter2", "pa55word"):
+        assert value not in message and value not in hint
+
+
+def test_a_scoped_secrets_file_readable_by_others_is_refused(tmp_path: Path) -> None:
+    path = write_scoped(tmp_path, "staging", "TOKEN=x\n", mode=0o644)
+    with pytest.raises(ConveyorError) as caught:
+        load_secrets(["TOKEN"], root=tmp_path, environ={}, environment="staging")
+    assert caught.value.message == f"{path} is readable by other users"
+
+
+def test_a_tracked_scoped_secrets_file_is_refused(tmp_path: Path) -> None:
+    path = write_scoped(tmp_path, "staging", "TOKEN=hunter2\n")
+    git_env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True, env=git_env)
+    subprocess.run(["git", "-C", str(tmp_path), "add", "-f", str(path)], check=True, env=git_env)
+    with pytest.raises(ConveyorError) as caught:
+        load_secrets(["TOKEN"], root=tmp_path, environ={}, environment="staging")
+    assert "tracked by git" in caught.value.message
+    assert "git rm --cached .conveyor/secrets/staging.env" in (caught.value.hint or "")
+
+
+def test_jobs_inherit_no_scoped_secret_and_no_declared_one() -> None:
+    environ = {
+        "PATH": "/bin",
+        "CONVEYOR_SECRET_PRODUCTION_DB_URL": "x",
+        "DB_URL": "y",
+        "CONVEYOR_RUN_ID": "3",
+    }
+    assert without_secrets(environ, ["DB_URL"]) == {"PATH": "/bin", "CONVEYOR_RUN_ID": "3"}
+
+
+def test_scoped_variable_names() -> None:
+    assert scoped_secret_variable("production", "DB_URL") == "CONVEYOR_SECRET_PRODUCTION_DB_URL"
+    assert scoped_secret_variable("eu-west", "token") == "CONVEYOR_SECRET_EU_WEST_token"

@@ -90,3 +90,44 @@ def test_a_job_sees_only_the_secrets_it_declares(secret_run: tuple[GitProject, i
 
     # Both are in conveyor's own environment; neither is declared by `peek`.
     assert "API_TOKEN=unset SHOP_TOKEN=unset" in log
+
+
+STAGING_VALUE = "Kp4Lm6Nq8Rs0Tu2Vw_stg"
+PRODUCTION_VALUE = "Xa3Yb5Zc7Dd9Ee1Ff_prd"
+SCOPED_SPEC = """\
+version: 1
+jobs:
+  e2e:
+    # As a test job might, printing what a replica answered (it cannot read the values).
+    run: |
+      echo "replicas said $(cat answers.txt)"
+      echo "scoped variable: ${CONVEYOR_SECRET_PRODUCTION_DB_URL:-none}"
+environments:
+  staging:
+    secrets: [DB_URL]
+  production:
+    secrets: [DB_URL, NOT_SET_HERE]
+"""
+
+
+def test_every_environments_values_are_masked_in_a_run_though_no_deploy_needs_them(
+    git_project: MakeProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONVEYOR_SECRET_PRODUCTION_DB_URL", PRODUCTION_VALUE)
+    answers = f"{STAGING_VALUE} {PRODUCTION_VALUE}\n"
+    project = git_project(SCOPED_SPEC, files={"answers.txt": answers})
+    scoped = project.root / ".conveyor" / "secrets" / "staging.env"
+    scoped.parent.mkdir(parents=True, exist_ok=True)
+    scoped.write_text(f"DB_URL={STAGING_VALUE}\n")
+    scoped.chmod(0o600)
+
+    outcome = project.run()  # production's NOT_SET_HERE is missing: only a deploy needs it
+    shown = run_cli(["logs", str(outcome.run_id), "e2e"], project.root)
+
+    assert outcome.state is RunState.SUCCESS
+    assert "replicas said *** ***\n" in shown.stdout
+    assert "scoped variable: none\n" in shown.stdout  # jobs never inherit one
+    for value in (STAGING_VALUE, PRODUCTION_VALUE):
+        assert holding(value, shown.stdout + shown.stderr) == []
+        written = files_holding(value, project.root / ".conveyor")
+        assert written == (["secrets/staging.env"] if value == STAGING_VALUE else [])

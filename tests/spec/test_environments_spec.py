@@ -202,3 +202,18 @@ def test_a_probe_path_still_loads() -> None:
     error = _error(text.replace("/ready", "ready"))
     assert "should match pattern '^/'" in error.message
     assert error.key_path == "environments.staging.health.readiness.path"
+def test_two_environments_secrets_may_not_share_a_scoped_variable() -> None:
+    text = "environments:\n  prod:\n    secrets: [EU_DB]\n  prod-eu:\n    secrets: [A, DB]\n"
+    error = _error(text)
+    assert error.message.endswith(
+        "secret 'DB' of 'prod-eu' and secret 'EU_DB' of 'prod' are both read from "
+        "CONVEYOR_SECRET_PROD_EU_DB"
+    )
+    assert error.key_path == "environments.prod-eu.secrets[1]"
+    assert (error.line, error.column) == (8, 18)
+
+
+def test_the_same_secret_name_in_two_environments_is_fine() -> None:
+    text = "environments:\n  staging: {secrets: [DB]}\n  production: {secrets: [DB]}\n"
+    loaded = parse_pipeline(HEAD + text, "conveyor.yml", steps=STEP_PARAMS)
+    assert [e.secrets for e in loaded.pipeline.environments.values()] == [["DB"], ["DB"]]

@@ -83,6 +83,7 @@ EPILOG = """\
   CONVEYOR_ACTOR         who you are in the records (default: $USER)
   CONVEYOR_USERS_FILE    the approvers (default: STATE_DIR/users.yml)
   CONVEYOR_TOKEN         your token for approve and reject
+  CONVEYOR_SECRET_<ENV>_<NAME>  an environment's own value of secret NAME
   NO_COLOR               no colours
 
 [bold]Exit codes[/]

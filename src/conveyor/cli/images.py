@@ -52,20 +52,59 @@ def generate(
 ) -> None:
     """Generate an ed25519 key pair. Pin the .pub in images.admission.trusted_keys."""
     from conveyor.supply.keys import generate_keypair
+    from conveyor.vcs.git import ignored_by_git
 
+    _ignore_in_state_dir(directory)
     pair = generate_keypair(directory, name)
+    private_ignored = ignored_by_git(pair.private_path)
+    public_ignored = ignored_by_git(pair.public_path)
     if output is OutputFormat.JSON:
         emit_json(
             {
                 "key_id": pair.key_id,
                 "private_key": str(pair.private_path.resolve()),
                 "public_key": str(pair.public_path.resolve()),
+                "private_key_ignored_by_git": private_ignored,
+                "public_key_ignored_by_git": public_ignored,
             }
         )
         return
     console.print(f"key id {pair.key_id}")
-    console.print(f"  private: {pair.private_path}  [dim](keep it out of git)[/]")
-    console.print(f"  public:  {pair.public_path}  [dim](commit it; trust it in conveyor.yml)[/]")
+    private = escape(str(pair.private_path))
+    console.print(f"  private: {private}  [dim]({_private_advice(private_ignored)})[/]")
+    advice = escape(_public_advice(pair.public_path, public_ignored))
+    console.print(f"  public:  {escape(str(pair.public_path))}  [dim]({advice})[/]")
+
+
+def _ignore_in_state_dir(directory: Path) -> None:
+    """Keys written into the state folder before any run: its .gitignore first, so the
+    private key is never committed by accident."""
+    from conveyor.service.project import Project
+
+    project = Project.locate()
+    if directory.resolve().is_relative_to(project.state_dir.resolve()):
+        project.ensure_state_dir()
+
+
+def _private_advice(ignored: bool | None) -> str:
+    if ignored is False:
+        return "[bold red]git does not ignore it[/]: add it to .gitignore, never commit it"
+    return "git-ignored; keep it secret" if ignored else "keep it out of git"
+
+
+def _public_advice(public: Path, ignored: bool | None) -> str:
+    """What to do with the public key: commit it where it is, or (in the git-ignored
+    state folder) a copy of it, with the exact commands."""
+    trust = "and list it in images.admission.trusted_keys"
+    if ignored is None:
+        return f"commit it with the project {trust}"
+    if not ignored:
+        return f"commit it: `git add {public}` {trust}"
+    copy = Path("keys") / public.name
+    return (
+        f"git ignores {public.parent}/: commit a copy, `mkdir -p keys && cp {public} "
+        f"{copy} && git add {copy}`, and list {copy} in images.admission.trusted_keys"
+    )
 
 
 @image_app.command("ls")

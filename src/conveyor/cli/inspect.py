@@ -22,6 +22,7 @@ from conveyor.cli.output import (
     styled,
 )
 from conveyor.cli.project import SpecOption
+from conveyor.errors import ConveyorError
 
 if TYPE_CHECKING:
     from conveyor.service.project import Project
@@ -42,7 +43,8 @@ STATUS_EXAMPLES = examples(
 )
 LOGS_EXAMPLES = examples(
     ("conveyor logs", "every job's log of the latest run"),
-    ("conveyor logs 12 unit-tests", "one job's log"),
+    ("conveyor logs unit-tests", "one job's log, of the latest run"),
+    ("conveyor logs 12 unit-tests", "one job's log, of run 12"),
     ("conveyor logs 13 build -F", "follow a job while it runs"),
 )
 HISTORY_EXAMPLES = examples(
@@ -87,18 +89,28 @@ def status(
 
 
 def logs(
-    run_id: Annotated[int | None, RunArgument] = None,
-    job: Annotated[str | None, typer.Argument(help="A job id or name (default: all).")] = None,
+    run_or_job: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="RUN",
+            help="A run number (default: the latest run); a job alone means the latest run's job.",
+            show_default=False,
+        ),
+    ] = None,
+    job: Annotated[
+        str | None, typer.Argument(metavar="JOB", help="A job id or name (default: all).")
+    ] = None,
     spec: Annotated[Path | None, SpecOption] = None,
     follow: Annotated[
         bool, typer.Option("--follow", "-F", help="Keep printing while it runs.")
     ] = False,
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
-    """Print the (masked) logs of a run's jobs."""
+    """Print the (masked) logs of a run's jobs: `logs`, `logs RUN`, `logs JOB`, `logs RUN JOB`."""
     from conveyor.service.project import Project
     from conveyor.service.queries import job_log, resolve_job, run_view
 
+    run_id, job = _run_and_job(run_or_job, job)
     project = Project.locate(spec)
     with project.open_store(create=False) as store:
         view = run_view(store, run_id)
@@ -115,6 +127,19 @@ def logs(
             console.print(f"[bold]── {escape(job_id)}[/]")
         for line in lines:
             sys.stdout.write(line.text + "\n")
+
+
+def _run_and_job(first: str | None, second: str | None) -> tuple[int | None, str | None]:
+    """`[RUN] [JOB]`: a first word of digits is a run number, anything else a job of the
+    latest run (a job named only with digits needs its run: `logs RUN JOB`)."""
+    if first is None or first.isdecimal():
+        return (None if first is None else int(first)), second
+    if second is not None:
+        raise ConveyorError(
+            f"RUN must be a run number, not {first!r}",
+            hint=f"`conveyor logs {second}` for the latest run, or `conveyor logs RUN {second}`",
+        )
+    return None, first
 
 
 def _follow(project: Project, store: Store, run_id: int, job_id: str) -> None:

@@ -12,12 +12,52 @@ from enum import Enum, IntEnum, StrEnum
 from typing import Any
 
 import typer
-from rich.console import Console
+from rich.align import AlignMethod
+from rich.console import Console, ConsoleDimensions
+from rich.rule import Rule
+from rich.style import Style
+from rich.text import Text
 
 from conveyor.states import JobState, RunState
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Off a terminal (a pipe, a file, a CI log) lines are not wrapped: rich would otherwise
+# assume 80 columns and break every longer line and table cell, which hurts `grep` and
+# logs. COLUMNS, when set, still decides.
+UNWRAPPED_WIDTH = 10_000
+RULE_WIDTH = 100  # a rule off a terminal: a heading, not 10,000 dashes
+
+
+class _Console(Console):
+    """A rich Console that does not wrap off a terminal unless COLUMNS says so."""
+
+    def _unwrapped(self) -> bool:
+        return not self.is_terminal and not self._environ.get("COLUMNS", "").isdigit()
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        if self._width is None and self._unwrapped():
+            return ConsoleDimensions(UNWRAPPED_WIDTH, super().size.height)
+        return super().size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
+
+    def rule(
+        self,
+        title: str | Text = "",
+        *,
+        characters: str = "─",
+        style: str | Style = "rule.line",
+        align: AlignMethod = "center",
+    ) -> None:
+        width = min(self.width, RULE_WIDTH) if self._unwrapped() else self.width
+        rule = Rule(title, characters=characters, style=style, align=align)
+        self.print(rule, width=width)
+
+
+console = _Console(highlight=False)
+err_console = _Console(stderr=True, highlight=False)
 
 
 class OutputFormat(StrEnum):

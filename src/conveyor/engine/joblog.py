@@ -26,8 +26,10 @@ class _FileAndReporter:
 
     def write(self, stream: Stream, line: str) -> None:
         elapsed = time.monotonic() - self.started
-        self.file.write(f"{elapsed:.3f}{LOG_SEPARATOR}{stream.value}{LOG_SEPARATOR}{line}\n")
-        self.reporter.job_log(self.job_id, stream, line)
+        # One record per physical line: a multi-line `run: |` command is echoed whole.
+        for piece in line.split("\n"):
+            self.file.write(f"{elapsed:.3f}{LOG_SEPARATOR}{stream.value}{LOG_SEPARATOR}{piece}\n")
+            self.reporter.job_log(self.job_id, stream, piece)
 
 
 class JobLog(MaskingSink):

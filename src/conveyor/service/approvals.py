@@ -37,7 +37,7 @@ from conveyor.approvals.users import (
     authenticate,
     load_users,
 )
-from conveyor.errors import ConveyorError, NotFoundError
+from conveyor.errors import ConveyorError, ExitCode, NotFoundError
 from conveyor.service.project import Project
 from conveyor.spec.environments import Approval
 from conveyor.store.store import Store
@@ -50,12 +50,22 @@ CHANGE_LIMIT = 1000
 Say = Callable[[str], None]
 
 
+# A refusal is the human gate saying no (exit 1, as a gate that blocks), unless nothing
+# was there to decide on (4) or the command must name an environment (2): docs/cli.md.
+_EXIT_OF_REFUSAL = {
+    Refusal.NO_RUN: ExitCode.NOT_FOUND,
+    Refusal.NO_REQUEST: ExitCode.NOT_FOUND,
+    Refusal.AMBIGUOUS: ExitCode.USAGE,
+}
+
+
 class ApprovalRefused(ConveyorError):
     """A decision that was not accepted; it is recorded as `approval.refused`."""
 
     def __init__(self, refused: Refused) -> None:
         super().__init__(f"refused: {refused.reason}", refused.hint)
         self.refused = refused
+        self.exit_code = _EXIT_OF_REFUSAL.get(refused.code, ExitCode.PIPELINE_FAILED)
 
     @property
     def code(self) -> Refusal:

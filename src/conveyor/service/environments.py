@@ -112,7 +112,9 @@ def controller(
     command_path: str | None = None,
 ) -> ReleaseController:
     spec = spec or environment_spec(project, name)
-    secrets = load_secrets(spec.secrets, root=project.directory, environ=os.environ)
+    secrets = load_secrets(
+        spec.secrets, root=project.directory, environ=os.environ, environment=name
+    )
     masker = Masker(secrets.values())
     store.mask_secrets(masker)  # nothing the ledger records holds them in clear
     runtime = make_runtime(project, spec)

@@ -25,7 +25,7 @@ from conveyor.engine.plan import Plan, PlanOptions, PlanStatus, build_plan
 from conveyor.engine.report import Reporter
 from conveyor.engine.runner import JobRunner, RunContext
 from conveyor.engine.schedule import Scheduler
-from conveyor.engine.secrets import load_secrets, without_secrets
+from conveyor.engine.secrets import available_secrets, load_secrets, without_secrets
 from conveyor.engine.workspace import prepare_workspace, restore_outputs
 from conveyor.errors import ConveyorError
 from conveyor.findings.sarif import merge_logs
@@ -132,8 +132,9 @@ def execute_run(project: Project, options: RunOptions, reporter: Reporter) -> Ru
                 hint="commit them, or pass --allow-dirty to run on the tree as it is",
             )
         secrets = _secrets_for(plan, project)
+        masker = Masker([*secrets.values(), *_environment_values(loaded, project)])
         # Before anything is recorded: no event, detail or report holds them in clear.
-        store.mask_secrets(Masker(secrets.values()))
+        store.mask_secrets(masker)
         run_id = _record_run(store, plan, git, options)
         return _run_recorded(
             project,
@@ -143,9 +144,22 @@ def execute_run(project: Project, options: RunOptions, reporter: Reporter) -> Ru
             plan=plan,
             run_id=run_id,
             secrets=secrets,
+            masker=masker,
             options=options,
             reporter=reporter,
         )
+
+
+def _environment_values(loaded: LoadedPipeline, project: Project) -> list[str]:
+    """Every environment's secret values that are set here: masked in the run's logs
+    and records too, since a test job may print what a replica answered."""
+    return [
+        value
+        for name, environment in loaded.pipeline.environments.items()
+        for value in available_secrets(
+            environment.secrets, root=project.directory, environ=os.environ, environment=name
+        ).values()
+    ]
 
 
 def _secrets_for(plan: Plan, project: Project) -> dict[str, str]:
@@ -200,6 +214,7 @@ def _run_recorded(
     plan: Plan,
     run_id: int,
     secrets: dict[str, str],
+    masker: Masker,
     options: RunOptions,
     reporter: Reporter,
 ) -> RunOutcome:
@@ -221,7 +236,7 @@ def _run_recorded(
             base_env=_base_env(run_id, git, workspace.path, options, _secret_names(loaded, plan))
             | _state_env(project, plan, git),
             secrets=secrets,
-            masker=Masker(secrets.values()),
+            masker=masker,
             reporter=reporter,
             executors={name: backend() for name, backend in EXECUTORS.items()},
             steps=STEPS,

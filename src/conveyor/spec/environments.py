@@ -40,6 +40,14 @@ from conveyor.spec.types import Duration, RouterName, RuntimeName
 
 ENVIRONMENT_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# An environment's own value of a secret: CONVEYOR_SECRET_<ENVIRONMENT>_<NAME>.
+SCOPED_SECRET_PREFIX = "CONVEYOR_SECRET_"  # noqa: S105 (a name, not a value)
+
+
+def scoped_secret_variable(environment: str, name: str) -> str:
+    """The variable holding `environment`'s own value of secret `name`
+    (`production`, `DB_URL` -> `CONVEYOR_SECRET_PRODUCTION_DB_URL`)."""
+    return f"{SCOPED_SECRET_PREFIX}{environment.upper().replace('-', '_')}_{name}"
 
 
 class _Strict(BaseModel):
@@ -161,7 +169,8 @@ class Environment(_Strict):
     env: dict[str, str] = Field(default_factory=dict, description="Set in every replica.")
     secrets: list[str] = Field(
         default_factory=list,
-        description="Secret names (environment or .conveyor/secrets.env) passed to replicas.",
+        description="Secret names passed to replicas: CONVEYOR_SECRET_<ENV>_<NAME> or "
+        ".conveyor/secrets/<env>.env first, then NAME or .conveyor/secrets.env.",
     )
     after: str | None = Field(
         default=None,

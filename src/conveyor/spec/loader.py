@@ -24,7 +24,7 @@ from pydantic_core import ErrorDetails
 
 from conveyor.errors import ConveyorError, SpecError, SpecErrors
 from conveyor.safe_yaml import excerpt as _quote  # values from the file, cut when long
-from conveyor.spec.environments import ENVIRONMENT_NAME_PATTERN
+from conveyor.spec.environments import ENVIRONMENT_NAME_PATTERN, scoped_secret_variable
 from conveyor.spec.locate import KeyPath, Locator, Position, format_key_path, parse_yaml
 from conveyor.spec.model import ENV_NAME_PATTERN, JOB_NAME_PATTERN, Pipeline
 
@@ -100,6 +100,7 @@ def parse_pipeline(text: str, file: str, *, steps: StepCatalog) -> LoadedPipelin
     jobs = _raw_jobs(document.data)
     step_params, step_problems = _validate_steps(jobs, steps)
     problems += [*_graph_problems(jobs), *_environment_problems(document.data, jobs)]
+    problems += _scoped_secret_problems(document.data)
     problems += step_problems
     if problems:
         raise _spec_error(problems, file, document.locator)
@@ -430,6 +431,32 @@ def _environment_problems(data: dict[str, Any], jobs: dict[str, _RawJob]) -> lis
         loop = " -> ".join([*cycle, cycle[0]])
         at_after = ("environments", cycle[0], "after")
         problems.append(_Problem(f"promotion order loops: {loop}", at_after))
+    return problems
+
+
+def _scoped_secret_problems(data: dict[str, Any]) -> list[_Problem]:
+    """Two environments' secrets must not share a scoped variable (`prod` + `EU_DB` and
+    `prod-eu` + `DB` are both CONVEYOR_SECRET_PROD_EU_DB)."""
+    written = data.get("environments")
+    owners: dict[str, tuple[str, str]] = {}
+    problems: list[_Problem] = []
+    for environment, body in (written if isinstance(written, dict) else {}).items():
+        secrets = body.get("secrets") if isinstance(body, dict) else None
+        for index, name in enumerate(secrets if isinstance(secrets, list) else []):
+            if not isinstance(environment, str) or not isinstance(name, str):
+                continue
+            variable = scoped_secret_variable(environment, name)
+            other = owners.setdefault(variable, (environment, name))
+            if other[0] != environment:
+                problems.append(
+                    _Problem(
+                        f"secret {_quote(name)} of {_quote(environment)} and secret "
+                        f"{_quote(other[1])} of {_quote(other[0])} are both read from "
+                        f"{variable}",
+                        ("environments", environment, "secrets", index),
+                        hint="rename one of the secrets or environments",
+                    )
+                )
     return problems
 
 

@@ -88,6 +88,12 @@ def is_tracked(root: Path, relative_path: str) -> bool:
     return result.returncode == 0
 
 
+def ignored_by_git(path: Path) -> bool | None:
+    """Whether git ignores `path` (a tracked file is not ignored); None outside a repository."""
+    result = _git(path.parent, "check-ignore", "-q", "--", path.name)
+    return {0: True, 1: False}.get(result.returncode)
+
+
 @dataclass(frozen=True)
 class _Head:
     sha: str
