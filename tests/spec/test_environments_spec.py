@@ -202,6 +202,8 @@ def test_a_probe_path_still_loads() -> None:
     error = _error(text.replace("/ready", "ready"))
     assert "should match pattern '^/'" in error.message
     assert error.key_path == "environments.staging.health.readiness.path"
+
+
 def test_two_environments_secrets_may_not_share_a_scoped_variable() -> None:
     text = "environments:\n  prod:\n    secrets: [EU_DB]\n  prod-eu:\n    secrets: [A, DB]\n"
     error = _error(text)
