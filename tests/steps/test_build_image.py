@@ -399,6 +399,10 @@ def test_containerfile_mode_without_podman_or_buildah_fails_clearly(
         {"repository": "shop", "workdir": "app"},
         {"repository": "shop", "port": 70000},
         {"repository": "shop", "tags": ["x"]},
+        {"repository": "shop", "requirements": "r.txt", "dependencies": "pyproject"},
+        {"repository": "shop", "requirements": "r.txt", "extras": ["db"]},
+        {"repository": "shop", "dependencies": "none", "extras": ["db"]},
+        {"repository": "shop", "dependencies": "poetry"},
     ],
 )
 def test_bad_parameters_are_refused(params: dict[str, Any]) -> None:
