@@ -281,12 +281,14 @@ def test_a_project_with_only_pyproject_gets_its_dependencies(
         ('[project\nname = "x"\n', {}, "pyproject.toml is not valid TOML"),
         ('[project]\ndependencies = ["not a requirement!"]\n', {}, "is not a requirement"),
         ("[tool.x]\ny = 1\n", {"dependencies": "pyproject"}, "no [project] dependencies"),
+        (None, {"extras": ["db"]}, "pyproject.toml, which is not in the workspace"),
     ],
 )
 def test_a_pyproject_that_cannot_be_read_is_one_clear_error(
-    workspace: Path, tmp_path: Path, pyproject: str, params: dict[str, Any], message: str
+    workspace: Path, tmp_path: Path, pyproject: str | None, params: dict[str, Any], message: str
 ) -> None:
-    (workspace / "pyproject.toml").write_text(pyproject)
+    if pyproject is not None:
+        (workspace / "pyproject.toml").write_text(pyproject)
     env = job_env(tmp_path / "images")
 
     with pytest.raises(ConveyorError, match=re.escape(message)):

@@ -141,9 +141,11 @@ class BuildImageParams(BaseModel):
     @model_validator(mode="after")
     def _one_source(self) -> BuildImageParams:
         source = self.dependencies
-        if self.requirements is not None and source in (DependencySource.PYPROJECT, "none"):
+        pyproject_or_none = (DependencySource.PYPROJECT, DependencySource.NONE)
+        if self.requirements is not None and source in pyproject_or_none:
             raise ValueError(f"requirements: names a file, and dependencies: is {source}")
-        if self.extras and (self.requirements is not None or source in ("requirements", "none")):
+        not_pyproject = (DependencySource.REQUIREMENTS, DependencySource.NONE)
+        if self.extras and (self.requirements is not None or source in not_pyproject):
             raise ValueError("extras: are pyproject.toml's; they need no requirements: file")
         return self
 
@@ -277,8 +279,8 @@ def dependency_file(params: BuildImageParams, ctx: StepContext) -> tuple[Path, s
     if source is DependencySource.NONE:
         return None
     if not pyproject.is_file():
-        if source is DependencySource.PYPROJECT:
-            raise ConveyorError(f"dependencies: pyproject, and {PYPROJECT} is not in the workspace")
+        if source is DependencySource.PYPROJECT or params.extras:
+            raise ConveyorError(f"build-image reads {PYPROJECT}, which is not in the workspace")
         return None
     lines = pyproject_requirements(pyproject, params.extras)
     if lines is None and source is DependencySource.PYPROJECT:

@@ -49,7 +49,6 @@ from conveyor.supply.oci.store import ImageStore, check_tag
 __all__ = ["DEPS_DIR", "Dependencies", "DependencyCache", "DependencyReport"]
 
 DEPS_MTIME = 0
-BUILDER_VERSION = "1"  # bump when the same inputs should give a different image
 ANNOTATION_BASE_NAME = "org.opencontainers.image.base.name"
 _ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 # Docker media types a base image may carry; the bytes are the same as the OCI ones.
@@ -352,7 +351,8 @@ def _dependency_layer(
     text = requirements.decode(errors="replace")
     pinning = pinning_of(text)
     key = dependency_key(requirements, deps, pinning)
-    created_by = f"conveyor build-image: pip install -r {deps.name}"
+    what = f"the dependencies of {deps.name}" if deps.name.endswith(".toml") else f"-r {deps.name}"
+    created_by = f"conveyor build-image: pip install {what}"
     installed = deps.cache.get(key) if deps.cache else None
     if installed is None or not store.has_blob(repository, installed.digest):
         installed, data = _install(deps, pinning, run)
