@@ -221,6 +221,22 @@ def test_pinned_requirements_get_their_dependencies_too(
     assert "requirements.txt does not pin tinydep (pip resolved it" in warning
 
 
+def test_two_cold_builds_of_the_same_closure_give_the_same_image(
+    with_dependency: Path, tmp_path: Path
+) -> None:
+    (with_dependency / "requirements.txt").write_text("tiny==1.0\n")
+    params = {"repository": "shop", "requirements": "requirements.txt", "app": ["app/**"]}
+    digests = []
+    for store in ("a", "b"):  # two stores: two dependency caches, pip runs twice
+        env = job_env(tmp_path / store, PIP_FIND_LINKS=str(with_dependency))
+        ran, _, log, _ = run_both(params, with_dependency, env)
+        assert ran is not None and ran.ok, log.text
+        assert "Successfully installed tiny-1.0 tinydep-1.0" in log.text
+        digests.append(LayoutStore(tmp_path / store).resolve("shop", SHA))
+
+    assert digests[0] == digests[1]
+
+
 def test_a_hashed_lock_that_misses_a_dependency_fails_naming_it(
     with_dependency: Path, tmp_path: Path
 ) -> None:
