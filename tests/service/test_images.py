@@ -4,6 +4,7 @@ refuses it once its evidence is tampered with."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 from conftest import MakeProject, run_cli
@@ -44,6 +45,7 @@ def test_a_signed_image_is_admitted_and_a_tampered_one_refused(
     generate_keypair(state / "keys", "conveyor")
     with VulnDB(state / "vulndb") as db:
         db.import_path(find_sample() / CHANGES_DIR / "osv")
+        db.import_path(_fresh_advisory(project.root.parent))  # max_db_age: 1h holds
 
     outcome = project.run()
 
@@ -53,7 +55,15 @@ def test_a_signed_image_is_admitted_and_a_tampered_one_refused(
     admitted = run_cli(["image", "verify", f"app@{digest}"], project.root)
     assert admitted.exit_code == 0, admitted.stdout + admitted.stderr
     assert "admitted" in admitted.stdout
-    for check in ("signature", "provenance", "source branch", "sbom", "scan passed"):
+    checks = (
+        "signature",
+        "provenance",
+        "source branch",
+        "sbom",
+        "scan passed",
+        "scan database age",
+    )
+    for check in checks:
         assert f"✓ {check}" in admitted.stdout
 
     referrers = len(
@@ -87,6 +97,16 @@ def test_a_signed_image_is_admitted_and_a_tampered_one_refused(
     verdict = refused.json()
     assert verdict["admitted"] is False
     assert any("tampered" in check["detail"] for check in verdict["checks"])
+
+
+def _fresh_advisory(folder: Path) -> Path:
+    """An advisory modified now, for a package the image does not hold: the sample's
+    newest advisory dates from 2024, and the database is as old as its newest one."""
+    path = folder / "fresh-advisory.json"
+    modified = datetime.now(UTC).isoformat(timespec="seconds")
+    affected = [{"package": {"ecosystem": "PyPI", "name": "not-in-the-image"}, "versions": ["1"]}]
+    path.write_text(json.dumps({"id": "TEST-FRESH", "modified": modified, "affected": affected}))
+    return path
 
 
 def _tamper_with_an_envelope(layout: Path, image_digest: str) -> None:

@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import tarfile
 import zipfile
 from pathlib import Path
@@ -19,8 +20,10 @@ from conveyor.engine.executors.base import ExecResult
 from conveyor.engine.step import NoEvidence
 from conveyor.errors import ConveyorError
 from conveyor.steps.build_image import BuildImageParams, BuildImageStep
+from conveyor.supply.imagescan import image_packages
 from conveyor.supply.oci import model
 from conveyor.supply.oci.build import DEPS_DIR
+from conveyor.supply.oci.dependencies import CLOSURE_FILE
 from conveyor.supply.oci.layout import LayoutStore
 from steps.conftest import JOB_ID, Lines, context, tools_env, write_files
 
@@ -28,20 +31,20 @@ SHA = "c0ffee" * 6 + "0000"
 NEXT_SHA = "beef" * 10
 
 
-def tiny_wheel(directory: Path) -> str:
-    """A pure-Python wheel pip installs offline (no index, no dependencies)."""
-    name = "tiny-1.0-py3-none-any.whl"
-    with zipfile.ZipFile(directory / name, "w") as wheel:
-        wheel.writestr("tiny/__init__.py", "VALUE = 1\n")
+def tiny_wheel(directory: Path, name: str = "tiny", requires: tuple[str, ...] = ()) -> str:
+    """A pure-Python wheel pip installs offline (no index), with the given dependencies."""
+    filename = f"{name}-1.0-py3-none-any.whl"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n"
+    metadata += "".join(f"Requires-Dist: {requirement}\n" for requirement in requires)
+    with zipfile.ZipFile(directory / filename, "w") as wheel:
+        wheel.writestr(f"{name}/__init__.py", "VALUE = 1\n")
+        wheel.writestr(f"{name}-1.0.dist-info/METADATA", metadata)
         wheel.writestr(
-            "tiny-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: tiny\nVersion: 1.0\n"
-        )
-        wheel.writestr(
-            "tiny-1.0.dist-info/WHEEL",
+            f"{name}-1.0.dist-info/WHEEL",
             "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
         )
-        wheel.writestr("tiny-1.0.dist-info/RECORD", "")
-    return name
+        wheel.writestr(f"{name}-1.0.dist-info/RECORD", "")
+    return filename
 
 
 def job_env(store: Path, sha: str = SHA, **extra: str) -> dict[str, str]:
@@ -157,7 +160,7 @@ def test_a_file_that_does_not_match_its_hash_stops_the_build(
 @pytest.mark.parametrize(
     ("requirements", "expected"),
     [
-        ("tiny>=1.0\n", "requirements.txt is not a lock"),
+        ("tiny>=1.0\n", "requirements.txt does not pin tiny (pip resolved it"),
         ("tiny==1.0\n", "requirements.txt pins every version but not every file's hash"),
     ],
 )
@@ -174,6 +177,183 @@ def test_requirements_that_are_not_a_hashed_lock_are_built_with_a_warning(
     [warning] = [line for stream, line in log.lines if "warning" in line]
     assert warning.startswith(f"build-image: warning: {expected}")
     assert "--generate-hashes" in warning
+
+
+def deps_layer_names(store_dir: Path, sha: str = SHA) -> list[str]:
+    store = LayoutStore(store_dir)
+    manifest = model.Manifest.from_bytes(store.get_manifest("shop", sha)[0])
+    deps = gzip.decompress(store.get_blob("shop", manifest.layers[0].digest))
+    with tarfile.open(fileobj=io.BytesIO(deps)) as tar:
+        return tar.getnames()
+
+
+def closure_in_image(store_dir: Path) -> list[str]:
+    store = LayoutStore(store_dir)
+    manifest = model.Manifest.from_bytes(store.get_manifest("shop", SHA)[0])
+    deps = gzip.decompress(store.get_blob("shop", manifest.layers[0].digest))
+    with tarfile.open(fileobj=io.BytesIO(deps)) as tar:
+        member = tar.extractfile(f"{DEPS_DIR.lstrip('/')}/{CLOSURE_FILE}")
+        assert member is not None
+        return [line for line in member.read().decode().splitlines() if "#" not in line]
+
+
+@pytest.fixture
+def with_dependency(workspace: Path) -> Path:
+    """tiny 1.0 requires tinydep, both wheels in the workspace (the local index)."""
+    tiny_wheel(workspace, "tiny", requires=("tinydep>=1.0",))
+    tiny_wheel(workspace, "tinydep")
+    return workspace
+
+
+def test_pinned_requirements_get_their_dependencies_too(
+    with_dependency: Path, tmp_path: Path
+) -> None:
+    (with_dependency / "requirements.txt").write_text("tiny==1.0\n")
+    params = {"repository": "shop", "requirements": "requirements.txt", "app": ["app/**"]}
+    env = job_env(tmp_path / "images", PIP_FIND_LINKS=str(with_dependency))
+
+    ran, _, log, _ = run_both(params, with_dependency, env)
+
+    assert ran is not None and ran.ok, log.text
+    assert "app/deps/tinydep/__init__.py" in deps_layer_names(tmp_path / "images")
+    assert closure_in_image(tmp_path / "images") == ["tiny==1.0", "tinydep==1.0"]
+    [warning] = [line for _, line in log.lines if "warning" in line]
+    assert "requirements.txt does not pin tinydep (pip resolved it" in warning
+
+
+def test_two_cold_builds_of_the_same_closure_give_the_same_image(
+    with_dependency: Path, tmp_path: Path
+) -> None:
+    (with_dependency / "requirements.txt").write_text("tiny==1.0\n")
+    params = {"repository": "shop", "requirements": "requirements.txt", "app": ["app/**"]}
+    digests = []
+    for store in ("a", "b"):  # two stores: two dependency caches, pip runs twice
+        env = job_env(tmp_path / store, PIP_FIND_LINKS=str(with_dependency))
+        ran, _, log, _ = run_both(params, with_dependency, env)
+        assert ran is not None and ran.ok, log.text
+        assert "Successfully installed tiny-1.0 tinydep-1.0" in log.text
+        digests.append(LayoutStore(tmp_path / store).resolve("shop", SHA))
+
+    assert digests[0] == digests[1]
+
+
+def test_a_hashed_lock_that_misses_a_dependency_fails_naming_it(
+    with_dependency: Path, tmp_path: Path
+) -> None:
+    wheel = with_dependency / "tiny-1.0-py3-none-any.whl"
+    hashed_lock(with_dependency, hashlib.sha256(wheel.read_bytes()).hexdigest())
+    params = {"repository": "shop", "requirements": "requirements.txt", "app": ["app/**"]}
+    env = job_env(tmp_path / "images", PIP_FIND_LINKS=str(with_dependency))
+
+    with pytest.raises(ConveyorError) as raised:
+        run_both(params, with_dependency, env)
+
+    assert raised.value.message == (
+        "requirements.txt is a hashed lock but does not name tinydep (needed by tiny==1.0): "
+        "with hashes pip installs only what the lock names"
+    )
+    assert raised.value.hint is not None and "--generate-hashes" in raised.value.hint
+    assert LayoutStore(tmp_path / "images").tags("shop") == []  # nothing half-written
+
+
+PYPROJECT = """[project]
+name = "notes"
+version = "0.1"
+dependencies = ["tiny>=1.0"]
+[project.optional-dependencies]
+extra = ["tinydep==1.0"]
+all = ["notes[extra]"]
+"""
+
+
+@pytest.mark.parametrize(
+    ("extras", "closure"),
+    [
+        ([], ["tiny==1.0"]),
+        (["all"], ["tiny==1.0", "tinydep==1.0"]),
+    ],
+)
+def test_a_project_with_only_pyproject_gets_its_dependencies(
+    workspace: Path, tmp_path: Path, extras: list[str], closure: list[str]
+) -> None:
+    tiny_wheel(workspace, "tinydep")
+    (workspace / "requirements.txt").unlink()
+    (workspace / "pyproject.toml").write_text(PYPROJECT)
+    params = {"repository": "shop", "app": ["app/**"], "extras": extras}
+    env = job_env(tmp_path / "images", PIP_FIND_LINKS=str(workspace))
+
+    ran, _, log, _ = run_both(params, workspace, env)
+
+    assert ran is not None and ran.ok, log.text
+    assert closure_in_image(tmp_path / "images") == closure
+    assert "build-image: warning: pyproject.toml does not pin tiny" in log.text
+
+
+@pytest.mark.parametrize(
+    ("pyproject", "params", "message"),
+    [
+        ('[project]\nname = "x"\ndynamic = ["dependencies"]\n', {}, "dynamic"),
+        ('[project]\nname = "x"\ndependencies = ["tiny"]\n', {"extras": ["db"]}, "no extra"),
+        ('[project\nname = "x"\n', {}, "pyproject.toml is not valid TOML"),
+        ('[project]\ndependencies = ["not a requirement!"]\n', {}, "is not a requirement"),
+        ("[tool.x]\ny = 1\n", {"dependencies": "pyproject"}, "no [project] dependencies"),
+        (None, {"extras": ["db"]}, "pyproject.toml, which is not in the workspace"),
+    ],
+)
+def test_a_pyproject_that_cannot_be_read_is_one_clear_error(
+    workspace: Path, tmp_path: Path, pyproject: str | None, params: dict[str, Any], message: str
+) -> None:
+    if pyproject is not None:
+        (workspace / "pyproject.toml").write_text(pyproject)
+    env = job_env(tmp_path / "images")
+
+    with pytest.raises(ConveyorError, match=re.escape(message)):
+        run_both({"repository": "shop", "app": ["app/**"], **params}, workspace, env)
+
+
+def test_without_requirements_or_pyproject_the_image_has_no_dependencies(
+    workspace: Path, tmp_path: Path
+) -> None:
+    (workspace / "pyproject.toml").write_text("[tool.ruff]\nline-length = 99\n")
+    ran, _, log, _ = run_both(
+        {"repository": "shop", "app": ["app/**"]}, workspace, job_env(tmp_path / "images")
+    )
+
+    assert ran is not None and ran.ok, log.text
+    record = json.loads((workspace / f".conveyor-out/{JOB_ID}/image.json").read_text())
+    assert len(record["layers"]) == 1 and record["dependencies"] is None
+
+
+def test_dependencies_none_ignores_pyproject(workspace: Path, tmp_path: Path) -> None:
+    (workspace / "pyproject.toml").write_text(PYPROJECT)
+    params = {"repository": "shop", "app": ["app/**"], "dependencies": "none"}
+
+    ran, _, log, _ = run_both(params, workspace, job_env(tmp_path / "images"))
+
+    assert ran is not None and ran.ok, log.text
+    assert "pip" not in log.text
+
+
+def test_requests_pinned_alone_brings_its_whole_closure_into_the_image_and_the_scan(
+    tmp_path: Path,
+) -> None:
+    """The issue's case: requests==2.19.0 alone used to give an image without urllib3,
+    idna, chardet and certifi (pip ran with --no-deps). Downloads ~0.6 MB from PyPI."""
+    workspace = write_files(tmp_path / "ws", {"app/main.py": "import requests\n"})
+    (workspace / "requirements.txt").write_text("requests==2.19.0\n")
+    params = {"repository": "shop", "requirements": "requirements.txt", "app": ["app/**"]}
+    env = job_env(tmp_path / "images")
+    del env["PIP_NO_INDEX"]
+
+    ran, _, log, _ = run_both(params, workspace, env)
+
+    assert ran is not None and ran.ok, log.text
+    names = {p.name.lower() for p in image_packages(LayoutStore(tmp_path / "images"), "shop", SHA)}
+    assert {"requests", "urllib3", "idna", "chardet", "certifi"} <= names
+    closure = {line.partition("==")[0] for line in closure_in_image(tmp_path / "images")}
+    assert closure == names
+    [warning] = [line for _, line in log.lines if "warning" in line]
+    assert "does not pin certifi, chardet, idna, urllib3" in warning
 
 
 def test_a_cache_hit_for_a_new_commit_tags_the_same_image_with_it(
@@ -237,6 +417,10 @@ def test_containerfile_mode_without_podman_or_buildah_fails_clearly(
         {"repository": "shop", "workdir": "app"},
         {"repository": "shop", "port": 70000},
         {"repository": "shop", "tags": ["x"]},
+        {"repository": "shop", "requirements": "r.txt", "dependencies": "pyproject"},
+        {"repository": "shop", "requirements": "r.txt", "extras": ["db"]},
+        {"repository": "shop", "dependencies": "none", "extras": ["db"]},
+        {"repository": "shop", "dependencies": "poetry"},
     ],
 )
 def test_bad_parameters_are_refused(params: dict[str, Any]) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -223,13 +223,31 @@ def test_scan_predicate_round_trips() -> None:
         passed=False,
         counts={"high": 1, "low": 2},
         finding_ids=("PYSEC-2024-1", "GHSA-xxxx-yyyy-zzzz"),
+        db_newest_advisory=STARTED - timedelta(days=700),
     )
     made = scan_statement("shop", IMAGE, summary)
 
     assert made.predicate_type == VULN_SCAN
-    assert made.predicate["database"] == {"digest": DB, "importedAt": "2024-05-01T12:00:00Z"}
+    assert made.predicate["database"] == {
+        "digest": DB,
+        "importedAt": "2024-05-01T12:00:00Z",
+        "newestAdvisory": "2022-06-01T12:00:00Z",
+    }
     parsed = ScanSummary.from_predicate(made.predicate)
     assert parsed == dataclasses.replace(summary, finding_ids=tuple(sorted(summary.finding_ids)))
+
+
+def test_a_scan_predicate_signed_before_advisories_were_dated_still_reads() -> None:
+    predicate = {
+        "scanner": {"name": "conveyor-osv", "version": "1"},
+        "database": {"digest": DB, "importedAt": "2024-05-01T12:00:00Z"},
+        "scannedAt": "2024-05-01T12:00:00Z",
+        "passed": True,
+        "counts": {},
+        "findings": [],
+    }
+
+    assert ScanSummary.from_predicate(predicate).db_newest_advisory is None
 
 
 def test_a_scan_predicate_missing_its_database_is_malformed() -> None:

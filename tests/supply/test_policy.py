@@ -62,6 +62,7 @@ class Image:
             scanner_version="1",
             db_digest=DB,
             db_imported_at=NOW - timedelta(hours=3),
+            db_newest_advisory=NOW - timedelta(hours=5),
             scanned_at=NOW - timedelta(minutes=45),
             passed=True,
             counts={"low": 1},
@@ -176,7 +177,22 @@ def _no_scan(image: Image) -> None:
 
 
 def _stale_database(image: Image) -> None:
-    attach_all(image, scan=image.scanned(db_imported_at=NOW - timedelta(days=3)))
+    scanned = image.scanned(
+        db_imported_at=NOW - timedelta(days=3), db_newest_advisory=NOW - timedelta(days=3)
+    )
+    attach_all(image, scan=scanned)
+
+
+def _old_database_imported_today(image: Image) -> None:
+    """A two-year-old advisory export imported this morning is two years old."""
+    scanned = image.scanned(
+        db_imported_at=NOW - timedelta(hours=1), db_newest_advisory=NOW - timedelta(days=730)
+    )
+    attach_all(image, scan=scanned)
+
+
+def _scan_that_does_not_date_its_advisories(image: Image) -> None:
+    attach_all(image, scan=image.scanned(db_newest_advisory=None))
 
 
 def _failed_scan(image: Image) -> None:
@@ -214,6 +230,16 @@ def _failed_scan(image: Image) -> None:
             "no verified vulnerability scan",
         ),
         (_stale_database, {CheckName.SCAN_DB_AGE}, "limit 24h00m"),
+        (
+            _old_database_imported_today,
+            {CheckName.SCAN_DB_AGE},
+            "newest advisory 730 days old (imported 1h00m ago) (limit 24h00m)",
+        ),
+        (
+            _scan_that_does_not_date_its_advisories,
+            {CheckName.SCAN_DB_AGE},
+            "does not say how new its advisories are; scan and sign the image again",
+        ),
         (_failed_scan, {CheckName.SCAN_PASSED}, "1 critical"),
     ],
     ids=lambda value: getattr(value, "__name__", "").strip("_") or None,

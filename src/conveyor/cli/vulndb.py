@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -23,6 +23,9 @@ from conveyor.cli.output import (
 )
 from conveyor.cli.project import SpecOption
 from conveyor.errors import ExitCode
+
+if TYPE_CHECKING:
+    from conveyor.supply.osv.db import DBStatus
 
 vulndb_app = typer.Typer(
     help="The offline OSV vulnerability database.",
@@ -77,7 +80,7 @@ def vulndb_status(
     spec: Annotated[Path | None, SpecOption] = None,
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
-    """What the database holds, its digest and when it was imported."""
+    """What the database holds, its digest, how new its advisories are, when imported."""
     from conveyor.service.vulns import open_vulndb
 
     with open_vulndb(spec) as db:
@@ -88,8 +91,18 @@ def vulndb_status(
     console.print(f"{status.advisories} advisories for {status.packages} packages")
     console.print(f"digest   {status.digest}")
     console.print(f"imported {status.imported_at}")
+    console.print(f"newest advisory {status.newest_advisory or 'none'}{_age(status)}")
     for source in status.sources:
         console.print(f"  from {escape(str(source))}")
+
+
+def _age(status: DBStatus) -> str:
+    from datetime import UTC, datetime
+
+    from conveyor.spec.durations import format_age
+
+    age = status.age_seconds(datetime.now(UTC))
+    return "" if age is None else f" ({format_age(age)} old: the database's age)"
 
 
 def scan(

@@ -330,7 +330,9 @@ def _scan_md(scans: list[Mapping[str, Any]]) -> list[str]:
             f"- {scan['job']}: passed {scan.get('passed')}, "
             f"{len(scan.get('vulnerabilities', []))} vulnerabilities, against "
             f"{database.get('advisories', '?')} advisories (database "
-            f"`{str(database.get('digest', ''))[:19]}`, imported {database.get('imported_at')})"
+            f"`{str(database.get('digest', ''))[:19]}`, newest advisory "
+            f"{database.get('newest_advisory') or 'unknown'}, imported "
+            f"{database.get('imported_at')})"
         )
         lines += [f"  - {reason}" for reason in scan.get("reasons", [])]
     return lines if scans else [*lines, "- none recorded"]

@@ -50,3 +50,10 @@ def format_duration(seconds: float) -> str:
         return f"{minutes}m{rest:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def format_age(seconds: float) -> str:
+    """An age for people: hours and minutes up to two days, then whole days."""
+    if seconds < 2 * 86400:
+        return format_duration(max(seconds, 0))
+    return f"{int(seconds // 86400)} days"

@@ -1,7 +1,8 @@
 """The `build-image` step: an OCI image of the workspace, stored and tagged by commit.
 
 `run` (cached) builds: in `python` mode the reproducible builder (project files, plus the
-requirements file's dependencies, on an optional base from the image store); in
+dependencies of the requirements file or else of pyproject.toml, on an optional base from
+the image store); in
 `containerfile` mode the project's Containerfile with podman or buildah. The image goes
 into the image store, the OCI layout named by CONVEYOR_IMAGE_STORE (the engine sets it to
 `<state dir>/images`), tagged with the commit sha (and `version`), and is described in
@@ -12,7 +13,8 @@ commit when `run` was a cache hit for another commit with the same inputs, and p
 image.json as evidence of kind "image".
 
 pip and podman run through the job's executor (from the builder's thread, on the loop).
-The dependency layer is also cached by the requirements file's digest, in
+The dependency layer is also cached by what decides it (the requirements, the
+interpreter, the index settings of a file that is not a lock), in
 `<image store>/.conveyor-cache/deps`, so a warm build runs no pip even when this step's
 own cache misses (a project file changed).
 """
@@ -30,7 +32,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from conveyor.engine.executors.base import ExecResult
 from conveyor.engine.step import RAW_DIR, SimpleStep, StepContext, failed, job_output_dir, passed
@@ -51,13 +53,26 @@ from conveyor.supply.oci.containerfile import (
     find_build_tool,
     find_containerfile,
 )
+from conveyor.supply.oci.dependencies import INDEX_SETTINGS, DependencyReport
 from conveyor.supply.oci.layout import LayoutStore
-from conveyor.supply.oci.requirements import pinning_of, pinning_warning
+from conveyor.supply.oci.pyproject import pyproject_requirements
 from conveyor.supply.oci.store import check_repository, check_tag_syntax
 
 T = TypeVar("T")
 STORE_ENV = "CONVEYOR_IMAGE_STORE"
 DEPS_CACHE_DIR = ".conveyor-cache/deps"
+PYPROJECT = "pyproject.toml"
+DEFAULT_REQUIREMENTS = "requirements.txt"
+
+
+class DependencySource(StrEnum):
+    """Where the image's Python dependencies come from (`auto`: the requirements file if
+    one is named, else pyproject.toml's [project] dependencies, else none)."""
+
+    AUTO = "auto"
+    REQUIREMENTS = "requirements"
+    PYPROJECT = "pyproject"
+    NONE = "none"
 
 
 class BuildMode(StrEnum):
@@ -76,6 +91,13 @@ class BuildImageParams(BaseModel):
         default_factory=list,
         description="More requirement specifiers installed with the dependencies, e.g. the "
         "production server (gunicorn, uvicorn) the app does not depend on itself.",
+    )
+    dependencies: DependencySource = Field(
+        default=DependencySource.AUTO,
+        description="auto: requirements if named, else pyproject.toml's; or one of them; none.",
+    )
+    extras: list[str] = Field(
+        default_factory=list, description="pyproject.toml optional-dependencies to add."
     )
     app: list[str] = Field(default_factory=lambda: ["**"], description="Project files to copy.")
     exclude: list[str] = Field(default_factory=list, description="Globs left out of the image.")
@@ -121,6 +143,17 @@ class BuildImageParams(BaseModel):
             raise ValueError("must be a path inside the workspace")
         return value
 
+    @model_validator(mode="after")
+    def _one_source(self) -> BuildImageParams:
+        source = self.dependencies
+        pyproject_or_none = (DependencySource.PYPROJECT, DependencySource.NONE)
+        if self.requirements is not None and source in pyproject_or_none:
+            raise ValueError(f"requirements: names a file, and dependencies: is {source}")
+        not_pyproject = (DependencySource.REQUIREMENTS, DependencySource.NONE)
+        if self.extras and (self.requirements is not None or source in not_pyproject):
+            raise ValueError("extras: are pyproject.toml's; they need no requirements: file")
+        return self
+
     @field_validator("workdir")
     @classmethod
     def _absolute(cls, value: str) -> str:
@@ -140,7 +173,7 @@ def _as_value_error(check: Callable[[str], T], value: str) -> T:
 class BuildImageStep(SimpleStep):
     name: ClassVar[str] = "build-image"
     params_model: ClassVar[type[BaseModel]] = BuildImageParams
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: the whole dependency closure, never --no-deps
 
     def describe(self, params: BaseModel) -> str:
         return f"build-image {params.model_dump_json()}"
@@ -155,13 +188,13 @@ class BuildImageStep(SimpleStep):
         store = LayoutStore(image_store_dir(ctx))
         tags = commit_tags(ctx, params.version)
         runner = ExecutorRunner(ctx, asyncio.get_running_loop())
-        say_pinning(ctx, params)
         try:
             built = await asyncio.to_thread(self._build, params, ctx, store, tags, runner)
         except asyncio.CancelledError:
             runner.cancel()
             raise
         write_record(ctx, built.to_json())
+        say_dependencies(ctx, built.dependencies)
         ctx.say(f"build-image: {built.repository}@{built.manifest_digest} tags {list(tags)}")
         return passed(time.monotonic() - started, detail=built.manifest_digest)
 
@@ -214,17 +247,14 @@ class BuildImageStep(SimpleStep):
 
 def image_spec(params: BuildImageParams, ctx: StepContext, store: LayoutStore) -> ImageSpec:
     dependencies = None
-    requirements = None
-    if params.requirements is not None:
-        requirements = ctx.workspace / params.requirements
-        if not requirements.is_file():
-            raise ConveyorError(f"requirements file {params.requirements} is not in the workspace")
-    if params.packages:
-        requirements = with_packages(ctx, requirements, params.packages)
-    if requirements is not None:
+    found = dependency_file(params, ctx) if params.mode is BuildMode.PYTHON else None
+    if params.packages and params.mode is BuildMode.PYTHON:
+        found = with_packages(ctx, found, params.packages)
+    if found is not None:
         python = ctx.which("python") or ctx.which("python3") or sys.executable
         cache = DependencyCache(store.root / DEPS_CACHE_DIR)
-        dependencies = Dependencies(requirements, python, cache)
+        index = {name: ctx.env[name] for name in INDEX_SETTINGS if ctx.env.get(name)}
+        dependencies = Dependencies(found[0], python, cache, origin=found[1], index=index)
     return ImageSpec(
         app=AppFiles(ctx.workspace, tuple(params.app), tuple(params.exclude)),
         base=BaseImage.parse(params.base) if params.base else None,
@@ -243,24 +273,54 @@ def image_spec(params: BuildImageParams, ctx: StepContext, store: LayoutStore) -
     )
 
 
-def with_packages(ctx: StepContext, requirements: Path | None, packages: list[str]) -> Path:
+def with_packages(
+    ctx: StepContext, found: tuple[Path, str] | None, packages: list[str]
+) -> tuple[Path, str]:
     """A requirements file in the job's folder: the project's (included) and `packages:`."""
     path = job_output_dir(ctx.workspace, ctx.job_id) / "requirements-and-packages.txt"
     path.parent.mkdir(parents=True, exist_ok=True)
-    included = [f"-r {requirements}"] if requirements is not None else []
+    included = [f"-r {found[0]}"] if found is not None else []
     path.write_text("\n".join([*included, *packages]) + "\n")
-    return path
+    origin = f"{found[1]} and `packages:`" if found is not None else "`packages:`"
+    return path, origin
 
 
-def say_pinning(ctx: StepContext, params: BuildImageParams) -> None:
-    """A warning in the job log when the requirements file is not a hashed lock."""
-    if params.requirements is None or params.mode is not BuildMode.PYTHON:
-        return  # a Containerfile installs what it installs
-    try:
-        text = (ctx.workspace / params.requirements).read_text(errors="replace")
-    except OSError:
-        return  # image_spec names the missing file
-    warning = pinning_warning(pinning_of(text), params.requirements)
+def dependency_file(params: BuildImageParams, ctx: StepContext) -> tuple[Path, str] | None:
+    """The requirements file pip installs and what to call it, or None for no dependencies.
+    pyproject.toml's are written out as one, in the job's output folder."""
+    source = params.dependencies
+    if params.requirements is not None or source is DependencySource.REQUIREMENTS:
+        name = params.requirements or DEFAULT_REQUIREMENTS
+        if not (ctx.workspace / name).is_file():
+            raise ConveyorError(f"requirements file {name} is not in the workspace")
+        return ctx.workspace / name, name
+    pyproject = ctx.workspace / PYPROJECT
+    if source is DependencySource.NONE:
+        return None
+    if not pyproject.is_file():
+        if source is DependencySource.PYPROJECT or params.extras:
+            raise ConveyorError(f"build-image reads {PYPROJECT}, which is not in the workspace")
+        return None
+    lines = pyproject_requirements(pyproject, params.extras)
+    if lines is None and source is DependencySource.PYPROJECT:
+        raise ConveyorError(f"{PYPROJECT} has no [project] dependencies to install")
+    if not lines:
+        return None
+    derived = job_output_dir(ctx.workspace, ctx.job_id) / "pyproject-requirements.txt"
+    derived.parent.mkdir(parents=True, exist_ok=True)
+    derived.write_text("".join(f"{line}\n" for line in lines))
+    return derived, PYPROJECT
+
+
+def say_dependencies(ctx: StepContext, report: DependencyReport | None) -> None:
+    """What pip installed, and a warning when the dependencies are not a hashed lock."""
+    if report is None:
+        return
+    ctx.say(
+        f"build-image: {len(report.closure)} packages from {report.origin}: "
+        f"{' '.join(report.closure) or 'none'}"
+    )
+    warning = report.warning()
     if warning is not None:
         ctx.say(f"build-image: {warning}")
 

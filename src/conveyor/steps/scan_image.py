@@ -91,6 +91,7 @@ class ScanImageStep(FinalizeOnlyStep):
                     "passed": result.decision.passed,
                     "db_digest": result.db_digest,
                     "db_imported_at": result.database.imported_at,
+                    "db_newest_advisory": result.database.newest_advisory,
                     "counts": result.decision.counts,
                     "finding_ids": sorted({f.rule_id for f in result.findings}),
                 }

@@ -165,6 +165,7 @@ def _summary(scan: dict[str, object]) -> ScanSummary:
     from conveyor.supply.attest import ScanSummary
 
     imported = str(scan.get("db_imported_at") or "1970-01-01T00:00:00+00:00")
+    newest = scan.get("db_newest_advisory")
     counts = scan.get("counts") or {}
     ids = scan.get("finding_ids") or []
     assert isinstance(counts, dict) and isinstance(ids, list)
@@ -173,6 +174,7 @@ def _summary(scan: dict[str, object]) -> ScanSummary:
         scanner_version=__version__,
         db_digest=str(scan["db_digest"]),
         db_imported_at=datetime.fromisoformat(imported),
+        db_newest_advisory=datetime.fromisoformat(str(newest)) if newest else None,
         scanned_at=datetime.now(UTC),
         passed=bool(scan["passed"]),
         counts={str(k): int(v) for k, v in counts.items()},
@@ -204,7 +206,10 @@ def _already_signed(
     if scan is None:
         return True
     verdict = ours[VULN_SCAN_ARTIFACT].get("predicate", {})
+    database = verdict.get("database", {})
     return bool(
-        verdict.get("database", {}).get("digest") == scan["db_digest"]
+        database.get("digest") == scan["db_digest"]
         and verdict.get("passed") == scan["passed"]
+        # a verdict signed before scans dated their advisories lacks what admission reads
+        and ("newestAdvisory" in database or not scan.get("db_newest_advisory"))
     )

@@ -210,6 +210,10 @@ def _parse_time(text: str) -> datetime:
     return moment
 
 
+def _optional_time(value: Any) -> datetime | None:
+    return None if value is None else _parse_time(str(value))
+
+
 def _sha256_hex(digest: str) -> str:
     if not is_digest(digest):
         raise ConveyorError(f"{digest!r} is not a sha256 digest")
@@ -320,11 +324,17 @@ class ScanSummary:
     passed: bool
     counts: Mapping[str, int] = field(default_factory=dict)  # findings by severity
     finding_ids: tuple[str, ...] = ()
+    # The newest advisory's `modified`: how old the database is (None: an older
+    # Conveyor's scan, which did not say).
+    db_newest_advisory: datetime | None = None
 
     def to_predicate(self) -> dict[str, Any]:
+        database = {"digest": self.db_digest, "importedAt": _rfc3339(self.db_imported_at)}
+        if self.db_newest_advisory is not None:
+            database["newestAdvisory"] = _rfc3339(self.db_newest_advisory)
         return {
             "scanner": {"name": self.scanner, "version": self.scanner_version},
-            "database": {"digest": self.db_digest, "importedAt": _rfc3339(self.db_imported_at)},
+            "database": database,
             "scannedAt": _rfc3339(self.scanned_at),
             "passed": self.passed,
             "counts": dict(sorted(self.counts.items())),
@@ -339,6 +349,7 @@ class ScanSummary:
                 scanner_version=str(predicate["scanner"]["version"]),
                 db_digest=str(predicate["database"]["digest"]),
                 db_imported_at=_parse_time(predicate["database"]["importedAt"]),
+                db_newest_advisory=_optional_time(predicate["database"].get("newestAdvisory")),
                 scanned_at=_parse_time(predicate["scannedAt"]),
                 passed=predicate["passed"] is True,
                 counts={str(k): int(v) for k, v in predicate["counts"].items()},

@@ -15,7 +15,7 @@ from enum import StrEnum
 from wcmatch import glob as wcglob
 
 from conveyor.errors import ConveyorError
-from conveyor.spec.durations import format_duration
+from conveyor.spec.durations import format_age, format_duration
 from conveyor.spec.images import AdmissionPolicy
 from conveyor.supply.attest import (
     CYCLONEDX_BOM,
@@ -205,8 +205,17 @@ def _scan_passed_check(scan: ScanSummary, policy: AdmissionPolicy) -> Check:
 
 
 def _db_age_check(scan: ScanSummary, policy: AdmissionPolicy, now: datetime) -> Check:
-    age = (now - scan.db_imported_at).total_seconds()
-    detail = f"database {_short(scan.db_digest)} imported {format_duration(max(age, 0))} ago"
+    """The database is as old as its newest advisory, not as its import: an export two
+    years old imported this morning is two years old."""
+    imported = format_duration(max((now - scan.db_imported_at).total_seconds(), 0))
+    database = f"database {_short(scan.db_digest)}"
+    if scan.db_newest_advisory is None:
+        detail = f"{database} (imported {imported} ago) does not say how new its advisories are"
+        if policy.max_db_age is None:
+            return Check(CheckName.SCAN_DB_AGE, True, f"{detail}; no limit")
+        return Check(CheckName.SCAN_DB_AGE, False, f"{detail}; scan and sign the image again")
+    age = (now - scan.db_newest_advisory).total_seconds()
+    detail = f"{database}: newest advisory {format_age(age)} old (imported {imported} ago)"
     if policy.max_db_age is None:
         return Check(CheckName.SCAN_DB_AGE, True, f"{detail}; no limit")
     limit = format_duration(policy.max_db_age)

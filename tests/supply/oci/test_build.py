@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
+import tarfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,9 +31,10 @@ from conveyor.supply.oci.build import (
     build_image,
     host_architecture,
 )
+from conveyor.supply.oci.dependencies import CLOSURE_FILE, DependencyReport
 from conveyor.supply.oci.layers import LayerEntry, build_layer
 from conveyor.supply.oci.layout import LayoutStore
-from conveyor.supply.oci.requirements import Pinning, pinning_of, pinning_warning
+from conveyor.supply.oci.requirements import LOCK_HINT, Pinning, exact_pins, pinning_of
 from supply.memory_store import MemoryStore
 
 EPOCH = 1_700_000_000
@@ -51,6 +54,10 @@ class FakePip:
         requirements = Path(argv[argv.index("-r") + 1]).read_text()
         (target / "tiny").mkdir(parents=True)
         (target / "tiny" / "__init__.py").write_text(f"# {requirements.strip()}\n")
+        for name in ("tiny", "Tiny_Dep"):
+            (target / f"{name}-1.0.dist-info").mkdir()
+            metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n"
+            (target / f"{name}-1.0.dist-info" / "METADATA").write_text(metadata)
 
 
 def project(root: Path, files: Mapping[str, str] = APP, mtime: int = 1) -> Path:
@@ -216,15 +223,15 @@ def test_changed_requirements_miss_the_dependency_cache(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("requirements", "no_deps", "require_hashes"),
+    ("requirements", "require_hashes"),
     [
-        ("tiny==1.0 \\\n    --hash=sha256:00\nother===2 --hash=sha256:11\n", True, True),
-        ("tiny==1.0 --hash=sha256:00\nother===2\n", True, False),
-        ("tiny>=1.0\n", False, False),
+        ("tiny==1.0 \\\n    --hash=sha256:00\nother===2 --hash=sha256:11\n", True),
+        ("tiny==1.0 --hash=sha256:00\nother===2\n", False),
+        ("tiny>=1.0\n", False),
     ],
 )
-def test_pip_resolves_nothing_for_pins_and_checks_hashes_of_a_lock(
-    tmp_path: Path, requirements: str, no_deps: bool, require_hashes: bool
+def test_pip_always_resolves_the_closure_and_checks_hashes_of_a_lock(
+    tmp_path: Path, requirements: str, require_hashes: bool
 ) -> None:
     root = project(tmp_path / "p")
     (root / "requirements.txt").write_text(requirements)
@@ -235,8 +242,56 @@ def test_pip_resolves_nothing_for_pins_and_checks_hashes_of_a_lock(
     argv = pip.calls[0]
     assert argv[:4] == ["/usr/bin/python3", "-m", "pip", "install"]
     assert {"--no-compile", "--target", "-r"} <= set(argv)
-    assert ("--no-deps" in argv) is no_deps
+    assert "--no-deps" not in argv
     assert ("--require-hashes" in argv) is require_hashes
+
+
+def test_the_closure_is_written_into_the_layer_and_reported(tmp_path: Path) -> None:
+    store = LayoutStore(tmp_path / "store")
+    built = build(project(tmp_path / "p"), tmp_path / "store")
+
+    layer = gzip.decompress(store.get_blob("shop", built.layers[0].digest))
+    with tarfile.open(fileobj=io.BytesIO(layer)) as tar:
+        member = tar.extractfile(f"{DEPS_DIR.lstrip('/')}/{CLOSURE_FILE}")
+        assert member is not None
+        lines = member.read().decode().splitlines()
+    assert lines[1:] == ["tiny-dep==1.0", "tiny==1.0"]
+    assert built.dependencies is not None
+    assert built.dependencies.closure == ("tiny-dep==1.0", "tiny==1.0")
+    assert built.dependencies.unpinned == ("tiny-dep",)  # requirements.txt pins only tiny
+    assert built.to_json()["dependencies"] == ["tiny-dep==1.0", "tiny==1.0"]
+
+
+def test_a_warm_build_reports_the_closure_the_cold_one_installed(tmp_path: Path) -> None:
+    root = project(tmp_path / "p")
+    store = LayoutStore(tmp_path / "store")
+    deps = Dependencies(root / "requirements.txt", "/usr/bin/python3", DependencyCache(tmp_path))
+    cold = build_image(spec_for(root, dependencies=deps), store, "shop", (SHA,), run=FakePip())
+    warm = build_image(spec_for(root, dependencies=deps), store, "shop", (SHA,), run=FakePip())
+
+    assert warm.dependencies == cold.dependencies
+    assert warm.dependencies is not None and len(warm.dependencies.closure) == 2
+
+
+def test_an_unlocked_file_resolved_against_another_index_misses_the_cache(
+    tmp_path: Path,
+) -> None:
+    root = project(tmp_path / "p")
+    store = LayoutStore(tmp_path / "store")
+    cache = DependencyCache(tmp_path / "cache")
+    here = Dependencies(root / "requirements.txt", "/usr/bin/python3", cache)
+    there = Dependencies(
+        root / "requirements.txt",
+        "/usr/bin/python3",
+        cache,
+        index={"PIP_INDEX_URL": "https://mirror.example/simple"},
+    )
+    build_image(spec_for(root, dependencies=here), store, "shop", (SHA,), run=FakePip())
+    pip = FakePip()
+
+    build_image(spec_for(root, dependencies=there), store, "shop", (SHA,), run=pip)
+
+    assert len(pip.calls) == 1
 
 
 @pytest.mark.parametrize(
@@ -274,12 +329,31 @@ def test_a_lock_is_a_file_whose_every_pin_has_hashes(text: str, pinning: str) ->
     assert pinning_of(text) is Pinning(pinning)
 
 
+@pytest.mark.parametrize(
+    ("text", "pins"),
+    [
+        ("a==1.0 --hash=sha256:ab\nB_c===2\nd>=1\ne\n", {"a", "b-c"}),
+        ("--index-url https://example.org/simple\n-r base.txt\nf==1.*\n", set()),
+    ],
+)
+def test_the_exact_pins_of_a_file_are_named(text: str, pins: set[str]) -> None:
+    assert exact_pins(text) == pins
+
+
 def test_only_a_hashed_lock_builds_without_a_warning() -> None:
-    assert pinning_warning(Pinning.HASHED, "requirements.txt") is None
-    pinned = pinning_warning(Pinning.PINNED, "requirements.txt")
-    unpinned = pinning_warning(Pinning.UNPINNED, "requirements.txt")
-    assert pinned is not None and "hash" in pinned and "--generate-hashes" in pinned
-    assert unpinned is not None and "not a lock" in unpinned and "requirements.txt" in unpinned
+    closure = ("a==1.0", "b==2.0")
+    locked = DependencyReport("requirements.txt", Pinning.HASHED, closure, ())
+    pinned = DependencyReport("requirements.txt", Pinning.PINNED, closure, ())
+    partial = DependencyReport("pyproject.toml", Pinning.UNPINNED, closure, ("a", "b"))
+
+    assert locked.warning() is None
+    assert pinned.warning() == (
+        "warning: requirements.txt pins every version but not every file's hash: the index "
+        f"could serve other bytes; {LOCK_HINT}"
+    )
+    text = partial.warning()
+    assert text is not None and text.startswith("warning: pyproject.toml does not pin a, b")
+    assert "make lock" in text and "--generate-hashes" in text
 
 
 def test_the_tag_latest_is_refused_before_anything_is_stored(tmp_path: Path) -> None:

@@ -4,14 +4,17 @@ tarball itself, and bad advisories that must be counted, not crash the import.""
 from __future__ import annotations
 
 import json
+import re
+import sqlite3
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conveyor.errors import ConveyorError
-from conveyor.supply.osv.db import ImportReport, VulnDB
+from conveyor.supply.osv.db import DB_FILE, ImportReport, VulnDB
 
 from .conftest import ADVISORIES
 
@@ -190,3 +193,58 @@ def test_a_path_that_is_no_export_is_a_user_error(tmp_path: Path) -> None:
             db.import_path(tmp_path / "fake.zip")
         with pytest.raises(ConveyorError, match="cannot import"):
             db.import_path(tmp_path / "missing")
+
+
+def test_the_database_is_as_old_as_its_newest_advisory_not_its_import(
+    imported: tuple[VulnDB, ImportReport], advisories_dir: Path
+) -> None:
+    db, _ = imported
+    dated = re.compile(r"^\"?modified\"?:\s*\"?([0-9][0-9T:.+\-Z]+)", re.MULTILINE)
+    newest = max(
+        datetime.fromisoformat(found).astimezone(UTC)
+        for path in advisories_dir.rglob("*")
+        if path.is_file()
+        for found in dated.findall(path.read_text())
+    )
+
+    status = db.status()
+
+    assert status.newest_advisory == newest.isoformat(timespec="seconds")
+    assert status.imported_at is not None and status.imported_at > status.newest_advisory
+    now = datetime.now(UTC)
+    age = status.age_seconds(now)
+    assert age is not None and age == pytest.approx((now - newest).total_seconds(), abs=1)
+    assert age > 7 * 86400  # the 2024-10-10 export is old however recently imported
+
+
+def test_each_import_records_the_newest_advisory_held(tmp_path: Path) -> None:
+    newer = GOOD.replace("TEST-1", "TEST-9").replace(
+        "2024-01-03T22:31:36Z", "2024-06-01T08:00:00+02:00"
+    )
+    (tmp_path / "a.yaml").write_text(GOOD)
+    (tmp_path / "b.yaml").write_text(newer)
+
+    with VulnDB(tmp_path / "db") as db:
+        db.import_path(tmp_path / "a.yaml")
+        first = db.status().newest_advisory
+        db.import_path(tmp_path / "b.yaml")
+        db.import_path(tmp_path / "a.yaml")  # an older one again: the database is still newer
+        last = db.status().newest_advisory
+
+    assert (first, last) == ("2024-01-03T22:31:36+00:00", "2024-06-01T06:00:00+00:00")
+
+
+def test_a_database_made_before_advisories_were_dated_gains_the_column(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(GOOD)
+    with VulnDB(tmp_path / "db") as db:
+        db.import_path(tmp_path / "a.yaml")
+    with sqlite3.connect(tmp_path / "db" / DB_FILE) as conn:  # as an older Conveyor left it
+        conn.execute("ALTER TABLE imports DROP COLUMN newest_advisory")
+
+    with VulnDB(tmp_path / "db") as db:
+        status = db.status()
+
+    assert status.newest_advisory == "2024-01-03T22:31:36+00:00"  # computed from the advisories
+    with sqlite3.connect(tmp_path / "db" / DB_FILE) as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(imports)")}
+    assert "newest_advisory" in columns

@@ -1,12 +1,13 @@
 """The reproducible image builder: project files (+ pip dependencies) on an optional base.
 
 Layers, in order: the base image's, then the dependencies (`pip install --target` of a
-requirements file, at /app/deps, on PYTHONPATH), then the application files (at the
-working directory). Each new layer is built by `layers.build_layer`, so the same inputs
-give the same manifest digest, byte for byte. The app layer's mtimes are the commit time
-(SOURCE_DATE_EPOCH). The dependency layer's are 0: it is a function of the requirements
-file alone, so a commit that leaves it unchanged keeps its digest, and the warm cache
-(`DependencyCache`) gives what a cold build would.
+requirements file, pip resolving the whole closure, at /app/deps, on PYTHONPATH; see
+`dependencies.py`), then the application files (at the working directory). Each new
+layer is built by `layers.build_layer`, so the same inputs give the same manifest digest,
+byte for byte. The app layer's mtimes are the commit time (SOURCE_DATE_EPOCH). The
+dependency layer's are 0: it is a function of the closure pip installed, which a lock
+fixes; the warm cache (`DependencyCache`, keyed by what decides the closure) gives what
+a cold build would, so a commit that leaves the requirements unchanged keeps its digest.
 
 Commands (pip) run through a `CommandRunner`, so the `build-image` step can send them
 through its executor; `run_command` is the plain subprocess runner for other callers.
@@ -18,7 +19,6 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,14 +28,27 @@ from typing import Any, Protocol
 
 from conveyor.errors import ConveyorError
 from conveyor.supply.oci import model
-from conveyor.supply.oci.layers import LayerBlob, build_layer, normalise_path, tree_entries
+from conveyor.supply.oci.dependencies import (
+    DEPS_DIR,
+    Dependencies,
+    DependencyCache,
+    DependencyReport,
+    Installed,
+    dependency_key,
+    installed_closure,
+    missing_from_lock,
+    pip_install_argv,
+    unpinned_in,
+    write_closure,
+)
+from conveyor.supply.oci.layers import build_layer, normalise_path, tree_entries
 from conveyor.supply.oci.model import Descriptor, Manifest, canonical_json, digest_of
 from conveyor.supply.oci.requirements import Pinning, pinning_of
 from conveyor.supply.oci.store import ImageStore, check_tag
 
-DEPS_DIR = "/app/deps"
+__all__ = ["DEPS_DIR", "Dependencies", "DependencyCache", "DependencyReport"]
+
 DEPS_MTIME = 0
-BUILDER_VERSION = "1"  # bump when the same inputs should give a different image
 ANNOTATION_BASE_NAME = "org.opencontainers.image.base.name"
 _ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 # Docker media types a base image may carry; the bytes are the same as the OCI ones.
@@ -93,13 +106,6 @@ class AppFiles:
 
 
 @dataclass(frozen=True)
-class Dependencies:
-    requirements: Path
-    python: str = sys.executable  # the interpreter whose pip installs (and whose wheels fit)
-    cache: DependencyCache | None = None
-
-
-@dataclass(frozen=True)
 class ImageSpec:
     app: AppFiles | None = None
     base: BaseImage | None = None
@@ -140,6 +146,7 @@ class BuiltImage:
     tags: tuple[str, ...]
     base_digest: str | None = None
     base_name: str | None = None
+    dependencies: DependencyReport | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -152,6 +159,7 @@ class BuiltImage:
             "base": {"name": self.base_name, "digest": self.base_digest}
             if self.base_digest
             else None,
+            "dependencies": list(self.dependencies.closure) if self.dependencies else None,
         }
 
 
@@ -179,8 +187,10 @@ def build_image(
         check_tag(tag)
     parts = _from_base(spec.base, store, repository) if spec.base else _Parts()
     parts.architecture = parts.architecture or host_architecture()
+    report = None
     if spec.dependencies is not None:
-        _add_layer(parts, spec, _dependency_layer(spec.dependencies, store, repository, run))
+        layer, created_by, report = _dependency_layer(spec.dependencies, store, repository, run)
+        _add_layer(parts, spec, (layer, created_by))
     if spec.app is not None:
         _add_layer(parts, spec, _app_layer(spec))
     if not parts.layers:
@@ -205,6 +215,7 @@ def build_image(
         tags=tags,
         base_digest=parts.base_digest,
         base_name=str(spec.base) if spec.base else None,
+        dependencies=report,
     )
 
 
@@ -332,72 +343,40 @@ def _env_dict(pairs: list[str]) -> dict[str, str]:
 
 def _dependency_layer(
     deps: Dependencies, store: ImageStore, repository: str, run: CommandRunner
-) -> tuple[Layer, str]:
+) -> tuple[Layer, str, DependencyReport]:
     try:
         requirements = deps.requirements.read_bytes()
     except OSError as error:
-        raise ConveyorError(f"cannot read the requirements file: {error}") from None
-    pinning = pinning_of(requirements.decode(errors="replace"))
-    key = dependency_key(requirements, deps.python, pinned=pinning is not Pinning.UNPINNED)
-    created_by = f"conveyor build-image: pip install -r {deps.requirements.name}"
-    cached = deps.cache.get(key) if deps.cache else None
-    if cached is not None and store.has_blob(repository, cached.descriptor.digest):
-        return cached, created_by
+        raise ConveyorError(f"cannot read {deps.name}: {error.strerror}") from None
+    text = requirements.decode(errors="replace")
+    pinning = pinning_of(text)
+    key = dependency_key(requirements, deps, pinning)
+    what = f"the dependencies of {deps.name}" if deps.name.endswith(".toml") else f"-r {deps.name}"
+    created_by = f"conveyor build-image: pip install {what}"
+    installed = deps.cache.get(key) if deps.cache else None
+    if installed is None or not store.has_blob(repository, installed.digest):
+        installed, data = _install(deps, pinning, run)
+        if deps.cache is not None:
+            deps.cache.put(key, installed)
+    else:
+        data = None
+    report = DependencyReport(
+        deps.name, pinning, installed.closure, unpinned_in(installed.closure, text)
+    )
+    return Layer(installed.descriptor, installed.diff_id, data), created_by, report
+
+
+def _install(deps: Dependencies, pinning: Pinning, run: CommandRunner) -> tuple[Installed, bytes]:
+    """pip into a scratch folder, the closure written beside what it installed, packed."""
     with tempfile.TemporaryDirectory(prefix="conveyor-deps-") as scratch:
-        target = Path(scratch) / "target"
-        run(pip_install_argv(deps.python, deps.requirements, target, pinning), {})
-        blob = build_layer(tree_entries(target, DEPS_DIR), DEPS_MTIME)
-    if deps.cache is not None:
-        deps.cache.put(key, blob)
-    return Layer(blob.descriptor(), blob.diff_id, blob.data), created_by
-
-
-class DependencyCache:
-    """Built dependency layers by key, so a warm build neither runs pip nor re-packs.
-
-    `<root>/<key>.json` records the layer's digest, size and diff_id; the blob itself is
-    the image store's (an entry whose blob the store lost is a miss).
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def get(self, key: str) -> Layer | None:
+        target, log = Path(scratch) / "target", Path(scratch) / "pip.log"
         try:
-            entry = json.loads((self.root / f"{key}.json").read_bytes())
-            descriptor = Descriptor(model.LAYER_TAR_GZIP, entry["digest"], int(entry["size"]))
-            return Layer(descriptor, str(entry["diff_id"]))
-        except (OSError, ValueError, KeyError, TypeError):
-            return None  # absent or unreadable: rebuild
-
-    def put(self, key: str, blob: LayerBlob) -> None:
-        entry = {"digest": blob.digest, "size": blob.size, "diff_id": blob.diff_id}
-        self.root.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=self.root, prefix=f".{key}.")
-        with os.fdopen(handle, "wb") as out:
-            out.write(canonical_json(entry))
-        os.replace(temporary, self.root / f"{key}.json")
-
-
-def dependency_key(requirements: bytes, python: str, *, pinned: bool) -> str:
-    """What decides the dependency layer: the file, the interpreter, the platform, us."""
-    parts = {
-        "builder": BUILDER_VERSION,
-        "requirements": digest_of(requirements),
-        "python": os.path.realpath(python),
-        "machine": platform.machine(),
-        "target": DEPS_DIR,
-        "no_deps": pinned,
-    }
-    return digest_of(canonical_json(parts)).removeprefix("sha256:")
-
-
-def pip_install_argv(python: str, requirements: Path, target: Path, pinning: Pinning) -> list[str]:
-    """pip for the dependency layer. A pinned file lists every package already, so pip
-    resolves nothing (`--no-deps`); a lock installs only the files it names, or stops."""
-    argv = [python, "-m", "pip", "install", "--no-compile", "--no-input"]
-    argv += ["--disable-pip-version-check", "--progress-bar", "off"]
-    argv += ["--target", str(target), "-r", str(requirements)]
-    if pinning is Pinning.HASHED:
-        argv.append("--require-hashes")
-    return argv if pinning is Pinning.UNPINNED else [*argv, "--no-deps"]
+            run(pip_install_argv(deps.python, deps.requirements, target, pinning, log), {})
+        except ConveyorError as error:
+            incomplete = missing_from_lock(log, deps.name) if pinning is Pinning.HASHED else None
+            raise (incomplete or error) from None
+        target.mkdir(exist_ok=True)  # nothing to install: an empty layer, still recorded
+        closure = installed_closure(target)
+        write_closure(target, closure, deps.name)
+        blob = build_layer(tree_entries(target, DEPS_DIR), DEPS_MTIME)
+    return Installed.of(blob, closure), blob.data

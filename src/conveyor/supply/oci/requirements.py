@@ -4,7 +4,8 @@ A lock (`uv pip compile --generate-hashes`, `pip-compile --generate-hashes`) nam
 package with `==` and the sha256 of each file it may install: pip then installs exactly
 those bytes (`--require-hashes`), today or next month, or stops. A file that only pins
 versions trusts the index not to swap a file; a file with ranges trusts it to resolve the
-same way twice. The builder installs all three, and warns about the last two.
+same way twice. The builder installs all three (pip resolving the whole closure), and
+warns about the last two, naming the packages no line pins.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from __future__ import annotations
 from enum import StrEnum
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 _NESTED_OPTIONS = frozenset({"-r", "--requirement", "-c", "--constraint", "-e", "--editable"})
 LOCK_HINT = (
     "compile a lock with `uv pip compile --generate-hashes requirements.in "
-    "-o requirements.txt` (or `pip-compile --generate-hashes`); see docs/images.md"
+    "-o requirements.txt` (the shop's `make lock` does; or `pip-compile "
+    "--generate-hashes`); see docs/images.md"
 )
 
 
@@ -45,18 +48,14 @@ def pinning_of(text: str) -> Pinning:
     return Pinning.HASHED if hashed == requirements else Pinning.PINNED
 
 
-def pinning_warning(pinning: Pinning, name: str) -> str | None:
-    """What the build log says of a file that is not a hashed lock (None for a lock)."""
-    if pinning is Pinning.HASHED:
-        return None
-    if pinning is Pinning.PINNED:
-        what = "pins every version but not every file's hash: the index could serve other bytes"
-    else:
-        what = (
-            "is not a lock (a version range, a bare name, a URL or a nested file): "
-            "another day's build may install other versions"
-        )
-    return f"warning: {name} {what}; {LOCK_HINT}"
+def exact_pins(text: str) -> frozenset[str]:
+    """The canonical names the requirements file `text` pins with `==`."""
+    pinned = set()
+    for line in _logical_lines(text):
+        requirement = line.split(" --")[0].strip()
+        if not line.startswith("-") and _is_exact(requirement):
+            pinned.add(canonicalize_name(Requirement(requirement).name))
+    return frozenset(pinned)
 
 
 def _is_exact(text: str) -> bool:

@@ -9,6 +9,11 @@ sorted keys, PyPI entries only, PEP 503 names) next to the columns the matcher r
 The database digest is sha256 over the sorted (id, sha256 of the normalised advisory)
 pairs: the same advisories give the same digest whether they came from a folder, a zip or
 a tarball, in JSON or YAML.
+
+The database's age is that of its newest advisory (the latest `modified`), recorded with
+each import: a two-year-old export imported today is two years old. This file is not the
+store and has no Alembic history; a column added later is added at open when missing
+(`_add_missing_columns`), and a value an older Conveyor did not record is computed.
 """
 
 from __future__ import annotations
@@ -75,6 +80,8 @@ imports = sa.Table(
     sa.Column("imported_at", sa.String, nullable=False),
     sa.Column("digest", sa.String, nullable=False),
     sa.Column("report", sa.JSON, nullable=False),
+    # The latest `modified` of the advisories held after this import (ISO 8601, UTC).
+    sa.Column("newest_advisory", sa.String, nullable=True),
 )
 _BATCH = 500  # ids per IN (...) clause, under SQLite's variable limit
 
@@ -104,6 +111,13 @@ class DBStatus:
     packages: int
     imported_at: str | None  # ISO 8601, UTC, of the latest import
     sources: tuple[str, ...]  # every import, oldest first
+    newest_advisory: str | None = None  # ISO 8601, UTC: the database is as old as this
+
+    def age_seconds(self, now: datetime) -> float | None:
+        """How old the advisories are: now minus the newest one's `modified`."""
+        if self.newest_advisory is None:
+            return None
+        return (now - datetime.fromisoformat(self.newest_advisory)).total_seconds()
 
 
 class VulnDB:
@@ -118,6 +132,7 @@ class VulnDB:
         self.directory = directory
         self._engine = sa.create_engine(f"sqlite:///{(directory / DB_FILE).resolve()}")
         metadata.create_all(self._engine)
+        _add_missing_columns(self._engine)
         self._index: MatchIndex | None = None
 
     def __enter__(self) -> VulnDB:
@@ -149,7 +164,11 @@ class VulnDB:
             report = tally.report(str(path), digest)
             conn.execute(
                 imports.insert().values(
-                    source=str(path), imported_at=_now(), digest=digest, report=_as_json(report)
+                    source=str(path),
+                    imported_at=_now(),
+                    digest=digest,
+                    report=_as_json(report),
+                    newest_advisory=_newest_advisory(conn),
                 )
             )
         self._index = None
@@ -162,14 +181,18 @@ class VulnDB:
                 sa.select(sa.func.count(sa.distinct(affected.c.package)))
             ).scalar_one()
             history = conn.execute(
-                sa.select(imports.c.source, imports.c.imported_at).order_by(imports.c.id)
+                sa.select(
+                    imports.c.source, imports.c.imported_at, imports.c.newest_advisory
+                ).order_by(imports.c.id)
             ).all()
+            newest = history[-1].newest_advisory if history else None
             return DBStatus(
                 digest=_digest(conn),
                 advisories=count,
                 packages=packages,
                 imported_at=history[-1].imported_at if history else None,
                 sources=tuple(row.source for row in history),
+                newest_advisory=newest or _newest_advisory(conn),
             )
 
     def advisory(self, advisory_id: str) -> dict[str, Any] | None:
@@ -303,6 +326,35 @@ def _affected_rows(conn: sa.Connection) -> Iterator[AffectedRow]:
             info = AdvisoryInfo(row.id, tuple(row.aliases), row.summary, severity)
             infos[row.id] = info
         yield AffectedRow(row.package, info, row.ranges, row.versions)
+
+
+def _newest_advisory(conn: sa.Connection) -> str | None:
+    """The latest `modified` of the stored advisories (withdrawn ones too: a withdrawal
+    is news), in UTC; None for an empty database. Texts that are not RFC 3339 are left
+    out: they date nothing."""
+    moments = (_utc(text) for text in conn.execute(sa.select(advisories.c.modified)).scalars())
+    newest = max((moment for moment in moments if moment is not None), default=None)
+    return None if newest is None else newest.isoformat(timespec="seconds")
+
+
+def _utc(text: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _add_missing_columns(engine: sa.Engine) -> None:
+    """Columns added to `imports` after databases were made without them (nullable)."""
+    present = {column["name"] for column in sa.inspect(engine).get_columns("imports")}
+    with engine.begin() as conn:
+        for column in imports.columns:
+            if column.name not in present:
+                kind = column.type.compile(dialect=engine.dialect)
+                conn.exec_driver_sql(f"ALTER TABLE imports ADD COLUMN {column.name} {kind}")
 
 
 def _sortable(text: str) -> str:

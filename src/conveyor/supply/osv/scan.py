@@ -187,6 +187,7 @@ def report_json(
             "digest": status.digest,
             "advisories": status.advisories,
             "imported_at": status.imported_at,
+            "newest_advisory": status.newest_advisory,
             "sources": list(status.sources),
         },
         "vulnerabilities": [_entry(f) for f in findings],
