@@ -1,0 +1,26 @@
+"""One cache of Conveyor's Python base image for the whole suite (and across runs).
+
+The base is built from Debian packages that `apt-get download` fetches; its cache is
+keyed by the state of apt's lists and checked against apt's SHA256s, so sharing it
+between tests, xdist workers and sessions changes no result, only the time: every test
+that builds an image on the default base would otherwise download and pack it again.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conveyor.supply.oci.debian_base import CACHE_ENV
+
+SHARED_CACHE = Path(tempfile.gettempdir()) / "conveyor-tests-python-base"
+
+
+@pytest.fixture(autouse=True)
+def _shared_python_base_cache(
+    _hermetic_conveyor_env: None, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    monkeypatch.setenv(CACHE_ENV, str(SHARED_CACHE))
+    return SHARED_CACHE
