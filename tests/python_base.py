@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.supply.oci.debian_base import CACHE_ENV
+from conveyor.supply.oci.build import BaseImage, host_architecture
+from conveyor.supply.oci.debian_base import CACHE_ENV, ensure_python_base
+from conveyor.supply.oci.store import ImageStore
 
 SHARED_CACHE = Path(tempfile.gettempdir()) / "conveyor-tests-python-base"
 
@@ -24,3 +26,10 @@ def _shared_python_base_cache(
 ) -> Path:
     monkeypatch.setenv(CACHE_ENV, str(SHARED_CACHE))
     return SHARED_CACHE
+
+
+def python_base(store: ImageStore) -> BaseImage:
+    """Conveyor's Python base in `store` (built once into the shared cache, then copied),
+    for tests that build images with the library rather than the build-image step."""
+    built = ensure_python_base(store, SHARED_CACHE, host_architecture())
+    return BaseImage(built.repository, built.digest)

@@ -19,6 +19,7 @@ from pathlib import Path
 from conveyor.service.project import Project
 from conveyor.supply.oci.build import AppFiles, ImageSpec, build_image
 from conveyor.supply.oci.layout import LayoutStore
+from python_base import python_base
 
 REPOSITORY = "app"
 SERVER = """\
@@ -83,12 +84,13 @@ def build_app(project: Project, root: Path, version: str, behaviour: str = "ok")
     (source / "lib" / "app").mkdir(parents=True)
     main = SERVER.format(version=version, behaviour=behaviour)
     (source / "lib" / "app" / "__main__.py").write_text(main)
+    store = LayoutStore(project.state_dir / "images")
     spec = ImageSpec(
         app=AppFiles(source),
+        base=python_base(store),
         entrypoint=("python", "-m", "app"),
         env={"PYTHONPATH": "/app/lib"},
     )
-    store = LayoutStore(project.state_dir / "images")
     built = build_image(spec, store, REPOSITORY, (f"{version}-{behaviour}",))
     return f"{REPOSITORY}@{built.manifest_digest}"
 

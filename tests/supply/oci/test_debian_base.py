@@ -17,13 +17,13 @@ from packageurl import PackageURL
 from conveyor.supply.imagescan import image_packages
 from conveyor.supply.oci.build import host_architecture
 from conveyor.supply.oci.debian_base import (
-    LABEL_PYTHON,
     PYTHON_VERSION,
     REPOSITORY,
     BaseBuild,
     ensure_python_base,
 )
 from conveyor.supply.oci.debian_packages import apt_show
+from conveyor.supply.oci.interpreter import LABEL_PYTHON
 from conveyor.supply.oci.layout import LayoutStore
 from conveyor.supply.oci.model import Manifest
 

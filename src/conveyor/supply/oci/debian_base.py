@@ -46,6 +46,7 @@ from conveyor.supply.oci.debian_packages import (
     download,
     resolve_cached,
 )
+from conveyor.supply.oci.interpreter import LABEL_PYTHON
 from conveyor.supply.oci.layers import LayerBlob, LayerEntry, build_layer
 from conveyor.supply.oci.layout import LayoutStore
 from conveyor.supply.oci.model import Descriptor, Manifest, canonical_json, digest_of
@@ -56,10 +57,6 @@ PYTHON_VERSION = "3.11"
 TAG = f"{PYTHON_VERSION}-bookworm"
 # What the image is for; everything else comes from these packages' Depends.
 ROOT_PACKAGES = (f"python{PYTHON_VERSION}", "ca-certificates")
-# Labels: the interpreter the base carries, and (set by the builder) the interpreter a
-# dependency layer was installed for. The deploy refuses an image where they differ.
-LABEL_PYTHON = "org.conveyor.python.version"
-LABEL_DEPS_PYTHON = "org.conveyor.deps.python.version"
 CACHE_ENV = "CONVEYOR_BASE_CACHE"  # where the cache is, when not in the state folder
 BASE_VERSION = "1"  # bump when the same packages should give a different base
 MTIME = 0
