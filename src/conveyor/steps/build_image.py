@@ -23,6 +23,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -45,12 +46,14 @@ from conveyor.supply.oci.build import (
     DependencyCache,
     ImageSpec,
     build_image,
+    host_architecture,
 )
 from conveyor.supply.oci.containerfile import (
     build_containerfile,
     find_build_tool,
     find_containerfile,
 )
+from conveyor.supply.oci.debian_base import cache_root_of, ensure_python_base
 from conveyor.supply.oci.layout import LayoutStore
 from conveyor.supply.oci.requirements import pinning_of, pinning_warning
 from conveyor.supply.oci.store import check_repository, check_tag_syntax
@@ -58,6 +61,8 @@ from conveyor.supply.oci.store import check_repository, check_tag_syntax
 T = TypeVar("T")
 STORE_ENV = "CONVEYOR_IMAGE_STORE"
 DEPS_CACHE_DIR = ".conveyor-cache/deps"
+BASE_CACHE_DIR = ".conveyor-cache/python-base"
+SCRATCH = "scratch"  # `base: scratch`: an image of the project's files alone
 
 
 class BuildMode(StrEnum):
@@ -70,7 +75,11 @@ class BuildImageParams(BaseModel):
 
     repository: str = Field(description="The image's repository in the store, e.g. shop.")
     mode: BuildMode = BuildMode.PYTHON
-    base: str | None = Field(default=None, description="repo:tag or repo@sha256:... in the store.")
+    base: str | None = Field(
+        default=None,
+        description="repo:tag or repo@sha256:... in the store; `scratch` for none. "
+        "Default (python mode): Conveyor's Python base image.",
+    )
     requirements: str | None = Field(default=None, description="A requirements file to install.")
     app: list[str] = Field(default_factory=lambda: ["**"], description="Project files to copy.")
     exclude: list[str] = Field(default_factory=list, description="Globs left out of the image.")
@@ -100,7 +109,7 @@ class BuildImageParams(BaseModel):
     @field_validator("base")
     @classmethod
     def _base(cls, value: str | None) -> str | None:
-        if value is not None:
+        if value is not None and value != SCRATCH:
             _as_value_error(BaseImage.parse, value)
         return value
 
@@ -158,6 +167,8 @@ class BuildImageStep(SimpleStep):
             raise
         write_record(ctx, built.to_json())
         ctx.say(f"build-image: {built.repository}@{built.manifest_digest} tags {list(tags)}")
+        if built.base_name:
+            ctx.say(f"build-image: on {built.base_name}")
         return passed(time.monotonic() - started, detail=built.manifest_digest)
 
     async def finalize(
@@ -218,7 +229,7 @@ def image_spec(params: BuildImageParams, ctx: StepContext, store: LayoutStore) -
         dependencies = Dependencies(requirements, python, cache)
     return ImageSpec(
         app=AppFiles(ctx.workspace, tuple(params.app), tuple(params.exclude)),
-        base=BaseImage.parse(params.base) if params.base else None,
+        base=base_image(params, ctx, store),
         dependencies=dependencies,
         workdir=params.workdir,
         entrypoint=tuple(params.entrypoint) if params.entrypoint is not None else None,
@@ -232,6 +243,20 @@ def image_spec(params: BuildImageParams, ctx: StepContext, store: LayoutStore) -
         version=params.version,
         source_date_epoch=source_date_epoch(ctx),
     )
+
+
+def base_image(params: BuildImageParams, ctx: StepContext, store: LayoutStore) -> BaseImage | None:
+    """`base:` as given; `scratch` for none; in python mode, by default, Conveyor's Python
+    base (debian_base.py), built from Debian's packages into the state folder's cache."""
+    if params.base == SCRATCH:
+        return None
+    if params.base:
+        return BaseImage.parse(params.base)
+    if params.mode is not BuildMode.PYTHON:
+        return None  # a Containerfile names its own base (FROM)
+    cache = cache_root_of(store.root / BASE_CACHE_DIR, {**os.environ, **ctx.env})
+    built = ensure_python_base(store, cache, host_architecture())
+    return BaseImage(built.repository, built.digest)
 
 
 def say_pinning(ctx: StepContext, params: BuildImageParams) -> None:
