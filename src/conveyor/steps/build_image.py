@@ -61,7 +61,6 @@ from conveyor.supply.oci.store import check_repository, check_tag_syntax
 T = TypeVar("T")
 STORE_ENV = "CONVEYOR_IMAGE_STORE"
 DEPS_CACHE_DIR = ".conveyor-cache/deps"
-BASE_CACHE_DIR = ".conveyor-cache/python-base"
 SCRATCH = "scratch"  # `base: scratch`: an image of the project's files alone
 
 
@@ -254,7 +253,7 @@ def base_image(params: BuildImageParams, ctx: StepContext, store: LayoutStore) -
         return BaseImage.parse(params.base)
     if params.mode is not BuildMode.PYTHON:
         return None  # a Containerfile names its own base (FROM)
-    cache = cache_root_of(store.root / BASE_CACHE_DIR, {**os.environ, **ctx.env})
+    cache = cache_root_of(store.root, {**os.environ, **ctx.env})
     built = ensure_python_base(store, cache, host_architecture())
     return BaseImage(built.repository, built.digest)
 

@@ -57,6 +57,7 @@ PYTHON_VERSION = "3.11"
 TAG = f"{PYTHON_VERSION}-bookworm"
 # What the image is for; everything else comes from these packages' Depends.
 ROOT_PACKAGES = (f"python{PYTHON_VERSION}", "ca-certificates")
+STORE_CACHE_DIR = ".conveyor-cache/python-base"  # the cache's default place, in the store
 CACHE_ENV = "CONVEYOR_BASE_CACHE"  # where the cache is, when not in the state folder
 BASE_VERSION = "1"  # bump when the same packages should give a different base
 MTIME = 0
@@ -106,10 +107,11 @@ def ensure_python_base(store: ImageStore, cache_root: Path, architecture: str) -
     return BaseBuild(REPOSITORY, digest, pins, cached=cached)
 
 
-def cache_root_of(default: Path, environ: Mapping[str, str]) -> Path:
-    """The base's cache folder: $CONVEYOR_BASE_CACHE, or `default` (in the state folder)."""
+def cache_root_of(store_root: Path, environ: Mapping[str, str]) -> Path:
+    """The base's cache folder: $CONVEYOR_BASE_CACHE, or one in the image store's folder
+    (in the state folder)."""
     chosen = environ.get(CACHE_ENV, "").strip()
-    return Path(chosen) if chosen else default
+    return Path(chosen) if chosen else store_root / STORE_CACHE_DIR
 
 
 @contextlib.contextmanager
