@@ -146,7 +146,11 @@ def test_a_podman_replica_gets_the_secret_and_no_process_shows_it(
     (root / "www").mkdir()
     shutil.copy(BUSYBOX, root / "bin" / "busybox")
     (root / "www" / "healthz").write_text("ok")
-    serve = 'echo "$SHOP_TOKEN" > /www/token; exec /bin/busybox httpd -f -p 127.0.0.1:$PORT -h /www'
+    # The root is read-only: the page is written to the container's tmpfs /tmp.
+    serve = (
+        '/bin/busybox cp /www/healthz /tmp/ && echo "$SHOP_TOKEN" > /tmp/token && '
+        "exec /bin/busybox httpd -f -p 127.0.0.1:$PORT -h /tmp"
+    )
     entrypoint = ("/bin/busybox", "sh", "-c", serve)
     spec = ImageSpec(app=AppFiles(root), workdir="/", entrypoint=entrypoint, revision="cd" * 20)
     digest = build_image(spec, podman_runtime.store, "shop", ("1",)).manifest_digest

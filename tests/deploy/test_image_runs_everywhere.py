@@ -22,8 +22,6 @@ from conveyor.deploy.model import HealthCheck, ReleaseSpec
 from conveyor.deploy.runtimes.base import Runtime
 from conveyor.deploy.runtimes.podman import PodmanRuntime
 from conveyor.deploy.runtimes.process import ProcessRuntime
-from conveyor.deploy.runtimes.sandbox import launch_command
-from conveyor.deploy.runtimes.unpack import ROOTFS, unpack_release
 from conveyor.supply.oci.build import AppFiles, Dependencies, ImageSpec, build_image
 from conveyor.supply.oci.layout import LayoutStore
 from deploy.test_podman_runtime import free_port, podman_in
@@ -199,10 +197,8 @@ def flask_image(store: LayoutStore, tmp_path: Path) -> str:
 
 def init_db(process: ProcessRuntime, digest: str, data: Path) -> None:
     """`flask --app notes init-db` once, inside the image, as a release hook would."""
-    image_dir = unpack_release(process.store, "notes", digest, process.images)
-    image = json.loads((image_dir / "image.json").read_text())
-    command = ["python", "-m", "flask", "--app", "notes", "init-db"]
-    launch = launch_command(image, image_dir / ROOTFS, {}, command=command, data_dir=data)
+    release = ReleaseSpec("notes-init", "notes", digest, (), data_dir=str(data))
+    launch = process.one_off(release, ["python", "-m", "flask", "--app", "notes", "init-db"])
     done = subprocess.run(
         launch.argv,
         cwd=launch.cwd,

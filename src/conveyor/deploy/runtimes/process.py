@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from conveyor.deploy.model import ReleaseSpec, ReplicaState, ReplicaStatus, Satu
 from conveyor.deploy.runtimes import supervisor
 from conveyor.deploy.runtimes.base import RuntimeSite
 from conveyor.deploy.runtimes.logs import LogLimits
-from conveyor.deploy.runtimes.sandbox import HOST, launch_command
+from conveyor.deploy.runtimes.sandbox import HOST, Launch, launch_command
 from conveyor.deploy.runtimes.unpack import ROOTFS, unpack_release
 from conveyor.deploy.runtimes.usage import replicas_usage
 from conveyor.errors import ConveyorError, InfrastructureError, NotFoundError
@@ -136,6 +136,18 @@ class ProcessRuntime:
             return []
         names = sorted(path.name for path in self.runs.iterdir() if path.is_dir())
         return [name for name in names if self._supervisor_pid(name) is not None]
+
+    def one_off(self, release: ReleaseSpec, command: Sequence[str]) -> Launch:
+        """How to run `command` once inside the release's image (a release hook), in the
+        same sandbox and environment as its replicas, secrets included, without a port."""
+        image_dir = unpack_release(self.store, release.repository, release.digest, self.images)
+        image = json.loads((image_dir / "image.json").read_text())
+        check_interpreter(image.get("Labels") or {}, f"{release.repository}@{release.digest}")
+        data_dir = Path(release.data_dir) if release.data_dir else None
+        launch = launch_command(
+            image, image_dir / ROOTFS, release.plain_env, command=command, data_dir=data_dir
+        )
+        return Launch(launch.argv, launch.cwd, {**launch.env, **release.secret_env})
 
     # --- internals ---------------------------------------------------------------------
 
