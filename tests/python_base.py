@@ -8,12 +8,14 @@ that builds an image on the default base would otherwise download and pack it ag
 
 from __future__ import annotations
 
+import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
-from conveyor.supply.oci.build import BaseImage, host_architecture
+from conveyor.supply.oci.build import BaseImage, host_architecture, run_command
 from conveyor.supply.oci.debian_base import CACHE_ENV, ensure_python_base
 from conveyor.supply.oci.store import ImageStore
 
@@ -33,3 +35,13 @@ def python_base(store: ImageStore) -> BaseImage:
     for tests that build images with the library rather than the build-image step."""
     built = ensure_python_base(store, SHARED_CACHE, host_architecture())
     return BaseImage(built.repository, built.digest)
+
+
+WHEELHOUSE = Path(sys.prefix) / "wheelhouse"  # `make demo` fills it from the shop's locks
+
+
+def wheelhouse_pip(argv: list[str], env: Mapping[str, str]) -> None:
+    """A CommandRunner that installs from the venv's wheelhouse when there is one (the
+    shop's locked wheels, offline), else from the index."""
+    offline = {"PIP_FIND_LINKS": str(WHEELHOUSE), "PIP_NO_INDEX": "1"}
+    run_command(argv, {**env, **(offline if WHEELHOUSE.is_dir() else {})})

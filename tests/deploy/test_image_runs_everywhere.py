@@ -25,7 +25,7 @@ from conveyor.deploy.runtimes.process import ProcessRuntime
 from conveyor.supply.oci.build import AppFiles, Dependencies, ImageSpec, build_image
 from conveyor.supply.oci.layout import LayoutStore
 from deploy.test_podman_runtime import free_port, podman_in
-from python_base import python_base
+from python_base import python_base, wheelhouse_pip
 
 pytestmark = [pytest.mark.real, pytest.mark.timeout(900)]
 REPO = Path(__file__).resolve().parents[2]
@@ -170,7 +170,7 @@ def shop_image(store: LayoutStore, tmp_path: Path) -> str:
         entrypoint=("python", "-m", "app"),
         env={"PYTHONPATH": "/app/deps"},
     )
-    return build_image(spec, store, "shop", ("1",)).manifest_digest
+    return build_image(spec, store, "shop", ("1",), run=wheelhouse_pip).manifest_digest
 
 
 FLASK_SERVE = (
