@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from packageurl import PackageURL
 
+from conveyor.errors import ConveyorError
 from conveyor.supply.imagescan import image_packages
 from conveyor.supply.oci.build import host_architecture
 from conveyor.supply.oci.debian_base import (
@@ -22,7 +23,7 @@ from conveyor.supply.oci.debian_base import (
     BaseBuild,
     ensure_python_base,
 )
-from conveyor.supply.oci.debian_packages import apt_show
+from conveyor.supply.oci.debian_packages import apt_show, resolve
 from conveyor.supply.oci.interpreter import LABEL_PYTHON
 from conveyor.supply.oci.layout import LayoutStore
 from conveyor.supply.oci.model import Manifest
@@ -111,3 +112,17 @@ def test_its_config_names_its_interpreter_version(shared: tuple[LayoutStore, Bas
     config = json.loads(store.get_blob(REPOSITORY, manifest.config.digest))
     assert config["config"]["Labels"][LABEL_PYTHON] == PYTHON_VERSION
     assert "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt" in config["config"]["Env"]
+
+
+def test_an_unknown_package_is_named_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConveyorError, match="apt knows no package no-such-package-here") as raised:
+        resolve(["python3.11", "no-such-package-here"])
+    assert "apt-get update" in str(raised.value.hint)
+
+
+def test_a_machine_without_apt_gets_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no apt-cache there
+    with pytest.raises(ConveyorError, match="cannot run apt-cache for the Python base image"):
+        resolve(["python3.11"])

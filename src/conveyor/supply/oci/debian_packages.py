@@ -114,14 +114,9 @@ def lists_fingerprint() -> list[list[str | int]]:
 
 def apt_show(names: list[str]) -> dict[str, DebianPackage]:
     """apt's candidate record of each name (a purely virtual name has none)."""
-    done = subprocess.run(
-        ["apt-cache", "show", "--no-all-versions", *names],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=_TIMEOUT,
-    )
-    records = [parse_stanza(text) for text in done.stdout.split("\n\n") if text.strip()]
+    done = _run(["apt-cache", "show", "--no-all-versions", *names])
+    text = done.stdout.decode(errors="replace")
+    records = [parse_stanza(stanza) for stanza in text.split("\n\n") if stanza.strip()]
     return {package.name: package for package in records}
 
 
@@ -175,22 +170,26 @@ def download(packages: Iterable[DebianPackage], cache: Path) -> list[Path]:
     wanted = list(packages)
     absent = [p for p in wanted if not _verified(cache / p.file_name, p.sha256)]
     if absent:
-        done = subprocess.run(
-            ["apt-get", "download", "-q", *(p.pin for p in absent)],
-            cwd=cache,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=_TIMEOUT,
-        )
+        done = _run(["apt-get", "download", "-q", *(p.pin for p in absent)], cwd=cache)
         if done.returncode != 0:
-            tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+            tail = " | ".join(done.stderr.decode(errors="replace").strip().splitlines()[-3:])
             raise ConveyorError(f"apt-get download failed (exit {done.returncode}): {tail}")
     for package in wanted:
         if not _verified(cache / package.file_name, package.sha256):
             (cache / package.file_name).unlink(missing_ok=True)
             raise ConveyorError(f"{package.file_name} does not match apt's SHA256")
     return [cache / p.file_name for p in wanted]
+
+
+def _run(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+    """apt's and dpkg's tools, with a user error when they are missing or hang."""
+    try:
+        return subprocess.run(argv, cwd=cwd, capture_output=True, check=False, timeout=_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise ConveyorError(
+            f"cannot run {argv[0]} for the Python base image: {error}",
+            hint="the base is built from Debian packages: apt and dpkg-deb (Debian 12) are needed",
+        ) from None
 
 
 def _verified(path: Path, sha256: str) -> bool:
@@ -204,9 +203,7 @@ def _verified(path: Path, sha256: str) -> bool:
 def deb_entries(deb: Path) -> Iterator[LayerEntry]:
     """The files, symlinks and directories a .deb ships, as layer entries (absolute
     paths; a member that climbs out with `..` is refused by `normalise_path`)."""
-    done = subprocess.run(
-        ["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=False, timeout=_TIMEOUT
-    )
+    done = _run(["dpkg-deb", "--fsys-tarfile", str(deb)])
     if done.returncode != 0:
         raise ConveyorError(f"cannot read {deb.name}: {done.stderr.decode(errors='replace')}")
     with tarfile.open(fileobj=io.BytesIO(done.stdout), mode="r:") as archive:
