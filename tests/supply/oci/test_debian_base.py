@@ -9,6 +9,7 @@ import io
 import json
 import shutil
 import tarfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,8 @@ from conveyor.supply.oci.debian_base import (
 from conveyor.supply.oci.debian_packages import apt_show, resolve
 from conveyor.supply.oci.interpreter import LABEL_PYTHON
 from conveyor.supply.oci.layout import LayoutStore
-from conveyor.supply.oci.model import Manifest
+from conveyor.supply.oci.model import ImageRef, Manifest
+from conveyor.supply.sbom import sbom_for_image
 
 
 @pytest.fixture(scope="module")
@@ -126,3 +128,16 @@ def test_a_machine_without_apt_gets_one_clear_error(
     monkeypatch.setenv("PATH", str(tmp_path))  # no apt-cache there
     with pytest.raises(ConveyorError, match="cannot run apt-cache for the Python base image"):
         resolve(["python3.11"])
+
+
+def test_the_cyclonedx_sbom_names_each_debian_package_by_its_purl(
+    shared: tuple[LayoutStore, BaseBuild],
+) -> None:
+    store, built = shared
+    packages = image_packages(store, REPOSITORY, built.digest)
+    ref = ImageRef(name=REPOSITORY, digest=built.digest)
+    bom = json.loads(sbom_for_image(ref, built.digest, packages, created=datetime.now(UTC)))
+    purls = {c["name"]: c["purl"] for c in bom["components"]}
+    assert len(purls) == len(built.packages)
+    version = dict(pin.split("=", 1) for pin in built.packages)["python3.11"]
+    assert PackageURL.from_string(purls["python3.11"]).version == version
