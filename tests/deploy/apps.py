@@ -12,14 +12,15 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import textwrap
 from pathlib import Path
 
 from conveyor.service.project import Project
-from conveyor.supply.oci.build import AppFiles, ImageSpec, build_image
+from conveyor.supply.oci.build import AppFiles, BaseImage, ImageSpec, build_image, host_architecture
+from conveyor.supply.oci.debian_base import cache_root_of, ensure_python_base
 from conveyor.supply.oci.layout import LayoutStore
-from python_base import python_base
 
 REPOSITORY = "app"
 SERVER = """\
@@ -93,6 +94,15 @@ def build_app(project: Project, root: Path, version: str, behaviour: str = "ok")
     )
     built = build_image(spec, store, REPOSITORY, (f"{version}-{behaviour}",))
     return f"{REPOSITORY}@{built.manifest_digest}"
+
+
+def python_base(store: LayoutStore) -> BaseImage:
+    """Conveyor's Python base in `store`, from $CONVEYOR_BASE_CACHE (the suite shares one)
+    or the store's own cache. Not tests/python_base.py's: the benchmarks import this module
+    as `tests.deploy.apps`, without tests/ on sys.path."""
+    cache = cache_root_of(store.root, os.environ)
+    built = ensure_python_base(store, cache, host_architecture())
+    return BaseImage(built.repository, built.digest)
 
 
 ENVIRONMENTS = """\
