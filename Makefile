@@ -68,7 +68,7 @@ $(WHEELHOUSE): $(STAMP) $(SHOP_LOCKS)
 	@touch $(WHEELHOUSE)
 
 demo: $(STAMP) $(WAPITI) $(SEMGREP) $(WHEELHOUSE)
-	@scripts/system-packages git chromium libatomic1
+	@scripts/system-packages git chromium libatomic1 bubblewrap
 	$(BIN)/conveyor demo
 
 test: system-packages lint typecheck unit

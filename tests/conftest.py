@@ -36,7 +36,8 @@ from conveyor.store.store import Store
 for _inherited in ("COLUMNS", "LINES"):
     os.environ.pop(_inherited, None)
 
-pytest_plugins = ["real_components"]  # the `real` marker, checked; scheduling under xdist
+# The `real` marker, checked, and scheduling under xdist; one cache of the Python base image.
+pytest_plugins = ["real_components", "python_base"]
 
 # Deadlines only keep a broken test from hanging; nothing asserts on durations.
 WAIT_SECONDS = 30.0

@@ -12,12 +12,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import textwrap
 from pathlib import Path
 
 from conveyor.service.project import Project
-from conveyor.supply.oci.build import AppFiles, ImageSpec, build_image
+from conveyor.supply.oci.build import AppFiles, BaseImage, ImageSpec, build_image, host_architecture
+from conveyor.supply.oci.debian_base import cache_root_of, ensure_python_base
 from conveyor.supply.oci.layout import LayoutStore
 
 REPOSITORY = "app"
@@ -83,14 +85,24 @@ def build_app(project: Project, root: Path, version: str, behaviour: str = "ok")
     (source / "lib" / "app").mkdir(parents=True)
     main = SERVER.format(version=version, behaviour=behaviour)
     (source / "lib" / "app" / "__main__.py").write_text(main)
+    store = LayoutStore(project.state_dir / "images")
     spec = ImageSpec(
         app=AppFiles(source),
+        base=python_base(store),
         entrypoint=("python", "-m", "app"),
         env={"PYTHONPATH": "/app/lib"},
     )
-    store = LayoutStore(project.state_dir / "images")
     built = build_image(spec, store, REPOSITORY, (f"{version}-{behaviour}",))
     return f"{REPOSITORY}@{built.manifest_digest}"
+
+
+def python_base(store: LayoutStore) -> BaseImage:
+    """Conveyor's Python base in `store`, from $CONVEYOR_BASE_CACHE (the suite shares one)
+    or the store's own cache. Not tests/python_base.py's: the benchmarks import this module
+    as `tests.deploy.apps`, without tests/ on sys.path."""
+    cache = cache_root_of(store.root, os.environ)
+    built = ensure_python_base(store, cache, host_architecture())
+    return BaseImage(built.repository, built.digest)
 
 
 ENVIRONMENTS = """\

@@ -23,6 +23,7 @@ from conveyor.supply.oci.layout import LayoutStore
 from deploy.apps import build_app, free_port, project_with_spec
 from deploy.test_podman_runtime import BUSYBOX, podman_in
 from leaks import files_holding, holding
+from python_base import python_base
 
 SECRET = "shop_Z1xC3vB5nM7kJ9hG2fD4sA"
 FAST = HealthCheck(interval=0.1, timeout=1.0, failure_threshold=3)
@@ -97,7 +98,10 @@ def test_the_process_runtime_gives_replicas_the_secret_but_never_writes_it(
     (source / "lib" / "app").mkdir(parents=True)
     (source / "lib" / "app" / "__main__.py").write_text(ECHO_SERVER)
     spec = ImageSpec(
-        app=AppFiles(source), entrypoint=("python", "-m", "app"), env={"PYTHONPATH": "/app/lib"}
+        app=AppFiles(source),
+        base=python_base(process_runtime.store),
+        entrypoint=("python", "-m", "app"),
+        env={"PYTHONPATH": "/app/lib"},
     )
     digest = build_image(spec, process_runtime.store, "shop", ("1",)).manifest_digest
     release = secret_release("staging-shop-1", digest)
@@ -142,7 +146,11 @@ def test_a_podman_replica_gets_the_secret_and_no_process_shows_it(
     (root / "www").mkdir()
     shutil.copy(BUSYBOX, root / "bin" / "busybox")
     (root / "www" / "healthz").write_text("ok")
-    serve = 'echo "$SHOP_TOKEN" > /www/token; exec /bin/busybox httpd -f -p 127.0.0.1:$PORT -h /www'
+    # The root is read-only: the page is written to the container's tmpfs /tmp.
+    serve = (
+        '/bin/busybox cp /www/healthz /tmp/ && echo "$SHOP_TOKEN" > /tmp/token && '
+        "exec /bin/busybox httpd -f -p 127.0.0.1:$PORT -h /tmp"
+    )
     entrypoint = ("/bin/busybox", "sh", "-c", serve)
     spec = ImageSpec(app=AppFiles(root), workdir="/", entrypoint=entrypoint, revision="cd" * 20)
     digest = build_image(spec, podman_runtime.store, "shop", ("1",)).manifest_digest
@@ -219,10 +227,13 @@ def test_a_replica_that_dies_saying_the_secret_does_not_get_it_shown_or_stored(
     (source / "lib" / "app").mkdir(parents=True)
     main = 'import os, sys\nsys.exit("cannot start with token " + os.environ["SHOP_TOKEN"])\n'
     (source / "lib" / "app" / "__main__.py").write_text(main)
-    spec = ImageSpec(
-        app=AppFiles(source), entrypoint=("python", "-m", "app"), env={"PYTHONPATH": "/app/lib"}
-    )
     store = LayoutStore(smoke_project.state_dir / "images")
+    spec = ImageSpec(
+        app=AppFiles(source),
+        base=python_base(store),
+        entrypoint=("python", "-m", "app"),
+        env={"PYTHONPATH": "/app/lib"},
+    )
     image = f"app@{build_image(spec, store, 'app', ('dying',)).manifest_digest}"
 
     deployed = run_cli(["deploy", "staging", image], smoke_project.directory)

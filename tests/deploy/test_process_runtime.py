@@ -32,6 +32,7 @@ from conveyor.errors import ConveyorError
 from conveyor.supply.oci import model
 from conveyor.supply.oci.build import AppFiles, ImageSpec, build_image
 from conveyor.supply.oci.layout import LayoutStore
+from python_base import python_base
 
 WAIT_SECONDS = 15.0  # only keeps a broken test from hanging
 FAST = HealthCheck("/healthz", interval=0.1, timeout=1.0, failure_threshold=3)
@@ -71,6 +72,7 @@ def build(store: LayoutStore, root: Path, main: str, tag: str) -> str:
     (root / "lib" / "app" / "__main__.py").write_text(main)
     spec = ImageSpec(
         app=AppFiles(root),
+        base=python_base(store),
         entrypoint=("python", "-m", "app"),
         env={"PYTHONPATH": "/app/lib", "APP_VERSION": "v1"},
     )
@@ -303,9 +305,11 @@ def test_a_release_that_crashes_never_becomes_ready(
 ) -> None:
     digest = build(store, tmp_path / "crash", CRASH, "crash")
     runtime.start(release("crash-1", digest, replicas=1))
+    # Between a crash and its restart (a backoff of 0.5 s or more) it reads as crashed.
+    eventually(lambda: runtime.status("crash-1")[0].state is ReplicaState.CRASHED)
 
     with pytest.raises(ConveyorError, match=r"replica 0 .* crashed: RuntimeError: boom: no data"):
-        runtime.wait_ready("crash-1", timeout=2.0)
+        runtime.wait_ready("crash-1", timeout=0.0)
 
     log = (runtime.runs / "crash-1" / "replica-0.log").read_text()
     assert "Traceback" in log

@@ -21,7 +21,7 @@ from conveyor.engine.step import NoEvidence
 from conveyor.errors import ConveyorError
 from conveyor.steps.build_image import BuildImageParams, BuildImageStep
 from conveyor.supply.imagescan import image_packages
-from conveyor.supply.oci import model
+from conveyor.supply.oci import debian_base, model
 from conveyor.supply.oci.build import DEPS_DIR
 from conveyor.supply.oci.dependencies import CLOSURE_FILE
 from conveyor.supply.oci.layout import LayoutStore
@@ -101,7 +101,10 @@ def test_the_image_is_built_stored_tagged_and_described(workspace: Path, tmp_pat
     assert record["repository"] == "shop"
     assert record["tags"] == [SHA, "1.0.0"]
     assert store.resolve("shop", SHA) == store.resolve("shop", "1.0.0") == record["digest"]
-    assert len(record["layers"]) == 2 and record["base"] is None
+    # Conveyor's Python base (its 2 layers), then the dependencies and the project files.
+    assert len(record["layers"]) == 4
+    assert record["base"]["name"].startswith(f"{debian_base.REPOSITORY}@sha256:")
+    assert "build-image: on conveyor/python@sha256:" in log.text
     [(kind, content, summary)] = evidence.published
     assert (kind, json.loads(content), summary["digest"]) == ("image", record, record["digest"])
     assert "Successfully installed tiny-1.0" in log.text  # pip ran through the executor
@@ -117,7 +120,7 @@ def test_the_dependencies_layer_holds_the_installed_packages(
 
     store = LayoutStore(tmp_path / "images")
     manifest = model.Manifest.from_bytes(store.get_manifest("shop", SHA)[0])
-    deps = gzip.decompress(store.get_blob("shop", manifest.layers[0].digest))
+    deps = gzip.decompress(store.get_blob("shop", manifest.layers[-2].digest))
     with tarfile.open(fileobj=io.BytesIO(deps)) as tar:
         names = tar.getnames()
     assert f"{DEPS_DIR.lstrip('/')}/tiny/__init__.py" in names

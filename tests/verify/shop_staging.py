@@ -2,14 +2,15 @@
 DAST steps' tests.
 
 The image holds the shop's `app/` package (optionally with files laid over it, e.g. the
-planted injection fixture); the process runtime runs `python -m app` with this
-interpreter, whose site-packages have the shop's dependencies (the `shop` extra). Staging
+planted injection fixture) and its locked dependencies, on Conveyor's Python base; the
+process runtime runs `python -m app` with the image's own interpreter. Staging
 has two replicas behind the builtin router, as in the shop's own conveyor.yml.
 """
 
 from __future__ import annotations
 
 import shutil
+import sys
 import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,8 +20,9 @@ from pathlib import Path
 from conveyor.service import environments
 from conveyor.service.project import Project
 from conveyor.states import DeployState
-from conveyor.supply.oci.build import AppFiles, ImageSpec, build_image
+from conveyor.supply.oci.build import AppFiles, Dependencies, ImageSpec, build_image
 from conveyor.supply.oci.layout import LayoutStore
+from python_base import python_base, wheelhouse_pip
 
 SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop"
 REPOSITORY = "shop"
@@ -52,13 +54,15 @@ def build_shop(project: Project, root: Path, overlays: tuple[Path, ...] = ()) ->
     shutil.copytree(SHOP / "app", source / "app", ignore=shutil.ignore_patterns("__pycache__"))
     for overlay in overlays:
         shutil.copytree(overlay, source, dirs_exist_ok=True)
+    store = LayoutStore(project.state_dir / "images")
     spec = ImageSpec(
         app=AppFiles(source),
+        base=python_base(store),
+        dependencies=Dependencies(SHOP / "requirements.txt", sys.executable),
         entrypoint=("python", "-m", "app"),
-        env={"PYTHONPATH": "/app"},
+        env={"PYTHONPATH": "/app/deps:/app"},
     )
-    store = LayoutStore(project.state_dir / "images")
-    built = build_image(spec, store, REPOSITORY, (source.name,))
+    built = build_image(spec, store, REPOSITORY, (source.name,), run=wheelhouse_pip)
     return f"{REPOSITORY}@{built.manifest_digest}"
 
 

@@ -30,6 +30,7 @@ image_app = typer.Typer(
         ("conveyor image inspect shop:1a2b3c4d", "annotations, config, layers, evidence"),
         ("conveyor image verify sha256:3738ca", "the admission policy; exit 1 if refused"),
         ("conveyor image verify shop:v1 -o json", "each check, for a script"),
+        ("conveyor image base", "build (or show) Conveyor's Python base image"),
     ),
 )
 ImageArgument = typer.Argument(
@@ -132,6 +133,34 @@ def image_ls(
             f"{image.size / 1e6:.1f} MB",
         )
     console.print(table)
+
+
+@image_app.command("base")
+def image_base(
+    spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+) -> None:
+    """Build (or show, when cached) Conveyor's Python base image: Python from Debian 12's
+    own packages, the default base of `build-image`. Needs apt's lists (apt-get update)."""
+    from conveyor.service.images import python_base
+    from conveyor.service.project import Project
+    from conveyor.supply.oci.debian_base import PYTHON_VERSION
+
+    built = python_base(Project.locate(spec))
+    if output is OutputFormat.JSON:
+        emit_json(
+            {
+                "image": built.reference,
+                "python": PYTHON_VERSION,
+                "cached": built.cached,
+                "packages": list(built.packages),
+            }
+        )
+        return
+    how = "from the cache" if built.cached else "built"
+    console.print(f"{escape(built.reference)}  [dim]({how})[/]")
+    console.print(f"  Python {PYTHON_VERSION} on Debian 12, {len(built.packages)} packages:")
+    console.print("  " + escape(" ".join(built.packages)), soft_wrap=True)
 
 
 @image_app.command("inspect")

@@ -35,6 +35,9 @@ class ReleaseSpec:
     liveness: HealthCheck = field(default_factory=HealthCheck)
     # Names in `env` whose values are secrets: never written to disk or a command line.
     secrets: tuple[str, ...] = ()
+    # The environment's data folder on the host, kept across releases: replicas see it
+    # at /data (DATA_DIR). None: no data folder.
+    data_dir: str | None = None
 
     @property
     def plain_env(self) -> dict[str, str]:

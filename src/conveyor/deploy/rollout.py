@@ -71,7 +71,7 @@ class Target:
     command_path: str | None = None
     # The judge's counts for a progressive release (router signals, or Prometheus).
     provider: Callable[[Analysis], MetricsProvider] | None = None
-    data_dir: Path | None = None  # writable, kept across releases (CONVEYOR_DATA_DIR)
+    data_dir: Path | None = None  # writable, kept across releases (/data in a replica)
     clock: Clock = SYSTEM_CLOCK  # every wait (drains, polls, analysis intervals)
 
 
@@ -179,9 +179,9 @@ class TargetActions:
             "CONVEYOR_RELEASE": release_id,
             "CONVEYOR_VERSION": version_of(digest),
         }
-        if self.target.data_dir is not None:
-            self.target.data_dir.mkdir(parents=True, exist_ok=True)
-            env["CONVEYOR_DATA_DIR"] = str(self.target.data_dir)
+        data_dir = self.target.data_dir
+        if data_dir is not None:
+            data_dir.mkdir(parents=True, exist_ok=True)
         return ReleaseSpec(
             release_id=release_id,
             repository=repository,
@@ -191,6 +191,7 @@ class TargetActions:
             readiness=_check(health.readiness),
             liveness=_check(health.liveness),
             secrets=tuple(name for name in self.target.spec.secrets if name in env),
+            data_dir=str(data_dir.absolute()) if data_dir is not None else None,
         )
 
     def running(self, release_id: str) -> bool:

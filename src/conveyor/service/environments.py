@@ -39,6 +39,7 @@ from conveyor.spec.strategy import Analysis
 from conveyor.states import DeployState, ReleaseState
 from conveyor.store.ledger import DeployRecord, HistoryEntry, Retention
 from conveyor.store.store import Store
+from conveyor.supply.oci.interpreter import check_interpreter, image_labels
 
 _RATE_WINDOW = 1.0  # status compares with a sample at least this old
 
@@ -133,7 +134,7 @@ def controller(
         mask=masker.mask_text,
         workdir=project.directory,
         command_path=command_path,
-        data_dir=state_path(project, name) / "data",
+        data_dir=project.state_dir / "data" / name,
     )
     return ReleaseController(target, _masking(progress, masker.mask_text))
 
@@ -184,6 +185,8 @@ def deploy(
 
         require_approved(store, name, ref.name, digest)
     _admit(project, pipeline.images, ref.name, digest)
+    labels = image_labels(image_store(project), ref.name, digest)
+    check_interpreter(labels, f"{ref.name}@{digest}")  # before anything is recorded
     control = controller(project, store, name, progress, spec, command_path=command_path)
     outcome = control.deploy(ref.name, digest, actor, run_id)
     # The reason may quote a replica's last words or a check's output: no secret shown.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from typing import Any
 from conveyor.errors import ConveyorError, NotFoundError
 from conveyor.service.project import Project
 from conveyor.spec.images import ImagesConfig
+from conveyor.supply.oci.debian_base import BaseBuild
 from conveyor.supply.oci.layout import LayoutStore
 from conveyor.supply.oci.model import (
     ANNOTATION_CREATED,
@@ -165,3 +167,12 @@ def verify_image(
     except ConveyorError as error:  # a blob of the evidence no longer matches its digest
         refused = Check(CheckName.INTEGRITY, False, f"tampered evidence: {error.message}")
         return digest, AdmissionDecision(admitted=False, checks=[refused])
+
+
+def python_base(project: Project) -> BaseBuild:
+    """Conveyor's Python base image in the project's store, built when absent."""
+    from conveyor.supply.oci.build import host_architecture
+    from conveyor.supply.oci.debian_base import cache_root_of, ensure_python_base
+
+    store = image_store(project)
+    return ensure_python_base(store, cache_root_of(store.root, os.environ), host_architecture())

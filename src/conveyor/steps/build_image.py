@@ -25,6 +25,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -47,12 +48,14 @@ from conveyor.supply.oci.build import (
     DependencyCache,
     ImageSpec,
     build_image,
+    host_architecture,
 )
 from conveyor.supply.oci.containerfile import (
     build_containerfile,
     find_build_tool,
     find_containerfile,
 )
+from conveyor.supply.oci.debian_base import cache_root_of, ensure_python_base
 from conveyor.supply.oci.dependencies import INDEX_SETTINGS, DependencyReport
 from conveyor.supply.oci.layout import LayoutStore
 from conveyor.supply.oci.pyproject import pyproject_requirements
@@ -75,6 +78,9 @@ class DependencySource(StrEnum):
     NONE = "none"
 
 
+SCRATCH = "scratch"  # `base: scratch`: an image of the project's files alone
+
+
 class BuildMode(StrEnum):
     PYTHON = "python"
     CONTAINERFILE = "containerfile"
@@ -85,7 +91,11 @@ class BuildImageParams(BaseModel):
 
     repository: str = Field(description="The image's repository in the store, e.g. shop.")
     mode: BuildMode = BuildMode.PYTHON
-    base: str | None = Field(default=None, description="repo:tag or repo@sha256:... in the store.")
+    base: str | None = Field(
+        default=None,
+        description="repo:tag or repo@sha256:... in the store; `scratch` for none. "
+        "Default (python mode): Conveyor's Python base image.",
+    )
     requirements: str | None = Field(default=None, description="A requirements file to install.")
     packages: list[str] = Field(
         default_factory=list,
@@ -127,7 +137,7 @@ class BuildImageParams(BaseModel):
     @field_validator("base")
     @classmethod
     def _base(cls, value: str | None) -> str | None:
-        if value is not None:
+        if value is not None and value != SCRATCH:
             _as_value_error(BaseImage.parse, value)
         return value
 
@@ -196,6 +206,8 @@ class BuildImageStep(SimpleStep):
         write_record(ctx, built.to_json())
         say_dependencies(ctx, built.dependencies)
         ctx.say(f"build-image: {built.repository}@{built.manifest_digest} tags {list(tags)}")
+        if built.base_name:
+            ctx.say(f"build-image: on {built.base_name}")
         return passed(time.monotonic() - started, detail=built.manifest_digest)
 
     async def finalize(
@@ -257,7 +269,7 @@ def image_spec(params: BuildImageParams, ctx: StepContext, store: LayoutStore) -
         dependencies = Dependencies(found[0], python, cache, origin=found[1], index=index)
     return ImageSpec(
         app=AppFiles(ctx.workspace, tuple(params.app), tuple(params.exclude)),
-        base=BaseImage.parse(params.base) if params.base else None,
+        base=base_image(params, ctx, store),
         dependencies=dependencies,
         workdir=params.workdir,
         entrypoint=tuple(params.entrypoint) if params.entrypoint is not None else None,
@@ -323,6 +335,20 @@ def say_dependencies(ctx: StepContext, report: DependencyReport | None) -> None:
     warning = report.warning()
     if warning is not None:
         ctx.say(f"build-image: {warning}")
+
+
+def base_image(params: BuildImageParams, ctx: StepContext, store: LayoutStore) -> BaseImage | None:
+    """`base:` as given; `scratch` for none; in python mode, by default, Conveyor's Python
+    base (debian_base.py), built from Debian's packages into the state folder's cache."""
+    if params.base == SCRATCH:
+        return None
+    if params.base:
+        return BaseImage.parse(params.base)
+    if params.mode is not BuildMode.PYTHON:
+        return None  # a Containerfile names its own base (FROM)
+    cache = cache_root_of(store.root, {**os.environ, **ctx.env})
+    built = ensure_python_base(store, cache, host_architecture())
+    return BaseImage(built.repository, built.digest)
 
 
 def image_store_dir(ctx: StepContext) -> Path:

@@ -17,7 +17,7 @@ from conveyor.supply.oci.model import Manifest
 from conveyor.supply.oci.store import ImageStore
 from conveyor.supply.osv.db import DBStatus, VulnDB
 from conveyor.supply.osv.scan import VulnGate, report_json, sarif_log, scan_packages, to_findings
-from conveyor.supply.packages import Package, RecordedFile, packages_in_layers
+from conveyor.supply.packages import PYPI, Package, RecordedFile, packages_in_layers
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,9 @@ def scan_image(
 ) -> ImageScan:
     packages = image_packages(store, repository, digest, cache_dir)
     image = f"{repository}@{digest}"
-    vulnerabilities = scan_packages(db.index(), [(p.name, p.version) for p in packages])
+    # The advisory database is PyPI's: Debian packages are listed, not matched against it.
+    python = [(p.name, p.version) for p in packages if p.ecosystem == PYPI]
+    vulnerabilities = scan_packages(db.index(), python)
     findings = to_findings(vulnerabilities, source=f"image:{image}")
     gate = VulnGate.model_validate(policy.model_dump())
     decided, decision = gate.decide(findings, load_exceptions(project_dir), today)

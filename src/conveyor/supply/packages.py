@@ -1,6 +1,8 @@
-"""The Python packages inside an image: `*.dist-info/METADATA` and `RECORD` read from its
-layers in order, with OCI whiteouts honoured. The SBOM (sbom.py) and the vulnerability
-scan (imagescan.py) both start from this list."""
+"""The packages inside an image, read from its layers in order, with OCI whiteouts
+honoured: Python distributions (`*.dist-info/METADATA` and `RECORD`) and Debian packages
+(a dpkg status file, `var/lib/dpkg/status`, or distroless' `var/lib/dpkg/status.d/*`,
+as Conveyor's Python base image writes). The SBOM (sbom.py) and the vulnerability scan
+(imagescan.py) both start from this list."""
 
 from __future__ import annotations
 
@@ -23,6 +25,10 @@ _LONGEST_LICENSE_NAME = 100
 _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
 _DIST_INFO_FILES = frozenset({"METADATA", "RECORD"})
+_DPKG_STATUS = "var/lib/dpkg/status"
+_DPKG_STATUS_DIR = "var/lib/dpkg/status.d"
+PYPI = "pypi"
+DEB = "deb"
 # Old distributions paste the whole licence text into `License`; that is not an identifier.
 
 
@@ -46,9 +52,20 @@ class Package:
     home_page: str | None = None
     requires: tuple[str, ...] = ()  # canonical names from Requires-Dist, extras left out
     files: tuple[RecordedFile, ...] = ()
+    ecosystem: str = PYPI  # or DEB
+    architecture: str | None = None  # a Debian package's
 
     @property
     def purl(self) -> PackageURL:
+        if self.ecosystem == DEB:
+            qualifiers = {"arch": self.architecture} if self.architecture else None
+            return PackageURL(
+                type="deb",
+                namespace="debian",
+                name=self.name,
+                version=self.version,
+                qualifiers=qualifiers,
+            )
         return PackageURL(type="pypi", name=canonicalize_name(self.name), version=self.version)
 
 
@@ -63,6 +80,7 @@ def packages_in_layers(layers: Iterable[bytes]) -> list[Package]:
         if posixpath.basename(path) == "METADATA"
     )
     found = [package for package in packages if package is not None]
+    found += [package for path in tree if _is_dpkg_status(path) for package in _debs(path, tree)]
     return sorted(found, key=lambda p: (canonicalize_name(p.name), p.version, p.location))
 
 
@@ -77,7 +95,7 @@ def _apply_layer(tree: dict[str, bytes], layer: bytes) -> None:
             if posixpath.basename(path).startswith(_WHITEOUT) or member.isdir():
                 continue
             _remove(tree, path)  # a file or link replaces whatever was at its path
-            if member.isfile() and _is_dist_info_file(path):
+            if member.isfile() and (_is_dist_info_file(path) or _is_dpkg_status(path)):
                 handle = archive.extractfile(member)
                 if handle is not None:
                     with handle:
@@ -108,6 +126,37 @@ def _remove(tree: dict[str, bytes], path: str) -> None:
 def _is_dist_info_file(path: str) -> bool:
     directory, name = posixpath.split(path)
     return name in _DIST_INFO_FILES and directory.endswith(".dist-info")
+
+
+def _is_dpkg_status(path: str) -> bool:
+    return path == _DPKG_STATUS or posixpath.dirname(path) == _DPKG_STATUS_DIR
+
+
+def _debs(location: str, tree: dict[str, bytes]) -> list[Package]:
+    """The installed packages a dpkg status file lists (continuation lines skipped)."""
+    packages = []
+    for stanza in tree[location].decode("utf-8", errors="replace").split("\n\n"):
+        fields = dict(
+            (key.strip(), value.strip())
+            for key, _, value in (line.partition(":") for line in stanza.splitlines())
+            if key and not key.startswith((" ", "\t"))
+        )
+        if not fields.get("Package") or not fields.get("Version"):
+            continue
+        if "installed" not in fields.get("Status", "install ok installed").split():
+            continue  # removed, or half-installed: not in the image
+        packages.append(
+            Package(
+                name=fields["Package"],
+                version=fields["Version"],
+                location=location,
+                metadata_sha256=hashlib.sha256(stanza.strip().encode()).hexdigest(),
+                home_page=fields.get("Homepage"),
+                ecosystem=DEB,
+                architecture=fields.get("Architecture"),
+            )
+        )
+    return packages
 
 
 def _package(location: str, tree: dict[str, bytes]) -> Package | None:

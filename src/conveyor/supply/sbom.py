@@ -45,7 +45,9 @@ def sbom_for_image(
     """CycloneDX 1.6 JSON for the image; `created` is its (SOURCE_DATE_EPOCH) build time."""
     image = _image_component(image_ref, manifest_digest)
     refs = _bom_refs(packages)
-    components = [_package_component(package, refs[package.location]) for package in packages]
+    components = [
+        _package_component(package, refs[package.location, package.name]) for package in packages
+    ]
     bom = Bom(
         components=components,
         serial_number=uuid.uuid5(_SERIAL_NAMESPACE, manifest_digest),
@@ -78,13 +80,13 @@ def _image_component(image_ref: ImageRef, manifest_digest: str) -> Component:
     )
 
 
-def _bom_refs(packages: Sequence[Package]) -> dict[str, str]:
+def _bom_refs(packages: Sequence[Package]) -> dict[tuple[str, str], str]:
     """The purl names a package unless the same release is installed twice in the image."""
     counts: dict[str, int] = {}
     for package in packages:
         counts[str(package.purl)] = counts.get(str(package.purl), 0) + 1
     return {
-        p.location: str(p.purl) if counts[str(p.purl)] == 1 else f"{p.purl}#{p.location}"
+        (p.location, p.name): str(p.purl) if counts[str(p.purl)] == 1 else f"{p.purl}#{p.location}"
         for p in packages
     }
 

@@ -32,6 +32,7 @@ from conveyor.supply.oci.build import (
     host_architecture,
 )
 from conveyor.supply.oci.dependencies import CLOSURE_FILE, DependencyReport
+from conveyor.supply.oci.interpreter import LABEL_DEPS_PYTHON
 from conveyor.supply.oci.layers import LayerEntry, build_layer
 from conveyor.supply.oci.layout import LayoutStore
 from conveyor.supply.oci.requirements import LOCK_HINT, Pinning, exact_pins, pinning_of
@@ -149,7 +150,8 @@ def test_the_config_describes_the_layers_and_the_process(tmp_path: Path) -> None
         "WorkingDir": "/app",
         "ExposedPorts": {"8000/tcp": {}},
         "User": "1000",
-        "Labels": {"team": "shop"},
+        # The builder adds the Python of the interpreter that installs (Debian 12's 3.11).
+        "Labels": {"team": "shop", LABEL_DEPS_PYTHON: "3.11"},
     }
     assert [h["created"] for h in config["history"]] == [config["created"]] * 2
     assert "pip install -r requirements.txt" in config["history"][0]["created_by"]

@@ -3,9 +3,12 @@
 The image is pulled from the layout store into podman's own storage by digest, through
 a scratch OCI layout that names only that manifest (its `blobs` is a symlink to the
 store's, so nothing is copied and the store is never written). Each replica is
-`podman run -d --network host --restart on-failure`, named `<release id>-<index>` and
-labelled with its release, index, port and readiness path: the containers themselves
-are the state, so a new Conveyor process finds them again with `podman ps`.
+`podman run -d --network host --restart on-failure --read-only`, named
+`<release id>-<index>` and labelled with its release, index, port and readiness path:
+the containers themselves are the state, so a new Conveyor process finds them again with
+`podman ps`. As under the process runtime, the root is read-only (with a tmpfs at /tmp,
+/var/tmp, /run) and the environment's data folder is mounted writable at /data
+(DATA_DIR=/data).
 
     <state_dir>/containers.conf, storage.conf   podman's configuration (docs/ENVIRONMENT.md)
     <state_dir>/storage/                        podman's graphroot (images, containers)
@@ -29,10 +32,12 @@ from typing import Any
 from conveyor.deploy.model import HealthCheck, ReleaseSpec, ReplicaState, ReplicaStatus, Saturation
 from conveyor.deploy.runtimes.base import RuntimeSite
 from conveyor.deploy.runtimes.probes import probe_ok
+from conveyor.deploy.runtimes.sandbox import DATA_MOUNT
 from conveyor.deploy.runtimes.tasks import TaskResult, kill_group, run_streaming
 from conveyor.deploy.runtimes.usage import replicas_usage
 from conveyor.errors import ConveyorError, InfrastructureError, NotFoundError
 from conveyor.supply.oci.containerfile import CONTAINERS_CONF, STORAGE_CONF
+from conveyor.supply.oci.interpreter import check_interpreter, image_labels
 from conveyor.supply.oci.layout import LayoutStore
 from conveyor.supply.oci.model import ANNOTATION_REF_NAME, MANIFEST, Manifest
 
@@ -66,6 +71,8 @@ class PodmanRuntime:
         existing = {_index(c) for c in self._containers(release.release_id)}
         missing = [i for i in range(release.replicas) if i not in existing]
         if missing:
+            labels = image_labels(self.store, release.repository, release.digest)
+            check_interpreter(labels, f"{release.repository}@{release.digest}")
             image = self._pull(release.repository, release.digest)
             for index in missing:
                 self._run_replica(release, index, image)
@@ -248,7 +255,10 @@ def replica_arguments(release: ReleaseSpec, index: int, image: str) -> list[str]
     }
     env = {**release.plain_env, "PORT": str(port), "HOST": HOST}
     argv = ["run", "-d", "--name", f"{release.release_id}-{index}", "--network", "host"]
-    argv += ["--restart", "on-failure"]
+    argv += ["--restart", "on-failure", "--read-only", "--read-only-tmpfs"]
+    if release.data_dir is not None:
+        env |= {"DATA_DIR": DATA_MOUNT, "CONVEYOR_DATA_DIR": DATA_MOUNT}
+        argv += ["--volume", f"{release.data_dir}:{DATA_MOUNT}:rw,z"]
     argv += [f"--label={key}={value}" for key, value in labels.items()]
     argv += [f"--env={key}={value}" for key, value in env.items()]
     argv += [f"--env={name}" for name in release.secret_env]

@@ -1,25 +1,16 @@
-"""The `process` runtime: a release's replicas as supervised processes on this host.
+"""The `process` runtime: a release's replicas as supervised processes on this host,
+each inside the image's own root file system.
 
-For trusted images on one machine: there is no chroot or namespace. The image's layers
-are unpacked into an immutable release folder (`unpack.py`), and its entrypoint + cmd run
-on the host, one process per replica, under a detached supervisor (`supervisor.py`) that
-outlives the Conveyor process that started it.
+The image's layers are unpacked into an immutable release folder (`unpack.py`), and each
+replica runs its entrypoint + cmd under bubblewrap with that rootfs as its read-only `/`
+(`sandbox.launch_command`: the image's own interpreter, the environment's data folder at
+`/data`, a clean environment; see there), one sandbox per replica, under a detached
+supervisor (`supervisor.py`) that outlives the Conveyor process that started it. An
+image without its own interpreter cannot run here: the host's Python is never used.
 
     <state_dir>/images/<digest hex>/    the unpacked image, shared by releases of a digest
     <state_dir>/releases/<release id>/  release.json (what to run), supervisor.pid,
                                         state.json, events.jsonl, replica-<i>.log
-
-How a replica's command is made from the image config:
-- argv is Entrypoint + Cmd. A program without a slash is looked up on the image's PATH
-  inside the rootfs; failing that, `python`/`python3` mean this interpreter
-  (sys.executable) and anything else is looked up on the host's PATH. An absolute program
-  present in the rootfs runs from there.
-- The image's paths are rewritten to the rootfs: in each Env value (split on `:`), every
-  element that is the image's WorkingDir or under it (`PYTHONPATH=/app/deps` with
-  WorkingDir /app) gets the rootfs prefix; so does every argument that is such a path.
-  Paths outside WorkingDir (`PATH=/usr/bin`) are left as they are: they name the host's.
-- cwd is rootfs + WorkingDir; env is the host's PATH, then the image's Env, then the
-  release's env, then PORT=<the replica's port> and HOST=127.0.0.1.
 """
 
 from __future__ import annotations
@@ -28,9 +19,7 @@ import contextlib
 import fcntl
 import json
 import os
-import posixpath
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -43,15 +32,15 @@ from conveyor.deploy.model import ReleaseSpec, ReplicaState, ReplicaStatus, Satu
 from conveyor.deploy.runtimes import supervisor
 from conveyor.deploy.runtimes.base import RuntimeSite
 from conveyor.deploy.runtimes.logs import LogLimits
+from conveyor.deploy.runtimes.sandbox import HOST, Launch, launch_command
 from conveyor.deploy.runtimes.tasks import TaskResult, run_streaming
 from conveyor.deploy.runtimes.unpack import ROOTFS, unpack_release
 from conveyor.deploy.runtimes.usage import replicas_usage
 from conveyor.errors import ConveyorError, InfrastructureError, NotFoundError
 from conveyor.store.private import PRIVATE_FILE, private_dir
+from conveyor.supply.oci.interpreter import check_interpreter
 from conveyor.supply.oci.store import ImageStore
 
-HOST = "127.0.0.1"
-IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _POLL = 0.1
 _STOP_SLACK = 5.0  # beyond the replicas' grace, before the supervisor is SIGKILLed
@@ -156,10 +145,22 @@ class ProcessRuntime:
         timeout: float,
         on_line: Callable[[str], None],
     ) -> TaskResult:
+        launch = self.one_off(release, argv)
+        return run_streaming(
+            launch.argv, cwd=launch.cwd, env=launch.env, timeout=timeout, on_line=on_line
+        )
+
+    def one_off(self, release: ReleaseSpec, command: Sequence[str]) -> Launch:
+        """How to run `command` once inside the release's image (a release hook), in the
+        same sandbox and environment as its replicas, secrets included, without a port."""
         image_dir = unpack_release(self.store, release.repository, release.digest, self.images)
-        task = task_plan(release, image_dir, argv)
-        env = {**task.env, **release.secret_env}  # secrets: in memory only, as for replicas
-        return run_streaming(task.argv, cwd=task.cwd, env=env, timeout=timeout, on_line=on_line)
+        image = json.loads((image_dir / "image.json").read_text())
+        check_interpreter(image.get("Labels") or {}, f"{release.repository}@{release.digest}")
+        data_dir = Path(release.data_dir) if release.data_dir else None
+        launch = launch_command(
+            image, image_dir / ROOTFS, release.plain_env, command=command, data_dir=data_dir
+        )
+        return Launch(launch.argv, launch.cwd, {**launch.env, **release.secret_env})
 
     # --- internals ---------------------------------------------------------------------
 
@@ -207,8 +208,10 @@ def release_plan(
 ) -> supervisor.Plan:
     image = json.loads((image_dir / "image.json").read_text())
     rootfs = image_dir / ROOTFS
+    check_interpreter(image.get("Labels") or {}, f"{release.repository}@{release.digest}")
+    data_dir = Path(release.data_dir) if release.data_dir else None
     replicas = [
-        replica_plan(image, rootfs, release.plain_env, index, port)
+        replica_plan(image, rootfs, release.plain_env, index, port, data_dir=data_dir)
         for index, port in enumerate(release.ports)
     ]
     return supervisor.Plan(
@@ -222,57 +225,17 @@ def release_plan(
     )
 
 
-def task_plan(release: ReleaseSpec, image_dir: Path, argv: Sequence[str]) -> supervisor.ReplicaPlan:
-    """A one-off command made as a replica's is (`replica_plan`), with `argv` as the
-    image's entrypoint: the same program lookup, paths, cwd and environment. It serves no
-    port (PORT is 0)."""
-    image = json.loads((image_dir / "image.json").read_text())
-    as_entrypoint = {**image, "Entrypoint": list(argv), "Cmd": []}
-    return replica_plan(as_entrypoint, image_dir / ROOTFS, release.plain_env, 0, 0)
-
-
 def replica_plan(
-    image: dict[str, Any], rootfs: Path, env: dict[str, str], index: int, port: int
+    image: dict[str, Any],
+    rootfs: Path,
+    env: dict[str, str],
+    index: int,
+    port: int,
+    *,
+    data_dir: Path | None = None,
 ) -> supervisor.ReplicaPlan:
-    workdir = str(image.get("WorkingDir") or "/")
-    argv = [*image.get("Entrypoint", []), *image.get("Cmd", [])]
-    if not argv:
-        raise ConveyorError(f"image {image.get('digest')} has neither Entrypoint nor Cmd")
-    image_env = dict(pair.partition("=")[::2] for pair in image.get("Env", []))
-    environment = {"PATH": os.environ.get("PATH", os.defpath)}
-    environment |= {k: _rewrite_paths(v, workdir, rootfs) for k, v in image_env.items()}
-    environment |= {**env, "PORT": str(port), "HOST": HOST}
-    program = resolve_program(argv[0], rootfs, image_env.get("PATH", IMAGE_PATH))
-    arguments = [_rewrite_path(a, workdir, rootfs) for a in argv[1:]]
-    cwd = str(rootfs / workdir.lstrip("/"))
-    return supervisor.ReplicaPlan(index, port, [program, *arguments], cwd, environment)
-
-
-def resolve_program(program: str, rootfs: Path, image_path: str) -> str:
-    if "/" in program:
-        inside = rootfs / program.lstrip("/")
-        return str(inside) if program.startswith("/") and inside.exists() else program
-    for directory in image_path.split(":"):
-        candidate = rootfs / directory.lstrip("/") / program
-        if directory.startswith("/") and os.access(candidate, os.X_OK):
-            return str(candidate)
-    if program in ("python", "python3"):
-        return sys.executable
-    return shutil.which(program) or program
-
-
-def _rewrite_paths(value: str, workdir: str, rootfs: Path) -> str:
-    return ":".join(_rewrite_path(part, workdir, rootfs) for part in value.split(":"))
-
-
-def _rewrite_path(value: str, workdir: str, rootfs: Path) -> str:
-    """`/app/deps` -> `<rootfs>/app/deps` when WorkingDir is /app; anything else as is."""
-    if not value.startswith("/") or workdir == "/":
-        return value
-    normal, base = posixpath.normpath(value), posixpath.normpath(workdir)
-    if normal != base and not normal.startswith(base + "/"):
-        return value
-    return str(rootfs / normal.lstrip("/"))
+    launch = launch_command(image, rootfs, env, data_dir=data_dir, port=port)
+    return supervisor.ReplicaPlan(index, port, launch.argv, launch.cwd, launch.env)
 
 
 def _spawn_supervisor(run_dir: Path, start_lock: int, secrets: dict[str, str]) -> int:

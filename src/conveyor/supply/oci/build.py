@@ -41,6 +41,7 @@ from conveyor.supply.oci.dependencies import (
     unpinned_in,
     write_closure,
 )
+from conveyor.supply.oci.interpreter import LABEL_DEPS_PYTHON, python_version_of
 from conveyor.supply.oci.layers import build_layer, normalise_path, tree_entries
 from conveyor.supply.oci.model import Descriptor, Manifest, canonical_json, digest_of
 from conveyor.supply.oci.requirements import Pinning, pinning_of
@@ -318,8 +319,11 @@ def _config(spec: ImageSpec, parts: _Parts) -> dict[str, Any]:
         settings["ExposedPorts"] = {**settings.get("ExposedPorts", {}), f"{spec.port}/tcp": {}}
     if spec.user is not None:
         settings["User"] = spec.user
-    if spec.labels:
-        settings["Labels"] = {**(settings.get("Labels") or {}), **spec.labels}
+    labels = {**(settings.get("Labels") or {}), **spec.labels}
+    if spec.dependencies is not None:  # the builder's word, not the user's
+        labels[LABEL_DEPS_PYTHON] = python_version_of(spec.dependencies.python)
+    if labels:
+        settings["Labels"] = labels
     return {
         "created": spec.created,
         "architecture": parts.architecture,

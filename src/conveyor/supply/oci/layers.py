@@ -42,7 +42,7 @@ class LayerEntry:
     """One file of a layer: its path in the image and where its content comes from.
 
     Exactly one of `source` (a file on disk, read when the layer is built), `data` (the
-    bytes) or `link` (a symlink target) is set.
+    bytes), `link` (a symlink target) or `directory` is set.
     """
 
     path: str
@@ -50,6 +50,7 @@ class LayerEntry:
     data: bytes | None = None
     link: str | None = None
     executable: bool = False  # for `data` entries; a `source` file's own x bit decides
+    directory: bool = False  # an explicit (possibly empty) directory
 
     @classmethod
     def file(cls, path: str, source: Path) -> LayerEntry:
@@ -65,6 +66,10 @@ class LayerEntry:
     @classmethod
     def symlink(cls, path: str, target: str) -> LayerEntry:
         return cls(path=path, link=target)
+
+    @classmethod
+    def empty_directory(cls, path: str) -> LayerEntry:
+        return cls(path=path, directory=True)
 
 
 @dataclass(frozen=True)
@@ -147,14 +152,16 @@ def _by_path(entries: Iterable[LayerEntry]) -> dict[tuple[str, ...], LayerEntry]
 
 def _parent_directories(by_path: dict[tuple[str, ...], LayerEntry]) -> set[tuple[str, ...]]:
     parents = {parts[:depth] for parts in by_path for depth in range(1, len(parts))}
-    clashing = sorted("/".join(p) for p in parents if p in by_path)
+    clashing = sorted("/".join(p) for p in parents if p in by_path and not by_path[p].directory)
     if clashing:
         raise ConveyorError(f"{clashing[0]} is both a file and a directory in an image layer")
     return parents
 
 
 def _add_entry(tar: tarfile.TarFile, name: str, entry: LayerEntry, mtime: int) -> None:
-    if entry.link is not None:
+    if entry.directory:
+        tar.addfile(_info(name + "/", tarfile.DIRTYPE, DIR_MODE, mtime))
+    elif entry.link is not None:
         info = _info(name, tarfile.SYMTYPE, LINK_MODE, mtime)
         info.linkname = entry.link
         tar.addfile(info)
