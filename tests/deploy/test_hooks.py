@@ -11,17 +11,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from conftest import run_cli, wait_until
-from conveyor.deploy.runtimes.process import is_alive
 from conveyor.service import environments
 from conveyor.service.project import Project
 from conveyor.states import DeployState, ReleaseState
 from conveyor.store.store import Store
 from conveyor.supply.oci.build import AppFiles, ImageSpec, build_image
 from conveyor.supply.oci.layout import LayoutStore
-from deploy.apps import project_with_spec
+from deploy.apps import project_with_spec, python_base
 
 pytestmark = [pytest.mark.real, pytest.mark.timeout(90)]
 
@@ -60,9 +60,11 @@ if BEHAVIOUR == "fail":
     sys.exit("no such table: notes")
 if BEHAVIOUR == "hang" and phase == "before_traffic":
     # A child in the hook's process group: killed with it at the timeout.
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    # Tagged on its command line: inside the sandbox's PID namespace its pid is not the host's.
+    tag = "hook-child-" + release
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", tag])
     with open(os.path.join(data, "hang.pid"), "w") as out:
-        out.write(str(child.pid))
+        out.write(tag)
     print("waiting for a lock that never comes", flush=True)
     time.sleep(600)
 with open(os.path.join(data, "hooks.log"), "a") as log:
@@ -103,10 +105,13 @@ class Staging:
         (source / "lib" / "app").mkdir(parents=True)
         (source / "lib" / "app" / "__main__.py").write_text(SERVER.format(version=version))
         (source / "lib" / "app" / "hook.py").write_text(HOOK.format(behaviour=behaviour))
-        spec = ImageSpec(
-            app=AppFiles(source), entrypoint=("python", "-m", "app"), env={"PYTHONPATH": "/app/lib"}
-        )
         store = LayoutStore(self.project.state_dir / "images")
+        spec = ImageSpec(
+            app=AppFiles(source),
+            base=python_base(store),
+            entrypoint=("python", "-m", "app"),
+            env={"PYTHONPATH": "/app/lib"},
+        )
         built = build_image(spec, store, "notes", (f"{version}-{behaviour}",))
         return f"notes@{built.manifest_digest}"
 
@@ -188,9 +193,14 @@ def test_a_hanging_hook_is_killed_at_its_timeout_with_its_children(staging: Stag
         "before_traffic hook 'migrate' was killed at its timeout of 2 s: "
         "waiting for a lock that never comes"
     )
-    child = int(staging.data_file("hang.pid").read_text())
-    wait_until(lambda: not is_alive(child), "the hook's child to be killed with it", 10)
+    tag = staging.data_file("hang.pid").read_text()
+    wait_until(lambda: not tagged_processes(tag), "the hook's child to be killed with it", 10)
     assert_untouched(staging, good.release_id, bad.release_id)
+
+
+def tagged_processes(tag: str) -> list[int]:
+    """Host pids whose command line carries `tag`."""
+    return [p.pid for p in psutil.process_iter(["cmdline"]) if tag in (p.info["cmdline"] or [])]
 
 
 def assert_untouched(staging: Staging, good: str, bad: str) -> None:
