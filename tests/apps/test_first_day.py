@@ -114,9 +114,9 @@ def test_init_then_run_reaches_staging(
     secrets = [row["value"] for row in written["findings"] if row["what"] == "secret"]
     # The user's values (docs/environments.md#secrets); never committed: the state
     # folder ignores itself.
-    (repository / ".conveyor" / "secrets.env").write_text(
-        "".join(f"{secret}=first-day-{secret.lower()}\n" for secret in secrets)
-    )
+    secrets_file = repository / ".conveyor" / "secrets.env"
+    secrets_file.write_text("".join(f"{secret}=first-day-{secret.lower()}\n" for secret in secrets))
+    secrets_file.chmod(0o600)  # Conveyor refuses a secrets file others can read
     _git(repository, "add", "-A")
     _git(repository, "commit", "-q", "-m", "conveyor init")
     stop_staging.append(repository)

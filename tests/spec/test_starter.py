@@ -30,7 +30,7 @@ def test_a_flask_app_gets_gunicorn_its_init_db_hook_and_a_canary(tmp_path: Path)
         "-m",
         "gunicorn",
         "-b",
-        "0.0.0.0:8000",
+        "$(HOST):$(PORT)",
         "notes:create_app()",
     ]
     assert image.packages == ["gunicorn>=22"]  # the app does not depend on it
@@ -58,7 +58,7 @@ def test_a_fastapi_app_gets_uvicorn_and_its_health_route(tmp_path: Path) -> None
     image = loaded.step_params["image"]
     assert isinstance(image, BuildImageParams)
     assert image.entrypoint == [
-        "python", "-m", "uvicorn", "todo.main:app", "--host", "0.0.0.0", "--port", "8000"
+        "python", "-m", "uvicorn", "todo.main:app", "--host", "$(HOST)", "--port", "$(PORT)"
     ]  # fmt: skip
     assert image.packages == []  # requirements.txt names uvicorn
     assert image.requirements == "requirements.txt"

@@ -25,7 +25,10 @@ from conveyor.spec.detect.model import (
 PORT = 8000
 # The app listens on every address of its replica: under podman the router reaches it from
 # outside the container; under the process runtime the port is private to the host anyway.
-ANY_ADDRESS = "0.0.0.0"  # noqa: S104
+# Where the runtime tells a replica to listen (HOST and PORT in its environment), expanded
+# in the entrypoint when it runs (docs/images.md#variables-in-the-command).
+HOST_REFERENCE = "$(HOST)"
+PORT_REFERENCE = "$(PORT)"
 SERVERS = {  # the production server of each interface, and the requirement that adds it
     Interface.ASGI: ("uvicorn", "uvicorn>=0.30"),
     Interface.WSGI: ("gunicorn", "gunicorn>=22"),
@@ -201,10 +204,18 @@ def server_command(found: Detection) -> list[str]:
         options = ["--factory"] if app.factory else []
         options += ["--app-dir", found.import_root] if src else []
         target = f"{app.module}:{app.attribute}"
-        listen = ["--host", ANY_ADDRESS, "--port", str(PORT)]
+        listen = ["--host", HOST_REFERENCE, "--port", PORT_REFERENCE]
         return ["python", "-m", "uvicorn", target, *options, *listen]
     options = ["--chdir", found.import_root] if src else []
-    return ["python", "-m", "gunicorn", *options, "-b", f"{ANY_ADDRESS}:{PORT}", str(app)]
+    return [
+        "python",
+        "-m",
+        "gunicorn",
+        *options,
+        "-b",
+        f"{HOST_REFERENCE}:{PORT_REFERENCE}",
+        str(app),
+    ]
 
 
 def server_package(found: Detection) -> str | None:

@@ -26,11 +26,13 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from conveyor.deploy.model import HealthCheck, ReleaseSpec, ReplicaState, ReplicaStatus, Saturation
 from conveyor.deploy.runtimes.base import RuntimeSite
+from conveyor.deploy.runtimes.expand import expand_references, has_references
 from conveyor.deploy.runtimes.probes import probe_ok
 from conveyor.deploy.runtimes.sandbox import DATA_MOUNT
 from conveyor.deploy.runtimes.tasks import TaskResult, kill_group, run_streaming
@@ -74,8 +76,9 @@ class PodmanRuntime:
             labels = image_labels(self.store, release.repository, release.digest)
             check_interpreter(labels, f"{release.repository}@{release.digest}")
             image = self._pull(release.repository, release.digest)
+            command = image_command(self.store, release.repository, release.digest)
             for index in missing:
-                self._run_replica(release, index, image)
+                self._run_replica(release, index, image, command)
         return self.status(release.release_id)
 
     def status(self, release_id: str) -> list[ReplicaStatus]:
@@ -239,13 +242,19 @@ class PodmanRuntime:
             shutil.rmtree(layout, ignore_errors=True)
         return image_id
 
-    def _run_replica(self, release: ReleaseSpec, index: int, image: str) -> None:
-        self._podman(*replica_arguments(release, index, image), secrets=release.secret_env)
+    def _run_replica(
+        self, release: ReleaseSpec, index: int, image: str, command: ImageCommand | None = None
+    ) -> None:
+        arguments = replica_arguments(release, index, image, command)
+        self._podman(*arguments, secrets=release.secret_env)
 
 
-def replica_arguments(release: ReleaseSpec, index: int, image: str) -> list[str]:
+def replica_arguments(
+    release: ReleaseSpec, index: int, image: str, command: ImageCommand | None = None
+) -> list[str]:
     """`podman run` of one replica. A secret is passed by name only (`--env=NAME`): podman
-    takes its value from its own environment."""
+    takes its value from its own environment. An image command naming `$(PORT)` or
+    another variable (`expand.py`) is given expanded: podman does not expand it."""
     port = release.ports[index]
     labels = {
         LABEL_RELEASE: release.release_id,
@@ -262,7 +271,33 @@ def replica_arguments(release: ReleaseSpec, index: int, image: str) -> list[str]
     argv += [f"--label={key}={value}" for key, value in labels.items()]
     argv += [f"--env={key}={value}" for key, value in env.items()]
     argv += [f"--env={name}" for name in release.secret_env]
-    return [*argv, image]
+    if command is None or not has_references([*command.entrypoint, *command.cmd]):
+        return [*argv, image]
+    known = {**command.env, **env}
+    entrypoint = expand_references(command.entrypoint, known)
+    return [
+        *argv,
+        "--entrypoint",
+        json.dumps(entrypoint),
+        image,
+        *expand_references(command.cmd, known),
+    ]
+
+
+@dataclass(frozen=True)
+class ImageCommand:
+    """An image config's Entrypoint, Cmd and Env."""
+
+    entrypoint: list[str]
+    cmd: list[str]
+    env: dict[str, str]
+
+
+def image_command(store: LayoutStore, repository: str, digest: str) -> ImageCommand:
+    manifest = Manifest.from_bytes(store.get_manifest(repository, digest)[0])
+    config = json.loads(store.get_blob(repository, manifest.config.digest)).get("config") or {}
+    env = dict(str(pair).partition("=")[::2] for pair in config.get("Env") or [])
+    return ImageCommand(list(config.get("Entrypoint") or []), list(config.get("Cmd") or []), env)
 
 
 def task_arguments(release: ReleaseSpec, image: str, name: str, argv: Sequence[str]) -> list[str]:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conveyor.deploy.runtimes.expand import expand_references
 from conveyor.errors import ConveyorError
 
 HOST = "127.0.0.1"
@@ -72,6 +73,7 @@ def launch_command(
         environment["PORT"] = str(port)
     if data_dir is not None:
         environment |= {"DATA_DIR": DATA_MOUNT, "CONVEYOR_DATA_DIR": DATA_MOUNT}
+    argv = expand_references(argv, environment)  # `$(PORT)`, as Kubernetes does
     program = program_in_image(argv[0], rootfs, environment["PATH"], image)
     workdir = str(image.get("WorkingDir") or "/")
     sandbox = [bubblewrap(), "--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev"]
