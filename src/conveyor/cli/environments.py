@@ -280,12 +280,13 @@ def env_history(
         emit_json(entries)
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("when", "what", "release", "digest", "who", "result", "reason"):
+    for column in ("when", "what", "deploy", "release", "digest", "who", "result", "reason"):
         table.add_column(column)
     for entry in entries:
         table.add_row(
             datetime.fromtimestamp(entry.started_at).strftime("%Y-%m-%d %H:%M:%S"),
             entry.kind,
+            str(entry.deploy_id) if entry.deploy_id is not None else "-",
             escape(entry.release_id),
             (entry.digest or "")[:19],
             escape(entry.actor or ""),

@@ -26,6 +26,7 @@ release_app = typer.Typer(
         ("conveyor release promote production -o json", "go on now; the deploy id, for a script"),
         ("conveyor release abort production", "all traffic back to the stable version"),
         ("conveyor release record production --format json", "the record of the release"),
+        ("conveyor release record production --deploy 42", "the record of one deploy"),
     ),
 )
 
@@ -135,6 +136,15 @@ def record(
     release: Annotated[
         str | None, typer.Argument(help="A release id (default: the latest successful one).")
     ] = None,
+    deploy: Annotated[
+        int | None,
+        typer.Option(
+            "--deploy",
+            min=1,
+            help="A deploy id (`conveyor env history`): a release deployed again after a "
+            "rollback has a record per deploy. Default: the release's latest.",
+        ),
+    ] = None,
     form: Annotated[
         RecordFormat, typer.Option("--format", help="markdown or json.")
     ] = RecordFormat.MARKDOWN,
@@ -143,12 +153,13 @@ def record(
     ] = None,
     spec: Annotated[Path | None, SpecOption] = None,
 ) -> None:
-    """The release record: commits, gates, tests, findings, scan, staging tests, approvals,
-    provenance and the audit head, as Markdown or JSON."""
+    """The record of one deploy: the release it replaced, commits, gates, tests, findings,
+    scan, staging tests, the approval it was made under, provenance and the audit head, as
+    Markdown or JSON."""
     from conveyor.service.release_record import release_record, to_markdown
 
     with opened(spec) as (project, store):
-        found = release_record(project, store, environment, release)
+        found = release_record(project, store, environment, release, deploy)
     text = (
         json.dumps(found, indent=2, default=str) + "\n"
         if form is RecordFormat.JSON

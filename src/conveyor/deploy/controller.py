@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import os
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from conveyor.deploy import routing
 from conveyor.deploy.rollout import (
@@ -43,8 +44,15 @@ class ReleaseController(TargetActions):
     # --- deploy -----------------------------------------------------------------------
 
     def deploy(
-        self, repository: str, digest: str, actor: str, run_id: int | None = None
+        self,
+        repository: str,
+        digest: str,
+        actor: str,
+        run_id: int | None = None,
+        approval: Mapping[str, Any] | None = None,
     ) -> DeployOutcome:
+        """`approval`: the approval this deploy is made under, recorded with it (opaque
+        here: the service checks it before calling)."""
         with self._deploy_lock():
             self._resume_interrupted()
             environment = self.environment()
@@ -70,6 +78,7 @@ class ReleaseController(TargetActions):
                 previous=previous,
                 actor=actor,
                 run_id=run_id,
+                approval=approval,
             )
             return self._roll_out(record, ports)
 

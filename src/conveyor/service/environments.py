@@ -177,13 +177,14 @@ def deploy(
             f"{name} comes after {spec.after}",
             hint=f"`conveyor deploy {spec.after} {ref.name}@{digest}` first",
         )
+    approval = None
     if spec.approval is not None:  # the no-bypass check: approvals.md
-        from conveyor.service.approvals import require_approved
+        from conveyor.service.approvals import approval_used, require_approved
 
-        require_approved(store, name, ref.name, digest)
+        approval = approval_used(require_approved(store, name, ref.name, digest))
     _admit(project, pipeline.images, ref.name, digest)
     control = controller(project, store, name, progress, spec, command_path=command_path)
-    outcome = control.deploy(ref.name, digest, actor, run_id)
+    outcome = control.deploy(ref.name, digest, actor, run_id, approval)
     # The reason may quote a replica's last words or a check's output: no secret shown.
     reason = outcome.reason and control.target.mask(outcome.reason)
     return replace(outcome, reason=reason)
