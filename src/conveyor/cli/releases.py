@@ -58,9 +58,10 @@ def status(
     if progress is not None:
         step = progress.step
         paused = " [yellow]paused[/]" if progress.paused else ""
+        phase = f", {progress.phase.value}" if progress.phase is not None else ""
         console.print(
             f"  {progress.strategy} step {step if step is None else step + 1}/{progress.steps},"
-            f" canary weight {progress.weight}%{paused}"
+            f" canary weight {progress.weight}%{phase}{paused}"
         )
     for decision in found.decisions:
         when = datetime.fromtimestamp(float(decision["ts"])).strftime("%H:%M:%S")
