@@ -30,7 +30,7 @@ from conveyor.spec.environments import Approval
 from conveyor.store.records import NewRun
 from conveyor.store.store import Store
 from deploy.apps import build_app, project_with_spec
-from deploy.fakes import FakeClock, FakeRouter, FakeRuntime
+from deploy.fake_plane import use_fake_plane
 
 SPEC = """\
 version: 1
@@ -106,9 +106,7 @@ class Production:
 def production(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Production]:
     project = project_with_spec(tmp_path / "project", SPEC)
     subprocess.run(["git", "init", "-q", str(project.directory)], check=True)
-    runtime, router = FakeRuntime(), FakeRouter(FakeClock())  # one data plane, like daemons
-    monkeypatch.setattr(envs, "make_runtime", lambda project, spec: runtime)
-    monkeypatch.setattr(envs, "make_router", lambda project, name, spec, store: router)
+    use_fake_plane(monkeypatch)
     users_file = tmp_path / "users.yml"
     add_user(users_file, "bob", "bob@example.org", ["reviewer"], [])
     token = issue_token(users_file, "bob", None, datetime.now(UTC)).token
@@ -238,9 +236,7 @@ def test_a_hand_deploy_without_an_approval_run_takes_the_run_that_built_its_imag
     staging_spec = SPEC.replace("production", "staging").split("    approval:")[0]
     project = project_with_spec(tmp_path / "project", staging_spec)
     subprocess.run(["git", "init", "-q", str(project.directory)], check=True)
-    runtime, router = FakeRuntime(), FakeRouter(FakeClock())
-    monkeypatch.setattr(envs, "make_runtime", lambda project, spec: runtime)
-    monkeypatch.setattr(envs, "make_router", lambda project, name, spec, store: router)
+    use_fake_plane(monkeypatch)
     image = build_app(project, tmp_path, "v1")
     with project.open_store() as store:
         staging = Production(project, store, tmp_path / "none.yml", "")

@@ -196,12 +196,17 @@ def env_ls(
     table = Table(box=None, pad_edge=False)
     for column in ("environment", "url", "live", "warm", "runtime", "router", "deploying"):
         table.add_column(column)
+    stopped = " [yellow](stopped)[/]"
     for view in views:
         table.add_row(
             view.name,
             view.url or "-",
-            view.live_release or "-",
-            view.warm_release or "-",
+            (escape(view.live_release) + (stopped if view.stopped else ""))
+            if view.live_release
+            else "-",
+            (escape(view.warm_release) + (stopped if view.stopped else ""))
+            if view.warm_release
+            else "-",
             view.runtime,
             view.router,
             view.deploying.release_id if view.deploying else "",
@@ -228,6 +233,11 @@ def env_status(
 
 def _print_status(view: EnvironmentView) -> None:
     console.print(f"[bold]{view.name}[/] {view.url}  runtime {view.runtime}, router {view.router}")
+    if view.stopped:
+        console.print(
+            f"[yellow]stopped[/]: `conveyor env reconcile {escape(view.name)}` starts its "
+            "router and releases again"
+        )
     if view.deploying is not None:
         console.print(f"[yellow]deploying {escape(view.deploying.release_id)}[/]")
     table = Table(box=None, pad_edge=False)
@@ -380,9 +390,10 @@ def env_stop(
 ) -> None:
     """Stop an environment's router and releases (history stays in the store)."""
     from conveyor.service import environments
+    from conveyor.service.runs import default_actor
 
     with opened(spec) as (project, store):
-        stopped = environments.stop_environment(project, store, environment)
+        stopped = environments.stop_environment(project, store, environment, default_actor())
     if output is OutputFormat.JSON:
         emit_json({"environment": environment, "stopped": stopped})
         return
