@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -370,22 +370,6 @@ def _current_rates(control: ReleaseController) -> dict[str, SignalRates]:
 
 def _sample(control: ReleaseController) -> list[SignalSample]:
     return control.sample()
-
-
-def watch(
-    project: Project, store: Store, name: str, interval: float
-) -> Iterator[dict[str, SignalRates]]:
-    """Sample every `interval` seconds, for ever; yields each window's rates per release."""
-    spec = environment_spec(project, name)
-    if store.ledger.environments.get(name) is None:
-        raise NotFoundError(f"{name} has never been deployed")
-    control = controller(project, store, name, spec=spec)
-    before = {s.release_id: s for s in _sample(control)}
-    while True:
-        time.sleep(interval)
-        now = {s.release_id: s for s in _sample(control)}
-        yield {rid: window_rates(before[rid], s) for rid, s in now.items() if rid in before}
-        before = now
 
 
 def history(project: Project, store: Store, name: str) -> list[HistoryEntry]:
