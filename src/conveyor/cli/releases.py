@@ -58,7 +58,9 @@ def status(
     if progress is not None:
         step = progress.step
         paused = " [yellow]paused[/]" if progress.paused else ""
-        phase = f", {progress.phase.value}" if progress.phase is not None else ""
+        # Promoted or rolled back; "started" (canary and baseline ready) says nothing more.
+        done = progress.phase
+        phase = f", {done.value}" if done is not None and done.value != "started" else ""
         console.print(
             f"  {progress.strategy} step {step if step is None else step + 1}/{progress.steps},"
             f" canary weight {progress.weight}%{phase}{paused}"
