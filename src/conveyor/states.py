@@ -101,8 +101,12 @@ class DeployState(StrEnum):
 
 
 class ReleaseState(StrEnum):
-    STARTING = "starting"  # replicas starting; no traffic, or part of it while rolling
+    STARTING = "starting"  # replicas starting, or ready with no share of traffic yet
+    # Ready and taking a share of traffic before the deploy confirms it: a canary and its
+    # baseline, a new release while traffic moves to it replica by replica.
+    SERVING = "serving"
     LIVE = "live"  # serves the environment
     WARM = "warm"  # the previous live release: running, no traffic, rollback target
     RETIRED = "retired"  # stopped
     FAILED = "failed"  # never became ready, or rolled back; stopped
+    STOPPED = "stopped"  # live or warm until `conveyor env stop`; `env reconcile` restarts it

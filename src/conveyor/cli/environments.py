@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from conveyor.deploy.rollout import DeployOutcome
     from conveyor.service.environments import EnvironmentView
     from conveyor.service.project import Project
+    from conveyor.service.watch import WatchLine
     from conveyor.store.store import Store
 
 env_app = typer.Typer(
@@ -196,12 +197,17 @@ def env_ls(
     table = Table(box=None, pad_edge=False)
     for column in ("environment", "url", "live", "warm", "runtime", "router", "deploying"):
         table.add_column(column)
+    stopped = " [yellow](stopped)[/]"
     for view in views:
         table.add_row(
             view.name,
             view.url or "-",
-            view.live_release or "-",
-            view.warm_release or "-",
+            (escape(view.live_release) + (stopped if view.stopped else ""))
+            if view.live_release
+            else "-",
+            (escape(view.warm_release) + (stopped if view.stopped else ""))
+            if view.warm_release
+            else "-",
             view.runtime,
             view.router,
             view.deploying.release_id if view.deploying else "",
@@ -228,6 +234,11 @@ def env_status(
 
 def _print_status(view: EnvironmentView) -> None:
     console.print(f"[bold]{view.name}[/] {view.url}  runtime {view.runtime}, router {view.router}")
+    if view.stopped:
+        console.print(
+            f"[yellow]stopped[/]: `conveyor env reconcile {escape(view.name)}` starts its "
+            "router and releases again"
+        )
     if view.deploying is not None:
         console.print(f"[yellow]deploying {escape(view.deploying.release_id)}[/]")
     table = Table(box=None, pad_edge=False)
@@ -280,12 +291,13 @@ def env_history(
         emit_json(entries)
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("when", "what", "release", "digest", "who", "result", "reason"):
+    for column in ("when", "what", "deploy", "release", "digest", "who", "result", "reason"):
         table.add_column(column)
     for entry in entries:
         table.add_row(
             datetime.fromtimestamp(entry.started_at).strftime("%Y-%m-%d %H:%M:%S"),
             entry.kind,
+            str(entry.deploy_id) if entry.deploy_id is not None else "-",
             escape(entry.release_id),
             (entry.digest or "")[:19],
             escape(entry.actor or ""),
@@ -320,25 +332,57 @@ def env_watch(
     spec: Annotated[Path | None, SpecOption] = None,
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
-    """Sample the golden signals continuously into the store (Ctrl-C stops).
+    """Watch an environment's releases: the current ones, then only changes (Ctrl-C stops).
 
-    One line per release and interval; the samples are the time series release analysis
-    reads. With -o json, one JSON object per line (JSON Lines): ts, release, rates."""
-    from conveyor.service import environments
+    A line per current release (with traffic, or running) after the first sample, then a
+    line only when a release appears, goes, or changes state, weight, ready replicas, or
+    golden signals beyond one window's noise. Every sample is kept in the store: the time
+    series release analysis reads. With -o json, one JSON object per line (JSON Lines):
+    ts, change (current, added, changed, gone), release, state, weight, replicas, rates."""
+    from conveyor.service.watch import watch
 
     with opened(spec) as (project, store):
-        for index, window in enumerate(environments.watch(project, store, environment, interval)):
-            for release_id, rates in sorted(window.items()):
-                if output is OutputFormat.JSON:
-                    emit_json_line({"ts": time.time(), "release": release_id, "rates": rates})
-                    continue
-                console.print(
-                    f"{escape(release_id)}  {rates.requests_per_second:7.1f} req/s  "
-                    f"5xx {rates.rate_5xx:6.1%}  4xx {rates.rate_4xx:6.1%}  "
-                    f"p50 {_ms(rates.p50)}  p99 {_ms(rates.p99)}  cpu {_saturation(rates)}"
-                )
+        for index, lines in enumerate(watch(project, store, environment, interval)):
+            for line in lines:
+                _print_watch_line(line, output)
             if count and index + 1 >= count:
                 return
+
+
+def _print_watch_line(line: WatchLine, output: OutputFormat) -> None:
+    row = line.row
+    if output is OutputFormat.JSON:
+        replicas = {"ready": row.ready, "total": row.replicas, "restarts": row.restarts}
+        emit_json_line(
+            {
+                "ts": time.time(),
+                "change": line.change.value,
+                "release": row.release_id,
+                "state": row.state.value if row.state else None,
+                "weight": row.weight,
+                "replicas": replicas,
+                "rates": row.rates,
+            }
+        )
+        return
+    when = datetime.now().strftime("%H:%M:%S")
+    state = row.state.value if row.state else "?"
+    if line.change.value == "gone":
+        console.print(f"{when} {escape(row.release_id)}  gone (was {state})")
+        return
+    rates = row.rates
+    signals = (
+        f"{rates.requests_per_second:7.1f} req/s  5xx {rates.rate_5xx:6.1%}  "
+        f"4xx {rates.rate_4xx:6.1%}  p50 {_ms(rates.p50)}  p99 {_ms(rates.p99)}  "
+        f"cpu {_saturation(rates)}"
+        if rates
+        else "no window yet"
+    )
+    restarts = f", {row.restarts} restarts" if row.restarts else ""
+    console.print(
+        f"{when} {escape(row.release_id)}  {state} {row.weight}%  "
+        f"{row.ready}/{row.replicas} ready{restarts}  {signals}"
+    )
 
 
 @env_app.command("reconcile")
@@ -379,9 +423,10 @@ def env_stop(
 ) -> None:
     """Stop an environment's router and releases (history stays in the store)."""
     from conveyor.service import environments
+    from conveyor.service.runs import default_actor
 
     with opened(spec) as (project, store):
-        stopped = environments.stop_environment(project, store, environment)
+        stopped = environments.stop_environment(project, store, environment, default_actor())
     if output is OutputFormat.JSON:
         emit_json({"environment": environment, "stopped": stopped})
         return

@@ -26,6 +26,7 @@ release_app = typer.Typer(
         ("conveyor release promote production -o json", "go on now; the deploy id, for a script"),
         ("conveyor release abort production", "all traffic back to the stable version"),
         ("conveyor release record production --format json", "the record of the release"),
+        ("conveyor release record production --deploy 42", "the record of one deploy"),
     ),
 )
 
@@ -57,9 +58,12 @@ def status(
     if progress is not None:
         step = progress.step
         paused = " [yellow]paused[/]" if progress.paused else ""
+        # Promoted or rolled back; "started" (canary and baseline ready) says nothing more.
+        done = progress.phase
+        phase = f", {done.value}" if done is not None and done.value != "started" else ""
         console.print(
             f"  {progress.strategy} step {step if step is None else step + 1}/{progress.steps},"
-            f" canary weight {progress.weight}%{paused}"
+            f" canary weight {progress.weight}%{phase}{paused}"
         )
     for hook in found.hooks:
         console.print(f"  {escape(_describe_hook(hook))}")
@@ -151,6 +155,15 @@ def record(
     release: Annotated[
         str | None, typer.Argument(help="A release id (default: the latest successful one).")
     ] = None,
+    deploy: Annotated[
+        int | None,
+        typer.Option(
+            "--deploy",
+            min=1,
+            help="A deploy id (`conveyor env history`): a release deployed again after a "
+            "rollback has a record per deploy. Default: the release's latest.",
+        ),
+    ] = None,
     form: Annotated[
         RecordFormat, typer.Option("--format", help="markdown or json.")
     ] = RecordFormat.MARKDOWN,
@@ -159,12 +172,13 @@ def record(
     ] = None,
     spec: Annotated[Path | None, SpecOption] = None,
 ) -> None:
-    """The release record: commits, gates, tests, findings, scan, staging tests, approvals,
-    provenance and the audit head, as Markdown or JSON."""
+    """The record of one deploy: the release it replaced, commits, gates, tests, findings,
+    scan, staging tests, the approval it was made under, provenance and the audit head, as
+    Markdown or JSON."""
     from conveyor.service.release_record import release_record, to_markdown
 
     with opened(spec) as (project, store):
-        found = release_record(project, store, environment, release)
+        found = release_record(project, store, environment, release, deploy)
     text = (
         json.dumps(found, indent=2, default=str) + "\n"
         if form is RecordFormat.JSON

@@ -191,7 +191,7 @@ class CanaryRollout:
     # --- steps ------------------------------------------------------------------------
 
     def _run_step(self, index: int, step: CanaryStep) -> StepEnd:
-        self._save(step=index)
+        self._save(step=index, paused=False)  # a pause belongs to the step it was made in
         self.ctx.record_event(
             EventKind.RELEASE_STEP,
             step=index,
@@ -284,6 +284,7 @@ class CanaryRollout:
                 )
                 return StepEnd.ABORT
             if command is Command.PROMOTE:
+                self._save(paused=False)  # going on now: no longer held
                 return StepEnd.NEXT
             watch.paused = command is Command.PAUSE
             self._save(paused=watch.paused)
@@ -315,7 +316,7 @@ class CanaryRollout:
         """All traffic to the canary; the stable release stays warm; the baseline goes."""
         ctx = self.ctx
         ctx.set_traffic([ctx.new_share(100), weighted(self.stable, 0)], "canary promoted")
-        self._save(weight=100, phase=Phase.PROMOTED)
+        self._save(weight=100, phase=Phase.PROMOTED, paused=False)
         if self.baseline is not None:
             ctx.stop_after_drain(self.baseline.release_id)
             ctx.retire(self.baseline.release_id)

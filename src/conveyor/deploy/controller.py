@@ -20,10 +20,12 @@ import contextlib
 import fcntl
 import os
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from conveyor.deploy import routing
 from conveyor.deploy.hooks import HookPhase
 from conveyor.deploy.rollout import (
+    RUNNING_STATES,
     DeployOutcome,
     RollbackOutcome,
     RolloutContext,
@@ -44,8 +46,15 @@ class ReleaseController(TargetActions):
     # --- deploy -----------------------------------------------------------------------
 
     def deploy(
-        self, repository: str, digest: str, actor: str, run_id: int | None = None
+        self,
+        repository: str,
+        digest: str,
+        actor: str,
+        run_id: int | None = None,
+        approval: Mapping[str, Any] | None = None,
     ) -> DeployOutcome:
+        """`approval`: the approval this deploy is made under, recorded with it (opaque
+        here: the service checks it before calling)."""
         with self._deploy_lock():
             self._resume_interrupted()
             environment = self.environment()
@@ -71,6 +80,7 @@ class ReleaseController(TargetActions):
                 previous=previous,
                 actor=actor,
                 run_id=run_id,
+                approval=approval,
             )
             return self._roll_out(record, ports)
 
@@ -85,12 +95,23 @@ class ReleaseController(TargetActions):
                 return outcome
             self.target.router.ensure_running()
             switched = self._apply_recorded_routes(environment)
-            for release_id in (environment.live_release, environment.warm_release):
+            roles = (
+                (environment.live_release, ReleaseState.LIVE),
+                (environment.warm_release, ReleaseState.WARM),
+            )
+            for release_id, role in roles:
                 if release_id is not None:
                     self.start_release(release_id)
+                    self._restart_stopped(release_id, role)
             self.stop_strays(switched=switched)
             self.import_replica_events()
             return outcome
+
+    def _restart_stopped(self, release_id: str, role: ReleaseState) -> None:
+        """A release `env stop` stopped is running again in its role (live or warm)."""
+        release = self.known_release(release_id)
+        if release is not None and release.state is ReleaseState.STOPPED:
+            self.target.ledger.releases.set_state(self.target.name, release_id, role)
 
     def _apply_recorded_routes(self, environment: EnvironmentRecord) -> bool:
         """The router serves the routes the ledger records (a controller may have died
@@ -230,20 +251,25 @@ class ReleaseController(TargetActions):
 
     # --- teardown ---------------------------------------------------------------------
 
-    def stop_all(self) -> list[str]:
+    def stop_all(self, actor: str | None = None) -> list[str]:
         """Stop the router and every running release the ledger records for this
-        environment (not by the id's prefix: `staging-` also starts `staging-eu`'s ids);
-        the ledger keeps history."""
-        ours = {
-            release.release_id
-            for release in self.target.ledger.releases.of_environment(self.target.name)
-        }
+        environment (not by the id's prefix: `staging-` also starts `staging-eu`'s ids).
+        The ledger keeps history and intent: the releases that should run are marked
+        STOPPED, and `reconcile` starts them again in their roles."""
+        ledger = self.target.ledger
+        ours = ledger.releases.of_environment(self.target.name)
+        known = {release.release_id for release in ours}
         stopped = [
-            release_id for release_id in self.target.runtime.releases() if release_id in ours
+            release_id for release_id in self.target.runtime.releases() if release_id in known
         ]
         for release_id in stopped:
             self.target.runtime.stop(release_id)
         self.target.router.stop()
+        for release in ours:
+            if release.state in RUNNING_STATES:
+                ledger.releases.set_state(
+                    self.target.name, release.release_id, ReleaseState.STOPPED, actor
+                )
         return stopped
 
     def import_replica_events(self) -> int:

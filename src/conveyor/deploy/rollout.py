@@ -48,7 +48,12 @@ from conveyor.store.records import EventKind, EventRecord
 
 _CRASHES_BEFORE_FAILING = 3  # restarts of one replica before it is ready: a broken release
 # What a release's ledger state says while it should be running.
-RUNNING_STATES = (ReleaseState.STARTING, ReleaseState.LIVE, ReleaseState.WARM)
+RUNNING_STATES = (
+    ReleaseState.STARTING,
+    ReleaseState.SERVING,
+    ReleaseState.LIVE,
+    ReleaseState.WARM,
+)
 Progress = Callable[[str], None]
 
 
@@ -399,6 +404,7 @@ class RolloutContext(TargetActions):
         environment = self.environment()
         routes = routing.table(shares, matches)
         details = {"deploy_id": record.id, "why": why, "weights": routing.weights(routes)}
+        states = {**self._now_serving(shares), **(states or {})}
         self._generation = ledger.environments.set_intent(
             self.target.name,
             routes=routing.to_json(routes),
@@ -411,6 +417,16 @@ class RolloutContext(TargetActions):
         )
         self.target.router.set_routes(routes)
         self.progress(f"traffic: {describe_weights(routes.backends)} ({why})")
+
+    def _now_serving(self, shares: Sequence[Share]) -> dict[str, ReleaseState]:
+        """Releases still `starting` that this change gives a share of traffic: they are
+        ready (nothing is routed before it is) and serving."""
+        serving = {}
+        for share in shares:
+            release = self.known_release(share.release_id) if share.weight > 0 else None
+            if release is not None and release.state is ReleaseState.STARTING:
+                serving[share.release_id] = ReleaseState.SERVING
+        return serving
 
     def send_back(
         self,

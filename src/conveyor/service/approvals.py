@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from conveyor.approvals.ledger import ApprovalLedger, Attempt, NewRequest
 from conveyor.approvals.model import (
@@ -288,6 +289,19 @@ def require_approved(
             f"{image} is approved for {environment}, but its wait timer holds it until {until}"
         )
     return approved
+
+
+def approval_used(status: ApprovalStatus) -> dict[str, Any]:
+    """What a deploy records of the approval it is made under (the release record reads it):
+    the request, the run that asked, who approved and when."""
+    request = status.request
+    return {
+        "request_id": request.id,
+        "run_id": request.run_id,
+        "digest": request.digest,
+        "approved_by": [decision.identity for decision in status.approvals],
+        "approved_at": status.closed_at,
+    }
 
 
 # --- waiting ------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -30,14 +30,14 @@ from conveyor.deploy.sampler import DataPlane, stored_samples, to_row
 from conveyor.deploy.signals import window_rates
 from conveyor.engine.mask import Masker
 from conveyor.engine.secrets import load_secrets
-from conveyor.errors import ConveyorError, NotFoundError
+from conveyor.errors import ConveyorError, InfrastructureError, NotFoundError
 from conveyor.service.images import image_store, parse_ref, resolve, verify_image
 from conveyor.service.project import Project
 from conveyor.spec.environments import Environment
 from conveyor.spec.images import ImagesConfig
 from conveyor.spec.strategy import Analysis
 from conveyor.states import DeployState, ReleaseState
-from conveyor.store.ledger import DeployRecord, HistoryEntry, Retention
+from conveyor.store.ledger import DeployRecord, EnvironmentRecord, HistoryEntry, Retention
 from conveyor.store.store import Store
 from conveyor.supply.oci.interpreter import check_interpreter, image_labels
 
@@ -180,15 +180,16 @@ def deploy(
             f"{name} comes after {spec.after}",
             hint=f"`conveyor deploy {spec.after} {ref.name}@{digest}` first",
         )
+    approval = None
     if spec.approval is not None:  # the no-bypass check: approvals.md
-        from conveyor.service.approvals import require_approved
+        from conveyor.service.approvals import approval_used, require_approved
 
-        require_approved(store, name, ref.name, digest)
+        approval = approval_used(require_approved(store, name, ref.name, digest))
     _admit(project, pipeline.images, ref.name, digest)
     labels = image_labels(image_store(project), ref.name, digest)
     check_interpreter(labels, f"{ref.name}@{digest}")  # before anything is recorded
     control = controller(project, store, name, progress, spec, command_path=command_path)
-    outcome = control.deploy(ref.name, digest, actor, run_id)
+    outcome = control.deploy(ref.name, digest, actor, run_id, approval)
     # The reason may quote a replica's last words or a check's output: no secret shown.
     reason = outcome.reason and control.target.mask(outcome.reason)
     return replace(outcome, reason=reason)
@@ -243,6 +244,9 @@ class EnvironmentView:
     warm_release: str | None
     deploying: DeployRecord | None
     releases: list[ReleaseView]
+    # `conveyor env stop` stopped it: its live and warm releases come back with
+    # `conveyor env reconcile` (or a deploy replaces them).
+    stopped: bool = False
 
 
 def list_environments(project: Project, store: Store) -> list[EnvironmentView]:
@@ -261,9 +265,39 @@ def list_environments(project: Project, store: Store) -> list[EnvironmentView]:
                 warm_release=record.warm_release if record else None,
                 deploying=in_progress[-1] if in_progress else None,
                 releases=[],
+                stopped=record is not None and _is_stopped(store, record),
             )
         )
     return views
+
+
+def _is_stopped(store: Store, record: EnvironmentRecord) -> bool:
+    """`env stop` stopped it: the ledger marks its live release so until it runs again."""
+    if record.live_release is None:
+        return False
+    live = store.ledger.releases.get(record.live_release, record.name)
+    return live is not None and live.state is ReleaseState.STOPPED
+
+
+def _stopped_view(store: Store, spec: Environment, record: EnvironmentRecord) -> EnvironmentView:
+    """A stopped environment, from the store alone: its router and replicas are gone."""
+    releases = []
+    for release_id in (record.live_release, record.warm_release):
+        release = store.ledger.releases.get(release_id, record.name) if release_id else None
+        if release is not None:
+            views = ReleaseView(release.release_id, release.digest, release.state, 0, [], None)
+            releases.append(views)
+    return EnvironmentView(
+        name=record.name,
+        url=f"http://127.0.0.1:{record.port}",
+        runtime=spec.runtime,
+        router=spec.router,
+        live_release=record.live_release,
+        warm_release=record.warm_release,
+        deploying=None,
+        releases=releases,
+        stopped=True,
+    )
 
 
 def environment_status(project: Project, store: Store, name: str) -> EnvironmentView:
@@ -274,11 +308,20 @@ def environment_status(project: Project, store: Store, name: str) -> Environment
         raise NotFoundError(
             f"{name} has never been deployed", hint=f"`conveyor deploy {name} IMAGE` first"
         )
+    if _is_stopped(store, record):
+        return _stopped_view(store, spec, record)
     control = controller(project, store, name, spec=spec)
     target = control.target
     control.import_replica_events()
-    rates = _current_rates(control)
-    weights = {b.release_id: b.weight for b in target.router.routes().backends}
+    try:
+        rates = _current_rates(control)
+        weights = {b.release_id: b.weight for b in target.router.routes().backends}
+    except (InfrastructureError, OSError) as error:  # its router died (a reboot, a kill)
+        said = error.message if isinstance(error, InfrastructureError) else str(error)
+        raise InfrastructureError(
+            f"{name}'s router does not answer: {said}",
+            hint=f"`conveyor env reconcile {name}` starts its router and releases again",
+        ) from None
     running = set(target.runtime.releases())
     views = []
     for release in reversed(store.ledger.releases.of_environment(name)):
@@ -334,22 +377,6 @@ def _sample(control: ReleaseController) -> list[SignalSample]:
     return control.sample()
 
 
-def watch(
-    project: Project, store: Store, name: str, interval: float
-) -> Iterator[dict[str, SignalRates]]:
-    """Sample every `interval` seconds, for ever; yields each window's rates per release."""
-    spec = environment_spec(project, name)
-    if store.ledger.environments.get(name) is None:
-        raise NotFoundError(f"{name} has never been deployed")
-    control = controller(project, store, name, spec=spec)
-    before = {s.release_id: s for s in _sample(control)}
-    while True:
-        time.sleep(interval)
-        now = {s.release_id: s for s in _sample(control)}
-        yield {rid: window_rates(before[rid], s) for rid, s in now.items() if rid in before}
-        before = now
-
-
 def history(project: Project, store: Store, name: str) -> list[HistoryEntry]:
     environment_spec(project, name)
     return store.ledger.history.entries(name)
@@ -369,11 +396,13 @@ def reconcile(
     return controller(project, store, name, progress).reconcile()
 
 
-def stop_environment(project: Project, store: Store, name: str) -> list[str]:
+def stop_environment(
+    project: Project, store: Store, name: str, actor: str | None = None
+) -> list[str]:
     spec = environment_spec(project, name)
     if store.ledger.environments.get(name) is None:
         return []  # never deployed: nothing runs
-    return controller(project, store, name, spec=spec).stop_all()
+    return controller(project, store, name, spec=spec).stop_all(actor)
 
 
 def state_path(project: Project, name: str) -> Path:

@@ -1,12 +1,16 @@
-"""The release record: everything that let one release reach an environment, in one file.
+"""The release record: everything that let one deploy of a release reach an environment.
 
-For a deploy that went through a pipeline run, the record gathers what the store already
-holds, read back rather than re-derived: the commits since the environment's previous
-release, the run's gate decisions, tests, findings, image scan, the staging verification
-(E2E, performance, DAST), the approvals, the signed attestations (provenance, SBOM, scan)
-and the deploy's own outcome, plus the audit log's head at the time of export so that an
-auditor can check later that nothing behind the record changed (`conveyor audit verify
---head`). `conveyor release record` writes it as JSON or Markdown.
+A record is one deploy's: a release id names a digest, which may be deployed again after a
+rollback, and each deploy has its own record. It gathers what the store already holds,
+read back rather than re-derived: the release the deploy replaced and the commits since
+that one's, the evidence of the run behind the digest (the run that deployed it; for a
+hand deploy, the run whose approval it was made under, else the run that built the image):
+its gate decisions, tests, findings, image scan, the staging verification (E2E,
+performance, DAST); the approval the deploy was made under and its events, the signed
+attestations (provenance, SBOM, scan) and the deploy's own outcome, plus the audit log's
+head at the time of export so that an auditor can check later that nothing behind the
+record changed (`conveyor audit verify --head`). `conveyor release record` writes it as
+JSON or Markdown.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import base64
 import json
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from conveyor.deploy.progress import load_progress
@@ -38,69 +44,182 @@ from conveyor.vcs.commits import log_commits
 if TYPE_CHECKING:
     from conveyor.service.reports import RunReport
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: keyed by deploy; `approval`, `approval_required`, run `source`
+IMAGE_REPORT = "image"  # what build-image publishes: {repository, digest, tags}
+
+
+class RunSource(StrEnum):
+    """Why a run's evidence belongs to a deploy's record."""
+
+    DEPLOY = "deployed it"  # the pipeline run whose deploy job made this deploy
+    APPROVAL = "asked for the approval it was deployed under"
+    BUILD = "built its image"  # the newest run that published the image (a hand deploy)
+
+
+@dataclass(frozen=True)
+class Sourced:
+    run: RunRecord
+    source: RunSource
 
 
 def release_record(
-    project: Project, store: Store, environment: str, release_id: str | None = None
+    project: Project,
+    store: Store,
+    environment: str,
+    release_id: str | None = None,
+    deploy_id: int | None = None,
 ) -> dict[str, Any]:
-    """The record of `release_id` (default: the environment's latest successful deploy)."""
-    deploy = _find_deploy(store, environment, release_id)
-    run = store.get_run(deploy.run_id) if deploy.run_id is not None else None
-    previous = _previous_success(store, environment, deploy)
+    """The record of one deploy: `deploy_id`, else the latest deploy of `release_id`, else
+    the environment's latest successful deploy."""
+    deploy = _find_deploy(store, environment, release_id, deploy_id)
+    approval = _approval_used(store, deploy)
+    sourced = _source_run(store, deploy, approval)
+    run = sourced.run if sourced is not None else None
+    replaced = _replaced_deploy(store, deploy)
     entries = store.audit_entries(last=1)
     signed_head = sign_head(project, store)  # an export signs the head it carries
+    approvals_run = approval["run_id"] if approval is not None else deploy.run_id
     return {
         "record_version": RECORD_VERSION,
         "exported_at": _iso(time.time()),
         "release": _release_part(deploy),
-        "run": _run_part(run),
-        "previous_release": previous.release_id if previous else None,
-        "commits": _commits(project, store, run, previous),
+        "run": _run_part(sourced),
+        "previous_release": _previous_release(deploy),
+        "commits": _commits(project, store, run, replaced),
         **(_evidence(store, run.id) if run is not None else {}),
-        "approvals": _approvals(store, run.id, environment) if run is not None else [],
+        "approval_required": _approval_required(project, environment),
+        "approval": _approval_part(deploy, approval),
+        "approvals": (
+            _approvals(store, approvals_run, environment) if approvals_run is not None else []
+        ),
         "provenance": _provenance(project, deploy),
         "audit_head": entries[-1].hash if entries else None,
         "audit_signed_head": signed_head.to_json() if signed_head is not None else None,
     }
 
 
-def _find_deploy(store: Store, environment: str, release_id: str | None) -> DeployRecord:
+def _find_deploy(
+    store: Store, environment: str, release_id: str | None, deploy_id: int | None
+) -> DeployRecord:
     deploys = store.ledger.deploys.of_environment(environment)
+    hint = f"`conveyor env history {environment}` lists every deploy"
+    if deploy_id is not None:
+        chosen = [d for d in deploys if d.id == deploy_id]
+        if release_id is not None:
+            chosen = [d for d in chosen if d.release_id == release_id]
+        if not chosen:
+            raise NotFoundError(f"{environment} has no deploy {deploy_id}", hint=hint)
+        return chosen[-1]
     if release_id is not None:
         matching = [d for d in deploys if d.release_id == release_id]
         if not matching:
-            raise NotFoundError(
-                f"{environment} has no release {release_id}",
-                hint=f"`conveyor env history {environment}` lists them",
-            )
-        return matching[-1]
+            raise NotFoundError(f"{environment} has no release {release_id}", hint=hint)
+        succeeded = [d for d in matching if d.state is DeployState.SUCCEEDED]
+        return (succeeded or matching)[-1]
     succeeded = [d for d in deploys if d.state is DeployState.SUCCEEDED]
     if not succeeded:
-        raise NotFoundError(
-            f"{environment} has no successful release yet",
-            hint=f"`conveyor env history {environment}` lists every deploy",
-        )
+        raise NotFoundError(f"{environment} has no successful release yet", hint=hint)
     return succeeded[-1]
 
 
-def _previous_success(store: Store, environment: str, deploy: DeployRecord) -> DeployRecord | None:
+def _previous_release(deploy: DeployRecord) -> str | None:
+    """The release this deploy replaced (live and running when it began); never itself."""
+    previous = deploy.previous_release
+    return previous if previous != deploy.release_id else None
+
+
+def _replaced_deploy(store: Store, deploy: DeployRecord) -> DeployRecord | None:
+    """The deploy that made the replaced release live: the newest successful deploy of it
+    before this one (a rollback to it made no deploy, so this is still the right one)."""
+    previous = _previous_release(deploy)
+    if previous is None:
+        return None
     earlier = [
         d
-        for d in store.ledger.deploys.of_environment(environment)
-        if d.id < deploy.id and d.state is DeployState.SUCCEEDED
+        for d in store.ledger.deploys.of_environment(deploy.environment)
+        if d.id < deploy.id and d.release_id == previous and d.state is DeployState.SUCCEEDED
     ]
     return earlier[-1] if earlier else None
+
+
+def _approval_used(store: Store, deploy: DeployRecord) -> dict[str, Any] | None:
+    """The approval the deploy was made under, as its `deploy.started` event recorded it;
+    for a deploy recorded before deploys kept it, the approved request for its digest and
+    environment that was closed when the deploy began."""
+    started = store.ledger.deploys.started(deploy.id)
+    if started is not None and "approval" in started.data:
+        recorded = started.data["approval"]
+        return dict(recorded) if isinstance(recorded, Mapping) else None
+    from conveyor.approvals.model import ApprovalState
+    from conveyor.service.approvals import approval_used, ledger_of
+
+    statuses = ledger_of(store).statuses(
+        deploy.started_at, environment=deploy.environment, digest=deploy.digest
+    )
+    approved = [
+        status
+        for status in statuses
+        if status.state is ApprovalState.APPROVED and (status.closed_at or 0.0) <= deploy.started_at
+    ]
+    return approval_used(approved[-1]) if approved else None
+
+
+def _approval_part(
+    deploy: DeployRecord, approval: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    if approval is None:
+        return None
+    approved_at = approval.get("approved_at")
+    return {
+        **approval,
+        "approved_at": _iso(approved_at) if isinstance(approved_at, int | float) else None,
+        # Made under an approval another deploy used first (a redeploy after a rollback).
+        "reused": approval.get("run_id") != deploy.run_id,
+    }
+
+
+def _approval_required(project: Project, environment: str) -> bool | None:
+    """Whether conveyor.yml gates the environment now (None: it cannot be read)."""
+    from conveyor.service.environments import environments_of
+
+    try:
+        spec = environments_of(project).get(environment)
+    except ConveyorError:
+        return None
+    return spec.approval is not None if spec is not None else None
+
+
+def _source_run(
+    store: Store, deploy: DeployRecord, approval: Mapping[str, Any] | None
+) -> Sourced | None:
+    """The run whose evidence (commits, gates, tests, scan) the deploy carries: the run that
+    deployed it; for a hand deploy, the run whose approval it used, else the newest run
+    that built its image."""
+    candidates: list[tuple[int | None, RunSource]] = [(deploy.run_id, RunSource.DEPLOY)]
+    if approval is not None and isinstance(approval.get("run_id"), int):
+        candidates.append((int(approval["run_id"]), RunSource.APPROVAL))
+    built = store.runs_with_report(IMAGE_REPORT, "digest", deploy.digest)
+    candidates.append((built[-1] if built else None, RunSource.BUILD))
+    for run_id, source in candidates:
+        if run_id is None:
+            continue
+        try:
+            return Sourced(store.get_run(run_id), source)
+        except NotFoundError:
+            continue  # a run pruned from the store: the next witness
+    return None
 
 
 def _release_part(deploy: DeployRecord) -> dict[str, Any]:
     return {
         "id": deploy.release_id,
+        "deploy_id": deploy.id,
         "environment": deploy.environment,
         "image": f"{deploy.repository}@{deploy.digest}",
         "state": deploy.state.value,
         "reason": deploy.reason,
         "deployed_by": deploy.actor,
+        "deployed_from_run": deploy.run_id,  # None: by hand (`conveyor deploy`)
         "started_at": _iso(deploy.started_at),
         "finished_at": _iso(deploy.finished_at) if deploy.finished_at else None,
         "rollout": _rollout(deploy),
@@ -113,9 +232,10 @@ def _rollout(deploy: DeployRecord) -> dict[str, Any]:
     return progress.to_json() if progress is not None else {}
 
 
-def _run_part(run: RunRecord | None) -> dict[str, Any] | None:
-    if run is None:
+def _run_part(sourced: Sourced | None) -> dict[str, Any] | None:
+    if sourced is None:
         return None
+    run = sourced.run
     return {
         "id": run.id,
         "pipeline": run.pipeline,
@@ -127,18 +247,21 @@ def _run_part(run: RunRecord | None) -> dict[str, Any] | None:
         "triggered_by": run.actor,
         "started_at": _iso(run.started_at),
         "finished_at": _iso(run.finished_at) if run.finished_at else None,
+        "source": sourced.source.value,  # why this run's evidence is the release's
     }
 
 
 def _commits(
-    project: Project, store: Store, run: RunRecord | None, previous: DeployRecord | None
+    project: Project, store: Store, run: RunRecord | None, replaced: DeployRecord | None
 ) -> list[dict[str, str]]:
-    """The commits this release brings: since the previous release's commit, or just its own."""
+    """The commits this release brings: since the commit of the release it replaced, or
+    just its own."""
     if run is None or run.commit_sha is None:
         return []
     since = None
-    if previous is not None and previous.run_id is not None:
-        since = store.get_run(previous.run_id).commit_sha
+    if replaced is not None:
+        earlier = _source_run(store, replaced, _approval_used(store, replaced))
+        since = earlier.run.commit_sha if earlier is not None else None
     try:
         found = log_commits(project.directory, run.commit_sha, since, limit=None if since else 1)
     except ConveyorError:  # the repository moved or was rewritten: say so, keep the rest
@@ -252,9 +375,12 @@ def _iso(ts: float) -> str:
 def to_markdown(record: Mapping[str, Any]) -> str:
     """The record for people: a heading per subject, the same facts as the JSON."""
     release, run = record["release"], record.get("run")
+    by_hand = release.get("deployed_from_run") is None
     lines = [
         f"# Release {release['id']} to {release['environment']}",
         "",
+        f"- **Deploy:** {release.get('deploy_id')}"
+        + (" (by hand)" if by_hand else f" (run {release.get('deployed_from_run')})"),
         f"- **Image:** `{release['image']}`",
         f"- **State:** {release['state']}"
         + (f" ({release['reason']})" if release.get("reason") else ""),
@@ -267,7 +393,8 @@ def to_markdown(record: Mapping[str, Any]) -> str:
     if run is not None:
         lines += [
             f"- **Run:** {run['id']} ({run['state']}) on {run['branch']} at"
-            f" `{(run['commit'] or '')[:12]}`, triggered by {run['triggered_by']}",
+            f" `{(run['commit'] or '')[:12]}`, triggered by {run['triggered_by']}"
+            + (f"; it {run['source']}" if run.get("source") else ""),
         ]
     lines += _commits_md(record.get("commits", []))
     lines += _gates_md(record.get("gates", []))
@@ -277,7 +404,7 @@ def to_markdown(record: Mapping[str, Any]) -> str:
     staging = record.get("staging", {})
     lines += _tests_md("Staging: end-to-end journeys", staging.get("e2e", []))
     lines += _perf_md(staging.get("perf", []))
-    lines += _approvals_md(record.get("approvals", []))
+    lines += _approvals_md(record)
     lines += _provenance_md(record.get("provenance", []))
     return "\n".join(lines) + "\n"
 
@@ -348,14 +475,30 @@ def _perf_md(reports: list[Mapping[str, Any]]) -> list[str]:
     return lines if reports else [*lines, "- none recorded"]
 
 
-def _approvals_md(events: list[Mapping[str, Any]]) -> list[str]:
+def _approvals_md(record: Mapping[str, Any]) -> list[str]:
     lines = ["", "## Approvals", ""]
+    events: list[Mapping[str, Any]] = record.get("approvals", [])
+    used = record.get("approval")
+    if used:
+        names = ", ".join(used.get("approved_by", [])) or "?"
+        reused = (
+            " (reused: approved for an earlier deploy of this digest)" if used["reused"] else ""
+        )
+        lines.append(
+            f"- deployed under the approval of run {used.get('run_id')}'s request, by "
+            f"{names} at {used.get('approved_at')}{reused}"
+        )
     for event in events:
         who = event.get("identity") or event.get("actor") or "?"
         refused = event["kind"] == "approval.refused"
         said = (event.get("reason") if refused else event.get("comment")) or ""
         lines.append(f"- {event['ts']} {event['kind']} by {who}" + (f": {said}" if said else ""))
-    return lines if events else [*lines, "- none: no approval was required"]
+    if used or events:
+        return lines
+    if record.get("approval_required"):
+        environment = record["release"]["environment"]
+        return [*lines, f"- **none recorded**, although {environment} requires an approval"]
+    return [*lines, "- none: no approval was required"]
 
 
 def _number(value: Any) -> str:

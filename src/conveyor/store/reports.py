@@ -58,3 +58,15 @@ def of_run(conn: sa.Connection, run_id: int, kind: str | None = None) -> list[Re
         )
         for r in rows
     ]
+
+
+def runs_with(conn: sa.Connection, kind: str, key: str, value: str) -> list[int]:
+    """The runs that published a report of `kind` whose summary has `key` = `value` (the
+    runs that built an image digest), oldest first."""
+    query = (
+        sa.select(reports.c.run_id)
+        .where(reports.c.kind == kind, reports.c.summary[key].as_string() == value)
+        .distinct()
+        .order_by(reports.c.run_id)
+    )
+    return [int(run_id) for run_id in conn.execute(query).scalars()]

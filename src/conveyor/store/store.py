@@ -283,3 +283,8 @@ class Store:
     def reports(self, run_id: int, kind: str | None = None) -> list[ReportRecord]:
         with read_transaction(self.engine) as conn:
             return reports.of_run(conn, run_id, kind)
+
+    def runs_with_report(self, kind: str, key: str, value: str) -> list[int]:
+        """Runs that published a `kind` report whose summary's `key` is `value`, oldest first."""
+        with read_transaction(self.engine) as conn:
+            return reports.runs_with(conn, kind, key, value)

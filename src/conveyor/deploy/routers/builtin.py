@@ -259,7 +259,7 @@ class BuiltinRouter:
         except httpx.HTTPError as error:
             raise InfrastructureError(
                 f"the builtin router's admin port {self.admin_port} did not answer: {error}",
-                hint="start it with ensure_running()",
+                hint="`conveyor env reconcile ENVIRONMENT` starts an environment's router again",
             ) from error
         return response.content
 

@@ -63,8 +63,11 @@ class Deploys:
         previous: str | None,
         actor: str,
         run_id: int | None,
+        approval: Mapping[str, Any] | None = None,
     ) -> DeployRecord:
-        """Record the intent to deploy (the desired state) before anything starts."""
+        """Record the intent to deploy (the desired state) before anything starts.
+        `approval`: the approval the deploy is made under (its request and run), kept in
+        the deploy's `deploy.started` event for the release record."""
         now = time.time()
         with write_transaction(self.engine) as conn:
             upsert(
@@ -101,6 +104,7 @@ class Deploys:
                 "digest": digest,
                 "previous": previous,
                 "ports": list(ports),
+                "approval": dict(approval) if approval is not None else None,
             }
             row = event_log.event_row(
                 EventKind.DEPLOY_STARTED, now, run_id=run_id, actor=actor, data=data
@@ -176,6 +180,16 @@ class Deploys:
                 .order_by(events.c.id)
             )
             return [event_log.event_from_row(row._mapping) for row in conn.execute(query)]
+
+    def started(self, deploy_id: int) -> EventRecord | None:
+        """The deploy's `deploy.started` event: what was known when it began (its approval)."""
+        with read_transaction(self.engine) as conn:
+            query = sa.select(events).where(
+                events.c.kind == EventKind.DEPLOY_STARTED.value,
+                events.c.data["deploy_id"].as_integer() == deploy_id,
+            )
+            row = conn.execute(query.order_by(events.c.id).limit(1)).first()
+        return event_log.event_from_row(row._mapping) if row is not None else None
 
     def get(self, deploy_id: int) -> DeployRecord:
         with read_transaction(self.engine) as conn:
