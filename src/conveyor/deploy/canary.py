@@ -243,6 +243,8 @@ class CanaryRollout:
             if watch.paused:
                 continue
             if analysis and decision.verdict is Verdict.PROMOTE:
+                self.ctx.progress(f"promoted: {decision.reason}")
+                self._save(guarantee=decision.reason)
                 return StepEnd.NEXT
             if analysis and decision.verdict is Verdict.INCONCLUSIVE:
                 end = self._inconclusive(watch)
