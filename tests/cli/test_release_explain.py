@@ -29,16 +29,18 @@ environments:
 
 def test_explain_at_a_rate_says_how_soon_and_what_is_caught(git_project: MakeProject) -> None:
     project = git_project(SPEC)
-    args = ["release", "explain", "production", "--rate", "20", "--error-rate", "0"]
+    args = ["release", "explain", "production", "--rate", "20", "--runs", "3"]
 
-    text = run_cli([*args, "--runs", "3"], project.root)
-    found = run_cli([*args, "--runs", "3", "-o", "json"], project.root)
+    text = run_cli([*args, "--error-rate", "0.02"], project.root)
+    found = run_cli([*args, "--error-rate", "0", "-o", "json"], project.root)
 
     assert text.exit_code == 0, text.stderr
-    assert "production: 20 req/s, 0.000% errors (--rate)" in text.stdout
+    assert "production: 20 req/s, 2.000% errors (--rate)" in text.stdout
     assert "canary at 20% beside a 20% baseline" in text.stdout
     assert "a harmless release is promoted after " in text.stdout
-    assert "  2x errors: " in text.stdout and "10x errors: 3 of 3 rolled back" in text.stdout
+    assert "  2x errors: " in text.stdout
+    assert "10x errors: 3 of 3 rolled back within 15m00s: after " in text.stdout
+    assert found.exit_code == 0, found.stderr
     data = found.json()
     assert data["traffic"] == {
         "rate": 20.0,
@@ -57,6 +59,7 @@ def test_explain_at_a_rate_says_how_soon_and_what_is_caught(git_project: MakePro
     assert one["error_rate"] > five["error_rate"] > ten["error_rate"]
     assert five["error_rate"] <= 0.01
     assert five["slow_ratio"] is not None and five["slow_ratio"] <= 2.0
+    assert data["detections"] == []  # no errors: "2x the errors" is still none
 
 
 def test_explain_reads_the_rate_from_recent_samples(git_project: MakeProject) -> None:

@@ -98,8 +98,10 @@ def capability(settings: Analysis, traffic: Traffic, runs: int = RUNS, seed: int
         for at, found in evidence.items():
             readings[at].append(found)
     hidden = tuple(_hidden(at, readings[at]) for at in CHECKPOINTS)
+    # With no errors at all, "2x the errors" is still none: nothing to time.
+    effects = EFFECTS if traffic.error_rate > 0 else ()
     detections = tuple(
-        _detection(settings, _scenario(traffic, effect), effect, runs, seed) for effect in EFFECTS
+        _detection(settings, _scenario(traffic, effect), effect, runs, seed) for effect in effects
     )
     return Capability(
         traffic,

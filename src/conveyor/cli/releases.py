@@ -250,6 +250,9 @@ def explain_lines(found: Explanation) -> list[str]:
             f" or on {share(hidden.error_rate)} of requests;"
             f" slow requests {ratio(hidden.slow_ratio)}"
         )
+    if not cap.detections:
+        lines.append("  the harm detector: no errors at this error rate, so no error ratio")
+        return lines
     lines.append("  the harm detector rolls back (the judge watching on past a promotion):")
     for found_at in cap.detections:
         times = (
