@@ -145,7 +145,7 @@ def test_max_duration_is_inconclusive() -> None:
 
 def test_no_events_anywhere_promotes_once_the_canary_rate_is_bounded() -> None:
     # No error anywhere: no ratio can be known, the canary's own rate can. At the
-    # tolerated 1 %, 0.7 (1 - 0.01)^-n >= 2/beta takes n >= 403 quiet canary requests.
+    # tolerated 1 %, the rate route's e-value reaches 2/beta after 389 quiet canary requests.
     judge = Judge(Analysis(min_duration=10), latency_enabled=False)
     observations = _steady(Counts(10), Counts(10), Counts(80), 100)
     decision = _judge_until_decided(judge, observations)
