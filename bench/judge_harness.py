@@ -16,6 +16,7 @@ independent draw (the judge before issue 12), on the same streams.
     .venv/bin/python bench/judge_harness.py --runs 500 --seed 1
     .venv/bin/python bench/judge_harness.py --runs 500 --only 2x --prior log-uniform
     .venv/bin/python bench/judge_harness.py --runs 200 --null-runs 1000 --only clustered
+    .venv/bin/python bench/judge_harness.py --runs 40 --null-runs 40 --only "20 req/s" --no-peers
 """
 
 from __future__ import annotations
@@ -85,6 +86,19 @@ CASES = (
             warmup_seconds=120.0,
         ),
         False,
+    ),
+)
+
+# A small team's traffic (issue 14): how soon a harmless canary is promoted, and whether a
+# 2x regression still is not. The conveyor judge and the oracle only.
+SMALL_TEAM_CASES = (
+    Case(Scenario("20 req/s, no errors, no regression", 20, 0.0), False, peers=False),
+    Case(Scenario("20 req/s, 0.05% errors, no regression", 20, 0.0005), False, peers=False),
+    Case(Scenario("20 req/s, 1% errors, no regression", 20, 0.01), False, peers=False),
+    Case(
+        Scenario("20 req/s, 1% errors, 2x errors", 20, 0.01, error_multiplier=2.0),
+        True,
+        peers=False,
     ),
 )
 
@@ -322,7 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     wanted = args.only.split("|")
     plan = Plan(args.runs, args.null_runs, args.seed, args.prior, not args.no_peers, args.jobs)
     for case in (
-        c for c in (*CASES, *CLUSTERED_CASES) if any(w in c.scenario.name for w in wanted)
+        c
+        for c in (*CASES, *SMALL_TEAM_CASES, *CLUSTERED_CASES)
+        if any(w in c.scenario.name for w in wanted)
     ):
         started = time.perf_counter()
         summaries = simulate(case, plan)

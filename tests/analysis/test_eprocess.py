@@ -16,12 +16,16 @@ from conveyor.analysis.eprocess import (
     Mixture,
     Prior,
     RateAbove,
+    RateBelow,
     confidence_sequence,
     drift_per_event,
     events_to_reach,
+    hidden_rate,
+    hidden_ratio,
     nearest,
     no_harm_mixture,
     regression_mixture,
+    tolerance_index,
     two_sided_mixture,
 )
 from conveyor.analysis.simulation import poisson
@@ -186,3 +190,66 @@ def test_nearest_grid_point() -> None:
     assert grid.thetas[nearest(grid, 1.5)] == 1.5
     assert grid.thetas[nearest(grid, 1000.0)] == grid.thetas[-1]
     assert nearest(grid, 0.5, among=range(grid.unity, len(grid.thetas))) == grid.unity
+
+
+# -- the promotion rule's bounds ---------------------------------------------------------
+
+
+def test_a_tolerated_ratio_off_the_grid_is_tested_at_the_point_below_it() -> None:
+    grid = Grid(1.5)
+    index = tolerance_index(grid, 2.0)
+    assert grid.thetas[index] <= 2.0 < grid.thetas[index + 1]
+    assert tolerance_index(grid, 1.5) == grid.min_effect  # on the grid: itself
+
+
+def test_the_ratio_route_keeps_its_level_at_the_tolerated_ratio() -> None:
+    level = 0.05
+
+    def at_two(grid: Grid) -> Mixture:
+        return no_harm_mixture(grid, tolerance_index(grid, 2.0))
+
+    rejected = sum(_crosses(2.0, seed, level, mixture_of=at_two) for seed in range(300))
+    assert rejected / 300 <= level + 3 * math.sqrt(level * (1 - level) / 300)
+
+
+def test_the_hidden_ratio_is_where_the_no_harm_tests_start_rejecting() -> None:
+    grid = Grid(1.5)
+    attribution = Attribution(grid)
+    assert hidden_ratio(attribution, 0.05) is None  # no events: unbounded
+    cut = math.log(1 / 0.05)
+    for interval in _intervals(1.0, 3, 300, reference_rate=3.0):
+        attribution.update(*interval)
+        bound = hidden_ratio(attribution, 0.05)
+        if bound is None:
+            continue
+        index = grid.thetas.index(bound)
+        assert no_harm_mixture(grid, index).log_e(attribution) >= cut
+        if index - 1 > grid.unity:
+            assert no_harm_mixture(grid, index - 1).log_e(attribution) < cut
+    assert bound is not None and bound <= 1.5  # 900 unchanged events bound it tightly
+
+
+def test_rate_below_keeps_its_level_at_the_tolerated_rate() -> None:
+    level, tolerance, crossed = 0.05, 0.01, 0
+    rail = RateBelow(tolerance)
+    for seed in range(300):
+        rng = random.Random(seed)
+        events = requests = 0
+        for _ in range(200):  # intervals of 20 requests at exactly the tolerated rate
+            events += sum(rng.random() < tolerance for _ in range(20))
+            requests += 20
+            if rail.log_e(events, requests) >= math.log(1 / level):
+                crossed += 1
+                break
+    assert crossed / 300 <= level + 3 * math.sqrt(level * (1 - level) / 300)
+
+
+def test_a_quiet_canary_bounds_its_own_rate() -> None:
+    # 0.7 (1 - 0.01)^-n alone reaches 20 at n = 334; the small alternatives help a little.
+    rail = RateBelow(0.01)
+    assert rail.log_e(0, 317) < math.log(20) <= rail.log_e(0, 318)
+    assert rail.log_e(1, 318) < rail.log_e(0, 318)
+    bounds = [hidden_rate(0, n, 0.05) for n in (100, 1000, 10000)]
+    assert None not in bounds
+    assert bounds[0] > bounds[1] > bounds[2]  # type: ignore[operator]
+    assert hidden_rate(0, 318, 0.05) <= 0.01 * 1.1  # type: ignore[operator]  # a 10 % grid

@@ -7,7 +7,8 @@
 - "bad-smoke": healthy, but `/smoke` answers 500 (a smoke test catches it);
 - "slow-start": listens only after APP_START_DELAY seconds (default 3): a deploy in flight;
 - "faulty": answers 500 to a fifth of the requests for `/` (a regression to catch);
-- "slow": answers `/` 200 ms late (a latency regression).
+- "slow": answers `/` 200 ms late (a latency regression);
+- "errors-R": answers 500 to a share R of the requests for `/` (e.g. "errors-0.1").
 """
 
 from __future__ import annotations
@@ -49,7 +50,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif self.path == "/smoke":
             self.answer(500 if BEHAVIOUR == "bad-smoke" else 200, b"smoke")
         elif self.path == "/":
-            if BEHAVIOUR == "faulty" and random.random() < 0.2:
+            share = 0.2 if BEHAVIOUR == "faulty" else 0.0
+            if BEHAVIOUR.startswith("errors-"):
+                share = float(BEHAVIOUR.removeprefix("errors-"))
+            if random.random() < share:
                 self.answer(500, b"injected fault")
                 return
             if BEHAVIOUR == "slow":

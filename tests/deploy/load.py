@@ -23,20 +23,22 @@ class Answer:
 
 @dataclass
 class Load:
-    """GET / at about REQUESTS_PER_SECOND from CLIENTS threads, each over one keep-alive
-    connection (one connection alone manages ~45/s: the app replies in two small writes
-    and Nagle holds the second).
+    """GET / at about `rate` requests per second from `clients` threads, each over one
+    keep-alive connection (one connection alone manages ~45/s: the app replies in two
+    small writes and Nagle holds the second).
 
     Cookies are dropped after each answer: a sticky cookie would keep the client on one
     release and hide what the router does with new clients."""
 
     url: str
+    rate: float = REQUESTS_PER_SECOND
+    clients: int = CLIENTS
     answers: list[Answer] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def __enter__(self) -> Load:
-        for index in range(CLIENTS):
+        for index in range(self.clients):
             thread = threading.Thread(target=self._run, name=f"load-{index}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -63,7 +65,7 @@ class Load:
         return sum(1 for a in list(self.answers) if a.version == version)
 
     def _run(self) -> None:
-        interval = CLIENTS / REQUESTS_PER_SECOND
+        interval = self.clients / self.rate
         with httpx.Client(base_url=self.url, timeout=10.0) as client:
             while not self._stop.is_set():
                 sent_at = time.monotonic()

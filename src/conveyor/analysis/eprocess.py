@@ -216,20 +216,44 @@ def regression_mixture(grid: Grid, prior: Prior = Prior.FOCUSED) -> Mixture:
     return Mixture(mixture.indices, mixture.log_weights, grid.unity)
 
 
-def no_harm_mixture(grid: Grid) -> Mixture:
-    """Against H0': theta >= min_effect; large when the canary is below the smallest harm.
+def tolerance_index(grid: Grid, tolerance: float) -> int:
+    """The largest grid point at or below `tolerance` (and above 1): rejecting "theta at
+    least that point" rejects "theta at least the tolerance" too."""
+    below = [i for i, t in enumerate(grid.thetas) if grid.unity < i and t <= tolerance * 1.000001]
+    return below[-1] if below else grid.unity + 1
+
+
+@functools.lru_cache(maxsize=512)
+def no_harm_mixture(grid: Grid, null: int | None = None) -> Mixture:
+    """Against H0': theta >= the grid point `null` (default: min_effect); large when the
+    canary is below it.
 
     Half the weight sits on theta = 1 (most canaries change nothing), the rest spreads
-    log-uniformly over [1/4, min_effect) so a canary slightly better or worse still
+    log-uniformly over [1/4, null) so a canary slightly better or worse still
     gathers evidence."""
+    null = grid.min_effect if null is None else null
     others = [
         i
         for i, t in enumerate(grid.thetas)
-        if LOWEST_IMPROVEMENT <= t < grid.thetas[grid.min_effect] and i != grid.unity
+        if LOWEST_IMPROVEMENT <= t < grid.thetas[null] and i != grid.unity
     ]
-    spread = (1.0 - UNITY_WEIGHT) / len(others)
+    spread = (1.0 - UNITY_WEIGHT) / max(len(others), 1)
     mixture = _normalised([grid.unity, *others], [UNITY_WEIGHT] + [spread] * len(others))
-    return Mixture(mixture.indices, mixture.log_weights, grid.min_effect)
+    return Mixture(mixture.indices, mixture.log_weights, null)
+
+
+def hidden_ratio(attribution: Attribution, level: float) -> float | None:
+    """The upper confidence bound on theta at `level`: the smallest grid point from which
+    up every "theta at least this" is rejected by its no-harm test; None while none is.
+    A regression this large or larger would have been caught with probability 1 - level."""
+    grid, cut = attribution.grid, math.log(1.0 / level)
+    top, count = len(grid.thetas) - 1, len(grid.thetas) - 1 - grid.unity
+
+    def rejected(j: int) -> bool:  # on a prefix: the e-value grows with the null's theta
+        return no_harm_mixture(grid, top - j).log_e(attribution) >= cut
+
+    rejections = _leading(rejected, count)
+    return grid.thetas[top - rejections + 1] if rejections else None
 
 
 def two_sided_mixture(grid: Grid) -> Mixture:
@@ -368,3 +392,44 @@ class RateAboveProcess:
 
     def log_e(self) -> float:
         return self.rail.mixed(self.log_lr, any_event=self.any_event)
+
+
+RATE_BELOW_MULTIPLES = (0.0, 0.1, 0.3, 0.6)  # alternatives, in multiples of the tolerance
+RATE_BELOW_WEIGHTS = (0.7, 0.1, 0.1, 0.1)  # most canaries that barely err do not err at all
+
+
+class RateBelow:
+    """An e-process against H0: an arm's event rate >= `tolerance` (the canary's own rate,
+    whatever the old version's). Each request is a Bernoulli trial; (tempered) counts are
+    sufficient. Most weight sits on a rate of 0: with no events, n requests give
+    0.7 (1 - tolerance)^-n, the test of a quiet canary."""
+
+    def __init__(self, tolerance: float) -> None:
+        self.tolerance = tolerance
+        self.alternatives = tuple(tolerance * m for m in RATE_BELOW_MULTIPLES)
+        self.log_weights = tuple(math.log(w) for w in RATE_BELOW_WEIGHTS)
+
+    def log_e(self, events: float, requests: float) -> float:
+        stay = max(requests - events, 0.0)
+        null = self.tolerance
+        terms = []
+        for weight, rate in zip(self.log_weights, self.alternatives, strict=True):
+            if rate == 0.0:
+                if events > 0:
+                    continue  # an event rules out a rate of zero
+                terms.append(weight - stay * math.log1p(-null))
+                continue
+            log_lr = events * math.log(rate / null) + stay * (math.log1p(-rate) - math.log1p(-null))
+            terms.append(weight + log_lr)
+        return log_sum_exp(terms)
+
+
+def hidden_rate(events: float, requests: float, level: float) -> float | None:
+    """The upper confidence bound on an arm's event rate at `level`: the smallest rate,
+    on a grid about 10 % apart from 1e-5 to 0.5, that `RateBelow` rejects; None if none."""
+    rates = [1e-5 * GRID_RATIO**i for i in range(round(math.log(5e4) / math.log(GRID_RATIO)) + 1)]
+    cut = math.log(1.0 / level)
+    rejected = _leading(
+        lambda j: RateBelow(rates[-1 - j]).log_e(events, requests) >= cut, len(rates)
+    )
+    return rates[len(rates) - rejected] if rejected else None

@@ -28,12 +28,16 @@ from conveyor.analysis.eprocess import (
     Prior,
     RateAbove,
     RateAboveProcess,
+    RateBelow,
     confidence_sequence,
     events_to_reach,
     grid_for,
+    hidden_rate,
+    hidden_ratio,
     nearest,
     no_harm_mixture,
     regression_mixture,
+    tolerance_index,
     two_sided_mixture,
 )
 from conveyor.analysis.model import Counts, Decision, Observation, Verdict
@@ -44,7 +48,18 @@ GUARDRAIL_SHARE = 0.05  # of alpha: the sequential error-rate guardrail
 # outnumber errors wherever the error guardrail holds, so latency evidence is cheaper.
 KIND_SHARES = {"errors": 0.75, "latency": 0.25}
 DRIFT_LEVEL = 0.01  # baseline against stable: a difference this unlikely stops the pooling
-NEGLIGIBLE_RATE = 1e-3  # with no events anywhere, a canary rate shown below this passes
+# The absolute route to a promotion closes while the canary has more events than the
+# tolerated ratio of the old version's rate explains, plus this many: where the ratio is
+# knowable, a canary that leans to harm is held to it. A gate only removes promotions.
+GATE_SLACK = 1.0
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """The largest regression of one kind a promoted canary may still be hiding."""
+
+    ratio: float  # to the old version's rate
+    rate: float  # of the canary's requests
 
 
 class Reference(StrEnum):
@@ -95,7 +110,8 @@ class Need:
             return f"{self.kind.label}: the evidence does not grow at the present effect"
         if self.events == 0:
             return (
-                f"{self.kind.label}: none anywhere yet; ~{self.requests} more requests to {towards}"
+                f"{self.kind.label}: none in the canary yet; ~{self.requests} more requests to "
+                f"{towards}"
             )
         more = f"~{self.events} more events (~{self.requests} requests)"
         return f"{self.kind.label}: {more} to {towards}"
@@ -107,7 +123,7 @@ class _Scores:
 
     rollback_pooled: float = 0.0
     rollback_paired: float = 0.0
-    promote_pooled: float = 0.0
+    promote_pooled: float = 0.0  # the ratio route: theta below the tolerated ratio
     promote_paired: float = 0.0
     drift: float = 0.0
     versions: tuple[int, int, int] = (-1, -1, -1)
@@ -127,10 +143,11 @@ class KindTests:
         prior: Prior,
         reference: Reference,
         drift_level: float,
-        negligible_rate: float,
+        tolerance: Tolerance,
         clustered: bool = True,
     ) -> None:
         self.kind = kind
+        self.tolerance = tolerance
         # Events may come in clusters: each interval's evidence is tempered by the
         # largest cluster it may hold, estimated from all arms' events together.
         self.dispersion = Dispersion() if clustered else None
@@ -138,7 +155,12 @@ class KindTests:
         self.paired = Attribution(grid)  # canary | baseline
         self.drift = Attribution(grid)  # baseline | stable
         self.regression = regression_mixture(grid, prior)
-        self.no_harm = no_harm_mixture(grid)
+        self.no_harm = no_harm_mixture(grid, tolerance_index(grid, tolerance.ratio))
+        self.rate_below = RateBelow(tolerance.rate)
+        # The canary's own events and requests, intervals without a weight of their own
+        # kept raw (tempered as the cluster size now is), the others already tempered.
+        self.canary_raw = [0.0, 0.0]
+        self.canary_fixed = [0.0, 0.0]
         self.two_sided = two_sided_mixture(grid)
         # Two routes share `level`: the pooled one, and after a drift flag (probability
         # <= drift_level under H0) the baseline alone, from then on: level (1 + drift) in all.
@@ -146,11 +168,8 @@ class KindTests:
         self.level = level / (1.0 + drift_level) if pooled else level
         self.log_rollback = math.log(1.0 / self.level)
         self.log_promote = math.log(1.0 / beta)
+        self.beta = beta
         self.log_drift = math.log(1.0 / drift_level)
-        self.negligible_rate = negligible_rate
-        # No events anywhere: zero in n canary requests puts its rate below the negligible
-        # rate at confidence 1 - beta once (1 - rate)^-n, a test martingale, reaches 1/beta.
-        self.quiet_requests = math.ceil(self.log_promote / -math.log1p(-negligible_rate))
         # The paired state when the judge switched to the baseline alone: from the start
         # with Reference.BASELINE, else when the drift is flagged (sticky). Kept raw, so
         # the growth since then is tempered as the cluster size is now.
@@ -158,6 +177,8 @@ class KindTests:
         self.switched_at = start if reference is Reference.BASELINE else None
         self.scores = _Scores()
         self._evidence: tuple[tuple[object, ...], dict[str, Any]] = ((), {})
+        self._rate_log_e_of: tuple[tuple[float, float], float] = ((-1.0, -1.0), 0.0)
+        self._rate_bound: tuple[tuple[float, int], float | None] = ((-1.0, -1), None)
 
     def update(self, canary: Counts, baseline: Counts, stable: Counts) -> None:
         c, b, s = self.kind.events(canary), self.kind.events(baseline), self.kind.events(stable)
@@ -170,6 +191,11 @@ class KindTests:
         self.pooled.update(c, canary.requests, b + s, baseline.requests + stable.requests, weight)
         self.paired.update(c, canary.requests, b, baseline.requests, weight)
         self.drift.update(b, baseline.requests, s, stable.requests, weight)
+        if weight is None:
+            self.canary_raw = [self.canary_raw[0] + c, self.canary_raw[1] + canary.requests]
+        else:
+            fixed = self.canary_fixed
+            self.canary_fixed = [fixed[0] + weight * c, fixed[1] + weight * canary.requests]
         versions = (self.pooled.version, self.paired.version, self.drift.version)
         if versions == self.scores.versions:
             return
@@ -196,10 +222,6 @@ class KindTests:
     @property
     def baseline_only(self) -> bool:
         return self.switched_at is not None
-
-    @property
-    def silent(self) -> bool:
-        return self.pooled.events == 0
 
     def _rollback_log_e(self) -> float:
         """The live rollback route: pooled, or the baseline's growth since the drift."""
@@ -231,34 +253,68 @@ class KindTests:
         compared = _compare(self.pooled, "the old version (baseline + stable)")
         return f"{self.kind.label}: {compared}, {evidence}; the baseline agrees"
 
-    def _promote_log_e(self) -> float:
+    def _ratio_log_e(self) -> float:
         return self.scores.promote_paired if self.baseline_only else self.scores.promote_pooled
 
+    def canary_counts(self) -> tuple[float, float]:
+        """The canary's events and requests, tempered as the evidence is."""
+        inverse = 1.0 / (self.dispersion.clusters if self.dispersion is not None else 1.0)
+        raw, fixed = self.canary_raw, self.canary_fixed
+        return raw[0] * inverse + fixed[0], raw[1] * inverse + fixed[1]
+
+    def _rate_log_e(self) -> float:
+        """The absolute route: the canary's own rate below the tolerated rate; closed
+        while the canary leans to harm."""
+        if not self._rate_gate_open():
+            return -math.inf
+        counts = self.canary_counts()
+        if self._rate_log_e_of[0] != counts:  # asked several times an interval
+            self._rate_log_e_of = (counts, self.rate_below.log_e(*counts))
+        return self._rate_log_e_of[1]
+
+    def _rate_gate_open(self) -> bool:
+        attribution = self.paired if self.baseline_only else self.pooled
+        if attribution.reference_requests == 0:
+            return attribution.canary_events == 0
+        reference_rate = attribution.reference_events / attribution.reference_requests
+        explained = self.tolerance.ratio * reference_rate * attribution.canary_requests
+        return attribution.canary_events <= explained + GATE_SLACK
+
+    def _promote_log_e(self) -> float:
+        """Either route may promote: their mean is an e-value against "the canary is both
+        over the tolerated ratio and over the tolerated rate"."""
+        ratio, rate = self._ratio_log_e(), self._rate_log_e()
+        top = max(ratio, rate)
+        return top + math.log((math.exp(ratio - top) + math.exp(rate - top)) / 2.0)
+
     def promotion_ready(self) -> bool:
-        if self.silent:
-            return self.pooled.canary_requests >= self.quiet_requests
         return self._promote_log_e() >= self.log_promote
 
+    def routes(self) -> list[str]:
+        """What a promotion now guarantees: one phrase per route whose e-value alone
+        clears 1/beta (each is an e-process of its own), else the two together."""
+        label, tolerance = self.kind.label, self.tolerance
+        ratio = f"a >={tolerance.ratio:g}x regression in {label}"
+        rate = f"{label} on >={_percent(tolerance.rate)} of the canary's requests"
+        passed = [
+            phrase
+            for phrase, log_e in ((ratio, self._ratio_log_e()), (rate, self._rate_log_e()))
+            if log_e >= self.log_promote
+        ]
+        return passed or [
+            f"{label} both >={tolerance.ratio:g}x the old version's and on "
+            f">={_percent(tolerance.rate)} of the canary's requests"
+        ]
+
     def promotion_reason(self) -> str:
-        if self.silent:
-            return (
-                f"{self.kind.label}: none in {self.pooled.canary_requests} canary requests "
-                f"nor in the old version's: canary rate below {self.negligible_rate:g}"
-            )
-        reference = "the baseline" if self.baseline_only else "baseline + stable"
-        min_effect = self.pooled.grid.thetas[self.no_harm.null]
-        return (
-            f"{self.kind.label}: below {min_effect:g}x {reference}, "
-            f"e-value {_e(self._promote_log_e()):.3g} >= {math.exp(self.log_promote):.3g}"
-        )
+        return " or ".join(self.routes())
 
     def need(self, service_requests: int) -> Need:
         """Events (and service-wide requests) to the decision the data leans to."""
         attribution = self.paired if self.baseline_only else self.pooled
-        if self.silent:
-            short = max(0, self.quiet_requests - attribution.canary_requests)
-            canary_part = max(attribution.canary_requests, 1) / max(service_requests, 1)
-            return Need(self.kind, Verdict.PROMOTE, 0, math.ceil(short / canary_part))
+        quiet = self._quiet_need(attribution, service_requests)
+        if attribution.events == 0 and quiet is not None:
+            return quiet
         grid = attribution.grid
         min_effect = grid.thetas[grid.min_effect]
         ratio = attribution.rate_ratio()
@@ -270,20 +326,59 @@ class KindTests:
             missing = self.log_rollback - self._rollback_log_e()
             verdict, events = Verdict.ROLLBACK, events_to_reach(share, truth, point, 1.0, missing)
         else:
-            missing = self.log_promote - self._promote_log_e()
-            verdict, events = Verdict.PROMOTE, events_to_reach(share, 1.0, 1.0, min_effect, missing)
+            tolerated = grid.thetas[self.no_harm.null]
+            missing = self.log_promote + math.log(2.0) - self._ratio_log_e()
+            verdict, events = Verdict.PROMOTE, events_to_reach(share, 1.0, 1.0, tolerated, missing)
         if events < 0:
-            return Need(self.kind, verdict, None, None)
+            return quiet or Need(self.kind, verdict, None, None)
         events = math.ceil(events * self.cluster_size)  # a cluster counts as one event
         per_request = (attribution.events + 1) / (service_requests + 1)
-        return Need(self.kind, verdict, events, math.ceil(events / per_request))
+        need = Need(self.kind, verdict, events, math.ceil(events / per_request))
+        if verdict is Verdict.PROMOTE and quiet is not None and quiet.sort_key < need.sort_key:
+            return quiet
+        return need
+
+    def _quiet_need(self, attribution: Attribution, service_requests: int) -> Need | None:
+        """While the canary has no events: the requests the absolute route still needs."""
+        if self.canary_counts()[0] > 0:
+            return None
+        missing = max(self.log_promote + math.log(2.0) - self._rate_log_e(), 0.0)
+        short = min(missing, 1e6) / -math.log1p(-self.tolerance.rate) * self.cluster_size
+        canary_part = max(attribution.canary_requests, 1) / max(service_requests, 1)
+        return Need(self.kind, Verdict.PROMOTE, 0, math.ceil(short / canary_part))
 
     def evidence(self) -> dict[str, Any]:
         """What a report shows; rebuilt only when the events changed."""
         key = (*self.scores.versions, self.baseline_only)
         if self._evidence[0] != key:
             self._evidence = (key, self._build_evidence())
-        return self._evidence[1]
+        # The absolute route's figures move with every request, not only with events.
+        return {
+            **self._evidence[1],
+            "e_promote": _e(self._promote_log_e()),
+            "e_promote_rate": _e(self._rate_log_e()),
+            "hidden": {**self._evidence[1]["hidden"], "rate": self._hidden_rate()},
+        }
+
+    def _hidden_rate(self) -> float | None:
+        """The bound on the canary's own rate, refreshed when its (tempered) requests
+        grew by 2 % or its events changed: it moves slowly, and costs a bisection."""
+        events, requests = self.canary_counts()
+        key = (events, math.floor(math.log1p(requests) / math.log(1.02)))
+        if self._rate_bound[0] != key:
+            self._rate_bound = (key, hidden_rate(events, requests, self.beta))
+        return self._rate_bound[1]
+
+    def _hidden(self) -> dict[str, Any]:
+        """The largest regression the canary may still be hiding, each bound at beta: its
+        rate ratio to the old version, and its own rate; null while unbounded."""
+        attribution = self.paired if self.baseline_only else self.pooled
+        return {
+            "level": self.beta,
+            "ratio": hidden_ratio(attribution, self.beta),
+            "tolerated_ratio": self.tolerance.ratio,
+            "tolerated_rate": self.tolerance.rate,
+        }
 
     def _build_evidence(self) -> dict[str, Any]:
         scores = self.scores
@@ -294,7 +389,8 @@ class KindTests:
             "e_rollback": _e(self._rollback_log_e()),
             "e_rollback_pooled": _e(scores.rollback_pooled),
             "e_rollback_baseline": _e(scores.rollback_paired),
-            "e_promote": _e(self._promote_log_e()),
+            "e_promote_ratio": _e(self._ratio_log_e()),
+            "hidden": self._hidden(),
             "e_drift": _e(scores.drift),
             "thresholds": {
                 "rollback": 1.0 / self.level,
@@ -326,10 +422,14 @@ class Judge:
         prior: Prior = Prior.FOCUSED,
         reference: Reference = Reference.POOLED,
         drift_level: float = DRIFT_LEVEL,
-        negligible_rate: float = NEGLIGIBLE_RATE,
         clustered: bool = True,
     ) -> None:
         self.settings = settings
+        rule, (error_rate, slow_rate) = settings.promote_when, settings.hidden_rates()
+        tolerances = {
+            Kind.ERRORS: Tolerance(rule.max_hidden_error_ratio, error_rate),
+            Kind.LATENCY: Tolerance(rule.max_hidden_slow_ratio, slow_rate),
+        }
         kinds = [Kind.ERRORS, Kind.LATENCY] if latency_enabled else [Kind.ERRORS]
         limit = settings.guardrails.error_rate
         self.levels = split_alpha(settings.alpha, kinds, guardrail=limit is not None)
@@ -345,7 +445,7 @@ class Judge:
                 prior=prior,
                 reference=reference,
                 drift_level=drift_level,
-                negligible_rate=negligible_rate,
+                tolerance=tolerances[kind],
                 clustered=clustered,
             )
             for kind in kinds
@@ -370,8 +470,7 @@ class Judge:
         settings = self.settings
         no_harm = all(t.promotion_ready() for t in self.tests)
         if no_harm and obs.elapsed >= settings.min_duration:
-            reason = "; ".join(t.promotion_reason() for t in self.tests)
-            return Decision(Verdict.PROMOTE, reason, obs.elapsed, evidence)
+            return Decision(Verdict.PROMOTE, self.guarantee(obs.elapsed), obs.elapsed, evidence)
         if no_harm:
             reason = f"no harm so far; no promotion before {settings.min_duration:g} s"
             return Decision(Verdict.CONTINUE, reason, obs.elapsed, evidence, 0, 0)
@@ -381,6 +480,17 @@ class Judge:
             verdict = Verdict.INCONCLUSIVE
             reason = f"no decision within {settings.max_duration:g} s; {reason}"
         return Decision(verdict, reason, obs.elapsed, evidence, need.events, need.requests)
+
+    def guarantee(self, elapsed: float) -> str:
+        """What a promotion now means, in words: the regressions that would have been
+        caught, at the traffic seen, over the time judged."""
+        hidden = ", and ".join(t.promotion_reason() for t in self.tests)
+        service = sum(counts.requests for counts in self.totals.values())
+        rate = service / elapsed if elapsed > 0 else 0.0
+        return (
+            f"{hidden} would have been caught with {1.0 - self.settings.beta:.0%} probability, "
+            f"at {rate:.3g} req/s over {describe_seconds(elapsed)}"
+        )
 
     def _guardrail_breach(self, obs: Observation) -> str | None:
         rails, canary = self.settings.guardrails, self.totals["canary"]
@@ -447,6 +557,20 @@ def _compare(attribution: Attribution, reference: str) -> str:
     if ratio is None:
         return f"canary {attribution.canary_events}, {reference} none"
     return f"canary at {ratio:.2f}x the rate of {reference}"
+
+
+def _percent(share: float) -> str:
+    return f"{share * 100:.3g}%"
+
+
+def describe_seconds(seconds: float) -> str:
+    """4m10s, 45s, 1h02m."""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 def _e(log_e: float) -> float:

@@ -56,7 +56,6 @@ def judged_windows(
     judge = Judge(
         settings,
         reference=reference or Reference(settings.reference.value),
-        negligible_rate=settings.negligible_rate,
     )
     started = clock.monotonic()
     provider.start(arms.names(), latency_threshold(settings))

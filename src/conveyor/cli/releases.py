@@ -1,5 +1,5 @@
-"""`conveyor release status|promote|abort|pause|resume|record`: steer a progressive release,
-and export the record of one."""
+"""`conveyor release status|promote|abort|pause|resume|record|explain`: steer a progressive
+release, export the record of one, and say what the canary analysis can detect."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -16,6 +16,9 @@ from rich.markup import escape
 from conveyor.cli.environments import EnvArgument, opened
 from conveyor.cli.output import OutputFormat, OutputOption, console, emit_json, examples
 from conveyor.cli.project import SpecOption
+
+if TYPE_CHECKING:
+    from conveyor.service.releases import Explanation
 
 release_app = typer.Typer(
     help="A progressive release in progress: status and commands.",
@@ -27,6 +30,8 @@ release_app = typer.Typer(
         ("conveyor release abort production", "all traffic back to the stable version"),
         ("conveyor release record production --format json", "the record of the release"),
         ("conveyor release record production --deploy 42", "the record of one deploy"),
+        ("conveyor release explain production", "what the judge can catch at its traffic"),
+        ("conveyor release explain production --rate 20", "... and at 20 req/s"),
     ),
 )
 
@@ -74,6 +79,8 @@ def status(
             f"  {when} {decision['verdict']}: {escape(str(decision['reason']))}"
             f" [dim]{escape(evidence)}[/]"
         )
+    if progress is not None and progress.guarantee:
+        console.print(f"  promoted: {escape(progress.guarantee)}")
     if deploy.reason:
         console.print(f"  result: {escape(deploy.reason)}")
 
@@ -191,3 +198,100 @@ def record(
     partial.write_text(text)
     partial.replace(to_file)  # never a half-written record
     console.print(f"release record of {escape(found['release']['id'])} written to {to_file}")
+
+
+@release_app.command("explain")
+def explain(
+    environment: Annotated[str, EnvArgument],
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Requests per second to ask about (default: the recent traffic)."),
+    ] = None,
+    error_rate: Annotated[
+        float | None,
+        typer.Option(help="The old version's error rate, a fraction (default: the recent one)."),
+    ] = None,
+    runs: Annotated[int, typer.Option(min=1, max=200, help="Simulated canaries per figure.")] = 10,
+    spec: Annotated[Path | None, SpecOption] = None,
+    output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+) -> None:
+    """What the canary analysis can detect at the environment's traffic, and how soon:
+    the judge itself, run on simulated canaries like that traffic (medians of --runs)."""
+    from conveyor.service.releases import explain_release
+
+    with opened(spec) as (project, store):
+        found = explain_release(
+            project, store, environment, rate=rate, error_rate=error_rate, runs=runs
+        )
+    if output is OutputFormat.JSON:
+        emit_json(
+            {
+                "environment": found.environment,
+                "source": found.source,
+                "promote_when": found.settings.promote_when.model_dump(mode="json"),
+                "hidden_rates": dict(
+                    errors=found.settings.hidden_rates()[0], slow=found.settings.hidden_rates()[1]
+                ),
+                "beta": found.settings.beta,
+                **found.capability.to_json(),
+            }
+        )
+        return
+    for line in explain_lines(found):
+        console.print(line, highlight=False)
+
+
+def explain_lines(found: Explanation) -> list[str]:
+    """The explanation, line by line (rich markup, the names escaped)."""
+    from conveyor.analysis.capability import HORIZON
+    from conveyor.analysis.judge import describe_seconds
+
+    cap, settings = found.capability, found.settings
+    traffic, rule = cap.traffic, settings.promote_when
+    errors_rate, _ = settings.hidden_rates()
+    confidence = f"{1 - settings.beta:.0%}"
+    horizon = describe_seconds(HORIZON)
+
+    def when(seconds: float | None) -> str:
+        return f"not within {horizon}" if seconds is None else describe_seconds(seconds)
+
+    def ratio(value: float | None) -> str:
+        return "unbounded" if value is None else f"{value:.2g}x"
+
+    def share(value: float | None) -> str:
+        return "unbounded" if value is None else f"{value * 100:.2g}%"
+
+    lines = [
+        f"{escape(found.environment)}: {traffic.rate:.3g} req/s, {traffic.error_rate:.3%} errors"
+        f" ({escape(found.source)})",
+        f"  canary at {traffic.canary_share:.0%} beside a {traffic.baseline_share:.0%} baseline;"
+        f" {cap.runs} simulated canaries per figure, median (90th percentile)",
+        f"  promotion: when a >={rule.max_hidden_error_ratio:g}x error regression (or errors"
+        f" on >={errors_rate * 100:.3g}% of the canary's requests) and a"
+        f" >={rule.max_hidden_slow_ratio:g}x slow-request regression would have been caught"
+        f" with {confidence} probability",
+        f"  a harmless release is promoted after {when(cap.promote_median)}"
+        f" ({when(cap.promote_p90)}); {cap.promoted} of {cap.runs} within {horizon}",
+        f"  the smallest regression caught with {confidence} probability, after:",
+    ]
+    for hidden in cap.hidden:
+        lines.append(
+            f"    {describe_seconds(hidden.seconds):>6}: errors {ratio(hidden.error_ratio)}"
+            f" or on {share(hidden.error_rate)} of requests;"
+            f" slow requests {ratio(hidden.slow_ratio)}"
+        )
+    if not cap.detections:
+        lines.append("  the harm detector: no errors at this error rate, so no error ratio")
+        return lines
+    lines.append("  the harm detector rolls back (the judge watching on past a promotion):")
+    for found_at in cap.detections:
+        times = (
+            f": after {when(found_at.median)} ({when(found_at.p90)})"
+            if found_at.median is not None
+            else ""
+        )
+        lines.append(
+            f"    {found_at.effect:g}x errors: {found_at.caught} of {found_at.runs} rolled back"
+            f" within {horizon}{times}"
+        )
+    return lines

@@ -247,6 +247,8 @@ class CanaryRollout:
             if watch.paused:
                 continue
             if analysis and decision.verdict is Verdict.PROMOTE:
+                self.ctx.progress(f"promoted: {decision.reason}")
+                self._save(guarantee=decision.reason)
                 return StepEnd.NEXT
             if analysis and decision.verdict is Verdict.INCONCLUSIVE:
                 end = self._inconclusive(watch)
@@ -262,9 +264,12 @@ class CanaryRollout:
 
     def _inconclusive(self, watch: Watch) -> StepEnd | None:
         choice = watch.settings.inconclusive
-        if choice is OnInconclusive.PROMOTE:
+        if choice is OnInconclusive.PROMOTE:  # the judge's rule does not hold: say so
+            self.ctx.progress("inconclusive: promoted without the judge's guarantee")
+            self._save(guarantee=None)
             return StepEnd.NEXT
         if choice is OnInconclusive.ROLLBACK:
+            self.ctx.progress("inconclusive: rolled back")
             return StepEnd.ABORT
         if not watch.paused:
             self.ctx.progress("inconclusive: paused until `conveyor release promote` or `abort`")

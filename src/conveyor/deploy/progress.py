@@ -43,6 +43,9 @@ class CanaryProgress(BaseModel):
     seconds_with_traffic: float | None = None
     evidence: dict[str, Any] = Field(default_factory=dict)
     switch_seconds: float | None = None
+    # Once the judge promoted a step: what that promotion guarantees, in words (the
+    # regressions that would have been caught, at what traffic, over how long).
+    guarantee: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The keys set so far, JSON-safe (numbers that are not finite become strings)."""

@@ -25,6 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from conveyor.spec.types import Duration, ProviderName
 
+DEFAULT_HIDDEN_RATE = 0.01  # a canary erring on 1 % of its requests would have been caught
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -55,6 +57,40 @@ class Reference(StrEnum):
     BASELINE = "baseline"
 
 
+class PromoteWhen(_Strict):
+    """The promotion rule: the largest regression the canary could still be hiding, read
+    off its confidence bounds at level `beta`, must be tolerable. A kind of event passes
+    when its rate ratio to the old version is bounded below the ratio, or its own rate
+    below the rate (a canary that barely errs at all, where no ratio can be known yet)."""
+
+    max_hidden_error_ratio: float = Field(
+        default=2.0,
+        gt=1,
+        le=20,
+        description="Promote once an error rate this many times the old version's would "
+        "have been caught with probability 1 - beta.",
+    )
+    max_hidden_slow_ratio: float = Field(
+        default=2.0,
+        gt=1,
+        le=20,
+        description="The same for requests over the latency threshold (a latency shift).",
+    )
+    max_hidden_error_rate: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="... or once a canary erring on this fraction of its requests would "
+        "have been caught; default: `negligible_rate` if set, else 0.01.",
+    )
+    max_hidden_slow_rate: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="The same for requests over the latency threshold; default as above.",
+    )
+
+
 class PrometheusQueries(_Strict):
     """PromQL templates; `{release}` and `{environment}` are filled in, `{window}` is the
     sampling interval (e.g. `5s`). Each must return one number: a count over the window."""
@@ -82,20 +118,24 @@ class Analysis(_Strict):
     min_effect: float = Field(
         default=1.5,
         gt=1,
-        description="The smallest harmful effect: canary errors (or slow requests) this many "
-        "times the stable rate. Promotion needs evidence the canary is below it.",
+        description="The harm detector's focus: canary errors (or slow requests) this many "
+        "times the stable rate are the effects it is quickest to catch.",
     )
     latency_threshold: Duration | None = Field(
         default=None,
         description="A request slower than this is a slow event (rounded up to a bucket of "
         "the router's latency histogram); default: 250ms.",
     )
-    negligible_rate: float = Field(
-        default=0.001,
+    negligible_rate: float | None = Field(
+        default=None,
         gt=0,
         lt=1,
-        description="With no errors (or slow requests) anywhere, promotion needs the canary's "
-        "rate shown below this: about 3/rate canary requests (3,000 at the default).",
+        description="The default of `promote_when`'s absolute rates (before them, the rate a "
+        "canary with no events anywhere had to be shown below).",
+    )
+    promote_when: PromoteWhen = Field(
+        default_factory=PromoteWhen,
+        description="The largest regression a promoted canary may still be hiding.",
     )
     reference: Reference = Field(
         default=Reference.POOLED,
@@ -113,6 +153,11 @@ class Analysis(_Strict):
         "golden signals.",
     )
     prometheus: PrometheusQueries | None = None
+
+    def hidden_rates(self) -> tuple[float, float]:
+        """The absolute tolerances of errors and slow requests."""
+        rule, fallback = self.promote_when, self.negligible_rate or DEFAULT_HIDDEN_RATE
+        return (rule.max_hidden_error_rate or fallback, rule.max_hidden_slow_rate or fallback)
 
     def problem(self) -> str | None:
         """What is inconsistent once a step's settings are laid over the canary's."""
