@@ -302,10 +302,13 @@ def echo_image(project: Project, tmp_path: Path) -> str:
     source = tmp_path / "app"
     (source / "lib" / "app").mkdir(parents=True)
     (source / "lib" / "app" / "__main__.py").write_text(ECHO_SERVER)
-    spec = ImageSpec(
-        app=AppFiles(source), entrypoint=("python", "-m", "app"), env={"PYTHONPATH": "/app/lib"}
-    )
     store = LayoutStore(project.state_dir / "images")
+    spec = ImageSpec(
+        app=AppFiles(source),
+        base=python_base(store),
+        entrypoint=("python", "-m", "app"),
+        env={"PYTHONPATH": "/app/lib"},
+    )
     return f"app@{build_image(spec, store, 'app', ('1',)).manifest_digest}"
 
 

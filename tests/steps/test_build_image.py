@@ -212,7 +212,12 @@ def test_pinned_requirements_get_their_dependencies_too(
     with_dependency: Path, tmp_path: Path
 ) -> None:
     (with_dependency / "requirements.txt").write_text("tiny==1.0\n")
-    params = {"repository": "shop", "requirements": "requirements.txt", "app": ["app/**"]}
+    params = {
+        "base": "scratch",
+        "repository": "shop",
+        "requirements": "requirements.txt",
+        "app": ["app/**"],
+    }
     env = job_env(tmp_path / "images", PIP_FIND_LINKS=str(with_dependency))
 
     ran, _, log, _ = run_both(params, with_dependency, env)
@@ -228,7 +233,12 @@ def test_two_cold_builds_of_the_same_closure_give_the_same_image(
     with_dependency: Path, tmp_path: Path
 ) -> None:
     (with_dependency / "requirements.txt").write_text("tiny==1.0\n")
-    params = {"repository": "shop", "requirements": "requirements.txt", "app": ["app/**"]}
+    params = {
+        "base": "scratch",
+        "repository": "shop",
+        "requirements": "requirements.txt",
+        "app": ["app/**"],
+    }
     digests = []
     for store in ("a", "b"):  # two stores: two dependency caches, pip runs twice
         env = job_env(tmp_path / store, PIP_FIND_LINKS=str(with_dependency))
@@ -282,7 +292,7 @@ def test_a_project_with_only_pyproject_gets_its_dependencies(
     tiny_wheel(workspace, "tinydep")
     (workspace / "requirements.txt").unlink()
     (workspace / "pyproject.toml").write_text(PYPROJECT)
-    params = {"repository": "shop", "app": ["app/**"], "extras": extras}
+    params = {"base": "scratch", "repository": "shop", "app": ["app/**"], "extras": extras}
     env = job_env(tmp_path / "images", PIP_FIND_LINKS=str(workspace))
 
     ran, _, log, _ = run_both(params, workspace, env)
@@ -319,7 +329,9 @@ def test_without_requirements_or_pyproject_the_image_has_no_dependencies(
 ) -> None:
     (workspace / "pyproject.toml").write_text("[tool.ruff]\nline-length = 99\n")
     ran, _, log, _ = run_both(
-        {"repository": "shop", "app": ["app/**"]}, workspace, job_env(tmp_path / "images")
+        {"base": "scratch", "repository": "shop", "app": ["app/**"]},
+        workspace,
+        job_env(tmp_path / "images"),
     )
 
     assert ran is not None and ran.ok, log.text
@@ -329,7 +341,7 @@ def test_without_requirements_or_pyproject_the_image_has_no_dependencies(
 
 def test_dependencies_none_ignores_pyproject(workspace: Path, tmp_path: Path) -> None:
     (workspace / "pyproject.toml").write_text(PYPROJECT)
-    params = {"repository": "shop", "app": ["app/**"], "dependencies": "none"}
+    params = {"base": "scratch", "repository": "shop", "app": ["app/**"], "dependencies": "none"}
 
     ran, _, log, _ = run_both(params, workspace, job_env(tmp_path / "images"))
 
@@ -344,7 +356,12 @@ def test_requests_pinned_alone_brings_its_whole_closure_into_the_image_and_the_s
     idna, chardet and certifi (pip ran with --no-deps). Downloads ~0.6 MB from PyPI."""
     workspace = write_files(tmp_path / "ws", {"app/main.py": "import requests\n"})
     (workspace / "requirements.txt").write_text("requests==2.19.0\n")
-    params = {"repository": "shop", "requirements": "requirements.txt", "app": ["app/**"]}
+    params = {
+        "base": "scratch",
+        "repository": "shop",
+        "requirements": "requirements.txt",
+        "app": ["app/**"],
+    }
     env = job_env(tmp_path / "images")
     del env["PIP_NO_INDEX"]
 

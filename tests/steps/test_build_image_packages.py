@@ -26,7 +26,12 @@ def _dependency_files(store_dir: Path) -> list[str]:
 def test_packages_alone_make_the_dependency_layer(tmp_path: Path) -> None:
     workspace = write_files(tmp_path / "ws", {"notes/__init__.py": ""})
     wheel = tiny_wheel(workspace)
-    params = {"repository": "notes", "app": ["notes/**"], "packages": [f"./{wheel}"]}
+    params = {
+        "base": "scratch",
+        "repository": "notes",
+        "app": ["notes/**"],
+        "packages": [f"./{wheel}"],
+    }
 
     ran, final, log, _ = run_both(params, workspace, job_env(tmp_path / "images"))
 
@@ -38,6 +43,7 @@ def test_packages_join_the_requirements_file(tmp_path: Path) -> None:
     workspace = write_files(tmp_path / "ws", {"notes/__init__.py": ""})
     (workspace / "requirements.txt").write_text(f"./{tiny_wheel(workspace)}\n")
     params = {
+        "base": "scratch",  # the dependency layer alone, on no base
         "repository": "notes",
         "requirements": "requirements.txt",
         "app": ["notes/**"],
