@@ -25,6 +25,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from conveyor.errors import SpecError
+from conveyor.findings.exceptions import iso_date
 
 BASELINE_FILE = ".conveyor/baseline.yml"
 HEADER = (
@@ -58,12 +59,7 @@ class Acceptance(BaseModel):
     @field_validator("accepted", mode="before")
     @classmethod
     def _iso_date(cls, value: object) -> object:
-        if isinstance(value, str):
-            try:
-                return date.fromisoformat(value)
-            except ValueError:
-                raise ValueError(f"expected a date as YYYY-MM-DD, got {value!r}") from None
-        return value
+        return iso_date(value)
 
 
 class BaselineFile(BaseModel):

@@ -51,12 +51,7 @@ class ExceptionEntry(BaseModel):
     @field_validator("expires", mode="before")
     @classmethod
     def _iso_date(cls, value: object) -> object:
-        if isinstance(value, str):
-            try:
-                return date.fromisoformat(value)
-            except ValueError:
-                raise ValueError(f"expected a date as YYYY-MM-DD, got {value!r}") from None
-        return value
+        return iso_date(value)
 
     @model_validator(mode="after")
     def _scoped(self) -> ExceptionEntry:
@@ -147,3 +142,14 @@ def load_exceptions(root: Path) -> Exceptions:
         line = position[0] if position else 1
         entries.append((entry, f"{EXCEPTIONS_FILE}:{line}"))
     return Exceptions(entries=tuple(entries))
+
+
+def iso_date(value: object) -> object:
+    """A `YYYY-MM-DD` string as a date, with an error a person can read (pydantic's names
+    a datetime format); anything else as it is, for pydantic to judge."""
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"expected a date as YYYY-MM-DD, got {value!r}") from None
+    return value
