@@ -240,7 +240,7 @@ def process_alive(pid: int) -> bool:
     """True while `pid` exists and is not a zombie (an orphan nobody has reaped yet)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone before, or while, it was read
         return False
     state = stat.rsplit(")", 1)[1].split()[0]
     return state not in ("Z", "X")
