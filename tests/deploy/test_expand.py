@@ -6,7 +6,7 @@ import json
 
 from conveyor.deploy.model import ReleaseSpec
 from conveyor.deploy.runtimes.expand import expand_references, has_references
-from conveyor.deploy.runtimes.podman import ImageCommand, replica_arguments
+from conveyor.deploy.runtimes.podman import ImageCommand, replica_arguments, task_arguments
 
 ENV = {"HOST": "127.0.0.1", "PORT": "41234"}
 
@@ -40,3 +40,19 @@ def test_podman_is_given_the_expanded_command_only_when_it_has_references() -> N
     plain = ImageCommand(["python", "-m", "app"], [], {})
     assert replica_arguments(release, 0, "IMAGE", plain)[-1] == "IMAGE"
     assert not has_references(plain.entrypoint)
+
+
+def test_a_podman_one_off_command_is_expanded_from_the_replicas_environment() -> None:
+    release = ReleaseSpec(
+        release_id="staging-app-0123456789ab",
+        repository="app",
+        digest="sha256:" + "0" * 64,
+        ports=(41234,),
+        env={"SHOP_DB": "/data/shop.db"},
+        data_dir="/srv/data",
+    )
+    argv = task_arguments(release, "IMAGE", "t", ["migrate", "--db", "$(SHOP_DB)", "$(NOPE)"])
+    at = argv.index("IMAGE")
+    assert argv[at + 1 :] == ["--db", "/data/shop.db", "$(NOPE)"]
+    assert argv[argv.index("--entrypoint") + 1] == json.dumps(["migrate"])
+    assert "-d" not in argv and not any(a.startswith("--label=") for a in argv)

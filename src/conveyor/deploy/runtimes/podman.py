@@ -303,9 +303,10 @@ def image_command(store: LayoutStore, repository: str, digest: str) -> ImageComm
 def task_arguments(release: ReleaseSpec, image: str, name: str, argv: Sequence[str]) -> list[str]:
     """`podman run` of a one-off command in the release's image: a replica's arguments
     (`replica_arguments`: its env, secrets by name, mounts) in the foreground, removed when
-    done, unlabelled (not one of the release's replicas), with `argv` as its entrypoint."""
+    done, unlabelled (not one of the release's replicas), with `argv` as its entrypoint,
+    its `$(NAME)` references expanded from that env as the process runtime does."""
     replica = replica_arguments(release, 0, image)
-    kept: list[str] = ["run", "--rm", "--name", name, "--entrypoint", json.dumps(list(argv[:1]))]
+    kept: list[str] = []
     skip = 0
     for argument in replica[1:-1]:  # `run` ... image
         if skip:
@@ -314,7 +315,14 @@ def task_arguments(release: ReleaseSpec, image: str, name: str, argv: Sequence[s
             skip = 0 if argument == "-d" else 1
         elif not argument.startswith("--label="):
             kept.append(argument)
-    return [*kept, image, *argv[1:]]
+    known = dict(
+        argument.removeprefix("--env=").partition("=")[::2]
+        for argument in kept
+        if argument.startswith("--env=") and "=" in argument.removeprefix("--env=")
+    )
+    command = expand_references(argv, known)
+    entrypoint = ["--entrypoint", json.dumps(command[:1])]
+    return ["run", "--rm", "--name", name, *entrypoint, *kept, image, *command[1:]]
 
 
 def _check_release_id(release_id: str) -> None:
