@@ -17,14 +17,17 @@ import httpx
 import pydantic
 import pytest
 
+from conveyor.engine.executors.base import ExecResult
+from conveyor.engine.step import ToolRun
 from conveyor.engine.tool_output import ScanFailed
 from conveyor.findings.exceptions import load_exceptions
 from conveyor.findings.model import Category, Disposition, Finding, Level
+from conveyor.states import FailureClass
 from conveyor.steps.dast import DastParams
 from conveyor.verify.dast import GarbledReport, PathTemplates, relative_path
 from conveyor.verify.dast.passive import check_response, scan_passive
 from conveyor.verify.dast.schemathesis import read_failures, read_run_summary
-from conveyor.verify.dast.wapiti import read_wapiti_report
+from conveyor.verify.dast.wapiti import read_wapiti_report, session_locked
 from conveyor.verify.target import Target
 from deploy.apps import free_port
 
@@ -352,3 +355,18 @@ def test_params_refuse_modules_that_leave_the_machine_and_relative_openapi_paths
     with pytest.raises(pydantic.ValidationError, match="exactly one"):
         DastParams(url="http://127.0.0.1:1", environment="staging")
     assert DastParams(url="http://127.0.0.1:1", max_scan_time="2m").max_scan_time == 120
+
+
+def test_wapiti_failing_on_its_own_locked_session_database_is_told_from_other_failures() -> None:
+    failed = ExecResult(1, FailureClass.EXIT_CODE, 1.0, "exited with code 1")
+    locked = ToolRun(
+        failed,
+        [
+            '  File ".../aiosqlite/core.py", line 115, in run',
+            "sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) database is locked",
+        ],
+        [],
+    )
+    refused = ToolRun(failed, ["[!] Cannot establish connection with the target"], [])
+    assert session_locked(locked)
+    assert not session_locked(refused)

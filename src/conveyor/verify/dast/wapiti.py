@@ -23,7 +23,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from conveyor.engine.step import StepContext
+from conveyor.engine.step import StepContext, ToolRun
 from conveyor.engine.tool_output import read_json_report, tool_failed
 from conveyor.findings.model import Finding, Level
 from conveyor.verify.dast import (
@@ -136,6 +136,13 @@ async def scan_wapiti(ctx: StepContext, scan: WapitiScan, templates: PathTemplat
     )
     ctx.say(f"wapiti: modules {','.join(scan.modules)} against {scan.target.url}/")
     ran = await tool_ctx.run_tool(wapiti_argv(scan, report, log))
+    if not ran.result.ok and session_locked(ran):
+        # wapiti's own SQLite session (aiosqlite) sometimes fails with "database is
+        # locked" on a loaded machine: a fault of the tool, not a finding about the target.
+        ctx.say("wapiti: its own session database was locked; scanning again, once")
+        report.unlink(missing_ok=True)
+        log.unlink(missing_ok=True)
+        ran = await tool_ctx.run_tool(wapiti_argv(scan, report, log))
     if not ran.result.ok:
         raise tool_failed(WAPITI, ran)
     try:
@@ -150,6 +157,11 @@ async def scan_wapiti(ctx: StepContext, scan: WapitiScan, templates: PathTemplat
             WAPITI, ran, f"wapiti crawled no page of {scan.target.url}/, so nothing is proven"
         )
     return ToolReport(DastTool.WAPITI, version, findings, pages, "pages", partial_scan_notes(log))
+
+
+def session_locked(ran: ToolRun) -> bool:
+    """Whether wapiti failed on its own session database being locked (SQLITE_BUSY)."""
+    return any("database is locked" in line for line in [*ran.stderr_tail, *ran.stdout_tail])
 
 
 def read_wapiti_report(
