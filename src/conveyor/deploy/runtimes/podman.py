@@ -39,9 +39,10 @@ from conveyor.deploy.runtimes.tasks import TaskResult, kill_group, run_streaming
 from conveyor.deploy.runtimes.usage import replicas_usage
 from conveyor.errors import ConveyorError, InfrastructureError, NotFoundError
 from conveyor.supply.oci.containerfile import CONTAINERS_CONF, STORAGE_CONF
-from conveyor.supply.oci.interpreter import check_interpreter, image_labels
+from conveyor.supply.oci.interpreter import check_interpreter, labels_of
 from conveyor.supply.oci.layout import LayoutStore
 from conveyor.supply.oci.model import ANNOTATION_REF_NAME, MANIFEST, Manifest
+from conveyor.supply.oci.store import image_config
 
 HOST = "127.0.0.1"
 LABEL_RELEASE = "conveyor.release"
@@ -73,10 +74,10 @@ class PodmanRuntime:
         existing = {_index(c) for c in self._containers(release.release_id)}
         missing = [i for i in range(release.replicas) if i not in existing]
         if missing:
-            labels = image_labels(self.store, release.repository, release.digest)
-            check_interpreter(labels, f"{release.repository}@{release.digest}")
+            config = image_config(self.store, release.repository, release.digest)
+            check_interpreter(labels_of(config), f"{release.repository}@{release.digest}")
             image = self._pull(release.repository, release.digest)
-            command = image_command(self.store, release.repository, release.digest)
+            command = command_of(config)
             for index in missing:
                 self._run_replica(release, index, image, command)
         return self.status(release.release_id)
@@ -293,11 +294,12 @@ class ImageCommand:
     env: dict[str, str]
 
 
-def image_command(store: LayoutStore, repository: str, digest: str) -> ImageCommand:
-    manifest = Manifest.from_bytes(store.get_manifest(repository, digest)[0])
-    config = json.loads(store.get_blob(repository, manifest.config.digest)).get("config") or {}
-    env = dict(str(pair).partition("=")[::2] for pair in config.get("Env") or [])
-    return ImageCommand(list(config.get("Entrypoint") or []), list(config.get("Cmd") or []), env)
+def command_of(config: dict[str, Any]) -> ImageCommand:
+    """The Entrypoint, Cmd and Env of an image config document."""
+    settings = config.get("config") or {}
+    env = dict(str(pair).partition("=")[::2] for pair in settings.get("Env") or [])
+    entrypoint, cmd = settings.get("Entrypoint") or [], settings.get("Cmd") or []
+    return ImageCommand(list(entrypoint), list(cmd), env)
 
 
 def task_arguments(release: ReleaseSpec, image: str, name: str, argv: Sequence[str]) -> list[str]:

@@ -9,14 +9,13 @@ an image where they differ, before anything is started, naming both versions.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from collections.abc import Mapping
+from typing import Any
 
 from conveyor.errors import ConveyorError
-from conveyor.supply.oci.model import Manifest
-from conveyor.supply.oci.store import ImageStore
+from conveyor.supply.oci.store import ImageStore, image_config
 
 # The interpreter the image carries (set by the base), and the one its dependency layer
 # was installed for (set by build-image).
@@ -56,7 +55,10 @@ def check_interpreter(labels: Mapping[str, str], image: str) -> None:
 
 def image_labels(store: ImageStore, repository: str, digest: str) -> dict[str, str]:
     """The labels of the image config of `repository@digest`."""
-    manifest = Manifest.from_bytes(store.get_manifest(repository, digest)[0])
-    config = json.loads(store.get_blob(repository, manifest.config.digest))
+    return labels_of(image_config(store, repository, digest))
+
+
+def labels_of(config: dict[str, Any]) -> dict[str, str]:
+    """The labels of an image config document."""
     labels = (config.get("config") or {}).get("Labels") or {}
     return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}

@@ -7,11 +7,12 @@ distribution API). `latest` is refused as a tag everywhere.
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Protocol
+from typing import Any, Protocol
 
 from conveyor.errors import ConveyorError
-from conveyor.supply.oci.model import Descriptor
+from conveyor.supply.oci.model import Descriptor, Manifest
 
 REFUSED_TAGS = frozenset({"latest"})
 
@@ -81,3 +82,11 @@ class ImageStore(Protocol):
     ) -> list[Descriptor]:
         """Manifests whose `subject` is `digest` (signatures, SBOMs, scan results)."""
         ...
+
+
+def image_config(store: ImageStore, repository: str, digest: str) -> dict[str, Any]:
+    """The image config document of `repository@digest` (its `config` holds Entrypoint,
+    Cmd, Env and Labels): the manifest, then the config blob it names."""
+    manifest = Manifest.from_bytes(store.get_manifest(repository, digest)[0])
+    config = json.loads(store.get_blob(repository, manifest.config.digest))
+    return config if isinstance(config, dict) else {}
