@@ -60,6 +60,7 @@ COMMAND_MODULES: dict[str, str] = {
     "approvals": "approvals",
     "users": "approvals",
     "demo": "demo",
+    "server": "server",
 }
 
 HELP = "Conveyor carries a commit to production: pipeline-as-code, gates, images, releases."

@@ -1,0 +1,62 @@
+"""`conveyor server`: the control plane (docs/server.md): REST API, web UI, forge webhooks
+and the run queue, in one process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from conveyor.cli.output import console, examples
+from conveyor.cli.project import SpecOption
+from conveyor.errors import ConveyorError
+
+HostOption = typer.Option("--host", help="The address to listen on.")
+PortOption = typer.Option("--port", help="The port to listen on.")
+PublicUrlOption = typer.Option(
+    "--public-url",
+    help="The URL people and forges reach the server at (links in commit statuses and "
+    "login links); default: http://HOST:PORT.",
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "server",
+        epilog=examples(
+            ("conveyor server", "serve this project on http://127.0.0.1:8080"),
+            (
+                "conveyor server --host 0.0.0.0 --public-url https://ci.example.org",
+                "behind a proxy",
+            ),
+        ),
+    )(server)
+
+
+def server(
+    host: Annotated[str, HostOption] = "127.0.0.1",
+    port: Annotated[int, PortOption] = 8080,
+    public_url: Annotated[str | None, PublicUrlOption] = None,
+    spec: Annotated[Path | None, SpecOption] = None,
+) -> None:
+    """Serve the REST API, the web UI and the forge webhooks, and run queued pipelines."""
+    import uvicorn
+
+    from conveyor.server.app import create_app
+    from conveyor.server.context import ServerContext
+    from conveyor.service.project import Project
+
+    project = Project.locate(spec)
+    if not project.spec_path.is_file():
+        raise ConveyorError(
+            f"no conveyor.yml at {project.spec_path}",
+            hint="run it in the project's folder, or name the file with -f",
+        )
+    url = public_url or f"http://{host}:{port}"
+    context = ServerContext.open(project, url)
+    try:
+        console.print(f"Conveyor serves {project.directory.name} at {url}", highlight=False)
+        uvicorn.run(create_app(context), host=host, port=port, log_level="warning")
+    finally:
+        context.close()

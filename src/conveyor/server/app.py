@@ -1,0 +1,105 @@
+"""The server's ASGI application: one FastAPI app holding the REST API (`/api/v1`), the
+web UI (`/`), the forge webhooks (`/hooks`) and the static assets.
+
+Each part is a module exposing `router` (a FastAPI APIRouter); `ROUTERS` lists them, one
+line per part, imported when the app is made.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRouter
+
+from conveyor import __version__
+from conveyor.errors import ConveyorError, NotFoundError
+from conveyor.server.context import STATE_KEY, ServerContext
+
+# module:attribute of each part's APIRouter; the order is the order of matching.
+ROUTERS: tuple[str, ...] = (
+    "conveyor.server.api.meta:router",
+    "conveyor.server.ui.pages:router",
+)
+
+# Each part may also start and stop work beside the app (the run queue's workers, the
+# event hub): module:function taking the ServerContext, returning an async context manager.
+LIFESPANS: tuple[str, ...] = ()
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(context: ServerContext) -> FastAPI:
+    app = FastAPI(
+        title="Conveyor",
+        version=__version__,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        lifespan=_lifespan(context),
+    )
+    setattr(app.state, STATE_KEY, context)
+    for entry in ROUTERS:
+        app.include_router(_load(entry))
+    _mount_static(app)
+    app.add_exception_handler(ConveyorError, _conveyor_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    return app
+
+
+def _load(entry: str) -> APIRouter:
+    module, _, attribute = entry.partition(":")
+    router: APIRouter = getattr(importlib.import_module(module), attribute)
+    return router
+
+
+def _lifespan(
+    context: ServerContext,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            for entry in LIFESPANS:
+                module, _, attribute = entry.partition(":")
+                factory = getattr(importlib.import_module(module), attribute)
+                await stack.enter_async_context(factory(context))
+            yield
+
+    return lifespan
+
+
+def _mount_static(app: FastAPI) -> None:
+    from fastapi.staticfiles import StaticFiles
+
+    from conveyor.server.ui import STATIC_DIR
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+
+async def _conveyor_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ConveyorError)
+    code = 404 if isinstance(error, NotFoundError) else 400
+    return JSONResponse(
+        {
+            "error": "not_found" if code == 404 else "invalid",
+            "reason": error.message,
+            "hint": error.hint,
+        },
+        status_code=code,
+    )
+
+
+async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
+    # The fields that failed, never the values sent (they may be secrets).
+    assert isinstance(error, RequestValidationError)
+    fields = [".".join(str(p) for p in e.get("loc", ())) for e in error.errors()]
+    return JSONResponse(
+        {"error": "invalid", "reason": "invalid request", "fields": fields}, status_code=422
+    )
+
+
+__all__ = ["API_PREFIX", "ROUTERS", "HTTPException", "create_app"]
