@@ -20,6 +20,7 @@ from conveyor.server.app import create_app
 from conveyor.server.context import ServerContext
 
 SPEC = """\
+version: 1
 name: demo
 jobs:
   build:

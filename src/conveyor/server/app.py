@@ -23,12 +23,13 @@ from conveyor.server.context import STATE_KEY, ServerContext
 # module:attribute of each part's APIRouter; the order is the order of matching.
 ROUTERS: tuple[str, ...] = (
     "conveyor.server.api.meta:router",
+    "conveyor.server.events:router",
     "conveyor.server.ui.pages:router",
 )
 
 # Each part may also start and stop work beside the app (the run queue's workers, the
 # event hub): module:function taking the ServerContext, returning an async context manager.
-LIFESPANS: tuple[str, ...] = ()
+LIFESPANS: tuple[str, ...] = ("conveyor.server.events:lifespan",)
 
 API_PREFIX = "/api/v1"
 

@@ -111,3 +111,13 @@ def require(resource: str, action: Action) -> Callable[..., object]:
         return principal
 
     return dependency
+
+
+CSRF_FIELD = "csrf_token"  # the hidden field of every form; or the X-CSRF-Token header
+
+
+def csrf_token(request: Request) -> str:
+    """The token a form of this page must send back (the session's); empty for callers
+    that authenticate with a bearer token, which a browser never sends by itself."""
+    principal = getattr(request.state, "principal", None)
+    return getattr(principal, "csrf", "") or ""

@@ -115,6 +115,11 @@ class EventKind(StrEnum):
     APPROVAL_REFUSED = "approval.refused"  # a decision not accepted, with the reason
     APPROVAL_EXPIRED = "approval.expired"  # the timeout passed: counts as a rejection
     BASELINE_ACCEPTED = "baseline.accepted"  # findings accepted as existing (findings/accepted)
+    RUN_QUEUED = "run.queued"  # the server queued a run (server/queue.py)
+    RUN_DEQUEUED = "run.dequeued"  # a queued run started, or was cancelled before it did
+    WEBHOOK_DELIVERY = "webhook.delivery"  # a forge delivery and what became of it
+    FORGE_STATUS = "forge.status"  # a commit status sent to a forge, or given up
+    AUTH_DENIED = "auth.denied"  # a caller refused (401/403) by the server
 
 
 @dataclass(frozen=True)

@@ -229,3 +229,77 @@ audit_signed_heads = sa.Table(
     sa.Column("key_id", sa.String, nullable=False),
     sa.Column("signature", sa.String, nullable=False),
 )
+
+# --- The server (conveyor server): its run queue, the forge deliveries it received, and
+# browser sessions.
+
+# Runs asked for but not started yet, and who started them: the server's queue survives a
+# SIGKILL (a `claimed` entry whose owner died goes back to `queued`).
+run_queue = sa.Table(
+    "run_queue",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("state", sa.String, nullable=False),  # a QueueState value
+    sa.Column("requested_at", Timestamp, nullable=False),
+    sa.Column("pipeline", sa.String),  # known once planned
+    sa.Column("repository", sa.String, nullable=False),  # a git repository holding the commit
+    sa.Column("commit_sha", sa.String, nullable=False),
+    sa.Column("branch", sa.String),
+    sa.Column("trigger", sa.JSON, nullable=False),  # kind, forge, delivery, merge request...
+    sa.Column("actor", sa.String, nullable=False),
+    sa.Column("options", sa.JSON, nullable=False),  # rerun_failed, only, parallelism
+    sa.Column("run_id", sa.Integer),  # once the run is recorded
+    sa.Column("claimed_at", Timestamp),
+    sa.Column("pid", sa.Integer),
+    sa.Column("host", sa.String),
+    sa.Column("pid_started", sa.BigInteger),  # the owner's start time (store/procs.py)
+    sa.Column("finished_at", Timestamp),
+    sa.Column("reason", sa.Text),
+    sa.Index("ix_run_queue_state", "state", "id"),
+)
+
+# Every webhook delivery the server received, verified or not: replays are dropped by
+# (forge, delivery_id), and admins see what was refused and why.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("forge", sa.String, nullable=False),
+    sa.Column("delivery_id", sa.String),  # the forge's own id; None when it sent none
+    sa.Column("received_at", Timestamp, nullable=False),
+    sa.Column("event", sa.String),
+    sa.Column("outcome", sa.String, nullable=False),  # a DeliveryOutcome value
+    sa.Column("status_code", sa.Integer, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("queue_id", sa.Integer),
+    sa.Index("ix_webhook_deliveries_forge_delivery", "forge", "delivery_id"),
+)
+
+# Browser sessions: only a hash of the cookie's secret is kept.
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id_hash", sa.String, primary_key=True),
+    sa.Column("user", sa.String, nullable=False),
+    sa.Column("via", sa.String, nullable=False),  # token, oidc, login-link
+    sa.Column("csrf", sa.String, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.Column("revoked_at", Timestamp),
+)
+
+# One-time login links (the first admin's, printed by `conveyor server`): hashed, used once.
+login_links = sa.Table(
+    "login_links",
+    metadata,
+    sa.Column("id_hash", sa.String, primary_key=True),
+    sa.Column("user", sa.String, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.Column("used_at", Timestamp),
+)
+
+# The runs list filters by commit and pages by id; these keep it fast with 10,000s of runs.
+sa.Index("ix_runs_commit_sha", runs.c.commit_sha)
+sa.Index("ix_runs_branch_id", runs.c.branch, runs.c.id)
+sa.Index("ix_runs_state_id", runs.c.state, runs.c.id)

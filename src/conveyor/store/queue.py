@@ -1,0 +1,179 @@
+"""The server's run queue in the store: entries are queued, claimed by one worker, then
+done or cancelled. A claim records its owner's process, so an entry whose owner died
+(a server killed with SIGKILL) is queued again by the next server (`requeue_orphans`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+
+from conveyor.store import events as event_log
+from conveyor.store.db import read_transaction, write_transaction
+from conveyor.store.procs import ProcessIdentity, is_dead_here
+from conveyor.store.records import EventKind
+from conveyor.store.schema import run_queue
+
+
+class QueueState(StrEnum):
+    QUEUED = "queued"
+    CLAIMED = "claimed"  # a worker is running it
+    DONE = "done"  # its run finished (whatever its state)
+    CANCELLED = "cancelled"  # cancelled before it started
+
+
+@dataclass(frozen=True)
+class NewQueued:
+    repository: str
+    commit_sha: str
+    branch: str | None
+    trigger: Mapping[str, Any]
+    actor: str
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class QueuedRun:
+    id: int
+    state: QueueState
+    requested_at: float
+    repository: str
+    commit_sha: str
+    branch: str | None
+    trigger: Mapping[str, Any]
+    actor: str
+    options: Mapping[str, Any]
+    run_id: int | None
+    reason: str | None
+
+
+def enqueue(engine: sa.Engine, entry: NewQueued) -> int:
+    now = time.time()
+    with write_transaction(engine) as conn:
+        inserted = conn.execute(
+            run_queue.insert().values(
+                state=QueueState.QUEUED.value,
+                requested_at=now,
+                repository=entry.repository,
+                commit_sha=entry.commit_sha,
+                branch=entry.branch,
+                trigger=dict(entry.trigger),
+                actor=entry.actor,
+                options=dict(entry.options),
+            )
+        )
+        key = inserted.inserted_primary_key
+        assert key is not None
+        queue_id = int(key[0])
+        event_log.append_one(
+            conn,
+            event_log.event_row(
+                EventKind.RUN_QUEUED,
+                now,
+                commit_sha=entry.commit_sha,
+                actor=entry.actor,
+                data={"queue_id": queue_id, "branch": entry.branch, "trigger": dict(entry.trigger)},
+            ),
+        )
+    return queue_id
+
+
+def claim_next(engine: sa.Engine, owner: ProcessIdentity) -> QueuedRun | None:
+    """The oldest queued entry, now claimed by `owner`; None when the queue is empty."""
+    with write_transaction(engine) as conn:
+        row = (
+            conn.execute(
+                sa.select(run_queue)
+                .where(run_queue.c.state == QueueState.QUEUED.value)
+                .order_by(run_queue.c.id)
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return None
+        conn.execute(
+            run_queue.update()
+            .where(run_queue.c.id == row["id"])
+            .values(
+                state=QueueState.CLAIMED.value,
+                claimed_at=time.time(),
+                pid=owner.pid,
+                host=owner.host,
+                pid_started=owner.started,
+            )
+        )
+    return _entry({**row, "state": QueueState.CLAIMED.value})
+
+
+def set_run(engine: sa.Engine, queue_id: int, run_id: int) -> None:
+    with write_transaction(engine) as conn:
+        conn.execute(run_queue.update().where(run_queue.c.id == queue_id).values(run_id=run_id))
+
+
+def finish(engine: sa.Engine, queue_id: int, state: QueueState, reason: str | None = None) -> None:
+    with write_transaction(engine) as conn:
+        conn.execute(
+            run_queue.update()
+            .where(run_queue.c.id == queue_id)
+            .values(state=state.value, finished_at=time.time(), reason=reason)
+        )
+
+
+def requeue_orphans(engine: sa.Engine) -> list[int]:
+    """Claimed entries whose owner process is gone go back to the queue (oldest first)."""
+    with write_transaction(engine) as conn:
+        rows = conn.execute(
+            sa.select(run_queue).where(run_queue.c.state == QueueState.CLAIMED.value)
+        ).mappings()
+        dead = [
+            row["id"] for row in rows if is_dead_here(row["pid"], row["host"], row["pid_started"])
+        ]
+        if dead:
+            conn.execute(
+                run_queue.update()
+                .where(run_queue.c.id.in_(dead))
+                .values(state=QueueState.QUEUED.value, pid=None, host=None, pid_started=None)
+            )
+    return dead
+
+
+def get(engine: sa.Engine, queue_id: int) -> QueuedRun | None:
+    with read_transaction(engine) as conn:
+        row = (
+            conn.execute(sa.select(run_queue).where(run_queue.c.id == queue_id)).mappings().first()
+        )
+    return None if row is None else _entry(row)
+
+
+def pending(engine: sa.Engine) -> list[QueuedRun]:
+    """Queued and claimed entries, oldest first."""
+    with read_transaction(engine) as conn:
+        rows = conn.execute(
+            sa.select(run_queue)
+            .where(run_queue.c.state.in_([QueueState.QUEUED.value, QueueState.CLAIMED.value]))
+            .order_by(run_queue.c.id)
+        ).mappings()
+        return [_entry(row) for row in rows]
+
+
+def _entry(row: Mapping[str, Any] | sa.RowMapping) -> QueuedRun:
+    return QueuedRun(
+        id=row["id"],
+        state=QueueState(row["state"]),
+        requested_at=row["requested_at"],
+        repository=row["repository"],
+        commit_sha=row["commit_sha"],
+        branch=row["branch"],
+        trigger=row["trigger"],
+        actor=row["actor"],
+        options=row["options"],
+        run_id=row["run_id"],
+        reason=row["reason"],
+    )
