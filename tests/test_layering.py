@@ -28,7 +28,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"deploy"}),
     frozenset({"flags"}),
     frozenset({"approvals"}),
-    frozenset({"verify"}),
+    frozenset({"verify", "forge"}),
     frozenset({"steps"}),
     frozenset({"service"}),
     frozenset({"cli", "server", "__main__"}),  # the hosts: nothing imports them

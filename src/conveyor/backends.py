@@ -32,6 +32,14 @@ PROVIDER_FACTORIES: Final[Mapping[str, str]] = {
     "prometheus": "conveyor.analysis.providers.prometheus:from_site",
 }
 
+# A forge's factory takes its own name as its site: Gitea and Forgejo share a module.
+FORGE_FACTORIES: Final[Mapping[str, str]] = {
+    "github": "conveyor.forge.github:from_site",
+    "gitlab": "conveyor.forge.gitlab:from_site",
+    "gitea": "conveyor.forge.gitea:from_site",
+    "forgejo": "conveyor.forge.gitea:from_site",
+}
+
 Site = TypeVar("Site")
 Backend = TypeVar("Backend")
 

@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from conveyor.spec.environments import Environment, EnvironmentName
+from conveyor.spec.forge import ForgeConfig
 from conveyor.spec.gates import Gates
 from conveyor.spec.globs import check_glob, check_output_glob
 from conveyor.spec.images import ImagesConfig
@@ -230,4 +231,7 @@ class Pipeline(StrictModel):
     )
     environments: dict[EnvironmentName, Environment] = Field(
         default_factory=dict, description="Where releases run: runtime, router, smoke tests."
+    )
+    forge: ForgeConfig | None = Field(
+        default=None, description="The forge that sends webhooks and receives statuses."
     )

@@ -13,7 +13,12 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from conveyor.backends import PROVIDER_FACTORIES, ROUTER_FACTORIES, RUNTIME_FACTORIES
+from conveyor.backends import (
+    FORGE_FACTORIES,
+    PROVIDER_FACTORIES,
+    ROUTER_FACTORIES,
+    RUNTIME_FACTORIES,
+)
 from conveyor.spec.durations import DURATION_PATTERN, parse_duration
 
 Duration = Annotated[
@@ -72,4 +77,9 @@ ProviderName = Annotated[
     str,
     AfterValidator(_registered("metrics provider", PROVIDER_FACTORIES)),
     WithJsonSchema(_names_schema(PROVIDER_FACTORIES)),
+]
+ForgeName = Annotated[
+    str,
+    AfterValidator(_registered("forge", FORGE_FACTORIES)),
+    WithJsonSchema(_names_schema(FORGE_FACTORIES)),
 ]
