@@ -14,6 +14,7 @@ folder's `forge.env`, never from the repository.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -30,7 +31,6 @@ class ForgeConfig(BaseModel):
 
     kind: ForgeName = Field(description="A registered forge: github, gitlab, gitea, forgejo.")
     repository: str = Field(
-        pattern=REPOSITORY_PATTERN,
         max_length=255,
         description="The repository's full name on the forge: owner/name, group/project.",
     )
@@ -54,6 +54,13 @@ class ForgeConfig(BaseModel):
         description="Commit statuses are named <status_context>/<pipeline>.",
     )
     statuses: bool = Field(default=True, description="Send commit statuses back to the forge.")
+
+    @field_validator("repository")
+    @classmethod
+    def _full_name(cls, value: str) -> str:
+        if not re.match(REPOSITORY_PATTERN, value):
+            raise ValueError("must be the full name on the forge: owner/name or group/project")
+        return value
 
     @field_validator("clone_url", "api_url")
     @classmethod
