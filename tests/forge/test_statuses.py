@@ -42,7 +42,7 @@ def _status(state: StatusState, repository: str = "acme/shop") -> CommitStatus:
 
 
 def _send(
-    forge: Forge, fake: FakeForge, status: CommitStatus, backoff: Backoff = Backoff()
+    forge: Forge, fake: FakeForge, status: CommitStatus, backoff: Backoff | None = None
 ) -> tuple[StatusOutcome, list[float]]:
     waits: list[float] = []
 
@@ -53,7 +53,7 @@ def _send(
         async with httpx.AsyncClient() as client:
             api = fake.url + API_ROOT[forge.name]
             return await post_status(
-                client, forge, api, TOKEN, status, backoff=backoff, sleep=sleep
+                client, forge, api, TOKEN, status, backoff=backoff or Backoff(), sleep=sleep
             )
 
     return asyncio.run(send()), waits

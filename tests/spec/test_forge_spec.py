@@ -47,7 +47,7 @@ def test_no_forge_section_is_none() -> None:
     ],
 )
 def test_a_bad_value_is_located(lines: str, where: tuple[int, int], message: str) -> None:
-    key = lines.split(":")[0].strip()
+    key = lines.split(":", maxsplit=1)[0].strip()
     kept = "".join(line + "\n" for line in GOOD.splitlines() if line.split(":")[0].strip() != key)
     text = HEAD + kept + lines
     with pytest.raises((SpecError, SpecErrors)) as raised:
