@@ -12,6 +12,7 @@ fetched (a redelivery may succeed). Every delivery is recorded either way.
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -36,12 +37,16 @@ class TooLarge(Exception):
     pass
 
 
+_MAKING = threading.Lock()  # one receiver (and so one delivery lock) per server
+
+
 def receiver_of(context: ServerContext) -> WebhookReceiver:
-    receiver = context.parts.get(HOOKS_PART)
-    if not isinstance(receiver, WebhookReceiver):
-        receiver = WebhookReceiver(context.project, context.store)
-        context.parts[HOOKS_PART] = receiver
-    return receiver
+    with _MAKING:
+        receiver = context.parts.get(HOOKS_PART)
+        if not isinstance(receiver, WebhookReceiver):
+            receiver = WebhookReceiver(context.project, context.store)
+            context.parts[HOOKS_PART] = receiver
+        return receiver
 
 
 async def read_limited(request: Request, limit: int = MAX_BODY) -> bytes:

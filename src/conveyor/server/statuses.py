@@ -17,7 +17,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -265,6 +265,3 @@ async def lifespan(context: ServerContext) -> AsyncIterator[None]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await sender.stop()
-
-
-__all__ = ["BACKOFF", "StatusSender", "Wanted", "lifespan", "replace", "wanted_status"]
