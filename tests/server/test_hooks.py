@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -283,3 +284,13 @@ def test_the_secret_may_live_in_the_state_folder(
     answer = forge.deliver(json.dumps(_push(sha, "main")).encode())
     assert answer.status_code == 202, answer.text
     subprocess.run(["git", "-C", os.fspath(forge.mirror), "cat-file", "-e", sha], check=True)
+
+
+def test_the_same_delivery_sent_at_once_is_queued_once(forge: ForgeServer) -> None:
+    sha = forge.commit_and_push("main")
+    body = json.dumps(_push(sha, "main")).encode()
+    headers = github_headers(body)
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        answers = list(pool.map(lambda _: forge.deliver(body, headers), range(5)))
+    assert sorted(a.json()["outcome"] for a in answers) == ["duplicate"] * 4 + ["queued"]
+    assert len(forge.queue()) == 1
