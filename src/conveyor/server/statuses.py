@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -28,9 +28,10 @@ from conveyor.forge.model import CommitStatus, StatusState
 from conveyor.forge.statuses import Backoff, StatusOutcome, post_status
 from conveyor.server.context import ServerContext
 from conveyor.server.hooks import receiver_of
-from conveyor.service.webhooks import FAMILIES, ProjectForge
+from conveyor.service.webhooks import ProjectForge, same_forge
 from conveyor.states import RunState
 from conveyor.store import events as event_log
+from conveyor.store import queue
 from conveyor.store.db import read_transaction, write_transaction
 from conveyor.store.records import EventKind, EventRecord
 from conveyor.store.schema import events as events_table
@@ -69,46 +70,49 @@ class Superseded(Exception):
 
 
 def wanted_status(
-    event: EventRecord, trigger: Mapping[str, Any], pipeline: str, forge: ProjectForge, url: Any
+    event: EventRecord,
+    trigger: Mapping[str, Any],
+    pipeline: str,
+    forge: ProjectForge,
+    url: Callable[[str], str],
 ) -> Wanted | None:
     """The status an event of a forge-triggered run asks for, if any (pure: the caller
     reads the run's trigger and pipeline)."""
     kind = trigger.get("forge")
-    configured = forge.settings.config.kind
-    if not isinstance(kind, str) or FAMILIES.get(kind, kind) != FAMILIES.get(
-        configured, configured
-    ):
+    if not isinstance(kind, str) or not same_forge(kind, forge.settings.config.kind):
         return None
-    sha = event.commit_sha
-    queue_id = event.data.get("queue_id")
-    if event.kind == EventKind.RUN_QUEUED:
-        state, description, link = StatusState.PENDING, "queued", f"/queue/{queue_id}"
-    elif event.kind == EventKind.RUN_CREATED:
-        state, description, link = StatusState.RUNNING, "running", f"/runs/{event.run_id}"
-    elif event.kind == EventKind.RUN_STATE and event.state in _FINISHED:
-        state, description = _FINISHED[RunState(event.state)]
-        link = f"/runs/{event.run_id}"
-    elif event.kind == EventKind.RUN_DEQUEUED and event.state == RunState.CANCELLED:
-        state, description, link = (
-            StatusState.ERROR,
-            "cancelled before it ran",
-            f"/queue/{queue_id}",
-        )
-    else:
+    asked = _asked(event)
+    if asked is None or not event.commit_sha:
         return None
-    if not sha:
-        return None
+    state, description, link = asked
     branch = trigger.get("source_branch") or event.data.get("branch")
     status = CommitStatus(
         repository=forge.settings.config.repository,
-        sha=sha,
+        sha=event.commit_sha,
         state=state,
         context=forge.settings.status_context(pipeline),
         target_url=url(link),
         description=f"Conveyor: {pipeline} {description}",
         ref=branch if isinstance(branch, str) else None,
     )
+    queue_id = event.data.get("queue_id")
     return Wanted(status, event.id, event.run_id, queue_id if isinstance(queue_id, int) else None)
+
+
+def _asked(event: EventRecord) -> tuple[StatusState, str, str] | None:
+    """The state, description and page of the status an event asks for."""
+    queue_page = f"/queue/{event.data.get('queue_id')}"
+    run_page = f"/runs/{event.run_id}"
+    if event.kind == EventKind.RUN_QUEUED:
+        return StatusState.PENDING, "queued", queue_page
+    if event.kind == EventKind.RUN_CREATED:
+        return StatusState.RUNNING, "running", run_page
+    if event.kind == EventKind.RUN_STATE and event.state in _FINISHED:
+        state, description = _FINISHED[RunState(event.state)]
+        return state, description, run_page
+    if event.kind == EventKind.RUN_DEQUEUED and event.state == RunState.CANCELLED:
+        return StatusState.ERROR, "cancelled before it ran", queue_page
+    return None
 
 
 class StatusSender:
@@ -147,9 +151,7 @@ class StatusSender:
         if event.kind in (EventKind.RUN_QUEUED, EventKind.RUN_DEQUEUED):
             trigger = event.data.get("trigger") or {}
             if not trigger and isinstance(event.data.get("queue_id"), int):
-                from conveyor.store.queue import get
-
-                entry = get(self.context.store.engine, event.data["queue_id"])
+                entry = queue.get(self.context.store.engine, event.data["queue_id"])
                 trigger = dict(entry.trigger) if entry is not None else {}
             return trigger, forge.pipeline
         if event.run_id is None:

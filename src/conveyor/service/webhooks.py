@@ -142,7 +142,7 @@ class WebhookReceiver:
             raise Unverified("this project has no forge: section in conveyor.yml")
         settings = project_forge.settings
         kind = settings.config.kind
-        if FAMILIES.get(kind, kind) != FAMILIES.get(forge_name, forge_name):
+        if not same_forge(kind, forge_name):
             raise Unverified(f"this project's forge is {kind}, not {forge_name}")
         if not settings.secret:
             raise Unverified(f"no webhook secret: set {SECRET_VARIABLE} or the state's forge.env")
@@ -204,6 +204,11 @@ class WebhookReceiver:
         return DeliveryResult(
             DeliveryOutcome.QUEUED, 202, reason, event.delivery_id, event.kind.value, queue_id
         )
+
+
+def same_forge(one: str, other: str) -> bool:
+    """Whether two forge names send the same deliveries (gitea and forgejo do)."""
+    return FAMILIES.get(one, one) == FAMILIES.get(other, other)
 
 
 def load_project_forge(project: Project, environ: Mapping[str, str]) -> ProjectForge | None:
