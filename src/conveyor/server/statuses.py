@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -36,6 +37,7 @@ from conveyor.store.db import read_transaction, write_transaction
 from conveyor.store.records import EventKind, EventRecord
 from conveyor.store.schema import events as events_table
 
+LOG = logging.getLogger(__name__)
 POLL_SECONDS = 0.2
 BATCH = 500
 BACKOFF = Backoff()
@@ -135,7 +137,10 @@ class StatusSender:
             for event in fresh:
                 self.cursor = event.id
                 if event.kind in _FOLLOWED:
-                    await self.consider(event)
+                    try:
+                        await self.consider(event)
+                    except Exception:  # one bad event (a broken conveyor.yml) stops nothing
+                        LOG.exception("no commit status for event %s", event.id)
             await asyncio.sleep(POLL_SECONDS if len(fresh) < BATCH else 0)
 
     async def consider(self, event: EventRecord) -> None:
