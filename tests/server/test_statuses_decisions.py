@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import sqlalchemy as sa
 
 from conveyor.forge.model import StatusState
 from conveyor.forge.settings import forge_settings
-from conveyor.server.statuses import wanted_status
+from conveyor.forge.statuses import Backoff
+from conveyor.server.statuses import StatusSender, wanted_status
 from conveyor.service.webhooks import ProjectForge
 from conveyor.spec.forge import ForgeConfig
+from conveyor.store import events as event_log
+from conveyor.store.db import read_transaction, write_transaction
+from conveyor.store.events import event_row
 from conveyor.store.records import EventKind, EventRecord
+from conveyor.store.schema import events
+from server.conftest import ServerUnderTest
 
 SHA = "a" * 40
 TRIGGER = {"kind": "push", "forge": "gitea", "delivery": "d1", "repository": "acme/shop"}
@@ -80,3 +89,26 @@ def test_other_events_ask_for_none(
 def test_gitea_api_url_comes_from_the_clone_url(tmp_path: Path) -> None:
     assert _forge(tmp_path).settings.api_url == "https://git.example.org/api/v1"
     assert _forge(tmp_path, "github").settings.api_url == "https://api.github.com"
+
+
+def test_a_restarted_server_resumes_after_the_last_status_sent(served: ServerUnderTest) -> None:
+    context = served.context
+    engine = context.store.engine
+
+    def resumed() -> int:
+        async def start() -> int:
+            async with httpx.AsyncClient() as client:
+                sender = StatusSender(context, client, Backoff())
+                await sender.start()
+                return sender.cursor
+
+        return asyncio.run(start())
+
+    with read_transaction(engine) as conn:
+        newest = conn.execute(sa.select(sa.func.max(events.c.id))).scalar() or 0
+    assert resumed() == newest  # nothing sent yet: from now on
+    with write_transaction(engine) as conn:
+        row = event_row(EventKind.FORGE_STATUS, 0.0, data={"cursor": 1, "outcome": "sent"})
+        event_log.append_one(conn, row)
+        event_log.append_one(conn, event_row(EventKind.RUN_QUEUED, 0.0, data={"queue_id": 1}))
+    assert resumed() == 1  # what came after the event behind the last status is read again
