@@ -75,10 +75,29 @@ def demo(
         console.print("  conveyor rollback production   [dim](back to the previous release)[/]")
         names = " && ".join(f"conveyor env stop {name}" for name in result.urls)
         console.print(f"  [dim]they keep running; stop them with: {names}[/]")
+    _start_server(result.repository)
     if not result.as_expected:
         console.print("[bold red]the demo did not go as expected[/]")
         return int(ExitCode.PIPELINE_FAILED)
     return int(ExitCode.OK)
+
+
+def _start_server(repository: Path) -> None:
+    """The control plane over the demo's project, left running like its environments."""
+    import tempfile
+
+    from conveyor.service.demo_server import start_demo_server
+    from conveyor.service.project import Project
+
+    project = Project.locate(repository / "conveyor.yml")
+    server = start_demo_server(project, Path(tempfile.gettempdir()) / "conveyor-demo")
+    console.rule(
+        "[bold]the control plane: runs, releases, approvals in the browser[/]", align="left"
+    )
+    console.print(f"  {server.url}")
+    if server.login_link:
+        console.print(f"  log in (once) with: {server.login_link}")
+    console.print(f"  [dim]its log: {server.log}; stop it with: kill {server.pid}[/]")
 
 
 def _print_gate(result: DemoResult) -> None:
