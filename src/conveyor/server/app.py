@@ -24,6 +24,10 @@ from conveyor.server.context import STATE_KEY, ServerContext
 ROUTERS: tuple[str, ...] = (
     "conveyor.server.api.meta:router",
     "conveyor.server.events:router",
+    "conveyor.server.ui.runs:router",
+    "conveyor.server.ui.logs:router",
+    "conveyor.server.ui.reports:router",
+    "conveyor.server.ui.images:router",
     "conveyor.server.ui.pages:router",
 )
 

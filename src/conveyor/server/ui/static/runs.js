@@ -1,0 +1,68 @@
+// The run page, live: each job.state / run.state event of this run recolours the job's
+// graph node and table row. Without JavaScript the page reads the same, as of its load.
+(function () {
+  "use strict";
+  var root = document.getElementById("run");
+  if (!root || !window.EventSource) return;
+  var runId = root.dataset.run;
+
+  function setState(element, state) {
+    element.className.baseVal !== undefined
+      ? element.setAttribute("class", element.getAttribute("class").replace(/\bstate-[a-z_]+/, "state-" + state))
+      : (element.className = element.className.replace(/\bstate-[a-z_]+/, "state-" + state));
+  }
+
+  function seconds(from, to) {
+    var s = Math.max(0, to - from);
+    if (s < 60) return s.toFixed(1) + "s";
+    var m = Math.floor(s / 60), r = Math.floor(s % 60);
+    return m + "m" + (r < 10 ? "0" : "") + r + "s";
+  }
+
+  function onJob(event) {
+    var jobId = event.job_id, state = event.state, data = event.data || {};
+    document.querySelectorAll("#graph .node").forEach(function (node) {
+      if (node.dataset.job !== jobId) return;
+      setState(node, state);
+      node.querySelector(".node-state").textContent = state;
+      if (data.finished_at && data.started_at) {
+        node.querySelector(".node-time").textContent = seconds(data.started_at, data.finished_at);
+      }
+      var title = node.querySelector("title");
+      if (title) title.textContent = jobId + ": " + state;
+    });
+    document.querySelectorAll("#jobs tr[data-job]").forEach(function (row) {
+      if (row.dataset.job !== jobId) return;
+      var label = row.querySelector(".state");
+      setState(label, state);
+      label.textContent = state;
+      if (data.detail) row.querySelector(".why").textContent = data.detail;
+      if (state === "cached") row.querySelector(".cache").textContent = "hit";
+    });
+  }
+
+  function onRun(event) {
+    var label = document.getElementById("run-state");
+    setState(label, event.state);
+    label.textContent = event.state;
+  }
+
+  var source = new EventSource("/api/v1/events?topic=run:" + encodeURIComponent(runId));
+  source.addEventListener("job.state", function (m) { onJob(JSON.parse(m.data)); });
+  source.addEventListener("run.state", function (m) { onRun(JSON.parse(m.data)); });
+  // What changed between this page's render and the stream's start: read the page again
+  // once connected and take each job's state from it.
+  source.addEventListener("open", function () {
+    fetch(location.pathname, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : ""; })
+      .then(function (html) {
+        if (!html) return;
+        var fresh = new DOMParser().parseFromString(html, "text/html");
+        fresh.querySelectorAll("#jobs tr[data-job]").forEach(function (row) {
+          var state = row.querySelector(".state").textContent;
+          onJob({ job_id: row.dataset.job, state: state, data: { detail: row.querySelector(".why").textContent } });
+        });
+        onRun({ state: fresh.getElementById("run-state").textContent });
+      });
+  });
+})();
