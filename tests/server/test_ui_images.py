@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 from conveyor.service.images import image_store
+from conveyor.service.project import Project
 from conveyor.supply.attest import (
     BuildFacts,
     ScanSummary,
@@ -37,8 +38,9 @@ jobs:
 DB = "sha256:" + "ef" * 32
 
 
-def _image(served_root, state_dir) -> str:  # type: ignore[no-untyped-def]
-    store = image_store_at(state_dir)
+def _image(project: Project) -> str:
+    """A tiny image in the project's store with a signed provenance, SBOM and scan."""
+    store = image_store(project)
     config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
     layer = b"not really a tar"
     store.put_blob("shop", config)
@@ -48,7 +50,7 @@ def _image(served_root, state_dir) -> str:  # type: ignore[no-untyped-def]
         layers=(Descriptor.of("application/vnd.oci.image.layer.v1.tar+gzip", layer),),
     )
     digest = store.put_manifest("shop", manifest.to_bytes(), MANIFEST, ("v1.2",))
-    signer = load_private(generate_keypair(served_root / "keys", "release").private_path)
+    signer = load_private(generate_keypair(project.directory / "keys", "release").private_path)
     now = datetime.now(UTC)
     facts = BuildFacts(
         repository="https://git.example.org/acme/shop",
@@ -88,16 +90,10 @@ def _image(served_root, state_dir) -> str:  # type: ignore[no-untyped-def]
     return digest
 
 
-def image_store_at(state_dir):  # type: ignore[no-untyped-def]
-    from conveyor.supply.oci.layout import LayoutStore
-
-    return LayoutStore(state_dir / "images")
-
-
 def test_the_images_pages_show_evidence_and_the_verdict(make_server: MakeServer) -> None:
     served = make_server(SPEC)
     project = served.context.project
-    digest = _image(project.directory, project.state_dir)
+    digest = _image(project)
     assert image_store(project).tags("shop") == ["v1.2"]
     viewer = served.as_user("viewer")
 

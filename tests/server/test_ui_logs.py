@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
+
+import pytest
 
 from conftest import wait_until
+from conveyor.engine.executors.base import Stream
 from conveyor.engine.joblog import JobLog
 from conveyor.engine.mask import Masker
 from conveyor.engine.report import SilentReporter
-from conveyor.engine.step import Stream
 from conveyor.server.logs import TAIL_BYTES
 from server.conftest import MakeServer
 
@@ -19,7 +22,9 @@ version: 1
 name: big
 jobs:
   noisy:
-    run: python3 -c "import sys; [print(f'line {i:06d} ' + 'x' * 40) for i in range(4000)]; print('\\x1b[1;31mred end\\x1b[0m')"
+    run: >-
+      python3 -c "[print(f'line {i:06d} ' + 'x' * 40) for i in range(4000)];
+      print('\\x1b[1;31mred end\\x1b[0m')"
 """
 
 SECRET_SPEC = """\
@@ -79,7 +84,9 @@ def test_the_download_is_the_whole_log_as_plain_text(make_server: MakeServer) ->
     assert "\t" not in got.text  # no elapsed or stream columns
 
 
-def test_secrets_are_masked_and_markup_escaped(make_server: MakeServer, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_secrets_are_masked_and_markup_escaped(
+    make_server: MakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     served = make_server(SECRET_SPEC)
     monkeypatch.setenv("TOKEN", "Zq8Wv2Xy5Tu7")
     run = served.project.run()
@@ -97,7 +104,7 @@ def test_secrets_are_masked_and_markup_escaped(make_server: MakeServer, monkeypa
     )
 
 
-def test_the_live_log_file_has_each_line_as_soon_as_it_is_written(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_live_log_file_has_each_line_as_soon_as_it_is_written(tmp_path: Path) -> None:
     path = tmp_path / "job.log"
     log = JobLog(path, "job", Masker([]), SilentReporter())
     try:

@@ -42,8 +42,14 @@ def _publish(served: ServerUnderTest, run_id: int) -> None:
         "tests": TestsReport(
             totals={"passed": 9, "failed": 1},
             duration=1.5,
-            failures=[CaseSummary(id="tests/test_a.py::test_b", outcome="failed",
-                                  message="assert 1 == 2 <oops>", location="tests/test_a.py:4")],
+            failures=[
+                CaseSummary(
+                    id="tests/test_a.py::test_b",
+                    outcome="failed",
+                    message="assert 1 == 2 <oops>",
+                    location="tests/test_a.py:4",
+                )
+            ],
         ).to_bytes(),
         "coverage": CoverageDocument(total_percent=81.25, files={"app/new.py": 50.0}).to_bytes(),
     }
@@ -84,5 +90,7 @@ def test_the_tests_page_shows_failures_and_coverage(served: ServerUnderTest) -> 
 def test_a_run_without_reports_says_so(served: ServerUnderTest) -> None:
     run = served.project.run()
     viewer = served.as_user("viewer")
-    assert "No gate decided" in served.client.get(f"/runs/{run.run_id}/findings", headers=viewer).text
+    assert (
+        "No gate decided" in served.client.get(f"/runs/{run.run_id}/findings", headers=viewer).text
+    )
     assert "No test reports" in served.client.get(f"/runs/{run.run_id}/tests", headers=viewer).text

@@ -81,7 +81,10 @@ def test_a_run_page_draws_the_job_graph_and_lists_the_jobs(make_server: MakeServ
     page = served.client.get(f"/runs/{again.run_id}", headers=served.as_user("viewer"))
 
     assert page.status_code == 200
-    nodes = {job: state for state, job in re.findall(r'class="node state-(\w+)" data-job="(\w+)"', page.text)}
+    nodes = {
+        job: state
+        for state, job in re.findall(r'class="node state-(\w+)" data-job="(\w+)"', page.text)
+    }
     assert nodes == dict.fromkeys(("build", "unit", "lint", "package"), "cached")
     positions = {
         job: int(x)

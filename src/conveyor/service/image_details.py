@@ -75,7 +75,9 @@ def image_detail(project: Project, reference: str) -> ImageDetail:
         except ConveyorError:
             pass  # shown without its type; the verdict says why it does not count
         summaries.append(
-            AttestationSummary(stored.artifact_type, predicate_type, stored.manifest_digest, key_ids)
+            AttestationSummary(
+                stored.artifact_type, predicate_type, stored.manifest_digest, key_ids
+            )
         )
     verdict, unavailable = _verdict(project, ImageRef(name=ref.name, digest=digest))
     return ImageDetail(

@@ -70,7 +70,7 @@ class RunPage:
 
 def run_page(
     store: Store,
-    filters: RunFilters = RunFilters(),  # noqa: B008 (frozen, never mutated)
+    filters: RunFilters = RunFilters(),
     *,
     before: int | None = None,
     after: int | None = None,

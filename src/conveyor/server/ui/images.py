@@ -29,7 +29,9 @@ def images_page(request: Request, principal: Reader, context: Context) -> HTMLRe
 
 
 @router.get("/images/{reference:path}", response_class=HTMLResponse)
-def image_page(request: Request, principal: Reader, context: Context, reference: str) -> HTMLResponse:
+def image_page(
+    request: Request, principal: Reader, context: Context, reference: str
+) -> HTMLResponse:
     detail = image_detail(context.project, reference)
     return templates.TemplateResponse(
         request, "images/image.html", {"principal": principal, "image": detail}

@@ -83,7 +83,7 @@ def render_lines(data: bytes) -> Markup:
             )
         else:  # not a record (an older log): the text alone
             out.append(f'<span class="ln">{to_html(raw)}</span>\n')
-    return Markup("".join(out))
+    return Markup("".join(out))  # noqa: S704 (text escaped: escape() and to_html)
 
 
 def log_base(run_id: int, job_id: str) -> str:
@@ -95,6 +95,7 @@ def log_page(
     request: Request,
     principal: Reader,
     context: Context,
+    *,
     run_id: int,
     job_id: str,
     end: Annotated[int | None, Query(ge=0)] = None,
@@ -141,7 +142,9 @@ def log_range(
 
 
 @router.get("/runs/{run_id}/jobs/{job_id}/log.txt")
-def log_download(_principal: Reader, context: Context, run_id: int, job_id: str) -> StreamingResponse:
+def log_download(
+    _principal: Reader, context: Context, run_id: int, job_id: str
+) -> StreamingResponse:
     """The whole log as the job printed it (masked), one line each, without the elapsed
     and stream columns; streamed, never read whole."""
     path, _finished = log_source(context, run_id, job_id)
@@ -149,7 +152,7 @@ def log_download(_principal: Reader, context: Context, run_id: int, job_id: str)
     return StreamingResponse(
         _plain_text(path),
         media_type="text/plain; charset=utf-8",
-        headers={"Content-Disposition": f"attachment; filename=\"{quote(name, safe='')}\""},
+        headers={"Content-Disposition": f'attachment; filename="{quote(name, safe="")}"'},
     )
 
 

@@ -22,7 +22,9 @@ Context = Annotated[ServerContext, Depends(server_context)]
 
 
 @router.get("/runs/{run_id}/findings", response_class=HTMLResponse)
-def findings_page(request: Request, principal: Reader, context: Context, run_id: int) -> HTMLResponse:
+def findings_page(
+    request: Request, principal: Reader, context: Context, run_id: int
+) -> HTMLResponse:
     report = run_report(context.store, run_id)
     grouped = report.by_disposition()
     return templates.TemplateResponse(

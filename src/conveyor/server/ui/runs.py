@@ -30,6 +30,7 @@ def runs_page(
     request: Request,
     principal: Reader,
     context: Context,
+    *,
     branch: str = "",
     status: str = "",
     commit: str = "",
@@ -68,7 +69,9 @@ def job_href(job: JobRecord) -> str:
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
-def run_page_view(request: Request, principal: Reader, context: Context, run_id: int) -> HTMLResponse:
+def run_page_view(
+    request: Request, principal: Reader, context: Context, run_id: int
+) -> HTMLResponse:
     view = run_view(context.store, run_id)
     return templates.TemplateResponse(
         request,

@@ -5,6 +5,7 @@
   var root = document.getElementById("run");
   if (!root || !window.EventSource) return;
   var runId = root.dataset.run;
+  var started = {};  // job id -> started_at, from its events
 
   function setState(element, state) {
     element.className.baseVal !== undefined
@@ -25,8 +26,9 @@
       if (node.dataset.job !== jobId) return;
       setState(node, state);
       node.querySelector(".node-state").textContent = state;
-      if (data.finished_at && data.started_at) {
-        node.querySelector(".node-time").textContent = seconds(data.started_at, data.finished_at);
+      if (data.started_at) started[jobId] = data.started_at;
+      if (data.finished_at && started[jobId]) {
+        node.querySelector(".node-time").textContent = seconds(started[jobId], data.finished_at);
       }
       var title = node.querySelector("title");
       if (title) title.textContent = jobId + ": " + state;
@@ -50,19 +52,20 @@
   var source = new EventSource("/api/v1/events?topic=run:" + encodeURIComponent(runId));
   source.addEventListener("job.state", function (m) { onJob(JSON.parse(m.data)); });
   source.addEventListener("run.state", function (m) { onRun(JSON.parse(m.data)); });
-  // What changed between this page's render and the stream's start: read the page again
-  // once connected and take each job's state from it.
-  source.addEventListener("open", function () {
+  // What changed between this page's render and the stream's start, and the final
+  // timings once the run ends: the page is read again and its run section swapped in
+  // (server-rendered and escaped, as on the first load).
+  function refresh() {
     fetch(location.pathname, { credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.text() : ""; })
       .then(function (html) {
         if (!html) return;
-        var fresh = new DOMParser().parseFromString(html, "text/html");
-        fresh.querySelectorAll("#jobs tr[data-job]").forEach(function (row) {
-          var state = row.querySelector(".state").textContent;
-          onJob({ job_id: row.dataset.job, state: state, data: { detail: row.querySelector(".why").textContent } });
-        });
-        onRun({ state: fresh.getElementById("run-state").textContent });
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("run");
+        if (fresh) root.innerHTML = fresh.innerHTML;
       });
+  }
+  source.addEventListener("open", refresh);
+  source.addEventListener("run.state", function (m) {
+    if (JSON.parse(m.data).state !== "running") refresh();
   });
 })();
