@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from markupsafe import Markup, escape
 
@@ -59,6 +60,8 @@ class Style:
 
 def to_html(line: str) -> Markup:
     """One log line as HTML: escaped text in styled spans."""
+    if "\x1b" not in line and not _CONTROLS.search(line):
+        return escape(line)
     out: list[str] = []
     style = Style()
     position = 0
@@ -75,10 +78,16 @@ def _text(out: list[str], style: Style, text: str) -> None:
     text = _CONTROLS.sub("", text)
     if not text:
         return
-    tag = style.open_tag()
+    tag = _open_tag(style)
     out.append(f"{tag}{escape(text)}</span>" if tag else str(escape(text)))
 
 
+@lru_cache(maxsize=1024)
+def _open_tag(style: Style) -> str:
+    return style.open_tag()
+
+
+@lru_cache(maxsize=4096)  # a log repeats the same few sequences: parse each once
 def apply_sgr(style: Style, params: str) -> Style:
     """The style after `ESC [ params m`."""
     codes = [int(p) if p.isdigit() else 0 for p in re.split("[;:]", params)] if params else [0]
