@@ -15,7 +15,8 @@ from conveyor.engine.joblog import JobLog
 from conveyor.engine.mask import Masker
 from conveyor.engine.report import SilentReporter
 from conveyor.server.logs import TAIL_BYTES
-from server.conftest import MakeServer
+from conveyor.store.records import NewJob, NewRun
+from server.conftest import MakeServer, ServerUnderTest
 
 BIG = """\
 version: 1
@@ -114,3 +115,18 @@ def test_the_live_log_file_has_each_line_as_soon_as_it_is_written(tmp_path: Path
         assert path.read_text().endswith("\tstderr\tsecond\n")  # no buffering, no close
     finally:
         log.close()
+
+
+def test_a_job_without_a_log_yet_opens_empty_and_live(served: ServerUnderTest) -> None:
+    store = served.context.store
+    run_id = store.create_run(NewRun(pipeline="demo"), [NewJob("build", "build")])
+    viewer = served.as_user("viewer")
+
+    page = served.client.get(f"/runs/{run_id}/jobs/build/log", headers=viewer)
+
+    assert page.status_code == 200
+    assert f'data-topic="log:{run_id}:build"' in page.text  # live: the job has not finished
+    assert "load earlier" not in page.text
+    assert served.client.get(f"/runs/{run_id}/jobs/build/log.txt", headers=viewer).text == ""
+    missing = served.client.get(f"/runs/{run_id}/jobs/nope/log", headers=viewer)
+    assert missing.status_code == 404

@@ -43,6 +43,20 @@
     });
   }
 
+  // A job's states only move on: pending, waiting, running, then one that ends it.
+  function rank(state) {
+    var order = { pending: 0, waiting: 1, running: 2 };
+    return state in order ? order[state] : 3;
+  }
+
+  function shownState(jobId) {
+    var found = "pending";
+    document.querySelectorAll("#jobs tr[data-job]").forEach(function (row) {
+      if (row.dataset.job === jobId) found = row.querySelector(".state").textContent;
+    });
+    return found;
+  }
+
   function onRun(event) {
     var label = document.getElementById("run-state");
     setState(label, event.state);
@@ -50,19 +64,30 @@
   }
 
   var source = new EventSource("/api/v1/events?topic=run:" + encodeURIComponent(runId));
-  source.addEventListener("job.state", function (m) { onJob(JSON.parse(m.data)); });
+  var replay = null;  // events seen while a refresh is in flight: applied again after it
+  source.addEventListener("job.state", function (m) {
+    var event = JSON.parse(m.data);
+    if (replay) replay.push(event);
+    onJob(event);
+  });
   source.addEventListener("run.state", function (m) { onRun(JSON.parse(m.data)); });
   // What changed between this page's render and the stream's start, and the final
   // timings once the run ends: the page is read again and its run section swapped in
   // (server-rendered and escaped, as on the first load).
   function refresh() {
+    var seen = replay = replay || [];
     fetch(location.pathname, { credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.text() : ""; })
       .then(function (html) {
-        if (!html) return;
-        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("run");
-        if (fresh) root.innerHTML = fresh.innerHTML;
-      });
+        var fresh = html && new DOMParser().parseFromString(html, "text/html").getElementById("run");
+        if (fresh) {
+          root.innerHTML = fresh.innerHTML;
+          seen.forEach(function (event) {  // newer than the page read, perhaps
+            if (rank(event.state) > rank(shownState(event.job_id))) onJob(event);
+          });
+        }
+      })
+      .finally(function () { if (replay === seen) replay = null; });
   }
   source.addEventListener("open", refresh);
   source.addEventListener("run.state", function (m) {
