@@ -25,6 +25,10 @@ ROUTERS: tuple[str, ...] = (
     "conveyor.server.api.meta:router",
     "conveyor.server.events:router",
     "conveyor.server.hooks:router",
+    "conveyor.server.ui.runs:router",
+    "conveyor.server.ui.logs:router",
+    "conveyor.server.ui.reports:router",
+    "conveyor.server.ui.images:router",
     "conveyor.server.ui.pages:router",
 )
 
