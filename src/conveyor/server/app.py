@@ -25,6 +25,7 @@ ROUTERS: tuple[str, ...] = (
     "conveyor.server.api.meta:router",
     "conveyor.server.events:router",
     "conveyor.server.ui.pages:router",
+    "conveyor.server.login:router",
 )
 
 # Each part may also start and stop work beside the app (the run queue's workers, the
