@@ -240,7 +240,12 @@ def test_the_csrf_token_is_empty_for_bearer_callers(served: ServerUnderTest) -> 
 def test_logging_out_ends_the_session(served: ServerUnderTest) -> None:
     with log_in(served, "viewer") as browser:
         cookie = browser.cookies["conveyor_session"]
-        token = browser.get("/test/csrf").json()["csrf"]
+        home = browser.get("/", headers={"Accept": "text/html"}).text
+        form = re.search(
+            r'action="/logout"><input type="hidden" name="csrf_token" value="([^"]+)"', home
+        )
+        assert form, home  # every page has the logout form, with the session's CSRF token
+        token = form[1]
         assert browser.post("/logout").status_code == 403  # logging out is a form too
         out = browser.post("/logout", data={"csrf_token": token})
         assert out.status_code == 303 and out.headers["location"] == "/login"
@@ -373,3 +378,20 @@ def test_a_public_project_is_readable_without_a_login_but_never_writable(
     write_policy(served, "g, anonymous, role:admin\n")
     assert served.client.post("/test/runs").status_code == 401
     assert WRITES == []
+
+
+def test_the_session_cookie_is_secure_behind_https(served: ServerUnderTest) -> None:
+    served.context.public_url = "https://ci.example.org"
+    page = served.client.get("/login")
+    nonce = re.search(r'name="login_nonce" value="([^"]+)"', page.text)
+    assert nonce and "secure" in page.headers["set-cookie"].lower()
+    answer = served.client.post(
+        "/login",
+        data={"token": served.tokens["viewer"], "login_nonce": nonce[1]},
+        headers={"Cookie": f"conveyor_login={nonce[1]}"},  # as the browser would over https
+    )
+    assert answer.status_code == 303
+    cookie = next(
+        c for c in answer.headers.get_list("set-cookie") if c.startswith("conveyor_session=")
+    )
+    assert "secure" in {a.strip().lower() for a in cookie.split(";")}
