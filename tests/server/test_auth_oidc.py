@@ -115,3 +115,17 @@ def test_an_id_token_for_another_nonce_is_refused(oidc_server: ServerUnderTest) 
         assert answer.status_code == 403
         assert "the ID token is not valid" in answer.text and "nonce" in answer.text
         assert "conveyor_session" not in browser.cookies
+
+
+def test_a_provider_that_is_down_or_a_bad_setting_leaves_token_logins(
+    served: ServerUnderTest,
+) -> None:
+    settings = served.context.project.state_dir / "oidc.yml"
+    settings.write_text("issuer: http://127.0.0.1:9\nclient_id: c\nclient_secret: s\n")
+    settings.chmod(0o600)
+    down = served.client.get("/login/oidc")
+    assert down.status_code == 502 and "The provider is unavailable" in down.text
+    settings.chmod(0o644)  # its secret readable by others: refused, the page still works
+    page = served.client.get("/login")
+    assert page.status_code == 200 and 'name="token"' in page.text
+    assert "others may read it" in page.text and "OpenID Connect</a>" not in page.text

@@ -117,8 +117,8 @@ def record_denial(
             actor="anonymous",
             data={
                 "status": 401,
-                "reason": f"{summary} requests refused without being recorded one by one "
-                "(no credentials, or too many from one address)",
+                "reason": f"{summary} refused request(s) without credentials, or past "
+                f"{PER_CLIENT_PER_WINDOW} a minute from one address, since the last summary",
                 "count": summary,
                 "aggregated": True,
                 "last_path": where,

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import urlsplit
 
+import httpx
 import python_multipart  # noqa: F401  (FastAPI's Form() needs it: fail at start, not at login)
 from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -68,6 +69,10 @@ def _login_form(
     request: Request, context: ServerContext, next_path: str, error: str | None, code: int
 ) -> Response:
     nonce = sessions.new_secret()
+    try:
+        has_oidc = oidc.load_settings(context.project.state_dir) is not None
+    except ConveyorError as broken:  # a token still logs in
+        has_oidc, error = False, error or f"OpenID Connect is unavailable: {broken.message}"
     page = templates.TemplateResponse(
         request,
         "login/login.html",
@@ -76,7 +81,7 @@ def _login_form(
             "login_nonce": nonce,
             "next": next_path,
             "error": error,
-            "oidc": oidc.load_settings(context.project.state_dir) is not None,
+            "oidc": has_oidc,
         },
         status_code=code,
     )
@@ -207,7 +212,10 @@ async def oidc_login(request: Request, context: Context, next: str | None = None
         return _refused(
             request, "No OpenID Connect", "This server has no OpenID Connect provider.", 404
         )
-    provider = await oidc.discover(settings)
+    try:
+        provider = await oidc.discover(settings)
+    except (ConveyorError, httpx.HTTPError, KeyError, ValueError) as error:
+        return _refused(request, "No OpenID Connect", f"The provider is unavailable: {error}", 502)
     url, pending = oidc.authorization_url(
         settings, provider, context.url(oidc.CALLBACK_PATH), safe_next(next)
     )
@@ -239,12 +247,14 @@ async def oidc_callback(
         return await _oidc_refused(request, context, "anonymous", why)
     if not hmac.compare_digest(state.encode(), pending.state.encode()):
         return await _oidc_refused(request, context, "anonymous", "the state does not match")
-    provider = await oidc.discover(settings)
     redirect_uri = context.url(oidc.CALLBACK_PATH)
     try:
+        provider = await oidc.discover(settings)
         claims = await oidc.exchange(settings, provider, code, redirect_uri, pending)
     except ConveyorError as refused:
         return await _oidc_refused(request, context, "anonymous", refused.message)
+    except (httpx.HTTPError, KeyError, ValueError) as problem:
+        return _refused(request, "Login failed", f"The provider is unavailable: {problem}", 502)
     users = await run_in_threadpool(load_users, context.users_file)
     user = oidc.user_for(users, claims)
     if user is None:
