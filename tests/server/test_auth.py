@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ import httpx
 import pytest
 from fastapi import APIRouter, Depends, Request
 
+from conveyor.approvals.users import revoke_token, verify_secret
 from conveyor.server import app as server_app
 from conveyor.server.auth import Action, Principal, authorize, csrf_token, require
 from conveyor.server.login import first_admin_link, safe_next
@@ -395,3 +397,32 @@ def test_the_session_cookie_is_secure_behind_https(served: ServerUnderTest) -> N
         c for c in answer.headers.get_list("set-cookie") if c.startswith("conveyor_session=")
     )
     assert "secure" in {a.strip().lower() for a in cookie.split(";")}
+
+
+def test_a_token_is_hashed_once_and_still_revocable(
+    served: ServerUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor.server import auth
+
+    hashed: list[str] = []
+
+    def counting(secret: str, stored: str) -> bool:
+        hashed.append(stored)
+        return verify_secret(secret, stored)
+
+    monkeypatch.setattr(auth, "verify_secret", counting)
+    me = served.as_user("viewer")
+    for _ in range(3):
+        assert served.client.get("/api/v1/whoami", headers=me).status_code == 200
+    assert len(hashed) == 1  # scrypt (~100 ms) once; then the remembered digest
+    token_id = served.tokens["viewer"].split("_")[1]
+    revoke_token(served.context.users_file, "viewer", token_id, datetime.now(UTC))
+    revoked = served.client.get("/api/v1/whoami", headers=me)
+    assert revoked.status_code == 401 and "was revoked" in revoked.json()["detail"]
+    wrong = served.tokens["viewer"][:-3] + "abc"
+    assert (
+        served.client.get(
+            "/api/v1/whoami", headers={"Authorization": f"Bearer {wrong}"}
+        ).status_code
+        == 401
+    )

@@ -18,7 +18,10 @@ inside calls `authorize(request, resource, action, obj)`.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,7 +33,7 @@ from urllib.parse import quote
 from fastapi import Depends, HTTPException, Request, status
 from starlette.concurrency import run_in_threadpool
 
-from conveyor.approvals.users import Authenticated, authenticate, load_users
+from conveyor.approvals.users import Authenticated, authenticate, load_users, verify_secret
 from conveyor.server.context import ServerContext, server_context
 from conveyor.server.denials import Denial, record_denial
 from conveyor.server.policy import ACTIONS, ANONYMOUS, DEFAULT_POLICY, Policy, PolicyFile
@@ -100,13 +103,41 @@ def allowed(
 AUTH_PART = "auth"
 
 
+class VerifiedSecrets:
+    """The (secret, stored hash) pairs scrypt has accepted, as SHA-256 digests: an API
+    client's every request would otherwise pay ~100 ms of scrypt. Only the slow hash is
+    skipped: revocation and expiry are read from the users file at every request, and a
+    token issued again has a new salt, so a new stored hash."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def verify(self, secret: str, stored: str) -> bool:
+        key = hashlib.sha256(f"{stored}\0{secret}".encode()).hexdigest()
+        with self._lock:
+            if key in self._seen:
+                self._seen.move_to_end(key)
+                return True
+        if not verify_secret(secret, stored):
+            return False
+        with self._lock:
+            self._seen[key] = None
+            while len(self._seen) > self._size:
+                self._seen.popitem(last=False)
+        return True
+
+
 class AuthState:
-    """What authentication keeps per server: the policy file, read again when it changes."""
+    """What authentication keeps per server: the policy file, read again when it changes,
+    and the token secrets already verified."""
 
     def __init__(self, context: ServerContext) -> None:
         from conveyor.server.policy import POLICY_FILENAME
 
         self.policy_file = PolicyFile(context.project.state_dir / POLICY_FILENAME)
+        self.verified = VerifiedSecrets()
 
     def policy(self) -> Policy:
         return self.policy_file.current()
@@ -182,7 +213,8 @@ def _wants_page(request: Request) -> bool:
 
 
 def _token_principal(context: ServerContext, request: Request, token: str) -> Principal:
-    found = authenticate(load_users(context.users_file), token, datetime.now(UTC))
+    verify = auth_state(context).verified.verify
+    found = authenticate(load_users(context.users_file), token, datetime.now(UTC), verify)
     if not isinstance(found, Authenticated):
         who = found.identity or ANONYMOUS
         denial = Denial(401, who, found.refused.reason, credential="token")
