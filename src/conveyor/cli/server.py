@@ -4,7 +4,7 @@ and the run queue, in one process."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,12 +12,20 @@ from conveyor.cli.output import console, examples
 from conveyor.cli.project import SpecOption
 from conveyor.errors import ConveyorError
 
+if TYPE_CHECKING:
+    from conveyor.server.context import ServerContext
+
 HostOption = typer.Option("--host", help="The address to listen on.")
 PortOption = typer.Option("--port", help="The port to listen on.")
 PublicUrlOption = typer.Option(
     "--public-url",
     help="The URL people and forges reach the server at (links in commit statuses and "
     "login links); default: http://HOST:PORT.",
+)
+AdminOption = typer.Option(
+    "--admin",
+    help="The admin whose one-time login link is printed; made an admin user when the "
+    "users file has none yet (default: admin).",
 )
 
 
@@ -39,6 +47,7 @@ def server(
     port: Annotated[int, PortOption] = 8080,
     public_url: Annotated[str | None, PublicUrlOption] = None,
     spec: Annotated[Path | None, SpecOption] = None,
+    admin: Annotated[str | None, AdminOption] = None,
 ) -> None:
     """Serve the REST API, the web UI and the forge webhooks, and run queued pipelines."""
     import uvicorn
@@ -57,6 +66,15 @@ def server(
     context = ServerContext.open(project, url)
     try:
         console.print(f"Conveyor serves {project.directory.name} at {url}", highlight=False)
+        _print_login_link(context, admin)
         uvicorn.run(create_app(context), host=host, port=port, log_level="warning")
     finally:
         context.close()
+
+
+def _print_login_link(context: ServerContext, admin: str | None) -> None:
+    """The first admin's one-time login link (valid 1 h), made at every start."""
+    from conveyor.server.login import first_admin_link
+
+    user, link = first_admin_link(context, admin)
+    console.print(f"Log in as {user}: {link}", highlight=False, soft_wrap=True)

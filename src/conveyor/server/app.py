@@ -30,6 +30,7 @@ ROUTERS: tuple[str, ...] = (
     "conveyor.server.ui.reports:router",
     "conveyor.server.ui.images:router",
     "conveyor.server.ui.pages:router",
+    "conveyor.server.login:router",
 )
 
 # Each part may also start and stop work beside the app (the run queue's workers, the
