@@ -24,6 +24,10 @@ from conveyor.server.context import STATE_KEY, ServerContext
 ROUTERS: tuple[str, ...] = (
     "conveyor.server.api.meta:router",
     "conveyor.server.events:router",
+    "conveyor.server.ui.environments:router",
+    "conveyor.server.ui.approvals:router",
+    "conveyor.server.ui.flags:router",
+    "conveyor.server.ui.audit:router",
     "conveyor.server.ui.pages:router",
 )
 

@@ -1,0 +1,193 @@
+"""The environment, release, approval, flag and audit pages over real data in the store,
+through a real server (no browser: tests/server/test_ui_browser.py clicks)."""
+
+from __future__ import annotations
+
+import html
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from conveyor.approvals.users import add_user, issue_token
+from conveyor.flags.store import FlagLedger
+from conveyor.store.records import EventKind
+from server.conftest import MakeServer, ServerUnderTest
+from server.ui_data import NEW, OLD, SPEC, record_canary, request_production, waiting_run
+
+AUTHOR = "Ada Lovelace <ada@example.org>"  # tests/conftest.py's GIT_ENV writes every commit
+
+
+@pytest.fixture
+def shop(make_server: MakeServer) -> ServerUnderTest:
+    return make_server(SPEC)
+
+
+def get(served: ServerUnderTest, path: str, user: str = "viewer") -> str:
+    response = served.client.get(path, headers=served.as_user(user))
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def test_environments_list_their_live_release_and_weights(
+    shop: ServerUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record_canary(shop.context.store, monkeypatch, time.time() - 400)
+    page = get(shop, "/environments")
+    assert 'data-environment="staging"' in page and 'data-environment="production"' in page
+    staging = page.split('data-environment="staging"')[1].split("</section>")[0]
+    assert NEW in staging and "100 %" in staging and "serving" in staging
+    production = page.split('data-environment="production"')[1].split("</section>")[0]
+    assert "never deployed" in production and "approval required" in production
+
+
+def test_an_environment_page_charts_its_signals_and_tells_its_history(
+    shop: ServerUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorded = record_canary(shop.context.store, monkeypatch, time.time() - 400)
+    page = get(shop, "/environments/staging")
+    assert page.count("<svg") == 3  # requests, errors, p95
+    assert "Requests per second" in page and "<polyline" in page
+    history = page.split('class="history"')[1]
+    assert f"/environments/staging/releases/{recorded.canary_deploy}" in history
+    assert history.count(">succeeded<") == 2
+
+
+def test_a_canary_page_shows_steps_weights_evidence_and_decision(
+    shop: ServerUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorded = record_canary(shop.context.store, monkeypatch, time.time() - 400)
+    page = get(shop, f"/environments/staging/releases/{recorded.canary_deploy}")
+    steps = page.split('class="steps"')[1].split("</table>")[0]
+    assert steps.count("<tr>") == 5  # the header and four steps
+    assert "weight: 10" in steps and "weight: 50" in steps
+    verdicts = page.split('class="verdicts"')[1].split("</main>")[0]
+    assert verdicts.count('class="verdict-promote"') == 2
+    assert verdicts.count('class="verdict-continue"') == 14
+    assert "errors.e_promote" in verdicts and "errors.confidence_sequence.high" in verdicts
+    assert "succeeded" in page.split('id="decision"')[1]
+    assert "a 2x error regression would have been caught" in page
+    assert "Traffic weights" in page and "e-values" in page
+    assert 'data-live-topic="environment:staging"' in page
+
+
+def test_an_unknown_environment_or_deploy_is_404(
+    shop: ServerUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorded = record_canary(shop.context.store, monkeypatch, time.time() - 400)
+    viewer = shop.as_user("viewer")
+    assert shop.client.get("/environments/nowhere", headers=viewer).status_code == 404
+    wrong = f"/environments/production/releases/{recorded.canary_deploy}"
+    assert shop.client.get(wrong, headers=viewer).status_code == 404
+
+
+def test_every_page_needs_a_login(shop: ServerUnderTest) -> None:
+    for path in ("/environments", "/environments/staging", "/approvals", "/flags",
+                 "/flags/staging", "/audit", "/environments/staging/diff"):
+        assert shop.client.get(path).status_code == 401, path
+
+
+def test_the_diff_between_two_releases_shows_image_and_flags_in_between(
+    shop: ServerUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = time.time() - 400
+    recorded = record_canary(shop.context.store, monkeypatch, start)
+    page = get(
+        shop,
+        f"/environments/staging/diff?from={recorded.first_deploy}&to={recorded.canary_deploy}",
+    )
+    configuration = page.split('id="configuration"')[1].split("</table>")[0]
+    assert "shop@sha256:1111" in configuration and "shop@sha256:2222" in configuration
+    assert "has no SBOM attached" in page  # no image, no SBOM to read: said, not failed
+    assert "the newer deploy came from no run" in page
+
+
+def approval_setup(shop: ServerUnderTest) -> int:
+    store = shop.context.store
+    run_id = waiting_run(store, shop.project.git("rev-parse", "HEAD"), AUTHOR)
+    request_production(store, run_id, shop.project.root)
+    add_user(shop.context.users_file, "ada", "ada@example.org", ["reviewer"], [])
+    shop.tokens["ada"] = issue_token(shop.context.users_file, "ada", None, datetime.now(UTC)).token
+    return run_id
+
+
+def test_the_inbox_shows_the_change_and_sorts_what_waits_for_me(shop: ServerUnderTest) -> None:
+    run_id = approval_setup(shop)
+    mine = get(shop, "/approvals", "reviewer")
+    waiting = mine.split('id="waiting"')[1].split("</div>")[0]
+    assert f'data-run="{run_id}"' in waiting and "first" in waiting  # the commit's subject
+    assert AUTHOR.replace("<", "&lt;").replace(">", "&gt;") in waiting
+    authors = get(shop, "/approvals", "ada")
+    assert "Nothing waits for you" in authors
+    assert "ada wrote the change" in authors.split('id="others"')[1]
+
+
+def test_an_xss_attempt_in_a_comment_is_shown_as_text(shop: ServerUnderTest) -> None:
+    run_id = approval_setup(shop)
+    attack = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    response = shop.client.post(
+        "/approvals/decide",
+        headers=shop.as_user("reviewer"),
+        data={"run_id": run_id, "environment": "production", "verdict": "approve",
+              "comment": attack},
+    )
+    assert response.status_code == 200, response.text
+    assert "<script>alert" not in response.text and "<img src=x" not in response.text
+    assert html.escape(attack, quote=False) in response.text.replace("&#34;", '"').replace(
+        "&#39;", "'"
+    )
+
+
+def test_the_author_is_refused_and_the_refusal_recorded(shop: ServerUnderTest) -> None:
+    run_id = approval_setup(shop)
+    response = shop.client.post(
+        "/approvals/decide",
+        headers=shop.as_user("ada"),
+        data={"run_id": run_id, "environment": "production", "verdict": "approve"},
+    )
+    assert response.status_code == 403
+    assert "ada wrote the change" in response.text.split('id="outcome"')[1]
+    refused = [e for e in shop.context.store.events() if e.kind == EventKind.APPROVAL_REFUSED]
+    assert len(refused) == 1 and refused[0].data["code"] == "author"
+
+
+def test_a_viewer_cannot_decide_nor_change_flags(shop: ServerUnderTest) -> None:
+    run_id = approval_setup(shop)
+    FlagLedger(shop.context.store.engine).set_enabled("staging", "banner", True, actor="x")
+    viewer = shop.as_user("viewer")
+    decision = {"run_id": run_id, "environment": "production", "verdict": "approve"}
+    assert shop.client.post("/approvals/decide", headers=viewer, data=decision).status_code == 403
+    kill = shop.client.post("/flags/staging/banner/kill", headers=viewer, data={"confirm": "yes"})
+    assert kill.status_code == 403
+    assert FlagLedger(shop.context.store.engine).flag("staging", "banner").flag.enabled
+
+
+def test_flags_toggle_roll_out_and_kill_only_when_confirmed(shop: ServerUnderTest) -> None:
+    ledger = FlagLedger(shop.context.store.engine)
+    ledger.set_enabled("staging", "new-banner", False, actor="someone")
+    developer = shop.as_user("developer")
+    on = shop.client.post(
+        "/flags/staging/new-banner/enabled", headers=developer, data={"enabled": "true"}
+    )
+    assert on.status_code == 303 and on.headers["location"] == "/flags/staging"
+    assert ledger.flag("staging", "new-banner").flag.enabled
+    shop.client.post(
+        "/flags/staging/new-banner/rollout", headers=developer, data={"percentage": "25"}
+    )
+    page = get(shop, "/flags/staging")
+    assert 'value="25"' in page
+    unconfirmed = shop.client.post(
+        "/flags/staging/new-banner/kill", headers=developer, data={"reason": "5xx"}
+    )
+    assert unconfirmed.status_code == 400 and "I understand" in unconfirmed.text
+    assert ledger.flag("staging", "new-banner").flag.enabled
+    history = [e.data["change"] for e in ledger.history("staging", "new-banner")]
+    assert history == ["disabled", "enabled", "rollout"]
+    assert all(e.actor == "developer" for e in ledger.history("staging", "new-banner")[1:])
+
+
+def test_the_audit_page_says_the_chain_verifies(shop: ServerUnderTest) -> None:
+    FlagLedger(shop.context.store.engine).set_enabled("staging", "banner", True, actor="x")
+    page = get(shop, "/audit")
+    assert "The chain verifies" in page.split('id="chain-state"')[1]
+    assert "flag.changed" in page
