@@ -13,7 +13,7 @@ from conveyor.approvals.users import add_user, issue_token
 from conveyor.flags.store import FlagLedger
 from conveyor.store.records import EventKind
 from server.conftest import MakeServer, ServerUnderTest
-from server.ui_data import NEW, OLD, SPEC, record_canary, request_production, waiting_run
+from server.ui_data import NEW, SPEC, record_canary, request_production, waiting_run
 
 AUTHOR = "Ada Lovelace <ada@example.org>"  # tests/conftest.py's GIT_ENV writes every commit
 
@@ -82,8 +82,15 @@ def test_an_unknown_environment_or_deploy_is_404(
 
 
 def test_every_page_needs_a_login(shop: ServerUnderTest) -> None:
-    for path in ("/environments", "/environments/staging", "/approvals", "/flags",
-                 "/flags/staging", "/audit", "/environments/staging/diff"):
+    for path in (
+        "/environments",
+        "/environments/staging",
+        "/approvals",
+        "/flags",
+        "/flags/staging",
+        "/audit",
+        "/environments/staging/diff",
+    ):
         assert shop.client.get(path).status_code == 401, path
 
 
@@ -128,8 +135,12 @@ def test_an_xss_attempt_in_a_comment_is_shown_as_text(shop: ServerUnderTest) -> 
     response = shop.client.post(
         "/approvals/decide",
         headers=shop.as_user("reviewer"),
-        data={"run_id": run_id, "environment": "production", "verdict": "approve",
-              "comment": attack},
+        data={
+            "run_id": run_id,
+            "environment": "production",
+            "verdict": "approve",
+            "comment": attack,
+        },
     )
     assert response.status_code == 200, response.text
     assert "<script>alert" not in response.text and "<img src=x" not in response.text

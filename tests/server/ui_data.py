@@ -14,6 +14,8 @@ import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,7 +92,9 @@ def _routes(weights: dict[str, int]) -> dict[str, object]:
     return {"backends": [{"release_id": r, "weight": w} for r, w in weights.items()]}
 
 
-def _evidence(canary: tuple[int, int], baseline: tuple[int, int], e_promote: float) -> dict:
+def _evidence(
+    canary: tuple[int, int], baseline: tuple[int, int], e_promote: float
+) -> dict[str, Any]:
     def arm(counts: tuple[int, int]) -> dict[str, int]:
         return {"requests": counts[0], "errors": counts[1], "slow": 0}
 
@@ -146,7 +150,12 @@ def record_canary(
             actor="developer",
             run_id=None,
         )
-        steps = [{"weight": 10}, {"analysis": {}}, {"weight": 50}, {"analysis": {}}]
+        steps: list[dict[str, Any]] = [
+            {"weight": 10},
+            {"analysis": {}},
+            {"weight": 50},
+            {"analysis": {}},
+        ]
         e_value = 1.0
         for index, step in enumerate(steps):
             clock.now += 5
@@ -167,7 +176,11 @@ def record_canary(
                     warm=None,
                     event=EventKind.TRAFFIC_SHIFTED,
                     actor="developer",
-                    data={"deploy_id": canary.id, "why": f"canary step: {weight}%", "weights": weights},
+                    data={
+                        "deploy_id": canary.id,
+                        "why": f"canary step: {weight}%",
+                        "weights": weights,
+                    },
                 )
                 ledger.deploys.set_progress(
                     canary.id,
@@ -251,8 +264,11 @@ def _record_samples(store: Store, environment: str, start: float, end: float) ->
                         "responses_4xx": 0,
                         "responses_5xx": totals[release][1],
                         "connect_failures": 0,
-                        "latency_buckets": {"0.025": fast, "0.05": totals[release][0],
-                                            "inf": totals[release][0]},
+                        "latency_buckets": {
+                            "0.025": fast,
+                            "0.05": totals[release][0],
+                            "inf": totals[release][0],
+                        },
                         "latency_sum": totals[release][2],
                     },
                     saturation=None,
@@ -268,11 +284,8 @@ def waiting_run(store: Store, commit_sha: str, author: str) -> int:
     return store.create_run(run, [])
 
 
-def request_production(store: Store, run_id: int, repo: object) -> ApprovalRequest:
+def request_production(store: Store, run_id: int, repo: Path) -> ApprovalRequest:
     """The run's deploy job asks for production, as `approvals.gate` does."""
-    from pathlib import Path
-
-    assert isinstance(repo, Path)
     return approvals_service.request_approval(
         store,
         run_id=run_id,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from markupsafe import Markup, escape
 
 WIDTH, HEIGHT = 560, 170
-LEFT, RIGHT, TOP, BOTTOM = 56, 12, 12, 40  # room for the axes' labels and the legend
+LEFT, RIGHT, TOP, BOTTOM = 56, 12, 24, 40  # room for the axes' labels and the legend
 COLOURS = ("#1f6feb", "#cf222e", "#1a7f37", "#9a6700", "#8250df", "#57606a")
 
 Points = Sequence[tuple[float, float]]  # (epoch seconds, value)
@@ -24,11 +24,13 @@ def line_chart(
 ) -> Markup:
     """One chart of several series (name -> points); `steps` draws each value until the
     next (weights); an empty chart says there is nothing to draw."""
-    drawn = {name: sorted(points) for name, points in series.items() if points}
+    # By name, so a release keeps its colour from one chart to the next.
+    drawn = {name: sorted(series[name]) for name in sorted(series) if series[name]}
     head = (
         f'<svg class="chart" role="img" viewBox="0 0 {WIDTH} {HEIGHT}" '
         f'width="{WIDTH}" height="{HEIGHT}" aria-label="{escape(title)}">'
         f"<title>{escape(title)}</title>"
+        f'<text x="{LEFT}" y="12" class="caption">{escape(title)}</text>'
     )
     if not drawn:
         empty = f'<text x="{LEFT}" y="{HEIGHT // 2}" class="muted">no samples yet</text>'
