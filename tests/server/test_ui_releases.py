@@ -11,6 +11,7 @@ import pytest
 
 from conveyor.approvals.users import add_user, issue_token
 from conveyor.flags.store import FlagLedger
+from conveyor.states import DeployState
 from conveyor.store.records import EventKind
 from server.conftest import MakeServer, ServerUnderTest
 from server.ui_data import NEW, SPEC, record_canary, request_production, waiting_run
@@ -202,3 +203,71 @@ def test_the_audit_page_says_the_chain_verifies(shop: ServerUnderTest) -> None:
     page = get(shop, "/audit")
     assert "The chain verifies" in page.split('id="chain-state"')[1]
     assert "flag.changed" in page
+
+
+def deploy_from_run(shop: ServerUnderTest, run_id: int, release: str, digest: str) -> int:
+    ledger = shop.context.store.ledger
+    ledger.environments.ensure("staging", 18080, 18081)
+    began = ledger.deploys.begin(
+        "staging",
+        release_id=release,
+        repository="shop",
+        digest=digest,
+        ports=[18090],
+        previous=None,
+        actor="developer",
+        run_id=run_id,
+    )
+    ledger.deploys.finish(began.id, DeployState.SUCCEEDED, None)
+    return began.id
+
+
+def test_the_diff_lists_the_commits_and_flag_changes_between_two_runs_deploys(
+    shop: ServerUnderTest,
+) -> None:
+    store = shop.context.store
+    first = waiting_run(store, shop.project.git("rev-parse", "HEAD"), AUTHOR)
+    before = deploy_from_run(shop, first, "shop-v1", "sha256:" + "1" * 64)
+    FlagLedger(store.engine).set_enabled("staging", "checkout-v2", True, actor="developer")
+    shop.project.commit({"app.py": "print('v2')\n"}, "faster checkout")
+    shop.project.commit({"app.py": "print('v3')\n"}, "fix the <b>basket</b>")
+    second = waiting_run(store, shop.project.git("rev-parse", "HEAD"), AUTHOR)
+    after = deploy_from_run(shop, second, "shop-v2", "sha256:" + "2" * 64)
+    page = get(shop, f"/environments/staging/diff?from={before}&to={after}")
+    commits = page.split('class="commits"')[1].split("</ul>")[0]
+    assert "faster checkout" in commits and "fix the &lt;b&gt;basket&lt;/b&gt;" in commits
+    assert commits.count("<li>") == 2  # not the first commit, deployed before
+    assert "checkout-v2" in page.split('id="flags"')[1].split("</table>")[0]
+    selects = page.split("<select")
+    assert f'<option value="{before}" selected>' in selects[1]
+    assert f'<option value="{after}" selected>' in selects[2]
+
+
+def test_a_browser_session_decides_as_the_users_file_entry_of_its_name(
+    shop: ServerUnderTest,
+) -> None:
+    from conveyor.approvals.users import Authenticated, NotAuthenticated
+    from conveyor.server.auth import Principal
+    from conveyor.server.ui.approvals import identity_of
+
+    session = Principal(name="reviewer", roles=frozenset({"reviewer"}), via="session")
+    found = identity_of(session, shop.context)
+    assert isinstance(found, Authenticated)
+    assert (found.user.email, found.token_id) == ("reviewer@example.org", "session")
+    stranger = Principal(name="mallory", roles=frozenset({"reviewer"}), via="session")
+    refused = identity_of(stranger, shop.context)
+    assert isinstance(refused, NotAuthenticated)
+    assert "not in the users file" in refused.refused.reason
+
+
+def test_a_flag_kill_shows_in_the_environment_history(shop: ServerUnderTest) -> None:
+    ledger = FlagLedger(shop.context.store.engine)
+    ledger.set_enabled("staging", "new-banner", True, actor="someone")
+    shop.client.post(
+        "/flags/staging/new-banner/kill",
+        headers=shop.as_user("developer"),
+        data={"confirm": "yes", "reason": "5xx <everywhere>"},
+    )
+    history = get(shop, "/environments/staging").split('class="history"')[1]
+    assert "flag-kill" in history and "flag:new-banner" in history
+    assert "5xx &lt;everywhere&gt;" in history and "developer" in history

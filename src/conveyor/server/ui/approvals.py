@@ -12,8 +12,8 @@ from fastapi import APIRouter, Depends, Form, Request, status
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
-from conveyor.approvals.model import ApprovalStatus, Verdict
-from conveyor.approvals.users import Authenticated, load_users
+from conveyor.approvals.model import ApprovalStatus, Refusal, Refused, Verdict
+from conveyor.approvals.users import Authenticated, NotAuthenticated, load_users
 from conveyor.server.auth import Action, Principal, require
 from conveyor.server.context import ServerContext, server_context
 from conveyor.server.ui import formatting, templates
@@ -26,13 +26,20 @@ Context = Annotated[ServerContext, Depends(server_context)]
 SESSION_TOKEN_ID = "session"  # noqa: S105 (a label, not a secret): what a decision made in a browser session records as token
 
 
-def identity_of(principal: Principal, context: ServerContext) -> Authenticated | None:
+def identity_of(
+    principal: Principal, context: ServerContext
+) -> Authenticated | NotAuthenticated:
     """The approvals' identity of the caller: the token's owner, or for a browser session
-    the users file's entry of that name."""
+    the users file's entry of that name (a login that is in no users file decides nothing:
+    refused, and recorded as such)."""
     if principal.identity is not None:
         return principal.identity
     user = load_users(context.users_file).find(principal.name)
-    return Authenticated(user, SESSION_TOKEN_ID) if user is not None else None
+    if user is None:
+        reason = f"{principal.name} is not in the users file, so cannot decide"
+        refused = Refused(Refusal.NOT_ALLOWED, reason, "`conveyor users add` adds them")
+        return NotAuthenticated(refused, token_id=None, identity=principal.name)
+    return Authenticated(user, SESSION_TOKEN_ID)
 
 
 @router.get("/approvals", response_class=HTMLResponse)
@@ -92,7 +99,8 @@ def _page(
     code: int = status.HTTP_200_OK,
 ) -> HTMLResponse:
     identity = identity_of(principal, context)
-    found = inbox(context.project, context.store, identity.user if identity else None)
+    user = identity.user if isinstance(identity, Authenticated) else None
+    found = inbox(context.project, context.store, user)
     return templates.TemplateResponse(
         request,
         "approvals/inbox.html",
