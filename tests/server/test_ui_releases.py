@@ -72,6 +72,18 @@ def test_a_canary_page_shows_steps_weights_evidence_and_decision(
     assert 'data-live-topic="environment:staging"' in page
 
 
+def test_a_release_record_is_served_as_text(
+    shop: ServerUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorded = record_canary(shop.context.store, monkeypatch, time.time() - 400)
+    path = f"/environments/staging/releases/{recorded.canary_deploy}/record.md"
+    response = shop.client.get(path, headers=shop.as_user("viewer"))
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert response.text.startswith(f"# Release {NEW} to staging")
+    assert "**Previous release:** shop-v1" in response.text
+
+
 def test_an_unknown_environment_or_deploy_is_404(
     shop: ServerUnderTest, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -19,6 +19,7 @@ from conveyor.vcs.commits import Commit, log_commits
 
 SHOWN_COMMITS = 20  # of each change, newest first
 RECENT_DECIDED = 20
+SHOWN_PENDING = 50  # newest first; a request waits a day at most by default
 _NO_USER = Refused(Refusal.NOT_ALLOWED, "you are not in the users file, so you cannot decide")
 
 
@@ -43,9 +44,8 @@ def inbox(project: Project, store: Store, user: User | None, now: float | None =
     statuses = all_statuses(store, now=now)
     waiting: list[InboxItem] = []
     others: list[InboxItem] = []
-    for status in statuses:
-        if status.state is not ApprovalState.PENDING:
-            continue
+    pending = [s for s in statuses if s.state is ApprovalState.PENDING]
+    for status in pending[:SHOWN_PENDING]:  # one `git log` each
         obstacle = may_decide(user, Verdict.APPROVE, status, now) if user else _NO_USER
         commits, more = change_commits(project, store, status)
         item = InboxItem(status, commits, more, obstacle)

@@ -26,9 +26,7 @@ Context = Annotated[ServerContext, Depends(server_context)]
 SESSION_TOKEN_ID = "session"  # noqa: S105 (a label, not a secret): what a decision made in a browser session records as token
 
 
-def identity_of(
-    principal: Principal, context: ServerContext
-) -> Authenticated | NotAuthenticated:
+def identity_of(principal: Principal, context: ServerContext) -> Authenticated | NotAuthenticated:
     """The approvals' identity of the caller: the token's owner, or for a browser session
     the users file's entry of that name (a login that is in no users file decides nothing:
     refused, and recorded as such)."""

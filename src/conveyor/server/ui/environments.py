@@ -10,12 +10,13 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from conveyor.server.auth import Action, Principal, require
 from conveyor.server.context import ServerContext, server_context
 from conveyor.server.ui import charts, formatting, templates
 from conveyor.service import environments as service
+from conveyor.service.release_record import release_record, to_markdown
 from conveyor.service.release_timeline import (
     SERIES_SECONDS,
     DeployTimeline,
@@ -80,6 +81,21 @@ def release_page(
             "evidence_chart": _evidence_chart(timeline),
             "charts": _signal_charts(trimmed),
             "evidence_rows": evidence_rows,
+        },
+    )
+
+
+@router.get("/environments/{name}/releases/{deploy_id}/record.md")
+def release_record_text(
+    name: str, deploy_id: int, _principal: Reader, context: Context
+) -> PlainTextResponse:
+    """The deploy's release record (`conveyor release record`), as Markdown text."""
+    record = release_record(context.project, context.store, name, deploy_id=deploy_id)
+    return PlainTextResponse(
+        to_markdown(record),
+        headers={
+            "Content-Disposition": f'inline; filename="release-{name}-{deploy_id}.md"',
+            "X-Content-Type-Options": "nosniff",  # text, never sniffed into HTML
         },
     )
 
