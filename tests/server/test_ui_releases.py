@@ -210,7 +210,10 @@ def test_flags_toggle_roll_out_and_kill_only_when_confirmed(shop: ServerUnderTes
     assert all(e.actor == "developer" for e in ledger.history("staging", "new-banner")[1:])
 
 
-def test_the_audit_page_says_the_chain_verifies(shop: ServerUnderTest) -> None:
+def test_the_audit_page_says_the_chain_verifies(
+    shop: ServerUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record_canary(shop.context.store, monkeypatch, time.time() - 400)
     FlagLedger(shop.context.store.engine).set_enabled("staging", "banner", True, actor="x")
     page = get(shop, "/audit")
     assert "The chain verifies" in page.split('id="chain-state"')[1]
@@ -283,3 +286,25 @@ def test_a_flag_kill_shows_in_the_environment_history(shop: ServerUnderTest) -> 
     history = get(shop, "/environments/staging").split('class="history"')[1]
     assert "flag-kill" in history and "flag:new-banner" in history
     assert "5xx &lt;everywhere&gt;" in history and "developer" in history
+
+
+def test_a_chart_escapes_its_labels_and_skips_values_that_are_not_finite() -> None:
+    from conveyor.server.ui.charts import line_chart
+
+    drawn = str(line_chart("<b>t</b>", {"<script>x</script>": [(1.0, 1.0), (2.0, float("inf"))]}))
+    assert "<script>" not in drawn and "&lt;script&gt;" in drawn and "&lt;b&gt;" in drawn
+    assert "inf" not in drawn.replace("<title>", "")
+    assert "no samples yet" in str(line_chart("empty", {"a": []}))
+
+
+def test_the_audit_page_says_when_an_entry_was_rewritten(shop: ServerUnderTest) -> None:
+    import sqlalchemy as sa
+
+    ledger = FlagLedger(shop.context.store.engine)
+    ledger.set_enabled("staging", "banner", True, actor="developer")
+    event_id = ledger.history("staging", "banner")[-1].id
+    with shop.context.store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE events SET actor = 'nobody' WHERE id = :id"), {"id": event_id})
+    page = get(shop, "/audit")
+    state = page.split('id="chain-state"')[1].split("</div>")[0]
+    assert "does not verify" in state and "<li>" in state

@@ -3,6 +3,7 @@ without JavaScript. Every label is escaped (release ids come from the store)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
@@ -25,7 +26,8 @@ def line_chart(
     """One chart of several series (name -> points); `steps` draws each value until the
     next (weights); an empty chart says there is nothing to draw."""
     # By name, so a release keeps its colour from one chart to the next.
-    drawn = {name: sorted(series[name]) for name in sorted(series) if series[name]}
+    finite = {name: [(t, v) for t, v in series[name] if math.isfinite(v)] for name in series}
+    drawn = {name: sorted(finite[name]) for name in sorted(finite) if finite[name]}
     head = (
         f'<svg class="chart" role="img" viewBox="0 0 {WIDTH} {HEIGHT}" '
         f'width="{WIDTH}" height="{HEIGHT}" aria-label="{escape(title)}">'

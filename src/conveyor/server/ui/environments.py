@@ -143,7 +143,7 @@ def _evidence_chart(timeline: DeployTimeline) -> Any:
                 continue
             for key in ("e_rollback", "e_promote"):
                 value = _number(test.get(key))
-                if value is not None and value > 0:
+                if value is not None and 0 < value < math.inf:  # "inf" is recorded too
                     lines.setdefault(f"{kind} {key}", []).append((verdict.ts, math.log10(value)))
     return charts.line_chart("Judge's e-values (log10)", lines, unit=lambda v: f"{v:.2g}")
 
