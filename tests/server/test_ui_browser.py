@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 
 from conftest import wait_until
 from conveyor.approvals.model import ApprovalState
@@ -90,6 +90,29 @@ def test_a_reviewer_approves_production_while_the_author_is_refused(
     assert [d.identity for d in status.approvals] == ["reviewer"]
     author.context.close()
     reviewer.context.close()
+
+
+def test_a_script_in_a_comment_never_runs(browser: Browser, shop: ServerUnderTest) -> None:
+    run_id = approval_setup(shop)
+    attack = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+    author = page_as(browser, shop, "ada")  # an author may reject their own change
+    dialogs: list[str] = []
+
+    def seen(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    author.on("dialog", seen)
+    author.goto("/approvals")
+    card = author.locator(f'section.approval[data-run="{run_id}"]')
+    card.locator("textarea[name=comment]").fill(attack)
+    card.get_by_role("button", name="Reject").click()
+    expect(author.locator("#outcome")).to_contain_text("now rejected")
+    author.goto("/approvals")
+    expect(author.locator("#decided")).to_contain_text(attack)
+    assert author.locator("#decided img").count() == 0
+    assert dialogs == []
+    author.context.close()
 
 
 def test_a_flag_is_killed_from_the_ui_after_confirming(

@@ -39,8 +39,8 @@ def rollout_percentage(flag: Flag) -> int | None:
 @router.get("/flags", response_class=HTMLResponse)
 def flags_page(request: Request, principal: Reader, context: Context) -> HTMLResponse:
     ledger = FlagLedger(context.store.engine)
-    names = list(dict.fromkeys([*environments_of(context.project), *ledger.environments()]))
-    counts = {name: len(ledger.snapshot(name).flags) for name in names}
+    # conveyor.yml's environments, as `conveyor flags` takes them.
+    counts = {name: len(ledger.snapshot(name).flags) for name in environments_of(context.project)}
     return templates.TemplateResponse(
         request, "flags/index.html", {"principal": principal, "counts": counts}
     )
