@@ -10,6 +10,7 @@ a minute or more, too slow for a page test; tests/deploy runs real ones.
 
 from __future__ import annotations
 
+import json
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ import pytest
 
 from conveyor.approvals.model import ApprovalRequest
 from conveyor.service import approvals as approvals_service
+from conveyor.service.project import Project
 from conveyor.spec.environments import Approval
 from conveyor.states import DeployState, ReleaseState
 from conveyor.store.ledger import SampleRow
@@ -295,3 +297,33 @@ def request_production(store: Store, run_id: int, repo: Path) -> ApprovalRequest
         approval=Approval.model_validate({"roles": ["reviewer"]}),
         repo=repo,
     )
+
+
+def put_image_with_sbom(
+    project: Project, tag: str, env: list[str], components: list[tuple[str, str]]
+) -> str:
+    """An image of `REPOSITORY` in the project's image store, its OCI config's Env set,
+    with a CycloneDX SBOM of `components` (name, version) attached; returns its digest."""
+    from conveyor.service.images import image_store
+    from conveyor.supply.attest import Envelope, sbom_statement
+    from conveyor.supply.oci.model import MANIFEST, Descriptor, Manifest
+    from conveyor.supply.referrers import SBOM_ARTIFACT, attach
+
+    store = image_store(project)
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Env": env}})
+    layer = f"not really a tar, {tag}".encode()
+    store.put_blob(REPOSITORY, config.encode())
+    store.put_blob(REPOSITORY, layer)
+    manifest = Manifest(
+        config=Descriptor.of("application/vnd.oci.image.config.v1+json", config.encode()),
+        layers=(Descriptor.of("application/vnd.oci.image.layer.v1.tar+gzip", layer),),
+    )
+    digest = store.put_manifest(REPOSITORY, manifest.to_bytes(), MANIFEST, (tag,))
+    bom = {
+        "bomFormat": "CycloneDX",
+        "components": [{"name": name, "version": version} for name, version in components],
+    }
+    statement = sbom_statement(REPOSITORY, digest, json.dumps(bom).encode())
+    envelope = Envelope("application/vnd.in-toto+json", statement.to_bytes())
+    attach(store, REPOSITORY, digest, envelope, SBOM_ARTIFACT)
+    return digest

@@ -157,10 +157,13 @@ def _flag_changes(
 def _packages(project: Project, deploy: DeployRecord) -> tuple[set[str], str | None]:
     """`name version` of each component of the image's CycloneDX SBOM (as attached; its
     signature is the admission policy's business, not this display's)."""
+    image = f"{deploy.repository}@{deploy.digest[:19]}"
+    if _image(project, deploy) is None:
+        return set(), f"{image} is not in the image store"
     try:
         found = attestations(image_store(project), deploy.repository, deploy.digest)
     except (ConveyorError, OSError):
-        return set(), f"{deploy.repository}@{deploy.digest[:19]} is not in the image store"
+        return set(), f"{image}'s attachments cannot be read"
     packages: set[str] = set()
     for stored in found:
         try:
@@ -172,7 +175,7 @@ def _packages(project: Project, deploy: DeployRecord) -> tuple[set[str], str | N
         for component in statement.predicate.get("components") or []:
             packages.add(f"{component.get('name')} {component.get('version', '')}".strip())
     if not packages:
-        return set(), f"{deploy.repository}@{deploy.digest[:19]} has no SBOM attached"
+        return set(), f"{image} has no SBOM attached"
     return packages, None
 
 
