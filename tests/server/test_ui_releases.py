@@ -356,3 +356,37 @@ def scanned(shop: ServerUnderTest, run_id: int, found: list[str]) -> None:
     document = VulnScanReport(vulnerabilities=vulnerabilities)
     digest = shop.context.store.blobs.put_report(document.to_bytes())
     shop.context.store.add_report(run_id, "scan", "vuln-scan", digest, {})
+
+
+def test_signal_series_keep_a_few_hundred_windows_whatever_the_sample_rate(
+    shop: ServerUnderTest,
+) -> None:
+    from conveyor.service.release_timeline import signal_series
+    from conveyor.store.ledger import SampleRow
+
+    start = time.time() - 3600
+    rows = [
+        SampleRow(
+            "staging",
+            "shop-v1",
+            start + second,
+            100,
+            {
+                "release_id": "shop-v1",
+                "requests": 20 * second,
+                "responses_4xx": 0,
+                "responses_5xx": second // 5,  # 1 % of 20 req/s
+                "connect_failures": 0,
+                "latency_buckets": {"0.1": 20 * second, "inf": 20 * second},
+                "latency_sum": 0.05 * 20 * second,
+            },
+            None,
+        )
+        for second in range(3600)  # a sample a second for an hour
+    ]
+    shop.context.store.ledger.samples.add(rows)
+    windows = signal_series(shop.context.store, "staging", since=start - 1)["shop-v1"]
+    assert len(windows) == 240
+    assert windows[0].start == start and windows[-1].end == start + 3599
+    assert all(w.requests_per_second == pytest.approx(20.0) for w in windows)
+    assert all(w.rate_5xx == pytest.approx(0.01, abs=0.003) for w in windows)

@@ -29,6 +29,7 @@ formatting.register()
 router = APIRouter(include_in_schema=False)
 Reader = Annotated[Principal, Depends(require("environments", Action.READ))]
 Context = Annotated[ServerContext, Depends(server_context)]
+VERDICTS_SHOWN = 50  # rows of a release page's analyses table, newest first
 
 
 @router.get("/environments", response_class=HTMLResponse)
@@ -81,6 +82,7 @@ def release_page(
             "evidence_chart": _evidence_chart(timeline),
             "charts": _signal_charts(trimmed),
             "evidence_rows": evidence_rows,
+            "VERDICTS_SHOWN": VERDICTS_SHOWN,
         },
     )
 
