@@ -390,3 +390,23 @@ def test_signal_series_keep_a_few_hundred_windows_whatever_the_sample_rate(
     assert windows[0].start == start and windows[-1].end == start + 3599
     assert all(w.requests_per_second == pytest.approx(20.0) for w in windows)
     assert all(w.rate_5xx == pytest.approx(0.01, abs=0.003) for w in windows)
+
+
+def test_an_hour_of_samples_a_second_is_read_in_a_few_hundred_rows(
+    shop: ServerUnderTest,
+) -> None:
+    """The page reads ids first, then only the rows it draws."""
+    from conveyor.store.ledger import SampleRow
+
+    start = time.time() - 3600
+    rows = [
+        SampleRow("staging", release, start + second, 50, {"requests": second}, None)
+        for second in range(3600)
+        for release in ("shop-v1", "shop-v2")
+    ]
+    shop.context.store.ledger.samples.add(rows)
+    spread = shop.context.store.ledger.samples.spread("staging", start, 100)
+    per_release = {r: [s.ts for s in spread if s.release_id == r] for r in ("shop-v1", "shop-v2")}
+    for times in per_release.values():
+        assert len(times) == 100 and times == sorted(times)
+        assert times[0] == start and times[-1] == start + 3599

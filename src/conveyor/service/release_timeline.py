@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor.deploy.model import SignalRates
+from conveyor.deploy.model import SignalRates, SignalSample
 from conveyor.deploy.progress import CanaryProgress, load_progress
 from conveyor.deploy.sampler import from_row
 from conveyor.deploy.signals import rates_series
@@ -21,7 +21,7 @@ from conveyor.errors import NotFoundError
 from conveyor.service.environments import environments_of
 from conveyor.service.project import Project
 from conveyor.states import DeployState
-from conveyor.store.ledger import DeployRecord, SampleRow
+from conveyor.store.ledger import DeployRecord
 from conveyor.store.records import EventKind, EventRecord
 from conveyor.store.store import Store
 
@@ -84,30 +84,15 @@ def route_weights(routes: Mapping[str, Any]) -> dict[str, int]:
 
 
 def signal_series(
-    store: Store,
-    environment: str,
-    since: float,
-    release_id: str | None = None,
-    points: int = SERIES_POINTS,
+    store: Store, environment: str, since: float, points: int = SERIES_POINTS
 ) -> dict[str, list[SignalRates]]:
     """release -> its golden signals per window between stored samples: at most `points`
     windows, each spanning as many samples as needed (the counters are cumulative, so a
     wider window is the exact average over it, not a sample of it)."""
-    by_release: dict[str, list[SampleRow]] = {}
-    for row in store.ledger.samples.of(environment, release_id, since=since):
-        by_release.setdefault(row.release_id, []).append(row)
-    return {
-        release: rates_series([from_row(row) for row in _spread(rows, points + 1)])
-        for release, rows in by_release.items()
-    }
-
-
-def _spread(rows: list[SampleRow], count: int) -> list[SampleRow]:
-    """At most `count` of `rows`, evenly spaced, the first and the last always kept."""
-    if len(rows) <= count:
-        return rows
-    step = (len(rows) - 1) / (count - 1)
-    return [rows[round(index * step)] for index in range(count)]
+    by_release: dict[str, list[SignalSample]] = {}
+    for row in store.ledger.samples.spread(environment, since, points + 1):
+        by_release.setdefault(row.release_id, []).append(from_row(row))
+    return {release: rates_series(samples) for release, samples in by_release.items()}
 
 
 @dataclass(frozen=True)
