@@ -29,6 +29,10 @@ ROUTERS: tuple[str, ...] = (
     "conveyor.server.ui.logs:router",
     "conveyor.server.ui.reports:router",
     "conveyor.server.ui.images:router",
+    "conveyor.server.ui.environments:router",
+    "conveyor.server.ui.approvals:router",
+    "conveyor.server.ui.flags:router",
+    "conveyor.server.ui.audit:router",
     "conveyor.server.ui.pages:router",
     "conveyor.server.login:router",
 )
