@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from conveyor.errors import ConveyorError
 from conveyor.server.context import ServerContext
 from conveyor.service.queries import live_log_path
 
@@ -58,8 +59,24 @@ class LogTail:
         self.context = context
         self.run_id = run_id
         self.job_id = job_id
-        self.offset = 0
+        self.offset = self._end_of_whole_lines()
         self.finished = False
+
+    def _end_of_whole_lines(self) -> int:
+        """Where a new reader starts: after the last whole line written so far. What came
+        before, a viewer reads as a range (the page's tail, `logs` before following): a
+        50 MB log is never pushed whole to every viewer that connects."""
+        try:
+            path, _finished = log_source(self.context, self.run_id, self.job_id)
+        except (ConveyorError, OSError):  # an unknown job: `read_new` ends the stream
+            return 0
+        if path is None:
+            return 0
+        with path.open("rb") as handle:
+            size = handle.seek(0, 2)
+            handle.seek(max(0, size - MAX_RANGE))
+            piece = handle.read()
+        return size - len(piece) + piece.rfind(b"\n") + 1
 
     @classmethod
     def for_topic(cls, context: ServerContext, topic: str) -> LogTail:
@@ -71,7 +88,7 @@ class LogTail:
         """(offset, text) of the whole lines appended since the last read; None if none."""
         try:
             piece = read_range(self.context, self.run_id, self.job_id, self.offset, MAX_RANGE)
-        except Exception:
+        except (ConveyorError, OSError):  # an unknown job, or a log being moved: end quietly
             self.finished = True
             return None
         whole = piece.data[: piece.data.rfind(b"\n") + 1] if not piece.finished else piece.data
