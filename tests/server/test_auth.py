@@ -113,7 +113,7 @@ def test_no_or_a_bad_token_is_401_and_changes_nothing(served: ServerUnderTest) -
     bad_secret = served.tokens["developer"][:-4] + "xxxx"
     answer = served.client.post("/test/runs", headers={"Authorization": f"Bearer {bad_secret}"})
     assert answer.status_code == 401
-    assert answer.json()["detail"].endswith("the secret is wrong")
+    assert answer.json()["reason"].endswith("the secret is wrong")
     assert WRITES == []
     assert [e.kind for e in served.context.store.events()] == [EventKind.AUTH_DENIED.value] * 2
     recorded = [e for e in denials(served) if not e.data.get("aggregated")]
@@ -146,7 +146,7 @@ def test_a_browser_without_a_login_is_sent_to_the_login_page(served: ServerUnder
 def test_a_role_without_the_action_is_403_and_the_denial_recorded(served: ServerUnderTest) -> None:
     answer = served.client.post("/test/runs", headers=served.as_user("viewer"))
     assert answer.status_code == 403
-    assert answer.json()["detail"] == "viewer may not create runs"
+    assert answer.json()["reason"] == "viewer may not create runs"
     assert WRITES == []
     (denied,) = denials(served)
     assert denied.actor == "viewer"
@@ -220,7 +220,7 @@ def test_a_session_post_needs_the_csrf_token(served: ServerUnderTest) -> None:
     with log_in(served, "developer") as browser:
         refused = browser.post("/test/runs")
         assert refused.status_code == 403
-        assert refused.json()["detail"].startswith("the CSRF token is missing")
+        assert refused.json()["reason"].startswith("the CSRF token is missing")
         wrong = browser.post("/test/runs", headers={"X-CSRF-Token": "nope"})
         assert wrong.status_code == 403
         assert WRITES == []
@@ -333,7 +333,7 @@ def test_a_developer_may_deploy_staging_but_not_production(served: ServerUnderTe
     assert served.client.post("/test/deploy/staging", headers=developer).status_code == 200
     refused = served.client.post("/test/deploy/production", headers=developer)
     assert refused.status_code == 403
-    assert refused.json()["detail"] == "developer may not update environments production"
+    assert refused.json()["reason"] == "developer may not update environments production"
     assert WRITES == ["deploy staging by developer"]
     (denied,) = denials(served)
     assert denied.data["object"] == "production" and denied.data["resource"] == "environments"
@@ -418,7 +418,7 @@ def test_a_token_is_hashed_once_and_still_revocable(
     token_id = served.tokens["viewer"].split("_")[1]
     revoke_token(served.context.users_file, "viewer", token_id, datetime.now(UTC))
     revoked = served.client.get("/api/v1/whoami", headers=me)
-    assert revoked.status_code == 401 and "was revoked" in revoked.json()["detail"]
+    assert revoked.status_code == 401 and "was revoked" in revoked.json()["reason"]
     wrong = served.tokens["viewer"][:-3] + "abc"
     assert (
         served.client.get(

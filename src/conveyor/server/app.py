@@ -10,11 +10,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from http import HTTPStatus
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRouter
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conveyor import __version__
 from conveyor.errors import ConveyorError, NotFoundError
@@ -61,6 +63,7 @@ def create_app(context: ServerContext) -> FastAPI:
         app.include_router(_load(entry))
     _mount_static(app)
     app.add_exception_handler(ConveyorError, _conveyor_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     return app
 
@@ -94,16 +97,64 @@ def _mount_static(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
 
-async def _conveyor_error(_request: Request, error: Exception) -> JSONResponse:
+ERROR_CODES = {
+    400: "invalid",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    410: "gone",
+    413: "too_large",
+    422: "invalid",
+}
+
+
+async def _conveyor_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, ConveyorError)
     code = 404 if isinstance(error, NotFoundError) else 400
-    return JSONResponse(
-        {
-            "error": "not_found" if code == 404 else "invalid",
-            "reason": error.message,
-            "hint": error.hint,
-        },
-        status_code=code,
+    return _error(request, code, error.message, error.hint)
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    """Every refusal in one shape: {"error", "reason", "hint"}; a page for a browser."""
+    assert isinstance(error, StarletteHTTPException)
+    reason = error.detail if isinstance(error.detail, str) else HTTPStatus(error.status_code).phrase
+    return _error(request, error.status_code, reason, None, dict(error.headers or {}))
+
+
+def _error(
+    request: Request,
+    code: int,
+    reason: str,
+    hint: str | None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    if _wants_page(request):
+        from conveyor.server.ui import templates
+
+        return templates.TemplateResponse(
+            request,
+            "error.html",
+            {
+                "code": code,
+                "phrase": HTTPStatus(code).phrase,
+                "reason": reason,
+                "hint": hint,
+                "principal": getattr(request.state, "principal", None),
+            },
+            status_code=code,
+            headers=headers,
+        )
+    body = {"error": ERROR_CODES.get(code, "error"), "reason": reason, "hint": hint}
+    return JSONResponse(body, status_code=code, headers=headers)
+
+
+def _wants_page(request: Request) -> bool:
+    path = request.url.path
+    return (
+        request.method in ("GET", "POST")
+        and not path.startswith((API_PREFIX, "/hooks/"))
+        and "text/html" in request.headers.get("accept", "")
     )
 
 
