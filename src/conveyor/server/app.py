@@ -23,6 +23,7 @@ from conveyor.server.context import STATE_KEY, ServerContext
 # module:attribute of each part's APIRouter; the order is the order of matching.
 ROUTERS: tuple[str, ...] = (
     "conveyor.server.api.meta:router",
+    "conveyor.server.api.runs:router",
     "conveyor.server.events:router",
     "conveyor.server.ui.pages:router",
 )
