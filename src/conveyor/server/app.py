@@ -24,6 +24,8 @@ from conveyor.server.context import STATE_KEY, ServerContext
 ROUTERS: tuple[str, ...] = (
     "conveyor.server.api.meta:router",
     "conveyor.server.api.runs:router",
+    "conveyor.server.api.approvals:router",
+    "conveyor.server.api.flags:router",
     "conveyor.server.events:router",
     "conveyor.server.ui.pages:router",
 )
