@@ -26,6 +26,8 @@ ROUTERS: tuple[str, ...] = (
     "conveyor.server.api.runs:router",
     "conveyor.server.api.approvals:router",
     "conveyor.server.api.flags:router",
+    "conveyor.server.api.reports:router",
+    "conveyor.server.api.images:router",
     "conveyor.server.events:router",
     "conveyor.server.ui.pages:router",
 )
