@@ -28,6 +28,7 @@ ROUTERS: tuple[str, ...] = (
     "conveyor.server.api.flags:router",
     "conveyor.server.api.reports:router",
     "conveyor.server.api.images:router",
+    "conveyor.server.api.audit:router",
     "conveyor.server.events:router",
     "conveyor.server.ui.pages:router",
 )
