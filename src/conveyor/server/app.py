@@ -29,6 +29,7 @@ ROUTERS: tuple[str, ...] = (
     "conveyor.server.api.reports:router",
     "conveyor.server.api.images:router",
     "conveyor.server.api.audit:router",
+    "conveyor.server.api.environments:router",
     "conveyor.server.events:router",
     "conveyor.server.ui.pages:router",
 )
