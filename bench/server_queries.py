@@ -180,7 +180,7 @@ def serving(app: Any) -> Iterator[str]:
 def deep_cursor(client: httpx.Client, pages: int) -> str:
     cursor = None
     for _ in range(pages):
-        params = {"cursor": cursor} if cursor else {}
+        params: dict[str, str] = {"cursor": cursor} if cursor else {}
         cursor = client.get("/api/v1/runs", params=params).json()["next_cursor"]
     assert cursor
     return str(cursor)

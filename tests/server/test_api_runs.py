@@ -12,12 +12,12 @@ from server.conftest import ServerUnderTest
 VIEWER = "viewer"
 
 
-def _pages(served: ServerUnderTest, **params: object) -> list[list[int]]:
+def _pages(served: ServerUnderTest, **params: str | int) -> list[list[int]]:
     """Every page of the list, following next_cursor to the end."""
     pages: list[list[int]] = []
     cursor = None
     while True:
-        query = {**params, **({"cursor": cursor} if cursor else {})}
+        query: dict[str, str | int] = {**params, **({"cursor": cursor} if cursor else {})}
         body = served.client.get("/api/v1/runs", params=query, headers=served.as_user(VIEWER))
         assert body.status_code == 200, body.text
         found = body.json()
