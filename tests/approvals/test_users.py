@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conveyor.approvals import users as users_module
 from conveyor.approvals.model import Refusal
 from conveyor.approvals.users import (
     Authenticated,
@@ -149,3 +150,25 @@ def test_the_users_file_is_in_the_state_folder_unless_overridden(
 
 def test_a_missing_users_file_has_no_users(tmp_path: Path) -> None:
     assert load_users(tmp_path / "absent.yml").users == []
+
+
+def test_a_token_checked_once_is_still_refused_once_revoked_or_wrong(
+    users_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    issued = issue_token(users_file, "bob", None, NOW)
+    token_id = issued.entry.id
+    hashed: list[str] = []
+    real = users_module._scrypt
+
+    def counted(secret: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+        hashed.append(secret)
+        return real(secret, salt, n, r, p)
+
+    monkeypatch.setattr(users_module, "_scrypt", counted)
+    for _ in range(3):  # a server checks the same token at every request: scrypt once
+        assert isinstance(authenticate(load_users(users_file), issued.token, NOW), Authenticated)
+    assert len(hashed) == 1
+    wrong = authenticate(load_users(users_file), f"cvy_{token_id}_nope", NOW)
+    assert refusal(wrong) is Refusal.WRONG_SECRET
+    revoke_token(users_file, "bob", token_id, NOW)
+    assert refusal(authenticate(load_users(users_file), issued.token, NOW)) is Refusal.REVOKED_TOKEN

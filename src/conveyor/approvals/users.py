@@ -255,7 +255,27 @@ def hash_secret(secret: str) -> str:
     return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${_b64(salt)}${_b64(digest)}"
 
 
+# Secrets already proved right, per stored hash: a server checks the same token at every
+# request, and scrypt's deliberate ~50 ms would be most of each answer. Only successes are
+# kept, under a SHA-256 of the secret (a token's secret is 32 random bytes: no guessing);
+# revocation and expiry are still checked at every call, after this.
+_VERIFIED: dict[tuple[str, str], None] = {}
+_VERIFIED_MAX = 1024
+
+
 def verify_secret(secret: str, stored: str) -> bool:
+    key = (stored, hashlib.sha256(secret.encode()).hexdigest())
+    if key in _VERIFIED:
+        return True
+    if not _verify_scrypt(secret, stored):
+        return False
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        _VERIFIED.clear()
+    _VERIFIED[key] = None
+    return True
+
+
+def _verify_scrypt(secret: str, stored: str) -> bool:
     try:
         _, n, r, p, salt, digest = stored.split("$")
         expected = base64.b64decode(digest)
