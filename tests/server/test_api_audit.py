@@ -27,6 +27,12 @@ def test_entries_page_newest_first_and_the_chain_verifies(served: ServerUnderTes
     assert seen == [5, 4, 3, 2, 1]
     verdict = served.client.get("/api/v1/audit/verify", headers=viewer).json()
     assert verdict["intact"] is True and verdict["entries"] == 5
+    kept = served.client.get("/api/v1/audit", params={"limit": 1}, headers=viewer).json()
+    head = kept["items"][0]["hash"]
+    held = served.client.get("/api/v1/audit/verify", params={"head": head}, headers=viewer)
+    assert held.json()["intact"] is True
+    other = served.client.get("/api/v1/audit/verify", params={"head": "0" * 64}, headers=viewer)
+    assert other.json()["intact"] is False
 
 
 def test_an_edited_event_breaks_the_chain(served: ServerUnderTest) -> None:

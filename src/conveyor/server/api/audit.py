@@ -8,9 +8,9 @@ GET /api/v1/audit/verify            as `conveyor audit verify -o json`: the chai
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from conveyor.server.api.common import (
     ERRORS,
@@ -33,8 +33,11 @@ def audit_entries(context: Context, limit: Limit = None, cursor: Cursor = None) 
 
 
 @router.get("/verify", responses=ERRORS, summary="The chain's verification state")
-def audit_verify(context: Context) -> dict[str, Any]:
-    verdict = verify(context.project, context.store)
+def audit_verify(
+    context: Context,
+    head: Annotated[str | None, Query(description="A head hash you kept (`audit head`).")] = None,
+) -> dict[str, Any]:
+    verdict = verify(context.project, context.store, head)
     return {
         "entries": verdict.entries,
         "intact": verdict.intact,
