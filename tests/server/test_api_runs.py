@@ -160,3 +160,48 @@ def test_a_big_log_answers_a_range_without_reading_it_whole(
     )
     assert middle.content == big[25_000_000:25_000_100]
     assert json.dumps(middle.headers["Content-Range"]).startswith('"bytes 25000000-')
+
+
+def _bulk_runs(served: ServerUnderTest, count: int) -> dict[int, tuple[str, str]]:
+    """`count` runs inserted at once (branch and state vary); id -> (branch, state)."""
+    import sqlalchemy as sa
+
+    from conveyor.store.db import write_transaction
+    from conveyor.store.schema import runs
+
+    rows = [
+        {
+            "pipeline": "demo",
+            "state": "failed" if n % 3 == 0 else "success",
+            "commit_sha": f"{n:040x}",
+            "branch": f"b{n % 4}",
+            "trigger": {},
+            "started_at": 1_700_000_000.0 + n,
+        }
+        for n in range(count)
+    ]
+    with write_transaction(served.context.store.engine) as conn:
+        conn.execute(sa.insert(runs), rows)
+        found = conn.execute(sa.select(runs.c.id, runs.c.branch, runs.c.state)).all()
+    return {row.id: (row.branch, row.state) for row in found}
+
+
+def test_many_pages_with_and_without_filters_have_no_gaps_or_repeats(
+    served: ServerUnderTest,
+) -> None:
+    recorded = _bulk_runs(served, 450)
+    every = [run_id for page in _pages(served, limit=200) for run_id in page]
+    assert every == sorted(recorded, reverse=True)
+    on_b1 = [run_id for page in _pages(served, branch="b1", limit=7) for run_id in page]
+    assert on_b1 == sorted((i for i, (b, _) in recorded.items() if b == "b1"), reverse=True)
+    failed_b2 = [
+        run_id for page in _pages(served, branch="b2", status="failed", limit=9) for run_id in page
+    ]
+    expected = [i for i, (b, s) in recorded.items() if b == "b2" and s == "failed"]
+    assert failed_b2 == sorted(expected, reverse=True) and failed_b2
+    too_many = served.client.get(
+        "/api/v1/runs", params={"limit": 500}, headers=served.as_user(VIEWER)
+    )
+    assert too_many.status_code == 422
+    default = served.client.get("/api/v1/runs", headers=served.as_user(VIEWER)).json()
+    assert len(default["items"]) == 50 and default["next_cursor"]
