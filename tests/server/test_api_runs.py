@@ -169,7 +169,7 @@ def _bulk_runs(served: ServerUnderTest, count: int) -> dict[int, tuple[str, str]
     from conveyor.store.db import write_transaction
     from conveyor.store.schema import runs
 
-    rows = [
+    rows: list[dict[str, object]] = [
         {
             "pipeline": "demo",
             "state": "failed" if n % 3 == 0 else "success",
