@@ -3,12 +3,11 @@ progress, durations and state colours."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from enum import Enum, IntEnum, StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 import typer
@@ -18,6 +17,7 @@ from rich.rule import Rule
 from rich.style import Style
 from rich.text import Text
 
+from conveyor.service.jsonable import to_jsonable  # one shape for the CLI and the API
 from conveyor.states import JobState, RunState
 
 # Off a terminal (a pipe, a file, a CI log) lines are not wrapped: rich would otherwise
@@ -168,20 +168,6 @@ def emit_json_line(data: Any) -> None:
     """One compact JSON object on a line of its own (JSON Lines), flushed: for streams."""
     sys.stdout.write(json.dumps(to_jsonable(data)) + "\n")
     sys.stdout.flush()
-
-
-def to_jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json", by_alias=True)
-    return value
 
 
 def elapsed(start: float | None, end: float | None) -> str:

@@ -25,6 +25,13 @@ from conveyor.server.context import STATE_KEY, ServerContext
 # module:attribute of each part's APIRouter; the order is the order of matching.
 ROUTERS: tuple[str, ...] = (
     "conveyor.server.api.meta:router",
+    "conveyor.server.api.runs:router",
+    "conveyor.server.api.approvals:router",
+    "conveyor.server.api.flags:router",
+    "conveyor.server.api.reports:router",
+    "conveyor.server.api.images:router",
+    "conveyor.server.api.audit:router",
+    "conveyor.server.api.environments:router",
     "conveyor.server.events:router",
     "conveyor.server.hooks:router",
     "conveyor.server.ui.runs:router",

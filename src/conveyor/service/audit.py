@@ -19,8 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conveyor.errors import ConveyorError
+from conveyor.service.pages import Page, clamp_limit, decode_cursor, page_of
 from conveyor.service.project import Project
-from conveyor.store.audit import AuditEntry, Problem, SignedHead, check_signed_head
+from conveyor.store.audit import (
+    AuditEntry,
+    Problem,
+    SignedHead,
+    check_signed_head,
+    entries_before,
+)
+from conveyor.store.db import read_transaction
 from conveyor.store.private import open_private_append
 from conveyor.store.store import Store
 from conveyor.supply.keys import PUBLIC_SUFFIX, PublicKey, SigningKey, load_private, load_public
@@ -191,3 +199,13 @@ def _append(path: Path, head: SignedHead) -> None:
     line = json.dumps(head.to_json(), sort_keys=True) + "\n"
     with open_private_append(path) as handle:  # 0600, like the rest of the state folder
         handle.write(line)
+
+
+def entries_page(
+    store: Store, limit: int | None = None, cursor: str | None = None
+) -> Page[AuditEntry]:
+    """The audit log a page at a time, newest first (`conveyor audit log`'s entries)."""
+    size = clamp_limit(limit)
+    with read_transaction(store.engine) as conn:
+        found = entries_before(conn, decode_cursor(cursor), size + 1)
+    return page_of(found, size, lambda entry: entry.seq)

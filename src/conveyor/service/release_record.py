@@ -189,6 +189,12 @@ def _approval_required(project: Project, environment: str) -> bool | None:
     return spec.approval is not None if spec is not None else None
 
 
+def source_run(store: Store, deploy: DeployRecord) -> RunRecord | None:
+    """The run a deploy carries the evidence of (see `_source_run`), for other readers."""
+    sourced = _source_run(store, deploy, _approval_used(store, deploy))
+    return sourced.run if sourced is not None else None
+
+
 def _source_run(
     store: Store, deploy: DeployRecord, approval: Mapping[str, Any] | None
 ) -> Sourced | None:

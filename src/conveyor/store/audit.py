@@ -151,6 +151,14 @@ def entries(conn: sa.Connection, last: int | None = None) -> list[AuditEntry]:
     return rows[-last:] if last else rows
 
 
+def entries_before(conn: sa.Connection, before: int | None, limit: int) -> list[AuditEntry]:
+    """Up to `limit` entries, newest first, below sequence number `before` (a page)."""
+    query = sa.select(audit_log).order_by(audit_log.c.seq.desc()).limit(limit)
+    if before is not None:
+        query = query.where(audit_log.c.seq < before)
+    return [AuditEntry(**dict(row._mapping)) for row in conn.execute(query)]
+
+
 def head(conn: sa.Connection) -> AuditEntry | None:
     found = entries(conn, last=1)
     return found[0] if found else None

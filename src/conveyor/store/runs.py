@@ -245,8 +245,18 @@ def select_runs(
     pipeline: str | None = None,
     branch: str | None = None,
     state: RunState | None = None,
+    before_id: int | None = None,
+    commit_prefix: str | None = None,
 ) -> list[RunRecord]:
+    """Newest first; `before_id` pages (keyset), `commit_prefix` matches a sha's start."""
     query = sa.select(runs).order_by(runs.c.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(runs.c.id < before_id)
+    if commit_prefix:
+        # A range, not LIKE: SQLite's LIKE ignores case and so never uses the index.
+        query = query.where(
+            runs.c.commit_sha >= commit_prefix, runs.c.commit_sha < _next_prefix(commit_prefix)
+        )
     if pipeline is not None:
         query = query.where(runs.c.pipeline == pipeline)
     if branch is not None:
@@ -254,6 +264,11 @@ def select_runs(
     if state is not None:
         query = query.where(runs.c.state == state.value)
     return [_run_from_row(row._mapping) for row in conn.execute(query)]
+
+
+def _next_prefix(prefix: str) -> str:
+    """The smallest string after every string starting with `prefix`."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 def select_jobs(conn: sa.Connection, run_id: int) -> list[JobRecord]:

@@ -303,3 +303,4 @@ login_links = sa.Table(
 sa.Index("ix_runs_commit_sha", runs.c.commit_sha)
 sa.Index("ix_runs_branch_id", runs.c.branch, runs.c.id)
 sa.Index("ix_runs_state_id", runs.c.state, runs.c.id)
+sa.Index("ix_runs_pipeline_id", runs.c.pipeline, runs.c.id)  # migration 0005

@@ -119,11 +119,19 @@ class Store:
         pipeline: str | None = None,
         branch: str | None = None,
         state: RunState | None = None,
+        before_id: int | None = None,
+        commit_prefix: str | None = None,
     ) -> list[RunRecord]:
-        """Newest first."""
+        """Newest first; `before_id` pages by id (keyset), `commit_prefix` a sha's start."""
         with read_transaction(self.engine) as conn:
             return runs.select_runs(
-                conn, limit=limit, pipeline=pipeline, branch=branch, state=state
+                conn,
+                limit=limit,
+                pipeline=pipeline,
+                branch=branch,
+                state=state,
+                before_id=before_id,
+                commit_prefix=commit_prefix,
             )
 
     def last_successful_run(self, pipeline: str, branch: str | None) -> RunRecord | None:

@@ -23,7 +23,7 @@ formatting.register()
 router = APIRouter(include_in_schema=False)
 Context = Annotated[ServerContext, Depends(server_context)]
 Reader = Annotated[Principal, Depends(require("flags", Action.READ))]
-Writer = Annotated[Principal, Depends(require("flags", Action.UPDATE))]
+Writer = Annotated[Principal, Depends(require("flags", Action.UPDATE, object_from="environment"))]
 HISTORY_SHOWN = 100
 
 
