@@ -94,7 +94,9 @@ def approve(
     """Approve the deploy run RUN waits for (never your own change or run)."""
     from conveyor.approvals.model import Verdict
 
-    _decide(run, Verdict.APPROVE, environment, comment, _token(token_file, token), spec, output)
+    _decide(
+        run, Verdict.APPROVE, environment, comment, caller_token(token_file, token), spec, output
+    )
 
 
 def reject(
@@ -109,7 +111,9 @@ def reject(
     """Reject the deploy run RUN waits for: its deploy job fails with your comment."""
     from conveyor.approvals.model import Verdict
 
-    _decide(run, Verdict.REJECT, environment, comment, _token(token_file, token), spec, output)
+    _decide(
+        run, Verdict.REJECT, environment, comment, caller_token(token_file, token), spec, output
+    )
 
 
 def _decide(
@@ -121,19 +125,27 @@ def _decide(
     spec: Path | None,
     output: OutputFormat,
 ) -> None:
-    from conveyor.approvals.users import users_path
-    from conveyor.service.approvals import Credentials, decide
+    from conveyor.cli import target
 
-    with opened(spec) as (project, store):
-        found = decide(
-            store,
-            users_path(project.state_dir),
-            run,
-            verdict,
-            Credentials.fresh(token),
-            environment=environment,
-            comment=comment,
-        )
+    remote = target.client(token=token)
+    if remote is not None:
+        from conveyor.cli import remote_commands
+
+        found = remote_commands.decide(remote, run, verdict.value, environment, comment)
+    else:
+        from conveyor.approvals.users import users_path
+        from conveyor.service.approvals import Credentials, decide
+
+        with opened(spec) as (project, store):
+            found = decide(
+                store,
+                users_path(project.state_dir),
+                run,
+                verdict,
+                Credentials.fresh(token),
+                environment=environment,
+                comment=comment,
+            )
     if output is OutputFormat.JSON:
         emit_json(found)
         return
@@ -150,10 +162,18 @@ def approvals_ls(
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """Approval requests, newest first: run, environment, image, state, who approved."""
-    from conveyor.service.approvals import all_statuses
+    from conveyor.cli import target
 
-    with opened(spec) as (_project, store):
-        found = all_statuses(store, pending_only=pending)
+    remote = target.client()
+    if remote is not None:
+        from conveyor.cli import remote_commands
+
+        found = remote_commands.approvals(remote, pending)
+    else:
+        from conveyor.service.approvals import all_statuses
+
+        with opened(spec) as (_project, store):
+            found = all_statuses(store, pending_only=pending)
     if output is OutputFormat.JSON:
         emit_json(found)
         return
@@ -327,7 +347,7 @@ def users_revoke(
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _token(token_file: str | None, on_command_line: str | None) -> str | None:
+def caller_token(token_file: str | None, on_command_line: str | None) -> str | None:
     """The caller's token: from --token-file (a file, or '-' for standard input), else
     $CONVEYOR_TOKEN; never from the command line."""
     if on_command_line is not None:
