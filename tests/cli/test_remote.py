@@ -155,3 +155,11 @@ def test_the_server_can_come_from_the_environment(server: FakeServer) -> None:
 
     assert found.exit_code != 0
     assert remote.exit_code == 0 and remote.stdout == server.local("status", "1").stdout
+
+
+def test_logs_follow_streams_a_job_log_through_the_event_stream(server: FakeServer) -> None:
+    followed = server.cli("logs", "1", "build", "--follow")
+
+    assert followed.exit_code == 0, followed.stderr
+    assert followed.stdout == server.local("logs", "1", "build").stdout
+    assert followed.stdout.splitlines()[-2:] == ["built", "second line"]

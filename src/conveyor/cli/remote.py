@@ -5,8 +5,8 @@ token (`Authorization: Bearer`, from $CONVEYOR_TOKEN or --token-file; never from
 command line), and answers with the service's own dataclasses, decoded from the JSON the
 server sends: the command prints them with the printer it uses locally. Every failure
 becomes a ConveyorError with the exit code the same failure has locally (docs/cli.md#exit-codes):
-404 -> 4, 401/403 and 4xx -> 2 with the server's reason and hint, an absent or failing
-server -> 3.
+404 -> 4; 401/403 -> 1 (refused, as a refused approval locally); other 4xx -> 2; an
+absent or failing server -> 3; each with the server's reason and hint.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from conveyor.cli.decoding import DecodeError, decode
-from conveyor.errors import ConveyorError, InfrastructureError, NotFoundError
+from conveyor.errors import ConveyorError, ExitCode, InfrastructureError, NotFoundError
 
 T = TypeVar("T")
 
@@ -31,11 +31,17 @@ PAGE_LIMIT = 200  # the API's largest page
 
 
 class NotLoggedIn(ConveyorError):
-    """The server wants a token (401): none was given, or it is unknown or expired."""
+    """The server wants a token (401): none was given, or it is unknown or expired. Exit 1,
+    as a refused token of `approve` locally (docs/cli.md#exit-codes)."""
+
+    exit_code = ExitCode.PIPELINE_FAILED
 
 
 class NotAllowed(ConveyorError):
-    """The server knows the caller, whose roles do not allow this (403)."""
+    """The server knows the caller, whose roles do not allow this (403): exit 1, as a
+    refused approval locally."""
+
+    exit_code = ExitCode.PIPELINE_FAILED
 
 
 @dataclass(frozen=True)
