@@ -169,6 +169,15 @@ def contract_router(server: FakeServer) -> APIRouter:
         ledger = FlagLedger(context.store.engine)
         return to_jsonable(ledger.set_enabled(environment, name, enabled, actor="remote"))
 
+    @router.post("/environments/{environment}/flags/{name}/rollout", dependencies=[updater])
+    async def rollout(environment: str, name: str, request: Request) -> Any:
+        body = await request.json()
+        ledger = FlagLedger(context.store.engine)
+        record = ledger.rollout(
+            environment, name, body["percentage"], stickiness=body.get("stickiness"), actor="remote"
+        )
+        return to_jsonable(record)
+
     @router.post("/environments/{environment}/flags/{name}/kill", dependencies=[updater])
     def kill(environment: str, name: str) -> Any:
         ledger = FlagLedger(context.store.engine)
@@ -178,6 +187,8 @@ def contract_router(server: FakeServer) -> APIRouter:
     for path, method in (
         ("/approvals", "get"),
         ("/runs/{run_id}/approve", "post"),
+        ("/runs/{run_id}/approvals", "get"),
+        ("/environments/{environment}/history", "get"),
         ("/environments", "get"),
         ("/environments/{environment}", "get"),
         ("/audit/verify", "get"),

@@ -123,12 +123,16 @@ def test_flags_set_kill_and_ls_as_locally(server: FakeServer) -> None:
     turned_on = server.cli("flags", "set", "production", "banner", "--on", user="admin")
     listed = server.cli("flags", "ls", "production")
     local = server.local("flags", "ls", "production")
+    rolled = server.cli("flags", "rollout", "production", "banner", "25", "--stickiness", "tenant")
     killed = server.cli("flags", "kill", "production", "banner", user="admin")
 
     assert turned_on.exit_code == 0, turned_on.stderr
     assert "production/banner: on · everyone · version 1" in turned_on.stdout
     assert listed.stdout == local.stdout and "banner" in local.stdout
-    assert "production/banner: killed (version 2)" in killed.stdout
+    assert "production/banner: on · rollout 25% on tenant · version 2" in rolled.stdout
+    assert "production/banner: killed (version 3)" in killed.stdout
+    rollout = server.requests("/api/v1/environments/production/flags/banner/rollout")[0]
+    assert rollout.body == {"percentage": 25, "stickiness": "tenant"}
     put = server.requests("/api/v1/environments/production/flags/banner")[0]
     assert (put.method, put.body) == ("PUT", {"enabled": True})
 

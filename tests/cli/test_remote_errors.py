@@ -189,3 +189,37 @@ def test_a_local_command_does_not_import_the_http_client(tmp_path: Path) -> None
     )  # fmt: skip
 
     assert done.stdout.split() == ["False", "False"]
+
+
+def test_approvals_show_and_env_history_print_as_locally(fake_server: FakeServer) -> None:
+    from conveyor.store.ledger.history import HistoryEntry
+
+    fake_server.answers["/api/v1/runs/7/approvals"] = {
+        "items": [to_jsonable(status(ApprovalState.APPROVED, 1))],
+        "next_cursor": None,
+    }
+    entry = HistoryEntry("deploy", "staging", "staging-shop-1", "sha256:" + "cd" * 32, "ada",
+                         1.7e9, 1.7e9 + 3, "succeeded", None, 4)  # fmt: skip
+    fake_server.answers["/api/v1/environments/staging/history"] = {
+        "items": [to_jsonable(entry)],
+        "next_cursor": None,
+    }
+
+    shown = fake_server.cli("approvals", "show", "7")
+    history = fake_server.cli("env", "history", "staging")
+
+    assert shown.exit_code == 0, shown.stderr
+    assert shown.stdout.splitlines()[:2] == [
+        "run 7 to production: approved (1 of 1 approvals)",
+        "  image shop@sha256:" + "ab" * 32,
+    ]
+    assert "approved by reviewer: ok" in shown.stdout
+    assert history.exit_code == 0, history.stderr
+    row = history.stdout.splitlines()[1].split()
+    assert row[2:] == ["deploy", "4", "staging-shop-1", "sha256:cdcdcdcdcdcd", "ada", "succeeded"]
+
+
+def test_the_server_variable_has_one_name() -> None:
+    from conveyor.cli import app, target
+
+    assert app.SERVER_ENV == target.SERVER_ENV == "CONVEYOR_SERVER"

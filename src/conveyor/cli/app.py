@@ -96,7 +96,7 @@ EPILOG = """\
   130 interrupted. docs/cli.md says more."""
 
 VERSION_FLAG = "--version"
-SERVER_ENV = "CONVEYOR_SERVER"
+SERVER_ENV = "CONVEYOR_SERVER"  # = conveyor.cli.target.SERVER_ENV (not imported here)
 SERVER_OPTION = "--server"
 TOKEN_FILE_OPTION = "--token-file"  # noqa: S105 (an option's name)
 # Root options that take a value (the word after them is not the command).
@@ -142,18 +142,16 @@ def _choose_target(args: Sequence[str]) -> None:
     a command the server cannot do is refused before anything is imported for it. A local
     command does not import conveyor.cli.target (unless an earlier call in this process
     did: it is reset then)."""
-    values, _ = root_options(args)
+    values, first = root_options(args)
     remote = SERVER_OPTION in values or bool(os.environ.get(SERVER_ENV))
     if not remote and "conveyor.cli.target" not in sys.modules:
         return
     from conveyor.cli import target
 
-    chosen = target.target_of(args)
+    chosen = target.target_of(values.get(SERVER_OPTION), values.get(TOKEN_FILE_OPTION))
     target.set_target(chosen)
-    if chosen.server is None or "--help" in args:
-        return
-    _, first = root_options(args)
-    target.refuse_if_local_only(target.command_path(args[first:]), chosen.server)
+    if chosen.server is not None and "--help" not in args:
+        target.refuse_if_local_only(target.command_path(args[first:]), chosen.server)
 
 
 def root_options(args: Sequence[str]) -> tuple[dict[str, str], int]:

@@ -300,10 +300,18 @@ def env_history(
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """Deploys and rollbacks of an environment (who, what, when, result), from the event log."""
-    from conveyor.service import environments
+    from conveyor.cli import target
 
-    with opened(spec) as (project, store):
-        entries = environments.history(project, store, environment)
+    remote = target.client()
+    if remote is not None:
+        from conveyor.cli import remote_commands
+
+        entries = remote_commands.environment_history(remote, environment)
+    else:
+        from conveyor.service import environments
+
+        with opened(spec) as (project, store):
+            entries = environments.history(project, store, environment)
     if output is OutputFormat.JSON:
         emit_json(entries)
         return

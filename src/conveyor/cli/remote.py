@@ -71,7 +71,7 @@ class RemoteClient:
     def connect(
         cls, server: str, token_file: str | None = None, *, token: str | None = None
     ) -> RemoteClient:
-        from conveyor.cli.approvals import caller_token
+        from conveyor.cli.tokens import caller_token
 
         base = server.rstrip("/")
         if not base.startswith(("http://", "https://")):

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from conveyor.service.audit import AuditVerdict
     from conveyor.service.environments import EnvironmentView
     from conveyor.service.queries import LogLine, RunView
+    from conveyor.store.ledger.history import HistoryEntry
     from conveyor.store.records import JobRecord, RunRecord
 
 QUEUE_POLL_SECONDS = 0.1
@@ -34,8 +35,7 @@ def register(app: typer.Typer) -> None:
 
 def whoami(output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT) -> None:
     """Who the server takes you for (your token's user and roles); needs --server."""
-    from conveyor.cli.app import SERVER_ENV
-    from conveyor.cli.target import client
+    from conveyor.cli.target import SERVER_ENV, client
 
     remote = client()
     if remote is None:
@@ -299,6 +299,20 @@ def approvals(remote: RemoteClient, pending: bool) -> list[ApprovalStatus]:
     path = path_of("approvals")
     found = remote.items(path, {"pending": "true" if pending else None})
     return remote.decoded(list[ApprovalStatus], found, path)
+
+
+def run_approvals(remote: RemoteClient, run_id: int) -> list[ApprovalStatus]:
+    from conveyor.approvals.model import ApprovalStatus
+
+    path = path_of("runs", run_id, "approvals")
+    return remote.decoded(list[ApprovalStatus], remote.items(path), path)
+
+
+def environment_history(remote: RemoteClient, name: str) -> list[HistoryEntry]:
+    from conveyor.store.ledger.history import HistoryEntry
+
+    path = path_of("environments", name, "history")
+    return remote.decoded(list[HistoryEntry], remote.items(path), path)
 
 
 def environments(remote: RemoteClient) -> list[EnvironmentView]:

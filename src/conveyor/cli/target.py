@@ -10,16 +10,17 @@ only when a server is the target.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from conveyor.cli.app import SERVER_ENV, SERVER_OPTION, TOKEN_FILE_OPTION, root_options
 from conveyor.errors import ConveyorError
 
 if TYPE_CHECKING:
     from conveyor.cli.remote import RemoteClient
 
+
+SERVER_ENV = "CONVEYOR_SERVER"  # conveyor.cli.app's too: it cannot import this module
 
 # The commands that act on a server when one is the target (a group's as "group sub").
 REMOTE_COMMANDS = frozenset(
@@ -31,8 +32,10 @@ REMOTE_COMMANDS = frozenset(
         "approve",
         "reject",
         "approvals ls",
+        "approvals show",
         "env ls",
         "env status",
+        "env history",
         "flags ls",
         "flags set",
         "flags rollout",
@@ -65,11 +68,12 @@ def current() -> Target:
     return _chosen[0]
 
 
-def target_of(args: Sequence[str], environ: dict[str, str] | None = None) -> Target:
-    values, _ = root_options(args)
+def target_of(
+    server_option: str | None, token_file: str | None, environ: Mapping[str, str] | None = None
+) -> Target:
+    """The root options' target: `--server URL`, else $CONVEYOR_SERVER, else local."""
     env = os.environ if environ is None else environ
-    server = values.get(SERVER_OPTION) or env.get(SERVER_ENV) or None
-    return Target(server=server, token_file=values.get(TOKEN_FILE_OPTION))
+    return Target(server=server_option or env.get(SERVER_ENV) or None, token_file=token_file)
 
 
 def command_path(words: Sequence[str]) -> str:
