@@ -178,7 +178,14 @@ def run(
             console.print(f"[dim]follow it: conveyor --server {remote.base_url} status {run_id}[/]")
         return int(ExitCode.OK)
     shown = console if output is OutputFormat.TEXT else err_console
-    view = _follow_run(RemoteRun(remote, run_id, show_logs=not quiet), shown, quiet)
+    try:
+        view = _follow_run(RemoteRun(remote, run_id, show_logs=not quiet), shown, quiet)
+    except KeyboardInterrupt:  # Ctrl-C stops the watching, not the server's run
+        err_console.print(
+            f"run {run_id} goes on on the server: "
+            f"conveyor --server {remote.base_url} status {run_id}"
+        )
+        raise
     return _report_run(view, output)
 
 
