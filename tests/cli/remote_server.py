@@ -130,12 +130,28 @@ def contract_router(server: FakeServer) -> APIRouter:
             headers={"X-Log-Size": str(piece.size), "X-Log-Finished": str(piece.finished)},
         )
 
-    @router.post("/runs", status_code=202, dependencies=[Depends(require("runs", Action.CREATE))])
+    creator = Depends(require("runs", Action.CREATE))
+
+    @router.post("/runs", status_code=202, dependencies=[creator])
     def trigger() -> Any:
+        return start_run()
+
+    @router.post("/runs/{run_id}/rerun-failed", status_code=202, dependencies=[creator])
+    def rerun(run_id: int) -> Any:
+        return start_run("--rerun-failed", str(run_id))
+
+    def start_run(*options: str) -> Any:
         newest = context.store.latest_run()
         server.answers["before"] = newest.id if newest else 0
         started = subprocess.Popen(
-            [sys.executable, "-c", "from conveyor.cli.app import main; main()", "run", "-q"],
+            [
+                sys.executable,
+                "-c",
+                "from conveyor.cli.app import main; main()",
+                "run",
+                "-q",
+                *options,
+            ],
             cwd=server.project.root,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

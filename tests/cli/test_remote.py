@@ -112,11 +112,16 @@ def test_run_exits_1_when_the_run_fails_and_detach_does_not_wait(
     fake_server.project.commit({"conveyor.yml": "version: 1\njobs:\n  bad: {run: 'exit 3'}\n"})
 
     failed = fake_server.cli("run", "-q")
+    rerun = fake_server.cli("run", "-q", "--rerun-failed", "1")
     detached = fake_server.cli("run", "--detach")
 
     assert failed.exit_code == 1, failed.stderr
     assert "see the logs: conveyor logs 1 bad" in failed.stdout
-    assert detached.exit_code == 0 and "run 2 started on" in detached.stdout
+    assert rerun.exit_code == 1 and "run 2 failed in" in rerun.stdout
+    assert [s.path for s in fake_server.requests("/api/v1/runs/1/rerun")] == [
+        "/api/v1/runs/1/rerun-failed"
+    ]
+    assert detached.exit_code == 0 and "run 3 started on" in detached.stdout
 
 
 def test_flags_set_kill_and_ls_as_locally(server: FakeServer) -> None:

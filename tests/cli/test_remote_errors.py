@@ -4,12 +4,14 @@ the tests set (approvals, environments, audit)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 from cli.remote_server import FakeServer, fake_server
 from conftest import run_cli
@@ -81,8 +83,12 @@ def test_a_token_comes_from_a_file_never_from_the_command_line(
     readable = run_cli([*args, str(leaked), "whoami"], fake_server.elsewhere)
     on_line = fake_server.cli("approve", "1", "--token", "cvy_x")
 
+    with mock.patch("sys.stdin", io.StringIO(fake_server.tokens["admin"] + "\n")):
+        piped = run_cli([f"--server={fake_server.url}", "--token-file", "-", "whoami"], tmp_path)
+
     assert found.exit_code == 0, found.stderr
     assert f"viewer (roles: viewer) on {fake_server.url}" in found.stdout
+    assert piped.exit_code == 0 and piped.stdout.startswith("admin (roles: admin)")
     assert readable.exit_code == 2 and "readable by other users" in readable.stderr
     assert on_line.exit_code == 2 and "--token is refused" in on_line.stderr
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -18,7 +18,10 @@ from conveyor.errors import ConveyorError, ExitCode, InfrastructureError, NotFou
 from conveyor.states import JobState, RunState
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from conveyor.approvals.model import ApprovalStatus
+    from conveyor.cli.live import ConsoleReporter
     from conveyor.flags.store import FlagRecord, KillOutcome
     from conveyor.service.audit import AuditVerdict
     from conveyor.service.environments import EnvironmentView
@@ -189,7 +192,7 @@ def run(
     return _report_run(view, output)
 
 
-def _follow_run(state: RemoteRun, shown: Any, quiet: bool) -> RunView:
+def _follow_run(state: RemoteRun, shown: Console, quiet: bool) -> RunView:
     """Print the run as it goes, from its topic of the event stream: a line per job state
     (as locally), a finished job's log before its last line (unless quiet)."""
     from conveyor.cli.live import ConsoleReporter
@@ -217,7 +220,7 @@ def _follow_run(state: RemoteRun, shown: Any, quiet: bool) -> RunView:
     return view
 
 
-def _start(reporter: Any, view: RunView) -> None:
+def _start(reporter: ConsoleReporter, view: RunView) -> None:
     reporter.started = time.monotonic()
     reporter.width = max([len(job.job_id) for job in view.jobs] + [8])
     reporter.total = len(view.jobs)
@@ -228,13 +231,13 @@ def _start(reporter: Any, view: RunView) -> None:
     )
 
 
-def _catch_up(reporter: Any, state: RemoteRun, view: RunView) -> None:
+def _catch_up(reporter: ConsoleReporter, state: RemoteRun, view: RunView) -> None:
     for job in view.jobs:
         if job.state is not JobState.PENDING:
             _show_job(reporter, state, job.job_id, job.state, job.detail or job.reason or "")
 
 
-def _job_event(reporter: Any, state: RemoteRun, event: ServerEvent) -> None:
+def _job_event(reporter: ConsoleReporter, state: RemoteRun, event: ServerEvent) -> None:
     job_id, value = event.data.get("job_id"), event.data.get("state")
     if not isinstance(job_id, str) or not isinstance(value, str):
         return
@@ -246,7 +249,7 @@ def _job_event(reporter: Any, state: RemoteRun, event: ServerEvent) -> None:
 
 
 def _show_job(
-    reporter: Any, state: RemoteRun, job_id: str, job_state: JobState, detail: str
+    reporter: ConsoleReporter, state: RemoteRun, job_id: str, job_state: JobState, detail: str
 ) -> None:
     """A job's new state, once; never an older one after its end. An ended job's log is
     printed before its last line, as the local run streams it."""
