@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import importlib
 import inspect
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
@@ -27,7 +28,7 @@ from conveyor.cli.failures import (
     print_text,
     usage_failure,
 )
-from conveyor.errors import ExitCode
+from conveyor.errors import ConveyorError, ExitCode
 
 if TYPE_CHECKING:
     import typer
@@ -61,6 +62,7 @@ COMMAND_MODULES: dict[str, str] = {
     "users": "approvals",
     "demo": "demo",
     "server": "server",
+    "whoami": "remote_commands",
 }
 
 HELP = "Conveyor carries a commit to production: pipeline-as-code, gates, images, releases."
@@ -83,7 +85,8 @@ EPILOG = """\
   CONVEYOR_DATABASE_URL  a SQLAlchemy URL for the database
   CONVEYOR_ACTOR         who you are in the records (default: $USER)
   CONVEYOR_USERS_FILE    the approvers (default: STATE_DIR/users.yml)
-  CONVEYOR_TOKEN         your token for approve and reject
+  CONVEYOR_TOKEN         your token for approve and reject, and for a server
+  CONVEYOR_SERVER        act on this Conveyor server (as --server URL does)
   CONVEYOR_SECRET_<ENV>_<NAME>  an environment's own value of secret NAME
   NO_COLOR               no colours
 
@@ -93,6 +96,11 @@ EPILOG = """\
   130 interrupted. docs/cli.md says more."""
 
 VERSION_FLAG = "--version"
+SERVER_ENV = "CONVEYOR_SERVER"  # = conveyor.cli.target.SERVER_ENV (not imported here)
+SERVER_OPTION = "--server"
+TOKEN_FILE_OPTION = "--token-file"  # noqa: S105 (an option's name)
+# Root options that take a value (the word after them is not the command).
+VALUED_ROOT_OPTIONS = (SERVER_OPTION, TOKEN_FILE_OPTION)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -117,9 +125,55 @@ def run_cli(argv: Sequence[str] | None = None, *, settle_heap: bool = False) -> 
         if args == [VERSION_FLAG]:  # the common case answered before typer is imported
             print(f"conveyor {__version__}")
             return int(ExitCode.OK)
+        _choose_target(args)
         return _invoke(args, as_json=as_json, debug=debug, settle_heap=settle_heap)
+    except ConveyorError as refused:  # a command that runs locally only, with --server
+        return _fail(refused, as_json=as_json, debug=debug)
     except KeyboardInterrupt as interrupted:  # anywhere: while importing, parsing, running
         return _fail(interrupted, as_json=as_json, debug=False)
+    finally:
+        target = sys.modules.get("conveyor.cli.target")
+        if target is not None:  # the server's connections, if a command opened one
+            target.close_clients()
+
+
+def _choose_target(args: Sequence[str]) -> None:
+    """Local, or the server of `--server URL` (before the command) or $CONVEYOR_SERVER;
+    a command the server cannot do is refused before anything is imported for it. A local
+    command does not import conveyor.cli.target (unless an earlier call in this process
+    did: it is reset then)."""
+    values, first = root_options(args)
+    remote = SERVER_OPTION in values or bool(os.environ.get(SERVER_ENV))
+    if not remote and "conveyor.cli.target" not in sys.modules:
+        return
+    from conveyor.cli import target
+
+    chosen = target.target_of(values.get(SERVER_OPTION), values.get(TOKEN_FILE_OPTION))
+    target.set_target(chosen)
+    if chosen.server is not None and "--help" not in args:
+        target.refuse_if_local_only(target.command_path(args[first:]), chosen.server)
+
+
+def root_options(args: Sequence[str]) -> tuple[dict[str, str], int]:
+    """The valued root options before the command (`--server URL`, `--server=URL`), and
+    the index of the first word after them."""
+    found: dict[str, str] = {}
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        name, equals, value = arg.partition("=")
+        if name in VALUED_ROOT_OPTIONS:
+            if equals:
+                found[name] = value
+            elif index + 1 < len(args):
+                found[name] = args[index + 1]
+                index += 1
+            index += 1
+            continue
+        if not arg.startswith("-"):
+            break
+        index += 1
+    return found, index
 
 
 def build_app(names: Iterable[str] | None = None) -> typer.Typer:
@@ -149,11 +203,26 @@ def _root_options(typer: ModuleType) -> Callable[..., None]:
 
     def root(
         debug: bool = typer.Option(False, "--debug", help="Show the traceback of every error."),
+        server: str | None = typer.Option(
+            None,
+            "--server",
+            metavar="URL",
+            show_default=False,
+            help="Act on this Conveyor server, with $CONVEYOR_TOKEN (default: "
+            "$CONVEYOR_SERVER; none: the local project).",
+        ),
+        token_file: str | None = typer.Option(
+            None,
+            "--token-file",
+            metavar="FILE",
+            show_default=False,
+            help="With a server: read your token from FILE ('-': standard input).",
+        ),
         version: bool = typer.Option(
             False, VERSION_FLAG, callback=_print_version, is_eager=True, help="Print the version."
         ),
     ) -> None:
-        del debug, version
+        del debug, version, server, token_file  # read by run_cli (conveyor.cli.target)
 
     root.__doc__ = HELP
     return root
@@ -168,8 +237,10 @@ def _print_version(value: bool) -> None:
 
 
 def command_name(args: Sequence[str]) -> str | None:
-    """The command the arguments name, if they name one (the first non-option word)."""
-    for arg in args:
+    """The command the arguments name, if they name one (the first non-option word after
+    the root options' values)."""
+    _, first = root_options(args)
+    for arg in args[first:]:
         if not arg.startswith("-"):
             return arg if arg in COMMAND_MODULES else None
     return None

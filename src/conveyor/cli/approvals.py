@@ -3,9 +3,6 @@ the approval gate and the identities allowed through it (docs/approvals.md)."""
 
 from __future__ import annotations
 
-import os
-import stat
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -24,6 +21,7 @@ from conveyor.cli.output import (
     examples,
 )
 from conveyor.cli.project import SpecOption
+from conveyor.cli.tokens import caller_token
 from conveyor.errors import ConveyorError
 
 if TYPE_CHECKING:
@@ -58,8 +56,6 @@ EnvironmentOption = typer.Option(
     "--environment", "-e", help="The environment, when the run waits for several."
 )
 CommentOption = typer.Option("--comment", "-m", help="Why, for the record.")
-TOKEN_ENV = "CONVEYOR_TOKEN"  # noqa: S105 (the variable's name)
-STANDARD_INPUT = "-"
 TokenFileOption = typer.Option(
     "--token-file",
     show_default=False,
@@ -94,7 +90,9 @@ def approve(
     """Approve the deploy run RUN waits for (never your own change or run)."""
     from conveyor.approvals.model import Verdict
 
-    _decide(run, Verdict.APPROVE, environment, comment, _token(token_file, token), spec, output)
+    _decide(
+        run, Verdict.APPROVE, environment, comment, caller_token(token_file, token), spec, output
+    )
 
 
 def reject(
@@ -109,7 +107,9 @@ def reject(
     """Reject the deploy run RUN waits for: its deploy job fails with your comment."""
     from conveyor.approvals.model import Verdict
 
-    _decide(run, Verdict.REJECT, environment, comment, _token(token_file, token), spec, output)
+    _decide(
+        run, Verdict.REJECT, environment, comment, caller_token(token_file, token), spec, output
+    )
 
 
 def _decide(
@@ -121,19 +121,27 @@ def _decide(
     spec: Path | None,
     output: OutputFormat,
 ) -> None:
-    from conveyor.approvals.users import users_path
-    from conveyor.service.approvals import Credentials, decide
+    from conveyor.cli import target
 
-    with opened(spec) as (project, store):
-        found = decide(
-            store,
-            users_path(project.state_dir),
-            run,
-            verdict,
-            Credentials.fresh(token),
-            environment=environment,
-            comment=comment,
-        )
+    remote = target.client(token=token)
+    if remote is not None:
+        from conveyor.cli import remote_commands
+
+        found = remote_commands.decide(remote, run, verdict.value, environment, comment)
+    else:
+        from conveyor.approvals.users import users_path
+        from conveyor.service.approvals import Credentials, decide
+
+        with opened(spec) as (project, store):
+            found = decide(
+                store,
+                users_path(project.state_dir),
+                run,
+                verdict,
+                Credentials.fresh(token),
+                environment=environment,
+                comment=comment,
+            )
     if output is OutputFormat.JSON:
         emit_json(found)
         return
@@ -150,10 +158,18 @@ def approvals_ls(
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """Approval requests, newest first: run, environment, image, state, who approved."""
-    from conveyor.service.approvals import all_statuses
+    from conveyor.cli import target
 
-    with opened(spec) as (_project, store):
-        found = all_statuses(store, pending_only=pending)
+    remote = target.client()
+    if remote is not None:
+        from conveyor.cli import remote_commands
+
+        found = remote_commands.approvals(remote, pending)
+    else:
+        from conveyor.service.approvals import all_statuses
+
+        with opened(spec) as (_project, store):
+            found = all_statuses(store, pending_only=pending)
     if output is OutputFormat.JSON:
         emit_json(found)
         return
@@ -183,10 +199,18 @@ def approvals_show(
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """A run's approval requests: who may approve, who did, what is still missing."""
-    from conveyor.service.approvals import run_statuses
+    from conveyor.cli import target
 
-    with opened(spec) as (_project, store):
-        found = run_statuses(store, run)
+    remote = target.client()
+    if remote is not None:
+        from conveyor.cli import remote_commands
+
+        found = remote_commands.run_approvals(remote, run)
+    else:
+        from conveyor.service.approvals import run_statuses
+
+        with opened(spec) as (_project, store):
+            found = run_statuses(store, run)
     if output is OutputFormat.JSON:
         emit_json(found)
         return
@@ -325,37 +349,6 @@ def users_revoke(
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def _token(token_file: str | None, on_command_line: str | None) -> str | None:
-    """The caller's token: from --token-file (a file, or '-' for standard input), else
-    $CONVEYOR_TOKEN; never from the command line."""
-    if on_command_line is not None:
-        raise ConveyorError(
-            "--token is refused: a token on the command line is visible to every user of "
-            "this machine (ps, /proc) and stays in your shell history",
-            hint=f"set {TOKEN_ENV}, or pass --token-file FILE (or --token-file - and "
-            "send it on standard input); then issue yourself a new token, since this one "
-            "was exposed",
-        )
-    if token_file is None:
-        return os.environ.get(TOKEN_ENV) or None
-    if token_file == STANDARD_INPUT:
-        return sys.stdin.readline().strip() or None
-    return _read_token_file(Path(token_file))
-
-
-def _read_token_file(path: Path) -> str | None:
-    try:
-        mode = path.stat().st_mode
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConveyorError(f"cannot read the token file {path}: {error}") from None
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
-        raise ConveyorError(
-            f"the token file {path} is readable by other users", hint=f"chmod 600 {path}"
-        )
-    return text.strip() or None
 
 
 def _users_file(spec: Path | None) -> Path:

@@ -50,10 +50,18 @@ def verify(
 ) -> None:
     """Recompute the chain and hold it to the last signed head; exit 1 if anything was
     edited, deleted or rewritten. An intact chain's head is signed with the project's key."""
-    from conveyor.service import audit
+    from conveyor.cli import target
 
-    with opened(spec) as (project, store):
-        verdict = audit.verify(project, store, head)
+    remote = target.client()
+    if remote is not None:
+        from conveyor.cli import remote_commands
+
+        verdict = remote_commands.audit_verify(remote, head)
+    else:
+        from conveyor.service import audit
+
+        with opened(spec) as (project, store):
+            verdict = audit.verify(project, store, head)
     if output is OutputFormat.JSON:
         emit_json(
             {

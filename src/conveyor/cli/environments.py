@@ -183,14 +183,23 @@ def env_ls(
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """List the environments of conveyor.yml with their URL and live release."""
-    from conveyor.service import environments
-    from conveyor.service.project import Project
+    from conveyor.cli import target
 
-    project = Project.locate(spec)
-    # conveyor.yml read first: in a folder without one, fail before creating the state folder.
-    environments.environments_of(project)
-    with project.open_store() as store:
-        views = environments.list_environments(project, store)
+    remote = target.client()
+    if remote is not None:
+        from conveyor.cli import remote_commands
+
+        views = remote_commands.environments(remote)
+    else:
+        from conveyor.service import environments
+        from conveyor.service.project import Project
+
+        project = Project.locate(spec)
+        # conveyor.yml read first: in a folder without one, fail before creating the state
+        # folder.
+        environments.environments_of(project)
+        with project.open_store() as store:
+            views = environments.list_environments(project, store)
     if output is OutputFormat.JSON:
         emit_json(views)
         return
@@ -222,10 +231,18 @@ def env_status(
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """Live: releases, weights, replica health and golden signals (over about 1 s)."""
-    from conveyor.service import environments
+    from conveyor.cli import target
 
-    with opened(spec) as (project, store):
-        view = environments.environment_status(project, store, environment)
+    remote = target.client()
+    if remote is not None:
+        from conveyor.cli import remote_commands
+
+        view = remote_commands.environment(remote, environment)
+    else:
+        from conveyor.service import environments
+
+        with opened(spec) as (project, store):
+            view = environments.environment_status(project, store, environment)
     if output is OutputFormat.JSON:
         emit_json(view)
         return
@@ -283,10 +300,18 @@ def env_history(
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """Deploys and rollbacks of an environment (who, what, when, result), from the event log."""
-    from conveyor.service import environments
+    from conveyor.cli import target
 
-    with opened(spec) as (project, store):
-        entries = environments.history(project, store, environment)
+    remote = target.client()
+    if remote is not None:
+        from conveyor.cli import remote_commands
+
+        entries = remote_commands.environment_history(remote, environment)
+    else:
+        from conveyor.service import environments
+
+        with opened(spec) as (project, store):
+            entries = environments.history(project, store, environment)
     if output is OutputFormat.JSON:
         emit_json(entries)
         return

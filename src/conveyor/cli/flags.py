@@ -85,11 +85,20 @@ def flags_ls(
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """List an environment's flags: on or off, strategies, variants, version."""
-    with _ledger(spec, environment) as ledger:
-        snapshot = ledger.snapshot(environment)
-    records = [record for _, record in sorted(snapshot.flags.items())]
+    from conveyor.cli import target
+
+    remote = target.client()
+    if remote is not None:
+        from conveyor.cli import remote_commands
+
+        version, records = remote_commands.flags(remote, environment)
+    else:
+        with _ledger(spec, environment) as ledger:
+            snapshot = ledger.snapshot(environment)
+        version = snapshot.version
+        records = [record for _, record in sorted(snapshot.flags.items())]
     if output is OutputFormat.JSON:
-        emit_json({"environment": environment, "version": snapshot.version, "flags": records})
+        emit_json({"environment": environment, "version": version, "flags": records})
         return
     if not records:
         console.print(f"no flags in {escape(environment)} yet: `conveyor flags set` adds one")
@@ -122,8 +131,18 @@ def flags_set(
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """Turn a flag on or off (a new flag is on for everyone), or replace its definition."""
+    from conveyor.cli import target
+
     if definition is None and on is None:
         raise ConveyorError("say --on, --off or --definition FILE", hint="docs/flags.md")
+    remote = target.client()
+    if remote is not None:
+        from conveyor.cli import remote_commands
+
+        if definition is not None or on is None:
+            raise remote_commands.local_only("--definition")
+        _report(remote_commands.set_flag(remote, environment, name, on), output)
+        return
     # The file is read and checked before the store is opened: a bad one changes nothing.
     flag = _flag_definition(definition, name, on) if definition is not None else None
     with _ledger(spec, environment) as ledger:
@@ -161,6 +180,15 @@ def flags_rollout(
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """Roll a flag out to PERCENT% of contexts, sticky by a hash of the stickiness field."""
+    from conveyor.cli import target
+
+    remote = target.client()
+    if remote is not None:
+        from conveyor.cli import remote_commands
+
+        record = remote_commands.rollout_flag(remote, environment, name, percent, stickiness)
+        _report(record, output)
+        return
     with _ledger(spec, environment) as ledger:
         record = ledger.rollout(environment, name, percent, stickiness=stickiness, actor=_actor())
     _report(record, output)
@@ -205,8 +233,16 @@ def flags_kill(
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """Turn a flag off at once, for everyone; recorded as a kill (a rollback)."""
-    with _ledger(spec, environment) as ledger:
-        outcome = ledger.kill(environment, name, actor=_actor(), reason=reason)
+    from conveyor.cli import target
+
+    remote = target.client()
+    if remote is not None:
+        from conveyor.cli import remote_commands
+
+        outcome = remote_commands.kill_flag(remote, environment, name, reason)
+    else:
+        with _ledger(spec, environment) as ledger:
+            outcome = ledger.kill(environment, name, actor=_actor(), reason=reason)
     if output is OutputFormat.JSON:
         emit_json(outcome)
     elif outcome.killed:

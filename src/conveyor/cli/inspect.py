@@ -59,11 +59,19 @@ def status(
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """Show a run and the state of each of its jobs."""
-    from conveyor.service.project import Project
-    from conveyor.service.queries import run_view
+    from conveyor.cli import target
 
-    with Project.locate(spec).open_store(create=False) as store:
-        view = run_view(store, run_id)
+    remote = target.client()
+    if remote is not None:
+        from conveyor.cli import remote_commands
+
+        view = remote_commands.run_view(remote, run_id)
+    else:
+        from conveyor.service.project import Project
+        from conveyor.service.queries import run_view
+
+        with Project.locate(spec).open_store(create=False) as store:
+            view = run_view(store, run_id)
     if output is OutputFormat.JSON:
         emit_json({"run": view.run, "jobs": view.jobs})
         return
@@ -107,18 +115,31 @@ def logs(
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """Print the (masked) logs of a run's jobs: `logs`, `logs RUN`, `logs JOB`, `logs RUN JOB`."""
-    from conveyor.service.project import Project
-    from conveyor.service.queries import job_log, resolve_job, run_view
+    from conveyor.cli import target
 
     run_id, job = _run_and_job(run_or_job, job)
-    project = Project.locate(spec)
-    with project.open_store(create=False) as store:
-        view = run_view(store, run_id)
-        jobs = [resolve_job(store, view.run.id, job)] if job else view.jobs
+    remote = target.client()
+    if remote is not None:
+        from conveyor.cli import remote_commands
+
+        view = remote_commands.run_view(remote, run_id)
+        jobs = [remote_commands.pick_job(view, job)] if job else view.jobs
         if follow and job:
-            _follow(project, store, view.run.id, jobs[0].job_id)
+            remote_commands.follow_log(remote, view.run.id, jobs[0].job_id)
             return
-        collected = {j.job_id: job_log(project, store, view.run.id, j.job_id) for j in jobs}
+        collected = {j.job_id: remote_commands.job_log(remote, view.run.id, j.job_id) for j in jobs}
+    else:
+        from conveyor.service.project import Project
+        from conveyor.service.queries import job_log, resolve_job, run_view
+
+        project = Project.locate(spec)
+        with project.open_store(create=False) as store:
+            view = run_view(store, run_id)
+            jobs = [resolve_job(store, view.run.id, job)] if job else view.jobs
+            if follow and job:
+                _follow(project, store, view.run.id, jobs[0].job_id)
+                return
+            collected = {j.job_id: job_log(project, store, view.run.id, j.job_id) for j in jobs}
     if output is OutputFormat.JSON:
         emit_json({"run": view.run.id, "jobs": collected})
         return
@@ -164,10 +185,18 @@ def history(
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """List recent runs, newest first."""
-    from conveyor.service.project import Project
+    from conveyor.cli import target
 
-    with Project.locate(spec).open_store(create=False) as store:
-        runs = store.list_runs(limit, branch=branch)
+    remote = target.client()
+    if remote is not None:
+        from conveyor.cli import remote_commands
+
+        runs = remote_commands.runs(remote, limit, branch)
+    else:
+        from conveyor.service.project import Project
+
+        with Project.locate(spec).open_store(create=False) as store:
+            runs = store.list_runs(limit, branch=branch)
     if output is OutputFormat.JSON:
         emit_json(runs)
         return

@@ -25,7 +25,7 @@ from conveyor.cli.output import (
     verbosity,
 )
 from conveyor.cli.project import SpecOption
-from conveyor.errors import ExitCode
+from conveyor.errors import ConveyorError, ExitCode
 from conveyor.service.project import Project
 from conveyor.service.runs import RunOptions, execute_run, prepare_plan
 from conveyor.states import RunState
@@ -124,12 +124,55 @@ def run(
         bool, typer.Option("--verbose", "-v", help="Every log line, never a live display.")
     ] = False,
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+    commit: Annotated[
+        str | None, typer.Option("--commit", help="With --server: run this commit.")
+    ] = None,
+    branch: Annotated[
+        str | None, typer.Option("--branch", help="With --server: run this branch's head.")
+    ] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="With --server: start the run, do not follow it.")
+    ] = False,
 ) -> int:
     """Run the pipeline on the current commit. Exit 1 if a job failed, 130 if interrupted.
 
     On a terminal the running jobs are shown live, each with its latest log line; in a pipe
     or a log file each state change and log line is a line of its own. With -o json the
-    progress goes to standard error and the result to standard output."""
+    progress goes to standard error and the result to standard output.
+
+    With --server (before the command) the server runs it: --commit or --branch (default:
+    the server's choice), followed live until it ends unless --detach."""
+    from conveyor.cli import target
+
+    remote = target.client()
+    if remote is not None:
+        from conveyor.cli import remote_commands
+
+        local: dict[str, bool] = {
+            "--parallelism": parallelism is not None,
+            "--allow-dirty": allow_dirty,
+            "--job": bool(jobs),
+            "--no-cache": no_cache,
+        }
+        for option, given in local.items():
+            if given:
+                raise remote_commands.local_only(option)
+        return remote_commands.run(
+            remote,
+            commit=commit,
+            branch=branch,
+            rerun_failed=rerun_failed,
+            detach=detach,
+            quiet=quiet,
+            output=output,
+        )
+    asked = {"--commit": commit is not None, "--branch": branch is not None, "--detach": detach}
+    for option, given in asked.items():
+        if given:
+            raise ConveyorError(
+                f"{option} goes with a server: `conveyor --server URL run {option} ...`",
+                hint="locally, `conveyor run` runs the checkout's commit",
+            )
     options = RunOptions(
         spec=spec,
         parallelism=parallelism,
