@@ -91,6 +91,11 @@ def pick_job(view: RunView, job: str) -> JobRecord:
 
 def job_log(remote: RemoteClient, run_id: int, job_id: str) -> list[LogLine]:
     """A job's whole (masked) log, read in ranges."""
+    return log_lines(log_bytes(remote, run_id, job_id).decode("utf-8", errors="replace"))
+
+
+def log_bytes(remote: RemoteClient, run_id: int, job_id: str) -> bytes:
+    """A job's log as it is now, read in ranges until the size the server reports."""
     data = bytearray()
     while True:
         piece = remote.get_bytes(
@@ -99,7 +104,7 @@ def job_log(remote: RemoteClient, run_id: int, job_id: str) -> list[LogLine]:
         data += piece.data
         size = _int(piece.headers.get("x-log-size"))
         if not piece.data or size is None or len(data) >= size:
-            return log_lines(data.decode("utf-8", errors="replace"))
+            return bytes(data)
 
 
 def log_lines(text: str) -> list[LogLine]:
@@ -110,20 +115,38 @@ def log_lines(text: str) -> list[LogLine]:
 
 
 def follow_log(remote: RemoteClient, run_id: int, job_id: str) -> None:
-    """Print a job's log as it grows, until the job ends (the `log:<run>:<job>` topic)."""
-    pending = ""
-    for event in remote.events([f"log:{run_id}:{job_id}"]):
+    """Print a job's log as it grows, until the job ends (the `log:<run>:<job>` topic).
+
+    The stream carries what is written after it connects: the log so far is read in
+    ranges once connected, and the stream's chunks are trimmed to what was not printed.
+    """
+    events = remote.events([f"log:{run_id}:{job_id}"])
+    for event in events:
+        if event.kind == "connected":
+            break
+    so_far = log_bytes(remote, run_id, job_id)
+    end = so_far.rfind(b"\n") + 1
+    _print_log(so_far[:end])
+    pending = so_far[end:]
+    for event in events:
         if event.kind == "log":
-            pending += str(event.data.get("text", ""))
-            whole, _, pending = pending.rpartition("\n")
-            for line in log_lines(whole):
-                sys.stdout.write(line.text + "\n")
-            sys.stdout.flush()
+            offset = int(event.data.get("offset", 0))
+            chunk = str(event.data.get("text", "")).encode()
+            if offset + len(chunk) <= end:
+                continue  # printed from the range already
+            chunk = chunk[max(0, end - offset) :]
+            end = max(end, offset) + len(chunk)
+            pending = b""
+            _print_log(chunk)
         elif event.kind == "log.end":
-            for line in log_lines(pending):
-                sys.stdout.write(line.text + "\n")
-            sys.stdout.flush()
+            _print_log(pending)
             return
+
+
+def _print_log(data: bytes) -> None:
+    for line in log_lines(data.decode("utf-8", errors="replace")):
+        sys.stdout.write(line.text + "\n")
+    sys.stdout.flush()
 
 
 # --- run: trigger, then follow -----------------------------------------------------------
