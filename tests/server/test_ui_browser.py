@@ -13,11 +13,14 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from conftest import CliProcess, wait_until
+from server import screenshots
 from server.bulk_runs import fill
 from server.conftest import MakeServer, ServerUnderTest
 
 CHROMIUM = "/usr/bin/chromium"
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "run-page.png"
+# The README's screenshot: taken by every run into the test's folder, and written to docs/
+# when UPDATE_README_SCREENSHOTS=1 (so a test run leaves the checkout as it was).
+README_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "run-page.png"
 
 LIVE = """\
 version: 1
@@ -84,6 +87,7 @@ def _state(served: ServerUnderTest, job: str) -> str | None:
 
 
 def test_the_run_page_follows_the_run_live(
+    tmp_path: Path,
     make_server: MakeServer,
     chromium: Browser,
     contexts: list[BrowserContext],
@@ -108,8 +112,8 @@ def test_the_run_page_follows_the_run_live(
     assert process.finish() == 0
     expect(page.locator("#run-finished")).not_to_be_empty()  # final timings, read again
 
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    page.screenshot(path=str(tmp_path / "run-page.png"), full_page=True)
+    screenshots.keep(tmp_path / "run-page.png", README_SCREENSHOT)
     page.locator('#graph .node[data-job="build"]').click()
     expect(page.locator("#log")).to_contain_text("built")
     expect(page.locator("#log .ansi-fg-2")).to_have_text("built")
