@@ -24,12 +24,16 @@ from conveyor.server.context import STATE_KEY, ServerContext
 ROUTERS: tuple[str, ...] = (
     "conveyor.server.api.meta:router",
     "conveyor.server.events:router",
+    "conveyor.server.api.run_actions:router",
     "conveyor.server.ui.pages:router",
 )
 
 # Each part may also start and stop work beside the app (the run queue's workers, the
 # event hub): module:function taking the ServerContext, returning an async context manager.
-LIFESPANS: tuple[str, ...] = ("conveyor.server.events:lifespan",)
+LIFESPANS: tuple[str, ...] = (
+    "conveyor.server.events:lifespan",
+    "conveyor.server.queue:lifespan",
+)
 
 API_PREFIX = "/api/v1"
 
