@@ -20,8 +20,10 @@ from multiprocessing.process import BaseProcess
 
 from starlette.concurrency import run_in_threadpool
 
+from conveyor.errors import ConveyorError
 from conveyor.server.context import ServerContext
 from conveyor.service.queued_runs import settle_abandoned
+from conveyor.service.runs import project_prefix
 from conveyor.store import queue
 from conveyor.store.procs import this_process
 
@@ -38,6 +40,7 @@ class WorkerPool:
         self.workers = workers
         self.owner = this_process()
         self.running: dict[int, BaseProcess] = {}  # queue id -> its process
+        self.prefix: str | None = None  # the project's folder in its repository
         self._wake = asyncio.Event()
         self._watchers: set[asyncio.Task[None]] = set()
 
@@ -61,7 +64,9 @@ class WorkerPool:
     async def _start(self, queue_id: int) -> None:
         from conveyor.server import run_process
 
-        process = await run_in_threadpool(run_process.start, self.context.project, queue_id)
+        process = await run_in_threadpool(
+            run_process.start, self.context.project, queue_id, self.prefix
+        )
         self.running[queue_id] = process
         watcher = asyncio.create_task(self._watch(queue_id, process))
         self._watchers.add(watcher)
@@ -143,6 +148,8 @@ async def lifespan(context: ServerContext) -> AsyncIterator[None]:
     assert isinstance(workers, int)
     await run_in_threadpool(resume, context)
     pool = WorkerPool(context, workers)
+    with contextlib.suppress(ConveyorError):  # no repository: each run says so
+        pool.prefix = await run_in_threadpool(project_prefix, context.project)
     context.parts[QUEUE_PART] = pool
     await run_in_threadpool(run_process.start_fork_server)
     task = asyncio.create_task(pool.run())

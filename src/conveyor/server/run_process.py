@@ -3,14 +3,13 @@ imported the run path: a run pays neither an interpreter's start-up nor the impo
 (about 0.5 s of a `conveyor run`), and runs in the main thread of a process of its own,
 where the engine handles SIGINT and SIGTERM as `conveyor run` does.
 
-The fork server is started once, from the server, and imports this module (`PRELOAD`);
-a run is one `fork` of it.
+The fork server is started once, from the server, and imports `run_preload.py` (the run
+path and the steps); a run is one `fork` of it.
 """
 
 from __future__ import annotations
 
 import gc
-import importlib
 import multiprocessing
 import os
 from multiprocessing.context import ForkServerContext
@@ -18,18 +17,9 @@ from multiprocessing.process import BaseProcess
 
 from conveyor.service.project import Project
 
-# The run path, imported once by the fork server (which imports this module). Besides the
-# service, what a run of `run:` jobs imports lazily on its way.
-RUN_PATH = (
-    "conveyor.service.queued_runs",
-    "conveyor.engine.executors.local",
-    "sqlalchemy.dialects.sqlite.pysqlite",
-)
-for _module in RUN_PATH:
-    importlib.import_module(_module)
-
 _context: ForkServerContext = multiprocessing.get_context("forkserver")
-_context.set_forkserver_preload([__name__])
+# What the fork server imports before it forks anything (that module imports this one).
+_context.set_forkserver_preload(["conveyor.server.run_preload"])
 
 
 def start_fork_server() -> None:
@@ -40,18 +30,19 @@ def start_fork_server() -> None:
     forkserver.ensure_running()
 
 
-def start(project: Project, queue_id: int) -> BaseProcess:
-    """A process running queue entry `queue_id`, started."""
+def start(project: Project, queue_id: int, prefix: str | None) -> BaseProcess:
+    """A process running queue entry `queue_id`, started (`prefix`: the project's folder
+    inside its repository, found once by the server)."""
     process = _context.Process(
         target=run_entry,
-        args=(project, queue_id, dict(os.environ)),
+        args=(project, queue_id, dict(os.environ), prefix),
         name=f"conveyor-run-queue-{queue_id}",
     )
     process.start()
     return process
 
 
-def run_entry(project: Project, queue_id: int, environ: dict[str, str]) -> None:
+def run_entry(project: Project, queue_id: int, environ: dict[str, str], prefix: str | None) -> None:
     """In the forked process: the server's environment of now (the fork server's is that
     of when it started), the project's folder, then the run."""
     # The imports' objects are never garbage: the collector need not walk them (as the
@@ -62,4 +53,4 @@ def run_entry(project: Project, queue_id: int, environ: dict[str, str]) -> None:
     os.chdir(project.directory)
     from conveyor.service.queued_runs import run_queued
 
-    run_queued(project, queue_id)
+    run_queued(project, queue_id, prefix=prefix)

@@ -90,8 +90,9 @@ def queue_rerun_failed(store: Store, project: Project, run_id: int, actor: str) 
     return queue.enqueue(store.engine, entry)
 
 
-def run_options(entry: queue.QueuedRun) -> RunOptions:
-    """The `conveyor run` an entry stands for."""
+def run_options(entry: queue.QueuedRun, prefix: str | None = None) -> RunOptions:
+    """The `conveyor run` an entry stands for (`prefix`: where the project's folder is in
+    its repository, when the caller knows it already)."""
     options = entry.options
     return RunOptions(
         parallelism=options.get("parallelism"),
@@ -99,12 +100,18 @@ def run_options(entry: queue.QueuedRun) -> RunOptions:
         only=tuple(options.get("only", ())),
         use_cache=bool(options.get("use_cache", True)),
         actor=entry.actor,
-        commit=CommitSource(Path(entry.repository), entry.commit_sha, entry.branch),
+        commit=CommitSource(Path(entry.repository), entry.commit_sha, entry.branch, prefix),
         trigger={**entry.trigger, "queue_id": entry.id},
     )
 
 
-def run_queued(project: Project, queue_id: int, reporter: Reporter | None = None) -> None:
+def run_queued(
+    project: Project,
+    queue_id: int,
+    *,
+    prefix: str | None = None,
+    reporter: Reporter | None = None,
+) -> None:
     """Run a claimed entry in this process (the server forks one per run), record its run
     on the entry as soon as it exists, and finish the entry when the run ends."""
     with Store(project.state_dir, project.database_url) as store:
@@ -119,7 +126,10 @@ def run_queued(project: Project, queue_id: int, reporter: Reporter | None = None
 
         try:
             outcome = execute_run(
-                project, run_options(entry), reporter or SilentReporter(), on_recorded=recorded
+                project,
+                run_options(entry, prefix),
+                reporter or SilentReporter(),
+                on_recorded=recorded,
             )
         except KeyboardInterrupt:
             _finish_interrupted(engine, queue_id)

@@ -64,6 +64,7 @@ class CommitSource:
     repository: Path
     sha: str
     branch: str | None
+    prefix: str | None = None  # the project's folder in it; None: read from the checkout
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,12 @@ def project_prefix(project: Project) -> str:
     return project.directory.resolve().relative_to(root.resolve()).as_posix()
 
 
+def _prefix_of(project: Project, commit: CommitSource) -> str:
+    return commit.prefix if commit.prefix is not None else project_prefix(project)
+
+
 def _load_commit_pipeline(project: Project, commit: CommitSource) -> LoadedPipeline:
-    prefix = project_prefix(project)
+    prefix = _prefix_of(project, commit)
     path = project.spec_path.name if prefix == "." else f"{prefix}/{project.spec_path.name}"
     text = read_file_at(commit.repository, commit.sha, path)
     if text is None:
@@ -154,7 +159,7 @@ def _read_commit_git(
         branch=commit.branch,
         since=last.commit_sha if last else None,
     )
-    return _inside_prefix(git, project_prefix(project))
+    return _inside_prefix(git, _prefix_of(project, commit))
 
 
 def _relative_to_project(git: GitContext, root: Path, directory: Path) -> GitContext:
@@ -340,7 +345,8 @@ def _prepare_workspace(
     project: Project, git: GitContext, destination: Path, options: RunOptions
 ) -> Workspace:
     if options.commit is not None:
-        return prepare_commit_workspace(git.root, project_prefix(project), git.sha, destination)
+        prefix = _prefix_of(project, options.commit)
+        return prepare_commit_workspace(git.root, prefix, git.sha, destination)
     return prepare_workspace(
         git.root,
         project.directory,

@@ -1,0 +1,51 @@
+"""Imported by the fork server of the run queue (`run_process.py`) before it forks any run:
+what a run would otherwise import, each time, in each run's process. Never imported by
+the server itself, which does not run pipelines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib
+
+import conveyor.server.run_process  # noqa: F401  (the function each fork runs)
+
+# The run path, imported once by the fork server (which imports this module): the
+# service, what a run of `run:` jobs imports lazily on its way, and what the built-in
+# steps import lazily when they run and finalize (found by listing the modules a warm
+# rerun of examples/shop loads in a process that had loaded every step already).
+RUN_PATH = (
+    "conveyor.service.queued_runs",
+    "conveyor.engine.executors.local",
+    "sqlalchemy.dialects.sqlite.pysqlite",
+)
+STEP_PATH = (
+    "conveyor.steps.rules",
+    "conveyor.supply.attest",
+    "conveyor.supply.imagescan",
+    "conveyor.supply.oci.registry",
+    "conveyor.supply.osv.scan",
+    "conveyor.supply.packages",
+    "conveyor.supply.referrers",
+    "conveyor.supply.sbom",
+)
+
+
+def _preload() -> None:
+    from conveyor.steps.registry import STEPS
+
+    for module in RUN_PATH:
+        importlib.import_module(module)
+    for name in STEPS:  # each step is imported once, and kept: forks inherit it
+        with contextlib.suppress(ImportError):
+            STEPS[name]
+    for module in STEP_PATH:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+
+
+_preload()
+# Everything imported so far lives as long as the fork server: the collector need not walk
+# it again in each run's process, and pages it does not write stay shared by the forks.
+gc.freeze()
