@@ -93,12 +93,29 @@ def test_without_the_role_nothing_is_queued(served: ServerUnderTest) -> None:
     assert served.client.get("/api/v1/queue").status_code == 401
 
 
+def test_a_branch_or_a_tag_names_the_commit_to_run(make_server: MakeServer) -> None:
+    served = make_server()
+    served.project.git("checkout", "-q", "-b", "feature")
+    feature = served.project.commit(message="on feature")
+    served.project.git("tag", "v1")
+    served.project.git("checkout", "-q", "main")
+
+    by_branch = until_finished(served, trigger(served, commit="feature")["queue_id"])
+    by_tag = until_finished(served, trigger(served, commit="v1")["queue_id"])
+
+    assert (by_branch["commit"], by_branch["branch"]) == (feature, "feature")
+    assert (by_tag["commit"], by_tag["branch"]) == (feature, None)
+    tagged = served.project.run_record(by_tag["run_id"])
+    assert (tagged.commit_sha, tagged.tag, tagged.state) == (feature, "v1", RunState.SUCCESS)
+
+
 def test_an_unknown_commit_is_refused(served: ServerUnderTest) -> None:
-    answer = served.client.post(
-        "/api/v1/runs", json={"commit": "no-such-branch"}, headers=served.as_user("developer")
-    )
-    assert answer.status_code == 400
-    assert "no-such-branch" in answer.json()["reason"]
+    for commit in ("no-such-branch", "--output=/tmp/x"):
+        answer = served.client.post(
+            "/api/v1/runs", json={"commit": commit}, headers=served.as_user("developer")
+        )
+        assert answer.status_code == 400
+        assert commit in answer.json()["reason"]
     assert queue.get(served.context.store.engine, 1) is None
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -27,6 +28,7 @@ from conveyor.service.runs import project_prefix
 from conveyor.store import queue
 from conveyor.store.procs import this_process
 
+_log = logging.getLogger(__name__)
 QUEUE_PART = "queue"
 WORKERS_SETTING = "queue.workers"  # in ServerContext.parts, set by `conveyor server`
 DEFAULT_WORKERS = 2
@@ -51,22 +53,33 @@ class WorkerPool:
     async def run(self) -> None:
         while True:
             self._wake.clear()
-            while len(self.running) < self.workers:
-                entry = await run_in_threadpool(
-                    queue.claim_next, self.context.store.engine, self.owner
-                )
-                if entry is None:
-                    break
-                await self._start(entry.id)
+            try:
+                await self._fill_slots()
+            except Exception:  # a locked or unreachable store: try again at the next poll
+                _log.exception("the run queue could not be read")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+
+    async def _fill_slots(self) -> None:
+        while len(self.running) < self.workers:
+            entry = await run_in_threadpool(queue.claim_next, self.context.store.engine, self.owner)
+            if entry is None:
+                return
+            await self._start(entry.id)
 
     async def _start(self, queue_id: int) -> None:
         from conveyor.server import run_process
 
-        process = await run_in_threadpool(
-            run_process.start, self.context.project, queue_id, self.prefix
-        )
+        engine = self.context.store.engine
+        try:
+            process = await run_in_threadpool(
+                run_process.start, self.context.project, queue_id, self.prefix
+            )
+        except Exception as error:
+            _log.exception("queued run %s could not start", queue_id)
+            reason = f"not started: its process could not start ({error})"
+            await run_in_threadpool(queue.finish, engine, queue_id, queue.QueueState.DONE, reason)
+            return
         self.running[queue_id] = process
         watcher = asyncio.create_task(self._watch(queue_id, process))
         self._watchers.add(watcher)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
+from multiprocessing import spawn
 
 import conveyor.server.run_process  # noqa: F401  (the function each fork runs)
 
@@ -45,6 +46,21 @@ def _preload() -> None:
             importlib.import_module(module)
 
 
+def _keep_main_module() -> None:
+    """multiprocessing runs the parent's main module again in each child (as
+    `__mp_main__`), so that functions defined there unpickle: here the `conveyor` script,
+    or a program embedding the server, once per run. A run's function lives in this
+    package, so this fork server's children skip it (the server itself is untouched)."""
+
+    def skip(_main: str) -> None:
+        return None
+
+    # Private hooks of multiprocessing.spawn (3.11 to 3.13), in this process only.
+    setattr(spawn, "_fixup_main_from_path", skip)  # noqa: B010
+    setattr(spawn, "_fixup_main_from_name", skip)  # noqa: B010
+
+
+_keep_main_module()
 _preload()
 # Everything imported so far lives as long as the fork server: the collector need not walk
 # it again in each run's process, and pages it does not write stay shared by the forks.

@@ -8,6 +8,7 @@ entry's trigger as the run's, and is otherwise exactly a `conveyor run`.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 from collections.abc import Mapping
@@ -18,12 +19,12 @@ from typing import Any
 from conveyor.engine.report import Reporter, SilentReporter
 from conveyor.errors import ConveyorError, NotFoundError
 from conveyor.service.project import Project
-from conveyor.service.runs import CommitSource, RunOptions, execute_run
+from conveyor.service.runs import CommitSource, RunOptions, execute_run, prune_workspaces
 from conveyor.states import RunState
 from conveyor.store import queue
 from conveyor.store.procs import ProcessIdentity, is_dead_here, this_process
 from conveyor.store.store import Store
-from conveyor.vcs.git import current_branch, repo_root, resolve_commit, run_git
+from conveyor.vcs.git import repo_root, resolve_revision
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,9 @@ class RunRequest:
 
 def queue_run(store: Store, project: Project, request: RunRequest, actor: str) -> int:
     """Queue a run of a commit of the project's repository; returns the queue entry's id."""
-    repository = repo_root(project.directory)
-    sha = resolve_commit(repository, request.commit or "HEAD")
-    branch = request.branch or _branch_named(repository, request.commit)
+    repository = _repository_of(project.directory)
+    sha, named = resolve_revision(repository, request.commit or "HEAD")
+    branch = request.branch or named
     options: dict[str, Any] = {}
     if request.jobs:
         options["only"] = list(request.jobs)
@@ -57,11 +58,10 @@ def queue_run(store: Store, project: Project, request: RunRequest, actor: str) -
     return queue.enqueue(store.engine, entry)
 
 
-def _branch_named(repository: Path, commit: str | None) -> str | None:
-    if commit is None:
-        return current_branch(repository)
-    refs = run_git(repository, "for-each-ref", "--format=%(refname:short)", f"refs/heads/{commit}")
-    return commit if refs.strip() else None
+@functools.cache
+def _repository_of(directory: Path) -> Path:
+    """The top level of the project's repository (asked of git once per process)."""
+    return repo_root(directory)
 
 
 def queue_rerun_failed(store: Store, project: Project, run_id: int, actor: str) -> int:
@@ -75,7 +75,7 @@ def queue_rerun_failed(store: Store, project: Project, run_id: int, actor: str) 
     if run.commit_sha is None:
         raise ConveyorError(f"run {run_id} recorded no commit")
     earlier = queue.for_run(store.engine, run_id)
-    repository = earlier.repository if earlier else str(repo_root(project.directory))
+    repository = earlier.repository if earlier else str(_repository_of(project.directory))
     options: dict[str, Any] = {"rerun_failed": run_id}
     if run.parallelism:
         options["parallelism"] = run.parallelism
@@ -102,6 +102,7 @@ def run_options(entry: queue.QueuedRun, prefix: str | None = None) -> RunOptions
         actor=entry.actor,
         commit=CommitSource(Path(entry.repository), entry.commit_sha, entry.branch, prefix),
         trigger={**entry.trigger, "queue_id": entry.id},
+        prune=False,  # after the entry is finished: not on the time to a result
     )
 
 
@@ -142,6 +143,8 @@ def run_queued(
                 queue.QueueState.DONE,
                 f"run {outcome.run_id} {outcome.state.value}",
             )
+        finally:
+            prune_workspaces(project)
 
 
 def _finish_interrupted(engine: Any, queue_id: int) -> None:

@@ -78,6 +78,8 @@ class RunOptions:
     actor: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)  # e.g. the demo's PATH
     commit: CommitSource | None = None  # None: HEAD of the project's checkout
+    # False: the caller removes old workspaces itself (`prune_workspaces`), after the run
+    prune: bool = True
     trigger: Mapping[str, Any] | None = None  # None: manual, or rerun-failed
 
 
@@ -333,7 +335,8 @@ def _run_recorded(
         reporter.run_finished(run_id, _abnormal_state(error))
         raise
     finally:
-        _prune_workspaces(project, keep=KEEP_WORKSPACES)
+        if options.prune:
+            prune_workspaces(project)
     final = _final_state(plan, states)
     _store_merged_sarif(store, run_id)
     store.set_run_state(run_id, final)
@@ -521,7 +524,8 @@ def _base_env(
     return env
 
 
-def _prune_workspaces(project: Project, *, keep: int) -> None:
+def prune_workspaces(project: Project, *, keep: int = KEEP_WORKSPACES) -> None:
+    """Remove the workspaces of all but the newest `keep` runs."""
     runs = project.state_dir / "runs"
     if not runs.is_dir():
         return

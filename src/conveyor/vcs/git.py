@@ -94,17 +94,23 @@ def read_commit_context(
     )
 
 
-def resolve_commit(repository: Path, revision: str) -> str:
-    """The full sha `revision` (a sha, branch or tag) names in `repository`."""
+def resolve_revision(repository: Path, revision: str) -> tuple[str, str | None]:
+    """The full sha of the commit `revision` (a sha, branch, tag or HEAD) names in
+    `repository`, and the branch it names (HEAD: the checked-out one), in one git call."""
+    refused = ConveyorError(
+        f"no commit {revision!r} in {repository}",
+        hint="name a commit sha, a branch or a tag of the project's repository",
+    )
+    if not revision or revision.startswith("-"):
+        raise refused
     result = _git(
-        repository, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{revision}^{{commit}}"
+        repository, "rev-parse", f"{revision}^{{commit}}", "--symbolic-full-name", revision, "--"
     )
     if result.returncode != 0:
-        raise ConveyorError(
-            f"no commit {revision!r} in {repository}",
-            hint="name a commit sha, a branch or a tag of the project's repository",
-        )
-    return result.stdout.decode().strip()
+        raise refused
+    lines = result.stdout.decode().split()
+    named = lines[1] if len(lines) > 1 else ""  # refs/heads/..., refs/tags/..., HEAD, none
+    return lines[0], named.removeprefix("refs/heads/") if named.startswith("refs/heads/") else None
 
 
 def read_file_at(repository: Path, sha: str, path: str) -> str | None:
