@@ -6,16 +6,18 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
+import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import httpx
 import pytest
 
-from conftest import CliProcess, MakeProject, wait_until
+from conftest import CliProcess, MakeProject, process_alive, wait_until
 from conveyor.approvals.users import add_user, issue_token, users_path
 from conveyor.states import JobState, RunState
 from conveyor.store import queue
+from conveyor.store.procs import ProcessIdentity, start_time
 
 SPEC = """\
 version: 1
@@ -96,3 +98,24 @@ def test_a_killed_server_resumes_its_queue_and_reuses_finished_jobs(
     second_server.popen.send_signal(signal.SIGINT)
     assert second_server.finish() == 0
     assert "1 queued run resumed" in second_server.outputs[0]
+
+
+def test_an_entry_whose_owner_is_a_zombie_is_queued_again(git_project: MakeProject) -> None:
+    """A run's process killed with the server's process group stays a zombie until init
+    collects it: it is dead, and its entry is queued again at once."""
+    project = git_project(SPEC)
+    with project.store() as store:
+        queue_id = queue.enqueue(
+            store.engine,
+            queue.NewQueued(str(project.root), "0" * 40, "main", {"kind": "api"}, "dev", {}),
+        )
+        exited = subprocess.Popen(["true"])  # never waited for: a zombie
+        wait_until(lambda: not process_alive(exited.pid), "the child to exit")
+        owner = ProcessIdentity(exited.pid, socket.gethostname(), start_time(exited.pid))
+        assert queue.claim_next(store.engine, owner) is not None
+
+        assert queue.requeue_orphans(store.engine, watched=[queue_id]) == []
+        assert queue.requeue_orphans(store.engine) == [queue_id]
+        exited.wait()
+        entry = queue.get(store.engine, queue_id)
+    assert entry is not None and entry.state is queue.QueueState.QUEUED

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from multiprocessing.process import BaseProcess
 
@@ -33,6 +33,7 @@ QUEUE_PART = "queue"
 WORKERS_SETTING = "queue.workers"  # in ServerContext.parts, set by `conveyor server`
 DEFAULT_WORKERS = 2
 POLL_SECONDS = 0.25  # how soon an entry queued by another process (a webhook) starts
+ORPHAN_POLLS = 20  # every 5 s, entries whose process died since are queued again
 STOP_SECONDS = 15.0  # how long a stopping server waits for cancelled runs to record it
 
 
@@ -51,9 +52,13 @@ class WorkerPool:
         self._wake.set()
 
     async def run(self) -> None:
+        polls = 0
         while True:
             self._wake.clear()
+            polls += 1
             try:
+                if polls % ORPHAN_POLLS == 0:
+                    await run_in_threadpool(resume, self.context, set(self.running))
                 await self._fill_slots()
             except Exception:  # a locked or unreachable store: try again at the next poll
                 _log.exception("the run queue could not be read")
@@ -144,11 +149,11 @@ def pool_of(context: ServerContext) -> WorkerPool:
     return pool
 
 
-def resume(context: ServerContext) -> list[int]:
-    """Queue again what a killed server had claimed, and mark its runs interrupted; the
-    ids of the entries queued again."""
+def resume(context: ServerContext, watched: Collection[int] = ()) -> list[int]:
+    """Queue again what a killed server had claimed (but the `watched` entries, which this
+    server runs), and mark its runs interrupted; the ids of the entries queued again."""
     store = context.store
-    requeued = queue.requeue_orphans(store.engine)
+    requeued = queue.requeue_orphans(store.engine, watched)
     context.project.recover(store)
     return requeued
 

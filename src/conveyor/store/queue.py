@@ -6,7 +6,7 @@ done or cancelled. A claim records its owner's process, so an entry whose owner 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -186,22 +186,29 @@ def finish(engine: sa.Engine, queue_id: int, state: QueueState, reason: str | No
         )
 
 
-def requeue_orphans(engine: sa.Engine) -> list[int]:
-    """Claimed entries whose owner process is gone go back to the queue (oldest first)."""
+def requeue_orphans(engine: sa.Engine, watched: Collection[int] = ()) -> list[int]:
+    """Claimed entries whose owner process is gone go back to the queue (oldest first),
+    but for the `watched` ones (their process's end is being handled by whoever started
+    it). Cheap when there are none: one read, no write transaction."""
+    claimed = sa.select(
+        run_queue.c.id, run_queue.c.pid, run_queue.c.host, run_queue.c.pid_started
+    ).where(run_queue.c.state == QueueState.CLAIMED.value, run_queue.c.id.not_in(list(watched)))
+    with read_transaction(engine) as conn:
+        if not _orphans(conn.execute(claimed)):
+            return []
     with write_transaction(engine) as conn:
-        rows = conn.execute(
-            sa.select(run_queue).where(run_queue.c.state == QueueState.CLAIMED.value)
-        ).mappings()
-        dead = [
-            row["id"] for row in rows if is_dead_here(row["pid"], row["host"], row["pid_started"])
-        ]
+        dead = _orphans(conn.execute(claimed))
         if dead:
             conn.execute(
                 run_queue.update()
-                .where(run_queue.c.id.in_(dead))
+                .where(run_queue.c.id.in_(dead), run_queue.c.state == QueueState.CLAIMED.value)
                 .values(state=QueueState.QUEUED.value, pid=None, host=None, pid_started=None)
             )
     return dead
+
+
+def _orphans(rows: Iterable[sa.Row[Any]]) -> list[int]:
+    return [row.id for row in rows if is_dead_here(row.pid, row.host, row.pid_started)]
 
 
 def get(engine: sa.Engine, queue_id: int) -> QueuedRun | None:
