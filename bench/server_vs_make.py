@@ -6,7 +6,9 @@ A server run is timed from just before `POST /api/v1/runs` to the moment its que
 was finished (the server records it when the run's process ends, `finished_at`), read
 back from the store, so how often the script looks does not count. The server and the
 CLI use the same Conveyor; the server is started once per part, with one worker, and
-is sent one run before timing (its fork server imports the run path once).
+is sent one run before timing (its fork server imports the run path once). For the
+floor, the same run is also made by `execute_run` inside this script's process: no
+start-up, no HTTP, no fork; what is left is the engine's own time.
 
     .venv/bin/python bench/server_vs_make.py --repeat 3 [--timeline]
 """
@@ -21,11 +23,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import httpx
 
@@ -42,6 +45,10 @@ from common import (
     repeat_parser,
 )
 from conveyor.approvals.users import add_user, issue_token, users_path
+from conveyor.engine.report import SilentReporter
+from conveyor.service.project import Project
+from conveyor.service.runs import RunOptions, execute_run
+from conveyor.states import RunState
 from conveyor.store import queue
 from conveyor.store.store import Store
 from engine_vs_make import IDEAL, JOBS, PARALLELISM, SLEEP, Contest, dag
@@ -143,6 +150,24 @@ def _wait_healthy(server: RunningServer) -> None:
     raise RuntimeError("the server did not answer")
 
 
+def in_process(
+    repository: Path, state_dir: Path, env: Mapping[str, str], options: RunOptions
+) -> Callable[[], float]:
+    """The floor: the same run by `execute_run` in this process (imports already done)."""
+
+    def run() -> float:
+        with mock.patch.dict(os.environ, {**env, "CONVEYOR_STATE_DIR": str(state_dir)}):
+            project = Project.locate(repository / "conveyor.yml")
+            started = time.perf_counter()
+            outcome = execute_run(project, options, SilentReporter())
+            took = time.perf_counter() - started
+        if outcome.state is not RunState.SUCCESS:
+            raise RuntimeError(f"the in-process run {outcome.run_id} ended {outcome.state}")
+        return took
+
+    return run
+
+
 # --- the timeline of one server run ---------------------------------------------------
 
 
@@ -182,9 +207,10 @@ def measure_dag(repeat: int, show_timeline: bool) -> list[Figure]:
     with tempfile.TemporaryDirectory(prefix="bench-server-dag-") as scratch:
         contest = Contest(f"sleep {SLEEP}", Path(scratch) / "sleep", dag())
         body = {"parallelism": PARALLELISM}
-        with running_server(
-            contest.repository, Path(scratch) / "server-state", clean_env()
-        ) as server:
+        state_dir = Path(scratch) / "server-state"
+        options = RunOptions(parallelism=PARALLELISM)
+        floor = in_process(contest.repository, state_dir, clean_env(), options)
+        with running_server(contest.repository, state_dir, clean_env()) as server:
             server.run(body)  # the fork server imports the run path once
             runs: list[tuple[float, queue.QueuedRun]] = []
 
@@ -199,6 +225,7 @@ def measure_dag(repeat: int, show_timeline: bool) -> list[Figure]:
                     "conveyor server (API)": through_server,
                     "make -j2": contest.make,
                     "conveyor run": contest.conveyor,
+                    "execute_run in-process": floor,
                 },
                 repeat,
             )
@@ -212,12 +239,14 @@ def measure_dag(repeat: int, show_timeline: bool) -> list[Figure]:
     server_s = samples["conveyor server (API)"].median
     make_s = samples["make -j2"].median
     cli_s = samples["conveyor run"].median
+    floor_s = samples["execute_run in-process"].median
     figures = [
         Figure("DAG: server median (POST to run finished)", server_s, "s"),
         Figure("DAG: make -j2 median", make_s, "s"),
         Figure("DAG: conveyor run median", cli_s, "s"),
         Figure("DAG: server / make", server_s / make_s, "x", DAG_RATIO_GOAL),
         Figure("DAG: conveyor run / make", cli_s / make_s, "x"),
+        Figure("DAG: execute_run in-process / make (floor)", floor_s / make_s, "x"),
         Figure(
             "DAG: server, POST to first job started", dict(marks).get("first job started", 0.0), "s"
         ),
@@ -255,6 +284,8 @@ def measure_warm(repeat: int, show_timeline: bool) -> list[Figure]:
         shop = ShopRepository(Path(scratch))
         state_dir = shop.repository / ".conveyor"
         body = {"jobs": [LAST_CI_JOB]}
+        options = RunOptions(only=(LAST_CI_JOB,))
+        floor = in_process(shop.repository, state_dir, shop.env, options)
         with running_server(shop.repository, state_dir, shop.env) as server:
             cold, _ = server.run(body)  # fills the cache (and the base image)
             runs: list[tuple[float, queue.QueuedRun]] = []
@@ -271,6 +302,7 @@ def measure_warm(repeat: int, show_timeline: bool) -> list[Figure]:
                 {
                     "warm rerun, server (API)": through_server,
                     "warm rerun, conveyor run": shop.warm_run,
+                    "warm rerun, execute_run in-process": floor,
                 },
                 repeat,
             )
@@ -279,7 +311,12 @@ def measure_warm(repeat: int, show_timeline: bool) -> list[Figure]:
     server_s = samples["warm rerun, server (API)"]
     print_samples(
         f"examples/shop up to `{LAST_CI_JOB}`, cached or every-run on rerun",
-        [Samples("cold run, server (once)", [cold]), server_s, samples["warm rerun, conveyor run"]],
+        [
+            Samples("cold run, server (once)", [cold]),
+            server_s,
+            samples["warm rerun, conveyor run"],
+            samples["warm rerun, execute_run in-process"],
+        ],
         baseline=server_s,
     )
     if show_timeline:
@@ -287,6 +324,11 @@ def measure_warm(repeat: int, show_timeline: bool) -> list[Figure]:
     figures = [
         Figure("warm rerun: server median", server_s.median, "s", WARM_GOAL_SECONDS),
         Figure("warm rerun: conveyor run median", samples["warm rerun, conveyor run"].median, "s"),
+        Figure(
+            "warm rerun: execute_run in-process (floor)",
+            samples["warm rerun, execute_run in-process"].median,
+            "s",
+        ),
     ]
     print_figures("warm rerun through the server", figures)
     return figures
