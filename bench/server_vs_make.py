@@ -76,13 +76,13 @@ class RunningServer:
     token: str
     state_dir: Path
     process: subprocess.Popen[bytes]
+    # One client for every request, as a CLI or a forge would keep its connection: making
+    # an httpx client (its TLS context) costs the caller 20 to 40 ms, none of it the server's.
+    client: httpx.Client
 
     def submit(self, body: Mapping[str, Any]) -> int:
-        answer = httpx.post(
-            f"{self.url}/api/v1/runs",
-            json=dict(body),
-            headers={"Authorization": f"Bearer {self.token}"},
-            timeout=30.0,
+        answer = self.client.post(
+            "/api/v1/runs", json=dict(body), headers={"Authorization": f"Bearer {self.token}"}
         )
         answer.raise_for_status()
         queue_id: int = answer.json()["queue_id"]
@@ -125,11 +125,14 @@ def running_server(
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    server = RunningServer(f"http://127.0.0.1:{port}", token, state_dir, process)
+    url = f"http://127.0.0.1:{port}"
+    client = httpx.Client(base_url=url, timeout=30.0)
+    server = RunningServer(url, token, state_dir, process, client)
     try:
         _wait_healthy(server)
         yield server
     finally:
+        client.close()
         process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=30)
@@ -332,6 +335,10 @@ def measure_warm(repeat: int, show_timeline: bool) -> list[Figure]:
     ]
     print_figures("warm rerun through the server", figures)
     return figures
+
+
+def measure(repeat: int) -> list[Figure]:
+    return measure_dag(repeat, show_timeline=True) + measure_warm(repeat, show_timeline=True)
 
 
 def main(argv: list[str] | None = None) -> int:
