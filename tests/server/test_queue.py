@@ -4,17 +4,20 @@ failed jobs; runs of commits that are not HEAD, from any repository holding them
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import GIT_ENV, wait_until
+from conftest import GIT_ENV, MakeProject, wait_until
+from conveyor.server.app import create_app
+from conveyor.server.context import ServerContext
 from conveyor.states import JobState, RunState
 from conveyor.store import queue
 from conveyor.store.records import EventKind
-from server.conftest import MakeServer, ServerUnderTest
+from server.conftest import MakeServer, ServerUnderTest, serving
 
 SLOW = """\
 version: 1
@@ -191,6 +194,23 @@ def test_cancel_a_running_run_records_it_cancelled(make_server: MakeServer) -> N
     assert again.status_code == 409
 
 
+def test_a_run_process_killed_alone_ends_its_entry_and_its_run(
+    make_server: MakeServer,
+) -> None:
+    served = make_server(SLOW)
+    queued = trigger(served)["queue_id"]
+    run_id = until_job(served, queued, "slow", JobState.RUNNING)
+    pid = served.project.run_record(run_id).pid
+    assert pid is not None
+
+    os.kill(pid, signal.SIGKILL)  # the OOM killer, say
+
+    done = until_finished(served, queued)
+    assert done["state"] == "done"
+    assert done["reason"].endswith("(exit code -9)"), done["reason"]
+    assert served.project.run_record(run_id).state is RunState.INTERRUPTED
+
+
 def test_the_queue_lists_pages_and_cancels_a_waiting_entry(make_server: MakeServer) -> None:
     served = make_server(SLOW)  # two workers: the third entry waits
     ids = [trigger(served)["queue_id"] for _ in range(3)]
@@ -267,3 +287,30 @@ def test_rerun_failed_reruns_only_the_failed_jobs(
 def test_rerun_failed_of_an_unknown_run_is_404(served: ServerUnderTest) -> None:
     answer = served.client.post("/api/v1/runs/99/rerun-failed", headers=served.as_user("admin"))
     assert answer.status_code == 404
+
+
+def test_stopping_the_server_cancels_its_runs_as_ctrl_c_would(git_project: MakeProject) -> None:
+    project = git_project(SLOW)
+    context = ServerContext.open(project.project(), "http://placeholder")
+    try:
+        engine = context.store.engine
+        head = project.git("rev-parse", "HEAD")
+        queued = queue.enqueue(
+            engine, queue.NewQueued(str(project.root), head, "main", {"kind": "api"}, "dev", {})
+        )
+        with serving(create_app(context)):
+
+            def slow_running() -> int | None:
+                entry = queue.get(engine, queued)
+                if entry is None or entry.run_id is None:
+                    return None
+                slow = project.jobs(entry.run_id)["slow"]
+                return entry.run_id if slow.state is JobState.RUNNING else None
+
+            run_id = wait_until(slow_running, "the slow job to run")
+        entry = queue.get(engine, queued)
+    finally:
+        context.close()
+    assert entry is not None and entry.state is queue.QueueState.DONE
+    assert entry.reason == f"run {run_id} cancelled"
+    assert project.run_record(run_id).state is RunState.CANCELLED

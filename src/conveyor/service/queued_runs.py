@@ -167,13 +167,13 @@ def settle_abandoned(store: Store, project: Project, queue_id: int, exit_code: i
     entry = queue.get(store.engine, queue_id)
     if entry is None or entry.state is not queue.QueueState.CLAIMED:
         return False
-    project.recover(store)
-    what = f"run {entry.run_id} interrupted" if entry.run_id else "not started"
+    project.recover(store)  # its run, if still marked running, becomes interrupted
+    what = f"run {entry.run_id}" if entry.run_id else "not started"
     queue.finish(
         store.engine,
         queue_id,
         queue.QueueState.DONE,
-        f"{what}: its process ended without finishing it (exit code {exit_code})",
+        f"{what}: its process ended without finishing the entry (exit code {exit_code})",
     )
     return True
 
