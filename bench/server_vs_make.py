@@ -8,7 +8,8 @@ back from the store, so how often the script looks does not count. The server an
 CLI use the same Conveyor; the server is started once per part, with one worker, and
 is sent one run before timing (its fork server imports the run path once). For the
 floor, the same run is also made by `execute_run` inside this script's process: no
-start-up, no HTTP, no fork; what is left is the engine's own time.
+start-up, no HTTP, no fork; what is left is the engine's own time (old workspaces are
+removed after each of those runs, as the server does, not before its result).
 
     .venv/bin/python bench/server_vs_make.py --repeat 3 [--timeline]
 """
@@ -186,6 +187,7 @@ def timeline(state_dir: Path, entry: queue.QueuedRun, posted: float) -> list[tup
         ("queued (POST answered)", entry.requested_at),
         ("claimed by the worker pool", entry.claimed_at),
         ("run recorded (planned, in the store)", run.started_at),
+        # a job taken from the cache records no start: this is the first one that ran
         ("first job started", min(starts) if starts else None),
         ("last job finished", max(ends) if ends else None),
         ("run finished", run.finished_at),
@@ -211,7 +213,8 @@ def measure_dag(repeat: int, show_timeline: bool) -> list[Figure]:
         contest = Contest(f"sleep {SLEEP}", Path(scratch) / "sleep", dag())
         body = {"parallelism": PARALLELISM}
         state_dir = Path(scratch) / "server-state"
-        options = RunOptions(parallelism=PARALLELISM)
+        # prune=False: the server removes old workspaces after the run, not before its result
+        options = RunOptions(parallelism=PARALLELISM, prune=False)
         floor = in_process(contest.repository, state_dir, clean_env(), options)
         with running_server(contest.repository, state_dir, clean_env()) as server:
             server.run(body)  # the fork server imports the run path once
@@ -287,7 +290,7 @@ def measure_warm(repeat: int, show_timeline: bool) -> list[Figure]:
         shop = ShopRepository(Path(scratch))
         state_dir = shop.repository / ".conveyor"
         body = {"jobs": [LAST_CI_JOB]}
-        options = RunOptions(only=(LAST_CI_JOB,))
+        options = RunOptions(only=(LAST_CI_JOB,), prune=False)
         floor = in_process(shop.repository, state_dir, shop.env, options)
         with running_server(shop.repository, state_dir, shop.env) as server:
             cold, _ = server.run(body)  # fills the cache (and the base image)
