@@ -131,6 +131,7 @@ def run_queued(
                 run_options(entry, prefix),
                 reporter or SilentReporter(),
                 on_recorded=recorded,
+                store=store,
             )
         except KeyboardInterrupt:
             _finish_interrupted(engine, queue_id)

@@ -15,7 +15,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -198,10 +198,14 @@ def execute_run(
     reporter: Reporter,
     *,
     on_recorded: Callable[[int], None] | None = None,
+    store: Store | None = None,
 ) -> RunOutcome:
-    """Run the pipeline; `on_recorded` hears the run's id as soon as it is in the store."""
+    """Run the pipeline; `on_recorded` hears the run's id as soon as it is in the store.
+    `store`: the project's store, already open (kept open); None: opened and closed here."""
     project.ensure_state_dir()
-    with Store(project.state_dir, project.database_url) as store:
+    with ExitStack() as opened:
+        if store is None:
+            store = opened.enter_context(Store(project.state_dir, project.database_url))
         project.recover(store)
         loaded, git, plan = prepare_plan(project, store, options)
         if git.dirty and not options.allow_dirty:
