@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 HostOption = typer.Option("--host", help="The address to listen on.")
 PortOption = typer.Option("--port", help="The port to listen on.")
+WorkersOption = typer.Option(
+    "--workers", min=1, help="Queued runs that run at once, each in a process of its own."
+)
 PublicUrlOption = typer.Option(
     "--public-url",
     help="The URL people and forges reach the server at (links in commit statuses and "
@@ -46,6 +49,7 @@ def server(
     host: Annotated[str, HostOption] = "127.0.0.1",
     port: Annotated[int, PortOption] = 8080,
     public_url: Annotated[str | None, PublicUrlOption] = None,
+    workers: Annotated[int, WorkersOption] = 2,
     spec: Annotated[Path | None, SpecOption] = None,
     admin: Annotated[str | None, AdminOption] = None,
 ) -> None:
@@ -54,7 +58,9 @@ def server(
 
     from conveyor.server.app import create_app
     from conveyor.server.context import ServerContext
+    from conveyor.server.queue import configure_workers, resume
     from conveyor.service.project import Project
+    from conveyor.store.queue import pending
 
     project = Project.locate(spec)
     if not project.spec_path.is_file():
@@ -64,9 +70,16 @@ def server(
         )
     url = public_url or f"http://{host}:{port}"
     context = ServerContext.open(project, url)
+    configure_workers(context, workers)
     try:
         console.print(f"Conveyor serves {project.directory.name} at {url}", highlight=False)
         _print_login_link(context, admin)
+        resume(context)  # what a killed server left claimed is queued again
+        waiting = len(pending(context.store.engine))
+        console.print(
+            f"{waiting} queued run{'s' if waiting != 1 else ''} resumed; {workers} at a time",
+            highlight=False,
+        )
         uvicorn.run(create_app(context), host=host, port=port, log_level="warning")
     finally:
         context.close()

@@ -61,6 +61,19 @@ def prepare_workspace(
     return Workspace(path=path, source_digests=digests)
 
 
+def prepare_commit_workspace(
+    repository: Path, prefix: str, sha: str, destination: Path
+) -> Workspace:
+    """Check commit `sha` of any repository holding it (a bare mirror too) out into
+    `destination`; the project is the folder `prefix` of that commit."""
+    if destination.exists():
+        shutil.rmtree(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    checkout(repository, sha, destination)
+    path = destination / prefix
+    return Workspace(path=path, source_digests=tree_digests(path, sha))
+
+
 def _overlay_working_tree(project_dir: Path, workspace: Path, digests: dict[str, str]) -> None:
     present = list_source_files(project_dir)
     for relative in present:

@@ -42,6 +42,7 @@ ROUTERS: tuple[str, ...] = (
     "conveyor.server.ui.approvals:router",
     "conveyor.server.ui.flags:router",
     "conveyor.server.ui.audit:router",
+    "conveyor.server.api.run_actions:router",
     "conveyor.server.ui.pages:router",
     "conveyor.server.login:router",
 )
@@ -51,6 +52,7 @@ ROUTERS: tuple[str, ...] = (
 LIFESPANS: tuple[str, ...] = (
     "conveyor.server.events:lifespan",
     "conveyor.server.statuses:lifespan",
+    "conveyor.server.queue:lifespan",
 )
 
 API_PREFIX = "/api/v1"

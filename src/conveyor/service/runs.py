@@ -14,10 +14,11 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from conveyor.engine.executors import EXECUTORS
 from conveyor.engine.mask import Masker
@@ -26,12 +27,17 @@ from conveyor.engine.report import Reporter
 from conveyor.engine.runner import JobRunner, RunContext
 from conveyor.engine.schedule import Scheduler
 from conveyor.engine.secrets import available_secrets, load_secrets, without_secrets
-from conveyor.engine.workspace import prepare_workspace, restore_outputs
+from conveyor.engine.workspace import (
+    Workspace,
+    prepare_commit_workspace,
+    prepare_workspace,
+    restore_outputs,
+)
 from conveyor.errors import ConveyorError
 from conveyor.findings.sarif import merge_logs
 from conveyor.service.project import Project
 from conveyor.service.step_environments import ProjectEnvironments
-from conveyor.spec.loader import LoadedPipeline, load_pipeline
+from conveyor.spec.loader import LoadedPipeline, load_pipeline, parse_pipeline
 from conveyor.states import JobState, RunState
 from conveyor.steps.registry import STEP_PARAMS, STEPS
 from conveyor.store.records import NewJob, NewRun
@@ -39,12 +45,26 @@ from conveyor.store.store import Store
 from conveyor.vcs.git import (
     GitContext,
     current_branch,
+    read_commit_context,
+    read_file_at,
     read_git_context,
     remote_url,
     repo_root,
 )
 
 KEEP_WORKSPACES = 5
+
+
+@dataclass(frozen=True)
+class CommitSource:
+    """A commit to run that need not be the checkout's HEAD (the server's runs): any
+    repository holding it, a checkout or a bare mirror, with the project at the same
+    place inside it as in the project's own checkout. The pipeline file is the commit's."""
+
+    repository: Path
+    sha: str
+    branch: str | None
+    prefix: str | None = None  # the project's folder in it; None: read from the checkout
 
 
 @dataclass(frozen=True)
@@ -57,6 +77,10 @@ class RunOptions:
     use_cache: bool = True
     actor: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)  # e.g. the demo's PATH
+    commit: CommitSource | None = None  # None: HEAD of the project's checkout
+    # False: the caller removes old workspaces itself (`prune_workspaces`), after the run
+    prune: bool = True
+    trigger: Mapping[str, Any] | None = None  # None: manual, or rerun-failed
 
 
 @dataclass(frozen=True)
@@ -74,9 +98,18 @@ def prepare_plan(
     project: Project, store: Store, options: RunOptions
 ) -> tuple[LoadedPipeline, GitContext, Plan]:
     """Everything up to the plan, shared by `run` and `plan --explain`."""
-    loaded = load_pipeline(project.spec_path, steps=STEP_PARAMS)
+    commit = options.commit
+    loaded = (
+        load_pipeline(project.spec_path, steps=STEP_PARAMS)
+        if commit is None
+        else _load_commit_pipeline(project, commit)
+    )
     name = loaded.pipeline.name or project.directory.name
-    git = read_project_git(project, store, name)
+    git = (
+        read_project_git(project, store, name)
+        if commit is None
+        else _read_commit_git(project, store, name, commit)
+    )
     rerun = _rerun_set(store, options.rerun_failed, git) if options.rerun_failed else None
     plan = build_plan(
         loaded.pipeline,
@@ -96,9 +129,47 @@ def read_project_git(project: Project, store: Store, pipeline: str) -> GitContex
     return _relative_to_project(git, root, project.directory)
 
 
+def project_prefix(project: Project) -> str:
+    """Where the project's folder is inside its repository ("." at the top level)."""
+    root = repo_root(project.directory)
+    return project.directory.resolve().relative_to(root.resolve()).as_posix()
+
+
+def _prefix_of(project: Project, commit: CommitSource) -> str:
+    return commit.prefix if commit.prefix is not None else project_prefix(project)
+
+
+def _load_commit_pipeline(project: Project, commit: CommitSource) -> LoadedPipeline:
+    prefix = _prefix_of(project, commit)
+    path = project.spec_path.name if prefix == "." else f"{prefix}/{project.spec_path.name}"
+    text = read_file_at(commit.repository, commit.sha, path)
+    if text is None:
+        raise ConveyorError(
+            f"commit {commit.sha[:12]} of {commit.repository} has no {path}",
+            hint="the server runs the pipeline file of the commit it runs",
+        )
+    return parse_pipeline(text, f"{path} at {commit.sha[:12]}", steps=STEP_PARAMS)
+
+
+def _read_commit_git(
+    project: Project, store: Store, pipeline: str, commit: CommitSource
+) -> GitContext:
+    last = store.last_successful_run(pipeline, commit.branch)
+    git = read_commit_context(
+        commit.repository,
+        commit.sha,
+        branch=commit.branch,
+        since=last.commit_sha if last else None,
+    )
+    return _inside_prefix(git, _prefix_of(project, commit))
+
+
 def _relative_to_project(git: GitContext, root: Path, directory: Path) -> GitContext:
     """Changed paths relative to the folder holding conveyor.yml (monorepo projects)."""
-    prefix = directory.resolve().relative_to(root.resolve()).as_posix()
+    return _inside_prefix(git, directory.resolve().relative_to(root.resolve()).as_posix())
+
+
+def _inside_prefix(git: GitContext, prefix: str) -> GitContext:
     if prefix == "." or git.changed_files is None:
         return git
     inside = tuple(p[len(prefix) + 1 :] for p in git.changed_files if p.startswith(prefix + "/"))
@@ -121,9 +192,20 @@ def _rerun_set(store: Store, run_id: int, git: GitContext) -> frozenset[str]:
     )
 
 
-def execute_run(project: Project, options: RunOptions, reporter: Reporter) -> RunOutcome:
+def execute_run(
+    project: Project,
+    options: RunOptions,
+    reporter: Reporter,
+    *,
+    on_recorded: Callable[[int], None] | None = None,
+    store: Store | None = None,
+) -> RunOutcome:
+    """Run the pipeline; `on_recorded` hears the run's id as soon as it is in the store.
+    `store`: the project's store, already open (kept open); None: opened and closed here."""
     project.ensure_state_dir()
-    with Store(project.state_dir, project.database_url) as store:
+    with ExitStack() as opened:
+        if store is None:
+            store = opened.enter_context(Store(project.state_dir, project.database_url))
         project.recover(store)
         loaded, git, plan = prepare_plan(project, store, options)
         if git.dirty and not options.allow_dirty:
@@ -136,6 +218,8 @@ def execute_run(project: Project, options: RunOptions, reporter: Reporter) -> Ru
         # Before anything is recorded: no event, detail or report holds them in clear.
         store.mask_secrets(masker)
         run_id = _record_run(store, plan, git, options)
+        if on_recorded is not None:
+            on_recorded(run_id)
         return _run_recorded(
             project,
             store,
@@ -176,9 +260,11 @@ def _secrets_for(plan: Plan, project: Project) -> dict[str, str]:
 
 def _record_run(store: Store, plan: Plan, git: GitContext, options: RunOptions) -> int:
     parallelism = options.parallelism or os.cpu_count() or 1
-    trigger: dict[str, object] = {"kind": "manual"}
+    trigger: Mapping[str, object] = {"kind": "manual"}
     if options.rerun_failed:
         trigger = {"kind": "rerun-failed", "rerun_of": options.rerun_failed}
+    if options.trigger is not None:
+        trigger = options.trigger
     run = NewRun(
         pipeline=plan.pipeline,
         commit_sha=git.sha,
@@ -220,13 +306,7 @@ def _run_recorded(
 ) -> RunOutcome:
     run_dir = project.run_dir(run_id)
     try:
-        workspace = prepare_workspace(
-            git.root,
-            project.directory,
-            git.sha,
-            run_dir / "workspace",
-            uncommitted=options.allow_dirty and git.dirty,
-        )
+        workspace = _prepare_workspace(project, git, run_dir / "workspace", options)
         context = RunContext(
             run_id=run_id,
             pipeline=plan.pipeline,
@@ -259,12 +339,28 @@ def _run_recorded(
         reporter.run_finished(run_id, _abnormal_state(error))
         raise
     finally:
-        _prune_workspaces(project, keep=KEEP_WORKSPACES)
+        if options.prune:
+            prune_workspaces(project)
     final = _final_state(plan, states)
     _store_merged_sarif(store, run_id)
     store.set_run_state(run_id, final)
     reporter.run_finished(run_id, final)
     return RunOutcome(run_id=run_id, state=final, jobs=states)
+
+
+def _prepare_workspace(
+    project: Project, git: GitContext, destination: Path, options: RunOptions
+) -> Workspace:
+    if options.commit is not None:
+        prefix = _prefix_of(project, options.commit)
+        return prepare_commit_workspace(git.root, prefix, git.sha, destination)
+    return prepare_workspace(
+        git.root,
+        project.directory,
+        git.sha,
+        destination,
+        uncommitted=options.allow_dirty and git.dirty,
+    )
 
 
 def context_parallelism(options: RunOptions) -> int:
@@ -432,7 +528,8 @@ def _base_env(
     return env
 
 
-def _prune_workspaces(project: Project, *, keep: int) -> None:
+def prune_workspaces(project: Project, *, keep: int = KEEP_WORKSPACES) -> None:
+    """Remove the workspaces of all but the newest `keep` runs."""
     runs = project.state_dir / "runs"
     if not runs.is_dir():
         return

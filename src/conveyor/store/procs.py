@@ -45,9 +45,20 @@ def start_time(pid: int) -> int | None:
         return None
 
 
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = (_PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return bool(fields) and fields[0] in ("Z", "X")  # (3) state
+
+
 def is_dead_here(pid: int | None, host: str | None, started: int | None = None) -> bool:
     """True only when the process ran on this host and no longer exists: no process has
-    its pid, or the one that has it started at another time than `started` (pid reuse).
+    its pid, the one that has it started at another time than `started` (pid reuse), or it
+    is a zombie (it exited; its parent has not collected it yet: a process killed with its
+    parent waits for init to do that, which may take a while).
 
     A process on another host cannot be checked from here, so it counts as alive.
     """
@@ -59,6 +70,8 @@ def is_dead_here(pid: int | None, host: str | None, started: int | None = None) 
         return True
     except PermissionError:  # it exists, owned by another user
         pass
+    if _is_zombie(pid):
+        return True
     if started is None:
         return False  # recorded before start times were: the pid is all there is
     now = start_time(pid)

@@ -6,18 +6,19 @@ done or cancelled. A claim records its owner's process, so an entry whose owner 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 
+from conveyor.states import RunState
 from conveyor.store import events as event_log
 from conveyor.store.db import read_transaction, write_transaction
 from conveyor.store.procs import ProcessIdentity, is_dead_here
 from conveyor.store.records import EventKind
-from conveyor.store.schema import run_queue
+from conveyor.store.schema import run_queue, runs
 
 
 class QueueState(StrEnum):
@@ -50,6 +51,9 @@ class QueuedRun:
     options: Mapping[str, Any]
     run_id: int | None
     reason: str | None
+    pipeline: str | None = None
+    claimed_at: float | None = None
+    finished_at: float | None = None
 
 
 def enqueue(engine: sa.Engine, entry: NewQueued) -> int:
@@ -98,23 +102,79 @@ def claim_next(engine: sa.Engine, owner: ProcessIdentity) -> QueuedRun | None:
         )
         if row is None:
             return None
+        now = time.time()
         conn.execute(
             run_queue.update()
             .where(run_queue.c.id == row["id"])
             .values(
                 state=QueueState.CLAIMED.value,
-                claimed_at=time.time(),
+                claimed_at=now,
                 pid=owner.pid,
                 host=owner.host,
                 pid_started=owner.started,
             )
         )
-    return _entry({**row, "state": QueueState.CLAIMED.value})
+        _dequeued(conn, row, now, outcome="started")
+    return _entry({**row, "state": QueueState.CLAIMED.value, "claimed_at": now})
 
 
-def set_run(engine: sa.Engine, queue_id: int, run_id: int) -> None:
+def take_over(engine: sa.Engine, queue_id: int, owner: ProcessIdentity) -> None:
+    """The process that runs a claimed entry becomes its owner: if only the server dies,
+    the run goes on, and its entry is not queued again while that process lives."""
     with write_transaction(engine) as conn:
-        conn.execute(run_queue.update().where(run_queue.c.id == queue_id).values(run_id=run_id))
+        conn.execute(
+            run_queue.update()
+            .where(run_queue.c.id == queue_id)
+            .values(pid=owner.pid, host=owner.host, pid_started=owner.started)
+        )
+
+
+def cancel_queued(engine: sa.Engine, queue_id: int, actor: str) -> bool:
+    """Cancel an entry that no worker has claimed; False if it was claimed or is done."""
+    now = time.time()
+    with write_transaction(engine) as conn:
+        changed = conn.execute(
+            run_queue.update()
+            .where(run_queue.c.id == queue_id, run_queue.c.state == QueueState.QUEUED.value)
+            .values(
+                state=QueueState.CANCELLED.value,
+                finished_at=now,
+                reason=f"cancelled by {actor} before it started",
+            )
+        ).rowcount
+        if changed:
+            row = conn.execute(sa.select(run_queue).where(run_queue.c.id == queue_id)).mappings()
+            _dequeued(conn, row.one(), now, outcome="cancelled", actor=actor)
+    return bool(changed)
+
+
+def _dequeued(
+    conn: sa.Connection,
+    row: Mapping[str, Any] | sa.RowMapping,
+    now: float,
+    *,
+    outcome: str,
+    actor: str | None = None,
+) -> None:
+    event_log.append_one(
+        conn,
+        event_log.event_row(
+            EventKind.RUN_DEQUEUED,
+            now,
+            commit_sha=row["commit_sha"],
+            actor=actor or row["actor"],
+            data={"queue_id": row["id"], "outcome": outcome, "branch": row["branch"]},
+        ),
+    )
+
+
+def set_run(engine: sa.Engine, queue_id: int, run_id: int, pipeline: str | None = None) -> None:
+    with write_transaction(engine) as conn:
+        conn.execute(
+            run_queue.update()
+            .where(run_queue.c.id == queue_id)
+            .values(run_id=run_id, pipeline=pipeline)
+        )
 
 
 def finish(engine: sa.Engine, queue_id: int, state: QueueState, reason: str | None = None) -> None:
@@ -126,22 +186,29 @@ def finish(engine: sa.Engine, queue_id: int, state: QueueState, reason: str | No
         )
 
 
-def requeue_orphans(engine: sa.Engine) -> list[int]:
-    """Claimed entries whose owner process is gone go back to the queue (oldest first)."""
+def requeue_orphans(engine: sa.Engine, watched: Collection[int] = ()) -> list[int]:
+    """Claimed entries whose owner process is gone go back to the queue (oldest first),
+    but for the `watched` ones (their process's end is being handled by whoever started
+    it). Cheap when there are none: one read, no write transaction."""
+    claimed = sa.select(
+        run_queue.c.id, run_queue.c.pid, run_queue.c.host, run_queue.c.pid_started
+    ).where(run_queue.c.state == QueueState.CLAIMED.value, run_queue.c.id.not_in(list(watched)))
+    with read_transaction(engine) as conn:
+        if not _orphans(conn.execute(claimed)):
+            return []
     with write_transaction(engine) as conn:
-        rows = conn.execute(
-            sa.select(run_queue).where(run_queue.c.state == QueueState.CLAIMED.value)
-        ).mappings()
-        dead = [
-            row["id"] for row in rows if is_dead_here(row["pid"], row["host"], row["pid_started"])
-        ]
+        dead = _orphans(conn.execute(claimed))
         if dead:
             conn.execute(
                 run_queue.update()
-                .where(run_queue.c.id.in_(dead))
+                .where(run_queue.c.id.in_(dead), run_queue.c.state == QueueState.CLAIMED.value)
                 .values(state=QueueState.QUEUED.value, pid=None, host=None, pid_started=None)
             )
     return dead
+
+
+def _orphans(rows: Iterable[sa.Row[Any]]) -> list[int]:
+    return [row.id for row in rows if is_dead_here(row.pid, row.host, row.pid_started)]
 
 
 def get(engine: sa.Engine, queue_id: int) -> QueuedRun | None:
@@ -152,15 +219,47 @@ def get(engine: sa.Engine, queue_id: int) -> QueuedRun | None:
     return None if row is None else _entry(row)
 
 
-def pending(engine: sa.Engine) -> list[QueuedRun]:
-    """Queued and claimed entries, oldest first."""
+def pending(
+    engine: sa.Engine, after_id: int | None = None, limit: int | None = None
+) -> list[QueuedRun]:
+    """Queued and claimed entries, oldest first (those after `after_id`, at most `limit`)."""
+    query = (
+        sa.select(run_queue)
+        .where(run_queue.c.state.in_([QueueState.QUEUED.value, QueueState.CLAIMED.value]))
+        .order_by(run_queue.c.id)
+        .limit(limit)
+    )
+    if after_id is not None:
+        query = query.where(run_queue.c.id > after_id)
     with read_transaction(engine) as conn:
-        rows = conn.execute(
-            sa.select(run_queue)
-            .where(run_queue.c.state.in_([QueueState.QUEUED.value, QueueState.CLAIMED.value]))
-            .order_by(run_queue.c.id)
-        ).mappings()
+        rows = conn.execute(query).mappings()
         return [_entry(row) for row in rows]
+
+
+def for_run(engine: sa.Engine, run_id: int) -> QueuedRun | None:
+    """The entry that started run `run_id`, if the server started it."""
+    with read_transaction(engine) as conn:
+        row = (
+            conn.execute(
+                sa.select(run_queue).where(run_queue.c.run_id == run_id).order_by(run_queue.c.id)
+            )
+            .mappings()
+            .first()
+        )
+    return None if row is None else _entry(row)
+
+
+def run_owner(engine: sa.Engine, run_id: int) -> ProcessIdentity | None:
+    """The process that records run `run_id`, while the run is running."""
+    with read_transaction(engine) as conn:
+        row = conn.execute(
+            sa.select(runs.c.pid, runs.c.host, runs.c.pid_started).where(
+                runs.c.id == run_id, runs.c.state == RunState.RUNNING.value
+            )
+        ).first()
+    if row is None or row.pid is None or row.host is None:
+        return None
+    return ProcessIdentity(pid=row.pid, host=row.host, started=row.pid_started)
 
 
 def _entry(row: Mapping[str, Any] | sa.RowMapping) -> QueuedRun:
@@ -176,4 +275,7 @@ def _entry(row: Mapping[str, Any] | sa.RowMapping) -> QueuedRun:
         options=row["options"],
         run_id=row["run_id"],
         reason=row["reason"],
+        pipeline=row.get("pipeline"),
+        claimed_at=row.get("claimed_at"),
+        finished_at=row.get("finished_at"),
     )

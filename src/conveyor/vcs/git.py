@@ -71,6 +71,54 @@ def read_git_context(root: Path, since: str | None = None) -> GitContext:
     )
 
 
+def read_commit_context(
+    repository: Path, sha: str, *, branch: str | None, since: str | None = None
+) -> GitContext:
+    """Describe commit `sha` of any repository holding it (a checkout or a bare mirror),
+    as `read_git_context` describes HEAD: the server runs commits that are not checked out.
+    Nothing is uncommitted; `branch` is what the caller says the commit was pushed to."""
+    head = _read_head(repository, sha)
+    committed = _committed_changes(repository, head, since)
+    return GitContext(
+        root=repository,
+        sha=head.sha,
+        branch=branch,
+        tag=_read_tag(repository, head.sha),
+        author_name=head.author_name,
+        author_email=head.author_email,
+        message=head.message,
+        committed_at=head.committed_at,
+        dirty=False,
+        changed_files=None if committed is None else tuple(sorted(committed)),
+        since=since,
+    )
+
+
+def resolve_revision(repository: Path, revision: str) -> tuple[str, str | None]:
+    """The full sha of the commit `revision` (a sha, branch, tag or HEAD) names in
+    `repository`, and the branch it names (HEAD: the checked-out one), in one git call."""
+    refused = ConveyorError(
+        f"no commit {revision!r} in {repository}",
+        hint="name a commit sha, a branch or a tag of the project's repository",
+    )
+    if not revision or revision.startswith("-"):
+        raise refused
+    result = _git(
+        repository, "rev-parse", f"{revision}^{{commit}}", "--symbolic-full-name", revision, "--"
+    )
+    if result.returncode != 0:
+        raise refused
+    lines = result.stdout.decode().split()
+    named = lines[1] if len(lines) > 1 else ""  # refs/heads/..., refs/tags/..., HEAD, none
+    return lines[0], named.removeprefix("refs/heads/") if named.startswith("refs/heads/") else None
+
+
+def read_file_at(repository: Path, sha: str, path: str) -> str | None:
+    """The text of `path` (relative to the top level) in commit `sha`; None if absent."""
+    result = _git(repository, "show", f"{sha}:{path}")
+    return result.stdout.decode("utf-8") if result.returncode == 0 else None
+
+
 def list_source_files(root: Path) -> list[str]:
     """Tracked plus untracked-but-not-ignored files that exist, sorted posix paths.
 
@@ -104,8 +152,10 @@ class _Head:
     message: str
 
 
-def _read_head(root: Path) -> _Head:
-    result = _git(root, "log", "-1", "--no-show-signature", f"--format={_LOG_FORMAT}")
+def _read_head(root: Path, revision: str = "HEAD") -> _Head:
+    result = _git(
+        root, "log", "-1", "--no-show-signature", f"--format={_LOG_FORMAT}", revision, "--"
+    )
     if result.returncode != 0:
         repo_root(root)  # raises the clearer error when this is no repository at all
         raise ConveyorError(
@@ -146,28 +196,28 @@ def _read_status(root: Path) -> tuple[str | None, set[str]]:
 _STATUS_FIELDS = {b"1": 8, b"2": 9, b"u": 10, b"?": 1}
 
 
-def _read_tag(root: Path) -> str | None:
+def _read_tag(root: Path, revision: str = "HEAD") -> str | None:
     # Several tags on one commit: report the highest version.
-    output = run_git(root, "tag", "--points-at", "HEAD", "--sort=-v:refname")
+    output = run_git(root, "tag", "--points-at", revision, "--sort=-v:refname")
     tags = output.decode("utf-8", errors="replace").split()
     return tags[0] if tags else None
 
 
 def _committed_changes(root: Path, head: _Head, since: str | None) -> list[str] | None:
-    if since is not None and _is_ancestor(root, since):
+    if since is not None and _is_ancestor(root, since, head.sha):
         return _diff_names(root, since, head.sha)
     if head.parents:
         return _diff_names(root, head.parents[0], head.sha)
     if _is_shallow(root):
         return None  # the boundary commit of a shallow clone only looks like a root
     return _split_names(
-        run_git(root, "diff-tree", "-r", "--root", "--no-commit-id", "--name-only", "-z", "HEAD")
+        run_git(root, "diff-tree", "-r", "--root", "--no-commit-id", "--name-only", "-z", head.sha)
     )
 
 
-def _is_ancestor(root: Path, since: str) -> bool:
+def _is_ancestor(root: Path, since: str, head: str) -> bool:
     return (
-        _git(root, "merge-base", "--is-ancestor", "--end-of-options", since, "HEAD").returncode == 0
+        _git(root, "merge-base", "--is-ancestor", "--end-of-options", since, head).returncode == 0
     )
 
 
