@@ -86,8 +86,8 @@ def push(forge: ForgeServer, branch: str) -> tuple[str, str]:
 
 def assert_run_appears(forge: ForgeServer, sha: str, branch: str) -> dict[str, Any]:
     """The push's queue entry, for exactly that commit and branch, its commit in the
-    server's mirror. (With the queue's workers merged, extend this to wait for the run
-    of the entry to appear: `run_queue.run_id`, then the run's commit and branch.)"""
+    server's mirror, and the run the server's workers made of it, of that commit and
+    branch, succeeded."""
     entries = wait_until(
         lambda: [e for e in forge.queue() if e["commit_sha"] == sha], f"a queue entry of {sha}"
     )
@@ -99,6 +99,15 @@ def assert_run_appears(forge: ForgeServer, sha: str, branch: str) -> dict[str, A
         "github",
     )
     assert git(forge.mirror, "cat-file", "-t", sha) == "commit"
+    store = forge.served.context.store
+    run_id = wait_until(
+        lambda: next((e["run_id"] for e in forge.queue() if e["id"] == entry["id"]), None),
+        "the queue entry's run",
+    )
+    wait_until(lambda: store.get_run(run_id).state.finished, f"run {run_id} to finish")
+    run = store.get_run(run_id)
+    assert (run.commit_sha, run.branch, run.state.value) == (sha, branch, "success")
+    assert run.trigger["kind"] == "push" and run.trigger["forge"] == "github"
     return entry
 
 

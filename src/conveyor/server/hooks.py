@@ -83,7 +83,18 @@ async def _deliver(forge: str, request: Request, context: ServerContext) -> JSON
         )
         return _answer(result)
     result = await run_in_threadpool(receiver.receive, forge, headers, body)
+    if result.queue_id is not None:
+        _wake_workers(context)
     return _answer(result)
+
+
+def _wake_workers(context: ServerContext) -> None:
+    """A run was queued here: the pool starts it now, not at its next look at the store."""
+    from conveyor.server.queue import QUEUE_PART, WorkerPool
+
+    pool = context.parts.get(QUEUE_PART)
+    if isinstance(pool, WorkerPool):
+        pool.wake()
 
 
 def _hook_route(forge: str) -> None:
