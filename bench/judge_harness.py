@@ -139,6 +139,7 @@ def judges(
     ours: dict[str, Callable[[], SequentialJudge]] = {
         "conveyor": lambda: Judge(settings, prior=prior),
         "conveyor, unclustered": lambda: Judge(settings, prior=prior, clustered=False),
+        "conveyor, runs counted": lambda: Judge(settings, prior=prior, runs=False),
     }
     peers: dict[str, Callable[[], SequentialJudge]] = {
         "conveyor, baseline alone": lambda: Judge(
