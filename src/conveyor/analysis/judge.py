@@ -9,7 +9,9 @@
     otherwise ───────────────── CONTINUE, with the events and requests still needed
 
 Every interval's evidence is tempered by the size of the clusters its events may come in
-(`dispersion`), so a retry burst counts as one event. The statistics live in `eprocess`;
+(`dispersion`), so a retry burst counts as one event; runs of canary events over several
+intervals (a broken session) are left out of the rollback tests (`runs`). The
+statistics live in `eprocess`;
 docs/analysis.md explains the design and its budget.
 """
 
