@@ -22,12 +22,12 @@ from fastapi.responses import JSONResponse
 
 from conftest import CliResult, GitProject, MakeProject, run_cli
 from conveyor.approvals.users import add_user, issue_token
-from conveyor.cli.output import to_jsonable
 from conveyor.flags.store import FlagLedger
 from conveyor.server.app import create_app
 from conveyor.server.auth import Action, require
 from conveyor.server.context import ServerContext
 from conveyor.server.logs import read_range
+from conveyor.service.jsonable import to_jsonable
 from conveyor.service.queries import run_view
 from deploy.apps import ENVIRONMENTS
 from server.conftest import ROLES, serving

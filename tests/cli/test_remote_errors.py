@@ -22,7 +22,7 @@ from conveyor.approvals.model import (
     Decision,
     Verdict,
 )
-from conveyor.cli.output import to_jsonable
+from conveyor.service.jsonable import to_jsonable
 
 __all__ = ["fake_server"]
 

@@ -18,6 +18,7 @@ from conftest import GitProject, MakeProject, wait_until
 from conveyor.approvals.users import add_user, issue_token
 from conveyor.server.app import create_app
 from conveyor.server.context import ServerContext
+from conveyor.server.queue import configure_workers
 
 SPEC = """\
 version: 1
@@ -75,10 +76,12 @@ def make_server(git_project: MakeProject) -> Iterator[MakeServer]:
     with one user per role (named after it) and a token each."""
     with ExitStack() as stack:
 
-        def make(spec: str = SPEC) -> ServerUnderTest:
+        def make(spec: str = SPEC, workers: int | None = None) -> ServerUnderTest:
             project = git_project(spec)
             context = ServerContext.open(project.project(), "http://placeholder")
             stack.callback(context.close)
+            if workers is not None:  # 0: nothing queued runs (a test records runs itself)
+                configure_workers(context, workers)
             tokens = {}
             for role in ROLES:
                 add_user(context.users_file, role, f"{role}@example.org", [role], [])

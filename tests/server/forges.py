@@ -111,12 +111,13 @@ def make_forge_server(
         kind: str = "github",
         api_url: str = "http://127.0.0.1:9",
         branches: str = '[main, "feature/*"]',
+        workers: int | None = None,
     ) -> ForgeServer:
         monkeypatch.setenv("CONVEYOR_FORGE_SECRET", SECRET)
         monkeypatch.setenv("CONVEYOR_FORGE_TOKEN", FORGE_TOKEN)
         n = next(counter)
         origin = tmp_path / f"origin{n}.git"
-        served = make_server(forge_spec(kind, origin, api_url, branches))
+        served = make_server(forge_spec(kind, origin, api_url, branches), workers=workers)
         subprocess.run(["git", "init", "-q", "--bare", os.fspath(origin)], check=True)
         work = tmp_path / f"work{n}"
         subprocess.run(

@@ -17,7 +17,6 @@ from rich.rule import Rule
 from rich.style import Style
 from rich.text import Text
 
-from conveyor.service.jsonable import to_jsonable  # one shape for the CLI and the API
 from conveyor.states import JobState, RunState
 
 # Off a terminal (a pipe, a file, a CI log) lines are not wrapped: rich would otherwise
@@ -161,11 +160,15 @@ def styled(state: str) -> str:
 
 
 def emit_json(data: Any) -> None:
+    from conveyor.service.jsonable import to_jsonable  # one shape for the CLI and the API
+
     sys.stdout.write(json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n")
 
 
 def emit_json_line(data: Any) -> None:
     """One compact JSON object on a line of its own (JSON Lines), flushed: for streams."""
+    from conveyor.service.jsonable import to_jsonable
+
     sys.stdout.write(json.dumps(to_jsonable(data)) + "\n")
     sys.stdout.flush()
 
