@@ -11,9 +11,7 @@ conveyor judge runs them at least `--null-runs` times.
 The clustered scenarios draw errors in clusters (retry bursts, broken sessions, batch
 jobs, a bad upstream connection, a gamma-distributed per-second rate), with and without
 a 2x regression. "conveyor, unclustered" is the judge that counts every error as an
-independent draw (the judge before issue 12), on the same streams. "conveyor, runs
-counted" is the judge that counts runs of canary errors (a broken session) in its
-rollback tests (`Judge(runs=False)`, the judge before they were left out).
+independent draw (the judge before issue 12), on the same streams.
 
     .venv/bin/python bench/judge_harness.py --runs 500 --seed 1
     .venv/bin/python bench/judge_harness.py --runs 500 --only 2x --prior log-uniform
@@ -141,7 +139,6 @@ def judges(
     ours: dict[str, Callable[[], SequentialJudge]] = {
         "conveyor": lambda: Judge(settings, prior=prior),
         "conveyor, unclustered": lambda: Judge(settings, prior=prior, clustered=False),
-        "conveyor, runs counted": lambda: Judge(settings, prior=prior, runs=False),
     }
     peers: dict[str, Callable[[], SequentialJudge]] = {
         "conveyor, baseline alone": lambda: Judge(

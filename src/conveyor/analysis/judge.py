@@ -9,9 +9,7 @@
     otherwise ───────────────── CONTINUE, with the events and requests still needed
 
 Every interval's evidence is tempered by the size of the clusters its events may come in
-(`dispersion`), so a retry burst counts as one event; runs of canary events over several
-intervals (a broken session) are left out of the rollback tests (`runs`). The
-statistics live in `eprocess`;
+(`dispersion`), so a retry burst counts as one event. The statistics live in `eprocess`;
 docs/analysis.md explains the design and its budget.
 """
 
@@ -43,7 +41,6 @@ from conveyor.analysis.eprocess import (
     two_sided_mixture,
 )
 from conveyor.analysis.model import Counts, Decision, Observation, Verdict
-from conveyor.analysis.runs import Run, RunFilter
 from conveyor.spec.strategy import Analysis
 
 GUARDRAIL_SHARE = 0.05  # of alpha: the sequential error-rate guardrail
@@ -120,17 +117,6 @@ class Need:
         return f"{self.kind.label}: {more} to {towards}"
 
 
-@dataclass(frozen=True)
-class _Held:
-    """One interval's canary events, left out of the rollback tests."""
-
-    events: int
-    canary_requests: int
-    references: int  # baseline + stable requests
-    baseline: int  # baseline requests
-    weight: float | None  # the interval's own tempering weight, if it has one
-
-
 @dataclass
 class _Scores:
     """Log e-values, refreshed when an attribution changes."""
@@ -140,7 +126,7 @@ class _Scores:
     promote_pooled: float = 0.0  # the ratio route: theta below the tolerated ratio
     promote_paired: float = 0.0
     drift: float = 0.0
-    versions: tuple[int, ...] = ()
+    versions: tuple[int, int, int] = (-1, -1, -1)
 
 
 class KindTests:
@@ -159,7 +145,6 @@ class KindTests:
         drift_level: float,
         tolerance: Tolerance,
         clustered: bool = True,
-        runs: bool = True,
     ) -> None:
         self.kind = kind
         self.tolerance = tolerance
@@ -169,12 +154,6 @@ class KindTests:
         self.pooled = Attribution(grid)  # canary | baseline + stable
         self.paired = Attribution(grid)  # canary | baseline
         self.drift = Attribution(grid)  # baseline | stable
-        # Runs of canary events (a broken session) are left out of the rollback tests:
-        # their likelihood ratios are the ones above minus these (runs.py).
-        self.runs = RunFilter() if clustered and runs else None
-        self.pooled_left_out = Attribution(grid)
-        self.paired_left_out = Attribution(grid)
-        self.held: list[_Held] = []  # the present run's canary events, held out for now
         self.regression = regression_mixture(grid, prior)
         self.no_harm = no_harm_mixture(grid, tolerance_index(grid, tolerance.ratio))
         self.rate_below = RateBelow(tolerance.rate)
@@ -194,17 +173,10 @@ class KindTests:
         # The paired state when the judge switched to the baseline alone: from the start
         # with Reference.BASELINE, else when the drift is flagged (sticky). Kept raw, so
         # the growth since then is tempered as the cluster size is now.
-        start = (self.paired.snapshot(), self.paired_left_out.snapshot())
+        start = self.paired.snapshot()
         self.switched_at = start if reference is Reference.BASELINE else None
         self.scores = _Scores()
         self._evidence: tuple[tuple[object, ...], dict[str, Any]] = ((), {})
-        self._attributions = (
-            self.pooled,
-            self.paired,
-            self.drift,
-            self.pooled_left_out,
-            self.paired_left_out,
-        )
         self._rate_log_e_of: tuple[tuple[float, float], float] = ((-1.0, -1.0), 0.0)
         self._rate_bound: tuple[tuple[float, int], float | None] = ((-1.0, -1), None)
 
@@ -214,48 +186,29 @@ class KindTests:
         if self.dispersion is not None:
             requests = canary.requests + baseline.requests + stable.requests
             weight = self.dispersion.update(c + b + s, requests)
-            for attribution in self._attributions:
+            for attribution in (self.pooled, self.paired, self.drift):
                 attribution.temper(self.dispersion.clusters)
-        references = baseline.requests + stable.requests
-        self.pooled.update(c, canary.requests, b + s, references, weight)
+        self.pooled.update(c, canary.requests, b + s, baseline.requests + stable.requests, weight)
         self.paired.update(c, canary.requests, b, baseline.requests, weight)
         self.drift.update(b, baseline.requests, s, stable.requests, weight)
-        if self.runs is not None:
-            run = self.runs.classify(c, canary.requests, b + s, references)
-            if run is Run.HOLD or run is Run.CONFIRM:
-                held = _Held(c, canary.requests, references, baseline.requests, weight)
-                self._leave_out(held)
-                self.held.append(held)
-            if run is Run.RELEASE:  # the run was short: count its events again
-                for held in self.held:
-                    self._leave_out(held, -1)
-            if run is Run.RELEASE or run is Run.CONFIRM:
-                self.held = []
         if weight is None:
             self.canary_raw = [self.canary_raw[0] + c, self.canary_raw[1] + canary.requests]
         else:
             fixed = self.canary_fixed
             self.canary_fixed = [fixed[0] + weight * c, fixed[1] + weight * canary.requests]
-        versions = tuple(a.version for a in self._attributions)
+        versions = (self.pooled.version, self.paired.version, self.drift.version)
         if versions == self.scores.versions:
             return
         self.scores = _Scores(
-            self.regression.log_e_of(_minus(self.pooled.log_lr, self.pooled_left_out.log_lr)),
-            self.regression.log_e_of(_minus(self.paired.log_lr, self.paired_left_out.log_lr)),
+            self.regression.log_e(self.pooled),
+            self.regression.log_e(self.paired),
             self.no_harm.log_e(self.pooled),
             self.no_harm.log_e(self.paired),
             self.two_sided.log_e(self.drift),
             versions,
         )
         if self.switched_at is None and self.scores.drift >= self.log_drift:
-            self.switched_at = (self.paired.snapshot(), self.paired_left_out.snapshot())
-
-    def _leave_out(self, held: _Held, sign: int = 1) -> None:
-        """Leave the canary events out of the rollback tests (sign -1: count them again).
-        These likelihood ratios get only the left-out canary events, no reference events."""
-        events, weight = sign * held.events, held.weight
-        self.pooled_left_out.update(events, held.canary_requests, 0, held.references, weight)
-        self.paired_left_out.update(events, held.canary_requests, 0, held.baseline, weight)
+            self.switched_at = self.paired.snapshot()
 
     @property
     def cluster_size(self) -> float:
@@ -274,10 +227,7 @@ class KindTests:
         """The live rollback route: pooled, or the baseline's growth since the drift."""
         if self.switched_at is None:
             return self.scores.rollback_pooled
-        paired, left_out = self.switched_at
-        at_switch = self.regression.log_e_of(
-            _minus(self.paired.tempered(paired), self.paired_left_out.tempered(left_out))
-        )
+        at_switch = self.regression.log_e_of(self.paired.tempered(self.switched_at))
         return self.scores.rollback_paired - at_switch
 
     def baseline_agrees(self) -> bool:
@@ -473,7 +423,6 @@ class Judge:
         reference: Reference = Reference.POOLED,
         drift_level: float = DRIFT_LEVEL,
         clustered: bool = True,
-        runs: bool = True,
     ) -> None:
         self.settings = settings
         rule, (error_rate, slow_rate) = settings.promote_when, settings.hidden_rates()
@@ -498,7 +447,6 @@ class Judge:
                 drift_level=drift_level,
                 tolerance=tolerances[kind],
                 clustered=clustered,
-                runs=runs,
             )
             for kind in kinds
         ]
@@ -592,10 +540,6 @@ class Judge:
                 "e_value": _e(log_e),
             }
         return evidence
-
-
-def _minus(lr: list[float], left_out: list[float]) -> list[float]:
-    return [x - y for x, y in zip(lr, left_out, strict=True)]
 
 
 def _add(total: Counts, more: Counts) -> Counts:
