@@ -300,14 +300,20 @@ def request_production(store: Store, run_id: int, repo: Path) -> ApprovalRequest
 
 
 def put_image_with_sbom(
-    project: Project, tag: str, env: list[str], components: list[tuple[str, str]]
+    project: Project,
+    tag: str,
+    env: list[str],
+    components: list[tuple[str, str]],
+    findings: list[str] | None = None,
 ) -> str:
     """An image of `REPOSITORY` in the project's image store, its OCI config's Env set,
-    with a CycloneDX SBOM of `components` (name, version) attached; returns its digest."""
+    with a CycloneDX SBOM of `components` (name, version) attached and, given `findings`
+    (advisory ids), a vulnerability scan, as the sign step attaches them; returns its
+    digest."""
     from conveyor.service.images import image_store
-    from conveyor.supply.attest import Envelope, sbom_statement
+    from conveyor.supply.attest import VULN_SCAN, Envelope, Statement, Subject, sbom_statement
     from conveyor.supply.oci.model import MANIFEST, Descriptor, Manifest
-    from conveyor.supply.referrers import SBOM_ARTIFACT, attach
+    from conveyor.supply.referrers import SBOM_ARTIFACT, VULN_SCAN_ARTIFACT, attach
 
     store = image_store(project)
     config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Env": env}})
@@ -321,9 +327,18 @@ def put_image_with_sbom(
     digest = store.put_manifest(REPOSITORY, manifest.to_bytes(), MANIFEST, (tag,))
     bom = {
         "bomFormat": "CycloneDX",
-        "components": [{"name": name, "version": version} for name, version in components],
+        "components": [
+            {"type": "library", "name": name, "version": version} for name, version in components
+        ],
     }
     statement = sbom_statement(REPOSITORY, digest, json.dumps(bom).encode())
     envelope = Envelope("application/vnd.in-toto+json", statement.to_bytes())
     attach(store, REPOSITORY, digest, envelope, SBOM_ARTIFACT)
+    if findings is not None:
+        scan = {"passed": True, "counts": {"high": len(findings)}, "findings": findings}
+        subject = (Subject.of_image(REPOSITORY, digest),)
+        envelope = Envelope(
+            "application/vnd.in-toto+json", Statement(subject, VULN_SCAN, scan).to_bytes()
+        )
+        attach(store, REPOSITORY, digest, envelope, VULN_SCAN_ARTIFACT)
     return digest

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from conveyor.forge.common import repos_status_request
 from conveyor.forge.github import parse_hub_event, verify_hub_signature
 from conveyor.forge.model import (
     CommitStatus,
@@ -15,7 +16,6 @@ from conveyor.forge.model import (
     Ignored,
     Malformed,
     StatusRequest,
-    StatusState,
 )
 from conveyor.forge.payload import header
 
@@ -23,13 +23,6 @@ SIGNATURES = ("x-forgejo-signature", "x-gitea-signature")
 EVENTS = ("x-forgejo-event", "x-gitea-event")
 DELIVERIES = ("x-forgejo-delivery", "x-gitea-delivery")
 RUN_ACTIONS = frozenset({"opened", "synchronized", "reopened"})
-_STATES = {
-    StatusState.PENDING: "pending",
-    StatusState.RUNNING: "pending",
-    StatusState.SUCCESS: "success",
-    StatusState.FAILURE: "failure",
-    StatusState.ERROR: "error",
-}
 
 
 class Gitea:
@@ -57,17 +50,8 @@ class Gitea:
         return f"refs/pull/{number}/head"
 
     def status_request(self, api_url: str, token: str, status: CommitStatus) -> StatusRequest:
-        return StatusRequest(
-            method="POST",
-            url=f"{api_url.rstrip('/')}/repos/{status.repository}/statuses/{status.sha}",
-            headers={"Authorization": f"token {token}", "Accept": "application/json"},
-            json={
-                "state": _STATES[status.state],
-                "target_url": status.target_url,
-                "description": status.description,
-                "context": status.context,
-            },
-        )
+        headers = {"Authorization": f"token {token}", "Accept": "application/json"}
+        return repos_status_request(api_url, status, headers, status.description)
 
 
 def api_url_from_clone_url(clone_url: str) -> str | None:

@@ -8,6 +8,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from conveyor.forge import refs
+from conveyor.forge.common import (
+    merge_request_event,
+    pushed_branch,
+    repos_status_request,
+    verify_signed,
+)
 from conveyor.forge.model import (
     CommitStatus,
     EventKind,
@@ -17,11 +23,9 @@ from conveyor.forge.model import (
     Malformed,
     MergeRequest,
     StatusRequest,
-    StatusState,
-    Unverified,
 )
 from conveyor.forge.payload import header, load_object, pick, pick_optional, urls
-from conveyor.forge.signatures import check_hex_hmac, check_standard, has_standard_signature
+from conveyor.forge.signatures import check_hex_hmac
 
 SIGNATURE = "x-hub-signature-256"
 EVENT = "x-github-event"
@@ -29,13 +33,6 @@ DELIVERY = "x-github-delivery"
 # Actions that put new code at the head of a pull request; the rest (closed, labeled,
 # edited...) ask for no run.
 RUN_ACTIONS = frozenset({"opened", "synchronize", "reopened"})
-_STATES = {
-    StatusState.PENDING: "pending",
-    StatusState.RUNNING: "pending",  # GitHub has no running state
-    StatusState.SUCCESS: "success",
-    StatusState.FAILURE: "failure",
-    StatusState.ERROR: "error",
-}
 
 
 class GitHub:
@@ -58,21 +55,13 @@ class GitHub:
         return f"refs/pull/{number}/head"
 
     def status_request(self, api_url: str, token: str, status: CommitStatus) -> StatusRequest:
-        return StatusRequest(
-            method="POST",
-            url=f"{api_url.rstrip('/')}/repos/{status.repository}/statuses/{status.sha}",
-            headers={
-                "Authorization": f"Bearer {token}",
-                "Accept": "application/vnd.github+json",
-                "X-GitHub-Api-Version": "2022-11-28",
-            },
-            json={
-                "state": _STATES[status.state],
-                "target_url": status.target_url,
-                "description": status.description[:140],  # GitHub's limit
-                "context": status.context,
-            },
-        )
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28",
+        }
+        description = status.description[:140]  # GitHub's limit
+        return repos_status_request(api_url, status, headers, description)
 
 
 def verify_hub_signature(
@@ -80,14 +69,15 @@ def verify_hub_signature(
 ) -> None:
     """The forge's own HMAC header (the first of `names` sent) and, where sent, the
     Standard Webhooks signature; a delivery carrying neither is unsigned."""
-    native = header(headers, *names)
-    standard = has_standard_signature(headers)
-    if native is None and not standard:
-        raise Unverified("unsigned: no signature header")
-    if native is not None:
-        check_hex_hmac(native, body, secret, prefix)
-    if standard:
-        check_standard(headers, body, secret, now)
+    verify_signed(
+        headers,
+        body,
+        secret,
+        now,
+        native=header(headers, *names),
+        check_native=lambda sent: check_hex_hmac(sent, body, secret, prefix),
+        unsigned="no signature header",
+    )
 
 
 def parse_hub_event(
@@ -105,11 +95,10 @@ def parse_hub_event(
 def _push(forge: str, delivery: str, data: Mapping[str, Any]) -> ForgeEvent | Ignored:
     ref = pick(data, "ref", str)
     after = pick(data, "after", str)
-    if pick_optional(data, "deleted", bool) or refs.is_zero(after):
-        return Ignored(f"{ref} was deleted", delivery, "push")
-    branch = refs.branch_of(ref)
-    if branch is None:
-        return Ignored(f"{ref} is not a branch: only branch pushes run", delivery, "push")
+    deleted = bool(pick_optional(data, "deleted", bool))
+    branch = pushed_branch(ref, after, deleted, delivery, "push")
+    if isinstance(branch, Ignored):
+        return branch
     return ForgeEvent(
         forge=forge,
         kind=EventKind.PUSH,
@@ -139,17 +128,14 @@ def _pull_request(
         target_branch=refs.check_branch(pick(data, "pull_request.base.ref", str)),
         action=action,
     )
-    return ForgeEvent(
-        forge=forge,
-        kind=EventKind.MERGE_REQUEST,
-        delivery_id=delivery,
+    return merge_request_event(
+        forge,
+        delivery,
+        request,
         repository=pick(data, "repository.full_name", str),
         clone_urls=_repository_urls(data, "repository"),
         ref=f"refs/pull/{number}/head",
-        branch=source,
-        commit_sha=head,
         sender=_sender(data),
-        merge_request=request,
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from conveyor.forge import refs
+from conveyor.forge.common import merge_request_event, pushed_branch, verify_signed
 from conveyor.forge.model import (
     CommitStatus,
     EventKind,
@@ -21,10 +22,9 @@ from conveyor.forge.model import (
     MergeRequest,
     StatusRequest,
     StatusState,
-    Unverified,
 )
 from conveyor.forge.payload import header, load_object, pick, pick_optional, urls
-from conveyor.forge.signatures import check_standard, check_token, has_standard_signature
+from conveyor.forge.signatures import check_token
 
 TOKEN = "x-gitlab-token"  # noqa: S105 (a header name)
 EVENT = "x-gitlab-event"
@@ -46,14 +46,15 @@ class GitLab:
     default_api_url: str | None = "https://gitlab.com/api/v4"
 
     def verify(self, headers: Headers, body: bytes, secret: str, now: float) -> None:
-        token = header(headers, TOKEN)
-        standard = has_standard_signature(headers)
-        if token is None and not standard:
-            raise Unverified("unsigned: no X-Gitlab-Token or webhook-signature header")
-        if token is not None:
-            check_token(token, secret)
-        if standard:
-            check_standard(headers, body, secret, now)
+        verify_signed(
+            headers,
+            body,
+            secret,
+            now,
+            native=header(headers, TOKEN),
+            check_native=lambda sent: check_token(sent, secret),
+            unsigned="no X-Gitlab-Token or webhook-signature header",
+        )
 
     def delivery_id(self, headers: Headers) -> str | None:
         return header(headers, *DELIVERIES)
@@ -93,11 +94,9 @@ class GitLab:
 def _push(delivery: str, data: Mapping[str, Any]) -> ForgeEvent | Ignored:
     ref = pick(data, "ref", str)
     after = pick(data, "after", str)
-    if refs.is_zero(after):
-        return Ignored(f"{ref} was deleted", delivery, PUSH_HOOK)
-    branch = refs.branch_of(ref)
-    if branch is None:
-        return Ignored(f"{ref} is not a branch: only branch pushes run", delivery, PUSH_HOOK)
+    branch = pushed_branch(ref, after, False, delivery, PUSH_HOOK)
+    if isinstance(branch, Ignored):
+        return branch
     sha = pick_optional(data, "checkout_sha", str) or after
     return ForgeEvent(
         forge="gitlab",
@@ -129,17 +128,14 @@ def _merge_request(delivery: str, data: Mapping[str, Any]) -> ForgeEvent | Ignor
         target_branch=refs.check_branch(pick(data, f"{attributes}.target_branch", str)),
         action=action,
     )
-    return ForgeEvent(
-        forge="gitlab",
-        kind=EventKind.MERGE_REQUEST,
-        delivery_id=delivery,
+    return merge_request_event(
+        "gitlab",
+        delivery,
+        request,
         repository=pick(data, "project.path_with_namespace", str),
         clone_urls=_project_urls(data, "project"),
         ref=f"refs/merge-requests/{number}/head",
-        branch=source,
-        commit_sha=head,
         sender=pick_optional(data, "user.username", str) or "unknown",
-        merge_request=request,
     )
 
 

@@ -4,11 +4,14 @@ SBOMs' package sets) and the vulnerabilities (the scans' findings). The UI's "di
 any two releases" page and `GET /api/v1/environments/{name}/diff` show it.
 
 `from` and `to` are deploy ids (`conveyor env history`); either order works, and each
-part says what `to` has that `from` had not.
+part says what `to` has that `from` had not. Read only: a part that cannot tell (a deploy
+by hand has no run, an image gone from the store has no SBOM) says why in its note
+instead of failing the whole diff.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +69,7 @@ class ReleaseDiff:
     flags: list[dict[str, Any]]  # flag events between the two deploys
     dependencies: Changed  # package name -> version
     vulnerabilities: VulnerabilityDiff
+    dependencies_note: str | None = None  # why `dependencies` cannot tell, when so
 
 
 def release_diff(
@@ -75,19 +79,54 @@ def release_diff(
     older, newer = deploy_of(store, environment, from_id), deploy_of(store, environment, to_id)
     source, target = _side(store, older), _side(store, newer)
     commits, note = _commits(project, source, target)
-    before = image_evidence(project, older.repository, older.digest)
-    after = image_evidence(project, newer.repository, newer.digest)
+    configs = _image_config(project, older), _image_config(project, newer)
+    before = _evidence(project, older, configs[0])
+    after = _evidence(project, newer, configs[1])
     return ReleaseDiff(
         environment=environment,
         source=source,
         target=target,
         commits=commits,
         commits_note=note,
-        configuration=_configuration(project, older, newer),
+        configuration=_configuration(configs[0] or {}, configs[1] or {}),
         flags=_flags(store, environment, source.started_at, target.started_at),
         dependencies=_dependencies(before, after),
         vulnerabilities=_vulnerabilities(before, after),
+        dependencies_note=_dependencies_note(
+            (source, configs[0], before), (target, configs[1], after)
+        ),
     )
+
+
+def configuration_rows(diff: ReleaseDiff) -> list[tuple[str, str, str]]:
+    """The configuration for people: (key, from, to) of the image when it differs, then of
+    each variable (`Env.NAME`) and each other key of the OCI config (nested ones dotted)
+    that differs; "—" where a side has none."""
+    rows = []
+    if diff.source.image != diff.target.image:
+        rows.append(("image", diff.source.image, diff.target.image))
+    for prefix, changed in (
+        ("Env.", diff.configuration["env"]),
+        ("", diff.configuration["config"]),
+    ):
+        before = _flat(
+            prefix, {**changed.removed, **{k: c["from"] for k, c in changed.changed.items()}}
+        )
+        after = _flat(prefix, {**changed.added, **{k: c["to"] for k, c in changed.changed.items()}})
+        for key in sorted(set(before) | set(after)):
+            if before.get(key) != after.get(key):
+                rows.append((key, before.get(key, "—"), after.get(key, "—")))
+    return rows
+
+
+def _flat(prefix: str, values: Mapping[str, Any]) -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            flat.update(_flat(f"{prefix}{key}.", value))
+        else:
+            flat[f"{prefix}{key}"] = str(value)
+    return flat
 
 
 def _side(store: Store, deploy: DeployRecord) -> Side:
@@ -106,7 +145,9 @@ def _commits(
     project: Project, source: Side, target: Side
 ) -> tuple[list[dict[str, Any]], str | None]:
     if source.commit is None or target.commit is None:
-        return [], "a release's commit is unknown (deployed by hand, from no run)"
+        unknown = [f"#{side.deploy_id}" for side in (source, target) if side.commit is None]
+        deploys = " and ".join(unknown)
+        return [], f"deploy {deploys} came from no run with a commit (deployed by hand)"
     if source.commit == target.commit:
         return [], None
     try:
@@ -124,22 +165,29 @@ def _commits(
     return commits, note
 
 
-def _configuration(
-    project: Project, older: DeployRecord, newer: DeployRecord
-) -> dict[str, Changed]:
-    before, after = _image_config(project, older), _image_config(project, newer)
+def _configuration(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Changed]:
+    before, after = dict(before), dict(after)
     env_before = _env(before.pop("Env", None) or [])
     env_after = _env(after.pop("Env", None) or [])
     return {"env": _changed(env_before, env_after), "config": _changed(before, after)}
 
 
-def _image_config(project: Project, deploy: DeployRecord) -> dict[str, Any]:
+def _image_config(project: Project, deploy: DeployRecord) -> dict[str, Any] | None:
+    """The image's OCI config; None when the image is not in the store (any more)."""
     store = image_store(project)
     try:
         found = inspect_image(store, ImageRef(name=deploy.repository, digest=deploy.digest))
-    except ConveyorError:
-        return {}  # the image left the store: nothing to compare
+    except (ConveyorError, OSError):
+        return None
     return dict(found.get("config") or {})
+
+
+def _evidence(
+    project: Project, deploy: DeployRecord, config: dict[str, Any] | None
+) -> ImageEvidence:
+    if config is None:  # gone from the store: no attachments to read
+        return ImageEvidence(repository=deploy.repository, digest=deploy.digest)
+    return image_evidence(project, deploy.repository, deploy.digest)
 
 
 def _env(pairs: list[str]) -> dict[str, str]:
@@ -171,6 +219,17 @@ def _dependencies(before: ImageEvidence, after: ImageEvidence) -> Changed:
     return _changed(
         {p.name: p.version for p in before.packages}, {p.name: p.version for p in after.packages}
     )
+
+
+def _dependencies_note(
+    *sides: tuple[Side, dict[str, Any] | None, ImageEvidence],
+) -> str | None:
+    for side, config, evidence in sides:
+        if config is None:
+            return f"{side.image} is not in the image store"
+        if not evidence.packages:
+            return f"{side.image} carries no SBOM packages"
+    return None
 
 
 def _vulnerabilities(before: ImageEvidence, after: ImageEvidence) -> VulnerabilityDiff:

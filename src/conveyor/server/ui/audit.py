@@ -14,7 +14,8 @@ from conveyor.server.context import ServerContext, server_context
 from conveyor.server.ui import formatting, templates
 from conveyor.service.audit import verify
 from conveyor.service.environments import environment_spec
-from conveyor.service.release_compare import compare
+from conveyor.service.release_diff import configuration_rows
+from conveyor.service.release_diff import release_diff as diff_of
 
 formatting.register()
 router = APIRouter(include_in_schema=False)
@@ -53,9 +54,10 @@ def release_diff(
         to = deploys[0].id
     if from_ is None and len(deploys) > 1:
         from_ = deploys[1].id
-    comparison = None
+    diff = rows = None
     if from_ is not None and to is not None:
-        comparison = compare(context.project, context.store, name, from_, to)
+        diff = diff_of(context.project, context.store, name, from_, to)
+        rows = configuration_rows(diff)
     return templates.TemplateResponse(
         request,
         "audit/diff.html",
@@ -64,6 +66,7 @@ def release_diff(
             "environment": name,
             "deploys": deploys,
             "chosen": (from_, to),
-            "comparison": comparison,
+            "diff": diff,
+            "configuration": rows,
         },
     )
