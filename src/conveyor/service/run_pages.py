@@ -29,7 +29,7 @@ def run_state(text: str | None) -> RunState | None:
         return RunState(text)
     except ValueError:
         known = ", ".join(state.value for state in RunState)
-        raise ConveyorError(f"no run state {text!r}", hint=f"one of: {known}") from None
+        raise ConveyorError(f"no run status {text!r}", hint=f"one of: {known}") from None
 
 
 def commit_prefix(text: str | None) -> str | None:

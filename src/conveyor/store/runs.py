@@ -246,10 +246,16 @@ def select_runs(
     branch: str | None = None,
     state: RunState | None = None,
     before_id: int | None = None,
+    after_id: int | None = None,
     commit_prefix: str | None = None,
 ) -> list[RunRecord]:
-    """Newest first; `before_id` pages (keyset), `commit_prefix` matches a sha's start."""
-    query = sa.select(runs).order_by(runs.c.id.desc()).limit(limit)
+    """Newest first; `before_id` pages (keyset). With `after_id`, the oldest runs newer
+    than it, oldest first (a page towards the newest). `commit_prefix`: a sha's start."""
+    if after_id is not None:
+        query = sa.select(runs).where(runs.c.id > after_id).order_by(runs.c.id.asc())
+    else:
+        query = sa.select(runs).order_by(runs.c.id.desc())
+    query = query.limit(limit)
     if before_id is not None:
         query = query.where(runs.c.id < before_id)
     if commit_prefix:

@@ -120,9 +120,11 @@ class Store:
         branch: str | None = None,
         state: RunState | None = None,
         before_id: int | None = None,
+        after_id: int | None = None,
         commit_prefix: str | None = None,
     ) -> list[RunRecord]:
-        """Newest first; `before_id` pages by id (keyset), `commit_prefix` a sha's start."""
+        """Newest first; `before_id` pages by id (keyset); with `after_id`, the oldest runs
+        newer than it, oldest first; `commit_prefix` a sha's start."""
         with read_transaction(self.engine) as conn:
             return runs.select_runs(
                 conn,
@@ -131,6 +133,7 @@ class Store:
                 branch=branch,
                 state=state,
                 before_id=before_id,
+                after_id=after_id,
                 commit_prefix=commit_prefix,
             )
 
