@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -11,14 +9,14 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
-from conftest import GitProject, MakeProject, wait_until
+from conftest import GitProject, MakeProject
 from conveyor.approvals.users import add_user, issue_token
 from conveyor.server.app import create_app
 from conveyor.server.context import ServerContext
 from conveyor.server.queue import configure_workers
+from flags.serving import serving as flag_serving
 
 SPEC = """\
 version: 1
@@ -38,21 +36,8 @@ ROLES = ("viewer", "developer", "reviewer", "admin")
 def serving(app: FastAPI) -> Iterator[str]:
     """A real uvicorn on a free 127.0.0.1 port, in a thread of the test process, with the
     app's lifespan (the queue's workers, the event hub); yields its base URL."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started or not thread.is_alive(), "the server to start")
-        assert thread.is_alive(), "the server did not start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join()
-        listener.close()
+    with flag_serving(app, lifespan="on") as url:
+        yield url
 
 
 @dataclass

@@ -143,14 +143,13 @@ class EventHub:
             return select_events(conn, run_id=None, after_id=after, limit=limit)
 
     async def follow(self) -> None:
+        """Reads the store only while someone listens (`join` moves the cursor first)."""
         while True:
             if self.subscribers:
                 fresh = await run_in_threadpool(self._read_after, self.cursor)
                 for event in fresh:
                     self.cursor = event.id
                     self.publish(live_event(event))
-            else:
-                self.cursor = await run_in_threadpool(self._last_id)
             await asyncio.sleep(POLL_SECONDS)
 
     def publish(self, event: LiveEvent) -> None:
@@ -170,6 +169,13 @@ class EventHub:
         return [
             e for e in map(live_event, found) if e.id and e.id <= self.cursor and probe.wants(e)
         ]
+
+    async def join(self, topics: Iterable[str]) -> Subscriber:
+        """A new stream: when nobody listened, the cursor first moves to the store's newest
+        event (what came before is the replay's), then the stream is subscribed."""
+        if not self.subscribers:
+            self.cursor = await run_in_threadpool(self._last_id)
+        return self.subscribe(topics)
 
     def subscribe(self, topics: Iterable[str]) -> Subscriber:
         subscriber = Subscriber(frozenset(topics))
@@ -242,7 +248,7 @@ async def events(
 ) -> StreamingResponse:
     """The live changes of the named topics, as Server-Sent Events (text/event-stream)."""
     hub = hub_of(context)
-    subscriber = hub.subscribe(topic)
+    subscriber = await hub.join(topic)
     last = request.headers.get("last-event-id", "")
     missed = await hub.replay(int(last), subscriber.topics) if last.isdigit() else []
 
