@@ -108,10 +108,9 @@ def log_bytes(remote: RemoteClient, run_id: int, job_id: str) -> bytes:
 
 
 def log_lines(text: str) -> list[LogLine]:
-    from conveyor.engine.joblog import parse_log_line
-    from conveyor.service.queries import LogLine
+    from conveyor.service.queries import parse_log
 
-    return [LogLine(*parse_log_line(raw)) for raw in text.splitlines() if raw]
+    return parse_log(text)
 
 
 def follow_log(remote: RemoteClient, run_id: int, job_id: str) -> None:

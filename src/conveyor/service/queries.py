@@ -41,6 +41,11 @@ def job_log(project: Project, store: Store, run_id: int, job_id: str) -> list[Lo
     else:
         live = live_log_path(project, run_id, job)
         text = live.read_text(encoding="utf-8", errors="replace") if live.exists() else ""
+    return parse_log(text)
+
+
+def parse_log(text: str) -> list[LogLine]:
+    """A stored log's records (`elapsed\tstream\ttext` lines) as LogLines."""
     return [LogLine(*parse_log_line(raw)) for raw in text.splitlines() if raw]
 
 
