@@ -41,6 +41,8 @@ from conveyor.store import sessions
 
 
 class Role(StrEnum):
+    """The built-in roles; what each may do is policy.BUILTIN_ROLE_ACTIONS."""
+
     VIEWER = "viewer"
     DEVELOPER = "developer"
     REVIEWER = "reviewer"
@@ -68,13 +70,6 @@ class Principal:
     csrf: str | None = None  # the session's CSRF token
     groups: frozenset[str] = field(default_factory=frozenset)
 
-
-ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
-    Role.VIEWER: frozenset({Action.READ}),
-    Role.DEVELOPER: frozenset({Action.READ, Action.CREATE, Action.UPDATE}),
-    Role.REVIEWER: frozenset({Action.READ, Action.APPROVE}),
-    Role.ADMIN: frozenset(Action),
-}
 
 SESSION_COOKIE = "conveyor_session"
 SESSION_LIFETIME = 12 * 3600.0
