@@ -105,13 +105,12 @@ def test_a_session_caller_decides_as_the_users_file_entry(
     served: ServerUnderTest, waiting: int
 ) -> None:
     from conveyor.approvals.users import Authenticated, NotAuthenticated
-    from conveyor.server.api.approvals import identity_of
-    from conveyor.server.auth import Principal
+    from conveyor.server.auth import Principal, approval_identity
 
     session = Principal(name="reviewer", roles=frozenset({"reviewer"}), via="session")
-    found = identity_of(served.context, session)
+    found = approval_identity(served.context, session)
     assert isinstance(found, Authenticated) and found.user.email == "reviewer@example.org"
-    stranger = identity_of(
+    stranger = approval_identity(
         served.context, Principal(name="nobody", roles=frozenset({"reviewer"}), via="session")
     )
     assert isinstance(stranger, NotAuthenticated)

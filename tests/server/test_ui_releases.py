@@ -270,15 +270,14 @@ def test_a_browser_session_decides_as_the_users_file_entry_of_its_name(
     shop: ServerUnderTest,
 ) -> None:
     from conveyor.approvals.users import Authenticated, NotAuthenticated
-    from conveyor.server.auth import Principal
-    from conveyor.server.ui.approvals import identity_of
+    from conveyor.server.auth import Principal, approval_identity
 
     session = Principal(name="reviewer", roles=frozenset({"reviewer"}), via="session")
-    found = identity_of(session, shop.context)
+    found = approval_identity(shop.context, session)
     assert isinstance(found, Authenticated)
     assert (found.user.email, found.token_id) == ("reviewer@example.org", "session")
     stranger = Principal(name="mallory", roles=frozenset({"reviewer"}), via="session")
-    refused = identity_of(stranger, shop.context)
+    refused = approval_identity(shop.context, stranger)
     assert isinstance(refused, NotAuthenticated)
     assert "not in the users file" in refused.refused.reason
 

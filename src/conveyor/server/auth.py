@@ -33,7 +33,14 @@ from urllib.parse import quote
 from fastapi import Depends, HTTPException, Request, status
 from starlette.concurrency import run_in_threadpool
 
-from conveyor.approvals.users import Authenticated, authenticate, load_users, verify_secret
+from conveyor.approvals.model import Refusal, Refused
+from conveyor.approvals.users import (
+    Authenticated,
+    NotAuthenticated,
+    authenticate,
+    load_users,
+    verify_secret,
+)
 from conveyor.server.context import ServerContext, server_context
 from conveyor.server.denials import Denial, record_denial
 from conveyor.server.policy import ACTIONS, ANONYMOUS, DEFAULT_POLICY, Policy, PolicyFile
@@ -349,3 +356,22 @@ def csrf_token(request: Request) -> str:
     that authenticate with a bearer token, which a browser never sends by itself."""
     principal = getattr(request.state, PRINCIPAL_STATE, None)
     return getattr(principal, "csrf", "") or ""
+
+
+def approval_identity(
+    context: ServerContext, principal: Principal
+) -> Authenticated | NotAuthenticated:
+    """Who decides an approval: the token's owner as authenticated; for a browser session,
+    the users file's entry of that name (the entry a token of theirs would prove). A login
+    that is in no users file decides nothing: refused, and recorded as such."""
+    if principal.identity is not None:
+        return principal.identity
+    user = load_users(context.users_file).find(principal.name)
+    if user is None:
+        refused = Refused(
+            Refusal.UNKNOWN_TOKEN,
+            f"{principal.name} is not in the users file, so cannot decide",
+            "`conveyor users add` adds them",
+        )
+        return NotAuthenticated(refused, token_id=None, identity=principal.name)
+    return Authenticated(user=user, token_id=principal.token_id or principal.via)

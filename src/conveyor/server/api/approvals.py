@@ -23,11 +23,10 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from conveyor.approvals.model import Refusal, Refused, Verdict
-from conveyor.approvals.users import Authenticated, NotAuthenticated, load_users
+from conveyor.approvals.model import Verdict
 from conveyor.server.api.common import ERRORS, Context, ErrorBody, ListBody, everything, reading
 from conveyor.server.approvals import HTTP_STATUS
-from conveyor.server.auth import Action, Principal, require
+from conveyor.server.auth import Action, Principal, approval_identity, require
 from conveyor.service.approvals import ApprovalRefused, Credentials, all_statuses, decide
 from conveyor.service.approvals import run_statuses as statuses_of_run
 from conveyor.service.jsonable import to_jsonable
@@ -112,26 +111,10 @@ def _decide(context: Context, principal: Principal, asked: Asked) -> Any:
             sent,
             environment=asked.body.environment,
             comment=asked.body.comment,
-            identity=identity_of(context, principal),
+            identity=approval_identity(context, principal),
         )
     except ApprovalRefused as refused:
         code, reason = refused.code, refused.refused.reason
         error = ErrorBody(error=code.value, reason=reason, hint=refused.hint)
         return JSONResponse(error.model_dump(), status_code=HTTP_STATUS[code])
     return to_jsonable(found)
-
-
-def identity_of(context: Context, principal: Principal) -> Authenticated | NotAuthenticated:
-    """Who decides: the token's owner as authenticated; for a browser session, the users
-    file's entry of that name (the same entry a token of theirs would prove)."""
-    if principal.identity is not None:
-        return principal.identity
-    for user in load_users(context.users_file).users:
-        if user.name == principal.name:
-            return Authenticated(user=user, token_id=principal.token_id or principal.via)
-    refused = Refused(
-        Refusal.UNKNOWN_TOKEN,
-        f"{principal.name} is not in the users file",
-        "`conveyor users add` adds them",
-    )
-    return NotAuthenticated(refused, token_id=None, identity=principal.name)

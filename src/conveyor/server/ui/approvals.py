@@ -12,9 +12,9 @@ from fastapi import APIRouter, Depends, Form, Request, status
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
-from conveyor.approvals.model import ApprovalStatus, Refusal, Refused, Verdict
-from conveyor.approvals.users import Authenticated, NotAuthenticated, load_users
-from conveyor.server.auth import Action, Principal, require
+from conveyor.approvals.model import ApprovalStatus, Verdict
+from conveyor.approvals.users import Authenticated
+from conveyor.server.auth import Action, Principal, approval_identity, require
 from conveyor.server.context import ServerContext, server_context
 from conveyor.server.ui import formatting, templates
 from conveyor.service.approvals import ApprovalRefused, Credentials, decide
@@ -23,21 +23,6 @@ from conveyor.service.approvals_inbox import inbox
 formatting.register()
 router = APIRouter(include_in_schema=False)
 Context = Annotated[ServerContext, Depends(server_context)]
-SESSION_TOKEN_ID = "session"  # noqa: S105 (a label, not a secret): what a decision made in a browser session records as token
-
-
-def identity_of(principal: Principal, context: ServerContext) -> Authenticated | NotAuthenticated:
-    """The approvals' identity of the caller: the token's owner, or for a browser session
-    the users file's entry of that name (a login that is in no users file decides nothing:
-    refused, and recorded as such)."""
-    if principal.identity is not None:
-        return principal.identity
-    user = load_users(context.users_file).find(principal.name)
-    if user is None:
-        reason = f"{principal.name} is not in the users file, so cannot decide"
-        refused = Refused(Refusal.NOT_ALLOWED, reason, "`conveyor users add` adds them")
-        return NotAuthenticated(refused, token_id=None, identity=principal.name)
-    return Authenticated(user, SESSION_TOKEN_ID)
 
 
 @router.get("/approvals", response_class=HTMLResponse)
@@ -60,7 +45,7 @@ async def decide_from_form(
     verdict: Annotated[Verdict, Form()],
     comment: Annotated[str, Form(max_length=4000)] = "",
 ) -> HTMLResponse:
-    identity = identity_of(principal, context)
+    identity = approval_identity(context, principal)
 
     def decided() -> ApprovalStatus | ApprovalRefused:
         try:
@@ -96,7 +81,7 @@ def _page(
     refused: ApprovalRefused | None = None,
     code: int = status.HTTP_200_OK,
 ) -> HTMLResponse:
-    identity = identity_of(principal, context)
+    identity = approval_identity(context, principal)
     user = identity.user if isinstance(identity, Authenticated) else None
     found = inbox(context.project, context.store, user)
     return templates.TemplateResponse(
