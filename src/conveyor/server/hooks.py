@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from conveyor.server.auth import Action, Principal, require
 from conveyor.server.context import ServerContext, server_context
+from conveyor.server.queue import pool_of
 from conveyor.service.webhooks import DeliveryResult, WebhookReceiver
 from conveyor.store.webhooks import DeliveryOutcome, list_deliveries, outcome_counts
 
@@ -84,17 +85,8 @@ async def _deliver(forge: str, request: Request, context: ServerContext) -> JSON
         return _answer(result)
     result = await run_in_threadpool(receiver.receive, forge, headers, body)
     if result.queue_id is not None:
-        _wake_workers(context)
+        pool_of(context).wake()  # the workers start it now, not at their next look
     return _answer(result)
-
-
-def _wake_workers(context: ServerContext) -> None:
-    """A run was queued here: the pool starts it now, not at its next look at the store."""
-    from conveyor.server.queue import QUEUE_PART, WorkerPool
-
-    pool = context.parts.get(QUEUE_PART)
-    if isinstance(pool, WorkerPool):
-        pool.wake()
 
 
 def _hook_route(forge: str) -> None:
