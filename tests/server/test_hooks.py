@@ -31,7 +31,8 @@ __all__ = ["make_forge_server"]  # the fixture, used by name
 
 @pytest.fixture
 def forge(make_forge_server: MakeForgeServer) -> ForgeServer:
-    return make_forge_server("github")
+    # No workers: these tests read the queue as the webhook left it, before any claim.
+    return make_forge_server("github", workers=0)
 
 
 def _push(sha: str, branch: str, **repository: str) -> dict[str, object]:
@@ -87,7 +88,7 @@ def test_a_pull_request_runs_on_its_head_and_says_so(forge: ForgeServer) -> None
 def test_gitlab_gitea_and_forgejo_pushes_queue_too(
     make_forge_server: MakeForgeServer, kind: str
 ) -> None:
-    forge = make_forge_server(kind)
+    forge = make_forge_server(kind, workers=0)
     sha = forge.commit_and_push("main")
     payload = gitlab_push(sha) if kind == "gitlab" else gitea_push(sha, "refs/heads/main")
     if kind == "gitlab":
@@ -103,7 +104,7 @@ def test_gitlab_gitea_and_forgejo_pushes_queue_too(
 
 
 def test_a_gitlab_merge_request_runs_on_its_head(make_forge_server: MakeForgeServer) -> None:
-    forge = make_forge_server("gitlab")
+    forge = make_forge_server("gitlab", workers=0)
     head = forge.commit_and_push("faster-cart", ref="refs/merge-requests/7/head")
     payload = gitlab_merge_request("open")
     payload["project"]["path_with_namespace"] = REPOSITORY
@@ -123,7 +124,7 @@ def test_a_gitlab_merge_request_runs_on_its_head(make_forge_server: MakeForgeSer
 def test_a_gitea_pull_request_from_another_repository_is_ignored(
     make_forge_server: MakeForgeServer,
 ) -> None:
-    forge = make_forge_server("gitea")
+    forge = make_forge_server("gitea", workers=0)
     answer = forge.deliver(gitea_pull_request(), event="pull_request")
     assert (answer.status_code, answer.json()["outcome"]) == (202, "ignored")
     assert "unknown repository gitea/webhooks" in answer.json()["reason"]
