@@ -30,7 +30,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"approvals"}),
     frozenset({"verify", "forge"}),
     frozenset({"steps"}),
-    frozenset({"service"}),
+    frozenset({"service", "observe"}),  # observe may roll back through service
     frozenset({"cli", "server", "__main__"}),  # the hosts: nothing imports them
 )
 
