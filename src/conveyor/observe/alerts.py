@@ -9,6 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from conveyor.service.project import Project
+from conveyor.store.store import Store
+
 
 class AlertSource(StrEnum):
     CONVEYOR = "conveyor"  # the built-in SLO evaluator (observe/slo.py)
@@ -32,3 +35,16 @@ class Alert:
     annotations: Mapping[str, str] = field(default_factory=dict)
     starts_at: float = 0.0  # unix seconds
     ends_at: float | None = None
+
+
+class AlertOutcome(StrEnum):
+    ROLLED_BACK = "rolled-back"  # inside the bake window: back to the warm release
+    INCIDENT = "incident"  # outside it: an incident opened (or joined)
+    DUPLICATE = "duplicate"  # the same fingerprint already acted on
+    RESOLVED = "resolved"  # a resolved notification, recorded
+    REFUSED = "refused"  # unknown environment or release, or malformed: recorded, no action
+
+
+def receive(project: Project, store: Store, alert: Alert) -> AlertOutcome:
+    """The one intake (implemented by the alerts part)."""
+    raise NotImplementedError

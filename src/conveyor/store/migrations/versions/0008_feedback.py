@@ -1,4 +1,4 @@
-"""Observe: user feedback and business metric samples per release and flag variant.
+"""Observe: user feedback per release and flag variant.
 
 Revision ID: 0008_feedback
 Revises: 0007_replica_logs
