@@ -55,6 +55,7 @@ COMMAND_MODULES: dict[str, str] = {
     "env": "environments",
     "release": "releases",
     "flags": "flags",
+    "slo": "slo",
     "audit": "audit",
     "approve": "approvals",
     "reject": "approvals",

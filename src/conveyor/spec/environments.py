@@ -25,6 +25,12 @@ environments:
       roles: [reviewer]     # any of these roles or groups may approve
       timeout: 24h          # then the request is rejected
       wait_timer: 10m       # and no deploy before this long after the request
+    slos:                   # error budgets and burn-rate alerts (docs/monitoring.md)
+      - kind: availability  # answers that are not 5xx, out of all requests
+        objective: 99.5     # percent, over a rolling 28d window (window: 30d...)
+      - kind: latency
+        threshold: 250ms    # answered within this (a bound of the router's histogram)
+        objective: 99
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from conveyor.spec.hooks import Hooks
+from conveyor.spec.slo import Slos
 from conveyor.spec.strategy import FlagReleases, Strategy
 from conveyor.spec.types import Duration, RouterName, RuntimeName
 
@@ -202,6 +209,11 @@ class Environment(_Strict):
     samples: SampleRetention = Field(
         default_factory=SampleRetention,
         description="Retention of the golden-signal samples (docs/environments.md).",
+    )
+    slos: Slos = Field(
+        default_factory=list,
+        description="Availability and latency objectives, with burn-rate alerts "
+        "(docs/monitoring.md).",
     )
 
     @field_validator("env")
