@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from conveyor.deploy.exposition import PREFIX
 from conveyor.errors import SpecError, SpecErrors
 from conveyor.observe.rules import good_and_total
 from conveyor.spec.locate import KeyPath, Locator, format_key_path, parse_yaml
@@ -234,9 +235,10 @@ class _Reader:
             return ImportedSlo(str(where), Slo.model_validate(values))
         except ValidationError as error:
             detail = error.errors()[0]
-            where_in = ".".join(str(part) for part in detail["loc"]) or "the SLO"
             message = detail["msg"].removeprefix("Value error, ")
-            raise self.error(("metadata", "name"), f"{where_in}: {message}") from None
+            if detail["loc"]:  # a field of the SLO, else the SLO as a whole
+                message = ".".join(str(part) for part in detail["loc"]) + ": " + message
+            raise self.error(("metadata", "name"), message) from None
 
     def _check_budgeting(self) -> None:
         method = self.get(("spec", "budgetingMethod"), str, "a budgetingMethod")
@@ -300,12 +302,12 @@ class _Reader:
     def _kind(self, good: str, annotations: Mapping[str, Any]) -> dict[str, Any]:
         written = annotations.get(f"{ANNOTATION}kind")
         path = ("spec", "indicator", "spec", "ratioMetric", "good", "metricSource", "spec")
-        if "_request_duration_seconds_bucket" in good:
+        if f"{PREFIX}_request_duration_seconds_bucket" in good:
             le = _label(good, "le")
             if le is None:
                 raise self.error((*path, "query"), "a latency query needs its bucket's `le`")
             return {"kind": written or SloKind.LATENCY.value, "threshold": float(le)}
-        if "_responses_total" in good or "_requests_total" in good:
+        if f"{PREFIX}_responses_total" in good or f"{PREFIX}_requests_total" in good:
             return {"kind": written or SloKind.AVAILABILITY.value}
         raise self.error(
             (*path, "query"),
@@ -335,10 +337,15 @@ def spec_shape(imported: Sequence[ImportedSlo]) -> dict[str, Any]:
         entry: dict[str, Any] = {"name": slo.name, "kind": slo.kind.value}
         if slo.threshold is not None:
             entry["threshold"] = f"{round(slo.threshold * 1000)}ms"
-        entry |= {"objective": slo.objective, "window": shorthand(slo.window)}
+        entry |= {"objective": _plain(slo.objective), "window": shorthand(slo.window)}
         if slo.time_scale != 1:
-            entry["time_scale"] = slo.time_scale
+            entry["time_scale"] = _plain(slo.time_scale)
         if slo.description:
             entry["description"] = slo.description
         environments.setdefault(item.environment, {"slos": []})["slos"].append(entry)
     return {"environments": environments}
+
+
+def _plain(value: float) -> float | int:
+    """99 rather than 99.0, as a person writes it."""
+    return int(value) if value.is_integer() else value

@@ -17,6 +17,7 @@ window of the SRE workbook's table are divided by it (docs/monitoring.md).
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated
 
@@ -36,6 +37,15 @@ LONGEST_ALERT_WINDOW = 3 * 86400.0
 DEFAULT_WINDOW = 28 * 86400.0
 
 
+def _slo_name(name: str) -> str:
+    if not re.match(SLO_NAME_PATTERN, name):
+        raise ValueError(
+            f"invalid SLO name {name!r}: use lower-case letters, digits and '-', starting "
+            "with a letter (at most 40)"
+        )
+    return name
+
+
 class SloKind(StrEnum):
     AVAILABILITY = "availability"  # good: answers that are not 5xx
     LATENCY = "latency"  # good: answers within the threshold
@@ -44,8 +54,10 @@ class SloKind(StrEnum):
 class Slo(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(
-        pattern=SLO_NAME_PATTERN, description="Unique in the environment; default: the kind."
+    name: Annotated[str, AfterValidator(_slo_name)] = Field(
+        default="",  # never kept: `_named_after_kind` names an SLO after its kind
+        description="Unique in the environment; default: the kind.",
+        json_schema_extra={"pattern": SLO_NAME_PATTERN},
     )
     kind: SloKind = Field(description="availability (non-5xx share) or latency (fast share).")
     objective: float = Field(
@@ -67,9 +79,11 @@ class Slo(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _named_after_kind(cls, data: object) -> object:
-        kinds = {kind.value for kind in SloKind}
-        if isinstance(data, dict) and "name" not in data and data.get("kind") in kinds:
-            return {**data, "name": data["kind"]}
+        if isinstance(data, dict) and "name" not in data:
+            # A bad kind is its own error: the name it would give is not a second one.
+            kind = data.get("kind")
+            known = isinstance(kind, str) and kind in set(SloKind)
+            return {**data, "name": kind if known else "slo"}
         return data
 
     @model_validator(mode="after")
