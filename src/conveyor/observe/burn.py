@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+ALERT_NAME = "ErrorBudgetBurn"  # Conveyor's own alerts and the exported rules alike
 HOUR = 3600.0
 MINUTE = 60.0
 DAY = 86400.0

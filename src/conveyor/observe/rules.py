@@ -19,8 +19,7 @@ from typing import Any
 import yaml
 
 from conveyor.deploy.exposition import PREFIX, le_label
-from conveyor.observe.burn import WORKBOOK_ALERTS, scaled_windows
-from conveyor.observe.slo_watch import ALERT_NAME
+from conveyor.observe.burn import ALERT_NAME, WORKBOOK_ALERTS, scaled_windows
 from conveyor.spec.environments import Environment
 from conveyor.spec.slo import Slo, SloKind
 

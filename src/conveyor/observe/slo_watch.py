@@ -22,7 +22,7 @@ from pathlib import Path
 from conveyor.deploy.sampler import stored_samples
 from conveyor.observe import alerts
 from conveyor.observe.alerts import Alert, AlertSource, AlertStatus
-from conveyor.observe.burn import Firing, Severity, scaled_windows
+from conveyor.observe.burn import ALERT_NAME, Firing, Severity, scaled_windows
 from conveyor.observe.slo import SloSeries, firing_alerts
 from conveyor.service.project import Project
 from conveyor.spec.durations import format_duration
@@ -30,7 +30,6 @@ from conveyor.spec.environments import Environment
 from conveyor.spec.slo import Slo
 from conveyor.store.store import Store
 
-ALERT_NAME = "ErrorBudgetBurn"  # as the exported Prometheus rules name it (observe/rules.py)
 _MARGIN = 120.0  # seconds read before the longest window, for the sample it starts from
 
 
