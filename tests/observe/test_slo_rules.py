@@ -31,15 +31,24 @@ PAGE_ANNOTATIONS = {
     "summary": "production: availability burns its error budget faster than 14.4x over 1m and 5s",
     "objective": "99%",
 }
-# Two releases at 5 req/s each, half an hour of clean traffic, then r2 fails 5 req/s
+# Two releases at 5 req/s each, 20 minutes of clean traffic, then r2 fails 5 req/s
 # for 20 s (100 bad requests).
-T0 = 1800
+T0 = 1200
 SERIES = [
-    ('conveyor_release_requests_total{environment="production",release="r1"}', "0+5x2000"),
-    ('conveyor_release_requests_total{environment="production",release="r2"}', "0+5x2000"),
+    ('conveyor_release_requests_total{environment="production",release="r1"}', "0+5x1400"),
+    ('conveyor_release_requests_total{environment="production",release="r2"}', "0+5x1400"),
     (
         'conveyor_release_responses_total{environment="production",release="r2",code="5xx"}',
-        f"0x{T0} 5+5x19 100x180",
+        f"0x{T0} 5+5x19 100x150",
+    ),
+    # r1's latency: 9 requests in 10 within 250 ms
+    (
+        'conveyor_release_request_duration_seconds_bucket{environment="production",release="r1",le="0.25"}',
+        "0+9x1400",
+    ),
+    (
+        'conveyor_release_request_duration_seconds_count{environment="production",release="r1"}',
+        "0+10x1400",
     ),
 ]
 
@@ -73,13 +82,13 @@ def alert_at(seconds: int, *alerts: dict[str, str]) -> dict[str, Any]:
     return {"eval_time": f"{seconds}s", "alertname": "ErrorBudgetBurn", "exp_alerts": expected}
 
 
-def sample_at(seconds: int, series: str, value: float) -> dict[str, Any]:
-    """The recorded series, in millionths (promtool compares floats exactly)."""
+def sample_at(seconds: int, series: str, value: float, slo: str = "availability") -> dict[str, Any]:
+    """The recorded series of `slo`, in millionths (promtool compares floats exactly)."""
     return {
-        "expr": f"round({series} * 1e6)",
+        "expr": f'round({series}{{slo="{slo}"}} * 1e6)',
         "eval_time": f"{seconds}s",
         "exp_samples": [
-            {"labels": '{environment="production",slo="availability"}', "value": round(value * 1e6)}
+            {"labels": f'{{environment="production",slo="{slo}"}}', "value": round(value * 1e6)}
         ],
     }
 
@@ -95,7 +104,9 @@ def test_the_rules_pass_promtool_check(tmp_path: Path) -> None:
 
 @pytest.mark.real
 def test_promtool_pages_on_a_fast_burn_and_never_tickets(tmp_path: Path) -> None:
-    write_rules(tmp_path, AVAILABILITY)
+    # a latency SLO beside it: 1 request in 10 over 250 ms, against a lax objective of 50 %
+    lax = Slo(name="fast", kind=SloKind.LATENCY, threshold=0.25, objective=50, time_scale=60)
+    write_rules(tmp_path, AVAILABILITY, lax)
     case = {
         "interval": "1s",
         "input_series": [{"series": series, "values": values} for series, values in SERIES],
@@ -113,8 +124,12 @@ def test_promtool_pages_on_a_fast_burn_and_never_tickets(tmp_path: Path) -> None
         "promql_expr_test": [
             sample_at(T0 + 30, "conveyor_slo:error_ratio:rate1m", 100 / 600),
             sample_at(T0 + 30, "conveyor_slo:error_ratio:rate5s", 0.0),
-            # the rolling window (28d / 60 = 11h12m) holds all 18,300 requests so far
-            sample_at(T0 + 30, "conveyor_slo:error_budget_remaining", 1 - 100 / 18_300 / 0.01),
+            # the rolling window (28d / 60 = 11h12m) holds every request so far
+            sample_at(
+                T0 + 30, "conveyor_slo:error_budget_remaining", 1 - 100 / (10 * (T0 + 30)) / 0.01
+            ),
+            sample_at(T0 + 30, "conveyor_slo:error_ratio:rate1m", 0.1, slo="fast"),
+            sample_at(T0 + 30, "conveyor_slo:error_budget_remaining", 1 - 0.1 / 0.5, slo="fast"),
         ],
     }
     tests = {"rule_files": ["rules.yml"], "evaluation_interval": "1s", "tests": [case]}
