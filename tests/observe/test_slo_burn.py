@@ -169,3 +169,20 @@ def test_forgetting_old_samples_keeps_each_windows_counts() -> None:
     assert series.counts(500, 1000) == before
     series.add([sample(1010, 10_100, 101)])
     assert series.counts(1000, 1010).total == 100
+
+
+def test_thinning_old_samples_keeps_recent_windows_exact() -> None:
+    samples = [sample(t, 10 * t, t // 7) for t in range(0, 2001)]
+    series = series_from_samples(AVAILABILITY, samples)
+    recent, from_kept, everything = (
+        series.counts(1900, 2000),
+        series.counts(1099, 2000),
+        series.counts(0, 2000),
+    )
+    series.thin(before=1800, every=100)
+    assert series.counts(1900, 2000) == recent
+    # the last sample of each 100 s is kept: a window starting on one counts the same
+    assert series.counts(1099, 2000) == from_kept
+    # one starting elsewhere starts at most 100 s later (10 req/s: 1000 requests)
+    assert 0 < everything.total - series.counts(0, 2000).total <= 1000
+    assert len(series._tracks["r1"].times) == 18 + 201  # one per 100 s before 1800

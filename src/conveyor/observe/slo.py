@@ -104,6 +104,21 @@ class SloSeries:
             total += track.running[last] - track.running[min(first, last - 1)]
         return total
 
+    def thin(self, before: float, every: float) -> None:
+        """Keep the last sample of each `every` seconds among those older than `before`:
+        windows starting there lose that much precision, none loses a count (totals run)."""
+        for track in self._tracks.values():
+            end = bisect.bisect_left(track.times, before)
+            times: list[float] = []
+            running: list[Counts] = []
+            for ts, total in zip(track.times[:end], track.running[:end], strict=True):
+                if times and ts // every == times[-1] // every:
+                    times[-1], running[-1] = ts, total
+                else:
+                    times.append(ts)
+                    running.append(total)
+            track.times[:end], track.running[:end] = times, running
+
     def forget_before(self, cutoff: float) -> None:
         """Drop what no window from `cutoff` on reads (each release keeps a baseline)."""
         for release, track in list(self._tracks.items()):

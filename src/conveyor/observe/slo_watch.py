@@ -31,6 +31,10 @@ from conveyor.spec.slo import Slo
 from conveyor.store.store import Store
 
 _MARGIN = 120.0  # seconds read before the longest window, for the sample it starts from
+# Samples older than the second-longest window are thinned to this many over the longest
+# one (3 days: one per 4.3 minutes), once a minute: memory stays flat at 1 sample a second.
+_KEPT_PER_LONGEST_WINDOW = 1000
+_THIN_EVERY = 60.0
 
 
 @dataclass
@@ -41,6 +45,7 @@ class _Watched:
     series: dict[str, SloSeries]
     firing: dict[tuple[str, Severity], float] = field(default_factory=dict)
     read_to: float | None = None
+    thinned_at: float = 0.0
 
 
 _WATCHED: dict[tuple[Path, str], _Watched] = {}
@@ -171,9 +176,15 @@ def _read_new_samples(store: Store, environment: str, watched: _Watched, now: fl
     longest = max(_alert_reach(slo) for slo in watched.slos)
     since = watched.read_to if watched.read_to is not None else now - longest - _MARGIN
     samples = [s for s in stored_samples(store.ledger, environment, since=since) if s.ts <= now]
+    thin = now - watched.thinned_at >= _THIN_EVERY
     for series in watched.series.values():
         series.add(samples)
         series.forget_before(now - _alert_reach(series.slo) - _MARGIN)
+        if thin:  # only the longest window reads further back than the 6h one
+            windows = scaled_windows(series.slo.time_scale)
+            series.thin(now - windows[-2] - _MARGIN, windows[-1] / _KEPT_PER_LONGEST_WINDOW)
+    if thin:
+        watched.thinned_at = now
     newest = max((s.ts for s in samples), default=None)
     if newest is not None:
         watched.read_to = max(newest, watched.read_to or newest)
