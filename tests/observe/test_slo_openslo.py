@@ -222,3 +222,17 @@ def test_the_cli_exports_and_imports(git_project: MakeProject, tmp_path: Path) -
     assert "bad.yaml:25:20: spec.budgetingMethod" in bad.stderr
     missing = run_cli(["slo", "import", str(tmp_path / "none.yaml")], project.root)
     assert missing.exit_code != 0 and "cannot read" in missing.stderr
+
+
+def test_a_list_of_documents_or_a_bomb_is_one_clear_error() -> None:
+    listed = "- " + FOREIGN.replace("\n", "\n  ")
+    with pytest.raises(SpecError, match="an OpenSLO document is a mapping") as caught:
+        import_documents(listed, "list.yaml")
+    assert "---" in (caught.value.hint or "")
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(9)
+    )
+    with pytest.raises(SpecError):
+        import_documents(bomb, "bomb.yaml")

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from conveyor.deploy.exposition import PREFIX
 from conveyor.errors import SpecError, SpecErrors
 from conveyor.observe.rules import good_and_total
-from conveyor.spec.locate import KeyPath, Locator, format_key_path, parse_yaml
+from conveyor.spec.locate import KeyPath, LocatedDocument, Locator, format_key_path, parse_yaml
 from conveyor.spec.slo import Slo, SloKind
 
 API_VERSION = "openslo/v1"
@@ -139,7 +139,7 @@ def import_documents(text: str, file: str, environment: str | None = None) -> li
     found: list[ImportedSlo] = []
     problems: list[SpecError] = []
     for part in _documents(text):
-        document = parse_yaml(part, file)
+        document = _parse(part, file)
         reader = _Reader(document.data, document.locator, file)
         if reader.data.get("kind") != "SLO":
             continue
@@ -156,6 +156,21 @@ def import_documents(text: str, file: str, environment: str | None = None) -> li
             hint="`conveyor slo export --openslo` writes one per SLO",
         )
     return found
+
+
+def _parse(part: str, file: str) -> LocatedDocument:
+    try:
+        return parse_yaml(part, file)
+    except SpecError as error:
+        if not error.detail.startswith("the top level must be a mapping"):
+            raise
+        raise SpecError(
+            "an OpenSLO document is a mapping (apiVersion, kind, metadata, spec)",
+            file=file,
+            line=error.line,
+            column=error.column,
+            hint="separate documents with `---` lines rather than listing them",
+        ) from None
 
 
 def _documents(text: str) -> Iterable[str]:
