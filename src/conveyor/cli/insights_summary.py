@@ -107,11 +107,14 @@ def _print_summary(found: InsightsSummary) -> None:
         )
     else:
         console.print(f"  DORA: {escape(str(dora.get('reason')))}")
-    console.print(
-        f"  {len(found.incidents)} incident(s), {len(found.regressions)} regression(s) caught, "
-        f"{len(found.flaky_tests)} flaky test(s) or job(s), {len(found.vulnerabilities)} "
-        f"fixable vulnerabilit(ies), {len(found.expiring_waivers)} waiver(s) expiring"
-    )
+    counts = [
+        (len(found.incidents), "incidents"),
+        (len(found.regressions), "regressions caught by the canary"),
+        (len(found.flaky_tests), "flaky tests or jobs"),
+        (len(found.vulnerabilities), "vulnerabilities with a fix"),
+        (len(found.expiring_waivers), "waivers expiring"),
+    ]
+    console.print("  " + ", ".join(f"{count} {what}" for count, what in counts))
     for stage in found.slowest_stages:
         console.print(
             f"  slow: {escape(stage['job'])} median {stage['median_seconds']:.1f} s "
