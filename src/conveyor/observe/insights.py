@@ -154,7 +154,7 @@ def file_item(
     item = found.get(item_id_)
     if item is None:
         raise NotFoundError(
-            f"no insight {item_id_!r} in this period",
+            f"no insight {item_id_[:80]!r} in this period",
             hint="`conveyor insights summary` lists the items and their ids",
         )
     body = "\n".join(
@@ -236,13 +236,17 @@ def _incidents(store: Store, since: float, until: float) -> list[dict[str, Any]]
                 "environment": str(data.get("environment", "")),
                 "opened_at": row.ts,
                 "alert": str(alert.get("name") or alert.get("alertname") or "alert"),
-                "suspects": [str(s) for s in data.get("suspects") or []][:10],
+                "suspects": _strings(data.get("suspects"))[:10],
                 "time_to_detect": data.get("time_to_detect"),
                 "state": "opened",
             }
         elif number in found:
             found[number]["state"] = row.state or found[number]["state"]
     return list(found.values())
+
+
+def _strings(value: object) -> list[str]:
+    return [str(item)[:200] for item in value] if isinstance(value, list) else []
 
 
 def _regressions(store: Store, since: float, until: float) -> list[dict[str, Any]]:
