@@ -1,4 +1,5 @@
-"""Insights: a period's summary, as `conveyor insights summary -o json`.
+"""Insights: a period's summary, as `conveyor insights summary -o json` (a module of its
+own beside api/insights.py's DORA route, under the same prefix).
 
 GET /api/v1/insights?since=30d     DORA trends, incidents, regressions caught, flaky
                                    tests, slowest stages, fixable vulnerabilities,
