@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
+from conveyor.cli import release_notes
 from conveyor.cli.environments import EnvArgument, opened
 from conveyor.cli.output import OutputFormat, OutputOption, console, emit_json, examples
 from conveyor.cli.project import SpecOption
@@ -30,10 +31,12 @@ release_app = typer.Typer(
         ("conveyor release abort production", "all traffic back to the stable version"),
         ("conveyor release record production --format json", "the record of the release"),
         ("conveyor release record production --deploy 42", "the record of one deploy"),
+        ("conveyor release notes production", "features, fixes, others, with linked ids"),
         ("conveyor release explain production", "what the judge can catch at its traffic"),
         ("conveyor release explain production --rate 20", "... and at 20 req/s"),
     ),
 )
+release_notes.register_into(release_app)  # `release notes`, in its own module
 
 
 def register(app: typer.Typer) -> None:

@@ -7,19 +7,24 @@ forge's module."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from conveyor.forge import refs
 from conveyor.forge.model import (
     CommitStatus,
+    CreatedIssue,
     EventKind,
     ForgeEvent,
     Headers,
     Ignored,
+    Malformed,
     MergeRequest,
+    NewIssue,
     StatusRequest,
     StatusState,
     Unverified,
 )
+from conveyor.forge.payload import pick
 from conveyor.forge.signatures import check_standard, has_standard_signature
 
 # GitHub's state names, which Gitea and Forgejo use too.
@@ -104,3 +109,25 @@ def repos_status_request(
             "context": status.context,
         },
     )
+
+
+def repos_issue_request(
+    api_url: str, issue: NewIssue, headers: Mapping[str, str], body: dict[str, Any]
+) -> StatusRequest:
+    """`POST /repos/{owner}/{repo}/issues`, as GitHub, Gitea and Forgejo take it."""
+    return StatusRequest(
+        method="POST",
+        url=f"{api_url.rstrip('/')}/repos/{issue.repository}/issues",
+        headers=dict(headers),
+        json=body,
+    )
+
+
+def created_issue(answer: Any, number_field: str, url_field: str) -> CreatedIssue:
+    """The created issue's number and page from the forge's answer (an issue object)."""
+    if not isinstance(answer, Mapping):
+        raise Malformed("the answer is not a JSON object")
+    number = pick(answer, number_field, int)
+    if number < 1:
+        raise Malformed(f"{number_field} is not an issue number")
+    return CreatedIssue(number=number, url=pick(answer, url_field, str))

@@ -1,20 +1,25 @@
 """Gitea and Forgejo: `X-Gitea-Signature` / `X-Forgejo-Signature` (the hex HMAC-SHA256 of
 the body), `X-Gitea-Event` / `X-Forgejo-Event` push / pull_request, `X-Gitea-Delivery` /
 `X-Forgejo-Delivery`; payloads shaped as GitHub's. Statuses through
-`POST /repos/{owner}/{repo}/statuses/{sha}` with `Authorization: token ...`."""
+`POST /repos/{owner}/{repo}/statuses/{sha}` with `Authorization: token ...`; issues through
+`POST /repos/{owner}/{repo}/issues` (title, body; Gitea's `labels` are label ids, which a
+name does not give, so the names are written in the body instead)."""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
-from conveyor.forge.common import repos_status_request
+from conveyor.forge.common import created_issue, repos_issue_request, repos_status_request
 from conveyor.forge.github import parse_hub_event, verify_hub_signature
 from conveyor.forge.model import (
     CommitStatus,
+    CreatedIssue,
     ForgeEvent,
     Headers,
     Ignored,
     Malformed,
+    NewIssue,
     StatusRequest,
 )
 from conveyor.forge.payload import header
@@ -52,6 +57,16 @@ class Gitea:
     def status_request(self, api_url: str, token: str, status: CommitStatus) -> StatusRequest:
         headers = {"Authorization": f"token {token}", "Accept": "application/json"}
         return repos_status_request(api_url, status, headers, status.description)
+
+    def issue_request(self, api_url: str, token: str, issue: NewIssue) -> StatusRequest:
+        headers = {"Authorization": f"token {token}", "Accept": "application/json"}
+        body = issue.body
+        if issue.labels:
+            body = f"{body}\n\nLabels: {', '.join(issue.labels)}"
+        return repos_issue_request(api_url, issue, headers, {"title": issue.title, "body": body})
+
+    def created_issue(self, answer: Any) -> CreatedIssue:
+        return created_issue(answer, "number", "html_url")
 
 
 def api_url_from_clone_url(clone_url: str) -> str | None:

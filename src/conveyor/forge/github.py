@@ -1,6 +1,7 @@
 """GitHub: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`, `X-GitHub-Event`
 push / pull_request, `X-GitHub-Delivery` (a GUID); statuses through
-`POST /repos/{owner}/{repo}/statuses/{sha}` with a bearer token."""
+`POST /repos/{owner}/{repo}/statuses/{sha}` with a bearer token; issues through
+`POST /repos/{owner}/{repo}/issues` (title, body, label names)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,23 @@ from typing import Any
 
 from conveyor.forge import refs
 from conveyor.forge.common import (
+    created_issue,
     merge_request_event,
     pushed_branch,
+    repos_issue_request,
     repos_status_request,
     verify_signed,
 )
 from conveyor.forge.model import (
     CommitStatus,
+    CreatedIssue,
     EventKind,
     ForgeEvent,
     Headers,
     Ignored,
     Malformed,
     MergeRequest,
+    NewIssue,
     StatusRequest,
 )
 from conveyor.forge.payload import header, load_object, pick, pick_optional, urls
@@ -55,13 +60,26 @@ class GitHub:
         return f"refs/pull/{number}/head"
 
     def status_request(self, api_url: str, token: str, status: CommitStatus) -> StatusRequest:
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "Accept": "application/vnd.github+json",
-            "X-GitHub-Api-Version": "2022-11-28",
-        }
+        headers = _api_headers(token)
         description = status.description[:140]  # GitHub's limit
         return repos_status_request(api_url, status, headers, description)
+
+    def issue_request(self, api_url: str, token: str, issue: NewIssue) -> StatusRequest:
+        body: dict[str, Any] = {"title": issue.title, "body": issue.body}
+        if issue.labels:
+            body["labels"] = list(issue.labels)
+        return repos_issue_request(api_url, issue, _api_headers(token), body)
+
+    def created_issue(self, answer: Any) -> CreatedIssue:
+        return created_issue(answer, "number", "html_url")
+
+
+def _api_headers(token: str) -> dict[str, str]:
+    return {
+        "Authorization": f"Bearer {token}",
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": "2022-11-28",
+    }
 
 
 def verify_hub_signature(

@@ -2,7 +2,8 @@
 webhook with a signing token, the Standard Webhooks `webhook-signature`; `X-Gitlab-Event`
 "Push Hook" / "Merge Request Hook"; the delivery named by `Idempotency-Key` (the same on
 every retry of one event) or `X-Gitlab-Event-UUID`. Statuses through
-`POST /projects/:id/statuses/:sha` with a `PRIVATE-TOKEN`."""
+`POST /projects/:id/statuses/:sha` with a `PRIVATE-TOKEN`; issues through
+`POST /projects/:id/issues` (title, description, labels as one comma-separated string)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,22 @@ from typing import Any
 from urllib.parse import quote
 
 from conveyor.forge import refs
-from conveyor.forge.common import merge_request_event, pushed_branch, verify_signed
+from conveyor.forge.common import (
+    created_issue,
+    merge_request_event,
+    pushed_branch,
+    verify_signed,
+)
 from conveyor.forge.model import (
     CommitStatus,
+    CreatedIssue,
     EventKind,
     ForgeEvent,
     Headers,
     Ignored,
     Malformed,
     MergeRequest,
+    NewIssue,
     StatusRequest,
     StatusState,
 )
@@ -89,6 +97,21 @@ class GitLab:
             headers={"PRIVATE-TOKEN": token, "Accept": "application/json"},
             json=body,
         )
+
+    def issue_request(self, api_url: str, token: str, issue: NewIssue) -> StatusRequest:
+        project = quote(issue.repository, safe="")
+        body: dict[str, Any] = {"title": issue.title, "description": issue.body}
+        if issue.labels:
+            body["labels"] = ",".join(issue.labels)
+        return StatusRequest(
+            method="POST",
+            url=f"{api_url.rstrip('/')}/projects/{project}/issues",
+            headers={"PRIVATE-TOKEN": token, "Accept": "application/json"},
+            json=body,
+        )
+
+    def created_issue(self, answer: Any) -> CreatedIssue:
+        return created_issue(answer, "iid", "web_url")
 
 
 def _push(delivery: str, data: Mapping[str, Any]) -> ForgeEvent | Ignored:

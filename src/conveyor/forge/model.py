@@ -103,6 +103,22 @@ class StatusRequest:
     json: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class NewIssue:
+    """An issue to open on the project's repository (a requirement Conveyor files)."""
+
+    repository: str  # full name on the forge
+    title: str
+    body: str
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CreatedIssue:
+    number: int  # GitHub's/Gitea's issue number, GitLab's iid: what `#N` names
+    url: str  # its page on the forge
+
+
 class Forge(Protocol):
     name: str
     default_api_url: str | None  # None: derived from the clone URL (self-hosted forges)
@@ -122,3 +138,11 @@ class Forge(Protocol):
         ...
 
     def status_request(self, api_url: str, token: str, status: CommitStatus) -> StatusRequest: ...
+
+    def issue_request(self, api_url: str, token: str, issue: NewIssue) -> StatusRequest:
+        """The request that opens `issue`, exactly as the forge documents it."""
+        ...
+
+    def created_issue(self, answer: Any) -> CreatedIssue:
+        """The issue a successful answer describes; `Malformed` when it is not one."""
+        ...

@@ -32,6 +32,8 @@ ROUTERS: tuple[str, ...] = (
     "conveyor.server.api.images:router",
     "conveyor.server.api.audit:router",
     "conveyor.server.api.environments:router",
+    "conveyor.server.api.insights_summary:router",
+    "conveyor.server.api.release_notes:router",
     "conveyor.server.events:router",
     "conveyor.server.hooks:router",
     "conveyor.server.ui.runs:router",

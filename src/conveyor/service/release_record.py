@@ -39,12 +39,13 @@ from conveyor.states import DeployState
 from conveyor.store.ledger import DeployRecord
 from conveyor.store.records import RunRecord
 from conveyor.store.store import Store
-from conveyor.vcs.commits import log_commits
+from conveyor.vcs.commit_messages import log_messages
 
 if TYPE_CHECKING:
     from conveyor.service.reports import RunReport
 
-RECORD_VERSION = 2  # 2: keyed by deploy; `approval`, `approval_required`, run `source`
+RECORD_VERSION = 3  # 2: keyed by deploy; `approval`, `approval_required`, run `source`
+# 3: `notes`, the release notes (commits grouped by type, with their linked ids)
 IMAGE_REPORT = "image"  # what build-image publishes: {repository, digest, tags}
 
 
@@ -85,7 +86,7 @@ def release_record(
         "release": _release_part(deploy),
         "run": _run_part(sourced),
         "previous_release": _previous_release(deploy),
-        "commits": _commits(project, store, run, replaced),
+        **_change_part(project, store, run, replaced),
         **(_evidence(store, run.id) if run is not None else {}),
         "approval_required": _approval_required(project, environment),
         "approval": _approval_part(deploy, approval),
@@ -96,6 +97,13 @@ def release_record(
         "audit_head": entries[-1].hash if entries else None,
         "audit_signed_head": signed_head.to_json() if signed_head is not None else None,
     }
+
+
+def _change_part(
+    project: Project, store: Store, run: RunRecord | None, replaced: DeployRecord | None
+) -> dict[str, Any]:
+    change = _change(project, store, run, replaced)
+    return {"commits": change.commits, "notes": {"since": change.since, **change.notes}}
 
 
 def _find_deploy(
@@ -257,30 +265,80 @@ def _run_part(sourced: Sourced | None) -> dict[str, Any] | None:
     }
 
 
-def _commits(
+@dataclass(frozen=True)
+class Change:
+    """What a deploy brings: the commits since the commit of the release it replaced (or
+    its own commit alone), and their release notes."""
+
+    since: str | None
+    until: str | None
+    commits: list[dict[str, str]]
+    notes: dict[str, Any]
+
+
+def deploy_change(project: Project, store: Store, deploy: DeployRecord) -> Change:
+    """The change a deploy brought (see `Change`), read from the repository."""
+    sourced = _source_run(store, deploy, _approval_used(store, deploy))
+    run = sourced.run if sourced is not None else None
+    return _change(project, store, run, _replaced_deploy(store, deploy))
+
+
+def find_deploy(
+    store: Store, environment: str, release_id: str | None = None, deploy_id: int | None = None
+) -> DeployRecord:
+    """`deploy_id`, else the latest deploy of `release_id`, else the environment's latest
+    successful deploy; NotFoundError when there is none."""
+    return _find_deploy(store, environment, release_id, deploy_id)
+
+
+def _change(
     project: Project, store: Store, run: RunRecord | None, replaced: DeployRecord | None
-) -> list[dict[str, str]]:
-    """The commits this release brings: since the commit of the release it replaced, or
-    just its own."""
+) -> Change:
+    from conveyor.observe.commit_links import commit_links, grouped_notes
+
     if run is None or run.commit_sha is None:
-        return []
+        return Change(None, None, [], grouped_notes([]))
     since = None
     if replaced is not None:
         earlier = _source_run(store, replaced, _approval_used(store, replaced))
         since = earlier.run.commit_sha if earlier is not None else None
     try:
-        found = log_commits(project.directory, run.commit_sha, since, limit=None if since else 1)
+        found = log_messages(project.directory, run.commit_sha, since, limit=None if since else 1)
     except ConveyorError:  # the repository moved or was rewritten: say so, keep the rest
-        return [{"sha": run.commit_sha, "note": "not found in the repository any more"}]
-    return [
+        missing = [{"sha": run.commit_sha, "note": "not found in the repository any more"}]
+        return Change(since, run.commit_sha, missing, grouped_notes([]))
+    commits = [
         {
             "sha": commit.sha,
             "author": commit.author,
             "date": _iso(commit.committed_at),
-            "subject": commit.subject,
+            "subject": commit.message.partition("\n")[0],
         }
         for commit in found
     ]
+    repository = _forge_repository(project)
+    notes = grouped_notes([commit_links(commit, repository) for commit in found])
+    return Change(since, run.commit_sha, commits, notes)
+
+
+def _commits(
+    project: Project, store: Store, run: RunRecord | None, replaced: DeployRecord | None
+) -> list[dict[str, str]]:
+    """The commits this release brings: since the commit of the release it replaced, or
+    just its own."""
+    return _change(project, store, run, replaced).commits
+
+
+def _forge_repository(project: Project) -> str | None:
+    """The repository's full name on the forge (`owner/repo#12` is then `#12`), if any."""
+    from conveyor.spec.loader import load_pipeline
+    from conveyor.steps.registry import STEP_PARAMS
+
+    try:
+        forge = load_pipeline(project.spec_path, steps=STEP_PARAMS).pipeline.forge
+    except ConveyorError:
+        return None
+    return forge.repository if forge is not None else None
 
 
 def _evidence(store: Store, run_id: int) -> dict[str, Any]:
@@ -403,6 +461,7 @@ def to_markdown(record: Mapping[str, Any]) -> str:
             + (f"; it {run['source']}" if run.get("source") else ""),
         ]
     lines += _commits_md(record.get("commits", []))
+    lines += _notes_md(record.get("notes"))
     lines += _gates_md(record.get("gates", []))
     lines += _tests_md("Tests", record.get("tests", []))
     lines += _findings_md(record.get("findings"))
@@ -421,6 +480,14 @@ def _commits_md(commits: list[Mapping[str, Any]]) -> list[str]:
         subject = commit.get("subject", commit.get("note", ""))
         lines.append(f"- `{commit['sha'][:12]}` {subject} ({commit.get('author', '?')})")
     return lines if commits else [*lines, "- none recorded"]
+
+
+def _notes_md(notes: Mapping[str, Any] | None) -> list[str]:
+    if not notes:
+        return []
+    from conveyor.observe.commit_links import notes_markdown
+
+    return ["", "## Release notes", *notes_markdown(notes)]
 
 
 def _gates_md(gates: list[Mapping[str, Any]]) -> list[str]:

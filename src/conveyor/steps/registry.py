@@ -33,6 +33,7 @@ _STEP_CLASSES: dict[str, str] = {
     "e2e": "conveyor.steps.e2e:E2eStep",
     "perf": "conveyor.steps.perf:PerfStep",
     "dast": "conveyor.steps.dast:DastStep",
+    "commit-messages": "conveyor.steps.commit_messages:CommitMessagesStep",
 }
 
 

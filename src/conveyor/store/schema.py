@@ -304,3 +304,22 @@ sa.Index("ix_runs_commit_sha", runs.c.commit_sha)
 sa.Index("ix_runs_branch_id", runs.c.branch, runs.c.id)
 sa.Index("ix_runs_state_id", runs.c.state, runs.c.id)
 sa.Index("ix_runs_pipeline_id", runs.c.pipeline, runs.c.id)  # migration 0005
+
+# --- Observe: requirements filed from insights and incidents (observe/requirements.py),
+# on the forge (`#12`) or as Markdown files (`REQ-7`), and the commit that addressed each.
+requirements = sa.Table(
+    "requirements",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String, nullable=False, unique=True),  # what a commit references
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("source", sa.String, nullable=False, index=True),  # "insight:...", "incident:12"
+    sa.Column("location", sa.Text, nullable=False),  # the URL, or the file's path
+    sa.Column("filed_on", sa.String, nullable=False),  # github, gitlab, gitea... or markdown
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("filed_by", sa.String, nullable=False),
+    sa.Column("filed_at", Timestamp, nullable=False),
+    sa.Column("addressed_by", sa.String),  # the first commit that references its key
+    sa.Column("addressed_at", Timestamp),  # that commit's time
+    sa.Column("closed", sa.Boolean),  # whether that commit used a closing keyword
+)
