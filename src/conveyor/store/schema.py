@@ -304,3 +304,4 @@ sa.Index("ix_runs_commit_sha", runs.c.commit_sha)
 sa.Index("ix_runs_branch_id", runs.c.branch, runs.c.id)
 sa.Index("ix_runs_state_id", runs.c.state, runs.c.id)
 sa.Index("ix_runs_pipeline_id", runs.c.pipeline, runs.c.id)  # migration 0005
+sa.Index("ix_events_kind_ts", events.c.kind, events.c.ts)  # DORA's one read (migration 0011)
