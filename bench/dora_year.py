@@ -188,8 +188,9 @@ def build_year(rng: random.Random, end: float) -> Year:
             year.event("flag.killed", start + day * DAY + 0.45 * DAY, **flag)
         if day % 14 == 9:
             at = start + day * DAY + 0.65 * DAY
-            year.event("incident.opened", at, environment="production", incident_id=str(day))
-            year.event("incident.resolved", at + 1800, environment="production", incident_id=str(day))
+            year.event("incident.opened", at, environment="production", incident=day)
+            resolved = {"environment": "production", "incident": day, "state": "resolved"}
+            year.event("incident.state", at + 1800, **resolved)
     while len(year.events) < EVENTS:  # other runs: pull requests
         year.run(start + rng.uniform(0, 365 * DAY), jobs=8)
     year.events.sort(key=lambda row: row["ts"])

@@ -7,58 +7,37 @@ A *deployment* is a deploy whose release reached all of the environment's traffi
 it, at any time), or when a kill switch (`flag.killed`) or an incident (`incident.opened`)
 came while it was the latest deployment and within `failure_window` of its full traffic.
 It is *restored* at the first of: that rollback, the kill switch, the incident's
-`incident.mitigated`/`incident.resolved`, or the next deployment reaching full traffic (a
+`incident.state` mitigated or resolved, or the next deployment reaching full traffic (a
 fix deployed). A *rework* deployment is the first deployment within `rework_window` after
 a failure. A regression *stopped by the canary* is a deploy whose judge said `rollback`
 (`release.decision`) before its release reached full traffic.
 
-`fold` is pure (rows in, report out); `dora` reads the rows with one indexed query.
+`fold` and `report_of` are pure (rows in, report out); `dora` reads the rows with one
+indexed query (observe/dora_events.py).
 """
 
 from __future__ import annotations
 
-import math
-import statistics
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from conveyor.errors import ConveyorError
 from conveyor.observe.dora_events import INCIDENT_PREFIX, Row, commit_times, image_runs, read_rows
+from conveyor.observe.dora_figures import DAY, WEEK, Bands, Spread, WeekTrend, bands, spread, weeks
+from conveyor.service.project import Project
+from conveyor.spec.durations import parse_duration
 from conveyor.store.records import EventKind
 from conveyor.store.store import Store
 
-HOUR, DAY, WEEK, MONTH = 3600.0, 86400.0, 7 * 86400.0, 30 * 86400.0
 FAILURE_WINDOW = DAY  # a kill switch or an incident this soon after full traffic: a failure
 REWORK_WINDOW = DAY  # a deployment this soon after a failure: rework (unplanned, a fix)
 LOOKBACK = WEEK  # events read before the period: deploys started and failures attributed
 INCIDENT_OPENED = INCIDENT_PREFIX + "opened"
-INCIDENT_RESTORED = (INCIDENT_PREFIX + "mitigated", INCIDENT_PREFIX + "resolved")
-INCIDENT_KEYS = ("incident_id", "incident", "id")  # where an incident event names its incident
-
-
-class Band(StrEnum):
-    """The performance clusters of the State of DevOps reports (2023, 2024)."""
-
-    ELITE = "elite"
-    HIGH = "high"
-    MEDIUM = "medium"
-    LOW = "low"
-
-
-BAND_ORDER = (Band.ELITE, Band.HIGH, Band.MEDIUM, Band.LOW)
-
-
-@dataclass(frozen=True)
-class Spread:
-    """Seconds: the median (mean of the two middle values for an even count) and the p90
-    (nearest rank: the ceil(0.9 n)-th smallest)."""
-
-    count: int
-    median: float | None
-    p90: float | None
+INCIDENT_STATE = INCIDENT_PREFIX + "state"  # its `state` column: acknowledged, mitigated...
+RESTORED_STATES = ("mitigated", "resolved")
+INCIDENT_KEYS = ("incident", "incident_id", "id")  # where an incident event names its incident
 
 
 @dataclass(frozen=True)
@@ -86,28 +65,6 @@ class CanaryStop:
     first_traffic_at: float | None
     stopped_at: float
     time_to_detect: float | None
-
-
-@dataclass(frozen=True)
-class WeekTrend:
-    week: str  # the Monday (UTC) the week starts on, ISO date
-    start: float
-    deployments: int
-    failed: int
-    change_failure_rate: float | None
-    lead_time_median: float | None
-    recovery_median: float | None
-    rework: int
-    canary_stops: int
-
-
-@dataclass(frozen=True)
-class Bands:
-    deployment_frequency: Band
-    lead_time: Band | None
-    change_failure_rate: Band | None
-    recovery_time: Band | None
-    overall: Band  # the worst of the four known
 
 
 @dataclass(frozen=True)
@@ -154,7 +111,7 @@ def dora(
         raise ConveyorError("the period is empty: `since` must come before `until`")
     lookback = max(LOOKBACK, failure_window, rework_window)
     rows = read_rows(store, environment, since - lookback, until)
-    folded = _fold_rows(rows)
+    folded = fold(rows)
     runs = _source_runs(store, folded.deployments)
     commits = commit_times(store, runs.values())
     commit_at = {d: commits[r] for d, r in runs.items() if r in commits}
@@ -167,6 +124,31 @@ def dora(
         failure_window=failure_window,
         rework_window=rework_window,
     )
+
+
+DEFAULT_SINCE = "90d"
+
+
+def project_dora(
+    project: Project,
+    store: Store,
+    environment: str | None = None,
+    since: str = DEFAULT_SINCE,
+    now: float | None = None,
+) -> DoraReport:
+    """The report `conveyor insights dora` and the API give: `environment` (default: the
+    production one of conveyor.yml) over the last `since` (a duration such as 90d)."""
+    from conveyor.service.environments import environment_spec, environments_of
+
+    try:
+        seconds = parse_duration(since)
+    except ValueError as error:
+        raise ConveyorError(f"--since: {error}", hint="for instance --since 90d") from None
+    declared = environments_of(project)
+    name = environment or production_environment(declared)
+    environment_spec(project, name, declared)  # an unknown one: NotFoundError
+    until = time.time() if now is None else now
+    return dora(store, name, since=until - seconds, until=until)
 
 
 def production_environment(environments: Mapping[str, Any]) -> str:
@@ -217,7 +199,7 @@ class Folded:
     signals: list[_Signal]
 
 
-def _fold_rows(rows: Iterable[Row]) -> Folded:
+def fold(rows: Iterable[Row]) -> Folded:
     deploys: dict[int, _Deploy] = {}
     folded = Folded([], [], [])
     for row in rows:
@@ -241,7 +223,7 @@ def _fold_rows(rows: Iterable[Row]) -> Folded:
             folded.signals.append(_Signal(row.ts, "flag-kill"))
         elif kind == INCIDENT_OPENED:
             folded.signals.append(_Signal(row.ts, "incident", incident=_incident(data)))
-        elif kind in INCIDENT_RESTORED:
+        elif kind == INCIDENT_STATE and row.state in RESTORED_STATES:
             folded.signals.append(_Signal(row.ts, "incident-restored", incident=_incident(data)))
     return folded
 
@@ -379,7 +361,7 @@ def report_of(
         canary_stops=len(stops),
         canary_time_to_detect=spread([s.time_to_detect for s in stops if s.time_to_detect]),
         bands=bands(count / days, lead.median, cfr, recovery.median),
-        weeks=weeks(ours, stops, since, until),
+        weeks=weeks(ours, [s.stopped_at for s in stops], since, until),
         deployment_facts=ours,
         stopped_by_canary=stops,
     )
@@ -476,88 +458,4 @@ def _stop(deploy: _Deploy) -> CanaryStop:
         first_traffic_at=first,
         stopped_at=deploy.stopped_at,
         time_to_detect=deploy.stopped_at - first if first is not None else None,
-    )
-
-
-# --- statistics, bands, trends -----------------------------------------------------------
-
-
-def spread(values: Sequence[float]) -> Spread:
-    if not values:
-        return Spread(0, None, None)
-    ordered = sorted(values)
-    p90 = ordered[math.ceil(0.9 * len(ordered)) - 1]
-    return Spread(len(ordered), float(statistics.median(ordered)), float(p90))
-
-
-def bands(
-    per_day: float, lead_median: float | None, cfr: float | None, recovery: float | None
-) -> Bands:
-    """Each figure's cluster: deployment frequency and lead time as the 2024 report draws
-    them; change failure rate and recovery time as the 2023 report does (2024's clusters
-    do not order those two: its medium cluster fails less often than its high one)."""
-    frequency = _frequency_band(per_day)
-    lead = _band(lead_median, (DAY, WEEK, MONTH)) if lead_median is not None else None
-    failure = _band(cfr, (0.05, 0.10, 0.15), closed=True) if cfr is not None else None
-    restore = _band(recovery, (HOUR, DAY, WEEK)) if recovery is not None else None
-    known = [b for b in (frequency, lead, failure, restore) if b is not None]
-    overall = max(known, key=BAND_ORDER.index)
-    return Bands(frequency, lead, failure, restore, overall)
-
-
-def _frequency_band(per_day: float) -> Band:
-    """On demand (a deployment a day or more), daily to weekly, weekly to monthly, less."""
-    for band, at_least in zip(BAND_ORDER, (1.0, 1 / 7, 1 / 30), strict=False):
-        if per_day >= at_least:
-            return band
-    return Band.LOW
-
-
-def _band(value: float, limits: tuple[float, float, float], closed: bool = False) -> Band:
-    """ELITE below the first limit, HIGH below the second, MEDIUM below the third (at or
-    below, when `closed`), else LOW."""
-    for band, limit in zip(BAND_ORDER, limits, strict=False):
-        if value < limit or (closed and value == limit):
-            return band
-    return Band.LOW
-
-
-def week_start(ts: float) -> float:
-    """The Monday 00:00 UTC of the week `ts` falls in."""
-    day = datetime.fromtimestamp(ts, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return (day - timedelta(days=day.weekday())).timestamp()
-
-
-def weeks(
-    facts: Sequence[DeploymentFact], stops: Sequence[CanaryStop], since: float, until: float
-) -> list[WeekTrend]:
-    starts: list[float] = []
-    start = week_start(since)
-    while start <= until:
-        starts.append(start)
-        start += WEEK
-    by_week: dict[float, list[DeploymentFact]] = {s: [] for s in starts}
-    for fact in facts:
-        by_week.setdefault(week_start(fact.full_traffic_at), []).append(fact)
-    stopped: dict[float, int] = {}
-    for stop in stops:
-        key = week_start(stop.stopped_at)
-        stopped[key] = stopped.get(key, 0) + 1
-    return [_week(s, by_week.get(s, []), stopped.get(s, 0)) for s in starts]
-
-
-def _week(start: float, facts: Sequence[DeploymentFact], stops: int) -> WeekTrend:
-    failed = [f for f in facts if f.failed_at is not None]
-    leads = [f.lead_time for f in facts if f.lead_time is not None]
-    recoveries = [f.restored_at - f.full_traffic_at for f in failed if f.restored_at]
-    return WeekTrend(
-        week=datetime.fromtimestamp(start, UTC).date().isoformat(),
-        start=start,
-        deployments=len(facts),
-        failed=len(failed),
-        change_failure_rate=len(failed) / len(facts) if facts else None,
-        lead_time_median=spread(leads).median,
-        recovery_median=spread(recoveries).median,
-        rework=sum(1 for f in facts if f.rework),
-        canary_stops=stops,
     )

@@ -35,7 +35,7 @@ class Row:
     ts: float
     kind: str
     run_id: int | None
-    actor: str | None
+    state: str | None
     data: Mapping[str, Any]
 
 
@@ -50,7 +50,7 @@ def read_rows(store: Store, environment: str, since: float, until: float) -> lis
             events.c.ts,
             events.c.kind,
             events.c.run_id,
-            events.c.actor,
+            events.c.state,
             sa.cast(events.c.data, sa.Text),  # decoded here once, not by the JSON type
         )
         .where(
@@ -65,8 +65,8 @@ def read_rows(store: Store, environment: str, since: float, until: float) -> lis
     loads = json.loads
     with read_transaction(store.engine) as conn:
         return [
-            Row(ts, kind, run_id, actor, loads(data) if isinstance(data, str) else data)
-            for ts, kind, run_id, actor, data in conn.execute(query)
+            Row(ts, kind, run_id, state, loads(data) if isinstance(data, str) else data)
+            for ts, kind, run_id, state, data in conn.execute(query)
         ]
 
 
