@@ -41,7 +41,7 @@ class Writer:
         return self.base + hours * H
 
     def append(
-        self, kind: EventKind | str, hours: float, run_id: int | None = None, **data: Any
+        self, kind: EventKind | str, hours: float, *, run_id: int | None = None, **data: Any
     ) -> None:
         state = data.pop("state", None)
         row = event_log.event_row(
@@ -72,7 +72,7 @@ class Writer:
         self.append(
             EventKind.DEPLOY_STARTED,
             started,
-            run_id,
+            run_id=run_id,
             environment=env,
             deploy_id=deploy_id,
             release=release,

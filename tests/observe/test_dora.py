@@ -13,13 +13,8 @@ import pytest
 
 from conftest import MakeProject, run_cli
 from conveyor.errors import ConveyorError
-from conveyor.observe.dora import (
-    DAY,
-    DoraReport,
-    dora,
-    production_environment,
-)
-from conveyor.observe.dora_figures import Band, week_start
+from conveyor.observe.dora import DoraReport, dora, production_environment
+from conveyor.observe.dora_figures import DAY, Band, week_start
 from conveyor.service.project import Project
 from conveyor.store import events as event_log
 from conveyor.store.db import write_transaction
