@@ -98,7 +98,7 @@ def write_history(store: Store, base: float = BASE) -> None:
     w.deploy(prod, 1, "v1", 1, commit=-1, previous=None)
     w.append(EventKind.DEPLOY_FINISHED, 1.01, environment=prod, deploy_id=1, state="succeeded")
     w.deploy(prod, 2, "v2", 25, commit=19, previous="v1")
-    rollback = {"from": "v2", "to": "v1", "reason": "requested"}
+    rollback: dict[str, Any] = {"from": "v2", "to": "v1", "reason": "requested"}
     w.append(EventKind.ROLLBACK, 27, environment=prod, **rollback)
     w.deploy(prod, 3, "v3", 49, commit=45, previous="v2")
     w.append(EventKind.FLAG_KILLED, 50, environment=prod, flag="checkout", rollback=True)
@@ -113,7 +113,12 @@ def write_history(store: Store, base: float = BASE) -> None:
     )
     w.append(EventKind.RELEASE_DECISION, 96.25, environment=prod, deploy_id=5, verdict="continue")
     w.append(EventKind.RELEASE_DECISION, 96.5, environment=prod, deploy_id=5, verdict="rollback")
-    back = {"deploy_id": 5, "from": "v5", "to": "v4", "weights": {"v4": 100, "v5": 0}}
+    back: dict[str, Any] = {
+        "deploy_id": 5,
+        "from": "v5",
+        "to": "v4",
+        "weights": {"v4": 100, "v5": 0},
+    }
     w.append(EventKind.ROLLBACK, 96.5, environment=prod, **back)
     w.append(EventKind.DEPLOY_FINISHED, 96.51, environment=prod, deploy_id=5, state="rolled_back")
     w.deploy(prod, 6, "v6", 169, commit=160, previous="v4")
@@ -126,6 +131,11 @@ def write_history(store: Store, base: float = BASE) -> None:
     w.append("incident.opened", 220, environment=prod, incident=4)
     w.deploy(prod, 9, "v9", 290, commit=286, previous="v7")
     w.append(EventKind.RELEASE_DECISION, 291, environment=prod, deploy_id=9, verdict="rollback")
-    back = {"deploy_id": 9, "from": "v9", "to": "v7", "weights": {"v7": 100, "v9": 0}}
+    back = {
+        "deploy_id": 9,
+        "from": "v9",
+        "to": "v7",
+        "weights": {"v7": 100, "v9": 0},
+    }
     w.append(EventKind.ROLLBACK, 291, environment=prod, **back)
     w.deploy(prod, 10, "v10", 300, commit=299, previous="v7")
