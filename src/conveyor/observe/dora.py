@@ -37,7 +37,6 @@ LOOKBACK = WEEK  # events read before the period: deploys started and failures a
 INCIDENT_OPENED = INCIDENT_PREFIX + "opened"
 INCIDENT_STATE = INCIDENT_PREFIX + "state"  # its `state` column: acknowledged, mitigated...
 RESTORED_STATES = ("mitigated", "resolved")
-INCIDENT_KEYS = ("incident", "incident_id", "id")  # where an incident event names its incident
 
 
 @dataclass(frozen=True)
@@ -203,13 +202,13 @@ def fold(rows: Iterable[Row]) -> Folded:
     deploys: dict[int, _Deploy] = {}
     folded = Folded([], [], [])
     for row in rows:
-        kind, data = row.kind, row.data
+        kind = row.kind
         if kind == EventKind.DEPLOY_STARTED:
             started = _started(row)
             if started is not None:
                 deploys[started.deploy_id] = started
             continue
-        deploy = deploys.get(_int(data.get("deploy_id")) or -1)
+        deploy = deploys.get(row.deploy_id) if row.deploy_id else None
         if kind == EventKind.TRAFFIC_SHIFTED:
             if deploy is not None and _shifted(deploy, row):
                 folded.deployments.append(deploy)
@@ -217,20 +216,20 @@ def fold(rows: Iterable[Row]) -> Folded:
             if deploy is not None and _stopped(deploy, row):
                 folded.stops.append(deploy)
         elif kind == EventKind.ROLLBACK:
-            release = _str(data.get("from"))
+            release = row.origin or None
             folded.signals.append(_Signal(row.ts, "rollback", release, deploy=deploy))
         elif kind == EventKind.FLAG_KILLED:
             folded.signals.append(_Signal(row.ts, "flag-kill"))
         elif kind == INCIDENT_OPENED:
-            folded.signals.append(_Signal(row.ts, "incident", incident=_incident(data)))
+            folded.signals.append(_Signal(row.ts, "incident", incident=row.incident))
         elif kind == INCIDENT_STATE and row.state in RESTORED_STATES:
-            folded.signals.append(_Signal(row.ts, "incident-restored", incident=_incident(data)))
+            folded.signals.append(_Signal(row.ts, "incident-restored", incident=row.incident))
     return folded
 
 
 def _stopped(deploy: _Deploy, row: Row) -> bool:
     """The judge's first rollback verdict before full traffic: a regression stopped."""
-    if row.data.get("verdict") != "rollback" or deploy.full_at is not None:
+    if row.verdict != "rollback" or deploy.full_at is not None:
         return False
     if deploy.stopped_at is not None:
         return False
@@ -239,22 +238,17 @@ def _stopped(deploy: _Deploy, row: Row) -> bool:
 
 
 def _started(row: Row) -> _Deploy | None:
-    data = row.data
-    deploy_id, release = _int(data.get("deploy_id")), _str(data.get("release"))
-    if deploy_id is None or release is None:
+    if not row.deploy_id or not row.release:
         return None  # not a deploy this code wrote: nothing to count it by
-    approval = data.get("approval")
-    run_id = row.run_id
-    if run_id is None and isinstance(approval, Mapping):
-        run_id = _int(approval.get("run_id"))
-    return _Deploy(deploy_id, release, run_id, _str(data.get("digest")))
+    run_id = row.run_id if row.run_id is not None else row.approval_run
+    return _Deploy(row.deploy_id, row.release, run_id or None, row.digest or None)
 
 
 def _shifted(deploy: _Deploy, row: Row) -> bool:
     """Note the deploy's first traffic and full traffic; True when it just reached full."""
-    weights = row.data.get("weights")
+    weights = row.weights
     weight = weights.get(deploy.release) if isinstance(weights, Mapping) else None
-    if not isinstance(weight, int | float) or weight <= 0:
+    if not isinstance(weight, int | float) or isinstance(weight, bool) or weight <= 0:
         return False
     if deploy.first_traffic_at is None:
         deploy.first_traffic_at = row.ts
@@ -262,27 +256,6 @@ def _shifted(deploy: _Deploy, row: Row) -> bool:
         deploy.full_at = row.ts
         return True
     return False
-
-
-def _incident(data: Mapping[str, Any]) -> str | None:
-    for key in INCIDENT_KEYS:
-        if data.get(key) is not None:
-            return str(data[key])
-    return None
-
-
-def _int(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return None
-
-
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def _source_runs(store: Store, deployments: Sequence[_Deploy]) -> dict[int, int]:
