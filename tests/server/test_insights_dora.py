@@ -4,10 +4,14 @@ hand-computed history of tests/observe/dora_history.py."""
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
+from unittest import mock
 
 import pytest
 
+from conftest import run_cli
 from conveyor.observe.dora_figures import DAY, week_start
 from observe.dora_history import H, write_history
 from server.conftest import MakeServer, ServerUnderTest
@@ -80,3 +84,23 @@ def test_the_page_shows_the_figures_and_the_weekly_trends(shop: ServerUnderTest)
         shop.client.get("/insights/dora?env=moon", headers=shop.as_user("viewer")).status_code
         == 404
     )
+
+
+def test_the_cli_against_the_server_prints_what_it_prints_locally(
+    shop: ServerUnderTest, tmp_path: Path
+) -> None:
+    args = ["insights", "dora", "--since", "30d"]
+    local_text = run_cli(args, shop.project.root)
+    local_json = run_cli([*args, "-o", "json"], shop.project.root)
+    with mock.patch.dict(os.environ, {"CONVEYOR_TOKEN": shop.tokens["viewer"]}):
+        remote_text = run_cli(["--server", shop.url, *args], tmp_path)
+        remote_json = run_cli(["--server", shop.url, *args, "-o", "json"], tmp_path)
+        unknown = run_cli(["--server", shop.url, "insights", "dora", "--env", "moon"], tmp_path)
+    assert remote_text.exit_code == 0, remote_text.stderr
+    assert remote_text.stdout == local_text.stdout
+    assert "62.5 % (5 of 8)" in remote_text.stdout
+    remote, local = remote_json.json(), local_json.json()
+    assert abs(remote.pop("until") - local.pop("until")) < 60  # each asked at its own now
+    assert abs(remote.pop("since") - local.pop("since")) < 60
+    assert remote == local
+    assert unknown.exit_code == 4

@@ -48,10 +48,20 @@ def dora(
 ) -> None:
     """Deployment frequency, lead time, change failure rate, recovery time, rework, and
     the regressions the canary stopped: per week, with the DORA performance band."""
-    from conveyor.observe.dora import project_dora
+    from conveyor.cli import target
 
-    with opened(spec) as (project, store):
-        report = project_dora(project, store, env, since)
+    remote = target.client()
+    if remote is not None:  # the server's answer, printed as a local report is
+        from conveyor.cli.remote import path_of
+        from conveyor.observe.dora import DoraReport
+
+        params = {"env": env, "since": since}
+        report = remote.get_as(DoraReport, path_of("insights", "dora"), params)
+    else:
+        from conveyor.observe.dora import project_dora
+
+        with opened(spec) as (project, store):
+            report = project_dora(project, store, env, since)
     if output is OutputFormat.JSON:
         emit_json(report)
         return
@@ -104,13 +114,14 @@ def print_report(report: DoraReport) -> None:
         ("time to detect", describe_spread(report.time_to_detect), ""),
         (
             "stopped by the canary",
-            f"{report.canary_stops} regressions before full traffic,"
+            f"{report.canary_stops} before full traffic,"
             f" detected in {describe_spread(report.canary_time_to_detect)}",
             "",
         ),
     ]
     for name, value, band in rows:
-        console.print(f"  {name:<28} {escape(value)}  [dim]{band}[/]")
+        suffix = f"  [dim]{band}[/]" if band else ""
+        console.print(f"  {name:<28} {escape(value)}{suffix}")
     console.print("  [dim]week        deploys  failed  CFR     lead (median)  canary stops[/]")
     for week in report.weeks[-TREND_WEEKS:]:
         lead = describe_duration(week.lead_time_median)
