@@ -240,8 +240,10 @@ def test_cli_exit_codes(git_project: MakeProject, tmp_path: Path) -> None:
     assert (unknown.exit_code, unknown.stdout) == (4, "")
     assert json.loads(unknown.stderr)["error"]["code"] == "not_found"
     assert "Traceback" not in unknown.stderr
-    bad = run_cli(["insights", "dora", "--since", "forever"], project.root)
-    assert bad.exit_code == 2 and "--since" in bad.stderr
+    for since in ("forever", "nan", "inf", "100000d", "0"):
+        bad = run_cli(["insights", "dora", "--since", since], project.root)
+        assert bad.exit_code == 2 and "--since" in bad.stderr, since
+        assert "Traceback" not in bad.stderr
     ambiguous = git_project(SPEC.replace("production: {replicas: 1, after: staging}", "live: {}"))
     assert run_cli(["insights", "dora"], ambiguous.root).exit_code == 2
     empty = tmp_path / "empty"

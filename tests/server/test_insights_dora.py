@@ -58,8 +58,9 @@ def test_the_api_refuses_strangers_and_names_bad_input(shop: ServerUnderTest) ->
     assert shop.client.get("/api/v1/insights/dora").status_code == 401
     unknown = shop.client.get("/api/v1/insights/dora", params={"env": "moon"}, headers=viewer)
     assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"
-    bad = shop.client.get("/api/v1/insights/dora", params={"since": "soon"}, headers=viewer)
-    assert bad.status_code == 400 and "--since" in bad.json()["reason"]
+    for since in ("soon", "nan", "99999d"):
+        bad = shop.client.get("/api/v1/insights/dora", params={"since": since}, headers=viewer)
+        assert bad.status_code == 400 and "--since" in bad.json()["reason"], since
 
 
 def test_the_page_shows_the_figures_and_the_weekly_trends(shop: ServerUnderTest) -> None:

@@ -126,6 +126,7 @@ def dora(
 
 
 DEFAULT_SINCE = "90d"
+MAX_PERIOD = 3660 * DAY  # ten years: a week per line stays readable
 
 
 def project_dora(
@@ -143,6 +144,11 @@ def project_dora(
         seconds = parse_duration(since)
     except ValueError as error:
         raise ConveyorError(f"--since: {error}", hint="for instance --since 90d") from None
+    if not 0 < seconds <= MAX_PERIOD:  # also NaN and infinity, which parse as numbers
+        raise ConveyorError(
+            f"--since: {since!r} is not a period of at most {MAX_PERIOD / DAY:.0f} days",
+            hint="for instance --since 90d",
+        )
     declared = environments_of(project)
     name = environment or production_environment(declared)
     environment_spec(project, name, declared)  # an unknown one: NotFoundError
