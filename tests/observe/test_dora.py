@@ -249,3 +249,36 @@ def test_cli_exit_codes(git_project: MakeProject, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     assert run_cli(["insights", "dora"], empty).exit_code == 2
+
+
+def test_a_hand_deploy_takes_the_commit_of_the_run_that_built_its_image(store: Store) -> None:
+    # Deploy 1 has no run of its own; run `built` (commit at -3 h) published its image's
+    # digest: lead time = 1 h - (-3 h) = 4 h. Deploy 2's image no run built: unknown.
+    w = Writer(store, BASE)
+    built = w.run(-3)
+    store.add_report(built, "build-image", "image", "blob", {"digest": f"sha256:{1:064x}"})
+    w.deploy("production", 1, "a", 1, commit=None, previous=None)
+    w.deploy("production", 2, "b", 2, commit=None, previous="a")
+    report = dora(store, "production", since=BASE, until=BASE + DAY)
+    assert [f.lead_time for f in report.deployment_facts] == [4 * H, None]
+    assert report.without_commit_time == 1
+
+
+def test_a_deploy_under_an_approval_takes_the_commit_of_the_approved_run(store: Store) -> None:
+    # `conveyor deploy` by hand under run 1's approval (deploy.started's approval.run_id).
+    w = Writer(store, BASE)
+    approved = w.run(-2)
+    w.append(
+        EventKind.DEPLOY_STARTED,
+        0.5,
+        environment="production",
+        deploy_id=1,
+        release="a",
+        digest="sha256:" + "f" * 64,
+        approval={"request": 3, "run_id": approved},
+    )
+    w.append(
+        EventKind.TRAFFIC_SHIFTED, 1, environment="production", deploy_id=1, weights={"a": 100}
+    )
+    report = dora(store, "production", since=BASE, until=BASE + DAY)
+    assert report.lead_time.median == 3 * H  # 1 h - (-2 h)
