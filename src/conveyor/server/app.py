@@ -47,6 +47,8 @@ ROUTERS: tuple[str, ...] = (
     "conveyor.server.api.run_actions:router",
     "conveyor.server.ui.pages:router",
     "conveyor.server.login:router",
+    "conveyor.server.api.insights:router",
+    "conveyor.server.ui.insights:router",
 )
 
 # Each part may also start and stop work beside the app (the run queue's workers, the

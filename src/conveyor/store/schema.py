@@ -323,3 +323,4 @@ requirements = sa.Table(
     sa.Column("addressed_at", Timestamp),  # that commit's time
     sa.Column("closed", sa.Boolean),  # whether that commit used a closing keyword
 )
+sa.Index("ix_events_kind_ts", events.c.kind, events.c.ts)  # DORA's one read (migration 0011)

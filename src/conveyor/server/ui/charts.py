@@ -22,9 +22,11 @@ def line_chart(
     *,
     unit: Callable[[float], str] = lambda v: f"{v:g}",
     steps: bool = False,
+    time_format: str = "%H:%M:%S",
 ) -> Markup:
     """One chart of several series (name -> points); `steps` draws each value until the
-    next (weights); an empty chart says there is nothing to draw."""
+    next (weights); `time_format` labels the time axis (strftime, UTC); an empty chart
+    says there is nothing to draw."""
     # By name, so a release keeps its colour from one chart to the next.
     finite = {name: [(t, v) for t, v in series[name] if math.isfinite(v)] for name in series}
     drawn = {name: sorted(finite[name]) for name in sorted(finite) if finite[name]}
@@ -49,7 +51,8 @@ def line_chart(
     def y(v: float) -> float:
         return TOP + (top - v) / ((top - bottom) or 1.0) * (HEIGHT - TOP - BOTTOM)
 
-    parts = [head, _axes((y(top), y(bottom)), (unit(top), unit(bottom)), (t0, t1))]
+    labels = (unit(top), unit(bottom))
+    parts = [head, _axes((y(top), y(bottom)), labels, (t0, t1), time_format)]
     for index, (name, points) in enumerate(drawn.items()):
         colour = COLOURS[index % len(COLOURS)]
         coords = _path(points, steps)
@@ -78,22 +81,28 @@ def _path(points: Points, steps: bool) -> list[tuple[float, float]]:
     return stepped
 
 
-def _axes(heights: tuple[float, float], labels: tuple[str, str], times: tuple[float, float]) -> str:
+def _axes(
+    heights: tuple[float, float],
+    labels: tuple[str, str],
+    times: tuple[float, float],
+    time_format: str = "%H:%M:%S",
+) -> str:
     """The value axis (top and bottom labelled) and the time axis (first and last)."""
     (y_top, y_bottom), (top, bottom), (t0, t1) = heights, labels, times
     right = WIDTH - RIGHT
+    first, last = _clock(t0, time_format), _clock(t1, time_format)
     return (
         f'<line x1="{LEFT}" y1="{y_bottom:.1f}" x2="{right}" y2="{y_bottom:.1f}" class="axis"/>'
         f'<line x1="{LEFT}" y1="{y_top:.1f}" x2="{right}" y2="{y_top:.1f}" class="grid"/>'
         f'<text x="{LEFT - 4}" y="{y_top + 4:.1f}" text-anchor="end">{escape(top)}</text>'
         f'<text x="{LEFT - 4}" y="{y_bottom + 4:.1f}" text-anchor="end">{escape(bottom)}</text>'
-        f'<text x="{LEFT}" y="{y_bottom + 14:.1f}">{_clock(t0)}</text>'
-        f'<text x="{right}" y="{y_bottom + 14:.1f}" text-anchor="end">{_clock(t1)}</text>'
+        f'<text x="{LEFT}" y="{y_bottom + 14:.1f}">{escape(first)}</text>'
+        f'<text x="{right}" y="{y_bottom + 14:.1f}" text-anchor="end">{escape(last)}</text>'
     )
 
 
-def _clock(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S")
+def _clock(ts: float, time_format: str = "%H:%M:%S") -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime(time_format)
 
 
 def _short(name: str) -> str:
