@@ -203,6 +203,11 @@ class Environment(_Strict):
         default_factory=SampleRetention,
         description="Retention of the golden-signal samples (docs/environments.md).",
     )
+    feedback_origins: list[Annotated[str, Field(pattern=r"^https?://[^/\s]+$")]] = Field(
+        default_factory=list,
+        description="Origins besides the environment's own whose pages may post user "
+        "feedback to the router (docs/monitoring.md).",
+    )
 
     @field_validator("env")
     @classmethod
