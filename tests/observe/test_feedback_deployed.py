@@ -6,8 +6,8 @@ and per variant."""
 from __future__ import annotations
 
 import threading
-from contextlib import closing
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import httpx

@@ -21,7 +21,7 @@ APOSTROPHES = "'\u2019"  # typed and typographic
 WORD = re.compile(rf"[^\W\d_]+(?:[{APOSTROPHES}][^\W\d_]+)*")
 LOW_RATING = 2  # ratings at or under this are "low"
 MIN_TEXTS = 2  # a theme recurs: at least this many texts say it
-MIN_Z = 1.96  # about 95 % one-sided... two-sided 5 %: strong enough to show
+MIN_Z = 1.645  # over-represented at the one-sided 5 % level
 PRIOR_SCALE = 0.5  # the prior's weight, as a share of the corpus's own counts
 PRIOR_FLOOR = 0.01  # every term gets a little prior mass
 
