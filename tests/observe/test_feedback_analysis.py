@@ -185,7 +185,7 @@ def test_themes_of_low_ratings_are_the_terms_over_represented_in_them() -> None:
 
 def test_tokens_drop_stop_words_and_count_each_text_once() -> None:
     assert terms("The checkout, THE checkout!") == {"checkout", "checkout checkout"}
-    assert terms("I don’t like it") == set()  # stop words, typographic apostrophe too
+    assert terms("I don\u2019t like it") == set()  # stop words, typographic apostrophe too
 
 
 def test_the_intake_limits_each_address_and_everyone_together() -> None:
