@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from conveyor.deploy.routers.feedback_intake import (
-    SPOOL_FILE,
     FeedbackIntake,
     FeedbackLimits,
     Rejected,
@@ -22,6 +21,8 @@ from conveyor.deploy.routers.feedback_intake import (
 from conveyor.observe import feedback
 from conveyor.observe.feedback_themes import terms, themes
 from conveyor.store.store import Store
+from observe import feedback_data
+from observe.feedback_data import posts
 
 ENV = "production"
 
@@ -39,29 +40,7 @@ def register(store: Store, *releases: str) -> None:
 
 
 def spool(store: Store, posts: Sequence[dict[str, object]], raw: Sequence[bytes] = ()) -> Path:
-    folder = feedback.router_folder(store.state_dir, ENV)
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps(post).encode() for post in posts] + list(raw)
-    with (folder / SPOOL_FILE).open("ab") as file:
-        file.write(b"".join(line + b"\n" for line in lines))
-    return folder
-
-
-def posts(
-    release: str | None, ratings: Sequence[int], variants: dict[str, str] | None = None
-) -> list[dict[str, object]]:
-    return [
-        {
-            "id": f"{release}-{index}-{random.getrandbits(32):x}",
-            "ts": time.time(),
-            "release_id": release,
-            "route": "sticky",
-            "rating": rating,
-            "text": "",
-            "variants": variants or {},
-        }
-        for index, rating in enumerate(ratings)
-    ]
+    return feedback_data.spool(store.state_dir, ENV, posts, raw)
 
 
 def test_ingesting_keeps_well_formed_posts_once_and_skips_damaged_lines(store: Store) -> None:

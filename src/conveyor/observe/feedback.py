@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -38,6 +38,10 @@ from conveyor.store.db import read_transaction, write_transaction
 from conveyor.store.records import EventKind
 from conveyor.store.schema import feedback as feedback_table
 from conveyor.store.store import Store
+
+if TYPE_CHECKING:
+    from conveyor.service.pages import Page
+    from conveyor.service.project import Project
 
 LEVEL = 0.05  # the confidence sequences' error rate
 # The mixture's scale: the boundary is tightest near this many ratings.
@@ -418,3 +422,52 @@ def _drop(
         f"least {baseline_low:.2f} (confidence sequences, level {level})"
     )
     return RatingDrop(kind, candidate, baseline, level, detail)
+
+
+def environment_feedback(
+    project: Project,
+    store: Store,
+    environment: str,
+    *,
+    release_id: str | None = None,
+    with_themes: bool = False,
+    latest: int = 20,
+) -> FeedbackReport:
+    """`report` for a declared environment (NotFoundError otherwise): what the CLI, the
+    API and the UI show."""
+    from conveyor.service.environments import environment_spec
+
+    environment_spec(project, environment)
+    return report(store, environment, release_id=release_id, with_themes=with_themes, latest=latest)
+
+
+def feedback_page(
+    project: Project,
+    store: Store,
+    environment: str,
+    *,
+    release_id: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Page[Feedback]:
+    """The environment's posts, newest first, a keyset page at a time (the API's list)."""
+    from conveyor.service.environments import environment_spec
+    from conveyor.service.pages import clamp_limit, decode_cursor, page_of
+
+    environment_spec(project, environment)
+    ingest(store, environment)
+    size = clamp_limit(limit)
+    items = feedback_items(
+        store,
+        environment,
+        release_id=release_id,
+        before_id=decode_cursor(cursor),
+        limit=size + 1,
+    )
+    return page_of(items, size, lambda item: item.id)
+
+
+def watch_consumer(project: Project, store: Store, environment: str, now: float) -> None:
+    """The continuous watch's consumer (observe/watch.py CONSUMERS): posts reach the store
+    (and the live views, as `feedback.received` events) while the watch runs."""
+    ingest(store, environment, router_folder(project.state_dir, environment))
