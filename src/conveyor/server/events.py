@@ -47,8 +47,8 @@ REPLAY_LIMIT = 1000  # events replayed to a reconnecting stream at most
 SUBSCRIBER_BUFFER = 10_000  # a stream further behind than this is closed (it reconnects)
 HUB_PART = "events"
 
-_RELEASE_PREFIXES = ("deploy.", "traffic.", "release.", "rollback", "smoke.", "replica.")
-_RELEASE_PREFIXES += ("feedback.",)  # user feedback per release (observe/feedback.py)
+_RELEASE_PREFIXES: tuple[str, ...] = ("deploy.", "traffic.", "release.", "rollback", "smoke.")
+_RELEASE_PREFIXES += ("replica.", "feedback.")  # feedback: observe/feedback.py
 
 
 def topics_of(event: EventRecord) -> set[str]:
