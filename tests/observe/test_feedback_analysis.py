@@ -20,6 +20,7 @@ from conveyor.deploy.routers.feedback_intake import (
 )
 from conveyor.observe import feedback
 from conveyor.observe.feedback_themes import terms, themes
+from conveyor.observe.rating_sequence import rating_interval
 from conveyor.store.store import Store
 from observe import feedback_data
 from observe.feedback_data import posts
@@ -62,22 +63,29 @@ def test_ingesting_keeps_well_formed_posts_once_and_skips_damaged_lines(store: S
 
 
 def test_the_confidence_sequence_covers_the_mean_at_every_count() -> None:
-    """Anytime-valid: over whole sequences, the true mean leaves the interval at some n in
-    at most about `level` of them (here far fewer: the bound is conservative)."""
+    """Anytime-valid: over whole sequences, the true mean leaves the interval at some
+    count in at most about `level` of them."""
     rng = random.Random(7)
     weights = [0.1, 0.1, 0.2, 0.3, 0.3]
     truth = sum(rating * weight for rating, weight in zip(range(1, 6), weights, strict=True))
     misses = 0
     for _ in range(200):
-        total = 0
-        for n in range(1, 301):
-            total += rng.choices(range(1, 6), weights)[0]
-            radius = feedback.confidence_radius(n, 0.05) * 4
-            if abs(total / n - truth) > radius:
-                misses += 1
-                break
+        ratings = rng.choices(range(1, 6), weights, k=200)
+        # The running intersection at the end holds iff every interval held.
+        low, high = rating_interval(ratings, 0.05)
+        misses += not low <= truth <= high
     assert misses <= 10
-    assert feedback.confidence_radius(400, 0.05) < feedback.confidence_radius(100, 0.05) / 1.8
+
+
+def test_the_interval_narrows_with_more_ratings_and_with_agreement() -> None:
+    rng = random.Random(5)
+    few, many = rng.choices([3, 4, 5], k=30), rng.choices([3, 4, 5], k=300)
+    width = [high - low for low, high in (rating_interval(r, 0.05) for r in (few, many))]
+    assert width[1] < width[0] / 2
+    agreed = rating_interval([4] * 99, 0.05)
+    spread = rating_interval([1, 5, 3] * 33, 0.05)
+    assert agreed[1] - agreed[0] < (spread[1] - spread[0]) / 2
+    assert agreed[0] <= 4 <= agreed[1] and spread[0] <= 3 <= spread[1]
 
 
 def test_a_release_rated_well_below_the_one_before_is_a_rating_drop(store: Store) -> None:

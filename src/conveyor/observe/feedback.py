@@ -5,8 +5,8 @@ them in its folder; `ingest` moves them into the store, idempotently (each post 
 router's id), checking the flag variants against the environment's flag definitions, and
 appends one `feedback.received` event per batch for live views. Every read ingests first.
 
-Ratings are summarised with an anytime-valid confidence sequence for a bounded mean (a
-normal-mixture boundary, Howard et al. 2021), so they can be looked at as often as one
+Ratings are summarised with an anytime-valid confidence sequence for a bounded mean
+(empirical Bernstein, rating_sequence.py), so they can be looked at as often as one
 likes; a release (or a flag variant) whose sequence lies wholly below its baseline's (the
 release before it, or the flag's control variant) is a rating drop: `rating_drops`.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -33,6 +32,7 @@ from conveyor.deploy.routers.feedback_intake import (
 )
 from conveyor.flags.store import FlagLedger
 from conveyor.observe.feedback_themes import Themes, themes
+from conveyor.observe.rating_sequence import rating_interval
 from conveyor.store import events as event_log
 from conveyor.store.db import read_transaction, write_transaction
 from conveyor.store.records import EventKind
@@ -44,11 +44,8 @@ if TYPE_CHECKING:
     from conveyor.service.project import Project
 
 LEVEL = 0.05  # the confidence sequences' error rate
-# The mixture's scale: the boundary is tightest near this many ratings.
-TIGHTEST_AT = 30
 CONTROL_VARIANTS = ("control", "off", "baseline")
 MAX_TEXT = 2000  # what is kept of a spooled text (the router limits it already)
-SPAN = MAX_RATING - MIN_RATING
 MAX_REPORTED = 50_000  # a report reads at most the newest this many posts
 
 
@@ -275,14 +272,14 @@ def report(
     if release_id is not None:
         wanted = same_code.get(release_id, release_id)
         items = [item for item in items if item.release_id == wanted]
-    releases = release_summaries(items, list(dict.fromkeys(same_code.values())), level)
-    variants = variant_summaries(items, level)
+    order = list(dict.fromkeys(same_code.values()))
+    per_release, per_variant = ratings_per_release(items), ratings_per_variant(items)
     return FeedbackReport(
         environment=environment,
         count=len(items),
-        releases=releases,
-        variants=variants,
-        drops=drops_between(releases, variants, level),
+        releases=release_summaries(per_release, order, level),
+        variants=variant_summaries(per_variant, level),
+        drops=drops_between(per_release, order, per_variant, level),
         themes=themes([(item.rating, item.text) for item in items if item.text])
         if with_themes
         else None,
@@ -316,83 +313,76 @@ def summarise(
     flag: str | None = None,
     variant: str | None = None,
 ) -> RatingSummary:
+    """Count, mean and interval of `ratings`, in arrival order."""
     key = RatingSummary(release_id=release_id, flag=flag, variant=variant)
     if not ratings:
         return key
-    mean = sum(ratings) / len(ratings)
-    margin = confidence_radius(len(ratings), level) * SPAN
+    low, high = rating_interval(ratings, level, MIN_RATING, MAX_RATING)
     return replace(
         key,
         count=len(ratings),
-        mean=round(mean, 3),
-        low=round(max(MIN_RATING, mean - margin), 3),
-        high=round(min(MAX_RATING, mean + margin), 3),
+        mean=round(sum(ratings) / len(ratings), 3),
+        low=round(low, 3),
+        high=round(high, 3),
         low_ratings=sum(1 for rating in ratings if rating <= 2),
     )
 
 
-def confidence_radius(n: int, level: float) -> float:
-    """Half-width of a two-sided confidence sequence for the mean of `n` values in [0, 1]:
-    each is 1/2-sub-Gaussian, and the normal mixture over the drift (variance rho) gives
-    the boundary sqrt(2 (V + rho) log(sqrt((V + rho) / rho) / (level / 2))) on the sum,
-    V = n / 4, which holds at every n at once (Ville's inequality)."""
-    variance = n / 4
-    rho = _mixture_variance(level)
-    boundary = math.sqrt(
-        2 * (variance + rho) * math.log(math.sqrt((variance + rho) / rho) * 2 / level)
-    )
-    return boundary / n
+def ratings_per_release(items: Iterable[Feedback]) -> dict[str | None, list[int]]:
+    """Each release's ratings in arrival order (`items` come newest first)."""
+    ratings: dict[str | None, list[int]] = defaultdict(list)
+    for item in reversed(list(items)):
+        ratings[item.release_id].append(item.rating)
+    return ratings
 
 
-def _mixture_variance(level: float) -> float:
-    """rho that makes the boundary tightest near TIGHTEST_AT values (Howard et al. 2021)."""
-    log_term = 2 * math.log(2 / level)
-    return (TIGHTEST_AT / 4) / (log_term + math.log(1 + log_term))
+def ratings_per_variant(items: Iterable[Feedback]) -> dict[tuple[str, str], list[int]]:
+    ratings: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for item in reversed(list(items)):
+        for flag, variant in item.variants.items():
+            ratings[(flag, variant)].append(item.rating)
+    return ratings
 
 
 def release_summaries(
-    items: Iterable[Feedback], order: Sequence[str], level: float = LEVEL
+    ratings: dict[str | None, list[int]], order: Sequence[str], level: float = LEVEL
 ) -> list[RatingSummary]:
     """Per release, in the order the releases were created (unknown ones last)."""
-    ratings: dict[str | None, list[int]] = defaultdict(list)
-    for item in items:
-        ratings[item.release_id].append(item.rating)
     rank = {release: index for index, release in enumerate(order)}
     keys = sorted(ratings, key=lambda r: (r is None, rank.get(r or "", len(rank)), r or ""))
     return [summarise(ratings[key], level, release_id=key) for key in keys]
 
 
-def variant_summaries(items: Iterable[Feedback], level: float = LEVEL) -> list[RatingSummary]:
-    ratings: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for item in items:
-        for flag, variant in item.variants.items():
-            ratings[(flag, variant)].append(item.rating)
+def variant_summaries(
+    ratings: dict[tuple[str, str], list[int]], level: float = LEVEL
+) -> list[RatingSummary]:
     return [summarise(ratings[key], level, flag=key[0], variant=key[1]) for key in sorted(ratings)]
 
 
 def drops_between(
-    releases: Sequence[RatingSummary], variants: Sequence[RatingSummary], level: float = LEVEL
+    per_release: dict[str | None, list[int]],
+    order: Sequence[str],
+    per_variant: dict[tuple[str, str], list[int]],
+    level: float = LEVEL,
 ) -> list[RatingDrop]:
-    """Each summary's sequence against its baseline's, each at `level / 2` so that the
-    pair's error stays under `level`."""
+    """Each release against the one before it, each variant against its flag's control:
+    both sequences at `level / 2`, so that the pair's error stays under `level`."""
     half = level / 2
     drops = []
-    known = [summary for summary in releases if summary.release_id is not None]
+    known = [
+        summarise(per_release[release], half, release_id=release)
+        for release in order
+        if per_release.get(release)
+    ]
     for baseline, candidate in itertools.pairwise(known):
-        drop = _drop("release", candidate, baseline, half, level)
-        if drop is not None:
-            drops.append(drop)
+        drops.append(_drop("release", candidate, baseline, level))
     by_flag: dict[str, list[RatingSummary]] = defaultdict(list)
-    for summary in variants:
-        by_flag[summary.flag or ""].append(summary)
+    for (flag, variant), ratings in sorted(per_variant.items()):
+        by_flag[flag].append(summarise(ratings, half, flag=flag, variant=variant))
     for summaries in by_flag.values():
         control = _control(summaries)
-        for candidate in summaries:
-            if candidate is not control:
-                drop = _drop("variant", candidate, control, half, level)
-                if drop is not None:
-                    drops.append(drop)
-    return drops
+        drops += [_drop("variant", s, control, level) for s in summaries if s is not control]
+    return [drop for drop in drops if drop is not None]
 
 
 def _control(summaries: Sequence[RatingSummary]) -> RatingSummary:
@@ -405,21 +395,18 @@ def _control(summaries: Sequence[RatingSummary]) -> RatingSummary:
 
 
 def _drop(
-    kind: str, candidate: RatingSummary, baseline: RatingSummary, half: float, level: float
+    kind: str, candidate: RatingSummary, baseline: RatingSummary, level: float
 ) -> RatingDrop | None:
-    if not candidate.count or not baseline.count:
-        return None
-    assert candidate.mean is not None and baseline.mean is not None
-    candidate_high = candidate.mean + confidence_radius(candidate.count, half) * SPAN
-    baseline_low = baseline.mean - confidence_radius(baseline.count, half) * SPAN
-    if candidate_high >= baseline_low:
+    """A drop when the candidate's interval lies wholly below the baseline's (both at
+    half the level)."""
+    if candidate.high is None or baseline.low is None or candidate.high >= baseline.low:
         return None
     name = candidate.release_id or f"{candidate.flag}={candidate.variant}"
     base = baseline.release_id or f"{baseline.flag}={baseline.variant}"
     detail = (
         f"{name} is rated {candidate.mean:.2f} ({candidate.count} ratings), {base} "
-        f"{baseline.mean:.2f} ({baseline.count}): at most {candidate_high:.2f} against at "
-        f"least {baseline_low:.2f} (confidence sequences, level {level})"
+        f"{baseline.mean:.2f} ({baseline.count}): at most {candidate.high:.2f} against at "
+        f"least {baseline.low:.2f} (confidence sequences, level {level})"
     )
     return RatingDrop(kind, candidate, baseline, level, detail)
 
