@@ -195,3 +195,24 @@ def test_the_rate_limiter_holds_a_bounded_number_of_addresses() -> None:
     for index in range(10_000):
         buckets.take(f"10.0.{index // 256}.{index % 256}", now=float(index) / 1000)
     assert len(buckets.buckets) == 100
+
+
+def test_a_spool_that_cannot_be_written_refuses_the_post_with_503(tmp_path: Path) -> None:
+    intake = FeedbackIntake(tmp_path / "gone")  # the router's folder was removed
+    with pytest.raises(Rejected) as refused:
+        intake.record({"rating": 3, "text": "", "variants": {}}, "v1", "sticky")
+    assert refused.value.status == 503
+
+
+def test_the_environments_feedback_origins_reach_the_router(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from conveyor.deploy.routers.base import RouterSite
+    from conveyor.deploy.routers.builtin import from_site
+    from conveyor.spec.environments import Environment
+
+    spec = Environment.model_validate({"feedback_origins": ["https://shop.example"]})
+    site = RouterSite(tmp_path, 1, 2, feedback_origins=tuple(spec.feedback_origins))
+    assert "--feedback-origin=https://shop.example" in from_site(site).feedback.arguments()
+    with pytest.raises(ValidationError):
+        Environment.model_validate({"feedback_origins": ["shop.example/path"]})

@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import re
+import sys
 import time
 import unicodedata
 import uuid
@@ -225,13 +226,17 @@ class FeedbackIntake:
             {"id": feedback_id, "ts": time.time(), "release_id": release_id, "route": route} | post,
             ensure_ascii=False,
         )
-        self._rotate_if_full()
-        # One write of one line with O_APPEND: an ingester never sees half a line it keeps.
-        fd = os.open(self.spool, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, (line + "\n").encode())
-        finally:
-            os.close(fd)
+            self._rotate_if_full()
+            # One write of one line with O_APPEND: an ingester never sees half a line.
+            fd = os.open(self.spool, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, (line + "\n").encode())
+            finally:
+                os.close(fd)
+        except OSError as error:  # a full disk, a removed folder: refused, not a crash
+            print(f"feedback not stored: {error}", file=sys.stderr)
+            raise Rejected(503, "feedback cannot be stored now", 60.0) from error
         return feedback_id
 
     def _rotate_if_full(self) -> None:
