@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import os
 import random
+from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -50,7 +53,7 @@ def shop(make_server: MakeServer) -> ServerUnderTest:
 
 
 def test_the_api_reports_ratings_drops_and_themes_as_the_cli_does(
-    shop: ServerUnderTest,
+    shop: ServerUnderTest, tmp_path: Path
 ) -> None:
     answer = shop.client.get(f"{BASE}?themes=true", headers=shop.as_user("viewer"))
     assert answer.status_code == 200, answer.text
@@ -73,6 +76,15 @@ def test_the_api_reports_ratings_drops_and_themes_as_the_cli_does(
     }
     text = run_cli(["feedback", "staging", "--themes"], shop.project.root)
     assert "rating drop" in text.stdout and "checkout slow" in text.stdout
+    token = {"CONVEYOR_TOKEN": shop.tokens["viewer"]}
+    with mock.patch.dict(os.environ, token):
+        remote = run_cli(["--server", shop.url, "feedback", "staging", "--themes"], tmp_path)
+        remote_json = run_cli(
+            ["--server", shop.url, "feedback", "staging", "--themes", "-o", "json"], tmp_path
+        )
+    assert remote.exit_code == 0, remote.stderr
+    assert remote.stdout == text.stdout
+    assert remote_json.json()["releases"] == body["releases"]
 
 
 def test_the_posts_come_a_page_at_a_time_newest_first(shop: ServerUnderTest) -> None:

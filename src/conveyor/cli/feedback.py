@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import quote
 
 import typer
 from rich.markup import escape
@@ -41,12 +42,19 @@ def feedback(
     """Users' ratings (1-5) per release and per flag variant, with 95 % confidence
     sequences; a release or variant rated significantly below its baseline is shown as a
     rating drop. Posts arrive at the environment's router (POST /.conveyor/feedback)."""
-    from conveyor.observe.feedback import environment_feedback
+    from conveyor.cli import target
+    from conveyor.observe.feedback import FeedbackReport, environment_feedback
 
-    with opened(spec) as (project, store):
-        report = environment_feedback(
-            project, store, environment, release_id=release, with_themes=themes
-        )
+    remote = target.client()
+    if remote is not None:
+        path = f"/api/v1/environments/{quote(environment, safe='')}/feedback"
+        query = {"release": release, "themes": "true" if themes else None}
+        report = remote.get_as(FeedbackReport, path, query)
+    else:
+        with opened(spec) as (project, store):
+            report = environment_feedback(
+                project, store, environment, release_id=release, with_themes=themes
+            )
     if output is OutputFormat.JSON:
         emit_json(report)
         return

@@ -42,6 +42,7 @@ REMOTE_COMMANDS = frozenset(
         "flags kill",
         "audit verify",
         "whoami",
+        "feedback",
     }
 )
 # Commands that only read or write the checkout (or start the server): they run here
