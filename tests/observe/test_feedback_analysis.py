@@ -216,3 +216,26 @@ def test_the_environments_feedback_origins_reach_the_router(tmp_path: Path) -> N
     assert "--feedback-origin=https://shop.example" in from_site(site).feedback.arguments()
     with pytest.raises(ValidationError):
         Environment.model_validate({"feedback_origins": ["shop.example/path"]})
+
+
+def test_a_baselines_feedback_counts_for_its_code_and_is_listed_as_posted(
+    store: Store,
+) -> None:
+    store.ledger.releases.register(ENV, "v1", "shop", "sha256:one", [])
+    store.ledger.releases.register(ENV, "v1-baseline", "shop", "sha256:one", [])
+    spool(store, posts("v1", [5]) + posts("v1-baseline", [3]))
+    summary = feedback.report(store, ENV, release_id="v1-baseline")
+    assert [(s.release_id, s.count, s.mean) for s in summary.releases] == [("v1", 2, 4.0)]
+    assert sorted(item.release_id or "" for item in summary.latest) == ["v1", "v1-baseline"]
+
+
+def test_ingested_feedback_is_live_in_the_environments_topic(store: Store) -> None:
+    from conveyor.server.events import topics_of
+    from conveyor.store.records import EventKind
+
+    register(store, "v1")
+    spool(store, posts("v1", [4, 2]))
+    assert feedback.ingest(store, ENV) == 2
+    [event] = [e for e in store.events() if e.kind == EventKind.FEEDBACK_RECEIVED]
+    assert event.data["releases"] == {"v1": {"count": 2, "mean": 3.0}}
+    assert f"environment:{ENV}" in topics_of(event)

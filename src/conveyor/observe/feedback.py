@@ -133,13 +133,14 @@ def report(
     A release's feedback counts for the first release of the same digest."""
     ingest(store, environment)
     same_code = releases_by_code(store, environment)
-    items = [
-        replace(item, release_id=same_code.get(item.release_id or "", item.release_id))
-        for item in feedback_items(store, environment, limit=MAX_REPORTED)
-    ]
+
+    def code_of(release: str | None) -> str | None:
+        return same_code.get(release or "", release)
+
+    posted = feedback_items(store, environment, limit=MAX_REPORTED)
     if release_id is not None:
-        wanted = same_code.get(release_id, release_id)
-        items = [item for item in items if item.release_id == wanted]
+        posted = [item for item in posted if code_of(item.release_id) == code_of(release_id)]
+    items = [replace(item, release_id=code_of(item.release_id)) for item in posted]
     order = list(dict.fromkeys(same_code.values()))
     per_release, per_variant = ratings_per_release(items), ratings_per_variant(items)
     return FeedbackReport(
@@ -151,7 +152,7 @@ def report(
         themes=themes([(item.rating, item.text) for item in items if item.text])
         if with_themes
         else None,
-        latest=items[:latest],
+        latest=posted[:latest],  # as posted: the release that served each
     )
 
 
