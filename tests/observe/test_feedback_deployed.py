@@ -108,6 +108,8 @@ def test_feedback_during_a_canary_is_stamped_per_user_release_and_variant(
             # The stable code also runs afresh as the canary's baseline: either serves it.
             served = send(stable_user, 5, "works", {"new-banner": "control"})
             assert served in {stable, f"{stable}-baseline"}
+            bad = stable_user.post(FEEDBACK_PATH, json={"rating": 9}, headers={"Origin": url})
+            assert bad.status_code == 400
     finally:
         with project.open_store() as store:
             send_command(project, store, "staging", "abort", "tester")
@@ -115,7 +117,7 @@ def test_feedback_during_a_canary_is_stamped_per_user_release_and_variant(
     assert outcomes and outcomes[0].state is DeployState.ROLLED_BACK
 
     with project.open_store() as store:
-        summary = feedback.report(store, "staging")
+        summary = feedback.environment_feedback(project, store, "staging")
         again = feedback.ingest(store, "staging")  # the spool is ingested once
         received = store.ledger.history.events("staging", (EventKind.FEEDBACK_RECEIVED,))
         items = feedback.feedback_items(store, "staging")
@@ -127,3 +129,4 @@ def test_feedback_during_a_canary_is_stamped_per_user_release_and_variant(
     assert per_variant == {("new-banner", "on"): (1, 1.0), ("new-banner", "control"): (1, 5.0)}
     assert [item.variants for item in items if item.text == "broken again"] == [{}]
     assert received and received[-1].data["count"] == 3
+    assert summary.router_answers == {"202": 3, "400": 1}  # a refusal is recorded too

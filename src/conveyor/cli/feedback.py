@@ -62,6 +62,9 @@ def feedback(
 
 
 def print_report(report: FeedbackReport) -> None:
+    if report.router_answers:
+        answers = ", ".join(f"{code}: {n}" for code, n in sorted(report.router_answers.items()))
+        console.print(f"router's answers to posts since it started: {answers}")
     if not report.count:
         console.print(f"{escape(report.environment)}: no feedback yet")
         return

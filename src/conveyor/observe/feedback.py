@@ -28,7 +28,7 @@ from conveyor.observe.feedback_ratings import (
     release_summaries,
     variant_summaries,
 )
-from conveyor.observe.feedback_spool import ingest, router_folder, spooled
+from conveyor.observe.feedback_spool import ingest, router_answers, router_folder, spooled
 from conveyor.observe.feedback_themes import Themes, themes
 from conveyor.store.db import read_transaction
 from conveyor.store.schema import feedback as feedback_table
@@ -79,6 +79,9 @@ class FeedbackReport:
     drops: list[RatingDrop]
     themes: Themes | None = None
     latest: list[Feedback] = field(default_factory=list)
+    # The router's answers to posts since it started, by status (floods, oversized
+    # posts...): None when it was not asked or did not answer.
+    router_answers: dict[str, int] | None = None
 
 
 def feedback_items(
@@ -203,7 +206,10 @@ def environment_feedback(
     from conveyor.service.environments import environment_spec
 
     environment_spec(project, environment)
-    return report(store, environment, release_id=release_id, with_themes=with_themes, latest=latest)
+    found = report(
+        store, environment, release_id=release_id, with_themes=with_themes, latest=latest
+    )
+    return replace(found, router_answers=router_answers(store, environment))
 
 
 def feedback_page(

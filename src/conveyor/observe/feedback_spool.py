@@ -135,3 +135,26 @@ def _event(environment: str, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             },
         },
     )
+
+
+def router_answers(store: Store, environment: str) -> dict[str, int] | None:
+    """The router's answers to feedback posts since it started, by status (202 taken,
+    429 and 503 floods, 413 too big, ...); None when its admin port does not answer."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    record = store.ledger.environments.get(environment)
+    if record is None:
+        return None
+    try:
+        response = httpx.get(f"http://127.0.0.1:{record.admin_port}/-/metrics", timeout=1.0)
+        response.raise_for_status()
+        families = list(text_string_to_metric_families(response.text))
+    except (httpx.HTTPError, ValueError):
+        return None
+    return {
+        sample.labels["code"]: int(sample.value)
+        for family in families
+        for sample in family.samples
+        if sample.name == "conveyor_router_feedback_posts_total" and "code" in sample.labels
+    }
