@@ -5,6 +5,7 @@ from __future__ import annotations
 from html import escape
 from string import Template
 
+from .feedback_widget import with_feedback_widget
 from .models import Product
 
 PAGE = Template("""<!doctype html>
@@ -48,6 +49,7 @@ $items
 </body>
 </html>
 """)
+PAGE = Template(with_feedback_widget(PAGE.template))  # the feedback widget on the page
 EMPTY_ITEM = '    <li class="empty">No products yet.</li>'
 BANNER = '  <p id="banner" class="banner">New: the catalogue has a fresh look.</p>'
 

@@ -65,6 +65,7 @@ COMMAND_MODULES: dict[str, str] = {
     "server": "server",
     "whoami": "remote_commands",
     "insights": "insights",
+    "feedback": "feedback",
 }
 
 HELP = "Conveyor carries a commit to production: pipeline-as-code, gates, images, releases."

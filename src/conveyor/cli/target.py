@@ -43,6 +43,7 @@ REMOTE_COMMANDS = frozenset(
         "audit verify",
         "whoami",
         "insights dora",
+        "feedback",
     }
 )
 # Commands that only read or write the checkout (or start the server): they run here

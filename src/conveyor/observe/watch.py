@@ -8,4 +8,7 @@ SLO evaluator); a consumer that fails is recorded and does not stop the watch.
 
 from __future__ import annotations
 
-CONSUMERS: tuple[str, ...] = ("conveyor.observe.slo_watch:consume",)
+CONSUMERS: tuple[str, ...] = (
+    "conveyor.observe.slo_watch:consume",
+    "conveyor.observe.feedback:watch_consumer",
+)

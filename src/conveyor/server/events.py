@@ -7,7 +7,7 @@ whose topics match it. One poll of the store serves every viewer.
 Topics (a stream names one or more with `topic=`; none means all but logs):
     runs                every run.* and job.* event, and run.queued
     run:<id>            those of one run
-    releases            deploy, traffic, release, rollback, smoke and replica events
+    releases            deploy, traffic, release, rollback, smoke, replica, feedback events
     environment:<name>  those of one environment
     approvals           approval.*
     flags               flag.*
@@ -47,7 +47,8 @@ REPLAY_LIMIT = 1000  # events replayed to a reconnecting stream at most
 SUBSCRIBER_BUFFER = 10_000  # a stream further behind than this is closed (it reconnects)
 HUB_PART = "events"
 
-_RELEASE_PREFIXES = ("deploy.", "traffic.", "release.", "rollback", "smoke.", "replica.")
+_RELEASE_PREFIXES: tuple[str, ...] = ("deploy.", "traffic.", "release.", "rollback", "smoke.")
+_RELEASE_PREFIXES += ("replica.", "feedback.")  # feedback: observe/feedback.py
 
 
 def topics_of(event: EventRecord) -> set[str]:

@@ -82,7 +82,9 @@ def make_router(project: Project, name: str, spec: Environment, store: Store) ->
     if spec.port and port != spec.port:  # conveyor.yml names another port now
         ledger.environments.set_ports(name, spec.port, admin)
         port = spec.port
-    return ROUTERS.create(spec.router, RouterSite(folder=folder, port=port, admin_port=admin))
+    origins = tuple(spec.feedback_origins)
+    site = RouterSite(folder=folder, port=port, admin_port=admin, feedback_origins=origins)
+    return ROUTERS.create(spec.router, site)
 
 
 def make_provider(

@@ -215,6 +215,11 @@ class Environment(_Strict):
         description="Availability and latency objectives, with burn-rate alerts "
         "(docs/monitoring.md).",
     )
+    feedback_origins: list[Annotated[str, Field(pattern=r"^https?://[^/\s]+$")]] = Field(
+        default_factory=list,
+        description="Origins besides the environment's own whose pages may post user "
+        "feedback to the router (docs/monitoring.md).",
+    )
 
     @field_validator("env")
     @classmethod

@@ -120,6 +120,7 @@ class EventKind(StrEnum):
     WEBHOOK_DELIVERY = "webhook.delivery"  # a forge delivery and what became of it
     FORGE_STATUS = "forge.status"  # a commit status sent to a forge, or given up
     AUTH_DENIED = "auth.denied"  # a caller refused (401/403) by the server
+    FEEDBACK_RECEIVED = "feedback.received"  # user feedback ingested from a router
 
 
 @dataclass(frozen=True)

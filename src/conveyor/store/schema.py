@@ -324,3 +324,22 @@ requirements = sa.Table(
     sa.Column("closed", sa.Boolean),  # whether that commit used a closing keyword
 )
 sa.Index("ix_events_kind_ts", events.c.kind, events.c.ts)  # DORA's one read (migration 0011)
+# --- Observe (conveyor.observe).
+
+# User feedback posted to an environment's router (observe/feedback.py): the release and
+# the flag variants that served the user, the rating and the text; nothing that says who.
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("feedback_id", sa.String, nullable=False, unique=True),  # the router's id
+    sa.Column("environment", sa.String, nullable=False),
+    sa.Column("received_at", Timestamp, nullable=False),
+    sa.Column("release_id", sa.String),  # None: the router could not tell
+    sa.Column("route", sa.String, nullable=False),  # how the router knew the release
+    sa.Column("variants", sa.JSON, nullable=False),  # flag -> variant, checked on ingest
+    sa.Column("rating", sa.Integer, nullable=False),  # 1..5
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Index("ix_feedback_environment_id", "environment", "id"),
+    sa.Index("ix_feedback_environment_release", "environment", "release_id"),
+)

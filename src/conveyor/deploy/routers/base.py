@@ -22,6 +22,8 @@ class RouterSite:
     folder: Path  # the environment's router folder: its process's state and routes
     port: int  # public
     admin_port: int
+    # Origins besides the environment's own whose pages may post feedback (CORS).
+    feedback_origins: tuple[str, ...] = ()
 
 
 @runtime_checkable

@@ -24,6 +24,7 @@ from pydantic import TypeAdapter
 from conveyor.deploy.model import ReleaseSignals, RouteTable
 from conveyor.deploy.routers.base import RouterSite
 from conveyor.deploy.routers.client_limits import ClientLimits
+from conveyor.deploy.routers.feedback_intake import FeedbackLimits
 from conveyor.errors import ConveyorError, InfrastructureError
 
 ROUTES_FILE = "routes.json"
@@ -125,12 +126,18 @@ class BuiltinRouter:
     name = "builtin"
 
     def __init__(
-        self, state_dir: Path, port: int, admin_port: int, limits: ClientLimits | None = None
+        self,
+        state_dir: Path,
+        port: int,
+        admin_port: int,
+        limits: ClientLimits | None = None,
+        feedback: FeedbackLimits | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.port = port
         self.admin_port = admin_port
         self.limits = limits or ClientLimits()
+        self.feedback = feedback or FeedbackLimits()
         self._admin = f"http://127.0.0.1:{admin_port}"
 
     @property
@@ -210,6 +217,7 @@ class BuiltinRouter:
             "--admin-port",
             str(self.admin_port),
             *self.limits.arguments(),
+            *self.feedback.arguments(),
             "--detach",
         ]
         with open(self.state_dir / LOG_FILE, "ab") as log:
@@ -266,4 +274,5 @@ class BuiltinRouter:
 
 def from_site(site: RouterSite) -> BuiltinRouter:
     """The registry's factory."""
-    return BuiltinRouter(site.folder, site.port, site.admin_port)
+    feedback = FeedbackLimits(origins=site.feedback_origins)
+    return BuiltinRouter(site.folder, site.port, site.admin_port, feedback=feedback)

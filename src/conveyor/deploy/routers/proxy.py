@@ -40,6 +40,14 @@ from conveyor.deploy.routers.builtin import (
     routes_from_json,
 )
 from conveyor.deploy.routers.client_limits import ClientLimits, ConnectionSlots, Phase, Slot
+from conveyor.deploy.routers.feedback_intake import (
+    FEEDBACK_PATH,
+    FeedbackIntake,
+    FeedbackLimits,
+    Rejected,
+    origin_allowed,
+    parse_post,
+)
 from conveyor.deploy.routers.http_rules import (
     Refused,
     check_request,
@@ -351,8 +359,14 @@ def weighted(backends: list[Backend]) -> Backend | None:
 
 
 class Proxy:
-    def __init__(self, state_dir: Path, limits: ClientLimits | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        limits: ClientLimits | None = None,
+        feedback: FeedbackLimits | None = None,
+    ) -> None:
         self.limits = limits or ClientLimits()
+        self.feedback = FeedbackIntake(state_dir, feedback)
         self.slots = ConnectionSlots(self.limits.max_connections)
         self.routes_path = state_dir / ROUTES_FILE
         self.table = EMPTY_TABLE
@@ -360,6 +374,12 @@ class Proxy:
         self._round_robin: dict[str, itertools.count[int]] = {}
         self.pool = UpstreamPool()
         self.metrics = Metrics()
+        self.feedback_posts = Counter(
+            f"{METRIC_PREFIX}_feedback_posts",
+            "Posts to /.conveyor/feedback, by the status answered.",
+            ["code"],
+            registry=self.metrics.registry,
+        )
 
     # -- routes ------------------------------------------------------------------------
     def reload_routes(self) -> None:
@@ -495,6 +515,9 @@ class Proxy:
     async def handle(self, client: Downstream, request: h11.Request) -> None:
         started = asyncio.get_running_loop().time()
         table = self.table
+        if request.target.split(b"?", 1)[0] == FEEDBACK_PATH.encode():
+            await self.answer_feedback(client, request, table)
+            return
         choice = self.choose(table, list(request.headers))
         if choice is None:
             await send_simple(client, 503, b"no route: the route table is empty\n")
@@ -524,6 +547,79 @@ class Proxy:
             self.metrics.observe(choice, backend.release_id, status, seconds)
         if outcome.tunnel is not None:
             await outcome.tunnel.run()
+
+    # -- feedback (feedback_intake.py) --------------------------------------------------
+    async def answer_feedback(
+        self, client: Downstream, request: h11.Request, table: RouteTable
+    ) -> None:
+        headers = list(request.headers)
+        origin = header(headers, "origin")
+        cors: list[tuple[bytes, bytes]] = [(b"vary", b"Origin")]
+        try:
+            if origin is not None:
+                if not origin_allowed(
+                    origin, header(headers, "host"), self.feedback.limits.origins
+                ):
+                    raise Rejected(403, "this origin may not post feedback here")
+                cors.append((b"access-control-allow-origin", origin.encode("latin-1")))
+            if request.method == b"OPTIONS":  # a CORS preflight
+                cors += [
+                    (b"access-control-allow-methods", b"POST"),
+                    (b"access-control-allow-headers", b"content-type"),
+                    (b"access-control-max-age", b"600"),
+                ]
+                await send_simple(client, 204, b"", extra=cors)
+                return
+            if request.method != b"POST":
+                raise Rejected(405, "feedback is posted")
+            media = (header(headers, "content-type") or "").split(";", 1)[0].strip().lower()
+            if media != "application/json":
+                raise Rejected(415, "feedback is posted as application/json")
+            self.feedback.admit(client.ip)
+            post = parse_post(await self.read_body(client), self.feedback.limits)
+            release_id, route = self.served_release(table, headers)
+            self.feedback.record(post, release_id, route)
+        except Rejected as rejected:
+            self.feedback_posts.labels(code=str(rejected.status)).inc()
+            extra = cors if rejected.status != 403 else [(b"vary", b"Origin")]
+            if rejected.retry_after is not None:
+                extra = [
+                    *extra,
+                    (b"retry-after", str(max(1, round(rejected.retry_after))).encode()),
+                ]
+            body = json.dumps({"error": rejected.status, "reason": rejected.reason}).encode()
+            await send_simple(client, rejected.status, body, b"application/json", extra=extra)
+            return
+        self.feedback_posts.labels(code="202").inc()
+        body = json.dumps({"status": "accepted", "release": release_id}).encode()
+        await send_simple(client, 202, body, b"application/json", extra=cors)
+
+    async def read_body(self, client: Downstream) -> bytes:
+        limit = self.feedback.limits.max_body
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            event = await client.next_body_event()
+            if not isinstance(event, h11.Data):
+                return b"".join(chunks)
+            size += len(event.data)
+            if size > limit:
+                raise Rejected(413, f"the body is larger than {limit} bytes")
+            chunks.append(bytes(event.data))
+
+    def served_release(
+        self, table: RouteTable, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[str | None, str]:
+        """The release this user's pages come from, and how the router knows: a pin, an
+        A/B rule, the sticky cookie, or the one release with traffic. Without any of them
+        the next page could come from any release: unknown."""
+        choice = self.choose(table, headers)
+        if choice is not None and choice.route is not Route.WEIGHTED:
+            return choice.backend.release_id, choice.route.value
+        live = [b for b in table.backends if b.weight > 0 and b.addresses]
+        if len(live) == 1:
+            return live[0].release_id, "only"
+        return None, "unknown"
 
     async def exchange(
         self, client: Downstream, request: h11.Request, upstream: Upstream, cookie: str | None
@@ -611,6 +707,8 @@ async def send_simple(
     body: bytes,
     content_type: bytes = b"text/plain",
     close: bool = False,
+    *,
+    extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     if client.conn.our_state not in {h11.IDLE, h11.SEND_RESPONSE}:
         return  # a response already started cannot be replaced
@@ -619,6 +717,7 @@ async def send_simple(
         with contextlib.suppress(h11.ProtocolError):
             client.conn.next_event()
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    headers += extra or []
     # An answer before the request's end leaves its body unread: the connection ends with
     # it, and says so, or the client would send its next request into a closing socket.
     if close or client.conn.their_state is not h11.DONE:
@@ -692,9 +791,13 @@ def bind(port: int) -> socket.socket:
 
 
 async def serve(
-    state_dir: Path, public: socket.socket, admin: socket.socket, limits: ClientLimits
+    state_dir: Path,
+    public: socket.socket,
+    admin: socket.socket,
+    limits: ClientLimits,
+    feedback: FeedbackLimits | None = None,
 ) -> None:
-    proxy = Proxy(state_dir, limits)
+    proxy = Proxy(state_dir, limits, feedback)
     proxy.reload_routes()
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -728,6 +831,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--admin-port", type=int, required=True)
     parser.add_argument("--detach", action="store_true", help="fork into the background")
     ClientLimits.add_arguments(parser)
+    FeedbackLimits.add_arguments(parser)
     options = parser.parse_args(argv)
     limits = ClientLimits.from_options(options)
     pid_file = options.state_dir / PID_FILE
@@ -738,7 +842,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         pid_file.write_text(f"{os.getpid()}\n")
     try:
-        asyncio.run(serve(options.state_dir, public, admin, limits))
+        feedback = FeedbackLimits.from_options(options)
+        asyncio.run(serve(options.state_dir, public, admin, limits, feedback))
     finally:
         pid_file.unlink(missing_ok=True)
 
