@@ -5,11 +5,25 @@ an incident. Every outcome is recorded as an event."""
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
+import sqlalchemy as sa
+
+from conveyor.errors import ConveyorError
+from conveyor.observe import incidents
 from conveyor.service.project import Project
+from conveyor.spec.environments import ENVIRONMENT_NAME_PATTERN, Environment
+from conveyor.states import DeployState
+from conveyor.store import events as event_log
+from conveyor.store.db import read_transaction, serialize_on, write_transaction
+from conveyor.store.ledger import EnvironmentRecord
+from conveyor.store.records import EventKind
+from conveyor.store.schema import alerts
 from conveyor.store.store import Store
 
 
@@ -45,6 +59,389 @@ class AlertOutcome(StrEnum):
     REFUSED = "refused"  # unknown environment or release, or malformed: recorded, no action
 
 
+ACTOR = "conveyor-alerts"  # who the automatic rollbacks and incidents are recorded as
+MAX_LABELS = 64
+MAX_KEY = 128
+MAX_LABEL_VALUE = 1024
+MAX_ANNOTATION_VALUE = 8192
+MAX_FINGERPRINT = 128
+_ENVIRONMENT = re.compile(ENVIRONMENT_NAME_PATTERN)
+_FINGERPRINT = re.compile(r"^[A-Za-z0-9._:-]+$")
+_ACTED = (AlertOutcome.ROLLED_BACK.value, AlertOutcome.INCIDENT.value)
+
+
+@dataclass(frozen=True)
+class AlertReceipt:
+    """What became of one alert, as the webhook answers and the event records it."""
+
+    outcome: AlertOutcome
+    reason: str
+    fingerprint: str
+    environment: str | None = None
+    incident: int | None = None
+    rollback: dict[str, Any] | None = None  # from, to, switch_seconds
+
+
 def receive(project: Project, store: Store, alert: Alert) -> AlertOutcome:
-    """The one intake (implemented by the alerts part)."""
-    raise NotImplementedError
+    """The one intake: every outcome is recorded as an alert.received event."""
+    return receive_alert(project, store, alert).outcome
+
+
+def receive_alert(project: Project, store: Store, alert: Alert) -> AlertReceipt:
+    """`receive`, with the reason, the incident and the rollback it led to."""
+    now = time.time()
+    try:
+        receipt = _receive(project, store, alert, now)
+    except ConveyorError as error:  # conveyor.yml unreadable, say: refused, never a crash
+        receipt = _refused(alert, error.message)
+    _record(store, alert, receipt, now)
+    return receipt
+
+
+def _refused(alert: Alert, reason: str) -> AlertReceipt:
+    environment = alert.labels.get("environment") if isinstance(alert.labels, Mapping) else None
+    return AlertReceipt(
+        AlertOutcome.REFUSED,
+        reason,
+        str(alert.fingerprint)[:MAX_FINGERPRINT],
+        environment if isinstance(environment, str) else None,
+    )
+
+
+def _receive(project: Project, store: Store, alert: Alert, now: float) -> AlertReceipt:
+    problem = malformed(alert)
+    if problem is not None:
+        return _refused(alert, problem)
+    name = alert.labels["environment"]
+    from conveyor.service.environments import environments_of
+
+    spec = environments_of(project).get(name)
+    if spec is None:
+        return _refused(alert, f"unknown environment {name!r}: not in conveyor.yml")
+    record = store.ledger.environments.get(name)
+    if record is None:
+        return _refused(alert, f"{name} has never been deployed")
+    release = alert.labels.get("release")
+    if release is not None and store.ledger.releases.get(release, name) is None:
+        return _refused(alert, f"unknown release {release!r} in {name}")
+    if alert.status is AlertStatus.RESOLVED:
+        return _resolved(store, alert, name, now)
+    return _firing(Intake(project, store, alert, spec, record, now))
+
+
+def malformed(alert: Alert) -> str | None:
+    """Why an alert cannot be acted on as it is, or None."""
+    if not isinstance(alert.fingerprint, str) or not alert.fingerprint:
+        return "the alert has no fingerprint"
+    if len(alert.fingerprint) > MAX_FINGERPRINT or not _FINGERPRINT.match(alert.fingerprint):
+        return "the fingerprint is not a short identifier"
+    for what, values, longest in (
+        ("labels", alert.labels, MAX_LABEL_VALUE),
+        ("annotations", alert.annotations, MAX_ANNOTATION_VALUE),
+    ):
+        problem = _mapping_problem(what, values, longest)
+        if problem is not None:
+            return problem
+    environment = alert.labels.get("environment")
+    if environment is None:
+        return "the alert has no `environment` label"
+    if not _ENVIRONMENT.match(environment):
+        return f"{environment[:40]!r} is not an environment name"
+    return None
+
+
+def _mapping_problem(what: str, values: object, longest: int) -> str | None:
+    if not isinstance(values, Mapping):
+        return f"{what} must be an object of strings"
+    if len(values) > MAX_LABELS:
+        return f"more than {MAX_LABELS} {what}"
+    for key, value in values.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            return f"{what} must be an object of strings"
+        if len(key) > MAX_KEY or len(value) > longest:
+            return f"a key or value of the {what} is too long"
+    return None
+
+
+def started_at(alert: Alert, now: float) -> float:
+    """When the alert began: its own start, never in the future (clocks drift)."""
+    return min(alert.starts_at, now) if alert.starts_at > 0 else now
+
+
+# --- resolved ------------------------------------------------------------------------------
+
+
+def _resolved(store: Store, alert: Alert, environment: str, now: float) -> AlertReceipt:
+    with write_transaction(store.engine) as conn:
+        serialize_on(conn, alerts)
+        active = _active(conn, alert.fingerprint)
+        conn.execute(
+            sa.update(alerts)
+            .where(alerts.c.fingerprint == alert.fingerprint, alerts.c.resolved_at.is_(None))
+            .values(resolved_at=now)
+        )
+        incident = active["incident_id"] if active else None
+        if incident is not None:
+            note = f"{_title(alert)} resolved"
+            incidents.add_alert(conn, incident, ACTOR, note, _evidence(alert))
+    reason = "recorded" if active else "nothing had been done for it: recorded"
+    return AlertReceipt(AlertOutcome.RESOLVED, reason, alert.fingerprint, environment, incident)
+
+
+def _active(conn: sa.Connection, fingerprint: str) -> sa.RowMapping | None:
+    row = conn.execute(
+        sa.select(alerts)
+        .where(alerts.c.fingerprint == fingerprint, alerts.c.resolved_at.is_(None))
+        .where(alerts.c.outcome.in_(_ACTED))
+        .order_by(alerts.c.id.desc())
+        .limit(1)
+    ).first()
+    return row._mapping if row else None
+
+
+# --- firing ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Intake:
+    """One firing alert on a known environment, being decided."""
+
+    project: Project
+    store: Store
+    alert: Alert
+    spec: Environment
+    record: EnvironmentRecord
+    now: float
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def start(self) -> float:
+        return started_at(self.alert, self.now)
+
+
+@dataclass(frozen=True)
+class Decision:
+    rollback: bool
+    reason: str
+    live: str | None = None
+    warm: str | None = None
+
+
+def decide(intake: Intake) -> Decision:
+    """Roll back only when the alert began inside the bake window after the live release
+    was deployed, names no other release, and there is a warm release to go back to."""
+    blocked = _blocked(intake)
+    if blocked is not None:
+        return Decision(False, blocked)
+    return _timed(intake)
+
+
+def _blocked(intake: Intake) -> str | None:
+    name, live = intake.name, intake.record.live_release
+    if not intake.spec.alerts.rollback:
+        return f"automatic rollback is off for {name} (alerts.rollback)"
+    if intake.store.ledger.deploys.of_environment(name, DeployState.IN_PROGRESS):
+        return f"a deploy to {name} is in progress: its own analysis judges it"
+    if live is None:
+        return f"nothing is live in {name}"
+    named = intake.alert.labels.get("release")
+    if named is not None and named != live:
+        return f"the alert names {named}, not the live release {live}"
+    return None
+
+
+def _timed(intake: Intake) -> Decision:
+    live, warm, start = intake.record.live_release, intake.record.warm_release, intake.start
+    deploys = intake.store.ledger.deploys.of_environment(intake.name, DeployState.SUCCEEDED)
+    made_live = [d for d in deploys if d.release_id == live]
+    if not made_live:
+        return Decision(False, f"{live} was not made live by a deploy")
+    since, bake = made_live[-1].started_at, intake.spec.alerts.bake
+    if start < since:
+        return Decision(False, f"the alert began before {live} was deployed")
+    if start > since + bake:
+        return Decision(
+            False,
+            f"{live} was deployed {start - since:.0f} s before the alert began, "
+            f"after its bake window of {bake:.0f} s",
+        )
+    if warm is None:
+        return Decision(False, f"{intake.name} has no warm release to roll back to")
+    after = f"{start - since:.1f} s after {live} was deployed (bake window {bake:.0f} s)"
+    return Decision(True, f"the alert began {after}", live, warm)
+
+
+def _firing(intake: Intake) -> AlertReceipt:
+    alert, name = intake.alert, intake.name
+    decision = decide(intake)
+    suspects = None
+    if not _has_open_incident(intake.store, name):  # read before the write lock: git is slow
+        suspects = _suspects(intake)
+    with write_transaction(intake.store.engine) as conn:
+        serialize_on(conn, alerts)
+        acted = _active(conn, alert.fingerprint)
+        if acted is not None:
+            reason = f"already acted on: {acted['outcome']} (alert {acted['id']})"
+            outcome = AlertOutcome.DUPLICATE
+            return AlertReceipt(outcome, reason, alert.fingerprint, name, acted["incident_id"])
+        claimed = _rollback_claim(conn, name, decision.live) if decision.rollback else None
+        if claimed is not None:  # an alert storm: the first alert rolls back, once
+            joined = f"joined the rollback of {decision.live} (alert {claimed['id']})"
+            decision = Decision(False, joined)
+        incident = _incident_for(conn, intake, suspects)
+        outcome = AlertOutcome.ROLLED_BACK if decision.rollback else AlertOutcome.INCIDENT
+        alert_id = _insert(conn, intake, decision, outcome, incident)
+    if not decision.rollback:
+        return AlertReceipt(outcome, decision.reason, alert.fingerprint, name, incident)
+    return _roll_back(intake, decision, incident, alert_id)
+
+
+def _suspects(intake: Intake) -> incidents.Suspects:
+    bake = intake.spec.alerts.bake
+    return incidents.find_suspects(intake.project, intake.store, intake.name, intake.start, bake)
+
+
+def _has_open_incident(store: Store, environment: str) -> bool:
+    with read_transaction(store.engine) as conn:
+        return incidents.open_incident_id(conn, environment) is not None
+
+
+def _rollback_claim(
+    conn: sa.Connection, environment: str, live: str | None
+) -> sa.RowMapping | None:
+    row = conn.execute(
+        sa.select(alerts)
+        .where(
+            alerts.c.environment == environment,
+            alerts.c.release_id == live,
+            alerts.c.outcome == AlertOutcome.ROLLED_BACK.value,
+        )
+        .limit(1)
+    ).first()
+    return row._mapping if row else None
+
+
+def _incident_for(conn: sa.Connection, intake: Intake, suspects: incidents.Suspects | None) -> int:
+    """The environment's open incident (the alert joins it), or a new one."""
+    alert = intake.alert
+    found = incidents.open_incident_id(conn, intake.name)
+    if found is not None:
+        incidents.add_alert(conn, found, ACTOR, f"{_title(alert)} joined", _evidence(alert))
+        return found
+    return incidents.open_incident(
+        conn,
+        environment=intake.name,
+        title=f"{_title(alert)} in {intake.name}",
+        started_at=intake.start,
+        suspects=suspects if suspects is not None else _suspects(intake),
+        actor=ACTOR,
+        alert=_evidence(alert),
+    )
+
+
+def _insert(
+    conn: sa.Connection,
+    intake: Intake,
+    decision: Decision,
+    outcome: AlertOutcome,
+    incident: int,
+) -> int:
+    alert = intake.alert
+    inserted = conn.execute(
+        sa.insert(alerts).values(
+            fingerprint=alert.fingerprint,
+            environment=intake.name,
+            release_id=decision.live,
+            source=alert.source.value,
+            alertname=alert.labels.get("alertname"),
+            labels=dict(alert.labels),
+            annotations=dict(alert.annotations),
+            starts_at=intake.start,
+            received_at=intake.now,
+            outcome=outcome.value,
+            reason=decision.reason,
+            incident_id=incident,
+        )
+    ).inserted_primary_key
+    assert inserted is not None
+    return int(inserted[0])
+
+
+def _roll_back(intake: Intake, decision: Decision, incident: int, alert_id: int) -> AlertReceipt:
+    from conveyor.service.environments import rollback
+
+    alert, name, store = intake.alert, intake.name, intake.store
+    evidence = {"alert": _evidence(alert), "incident": incident, "why": decision.reason}
+    try:
+        done = rollback(
+            intake.project,
+            store,
+            name,
+            actor=ACTOR,
+            to=decision.warm,
+            reason=f"alert {_title(alert)}",
+            evidence=evidence,
+        )
+    except (ConveyorError, OSError) as error:
+        said = error.message if isinstance(error, ConveyorError) else str(error)
+        reason = f"the automatic rollback failed: {said}"
+        with write_transaction(store.engine) as conn:
+            conn.execute(
+                sa.update(alerts)
+                .where(alerts.c.id == alert_id)
+                .values(outcome=AlertOutcome.INCIDENT.value, reason=reason)
+            )
+            incidents.add_alert(conn, incident, ACTOR, reason, _evidence(alert))
+        return AlertReceipt(AlertOutcome.INCIDENT, reason, alert.fingerprint, name, incident)
+    moved = {
+        "from": done.from_release,
+        "to": done.to_release,
+        "switch_seconds": done.switch_seconds,
+    }
+    note = f"rolled back {done.from_release} -> {done.to_release} ({decision.reason})"
+    incidents.mitigate(store, incident, ACTOR, note, {"rollback": moved})
+    return AlertReceipt(
+        AlertOutcome.ROLLED_BACK, decision.reason, alert.fingerprint, name, incident, moved
+    )
+
+
+# --- recording -------------------------------------------------------------------------------
+
+
+def _title(alert: Alert) -> str:
+    return alert.labels.get("alertname") or alert.labels.get("slo") or "alert"
+
+
+def _evidence(alert: Alert) -> dict[str, Any]:
+    """The alert as recorded with a rollback or on an incident's timeline."""
+    return {
+        "source": alert.source.value,
+        "fingerprint": alert.fingerprint,
+        "status": alert.status.value,
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+        "starts_at": alert.starts_at,
+    }
+
+
+def _record(store: Store, alert: Alert, receipt: AlertReceipt, now: float) -> None:
+    data: dict[str, Any] = {
+        "outcome": receipt.outcome.value,
+        "reason": receipt.reason,
+        "fingerprint": receipt.fingerprint,
+        "environment": receipt.environment,
+        "incident": receipt.incident,
+        "rollback": receipt.rollback,
+    }
+    if receipt.outcome is not AlertOutcome.REFUSED or malformed(alert) is None:
+        data["alert"] = _evidence(alert)  # a malformed alert's labels are not kept
+    else:
+        data["source"] = getattr(alert.source, "value", None)
+    row = event_log.event_row(
+        EventKind.ALERT_RECEIVED, now, state=receipt.outcome.value, actor=ACTOR, data=data
+    )
+    with write_transaction(store.engine) as conn:
+        event_log.append(conn, [row])
