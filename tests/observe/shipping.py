@@ -67,6 +67,17 @@ def _build(git: GitProject, project: Project, store: Store, tmp: Path, version: 
     return image
 
 
+def deploy_two(git: GitProject, project: Project, store: Store, tmp: Path) -> Shipped:
+    """v1 then v2 deployed to staging, each built by a run of its own commit."""
+    releases, commits = [], []
+    for version in ("v1", "v2"):
+        image = _build(git, project, store, tmp, version)
+        commits.append(git.git("rev-parse", "HEAD"))
+        outcome = environments.deploy(project, store, "staging", image, actor="dana")
+        releases.append(outcome.release_id)
+    return Shipped(git, project, store, (releases[0], releases[1]), (commits[0], commits[1]))
+
+
 @pytest.fixture
 def ship(
     git_project: MakeProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -81,13 +92,7 @@ def ship(
         project.ensure_state_dir()
         store = project.open_store()
         stores.append(store)
-        releases, commits = [], []
-        for version in ("v1", "v2"):
-            image = _build(git, project, store, tmp_path, version)
-            commits.append(git.git("rev-parse", "HEAD"))
-            outcome = environments.deploy(project, store, "staging", image, actor="dana")
-            releases.append(outcome.release_id)
-        return Shipped(git, project, store, (releases[0], releases[1]), (commits[0], commits[1]))
+        return deploy_two(git, project, store, tmp_path)
 
     yield make
     for store in stores:

@@ -445,3 +445,24 @@ def _record(store: Store, alert: Alert, receipt: AlertReceipt, now: float) -> No
     )
     with write_transaction(store.engine) as conn:
         event_log.append(conn, [row])
+
+
+def refuse(store: Store, alert: Alert, reason: str) -> AlertReceipt:
+    """An alert refused before the intake (its sender may not raise it): recorded."""
+    receipt = _refused(alert, reason)
+    _record(store, alert, receipt, time.time())
+    return receipt
+
+
+def refuse_delivery(store: Store, source: AlertSource, reason: str) -> None:
+    """A delivery refused whole (malformed, too large): recorded, nothing of it kept."""
+    data = {"outcome": AlertOutcome.REFUSED.value, "reason": reason, "source": source.value}
+    row = event_log.event_row(
+        EventKind.ALERT_RECEIVED,
+        time.time(),
+        state=AlertOutcome.REFUSED.value,
+        actor=ACTOR,
+        data=data,
+    )
+    with write_transaction(store.engine) as conn:
+        event_log.append(conn, [row])

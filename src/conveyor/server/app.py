@@ -32,6 +32,8 @@ ROUTERS: tuple[str, ...] = (
     "conveyor.server.api.images:router",
     "conveyor.server.api.audit:router",
     "conveyor.server.api.environments:router",
+    "conveyor.server.api.alerts:router",
+    "conveyor.server.api.incidents:router",
     "conveyor.server.events:router",
     "conveyor.server.hooks:router",
     "conveyor.server.ui.runs:router",

@@ -66,9 +66,7 @@ def upgrade() -> None:
         sa.Column("note", sa.Text),
         sa.Column("data", sa.JSON, nullable=False),
     )
-    op.create_index(
-        "ix_incident_timeline_incident", "incident_timeline", ["incident_id", "id"]
-    )
+    op.create_index("ix_incident_timeline_incident", "incident_timeline", ["incident_id", "id"])
 
 
 def downgrade() -> None:
