@@ -181,3 +181,32 @@ def test_a_policy_may_keep_a_caller_from_raising_alerts_on_an_environment(
     assert answer.status_code == 200
     assert answer.json()["alerts"][0]["outcome"] == "refused"
     assert ship.live() == ship.releases[1]
+
+
+def test_the_incident_pages_show_and_move_an_incident(
+    shipped: tuple[ServerUnderTest, Shipped],
+) -> None:
+    served, ship = shipped
+    body = payload({**alert("late"), "labels": {**alert("late")["labels"], "release": "x"}})
+    answer = served.client.post(URL, json=body, headers=served.as_user("developer"))
+    assert answer.json()["alerts"][0]["outcome"] == "refused"  # release x is unknown
+    named = {**alert("named"), "labels": {**alert("named")["labels"], "release": ship.releases[0]}}
+    answer = served.client.post(URL, json=payload(named), headers=served.as_user("developer"))
+    incident = answer.json()["alerts"][0]["incident"]
+    assert answer.json()["alerts"][0]["outcome"] == "incident"  # names the warm release
+    viewer = {**served.as_user("viewer"), "accept": "text/html"}
+    listing = served.client.get("/incidents", headers=viewer)
+    assert listing.status_code == 200 and f'href="/incidents/{incident}"' in listing.text
+    page = served.client.get(f"/incidents/{incident}", headers=viewer)
+    assert ship.releases[1] in page.text and "ship v2" in page.text
+    assert 'id="move"' not in page.text  # a viewer gets no buttons
+    developer = {**served.as_user("developer"), "accept": "text/html"}
+    assert 'id="move"' in served.client.get(f"/incidents/{incident}", headers=developer).text
+    moved = served.client.post(
+        f"/incidents/{incident}/acknowledge", data={"note": "on it"}, headers=developer
+    )
+    assert moved.status_code == 303
+    shown = served.client.get(f"/api/v1/incidents/{incident}", headers=viewer).json()
+    assert shown["state"] == "acknowledged" and shown["timeline"][-1]["note"] == "on it"
+    bogus = served.client.post(f"/incidents/{incident}/explode", headers=developer)
+    assert bogus.status_code == 404

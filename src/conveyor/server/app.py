@@ -44,6 +44,7 @@ ROUTERS: tuple[str, ...] = (
     "conveyor.server.ui.approvals:router",
     "conveyor.server.ui.flags:router",
     "conveyor.server.ui.audit:router",
+    "conveyor.server.ui.incidents:router",
     "conveyor.server.api.run_actions:router",
     "conveyor.server.ui.pages:router",
     "conveyor.server.login:router",
