@@ -181,3 +181,25 @@ def test_conveyors_own_evaluator_uses_the_same_path(ship: Ship) -> None:
     assert receive(shipped.project, shipped.store, own) is AlertOutcome.ROLLED_BACK
     [rollback] = shipped.events(EventKind.ROLLBACK)
     assert rollback.data["evidence"]["alert"]["source"] == "conveyor"
+
+
+def test_the_same_release_deployed_again_after_a_rollback_may_be_rolled_back_again(
+    ship: Ship,
+) -> None:
+    from conveyor.service import environments
+
+    shipped = ship()
+    assert receive(shipped.project, shipped.store, firing("first")) is AlertOutcome.ROLLED_BACK
+    deploys = shipped.store.ledger.deploys.of_environment("staging")
+    image = f"{deploys[-1].repository}@{deploys[-1].digest}"
+    environments.deploy(shipped.project, shipped.store, "staging", image, actor="dana")
+    assert shipped.live() == shipped.releases[1]
+    second = receive_alert(shipped.project, shipped.store, firing("second"))
+    assert second.outcome is AlertOutcome.ROLLED_BACK, second.reason
+    assert shipped.live() == shipped.releases[0]
+    assert len(shipped.events(EventKind.ROLLBACK)) == 2
+    # The release deployed again is a new suspect: a new incident, mitigated by the rollback.
+    assert len(shipped.events(EventKind.INCIDENT_OPENED)) == 2
+    assert second.incident is not None
+    incident = incidents.get_incident(shipped.store, second.incident)
+    assert incident.state is incidents.IncidentState.MITIGATED

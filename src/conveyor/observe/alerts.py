@@ -5,6 +5,7 @@ an incident. Every outcome is recorded as an event."""
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Mapping
@@ -90,10 +91,7 @@ def receive(project: Project, store: Store, alert: Alert) -> AlertOutcome:
 def receive_alert(project: Project, store: Store, alert: Alert) -> AlertReceipt:
     """`receive`, with the reason, the incident and the rollback it led to."""
     now = time.time()
-    try:
-        receipt = _receive(project, store, alert, now)
-    except ConveyorError as error:  # conveyor.yml unreadable, say: refused, never a crash
-        receipt = _refused(alert, error.message)
+    receipt = _receive(project, store, alert, now)
     _record(store, alert, receipt, now)
     return receipt
 
@@ -109,24 +107,38 @@ def _refused(alert: Alert, reason: str) -> AlertReceipt:
 
 
 def _receive(project: Project, store: Store, alert: Alert, now: float) -> AlertReceipt:
-    problem = malformed(alert)
-    if problem is not None:
-        return _refused(alert, problem)
-    name = alert.labels["environment"]
+    known = _known(project, store, alert)
+    if isinstance(known, str):
+        return _refused(alert, known)
+    spec, record = known
+    if alert.status is AlertStatus.RESOLVED:
+        return _resolved(store, alert, record.name, now)
+    return _firing(Intake(project, store, alert, spec, record, now))
+
+
+def _known(
+    project: Project, store: Store, alert: Alert
+) -> tuple[Environment, EnvironmentRecord] | str:
+    """The alert's environment (declared and deployed), or why it is refused."""
     from conveyor.service.environments import environments_of
 
-    spec = environments_of(project).get(name)
-    if spec is None:
-        return _refused(alert, f"unknown environment {name!r}: not in conveyor.yml")
-    record = store.ledger.environments.get(name)
-    if record is None:
-        return _refused(alert, f"{name} has never been deployed")
+    problem = malformed(alert)
+    if problem is not None:
+        return problem
+    name = alert.labels["environment"]
+    try:
+        spec = environments_of(project).get(name)
+    except ConveyorError as error:  # conveyor.yml unreadable: refused, never a crash
+        return error.message
+    record = store.ledger.environments.get(name) if spec is not None else None
+    if spec is None or record is None:
+        return f"unknown environment {name!r}: " + (
+            "not in conveyor.yml" if spec is None else "never deployed"
+        )
     release = alert.labels.get("release")
     if release is not None and store.ledger.releases.get(release, name) is None:
-        return _refused(alert, f"unknown release {release!r} in {name}")
-    if alert.status is AlertStatus.RESOLVED:
-        return _resolved(store, alert, name, now)
-    return _firing(Intake(project, store, alert, spec, record, now))
+        return f"unknown release {release!r} in {name}"
+    return spec, record
 
 
 def malformed(alert: Alert) -> str | None:
@@ -221,6 +233,14 @@ class Intake:
     def start(self) -> float:
         return started_at(self.alert, self.now)
 
+    @functools.cached_property
+    def live_since(self) -> float | None:
+        """When the deploy that made the live release live began."""
+        live = self.record.live_release
+        deploys = self.store.ledger.deploys.of_environment(self.name, DeployState.SUCCEEDED)
+        made_live = [d.started_at for d in deploys if d.release_id == live]
+        return made_live[-1] if made_live else None
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -228,6 +248,7 @@ class Decision:
     reason: str
     live: str | None = None
     warm: str | None = None
+    deployed_at: float = 0.0  # when the deploy that made `live` live began
 
 
 def decide(intake: Intake) -> Decision:
@@ -255,11 +276,9 @@ def _blocked(intake: Intake) -> str | None:
 
 def _timed(intake: Intake) -> Decision:
     live, warm, start = intake.record.live_release, intake.record.warm_release, intake.start
-    deploys = intake.store.ledger.deploys.of_environment(intake.name, DeployState.SUCCEEDED)
-    made_live = [d for d in deploys if d.release_id == live]
-    if not made_live:
+    since, bake = intake.live_since, intake.spec.alerts.bake
+    if since is None:
         return Decision(False, f"{live} was not made live by a deploy")
-    since, bake = made_live[-1].started_at, intake.spec.alerts.bake
     if start < since:
         return Decision(False, f"the alert began before {live} was deployed")
     if start > since + bake:
@@ -271,14 +290,14 @@ def _timed(intake: Intake) -> Decision:
     if warm is None:
         return Decision(False, f"{intake.name} has no warm release to roll back to")
     after = f"{start - since:.1f} s after {live} was deployed (bake window {bake:.0f} s)"
-    return Decision(True, f"the alert began {after}", live, warm)
+    return Decision(True, f"the alert began {after}", live, warm, since)
 
 
 def _firing(intake: Intake) -> AlertReceipt:
     alert, name = intake.alert, intake.name
     decision = decide(intake)
     suspects = None
-    if not _has_open_incident(intake.store, name):  # read before the write lock: git is slow
+    if _joinable_incident(intake) is None:  # read before the write lock: git is slow
         suspects = _suspects(intake)
     with write_transaction(intake.store.engine) as conn:
         serialize_on(conn, alerts)
@@ -287,7 +306,7 @@ def _firing(intake: Intake) -> AlertReceipt:
             reason = f"already acted on: {acted['outcome']} (alert {acted['id']})"
             outcome = AlertOutcome.DUPLICATE
             return AlertReceipt(outcome, reason, alert.fingerprint, name, acted["incident_id"])
-        claimed = _rollback_claim(conn, name, decision.live) if decision.rollback else None
+        claimed = _rollback_claim(conn, name, decision) if decision.rollback else None
         if claimed is not None:  # an alert storm: the first alert rolls back, once
             joined = f"joined the rollback of {decision.live} (alert {claimed['id']})"
             decision = Decision(False, joined)
@@ -304,20 +323,27 @@ def _suspects(intake: Intake) -> incidents.Suspects:
     return incidents.find_suspects(intake.project, intake.store, intake.name, intake.start, bake)
 
 
-def _has_open_incident(store: Store, environment: str) -> bool:
-    with read_transaction(store.engine) as conn:
-        return incidents.open_incident_id(conn, environment) is not None
+def _joinable_incident(intake: Intake, conn: sa.Connection | None = None) -> int | None:
+    """The environment's open incident, unless it opened before the live release was
+    deployed (a new release is a new suspect: a new incident)."""
+    if conn is None:
+        with read_transaction(intake.store.engine) as reading:
+            return _joinable_incident(intake, reading)
+    return incidents.open_incident_id(conn, intake.name, opened_after=intake.live_since)
 
 
 def _rollback_claim(
-    conn: sa.Connection, environment: str, live: str | None
+    conn: sa.Connection, environment: str, decision: Decision
 ) -> sa.RowMapping | None:
+    """An alert that already rolled back this deploy of the live release (the same
+    release deployed again later may be rolled back again)."""
     row = conn.execute(
         sa.select(alerts)
         .where(
             alerts.c.environment == environment,
-            alerts.c.release_id == live,
+            alerts.c.release_id == decision.live,
             alerts.c.outcome == AlertOutcome.ROLLED_BACK.value,
+            alerts.c.received_at >= decision.deployed_at,
         )
         .limit(1)
     ).first()
@@ -327,7 +353,7 @@ def _rollback_claim(
 def _incident_for(conn: sa.Connection, intake: Intake, suspects: incidents.Suspects | None) -> int:
     """The environment's open incident (the alert joins it), or a new one."""
     alert = intake.alert
-    found = incidents.open_incident_id(conn, intake.name)
+    found = _joinable_incident(intake, conn)
     if found is not None:
         incidents.add_alert(conn, found, ACTOR, f"{_title(alert)} joined", _evidence(alert))
         return found
@@ -402,7 +428,7 @@ def _roll_back(intake: Intake, decision: Decision, incident: int, alert_id: int)
         "switch_seconds": done.switch_seconds,
     }
     note = f"rolled back {done.from_release} -> {done.to_release} ({decision.reason})"
-    incidents.mitigate(store, incident, ACTOR, note, {"rollback": moved})
+    incidents.mitigated(store, incident, ACTOR, note, {"rollback": moved})
     return AlertReceipt(
         AlertOutcome.ROLLED_BACK, decision.reason, alert.fingerprint, name, incident, moved
     )

@@ -144,15 +144,20 @@ def _flag_changes(
     ]
 
 
-def open_incident_id(conn: sa.Connection, environment: str) -> int | None:
-    """The environment's open (unresolved) incident, if any."""
-    serialize_on(conn, incidents)
-    row = conn.execute(
+def open_incident_id(
+    conn: sa.Connection, environment: str, opened_after: float | None = None
+) -> int | None:
+    """The environment's newest open (unresolved) incident, if any (opened after
+    `opened_after`, when given)."""
+    query = (
         sa.select(incidents.c.id)
         .where(incidents.c.environment == environment, incidents.c.state.in_(OPEN_STATES))
         .order_by(incidents.c.id.desc())
         .limit(1)
-    ).first()
+    )
+    if opened_after is not None:
+        query = query.where(incidents.c.opened_at >= opened_after)
+    row = conn.execute(query).first()
     return int(row[0]) if row else None
 
 
@@ -247,6 +252,25 @@ def mitigate(
     return _move(store, incident_id, IncidentState.MITIGATED, actor=actor, note=note, data=data)
 
 
+def mitigated(
+    store: Store, incident_id: int, actor: str, note: str, data: Mapping[str, Any]
+) -> None:
+    """An automatic mitigation (a rollback): the incident becomes mitigated, or, if it
+    already is (or is resolved), the mitigation is noted on its timeline."""
+    with write_transaction(store.engine) as conn:
+        serialize_on(conn, incidents)
+        incident = _read(conn, incident_id)
+        if ORDER.index(incident.state) < ORDER.index(IncidentState.MITIGATED):
+            _move_in(conn, incident, IncidentState.MITIGATED, actor=actor, note=note, data=data)
+            return
+        now = time.time()
+        _add_entry(conn, incident_id, "note", actor=actor, note=note, data=data, ts=now)
+        row = {**data, "incident": incident_id, "note": note}
+        event_log.append(
+            conn, [event_log.event_row(EventKind.INCIDENT_NOTE, now, actor=actor, data=row)]
+        )
+
+
 def resolve(
     project: Project, store: Store, incident_id: int, actor: str, note: str | None = None
 ) -> Incident:
@@ -314,31 +338,42 @@ def _move(
     note: str | None,
     data: Mapping[str, Any] | None = None,
 ) -> Incident:
-    note = note[:NOTE_LIMIT] if note else None
-    now = time.time()
     with write_transaction(store.engine) as conn:
         serialize_on(conn, incidents)
-        incident = _read(conn, incident_id)
-        _check_forward(incident, target)
-        values: dict[str, Any] = {f"{target.value}_at": now, "state": target.value}
-        restored = target in (IncidentState.MITIGATED, IncidentState.RESOLVED)
-        if restored and incident.mitigated_at is None:  # resolved without a mitigation first
-            values["time_to_restore"] = max(0.0, now - incident.started_at)
-            values["mitigated_at"] = now
-        if data and "requirement" in data:
-            values["requirement"] = data["requirement"]
-        conn.execute(sa.update(incidents).where(incidents.c.id == incident_id).values(values))
-        payload = {"incident": incident_id, "environment": incident.environment, **(data or {})}
-        _add_entry(conn, incident_id, target.value, actor=actor, note=note, data=payload, ts=now)
-        row = event_log.event_row(
-            EventKind.INCIDENT_STATE,
-            now,
-            state=target.value,
-            actor=actor,
-            data={**payload, "note": note},
-        )
-        event_log.append(conn, [row])
+        _move_in(conn, _read(conn, incident_id), target, actor=actor, note=note, data=data)
     return get_incident(store, incident_id)
+
+
+def _move_in(
+    conn: sa.Connection,
+    incident: Incident,
+    target: IncidentState,
+    *,
+    actor: str,
+    note: str | None,
+    data: Mapping[str, Any] | None,
+) -> None:
+    _check_forward(incident, target)
+    note = note[:NOTE_LIMIT] if note else None
+    now = time.time()
+    values: dict[str, Any] = {f"{target.value}_at": now, "state": target.value}
+    restored = target in (IncidentState.MITIGATED, IncidentState.RESOLVED)
+    if restored and incident.mitigated_at is None:  # resolved without a mitigation first
+        values["time_to_restore"] = max(0.0, now - incident.started_at)
+        values["mitigated_at"] = now
+    if data and "requirement" in data:
+        values["requirement"] = data["requirement"]
+    conn.execute(sa.update(incidents).where(incidents.c.id == incident.id).values(values))
+    payload = {"incident": incident.id, "environment": incident.environment, **(data or {})}
+    _add_entry(conn, incident.id, target.value, actor=actor, note=note, data=payload, ts=now)
+    row = event_log.event_row(
+        EventKind.INCIDENT_STATE,
+        now,
+        state=target.value,
+        actor=actor,
+        data={**payload, "note": note},
+    )
+    event_log.append(conn, [row])
 
 
 # --- reading -----------------------------------------------------------------------------
