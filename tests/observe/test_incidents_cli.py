@@ -30,7 +30,7 @@ def test_incidents_through_the_cli(ship: Ship, monkeypatch: pytest.MonkeyPatch) 
     assert "ship v2" in shown.stdout  # the suspect's commit
     assert "mitigated" in shown.stdout  # the automatic rollback
     again = run_cli(["incidents", "ack", str(incident)], root)
-    assert again.exit_code != 0 and "cannot become acknowledged" in again.stderr
+    assert again.exit_code == 2 and "cannot become acknowledged" in again.stderr
 
     def file_requirement(
         project: Project,
@@ -53,4 +53,4 @@ def test_incidents_through_the_cli(ship: Ship, monkeypatch: pytest.MonkeyPatch) 
     open_only = run_cli(["incidents", "list", "--open"], root)
     assert open_only.stdout.strip() == "no incidents"
     missing = run_cli(["incidents", "show", "42"], root)
-    assert missing.exit_code != 0 and "no incident 42" in missing.stderr
+    assert missing.exit_code == 4 and "no incident 42" in missing.stderr
