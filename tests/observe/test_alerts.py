@@ -109,8 +109,10 @@ def test_bad_alerts_are_refused_and_recorded_without_a_rollback(ship: Ship) -> N
     no_env = dataclasses.replace(firing("c"), labels={"alertname": "X"})
     bad_fingerprint = firing("not a fingerprint; drop table")
     not_strings = dataclasses.replace(firing("d"), labels={"environment": 3})  # type: ignore[dict-item]
+    notes = {f"note{n}": "x" * 4000 for n in range(5)}
+    too_large = dataclasses.replace(firing("e"), annotations=notes)
     reasons = []
-    for alert in (unknown_env, unknown_release, no_env, bad_fingerprint, not_strings):
+    for alert in (unknown_env, unknown_release, no_env, bad_fingerprint, not_strings, too_large):
         receipt = receive_alert(shipped.project, shipped.store, alert)
         assert receipt.outcome is AlertOutcome.REFUSED, alert
         reasons.append(receipt.reason)
@@ -119,7 +121,8 @@ def test_bad_alerts_are_refused_and_recorded_without_a_rollback(ship: Ship) -> N
     assert "no `environment` label" in reasons[2]
     assert "fingerprint" in reasons[3]
     assert "object of strings" in reasons[4]
-    assert outcomes(shipped) == ["refused"] * 5
+    assert "larger than" in reasons[5]
+    assert outcomes(shipped) == ["refused"] * 6
     assert shipped.events(EventKind.ROLLBACK) == []
     assert shipped.live() == shipped.releases[1]
 

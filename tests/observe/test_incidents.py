@@ -54,7 +54,7 @@ def filed(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 def test_an_incident_moves_forward_and_resolving_files_a_follow_up(
     ship: Ship, filed: list[dict[str, Any]]
 ) -> None:
-    shipped = ship(bake="2s")  # the deploys are suspects; an alert after 2 s rolls nothing back
+    shipped = ship(bake="500ms")  # an alert after the bake window rolls nothing back
     incident_id = _incident_outside_window(shipped)
     store = shipped.store
     acked = incidents.acknowledge(store, incident_id, "erin", "looking")
@@ -90,7 +90,7 @@ def test_an_incident_moves_forward_and_resolving_files_a_follow_up(
 
 
 def _incident_outside_window(shipped: Shipped) -> int:
-    time.sleep(max(0.0, _deployed_at(shipped) + 2.05 - time.time()))
+    time.sleep(max(0.0, _deployed_at(shipped) + 0.55 - time.time()))
     return opened(shipped)
 
 

@@ -64,7 +64,8 @@ ACTOR = "conveyor-alerts"  # who the automatic rollbacks and incidents are recor
 MAX_LABELS = 64
 MAX_KEY = 128
 MAX_LABEL_VALUE = 1024
-MAX_ANNOTATION_VALUE = 8192
+MAX_ANNOTATION_VALUE = 4096
+MAX_TOTAL = 16384  # characters of labels and annotations together: each is kept in events
 MAX_FINGERPRINT = 128
 _ENVIRONMENT = re.compile(ENVIRONMENT_NAME_PATTERN)
 _FINGERPRINT = re.compile(r"^[A-Za-z0-9._:-]+$")
@@ -143,10 +144,26 @@ def _known(
 
 def malformed(alert: Alert) -> str | None:
     """Why an alert cannot be acted on as it is, or None."""
-    if not isinstance(alert.fingerprint, str) or not alert.fingerprint:
+    problem = _fingerprint_problem(alert.fingerprint) or _sizes_problem(alert)
+    if problem is not None:
+        return problem
+    environment = alert.labels.get("environment")
+    if environment is None:
+        return "the alert has no `environment` label"
+    if not _ENVIRONMENT.match(environment):
+        return f"{environment[:40]!r} is not an environment name"
+    return None
+
+
+def _fingerprint_problem(fingerprint: object) -> str | None:
+    if not isinstance(fingerprint, str) or not fingerprint:
         return "the alert has no fingerprint"
-    if len(alert.fingerprint) > MAX_FINGERPRINT or not _FINGERPRINT.match(alert.fingerprint):
+    if len(fingerprint) > MAX_FINGERPRINT or not _FINGERPRINT.match(fingerprint):
         return "the fingerprint is not a short identifier"
+    return None
+
+
+def _sizes_problem(alert: Alert) -> str | None:
     for what, values, longest in (
         ("labels", alert.labels, MAX_LABEL_VALUE),
         ("annotations", alert.annotations, MAX_ANNOTATION_VALUE),
@@ -154,11 +171,9 @@ def malformed(alert: Alert) -> str | None:
         problem = _mapping_problem(what, values, longest)
         if problem is not None:
             return problem
-    environment = alert.labels.get("environment")
-    if environment is None:
-        return "the alert has no `environment` label"
-    if not _ENVIRONMENT.match(environment):
-        return f"{environment[:40]!r} is not an environment name"
+    sizes = [len(k) + len(v) for m in (alert.labels, alert.annotations) for k, v in m.items()]
+    if sum(sizes) > MAX_TOTAL:
+        return f"the labels and annotations are larger than {MAX_TOTAL} characters"
     return None
 
 
