@@ -6,6 +6,9 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from typing import Any
+
+import pytest
 
 from conveyor.observe import incidents
 from conveyor.observe.alerts import (
@@ -206,3 +209,33 @@ def test_the_same_release_deployed_again_after_a_rollback_may_be_rolled_back_aga
     assert second.incident is not None
     incident = incidents.get_incident(shipped.store, second.incident)
     assert incident.state is incidents.IncidentState.MITIGATED
+
+
+def test_a_rollback_that_fails_leaves_an_incident_saying_why(
+    ship: Ship, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor.errors import InfrastructureError
+    from conveyor.service import environments
+
+    shipped = ship()
+    working = environments.rollback
+    calls: list[str] = []
+
+    def broken_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append("rollback")
+        if len(calls) == 1:
+            raise InfrastructureError("staging's router does not answer")
+        return working(*args, **kwargs)
+
+    monkeypatch.setattr(environments, "rollback", broken_once)
+    receipt = receive_alert(shipped.project, shipped.store, firing("broken"))
+    assert receipt.outcome is AlertOutcome.INCIDENT
+    assert receipt.reason == "the automatic rollback failed: staging's router does not answer"
+    assert receipt.incident is not None
+    incident = incidents.get_incident(shipped.store, receipt.incident)
+    assert incident.state is incidents.IncidentState.OPENED
+    assert incident.timeline[-1].note == receipt.reason
+    assert outcomes(shipped) == ["incident"]
+    # The failed attempt claims nothing: a later alert may still roll back.
+    later = receive_alert(shipped.project, shipped.store, firing("later"))
+    assert later.outcome is AlertOutcome.ROLLED_BACK, later.reason
