@@ -210,3 +210,12 @@ def test_the_incident_pages_show_and_move_an_incident(
     assert shown["state"] == "acknowledged" and shown["timeline"][-1]["note"] == "on it"
     bogus = served.client.post(f"/incidents/{incident}/explode", headers=developer)
     assert bogus.status_code == 404
+
+
+def test_alerts_and_incidents_are_live_under_their_topic() -> None:
+    from conveyor.server.events import topics_of
+    from conveyor.store.records import EventRecord
+
+    for kind in ("alert.received", "incident.opened", "incident.state", "incident.note"):
+        event = EventRecord(1, 0.0, kind, None, None, None, None, None, {})
+        assert topics_of(event) == {"incidents"}
