@@ -201,10 +201,14 @@ def started_at(alert: Alert, now: float) -> float:
 def _resolved(store: Store, alert: Alert, environment: str, now: float) -> AlertReceipt:
     with write_transaction(store.engine) as conn:
         serialize_on(conn, alerts)
-        active = _active(conn, alert.fingerprint)
+        active = _active(conn, alert.fingerprint, environment)
         conn.execute(
             sa.update(alerts)
-            .where(alerts.c.fingerprint == alert.fingerprint, alerts.c.resolved_at.is_(None))
+            .where(
+                alerts.c.fingerprint == alert.fingerprint,
+                alerts.c.environment == environment,
+                alerts.c.resolved_at.is_(None),
+            )
             .values(resolved_at=now)
         )
         incident = active["incident_id"] if active else None
@@ -215,10 +219,12 @@ def _resolved(store: Store, alert: Alert, environment: str, now: float) -> Alert
     return AlertReceipt(AlertOutcome.RESOLVED, reason, alert.fingerprint, environment, incident)
 
 
-def _active(conn: sa.Connection, fingerprint: str) -> sa.RowMapping | None:
+def _active(conn: sa.Connection, fingerprint: str, environment: str) -> sa.RowMapping | None:
+    """The unresolved alert with this fingerprint that was acted on, if any."""
     row = conn.execute(
         sa.select(alerts)
-        .where(alerts.c.fingerprint == fingerprint, alerts.c.resolved_at.is_(None))
+        .where(alerts.c.fingerprint == fingerprint, alerts.c.environment == environment)
+        .where(alerts.c.resolved_at.is_(None))
         .where(alerts.c.outcome.in_(_ACTED))
         .order_by(alerts.c.id.desc())
         .limit(1)
@@ -316,7 +322,7 @@ def _firing(intake: Intake) -> AlertReceipt:
         suspects = _suspects(intake)
     with write_transaction(intake.store.engine) as conn:
         serialize_on(conn, alerts)
-        acted = _active(conn, alert.fingerprint)
+        acted = _active(conn, alert.fingerprint, name)
         if acted is not None:
             reason = f"already acted on: {acted['outcome']} (alert {acted['id']})"
             outcome = AlertOutcome.DUPLICATE
