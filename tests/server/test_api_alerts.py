@@ -219,3 +219,27 @@ def test_alerts_and_incidents_are_live_under_their_topic() -> None:
     for kind in ("alert.received", "incident.opened", "incident.state", "incident.note"):
         event = EventRecord(1, 0.0, kind, None, None, None, None, None, {})
         assert topics_of(event) == {"incidents"}
+
+
+def test_the_incidents_commands_against_a_server(
+    shipped: tuple[ServerUnderTest, Shipped], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import run_cli
+
+    served, ship = shipped
+    answer = served.client.post(URL, json=payload(alert("r1")), headers=served.as_user("developer"))
+    incident = answer.json()["alerts"][0]["incident"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.setenv("CONVEYOR_TOKEN", served.tokens["developer"])
+    listed = run_cli(["--server", served.url, "incidents", "list", "-o", "json"], elsewhere)
+    assert listed.exit_code == 0, listed.stderr
+    local = run_cli(["incidents", "list", "-o", "json"], ship.git.root)
+    assert listed.json() == local.json()  # the same JSON, remote or local
+    shown = run_cli(["--server", served.url, "incidents", "show", str(incident)], elsewhere)
+    assert f"suspect {ship.releases[1]}" in shown.stdout
+    step_back = run_cli(["--server", served.url, "incidents", "ack", str(incident)], elsewhere)
+    assert step_back.exit_code == 2 and "cannot become acknowledged" in step_back.stderr
+    monkeypatch.setenv("CONVEYOR_TOKEN", served.tokens["viewer"])
+    refused = run_cli(["--server", served.url, "incidents", "mitigate", str(incident)], elsewhere)
+    assert refused.exit_code == 1  # 403: a viewer may not

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -13,9 +13,8 @@ from rich.markup import escape
 from conveyor.cli.environments import opened
 from conveyor.cli.output import OutputFormat, OutputOption, console, emit_json, examples
 from conveyor.cli.project import SpecOption
-
-if TYPE_CHECKING:
-    from conveyor.observe.incidents import Incident
+from conveyor.cli.remote import path_of
+from conveyor.observe.incidents import Incident
 
 incidents_app = typer.Typer(
     help="Incidents: what alerts opened, their suspects, timelines and follow-ups.",
@@ -43,17 +42,28 @@ def list_command(
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """Incidents, newest first."""
+    from conveyor.cli import target
     from conveyor.observe import incidents
 
     states = incidents.OPEN_STATES if only_open else ()
-    with opened(spec) as (_project, store):
-        page = incidents.list_incidents(store, environment=environment, state=states, limit=limit)
+    remote = target.client()
+    if remote is not None:
+        params = {"environment": environment, "state": list(states) or None, "limit": limit}
+        found = remote.get(path_of("incidents"), params)
+        items = [remote.decoded(Incident, item, "incidents") for item in found["items"]]
+        next_cursor = found["next_cursor"]
+    else:
+        with opened(spec) as (_project, store):
+            page = incidents.list_incidents(
+                store, environment=environment, state=states, limit=limit
+            )
+        items, next_cursor = page.items, page.next_cursor
     if output is OutputFormat.JSON:
-        emit_json({"items": page.items, "next_cursor": page.next_cursor})
+        emit_json({"items": items, "next_cursor": next_cursor})
         return
-    if not page.items:
+    if not items:
         console.print("no incidents")
-    for incident in page.items:
+    for incident in items:
         console.print(
             f"{incident.id:>4} {_when(incident.opened_at)} {incident.environment:<12} "
             f"{incident.state.value:<12} {escape(incident.title)}"
@@ -67,19 +77,31 @@ def show(
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
 ) -> None:
     """One incident: timeline, suspect releases with their commits, flag changes."""
+    from conveyor.cli import target
     from conveyor.observe import incidents
 
-    with opened(spec) as (_project, store):
-        incident = incidents.get_incident(store, incident_id)
+    remote = target.client()
+    if remote is not None:
+        incident = remote.get_as(Incident, path_of("incidents", incident_id))
+    else:
+        with opened(spec) as (_project, store):
+            incident = incidents.get_incident(store, incident_id)
     _print(incident, output)
 
 
 def _move(
     transition: str, incident_id: int, note: str | None, spec: Path | None, output: OutputFormat
 ) -> None:
+    from conveyor.cli import target
     from conveyor.observe import incidents
     from conveyor.service.runs import default_actor
 
+    remote = target.client()
+    if remote is not None:  # the server records its caller as the actor
+        name = {"ack": "acknowledge"}.get(transition, transition)
+        moved = remote.post(path_of("incidents", incident_id, name), {"note": note})
+        _print(remote.decoded(Incident, moved, "incidents"), output)
+        return
     actor = default_actor()
     with opened(spec) as (project, store):
         if transition == "ack":

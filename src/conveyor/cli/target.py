@@ -42,6 +42,11 @@ REMOTE_COMMANDS = frozenset(
         "flags kill",
         "audit verify",
         "whoami",
+        "incidents list",
+        "incidents show",
+        "incidents ack",
+        "incidents mitigate",
+        "incidents resolve",
     }
 )
 # Commands that only read or write the checkout (or start the server): they run here
