@@ -41,7 +41,8 @@ class AlertStatus(StrEnum):
 @dataclass(frozen=True)
 class Alert:
     """One alert, in Alertmanager's terms: `labels` identify it (`environment` is required,
-    `release` optional, `alertname`, `severity`, `slo`...), `fingerprint` deduplicates it."""
+    `release` optional, `alertname`, `severity`, `slo`...), `fingerprint` deduplicates it
+    (per environment; letters, digits and `._:-`, at most 128)."""
 
     source: AlertSource
     status: AlertStatus
