@@ -82,6 +82,11 @@ def test_the_same_fingerprint_twice_is_a_duplicate(ship: Ship) -> None:
     assert receive(shipped.project, shipped.store, firing("dup")) is AlertOutcome.DUPLICATE
     assert len(shipped.events(EventKind.ROLLBACK)) == 1
     assert outcomes(shipped) == ["rolled-back", "duplicate"]
+    # An evaluator repeating it every second: counted, one event a minute at most.
+    for _ in range(5):
+        again = receive_alert(shipped.project, shipped.store, firing("dup"))
+    assert again.outcome is AlertOutcome.DUPLICATE and "repeated 6 times" in again.reason
+    assert outcomes(shipped) == ["rolled-back", "duplicate"]
 
 
 def test_an_alert_storm_rolls_back_once(ship: Ship) -> None:

@@ -68,6 +68,7 @@ MAX_LABEL_VALUE = 1024
 MAX_ANNOTATION_VALUE = 4096
 MAX_TOTAL = 16384  # characters of labels and annotations together: each is kept in events
 MAX_FINGERPRINT = 128
+DUPLICATE_EVENT_EVERY = 60.0  # seconds: repeats of an alert between are only counted
 _ENVIRONMENT = re.compile(ENVIRONMENT_NAME_PATTERN)
 _FINGERPRINT = re.compile(r"^[A-Za-z0-9._:-]+$")
 _ACTED = (AlertOutcome.ROLLED_BACK.value, AlertOutcome.INCIDENT.value)
@@ -83,6 +84,7 @@ class AlertReceipt:
     environment: str | None = None
     incident: int | None = None
     rollback: dict[str, Any] | None = None  # from, to, switch_seconds
+    quiet: bool = False  # a repeated duplicate: counted, not recorded as an event again
 
 
 def receive(project: Project, store: Store, alert: Alert) -> AlertOutcome:
@@ -94,7 +96,8 @@ def receive_alert(project: Project, store: Store, alert: Alert) -> AlertReceipt:
     """`receive`, with the reason, the incident and the rollback it led to."""
     now = time.time()
     receipt = _receive(project, store, alert, now)
-    _record(store, alert, receipt, now)
+    if not receipt.quiet:
+        _record(store, alert, receipt, now)
     return receipt
 
 
@@ -325,9 +328,7 @@ def _firing(intake: Intake) -> AlertReceipt:
         serialize_on(conn, alerts)
         acted = _active(conn, alert.fingerprint, name)
         if acted is not None:
-            reason = f"already acted on: {acted['outcome']} (alert {acted['id']})"
-            outcome = AlertOutcome.DUPLICATE
-            return AlertReceipt(outcome, reason, alert.fingerprint, name, acted["incident_id"])
+            return _duplicate(conn, acted, intake)
         claimed = _rollback_claim(conn, name, decision) if decision.rollback else None
         if claimed is not None:  # an alert storm: the first alert rolls back, once
             joined = f"joined the rollback of {decision.live} (alert {claimed['id']})"
@@ -338,6 +339,29 @@ def _firing(intake: Intake) -> AlertReceipt:
     if not decision.rollback:
         return AlertReceipt(outcome, decision.reason, alert.fingerprint, name, incident)
     return _roll_back(intake, decision, incident, alert_id)
+
+
+def _duplicate(conn: sa.Connection, acted: sa.RowMapping, intake: Intake) -> AlertReceipt:
+    """Counted on the alert acted on; recorded as an event at most once a minute per alert
+    (an evaluator may repeat a firing alert every second)."""
+    noted = acted["duplicate_noted_at"]
+    quiet = noted is not None and intake.now - noted < DUPLICATE_EVENT_EVERY
+    values: dict[str, Any] = {"duplicates": acted["duplicates"] + 1}
+    if not quiet:
+        values["duplicate_noted_at"] = intake.now
+    conn.execute(sa.update(alerts).where(alerts.c.id == acted["id"]).values(values))
+    reason = (
+        f"already acted on: {acted['outcome']} (alert {acted['id']}, "
+        f"repeated {values['duplicates']} times)"
+    )
+    return AlertReceipt(
+        AlertOutcome.DUPLICATE,
+        reason,
+        intake.alert.fingerprint,
+        intake.name,
+        acted["incident_id"],
+        quiet=quiet,
+    )
 
 
 def _suspects(intake: Intake) -> incidents.Suspects:

@@ -324,6 +324,8 @@ alerts = sa.Table(
     sa.Column("reason", sa.Text),
     sa.Column("incident_id", sa.Integer),
     sa.Column("resolved_at", Timestamp),
+    sa.Column("duplicates", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("duplicate_noted_at", Timestamp),  # the last duplicate recorded as an event
     sa.Index("ix_alerts_fingerprint", "fingerprint", "id"),
     sa.Index("ix_alerts_environment", "environment", "id"),
 )

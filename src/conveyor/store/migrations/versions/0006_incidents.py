@@ -35,6 +35,8 @@ def upgrade() -> None:
         sa.Column("reason", sa.Text),
         sa.Column("incident_id", sa.Integer),
         sa.Column("resolved_at", Timestamp),
+        sa.Column("duplicates", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("duplicate_noted_at", Timestamp),
     )
     op.create_index("ix_alerts_fingerprint", "alerts", ["fingerprint", "id"])
     op.create_index("ix_alerts_environment", "alerts", ["environment", "id"])
