@@ -34,6 +34,7 @@ COMPONENTS = frozenset(
         "podman",
         "haproxy",
         "prometheus",
+        "prometheus-alertmanager",
         "chromium",
         "wapiti",
         "schemathesis",

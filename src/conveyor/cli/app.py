@@ -66,6 +66,7 @@ COMMAND_MODULES: dict[str, str] = {
     "whoami": "remote_commands",
     "insights": "insights",
     "feedback": "feedback",
+    "incidents": "incidents",
 }
 
 HELP = "Conveyor carries a commit to production: pipeline-as-code, gates, images, releases."

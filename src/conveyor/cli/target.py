@@ -44,6 +44,11 @@ REMOTE_COMMANDS = frozenset(
         "whoami",
         "insights dora",
         "feedback",
+        "incidents list",
+        "incidents show",
+        "incidents ack",
+        "incidents mitigate",
+        "incidents resolve",
     }
 )
 # Commands that only read or write the checkout (or start the server): they run here

@@ -186,9 +186,16 @@ class ReleaseController(TargetActions):
 
     # --- rollback ---------------------------------------------------------------------
 
-    def rollback(self, actor: str, to: str | None = None, reason: str = "") -> RollbackOutcome:
+    def rollback(
+        self,
+        actor: str,
+        to: str | None = None,
+        reason: str = "",
+        evidence: Mapping[str, Any] | None = None,
+    ) -> RollbackOutcome:
         """All traffic to `to` (default: the warm previous release) at once. Takes no deploy
-        lock: a deploy in flight sees the new intent and stops."""
+        lock: a deploy in flight sees the new intent and stops. `evidence` (an alert, say)
+        is recorded in the rollback's event."""
         clock = self.clock
         started = clock.monotonic()
         environment = self.environment()
@@ -224,7 +231,12 @@ class ReleaseController(TargetActions):
             warm=None,
             event=EventKind.ROLLBACK,
             actor=actor,
-            data={"from": bad, "to": target, "reason": reason or "requested"},
+            data={
+                "from": bad,
+                "to": target,
+                "reason": reason or "requested",
+                **({"evidence": dict(evidence)} if evidence else {}),
+            },
             release_states=states,
         )
         self.target.router.set_routes(routes)

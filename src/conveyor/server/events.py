@@ -12,6 +12,7 @@ Topics (a stream names one or more with `topic=`; none means all but logs):
     approvals           approval.*
     flags               flag.*
     webhooks            webhook.delivery and forge.status
+    incidents           alert.received and incident.*
     log:<run>:<job>     the job's live log, as it grows (`data`: {"offset", "text"})
 
 An event goes out as `id: <event id>`, `event: <kind>`, `data: <json>`. A reconnecting
@@ -72,6 +73,8 @@ def topics_of(event: EventRecord) -> set[str]:
         found.add("flags")
     elif kind in ("webhook.delivery", "forge.status"):
         found.add("webhooks")
+    elif kind.startswith(("alert.", "incident.")):
+        found.add("incidents")
     return found
 
 

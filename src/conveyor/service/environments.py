@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from conveyor.analysis.providers.base import MetricsProvider, ProviderSite
 from conveyor.analysis.providers.registry import PROVIDERS
@@ -219,8 +220,11 @@ def rollback(
     actor: str,
     to: str | None = None,
     progress: Progress | None = None,
+    reason: str = "requested",
+    evidence: Mapping[str, Any] | None = None,
 ) -> RollbackOutcome:
-    return controller(project, store, name, progress).rollback(actor, to, "requested")
+    """`evidence` (an alert) is recorded in the rollback's event."""
+    return controller(project, store, name, progress).rollback(actor, to, reason, evidence)
 
 
 # --- reading ----------------------------------------------------------------------------

@@ -203,6 +203,11 @@ def source_run(store: Store, deploy: DeployRecord) -> RunRecord | None:
     return sourced.run if sourced is not None else None
 
 
+def release_commits(project: Project, store: Store, deploy: DeployRecord) -> list[dict[str, str]]:
+    """The commits a deploy brought (as in its record), for other readers (incidents)."""
+    return _commits(project, store, source_run(store, deploy), _replaced_deploy(store, deploy))
+
+
 def _source_run(
     store: Store, deploy: DeployRecord, approval: Mapping[str, Any] | None
 ) -> Sourced | None:

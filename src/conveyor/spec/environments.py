@@ -161,6 +161,19 @@ class SampleRetention(_Strict):
         return self
 
 
+class AlertSettings(_Strict):
+    """What an alert on this environment does (docs/monitoring.md, "Alerts"): inside the
+    bake window after a release went live it rolls back to the warm release; later, or
+    with `rollback: false`, it opens an incident."""
+
+    bake: Duration = Field(
+        default=3600.0, description="How long after a release an alert rolls it back."
+    )
+    rollback: bool = Field(
+        default=True, description="Roll back automatically inside the bake window."
+    )
+
+
 class Environment(_Strict):
     runtime: RuntimeName = Field(default="process", description="A registered runtime.")
     router: RouterName = Field(default="builtin", description="A registered router.")
@@ -219,6 +232,10 @@ class Environment(_Strict):
         default_factory=list,
         description="Origins besides the environment's own whose pages may post user "
         "feedback to the router (docs/monitoring.md).",
+    )
+    alerts: AlertSettings = Field(
+        default_factory=AlertSettings,
+        description="What an alert on this environment does (docs/monitoring.md).",
     )
 
     @field_validator("env")

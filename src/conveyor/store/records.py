@@ -121,6 +121,10 @@ class EventKind(StrEnum):
     FORGE_STATUS = "forge.status"  # a commit status sent to a forge, or given up
     AUTH_DENIED = "auth.denied"  # a caller refused (401/403) by the server
     FEEDBACK_RECEIVED = "feedback.received"  # user feedback ingested from a router
+    ALERT_RECEIVED = "alert.received"  # an alert and its outcome (observe/alerts.py)
+    INCIDENT_OPENED = "incident.opened"  # with its suspects (observe/incidents.py)
+    INCIDENT_STATE = "incident.state"  # acknowledged, mitigated, resolved
+    INCIDENT_NOTE = "incident.note"  # an alert joined it, or a person noted something
 
 
 @dataclass(frozen=True)

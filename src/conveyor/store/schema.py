@@ -343,3 +343,62 @@ feedback = sa.Table(
     sa.Index("ix_feedback_environment_id", "environment", "id"),
     sa.Index("ix_feedback_environment_release", "environment", "release_id"),
 )
+
+# Alerts acted on (observe/alerts.py): one row per firing alert that rolled back or
+# opened/joined an incident; a fingerprint with an unresolved row here is a duplicate.
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("fingerprint", sa.String, nullable=False),
+    sa.Column("environment", sa.String, nullable=False),
+    sa.Column("release_id", sa.String),  # the live release the decision was about
+    sa.Column("source", sa.String, nullable=False),
+    sa.Column("alertname", sa.String),
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("annotations", sa.JSON, nullable=False),
+    sa.Column("starts_at", Timestamp, nullable=False),
+    sa.Column("received_at", Timestamp, nullable=False),
+    sa.Column("outcome", sa.String, nullable=False),  # an AlertOutcome value
+    sa.Column("reason", sa.Text),
+    sa.Column("incident_id", sa.Integer),
+    sa.Column("resolved_at", Timestamp),
+    sa.Column("duplicates", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("duplicate_noted_at", Timestamp),  # the last duplicate recorded as an event
+    sa.Index("ix_alerts_fingerprint", "fingerprint", "id"),
+    sa.Index("ix_alerts_environment", "environment", "id"),
+)
+
+# Incidents (observe/incidents.py) and their timelines.
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("environment", sa.String, nullable=False),
+    sa.Column("state", sa.String, nullable=False),  # an IncidentState value
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("started_at", Timestamp, nullable=False),  # the first alert's start
+    sa.Column("opened_at", Timestamp, nullable=False),
+    sa.Column("acknowledged_at", Timestamp),
+    sa.Column("mitigated_at", Timestamp),
+    sa.Column("resolved_at", Timestamp),
+    sa.Column("suspects", sa.JSON, nullable=False),
+    sa.Column("flag_changes", sa.JSON, nullable=False),
+    sa.Column("time_to_detect", sa.Double),
+    sa.Column("time_to_restore", sa.Double),
+    sa.Column("requirement", sa.JSON),
+    sa.Index("ix_incidents_environment_state", "environment", "state"),
+)
+
+incident_timeline = sa.Table(
+    "incident_timeline",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("incident_id", sa.Integer, nullable=False),
+    sa.Column("ts", Timestamp, nullable=False),
+    sa.Column("entry", sa.String, nullable=False),  # opened, acknowledged, ..., alert, note
+    sa.Column("actor", sa.String, nullable=False),
+    sa.Column("note", sa.Text),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Index("ix_incident_timeline_incident", "incident_id", "id"),
+)
