@@ -62,6 +62,7 @@ COMMAND_MODULES: dict[str, str] = {
     "users": "approvals",
     "demo": "demo",
     "server": "server",
+    "watch": "watch",
     "whoami": "remote_commands",
 }
 
