@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, wait_until
 from conveyor.errors import InfrastructureError, NotFoundError
 from conveyor.observe.watch import Health, Tick, Watcher
 from conveyor.service.project import Project
@@ -253,3 +253,35 @@ def test_conveyor_watch_refuses_bad_arguments(
     done = run_cli(["watch", *args, "-n", "1"], staging.project.directory)
     assert done.exit_code == code
     assert said in done.stderr
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_server_watches_while_it_runs_unless_told_not_to(
+    staging: Staging, enabled: bool
+) -> None:
+    from conveyor.server.app import create_app
+    from conveyor.server.context import ServerContext
+    from conveyor.server.watch import WATCH_PART, ServerWatch, WatchSettings, configure_watch
+    from server.conftest import serving
+
+    context = ServerContext.open(staging.project, "http://placeholder")
+    configure_watch(context, WatchSettings(enabled=enabled, interval=0.1))
+    start = time.time()
+    try:
+        with serving(create_app(context)):
+            if enabled:
+                wait_until(lambda: len(samples_since(staging.store, start)) >= 3, "3 samples")
+                watch = context.parts[WATCH_PART]
+                assert isinstance(watch, ServerWatch) and watch.thread.is_alive()
+            else:
+                time.sleep(0.3)
+                assert WATCH_PART not in context.parts
+                assert samples_since(staging.store, start) == []
+    finally:
+        context.close()
+    if enabled:
+        assert isinstance(watch, ServerWatch)
+        assert not watch.thread.is_alive()  # stopped with the server, its lease released
+        after = Watcher(staging.project, staging.store)
+        assert after.tick().leased
+        after.lease.release()
