@@ -167,7 +167,12 @@ class Watcher:
             return Tick(ts, leased=self.lease.holding, changes=tuple(changes))
         if not self.lease.held():
             return Tick(ts, leased=False, changes=tuple(changes))
-        samples = {name: self._sample(records[name], changes, ts) for name in deployed}
+        stopped = _stopped(self.store, [records[name] for name in deployed])
+        running: dict[str, set[str]] = {}  # runtime name -> its releases: read once a tick
+        samples = {
+            name: self._sample(records[name], name in stopped, running, changes, ts)
+            for name in deployed
+        }
         taken = {name: found for name, found in samples.items() if found is not None}
         self._record(taken)
         for name in taken:
@@ -235,15 +240,24 @@ class Watcher:
     # --- sampling ---------------------------------------------------------------------
 
     def _sample(
-        self, record: EnvironmentRecord, changes: list[Change], ts: float
+        self,
+        record: EnvironmentRecord,
+        stopped: bool,
+        running: dict[str, set[str]],
+        changes: list[Change],
+        ts: float,
     ) -> list[SignalSample] | None:
         name = record.name
-        if _stopped(self.store, record):
+        if stopped:
             self._set(changes, name, Health.STOPPED, None, ts)
             return None
         try:
             plane = self._plane(name)
-            found = plane_samples(name, plane.router, plane.runtime)
+            # Every environment's runtime of one kind shares the project's runtime folder.
+            kind = plane.spec.runtime
+            if kind not in running:
+                running[kind] = set(plane.runtime.releases())
+            found = plane_samples(name, plane.router, plane.runtime, running[kind])
         except Exception as error:  # one environment never stops the watch
             self._set(changes, name, Health.FAILING, _reason(error), ts)
             return None
@@ -341,12 +355,12 @@ def _addresses(plane: _Plane, release_id: str) -> tuple[str, ...]:
     return known
 
 
-def _stopped(store: Store, record: EnvironmentRecord) -> bool:
-    """`env stop` stopped it: the ledger marks its live release so until it runs again."""
-    if record.live_release is None:
-        return False
-    live = store.ledger.releases.get(record.live_release, record.name)
-    return live is not None and live.state is ReleaseState.STOPPED
+def _stopped(store: Store, records: Sequence[EnvironmentRecord]) -> set[str]:
+    """The environments `env stop` stopped: the ledger marks their live release so until
+    they run again. One read for all of them."""
+    lives = [(r.name, r.live_release) for r in records if r.live_release is not None]
+    states = store.ledger.releases.states(lives)
+    return {name for (name, _), state in states.items() if state is ReleaseState.STOPPED}
 
 
 def _load_consumers(entries: Sequence[str]) -> list[tuple[str, Consumer | None]]:
