@@ -6,15 +6,17 @@ project samples (the store lock `conveyor.watch`)."""
 from __future__ import annotations
 
 import itertools
+import json
+import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, wait_until
+from conftest import CliProcess, run_cli, wait_until
 from conveyor.errors import InfrastructureError, NotFoundError
 from conveyor.observe.watch import Health, Tick, Watcher
 from conveyor.service.project import Project
@@ -265,7 +267,8 @@ def test_the_server_watches_while_it_runs_unless_told_not_to(
     from server.conftest import serving
 
     context = ServerContext.open(staging.project, "http://placeholder")
-    configure_watch(context, WatchSettings(enabled=enabled, interval=0.1))
+    sd_path = staging.project.state_dir / "prometheus-sd.json"
+    configure_watch(context, WatchSettings(enabled, interval=0.1, prometheus_sd=sd_path))
     start = time.time()
     try:
         with serving(create_app(context)):
@@ -273,9 +276,11 @@ def test_the_server_watches_while_it_runs_unless_told_not_to(
                 wait_until(lambda: len(samples_since(staging.store, start)) >= 3, "3 samples")
                 watch = context.parts[WATCH_PART]
                 assert isinstance(watch, ServerWatch) and watch.thread.is_alive()
+                assert staging.live in sd_path.read_text()
             else:
                 time.sleep(0.3)
                 assert WATCH_PART not in context.parts
+                assert not sd_path.exists()
                 assert samples_since(staging.store, start) == []
     finally:
         context.close()
@@ -285,3 +290,46 @@ def test_the_server_watches_while_it_runs_unless_told_not_to(
         after = Watcher(staging.project, staging.store)
         assert after.tick().leased
         after.lease.release()
+
+
+def test_conveyor_watch_writes_prometheus_file_sd_and_json_lines(
+    staging: Staging, tmp_path: Path
+) -> None:
+    sd_path = tmp_path / "sd.json"
+    done = run_cli(
+        ["watch", "-i", "100ms", "-n", "2", "--prometheus-sd", str(sd_path), "-o", "json"],
+        staging.project.directory,
+    )
+
+    assert done.exit_code == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert lines[0] == {"ts": lines[0]["ts"], "lease": "held"}
+    changes = {(line["subject"], line["health"]) for line in lines[1:]}
+    assert changes == {("production", "not deployed"), ("staging", "sampling")}
+    groups = json.loads(sd_path.read_text())
+    assert [group["labels"]["component"] for group in groups] == ["router", "release"]
+    assert groups[1]["labels"]["release"] == staging.live
+    assert groups[1]["targets"] == [
+        replica.address for replica in staging.plane.runtime.status(staging.live)
+    ]
+
+
+def test_conveyor_watch_stops_cleanly_on_ctrl_c(
+    staging: Staging, start_cli: Callable[..., CliProcess]
+) -> None:
+    # Another process: the in-memory plane is not there, so staging's router fails.
+    watching = start_cli(["watch", "-i", "100ms"], staging.project.directory)
+    wait_until(lambda: lease_events(staging.store) == ["lock.acquired"], "the watch's lease")
+    time.sleep(0.3)
+    watching.popen.send_signal(signal.SIGINT)
+
+    assert watching.finish() == 0
+    out, err = watching.outputs
+    assert "staging: failing: the builtin router's admin port" in out
+    assert "Stopped after" in out and "Traceback" not in err
+    assert lease_events(staging.store) == ["lock.acquired", "lock.released"]
+
+
+def lease_events(store: Store) -> list[str]:
+    events = store.events(run_id=0)
+    return [str(e.kind) for e in events if e.kind in ("lock.acquired", "lock.released")]
