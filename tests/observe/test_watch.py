@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from conftest import CliProcess, run_cli, wait_until
 from conveyor.errors import InfrastructureError, NotFoundError
 from conveyor.observe.watch import Health, Tick, Watcher
 from conveyor.service.project import Project
 from conveyor.spec.environments import Environment
+from conveyor.store.ledger import EnvironmentRecord
 from conveyor.store.store import Store
 from deploy.apps import build_app, project_with_spec
 from deploy.fake_plane import FakePlane, use_fake_plane
@@ -96,6 +98,8 @@ def test_samples_every_running_environment_with_no_deploy_and_calls_the_consumer
 
     assert samples_since(staging.store, start) == [staging.live] * 3
     assert [tick.sampled for tick in ticks] == [{"staging": 1}] * 3
+    stamped = [row.ts for row in staging.store.ledger.samples.of("staging", since=start)]
+    assert stamped == [tick.ts for tick in ticks]  # what a consumer given `now` reads
     assert [(c[0].directory, c[1], c[2], c[3]) for c in CALLS] == [
         (staging.project.directory, staging.store, "staging", tick.ts) for tick in ticks
     ]
@@ -333,3 +337,33 @@ def test_conveyor_watch_stops_cleanly_on_ctrl_c(
 def lease_events(store: Store) -> list[str]:
     events = store.events(run_id=0)
     return [str(e.kind) for e in events if e.kind in ("lock.acquired", "lock.released")]
+
+
+def test_a_store_that_fails_for_a_while_does_not_end_the_watch(
+    staging: Staging, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watcher = Watcher(staging.project, staging.store)
+    ledger = staging.store.ledger
+    original = ledger.environments.all
+    failures = iter([True, True, False, False])
+
+    def flaky() -> list[EnvironmentRecord]:
+        if next(failures):
+            raise OperationalError("SELECT", {}, Exception("database is locked"))
+        return original()
+
+    monkeypatch.setattr(ledger.environments, "all", flaky)
+    stop = threading.Event()
+    ticks: list[Tick] = []
+
+    def on_tick(tick: Tick) -> None:
+        ticks.append(tick)
+        if len(ticks) == 4:
+            stop.set()
+
+    watcher.run(0.05, stop, on_tick)
+
+    changes = [(c.subject, c.health) for t in ticks for c in t.changes]
+    assert changes[0] == ("store", Health.FAILING) and changes.count(("store", Health.FAILING)) == 1
+    assert ("store", Health.OK) in changes
+    assert [t.sampled for t in ticks[2:]] == [{"staging": 1}] * 2

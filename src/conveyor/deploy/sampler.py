@@ -41,16 +41,21 @@ def take_sample(
 
 
 def plane_samples(
-    environment: str, router: Router, runtime: Runtime, running: set[str] | None = None
+    environment: str,
+    router: Router,
+    runtime: Runtime,
+    running: set[str] | None = None,
+    now: float | None = None,
 ) -> list[SignalSample]:
     """One sample of every release the router knows, not recorded (the continuous watch
-    records several environments' at once). `running`: the runtime's releases, if known."""
+    records several environments' at once). `running`: the runtime's releases, if known;
+    `now`: the samples' time (default: the clock's)."""
     running = set(runtime.releases()) if running is None else running
 
     def saturation_of(release_id: str) -> Saturation | None:
         return saturation_or_none(runtime, release_id) if release_id in running else None
 
-    return read_samples(environment, router, saturation_of)
+    return read_samples(environment, router, saturation_of, now=now)
 
 
 def read_samples(

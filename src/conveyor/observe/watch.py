@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,7 @@ DEFAULT_INTERVAL = 1.0
 LEASE_GROUP = "conveyor.watch"
 LEASE_RUN_ID = 0  # not a run: the watch's ticket in the concurrency-group table
 LEASE_JOB_ID = "watch"
+STORE_SUBJECT = "store"  # the subject of a failing store's changes
 
 Consumer = Callable[["Project", "Store", str, float], object]
 log = logging.getLogger("conveyor.observe.watch")
@@ -193,7 +194,7 @@ class Watcher:
         next_at = time.monotonic()
         try:
             while not stop.is_set():
-                report = self.tick()
+                report = self._tick_or_report()
                 if on_tick is not None:
                     on_tick(report)
                 next_at += interval
@@ -203,6 +204,21 @@ class Watcher:
                 stop.wait(next_at - time.monotonic())
         finally:
             self.lease.release()
+
+    def _tick_or_report(self) -> Tick:
+        """A tick; if the store itself fails (locked by a long write, its disk full), the
+        failure is reported once and the next tick tries again."""
+        try:
+            tick = self.tick()
+        except Exception as error:  # the watch outlives a store that fails for a while
+            changes: list[Change] = []
+            self._set(changes, STORE_SUBJECT, Health.FAILING, _reason(error), time.time())
+            return Tick(time.time(), leased=self.lease.holding, changes=tuple(changes))
+        if self._health.get(STORE_SUBJECT) is Health.FAILING:
+            recovered: list[Change] = []
+            self._set(recovered, STORE_SUBJECT, Health.OK, None, tick.ts)
+            tick = replace(tick, changes=tick.changes + tuple(recovered))
+        return tick
 
     # --- conveyor.yml -----------------------------------------------------------------
 
@@ -257,7 +273,8 @@ class Watcher:
             kind = plane.spec.runtime
             if kind not in running:
                 running[kind] = set(plane.runtime.releases())
-            found = plane_samples(name, plane.router, plane.runtime, running[kind])
+            # Stamped with the tick's time: what a consumer called with `now` reads.
+            found = plane_samples(name, plane.router, plane.runtime, running[kind], now=ts)
         except Exception as error:  # one environment never stops the watch
             self._set(changes, name, Health.FAILING, _reason(error), ts)
             return None
