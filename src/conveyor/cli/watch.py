@@ -113,8 +113,9 @@ class _Printer:
             self._change_line(change)
         if self.output is OutputFormat.TEXT and self.ticks % STATUS_EVERY == 0:
             when = datetime.fromtimestamp(tick.ts).strftime("%H:%M:%S")
+            count = len(tick.sampled)
             console.print(
-                f"{when} {len(tick.sampled)} environments sampled, "
+                f"{when} {count} environment{'s' if count != 1 else ''} sampled, "
                 f"{self._window_samples} samples in {STATUS_EVERY} ticks"
             )
             self._window_samples = 0
