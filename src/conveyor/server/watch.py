@@ -13,6 +13,8 @@ from pathlib import Path
 from starlette.concurrency import run_in_threadpool
 
 from conveyor.errors import ConveyorError
+from conveyor.observe.file_sd import FileSd
+from conveyor.observe.watch import Tick, Watcher
 from conveyor.server.context import ServerContext
 
 WATCH_SETTING = "watch.settings"  # context.parts: WatchSettings, from `conveyor server`
@@ -46,26 +48,17 @@ async def lifespan(context: ServerContext) -> AsyncIterator[None]:
     if not settings.enabled:
         yield
         return
-    watch = await run_in_threadpool(start, context, settings)
+    watch = start(context, settings)
     try:
         yield
     finally:
-        if watch is not None:
-            watch.stop.set()
-            await run_in_threadpool(watch.thread.join, STOP_TIMEOUT)
+        watch.stop.set()
+        await run_in_threadpool(watch.thread.join, STOP_TIMEOUT)
 
 
-def start(context: ServerContext, settings: WatchSettings) -> ServerWatch | None:
-    """The watch's thread, started; None if conveyor.yml cannot be read (logged)."""
-    from conveyor.observe.file_sd import FileSd
-    from conveyor.observe.watch import Tick, Watcher
-
-    try:
-        sd = FileSd(settings.prometheus_sd) if settings.prometheus_sd else None
-        watcher = Watcher(context.project, context.store, file_sd=sd)
-    except ConveyorError as error:
-        log.warning("the continuous watch does not run: %s", error.message)
-        return None
+def start(context: ServerContext, settings: WatchSettings) -> ServerWatch:
+    """The watch's thread, started; it reads conveyor.yml itself, so the server does not
+    wait for that to start serving (a file that does not load is logged)."""
     stop = threading.Event()
     watch = ServerWatch(threading.Thread(), stop)
 
@@ -73,6 +66,12 @@ def start(context: ServerContext, settings: WatchSettings) -> ServerWatch | None
         watch.ticks += 1
 
     def loop() -> None:
+        try:
+            sd = FileSd(settings.prometheus_sd) if settings.prometheus_sd else None
+            watcher = Watcher(context.project, context.store, file_sd=sd)
+        except ConveyorError as error:
+            log.warning("the continuous watch does not run: %s", error.message)
+            return
         try:
             watcher.run(settings.interval, stop, counted)
         except Exception:  # the store went away under it: say so, never kill the server
