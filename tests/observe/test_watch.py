@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import signal
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -191,9 +192,10 @@ def test_the_watch_ticks_at_its_interval_and_stops_when_asked(staging: Staging) 
     watcher.run(0.2, stop, on_tick)
     elapsed = time.monotonic() - started
 
-    assert 0.75 <= elapsed < 1.5  # 5 ticks, 4 intervals of 0.2 s between them
+    assert 0.75 <= elapsed < 3.0  # 5 ticks, 4 intervals of 0.2 s between them
     gaps = [b.ts - a.ts for a, b in itertools.pairwise(ticks)]
-    assert all(0.1 < gap < 0.4 for gap in gaps), gaps
+    assert 0.15 < statistics.median(gaps) < 0.3, gaps
+    assert min(gaps) > 0.1, gaps  # a late tick is not followed by a burst
     assert "production" not in {c.subject for t in ticks for c in t.changes}
     assert not watcher.lease.holding  # released at the end
 
