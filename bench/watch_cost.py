@@ -42,7 +42,7 @@ from conveyor.service.project import Project
 from conveyor.store.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.deploy
-from tests.deploy.apps import build_app, project_with_spec  # noqa: E402
+from tests.deploy.apps import build_app, project_with_spec
 
 ENVIRONMENTS = 10
 INTERVAL = 1.0
@@ -188,21 +188,23 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile 30 ticks too")
     args = parser.parse_args()
     header("Continuous watch: 10 environments at 1 s resolution, % of one core")
-    with tempfile.TemporaryDirectory(prefix="bench-watch-") as temporary:
-        with deployed(Path(temporary)) as (project, store):
-            plane = plane_processes(project.state_dir)
-            console.print(f"data plane: {len(plane)} processes")
-            if args.profile:
-                profile(project, store)
-            rounds = []
-            for number in range(args.repeat):
-                idle = idle_window(plane, args.seconds)
-                watched, own, per_tick = watched_window(project, store, plane, args.seconds)
-                rounds.append(Round(idle, watched, own, per_tick))
-                console.print(
-                    f"round {number + 1}: watcher {own:.2f} %, data plane {idle:.2f} % idle "
-                    f"/ {watched:.2f} % watched, {per_tick:.1f} samples per tick"
-                )
+    rounds = []
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-watch-") as temporary,
+        deployed(Path(temporary)) as (project, store),
+    ):
+        plane = plane_processes(project.state_dir)
+        console.print(f"data plane: {len(plane)} processes")
+        if args.profile:
+            profile(project, store)
+        for number in range(args.repeat):
+            idle = idle_window(plane, args.seconds)
+            watched, own, per_tick = watched_window(project, store, plane, args.seconds)
+            rounds.append(Round(idle, watched, own, per_tick))
+            console.print(
+                f"round {number + 1}: watcher {own:.2f} %, data plane {idle:.2f} % idle "
+                f"/ {watched:.2f} % watched, {per_tick:.1f} samples per tick"
+            )
     report(rounds)
 
 
