@@ -63,6 +63,7 @@ COMMAND_MODULES: dict[str, str] = {
     "users": "approvals",
     "demo": "demo",
     "server": "server",
+    "watch": "watch",
     "whoami": "remote_commands",
     "insights": "insights",
     "feedback": "feedback",

@@ -25,6 +25,14 @@ PublicUrlOption = typer.Option(
     help="The URL people and forges reach the server at (links in commit statuses and "
     "login links); default: http://HOST:PORT.",
 )
+NoWatchOption = typer.Option(
+    "--no-watch",
+    help="Do not sample the environments continuously (docs/monitoring.md#continuous-watch).",
+)
+PrometheusSdOption = typer.Option(
+    "--prometheus-sd",
+    help="Write Prometheus file-based service discovery of the metrics endpoints here.",
+)
 AdminOption = typer.Option(
     "--admin",
     help="The admin whose one-time login link is printed; made an admin user when the "
@@ -52,6 +60,8 @@ def server(
     workers: Annotated[int, WorkersOption] = 2,
     spec: Annotated[Path | None, SpecOption] = None,
     admin: Annotated[str | None, AdminOption] = None,
+    no_watch: Annotated[bool, NoWatchOption] = False,
+    prometheus_sd: Annotated[Path | None, PrometheusSdOption] = None,
 ) -> None:
     """Serve the REST API, the web UI and the forge webhooks, and run queued pipelines."""
     import uvicorn
@@ -59,6 +69,7 @@ def server(
     from conveyor.server.app import create_app
     from conveyor.server.context import ServerContext
     from conveyor.server.queue import configure_workers, resume
+    from conveyor.server.watch import WatchSettings, configure_watch
     from conveyor.service.project import Project
     from conveyor.store.queue import pending
 
@@ -71,6 +82,8 @@ def server(
     url = public_url or f"http://{host}:{port}"
     context = ServerContext.open(project, url)
     configure_workers(context, workers)
+    sd = prometheus_sd.resolve() if prometheus_sd else None
+    configure_watch(context, WatchSettings(enabled=not no_watch, prometheus_sd=sd))
     try:
         console.print(f"Conveyor serves {project.directory.name} at {url}", highlight=False)
         _print_login_link(context, admin)

@@ -35,14 +35,27 @@ def take_sample(
     environment: str, router: Router, runtime: Runtime, ledger: DeployLedger
 ) -> list[SignalSample]:
     """One sample of every release the router knows, recorded in the store."""
-    running = set(runtime.releases())
+    samples = plane_samples(environment, router, runtime)
+    ledger.samples.add([to_row(sample) for sample in samples])
+    return samples
+
+
+def plane_samples(
+    environment: str,
+    router: Router,
+    runtime: Runtime,
+    running: set[str] | None = None,
+    now: float | None = None,
+) -> list[SignalSample]:
+    """One sample of every release the router knows, not recorded (the continuous watch
+    records several environments' at once). `running`: the runtime's releases, if known;
+    `now`: the samples' time (default: the clock's)."""
+    running = set(runtime.releases()) if running is None else running
 
     def saturation_of(release_id: str) -> Saturation | None:
         return saturation_or_none(runtime, release_id) if release_id in running else None
 
-    samples = read_samples(environment, router, saturation_of)
-    ledger.samples.add([to_row(sample) for sample in samples])
-    return samples
+    return read_samples(environment, router, saturation_of, now=now)
 
 
 def read_samples(

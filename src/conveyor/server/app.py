@@ -62,6 +62,7 @@ LIFESPANS: tuple[str, ...] = (
     "conveyor.server.events:lifespan",
     "conveyor.server.statuses:lifespan",
     "conveyor.server.queue:lifespan",
+    "conveyor.server.watch:lifespan",
 )
 
 API_PREFIX = "/api/v1"

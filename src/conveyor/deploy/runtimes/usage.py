@@ -12,6 +12,7 @@ A process that exits while it is read is left out.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 import psutil
@@ -25,10 +26,49 @@ def tree_usage(pid: int) -> Saturation:
     """The usage of process `pid` and all its descendants (zero if it is gone)."""
     try:
         root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
+        below = _descendants(pid)
+        processes = [root, *(_process(p) for p in below)] if below is not None else None
+        if processes is None:
+            processes = [root, *root.children(recursive=True)]
     except psutil.Error:
         return NONE
-    return _sum(_usage(process) for process in processes)
+    return _sum(_usage(process) for process in processes if process is not None)
+
+
+def _descendants(pid: int) -> list[int] | None:
+    """The pids under `pid`, from /proc/PID/task/TID/children: a few small reads, where
+    psutil's `children` reads the parent of every process on the machine (the continuous
+    watch asks for every replica every second). None where the kernel has no such file."""
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            if parent == pid:
+                return None
+            continue  # exited while read
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as listing:
+                    children = [int(child) for child in listing.read().split()]
+            except FileNotFoundError:
+                if parent == pid:
+                    return None  # no CONFIG_PROC_CHILDREN: psutil's way
+                continue
+            except (OSError, ValueError):
+                continue
+            found += children
+            pending += children
+    return found
+
+
+def _process(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.Error:  # exited between the two reads
+        return None
 
 
 def replicas_usage(pids: Iterable[int]) -> Saturation:

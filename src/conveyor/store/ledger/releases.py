@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -49,6 +49,17 @@ class Releases:
                 .order_by(releases.c.created_at)
             )
             return [_release(row._mapping) for row in conn.execute(query)]
+
+    def states(self, pairs: Collection[tuple[str, str]]) -> dict[tuple[str, str], ReleaseState]:
+        """The state of each (environment, release id) pair the ledger knows, in one read
+        (the continuous watch asks for every environment's live release every second)."""
+        if not pairs:
+            return {}
+        with read_transaction(self.engine) as conn:
+            query = sa.select(releases.c.environment, releases.c.release_id, releases.c.state)
+            rows = conn.execute(query.where(releases.c.release_id.in_({r for _, r in pairs})))
+            found = {(row.environment, row.release_id): ReleaseState(row.state) for row in rows}
+        return {pair: found[pair] for pair in pairs if pair in found}
 
     def set_state(
         self, environment: str, release_id: str, state: ReleaseState, actor: str | None = None
