@@ -34,6 +34,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from conveyor.spec.business import Business
 from conveyor.spec.hooks import Hooks
 from conveyor.spec.strategy import FlagReleases, Strategy
 from conveyor.spec.types import Duration, RouterName, RuntimeName
@@ -202,6 +203,11 @@ class Environment(_Strict):
     samples: SampleRetention = Field(
         default_factory=SampleRetention,
         description="Retention of the golden-signal samples (docs/environments.md).",
+    )
+    business: Business | None = Field(
+        default=None,
+        description="Business counters, ratios and guardrails per release and flag variant "
+        "(docs/monitoring.md).",
     )
 
     @field_validator("env")

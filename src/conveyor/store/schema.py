@@ -304,3 +304,23 @@ sa.Index("ix_runs_commit_sha", runs.c.commit_sha)
 sa.Index("ix_runs_branch_id", runs.c.branch, runs.c.id)
 sa.Index("ix_runs_state_id", runs.c.state, runs.c.id)
 sa.Index("ix_runs_pipeline_id", runs.c.pipeline, runs.c.id)  # migration 0005
+
+# Business counters per release replica (observe/business.py, migration 0010): each row
+# one scrape of one series, its raw cumulative value (null: the series or the replica did
+# not answer, `outcome` says which); increases, resets included, are computed on reading.
+business_samples = sa.Table(
+    "business_samples",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("environment", sa.String, nullable=False),
+    sa.Column("release_id", sa.String, nullable=False),
+    sa.Column("replica", sa.String, nullable=False),  # its address
+    sa.Column("restarts", sa.Integer, nullable=False),  # a change is a counter reset
+    sa.Column("metric", sa.String, nullable=False),  # the name in conveyor.yml
+    sa.Column("flag", sa.String, nullable=False),  # "" for the release's total
+    sa.Column("variant", sa.String, nullable=False),
+    sa.Column("value", sa.Double),
+    sa.Column("outcome", sa.String, nullable=False),
+    sa.Column("ts", Timestamp, nullable=False),
+    sa.Index("ix_business_samples_env_ts", "environment", "ts"),
+)
