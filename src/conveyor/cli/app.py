@@ -63,6 +63,7 @@ COMMAND_MODULES: dict[str, str] = {
     "demo": "demo",
     "server": "server",
     "whoami": "remote_commands",
+    "business": "business",
 }
 
 HELP = "Conveyor carries a commit to production: pipeline-as-code, gates, images, releases."

@@ -32,6 +32,8 @@ ROUTERS: tuple[str, ...] = (
     "conveyor.server.api.images:router",
     "conveyor.server.api.audit:router",
     "conveyor.server.api.environments:router",
+    "conveyor.server.api.business:router",
+    "conveyor.server.ui.business:router",
     "conveyor.server.events:router",
     "conveyor.server.hooks:router",
     "conveyor.server.ui.runs:router",
