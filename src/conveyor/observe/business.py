@@ -271,16 +271,16 @@ class _Source:
         self.environment = environment
         self.engine = engine
         self.tracker = Tracker()
-        self.client = httpx.Client()
 
     def _scrape(self, release_ids: Iterable[str]) -> list[Point]:
         now = time.time()
         points: list[Point] = []
         running = set(self.runtime.releases())
-        for release_id in release_ids:
-            if release_id in running:
-                replicas = self.runtime.status(release_id)
-                points += scrape_release(self.client, self.business, release_id, replicas, now)
+        with httpx.Client() as client:  # one per scrape: nothing left open between steps
+            for release_id in release_ids:
+                if release_id in running:
+                    replicas = self.runtime.status(release_id)
+                    points += scrape_release(client, self.business, release_id, replicas, now)
         if self.engine is not None:
             store_points(self.engine, self.environment, points)
         return points
