@@ -29,7 +29,7 @@ CANARY = """\
           min_duration: 3s
           max_duration: 30s
           min_effect: 2.0
-          negligible_rate: 0.02
+          negligible_rate: 0.1
         steps:
           - weight: 40
           - analysis: {}
