@@ -24,10 +24,15 @@ from pydantic import BaseModel, Field
 
 from .flags import FlagClient, NoFlags
 from .metrics import Metrics
+from .models import ErrorBody
 
 ONE_PAGE_CHECKOUT = "one-page-checkout"
 USER_COOKIE = "shop-user"
 CHECKOUT_ID = r"^(on|off)\.[0-9a-f]{32}$"
+# FastAPI answers 400 (not 422) when a request body cannot be decoded at all.
+UNREADABLE_BODY: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorBody, "description": "The body is not JSON."}
+}
 
 
 class CheckoutIn(BaseModel):
@@ -122,7 +127,12 @@ def add_checkout_routes(
         answer.set_cookie(USER_COOKIE, user, httponly=True, samesite="lax")
         return answer
 
-    @app.post("/api/checkout", tags=["checkout"], status_code=status.HTTP_201_CREATED)
+    @app.post(
+        "/api/checkout",
+        tags=["checkout"],
+        status_code=status.HTTP_201_CREATED,
+        responses=UNREADABLE_BODY,
+    )
     def start_checkout(
         body: CheckoutIn,
         request: Request,
@@ -130,7 +140,12 @@ def add_checkout_routes(
     ) -> Checkout:
         return start(_user(request, x_user_id))
 
-    @app.post("/api/orders", tags=["checkout"], status_code=status.HTTP_201_CREATED)
+    @app.post(
+        "/api/orders",
+        tags=["checkout"],
+        status_code=status.HTTP_201_CREATED,
+        responses=UNREADABLE_BODY,
+    )
     def place_order(body: OrderIn) -> Order:
         variant = body.checkout.split(".", 1)[0]
         metrics.order_placed(ONE_PAGE_CHECKOUT, variant)
