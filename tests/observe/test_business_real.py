@@ -11,13 +11,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from conveyor.deploy.rollout import DeployOutcome
 from conveyor.observe.business_figures import BusinessView, business_view
+from conveyor.observe.business_watch import sample_on_watch
 from conveyor.service import environments
 from conveyor.service.project import Project
 from conveyor.states import DeployState
 from conveyor.store.records import EventKind
+from conveyor.store.schema import business_samples
+from conveyor.store.store import Store
 from observe.business_app import FLAG, build_checkout_app, checkout_project
 
 pytestmark = [pytest.mark.real, pytest.mark.timeout(180)]
@@ -114,6 +118,21 @@ def test_figures_per_release_and_variant_with_resets_and_vanished_counters(
     notes = "\n".join(release.notes)
     assert f"{first.removeprefix('http://')}, orders: restarted" in notes
     assert f"{second.removeprefix('http://')}, orders: answered without the counter" in notes
+
+    # The continuous watch's consumer scrapes too, at most every EVERY seconds.
+    with project.open_store() as store:
+        before = stored_rows(store)
+        sample_on_watch(project, store, "staging", 1e9)
+        once = stored_rows(store)
+        sample_on_watch(project, store, "staging", 1e9 + 1)
+        assert stored_rows(store) == once > before
+
+
+def stored_rows(store: Store) -> int:
+    with store.engine.connect() as conn:
+        return int(
+            conn.execute(sa.select(sa.func.count()).select_from(business_samples)).scalar_one()
+        )
 
 
 class Shoppers:

@@ -25,7 +25,8 @@ from conveyor.observe.business import store_points as _store_points
 from conveyor.service.environments import environment_spec, make_runtime
 from conveyor.service.project import Project
 from conveyor.spec.business import Business
-from conveyor.store.db import read_transaction
+from conveyor.spec.environments import Environment
+from conveyor.store.db import read_transaction, write_transaction
 from conveyor.store.schema import business_samples
 from conveyor.store.store import Store
 
@@ -114,7 +115,7 @@ def business_view(
     states = {r.release_id: r.state.value for r in store.ledger.releases.of_environment(name)}
     sampled_at = None
     if sample:
-        sampled_at = sample_environment(project, store, name, business)
+        sampled_at = sample_environment(project, store, name, business, spec)
     rows = _points(store.engine, name)
     releases = _release_figures(rows, business, states)
     reference = _reference(record.live_release, states)
@@ -134,9 +135,13 @@ def business_view(
     )
 
 
-def sample_environment(project: Project, store: Store, name: str, business: Business) -> float:
-    """Scrape every running release of `name` once, into the store."""
-    runtime = make_runtime(project, environment_spec(project, name))
+def sample_environment(
+    project: Project, store: Store, name: str, business: Business, spec: Environment | None = None
+) -> float:
+    """Scrape every running release of `name` once, into the store (`spec`: its
+    environment, when already read)."""
+    spec = spec or environment_spec(project, name)
+    runtime = make_runtime(project, spec)
     running = set(runtime.releases())
     now = time.time()
     ours = [r.release_id for r in store.ledger.releases.of_environment(name)]
@@ -147,7 +152,19 @@ def sample_environment(project: Project, store: Store, name: str, business: Busi
                 replicas = runtime.status(release_id)
                 points += scrape_release(client, business, release_id, replicas, now)
     _store_points(store.engine, name, points)
+    prune_points(store.engine, name, now - spec.samples.keep)
     return now
+
+
+def prune_points(engine: sa.Engine, environment: str, before: float) -> None:
+    """Drop scrapes older than the environment's sample retention (`samples.keep`). A
+    replica's oldest kept scrape then counts its whole value, which is still what it
+    counted since it started (less what it lost to a restart among the dropped ones)."""
+    table = business_samples
+    with write_transaction(engine) as conn:
+        conn.execute(
+            sa.delete(table).where(table.c.environment == environment, table.c.ts < before)
+        )
 
 
 def _points(engine: sa.Engine, environment: str) -> list[Point]:

@@ -8,4 +8,6 @@ SLO evaluator); a consumer that fails is recorded and does not stop the watch.
 
 from __future__ import annotations
 
-CONSUMERS: tuple[str, ...] = ()
+CONSUMERS: tuple[str, ...] = (
+    "conveyor.observe.business_watch:sample_on_watch",  # business counters per release
+)
