@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from conveyor.deploy.rollout import DeployOutcome
+from conveyor.observe.business import VariantSource
 from conveyor.observe.business_figures import BusinessView, business_view
 from conveyor.observe.business_watch import sample_on_watch
 from conveyor.service import environments
@@ -69,6 +70,18 @@ def replica_urls(project: Project) -> list[str]:
         return [f"http://{r.address}" for r in runtime.status(record.live_release)]
 
 
+def variant_source(project: Project) -> VariantSource:
+    spec = environments.environment_spec(project, "staging")
+    assert spec.business is not None
+    with project.open_store() as store:
+        record = store.ledger.environments.get("staging")
+    assert record is not None
+    runtime = environments.make_runtime(project, spec)
+    return VariantSource(
+        spec.business, runtime, "staging", None, flag=FLAG, release_id=str(record.live_release)
+    )
+
+
 def checkouts(url: str, variant: str, orders: int, left: int) -> None:
     with httpx.Client(base_url=url, timeout=10.0) as client:
         for order in [1] * orders + [0] * left:
@@ -106,6 +119,13 @@ def test_figures_per_release_and_variant_with_resets_and_vanished_counters(
     assert (compared.arm, compared.reference) == (f"{FLAG}:on", f"{FLAG}:off")
     assert compared.difference.low < 12 / 20 - 2 / 10 < (compared.difference.high or 1.0)
 
+    # A flag release's arms: the flag's users ("on") against the control variant.
+    source = variant_source(project)
+    source.start(["on", "off"])
+    checkouts(first, "on", orders=2, left=1)
+    checkouts(second, "off", orders=0, left=3)
+    assert source.read().increases == {"on": {"conversion": (2, 3)}, "off": {"conversion": (0, 3)}}
+
     # A restart the runtime did not see: the counter went down, so it counts from zero.
     httpx.post(f"{first}/reset").raise_for_status()
     checkouts(first, "on", orders=1, left=0)
@@ -114,7 +134,10 @@ def test_figures_per_release_and_variant_with_resets_and_vanished_counters(
     checkouts(second, "on", orders=1, left=0)
 
     (release,) = view(project).releases
-    assert release.metrics == {"orders": 15, "checkouts": 32}
+    # The first replica's 2 orders and 3 checkouts since the last stored scrape went
+    # with its reset (counted from zero: +1, +1); the second's orders are hidden (+0),
+    # its checkouts counted (+4).
+    assert release.metrics == {"orders": 15, "checkouts": 35}
     notes = "\n".join(release.notes)
     assert f"{first.removeprefix('http://')}, orders: restarted" in notes
     assert f"{second.removeprefix('http://')}, orders: answered without the counter" in notes
