@@ -13,6 +13,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from conftest import run_cli
 from conveyor.deploy.rollout import DeployOutcome
 from conveyor.observe.business import VariantSource
 from conveyor.observe.business_figures import BusinessView, business_view
@@ -118,6 +119,15 @@ def test_figures_per_release_and_variant_with_resets_and_vanished_counters(
     (compared,) = shown.variant_comparisons
     assert (compared.arm, compared.reference) == (f"{FLAG}:on", f"{FLAG}:off")
     assert compared.difference.low < 12 / 20 - 2 / 10 < (compared.difference.high or 1.0)
+
+    # The CLI: the same figures as JSON (from the stored scrapes), and as a table.
+    shown_json = run_cli(["business", "staging", "--no-sample", "-o", "json"], project.directory)
+    assert shown_json.exit_code == 0, shown_json.stderr
+    assert shown_json.json()["releases"][0]["metrics"] == {"orders": 14, "checkouts": 30}
+    table = run_cli(["business", "staging", "--no-sample"], project.directory)
+    assert table.exit_code == 0 and "46.7%" in table.stdout and f"{FLAG}: on" in table.stdout
+    assert f"conversion of {FLAG}:on against the control variant: ratio [" in table.stdout
+    assert run_cli(["business", "nowhere"], project.directory).exit_code == 4
 
     # A flag release's arms: the flag's users ("on") against the control variant.
     source = variant_source(project)
