@@ -11,6 +11,7 @@ from fastapi import FastAPI, Header, HTTPException, Path, Request, Response, sta
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
+from .checkout import add_checkout_routes
 from .config import Settings
 from .db import ProductStore
 from .faults import FaultMiddleware
@@ -69,6 +70,7 @@ def create_app(
     _add_product_routes(app, store)
     _add_operational_routes(app, store, metrics, settings.version)
     _add_catalogue_page(app, store, flag_source, settings.version)
+    add_checkout_routes(app, flag_source, metrics, settings.version)
     _add_extra_routes(app, store)
     app.add_middleware(
         FaultMiddleware,

@@ -37,10 +37,30 @@ class Metrics:
             registry=self.registry,
         )
         build.labels(version=version).set(1)
+        # Business counters, labelled by the flag experiment and the variant that served
+        # the user (Conveyor reads them per release and per variant: docs/monitoring.md).
+        self.checkouts = Counter(
+            "shop_checkouts_started",
+            "Checkouts started, by flag and the variant that served the user.",
+            ["flag", "variant"],
+            registry=self.registry,
+        )
+        self.orders = Counter(
+            "shop_orders",
+            "Orders placed, by flag and the variant that served the user's checkout.",
+            ["flag", "variant"],
+            registry=self.registry,
+        )
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method=method, route=route, status=str(status)).inc()
         self.latency.labels(route=route).observe(seconds)
+
+    def checkout_started(self, flag: str, variant: str) -> None:
+        self.checkouts.labels(flag=flag, variant=variant).inc()
+
+    def order_placed(self, flag: str, variant: str) -> None:
+        self.orders.labels(flag=flag, variant=variant).inc()
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         """The metrics in the format the scraper asks for (text or OpenMetrics)."""

@@ -433,3 +433,80 @@ def hidden_rate(events: float, requests: float, level: float) -> float | None:
         lambda j: RateBelow(rates[-1 - j]).log_e(events, requests) >= cut, len(rates)
     )
     return rates[len(rates) - rejected] if rejected else None
+
+
+# --- Proportions: each denominator event a trial, each numerator event a success -------
+
+PROPORTION_PRIOR = (0.5, 0.5)  # Beta(1/2, 1/2), Jeffreys': no rate favoured at the ends
+
+
+def proportion_log_e(successes: int, trials: int, p0: float) -> float:
+    """The beta-binomial mixture martingale against H0: the success rate is `p0` (Robbins
+    1970). The mixture of every rate's likelihood ratio under a Beta prior has the closed
+    form B(a + s, b + f) / B(a, b) / (p0^s (1 - p0)^f); it is a nonnegative martingale
+    under H0 whatever the stopping time, so by Ville's inequality it exceeds 1/level with
+    probability at most level, however often it is looked at."""
+    a, b = PROPORTION_PRIOR
+    failures = trials - successes
+    if (successes and p0 <= 0.0) or (failures and p0 >= 1.0):
+        return math.inf
+    mixed = _log_beta(a + successes, b + failures) - _log_beta(a, b)
+    null = (successes * math.log(p0) if successes else 0.0) + (
+        failures * math.log1p(-p0) if failures else 0.0
+    )
+    return mixed - null
+
+
+def _log_beta(x: float, y: float) -> float:
+    return math.lgamma(x) + math.lgamma(y) - math.lgamma(x + y)
+
+
+def proportion_interval(successes: int, trials: int, level: float) -> Interval:
+    """A confidence sequence for a success rate: the rates `proportion_log_e` does not
+    reject at `level`. The e-value is convex in the rate's log-likelihood, lowest at
+    successes / trials, so the kept rates are an interval around it, found by bisection."""
+    if trials <= 0:
+        return Interval(0.0, 1.0)
+    cut = math.log(1.0 / level)
+    centre = successes / trials
+
+    def edge(inside: float, outside: float) -> float:
+        for _ in range(60):  # to ~1e-18: far below any figure shown
+            middle = (inside + outside) / 2.0
+            if proportion_log_e(successes, trials, middle) < cut:
+                inside = middle
+            else:
+                outside = middle
+        return inside
+
+    low = 0.0 if proportion_log_e(successes, trials, 0.0) < cut else edge(centre, 0.0)
+    high = 1.0 if proportion_log_e(successes, trials, 1.0) < cut else edge(centre, 1.0)
+    return Interval(low, high)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two success rates compared, each side's confidence sequence at level / 2, so by
+    the union bound the ratio's and the difference's hold together at `level`."""
+
+    arm: Interval
+    reference: Interval
+    ratio: Interval  # arm / reference; high None while the reference may be 0
+    difference: Interval  # arm - reference (high never None)
+
+
+def compare_proportions(
+    arm: tuple[int, int], reference: tuple[int, int], level: float
+) -> Comparison:
+    """(successes, trials) of an arm and of its reference."""
+    mine = proportion_interval(*arm, level / 2.0)
+    theirs = proportion_interval(*reference, level / 2.0)
+    assert mine.high is not None and theirs.high is not None
+    low = mine.low / theirs.high if theirs.high > 0 else 0.0
+    high = mine.high / theirs.low if theirs.low > 0 else None
+    return Comparison(
+        mine,
+        theirs,
+        Interval(low, high),
+        Interval(mine.low - theirs.high, mine.high - theirs.low),
+    )

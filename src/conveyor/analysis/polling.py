@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from conveyor.analysis.business import BusinessGuard
 from conveyor.analysis.judge import Judge, Reference
 from conveyor.analysis.model import Absolute, Counts, Decision, Observation
 from conveyor.analysis.providers.base import MetricsProvider, Reading
@@ -49,16 +50,21 @@ def judged_windows(
     arms: Arms,
     clock: Clock,
     reference: Reference | None = None,
+    *,
+    guard: BusinessGuard | None = None,
 ) -> Iterator[Judged]:
     """Start the provider, then, every `settings.interval` for as long as the caller
     iterates, the judge's decision on the window just read. `reference` defaults to the
-    settings' own."""
+    settings' own. A `guard` (the business guardrails) reviews every decision: the canary
+    against the baseline, else against stable."""
     judge = Judge(
         settings,
         reference=reference or Reference(settings.reference.value),
     )
     started = clock.monotonic()
     provider.start(arms.names(), latency_threshold(settings))
+    if guard is not None:
+        guard.start(arms.canary, arms.baseline or arms.stable, settings.max_duration)
     while True:
         clock.sleep(settings.interval)
         readings = provider.read()
@@ -70,7 +76,10 @@ def judged_windows(
             stable=reading_of(readings, arms.stable).counts,
             canary_absolute=canary.absolute,
         )
-        yield Judged(judge.observe(observation), canary)
+        decision = judge.observe(observation)
+        if guard is not None:
+            decision = guard.review(decision)
+        yield Judged(decision, canary)
 
 
 def reading_of(readings: Mapping[str, Reading], arm: str | None) -> Reading:

@@ -68,6 +68,7 @@ COMMAND_MODULES: dict[str, str] = {
     "insights": "insights",
     "feedback": "feedback",
     "incidents": "incidents",
+    "business": "business",
 }
 
 HELP = "Conveyor carries a commit to production: pipeline-as-code, gates, images, releases."

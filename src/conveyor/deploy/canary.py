@@ -232,7 +232,8 @@ class CanaryRollout:
             stable=self.stable.release_id,
             baseline=self.baseline.release_id if self.baseline is not None else None,
         )
-        for judged in judged_windows(settings, self.provider, arms, clock):
+        guard = self.ctx.business_guard()
+        for judged in judged_windows(settings, self.provider, arms, clock, guard=guard):
             # A rollback meanwhile ends the deploy now, not at its next change of traffic
             # (a pause until promoted would otherwise hold a superseded canary).
             self.ctx.check_superseded()

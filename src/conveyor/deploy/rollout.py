@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from conveyor.analysis.business import BusinessGuard
 from conveyor.analysis.providers.base import MetricsProvider
 from conveyor.clock import SYSTEM_CLOCK, Clock
 from conveyor.deploy import routing
@@ -77,6 +78,8 @@ class Target:
     # The judge's counts for a progressive release (router signals, or Prometheus).
     provider: Callable[[Analysis], MetricsProvider] | None = None
     data_dir: Path | None = None  # writable, kept across releases (/data in a replica)
+    # A fresh business guard for each judged step (None: no business guardrails).
+    business: Callable[[], BusinessGuard | None] | None = None
     clock: Clock = SYSTEM_CLOCK  # every wait (drains, polls, analysis intervals)
 
 
@@ -303,6 +306,10 @@ class RolloutContext(TargetActions):
         if self.target.provider is None:
             raise ConveyorError(f"{self.target.name} has no metrics provider to judge with")
         return self.target.provider(settings)
+
+    def business_guard(self) -> BusinessGuard | None:
+        """The business guardrails of one judged step, if the environment has any."""
+        return self.target.business() if self.target.business is not None else None
 
     def register_release(
         self, release_id: str, repository: str, digest: str, ports: Sequence[int]

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from conveyor.analysis.business import BusinessGuard
 from conveyor.analysis.judge import Reference
 from conveyor.analysis.model import Decision, Verdict
 from conveyor.analysis.polling import Arms, judged_windows
@@ -56,6 +57,9 @@ class FlagRelease:
     stickiness: str | None = None
     progress: Progress = field(default=lambda _message: None)
     sleep: Callable[[float], None] = time.sleep
+    # A fresh business guard per judged step: the "on" users' ratios against the "off"
+    # users' (the flag's variants, read from the service's counters).
+    business: Callable[[], BusinessGuard | None] | None = None
 
     def run(self) -> FlagReleaseOutcome:
         decisions: list[Decision] = []
@@ -92,6 +96,7 @@ class FlagRelease:
             Arms(canary=ON, stable=OFF),
             SleptClock(self.sleep),
             Reference.POOLED,
+            guard=self.business() if self.business is not None else None,
         )
         return next(j.decision for j in windows if j.decision.verdict is not Verdict.CONTINUE)
 

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 CONSUMERS: tuple[str, ...] = (
     "conveyor.observe.slo_watch:consume",
     "conveyor.observe.feedback:watch_consumer",
+    "conveyor.observe.business_watch:sample_on_watch",
 )
 
 DEFAULT_INTERVAL = 1.0

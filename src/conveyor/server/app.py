@@ -37,6 +37,8 @@ ROUTERS: tuple[str, ...] = (
     "conveyor.server.api.feedback:router",
     "conveyor.server.api.alerts:router",
     "conveyor.server.api.incidents:router",
+    "conveyor.server.api.business:router",
+    "conveyor.server.ui.business:router",
     "conveyor.server.events:router",
     "conveyor.server.hooks:router",
     "conveyor.server.ui.runs:router",

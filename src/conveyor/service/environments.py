@@ -32,6 +32,7 @@ from conveyor.deploy.signals import window_rates
 from conveyor.engine.mask import Masker
 from conveyor.engine.secrets import load_secrets
 from conveyor.errors import ConveyorError, InfrastructureError, NotFoundError
+from conveyor.observe.business import release_guard
 from conveyor.service.images import image_store, parse_ref, resolve, verify_image
 from conveyor.service.project import Project
 from conveyor.spec.environments import Environment
@@ -138,6 +139,7 @@ def controller(
         workdir=project.directory,
         command_path=command_path,
         data_dir=project.state_dir / "data" / name,
+        business=lambda: release_guard(spec.business, runtime, name, store.engine),
     )
     return ReleaseController(target, _masking(progress, masker.mask_text))
 

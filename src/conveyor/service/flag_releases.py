@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from conveyor.analysis.business import BusinessGuard
 from conveyor.analysis.providers.base import ProviderSite
 from conveyor.analysis.providers.registry import PROVIDERS
 from conveyor.errors import ConveyorError
 from conveyor.flags.release import FlagRelease, FlagReleaseOutcome, Progress
 from conveyor.flags.store import FlagLedger
-from conveyor.service.environments import environment_spec
+from conveyor.observe.business import variant_guard
+from conveyor.service.environments import environment_spec, make_runtime
 from conveyor.service.project import Project
 from conveyor.store.store import Store
 
@@ -21,7 +23,8 @@ def release_flag(
     actor: str,
     progress: Progress | None = None,
 ) -> FlagReleaseOutcome:
-    settings = environment_spec(project, environment).flags
+    spec = environment_spec(project, environment)
+    settings = spec.flags
     if settings is None:
         raise ConveyorError(
             f"{environment} has no `flags:` settings to judge a rollout with",
@@ -42,4 +45,20 @@ def release_flag(
         actor=actor,
         stickiness=settings.stickiness,
         progress=progress or (lambda _message: None),
+        business=lambda: _business_guard(project, store, environment, flag),
     ).run()
+
+
+def _business_guard(
+    project: Project, store: Store, environment: str, flag: str
+) -> BusinessGuard | None:
+    """The flag's users with it against those without, on the live release's counters."""
+    spec = environment_spec(project, environment)
+    if spec.business is None or not spec.business.guardrails:
+        return None
+    record = store.ledger.environments.get(environment)
+    live = record.live_release if record is not None else None
+    runtime = make_runtime(project, spec)
+    return variant_guard(
+        spec.business, runtime, environment, store.engine, flag=flag, live_release=live
+    )

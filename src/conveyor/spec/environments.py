@@ -40,6 +40,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from conveyor.spec.business import Business
 from conveyor.spec.hooks import Hooks
 from conveyor.spec.slo import Slos
 from conveyor.spec.strategy import FlagReleases, Strategy
@@ -236,6 +237,11 @@ class Environment(_Strict):
     alerts: AlertSettings = Field(
         default_factory=AlertSettings,
         description="What an alert on this environment does (docs/monitoring.md).",
+    )
+    business: Business | None = Field(
+        default=None,
+        description="Business counters, ratios and guardrails per release and flag variant "
+        "(docs/monitoring.md).",
     )
 
     @field_validator("env")

@@ -402,3 +402,23 @@ incident_timeline = sa.Table(
     sa.Column("data", sa.JSON, nullable=False),
     sa.Index("ix_incident_timeline_incident", "incident_id", "id"),
 )
+
+# Business counters per release replica (observe/business.py, migration 0010): each row
+# one scrape of one series, its raw cumulative value (null: the series or the replica did
+# not answer, `outcome` says which); increases, resets included, are computed on reading.
+business_samples = sa.Table(
+    "business_samples",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("environment", sa.String, nullable=False),
+    sa.Column("release_id", sa.String, nullable=False),
+    sa.Column("replica", sa.String, nullable=False),  # its address
+    sa.Column("restarts", sa.Integer, nullable=False),  # a change is a counter reset
+    sa.Column("metric", sa.String, nullable=False),  # the name in conveyor.yml
+    sa.Column("flag", sa.String, nullable=False),  # "" for the release's total
+    sa.Column("variant", sa.String, nullable=False),
+    sa.Column("value", sa.Double),
+    sa.Column("outcome", sa.String, nullable=False),
+    sa.Column("ts", Timestamp, nullable=False),
+    sa.Index("ix_business_samples_env_ts", "environment", "ts"),
+)

@@ -52,6 +52,8 @@ def test_openapi_describes_the_service(client: TestClient) -> None:
     assert set(document["paths"]) == {
         "/api/products",
         "/api/products/{product_id}",
+        "/api/checkout",
+        "/api/orders",
         "/healthz",
         "/version",
     }
