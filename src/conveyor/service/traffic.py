@@ -1,11 +1,17 @@
 """Synthetic users: steady traffic on a service, so a canary has requests to be judged on.
 
 The demo runs them against production while later changes roll out; tests and
-benchmarks have load generators of their own.
+benchmarks have load generators of their own. Every few steps a user also starts the
+shop's checkout (`POST /api/checkout`) and places the order with a probability that
+depends on the checkout's variant (`COMPLETION`): a model of people who finish a
+one-page checkout more often than a two-step one, so the business metrics, the
+conversion guardrail and the checkout experiment have something to show. A service
+without those endpoints just answers 404 to them.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -13,6 +19,9 @@ from dataclasses import dataclass, field
 import httpx
 
 PATHS = ("/api/products", "/", "/api/products", "/healthz")
+CHECKOUT_EVERY = 5  # steps between a user's checkouts
+# The chance a started checkout ends in an order, by the variant that served it.
+COMPLETION = {"on": 0.6, "off": 0.45}
 
 
 @dataclass
@@ -52,15 +61,30 @@ class SyntheticUsers:
     def _browse(self, index: int) -> None:
         pause = 1.0 / self.per_user
         step = index
+        chance = random.Random(index)  # each user decides the same way in every demo
         with httpx.Client(base_url=self.url, timeout=5.0, trust_env=False) as client:
             while not self._stop.wait(pause):
                 if not self._browsing.wait(pause):
                     continue
                 step += 1
                 try:
-                    answer = client.get(PATHS[step % len(PATHS)])
+                    if step % CHECKOUT_EVERY == 0:
+                        self._check_out(client, chance)
+                    else:
+                        self._count(client.get(PATHS[step % len(PATHS)]))
                 except httpx.HTTPError:
                     self.statuses[0] += 1  # no answer
                     continue
-                self.statuses[answer.status_code] += 1
                 client.cookies.clear()  # a new visitor each time: no sticky release
+
+    def _check_out(self, client: httpx.Client, chance: random.Random) -> None:
+        started = self._count(client.post("/api/checkout", json={"product_id": 1}))
+        if started.status_code != 201:
+            return
+        body = started.json()
+        if chance.random() < COMPLETION.get(str(body.get("variant")), 0.0):
+            self._count(client.post("/api/orders", json={"checkout": body.get("checkout")}))
+
+    def _count(self, answer: httpx.Response) -> httpx.Response:
+        self.statuses[answer.status_code] += 1
+        return answer
