@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conveyor.deploy.log_lines import split_stamp
 from conveyor.deploy.runtimes.logs import (
     DEFAULT_KEEP,
     DEFAULT_MAX_BYTES,
@@ -76,7 +77,10 @@ def test_the_pump_copies_the_pipe_and_keeps_the_last_line(tmp_path: Path) -> Non
     assert not pump.thread.is_alive()
     assert pump.last_line() == "Traceback: boom"
     written = b"".join(path.read_bytes() for path in reversed(log.generations()))
-    assert written == b"".join(map(line, range(15))) + b"Traceback: boom\n\n"
+    # Each line starts with the time the pump read it.
+    assert [split_stamp(each)[0] is not None for each in written.splitlines()] == [True] * 17
+    unstamped = b"".join(split_stamp(each)[1] + b"\n" for each in written.splitlines())
+    assert unstamped == b"".join(map(line, range(15))) + b"Traceback: boom\n\n"
 
 
 def test_the_limits_come_from_the_environment() -> None:
