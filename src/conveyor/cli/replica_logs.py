@@ -70,14 +70,16 @@ def env_logs(args: EnvLogsArgs) -> None:
     project = Project.locate(args.spec)
     with project.open_store(create=False) as store:
         logs = environment_logs(project, store, args.env)
-        page = read_page(logs, query)
         if not args.follow:
+            page = read_page(logs, query)
             _show(page.items, page.next_cursor, args.output)
             return
-        for entry in reversed(page.items):
+        # Noted before the page is read, so that no line falls between the two.
+        followed = follow_logs(lambda: environment_logs(project, store, args.env), query)
+        for entry in reversed(read_page(logs, query).items):
             _show_one(entry, args.output)
         try:
-            for entry in follow_logs(lambda: environment_logs(project, store, args.env), query):
+            for entry in followed:
                 _show_one(entry, args.output)
         except KeyboardInterrupt:
             return

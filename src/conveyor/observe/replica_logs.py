@@ -261,24 +261,41 @@ def follow_logs(
     stop: Callable[[], bool] = lambda: False,
     poll: float = FOLLOW_POLL,
 ) -> Iterator[LogEntry]:
-    """Lines as they are written from now on, oldest first, until `stop()`. `logs_of` is
-    asked again each round, so a release deployed meanwhile is followed from its start."""
-    tails: dict[tuple[str, int], FileTail] = {}
-    started = False
-    while not stop():
-        logs = logs_of()
+    """Lines written from this call on, oldest first, until `stop()`. What the files hold
+    now is noted at once (read a page after this call to show it: nothing falls between).
+    `logs_of` is asked again each round, so a release deployed meanwhile is followed from
+    its first line."""
+    follower = _Follower(logs_of, query)
+    follower.read()
+    return follower.entries(stop, poll)
+
+
+class _Follower:
+    def __init__(self, logs_of: Callable[[], EnvironmentLogs], query: LogQuery) -> None:
+        self.logs_of = logs_of
+        self.query = query
+        self.tails: dict[tuple[str, int], FileTail] = {}
+        self.started = False
+
+    def read(self) -> list[LogEntry]:
+        logs, query = self.logs_of(), self.query
         fresh: list[tuple[LogKey, LogEntry]] = []
         for release in logs.chosen(query.release):
             for log in logs.logs_of(release):
-                # What exists when following starts was shown already; a replica or a
-                # release that appears later is read from its first line.
-                tail = tails.setdefault((release, log.replica), FileTail(from_start=started))
+                # A replica or a release that appears after the start: from its first line.
+                tail = self.tails.setdefault(
+                    (release, log.replica), FileTail(from_start=self.started)
+                )
                 lines = tail.read(log.files)
                 fresh.extend(_matching(logs.masker, release, log.replica, lines, query))
-        started = True
+        self.started = True
         fresh.sort(key=lambda pair: pair[0])
-        yield from (entry for _, entry in fresh)
-        time.sleep(poll)
+        return [entry for _, entry in fresh]
+
+    def entries(self, stop: Callable[[], bool], poll: float) -> Iterator[LogEntry]:
+        while not stop():
+            time.sleep(poll)
+            yield from self.read()
 
 
 def _matching(
