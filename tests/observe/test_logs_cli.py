@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -130,3 +131,10 @@ def test_an_environment_never_deployed_has_no_lines(git_project: MakeProject) ->
     result = run_cli(["logs", "--env", "staging", "-o", "json"], repo.root)
     assert result.exit_code == 0, result.stderr
     assert result.json() == {"items": [], "next_cursor": None}
+
+
+def test_minus_f_still_names_the_spec_file(repo: GitProject, tmp_path: Path) -> None:
+    spec = str(repo.root / "conveyor.yml")
+    result = run_cli(["logs", "-f", spec, "--env", "staging", "-n", "1", "-o", "json"], tmp_path)
+    assert result.exit_code == 0, result.stderr
+    assert [item["message"] for item in result.json()["items"]] == ["checkout failed"]

@@ -104,7 +104,7 @@ def test_the_cli_shows_text_and_follows_new_lines(
     assert "version=v1" in shown
 
     follower = start_cli(
-        ["logs", "--env", "staging", "-f", "--level", "error", "-n", "1", "-o", "json"],
+        ["logs", "--env", "staging", "-F", "--level", "error", "-n", "1", "-o", "json"],
         project.directory,
     )
     lines: list[dict[str, object]] = []

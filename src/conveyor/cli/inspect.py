@@ -47,7 +47,7 @@ LOGS_EXAMPLES = examples(
     ("conveyor logs 12 unit-tests", "one job's log, of run 12"),
     ("conveyor logs 13 build -F", "follow a job while it runs"),
     ("conveyor logs --env production --level error --since 10m", "replicas' errors"),
-    ("conveyor logs --env staging --release staging-shop-3f1c -f", "follow one release"),
+    ("conveyor logs --env staging --release staging-shop-3f1c -F", "follow one release"),
     ("conveyor logs --env staging --grep timeout -o json", "matching lines, as JSON"),
 )
 HISTORY_EXAMPLES = examples(
@@ -113,7 +113,7 @@ def logs(
     ] = None,
     spec: Annotated[Path | None, SpecOption] = None,
     follow: Annotated[
-        bool, typer.Option("--follow", "-F", "-f", help="Keep printing while it runs.")
+        bool, typer.Option("--follow", "-F", help="Keep printing while it runs.")
     ] = False,
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
     env: Annotated[
