@@ -143,14 +143,14 @@ class Folder:
         return replica_logs_in(self.root / release_id)
 
 
-def test_the_error_counter_counts_error_lines_per_release_from_when_it_started(
+def test_the_error_counter_counts_error_lines_per_release_once_for_every_reader(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "r1").mkdir()
     log = RotatingLog(tmp_path / "r1" / "replica-0.log", LogLimits(max_bytes=2048, keep=1))
-    write(log, json.dumps({"level": "error", "msg": "old"}))  # before the counter: not counted
+    write(log, json.dumps({"level": "error", "msg": "before any reader"}))
     counter = ErrorCounter(Folder(tmp_path))
-    assert counter("r1") == 0
+    assert counter("r1") == 1  # what the files hold is counted once
 
     write(
         log,
@@ -163,13 +163,20 @@ def test_the_error_counter_counts_error_lines_per_release_from_when_it_started(
         "CRITICAL: down",
         "GET / 200",
     )
-    assert counter("r1") == 3
+    assert counter("r1") == 4
+    # Another reader (another process: the server's watch beside a deploy) shares the count.
+    other = ErrorCounter(Folder(tmp_path))
+    assert other("r1") == 4
     write(log, *(json.dumps({"level": "error", "n": n, "pad": "." * 100}) for n in range(30)))
-    assert counter("r1") == 33  # across a rotation
+    assert other("r1") == 34  # across a rotation
+    assert counter("r1") == 34  # nothing counted twice
     log2 = RotatingLog(tmp_path / "r1" / "replica-1.log", LogLimits())
     write(log2, "ERROR: from a replica started later")
-    assert counter("r1") == 34  # a new replica is read from its first line
+    assert counter("r1") == 35
     assert counter("missing") == 0
+    (tmp_path / "r1" / "replica-0.errors").write_text("{damaged")
+    # A damaged count starts again from what the files hold (to readers, a reset).
+    assert 1 <= counter("r1") <= 35
     log.close()
     log2.close()
 
