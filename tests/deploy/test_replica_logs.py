@@ -109,3 +109,16 @@ def test_writes_after_close_are_dropped(tmp_path: Path) -> None:
     log.write(line(1))  # a pump whose pipe a detached grandchild kept open
 
     assert (tmp_path / "replica-0.log").read_bytes() == line(0)
+
+
+def test_a_chunk_larger_than_a_file_is_split_at_line_ends(tmp_path: Path) -> None:
+    log = RotatingLog(tmp_path / "replica-0.log", LogLimits(max_bytes=1000, keep=3))
+    log.write(b"".join(map(line, range(25))))  # 2,500 bytes at once: stamps make chunks grow
+    log.close()
+
+    files = log.generations()
+    assert all(path.stat().st_size <= 1000 for path in files)
+    assert b"".join(path.read_bytes() for path in reversed(files)) == b"".join(
+        map(line, range(25))
+    )
+    assert all(path.read_bytes().endswith(b"\n") for path in files)

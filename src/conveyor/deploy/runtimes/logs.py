@@ -75,11 +75,20 @@ class RotatingLog:
         with self._lock:
             if self._file.closed:
                 return  # a grandchild still writing after its replica's supervisor stopped
-            if self._size and self._size + len(data) > self.limits.max_bytes:
-                self._rotate()
-            self._file.write(data)
-            self._file.flush()
-            self._size += len(data)
+            # A stamped chunk may outgrow a file: it is split, at a line end if it has one.
+            limit = self.limits.max_bytes
+            while len(data) > limit:
+                cut = data.rfind(b"\n", 0, limit) + 1 or limit
+                self._write(data[:cut])
+                data = data[cut:]
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        if self._size and self._size + len(data) > self.limits.max_bytes:
+            self._rotate()
+        self._file.write(data)
+        self._file.flush()
+        self._size += len(data)
 
     def close(self) -> None:
         with self._lock:
