@@ -118,7 +118,5 @@ def test_a_chunk_larger_than_a_file_is_split_at_line_ends(tmp_path: Path) -> Non
 
     files = log.generations()
     assert all(path.stat().st_size <= 1000 for path in files)
-    assert b"".join(path.read_bytes() for path in reversed(files)) == b"".join(
-        map(line, range(25))
-    )
+    assert b"".join(path.read_bytes() for path in reversed(files)) == b"".join(map(line, range(25)))
     assert all(path.read_bytes().endswith(b"\n") for path in files)
