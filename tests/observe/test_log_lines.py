@@ -147,7 +147,7 @@ def test_the_error_counter_counts_error_lines_per_release_once_for_every_reader(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "r1").mkdir()
-    log = RotatingLog(tmp_path / "r1" / "replica-0.log", LogLimits(max_bytes=2048, keep=1))
+    log = RotatingLog(tmp_path / "r1" / "replica-0.log", LogLimits(max_bytes=2048, keep=3))
     write(log, json.dumps({"level": "error", "msg": "before any reader"}))
     counter = ErrorCounter(Folder(tmp_path))
     assert counter("r1") == 1  # what the files hold is counted once

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -49,6 +50,9 @@ _TRACEBACK = "Traceback (most recent call last):"
 _MAYBE_ERROR = re.compile(
     rb"(?i)err|crit|fatal|panic|emerg|alert|severe|traceback|\"level\"\s*:\s*[56]\d"
 )
+_ERROR_WORDS = (b"err", b"crit", b"fatal", b"panic", b"emerg", b"alert", b"severe", b"traceback")
+_NUMERIC_ERROR = re.compile(rb'"level"\s*:\s*[56]\d')
+_HEAD_BYTES = 512  # a file is known by its inode and its first line (up to this)
 _LEVEL_KEYS = ("level", "levelname", "severity", "lvl", "log.level")
 _MESSAGE_KEYS = ("message", "msg", "event")
 _LOGGER_KEYS = ("logger", "name", "logger_name", "log.logger")
@@ -217,61 +221,108 @@ class RawLine:
     data: bytes
 
 
-def lines_of(path: Path, start: int = 0, end: int | None = None) -> Iterator[RawLine]:
-    """The whole lines of `path` from byte `start` (to `end`); a line still being written
-    (no newline yet) is left for later. Nothing for a file rotated away meanwhile."""
+def whole_lines(path: Path, start: int = 0, end: int | None = None) -> RawLine | None:
+    """The bytes of `path` from `start` (to `end`) up to its last newline, as one block
+    (`data` ends with the newline); a line still being written is left for later. None
+    for a file rotated away meanwhile or with no whole line there."""
     try:
         with path.open("rb") as handle:
             inode = os.fstat(handle.fileno()).st_ino
             handle.seek(start)
             data = handle.read() if end is None else handle.read(max(end - start, 0))
     except FileNotFoundError:
+        return None
+    cut = data.rfind(b"\n") + 1
+    return RawLine(inode, start, data[:cut]) if cut else None
+
+
+def split_lines(block: RawLine) -> list[RawLine]:
+    """A block of whole lines as one RawLine each, without their newlines."""
+    found, offset = [], block.offset
+    for line in block.data.split(b"\n")[:-1]:
+        found.append(RawLine(block.inode, offset, line))
+        offset += len(line) + 1
+    return found
+
+
+def lines_of(path: Path, start: int = 0, end: int | None = None) -> list[RawLine]:
+    """The whole lines of `path` from byte `start` (to `end`)."""
+    block = whole_lines(path, start, end)
+    return [] if block is None else split_lines(block)
+
+
+def lines_backwards(path: Path) -> Iterator[tuple[RawLine, bytes | None]]:
+    """The whole lines of `path`, the last first, each with the line before it (None for
+    the first): a reader that wants the newest few lines splits no more than those."""
+    block = whole_lines(path)
+    if block is None:
         return
-    offset = start
-    for line in data.splitlines(keepends=True):
-        if not line.endswith(b"\n"):
-            return
-        yield RawLine(inode, offset, line.rstrip(b"\n"))
-        offset += len(line)
+    data, end = block.data, len(block.data) - 1  # the last newline
+    while end >= 0:
+        start = data.rfind(b"\n", 0, end) + 1
+        before = data[data.rfind(b"\n", 0, start - 1) + 1 : start - 1] if start else None
+        yield RawLine(block.inode, start, data[start:end]), before
+        end = start - 1
 
 
 class FileTail:
     """What one replica's files gained since the last `read`, oldest first.
 
-    The first `read` only notes where each file ends (`from_start=False`) or reads them
-    whole (`from_start=True`); with `offsets`, it goes on from there."""
+    A file is known by its inode and its first line (stamped): a rotated file keeps its
+    inode, and an inode the file system reuses for a new file comes with another first
+    line (unless a replica wrote the very same line in the same millisecond). The first
+    `read` only notes where each file ends (`from_start=False`) or reads them whole
+    (`from_start=True`); with `offsets` (from another reader), it goes on from there."""
 
     def __init__(
-        self, *, from_start: bool = False, offsets: Mapping[int, int] | None = None
+        self, *, from_start: bool = False, offsets: Mapping[str, int] | None = None
     ) -> None:
-        self._offsets: dict[int, int] = dict(offsets or {})  # inode -> bytes already read
+        self._offsets: dict[str, int] = dict(offsets or {})  # file identity -> bytes read
         self._primed = from_start or offsets is not None
 
     @property
-    def offsets(self) -> Mapping[int, int]:
-        """Where each file was read to, by inode (to resume from, in another reader)."""
+    def offsets(self) -> Mapping[str, int]:
+        """Where each file was read to, by identity (to resume from, in another reader)."""
         return dict(self._offsets)
 
     def read(self, files: Sequence[Path]) -> list[RawLine]:
+        """The new lines, one RawLine each."""
+        return [line for block in self.read_blocks(files) for line in split_lines(block)]
+
+    def read_blocks(self, files: Sequence[Path]) -> list[RawLine]:
+        """The new bytes of each file that grew, oldest file first, in whole lines."""
         found: list[RawLine] = []
-        seen: dict[int, int] = {}
+        seen: dict[str, int] = {}
         for path in reversed(files):  # the oldest file first: its lines came first
-            try:
-                stat = path.stat()
-            except FileNotFoundError:
+            known = _identity(path)
+            if known is None:
                 continue
-            done = self._offsets.get(stat.st_ino, 0 if self._primed else stat.st_size)
-            if stat.st_size < done:  # truncated (keep: 0 removes and reopens): read anew
+            identity, size = known
+            done = self._offsets.get(identity, 0 if self._primed else size)
+            if done > size:  # not the file it was (truncated, or a reused inode): anew
                 done = 0
-            new = list(lines_of(path, done, stat.st_size))
-            found.extend(new)
-            if new:
-                last = new[-1]
-                done = last.offset + len(last.data) + 1
-            seen[stat.st_ino] = done
+            block = whole_lines(path, done, size) if done < size else None
+            if block is not None:
+                found.append(block)
+                done = block.offset + len(block.data)
+            seen[identity] = done
         self._offsets = seen
         self._primed = True
         return found
+
+
+def _identity(path: Path) -> tuple[str, int] | None:
+    """`<inode>:<a hash of its first line>` and the size; None for a file gone meanwhile.
+    A file's first line never changes (until it has one, nothing whole was read)."""
+    try:
+        with path.open("rb") as handle:
+            stat = os.fstat(handle.fileno())
+            head = handle.read(_HEAD_BYTES)
+    except FileNotFoundError:
+        return None
+    first_line = head[: head.find(b"\n") + 1 or len(head)]
+    digest = hashlib.blake2b(first_line, digest_size=8).hexdigest()
+    return f"{stat.st_ino}:{digest}", stat.st_size
 
 
 class ErrorCounter:
@@ -316,7 +367,7 @@ def _count_replica(log: ReplicaLog) -> int:
         fcntl.flock(handle, fcntl.LOCK_EX)
         state = _state(handle.read())
         tail = FileTail(offsets=state.offsets)
-        errors, previous = _errors(tail.read(log.files), state.previous)
+        errors, previous = _errors(tail.read_blocks(log.files), state.previous)
         kept = _Kept(state.total + errors, tail.offsets, previous)
         handle.seek(0)
         handle.truncate()
@@ -327,11 +378,11 @@ def _count_replica(log: ReplicaLog) -> int:
 @dataclass(frozen=True)
 class _Kept:
     total: int = 0
-    offsets: Mapping[int, int] = field(default_factory=dict)
+    offsets: Mapping[str, int] = field(default_factory=dict)
     previous: Level | None = None  # the level of the last line read (tracebacks)
 
     def to_bytes(self) -> bytes:
-        offsets = {str(inode): offset for inode, offset in self.offsets.items()}
+        offsets = dict(self.offsets)
         previous = None if self.previous is None else int(self.previous)
         return json.dumps({"total": self.total, "offsets": offsets, "previous": previous}).encode()
 
@@ -340,7 +391,7 @@ def _state(data: bytes) -> _Kept:
     """The kept state; a new, damaged or foreign file starts the count again."""
     try:
         raw = json.loads(data) if data else {}
-        offsets = {int(inode): int(offset) for inode, offset in raw.get("offsets", {}).items()}
+        offsets = {str(key): int(offset) for key, offset in raw.get("offsets", {}).items()}
         previous = raw.get("previous")
         return _Kept(
             int(raw.get("total", 0)),
@@ -351,17 +402,36 @@ def _state(data: bytes) -> _Kept:
         return _Kept()
 
 
-def _errors(lines: list[RawLine], previous: Level | None) -> tuple[int, Level | None]:
+def _errors(blocks: list[RawLine], previous: Level | None) -> tuple[int, Level | None]:
+    """Error-level lines in `blocks`, and the level of the last line. Only lines a byte
+    search (in C, over the whole block) says may be errors are parsed."""
     errors = 0
-    for line in lines:
-        if not _MAYBE_ERROR.search(line.data):
-            previous = None
-            continue
-        level = parse_line(line.data, previous).level
-        if level is not None and level >= Level.ERROR:
-            errors += 1
-        previous = level
+    for block in blocks:
+        data = block.data
+        for start in _candidate_lines(data):
+            end = data.find(b"\n", start)
+            before = previous if start == 0 else None
+            if start and _TRACEBACK.encode() in data[start:end]:
+                before = parse_line(data[data.rfind(b"\n", 0, start - 1) + 1 : start - 1]).level
+            level = parse_line(data[start:end], before).level
+            if level is not None and level >= Level.ERROR:
+                errors += 1
+        last = data[data.rfind(b"\n", 0, len(data) - 1) + 1 : -1]
+        previous = parse_line(last).level if _MAYBE_ERROR.search(last) else None
     return errors, previous
+
+
+def _candidate_lines(data: bytes) -> list[int]:
+    """Where the lines that may be error-level start, in order."""
+    lowered, starts = data.lower(), set()
+    for word in _ERROR_WORDS:
+        at = lowered.find(word)
+        while at != -1:
+            starts.add(lowered.rfind(b"\n", 0, at) + 1)
+            at = lowered.find(word, lowered.find(b"\n", at))
+    for match in _NUMERIC_ERROR.finditer(data):
+        starts.add(data.rfind(b"\n", 0, match.start()) + 1)
+    return sorted(starts)
 
 
 def error_counter(runtime: object) -> ErrorCounter | None:

@@ -26,7 +26,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from conveyor.deploy.log_lines import FileTail, Level, RawLine, lines_of, parse_line, split_stamp
+from conveyor.deploy.log_lines import (
+    FileTail,
+    Level,
+    RawLine,
+    lines_backwards,
+    parse_line,
+    split_stamp,
+)
 from conveyor.deploy.runtimes.log_source import LogSource, ReplicaLog
 from conveyor.engine.mask import Masker
 from conveyor.engine.secrets import available_secrets
@@ -204,12 +211,9 @@ def _newest_of_replica(
                 break  # this file, and the older ones, ended before `since`
         except FileNotFoundError:
             continue
-        lines = list(lines_of(path))
-        for index in range(len(lines) - 1, -1, -1):
-            previous = lines[index - 1] if index else None
-            entry = _entry(
-                masker, release, log.replica, lines[index], previous=previous, query=query
-            )
+        for line, before in lines_backwards(path):
+            previous = None if before is None else RawLine(line.inode, 0, before)
+            entry = _entry(masker, release, log.replica, line, previous=previous, query=query)
             if entry is not None:
                 found.append(entry)
                 if len(found) >= wanted:
