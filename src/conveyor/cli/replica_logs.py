@@ -52,7 +52,7 @@ def env_logs(args: EnvLogsArgs) -> None:
                 "--follow with --env reads the replicas' files: it needs the project here",
                 hint="run it on the server's host, or leave out --follow",
             )
-        from conveyor.cli.remote import path_of
+        from conveyor.cli.remote import PAGE_LIMIT, path_of
         from conveyor.observe.replica_logs import LogEntry
 
         params = {
@@ -61,8 +61,17 @@ def env_logs(args: EnvLogsArgs) -> None:
             "since": args.since,
             "level": args.level,
         }
-        found = remote.items(path_of("environments", args.env, "logs"), params, args.limit)
-        _show([LogEntry(**item) for item in found], None, args.output)
+        path = path_of("environments", args.env, "logs")
+        found: list[Any] = []
+        cursor: str | None = None
+        while True:  # pages of the API until --limit lines, keeping the last cursor
+            want = min(PAGE_LIMIT, args.limit - len(found))
+            page = remote.get(path, {**params, "limit": want, "cursor": cursor})
+            found.extend(page["items"])
+            cursor = page.get("next_cursor")
+            if cursor is None or len(found) >= args.limit:
+                break
+        _show([LogEntry(**item) for item in found], cursor, args.output)
         return
     from conveyor.observe.replica_logs import environment_logs, follow_logs, read_page
     from conveyor.service.project import Project
