@@ -22,7 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from common import Figure, alternate, header, print_figures, print_samples, repeat_parser
-from conveyor.deploy.log_lines import ErrorCounter, Level
+from conveyor.deploy.log_errors import ErrorCounter
+from conveyor.deploy.log_lines import Level
 from conveyor.deploy.runtimes.log_source import ReplicaLog, replica_logs_in
 from conveyor.deploy.runtimes.logs import LogLimits, Pump, RotatingLog, Stamper
 from conveyor.engine.mask import Masker

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.deploy.log_lines import ErrorCounter, FileTail, Level, parse_line, split_stamp
+from conveyor.deploy.log_errors import ErrorCounter
+from conveyor.deploy.log_lines import FileTail, Level, parse_line, split_stamp
 from conveyor.deploy.runtimes.log_source import ReplicaLog, replica_logs_in
 from conveyor.deploy.runtimes.logs import STAMP_LENGTH, LogLimits, RotatingLog, Stamper, stamp
 

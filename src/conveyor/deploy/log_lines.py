@@ -15,16 +15,12 @@ Levels are ordered (debug < info < warning < error < critical); numeric levels f
 pino and bunyan (10 trace ... 50 error, 60 fatal).
 
 `FileTail` reads what a replica's files gained since the last call, following the files
-through rotation by inode (a rotated file keeps its inode), so the error counter and
-`logs --follow` never reread a line; `ErrorCounter` counts error-level lines per release
-from it, parsing only the lines a cheap byte search says may be errors, and keeps its
-count beside the files so that every reader shares one counter.
+through rotation (a rotated file keeps its inode), so the error counter (`log_errors.py`)
+and `logs --follow` never reread a line.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -36,7 +32,6 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from conveyor.deploy.runtimes.log_source import LogSource, ReplicaLog
 from conveyor.deploy.runtimes.logs import STAMP_LENGTH
 
 _STAMP = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z $")
@@ -45,13 +40,7 @@ _LEVEL_WORD = re.compile(
     r"\]?(?::(?P<logger>[\w.-]+):(?P<message>.*)|[:\s]|$)",
     re.IGNORECASE,
 )
-_TRACEBACK = "Traceback (most recent call last):"
-# A line with none of these bytes cannot be error-level: the counter parses only the rest.
-_MAYBE_ERROR = re.compile(
-    rb"(?i)err|crit|fatal|panic|emerg|alert|severe|traceback|\"level\"\s*:\s*[56]\d"
-)
-_ERROR_WORDS = (b"err", b"crit", b"fatal", b"panic", b"emerg", b"alert", b"severe", b"traceback")
-_NUMERIC_ERROR = re.compile(rb'"level"\s*:\s*[56]\d')
+TRACEBACK = "Traceback (most recent call last):"
 _HEAD_BYTES = 512  # a file is known by its inode and its first line (up to this)
 _LEVEL_KEYS = ("level", "levelname", "severity", "lvl", "log.level")
 _MESSAGE_KEYS = ("message", "msg", "event")
@@ -202,7 +191,7 @@ def _plain_line(body: str, received: float | None, previous: Level | None) -> Lo
         if match.group("logger") is not None:
             return LogLine(received, received, level, match.group("message"), match["logger"])
         return LogLine(received, received, level, body)
-    if body.startswith(_TRACEBACK):
+    if body.startswith(TRACEBACK):
         level = None if previous is not None and previous >= Level.ERROR else Level.ERROR
         return LogLine(received, received, level, body)
     return LogLine(received, received, None, body)
@@ -323,117 +312,3 @@ def _identity(path: Path) -> tuple[str, int] | None:
     first_line = head[: head.find(b"\n") + 1 or len(head)]
     digest = hashlib.blake2b(first_line, digest_size=8).hexdigest()
     return f"{stat.st_ino}:{digest}", stat.st_size
-
-
-class ErrorCounter:
-    """Error-level lines (error and critical) a runtime's releases wrote: a cumulative
-    counter per release, the same for every reader in every process.
-
-    Each replica's count and how far its files were read are kept beside them
-    (`replica-<i>.errors`, under a file lock): a reading adds what the files gained
-    since any reader's last one, so the deploy's judge, `env watch` and the server's
-    watch all see one counter, as they see the router's. A replica's first reading
-    counts what its files hold (rotated-away lines are lost: counters start there)."""
-
-    def __init__(self, source: LogSource) -> None:
-        self.source = source
-        self._last: dict[tuple[str, int], int] = {}  # when the state file cannot be written
-
-    def __call__(self, release_id: str) -> int:
-        return self.count(release_id)
-
-    def count(self, release_id: str) -> int:
-        total = 0
-        for log in self._logs(release_id):
-            key = (release_id, log.replica)
-            # A folder going away, or not ours to write: the last count stands.
-            with contextlib.suppress(OSError):
-                self._last[key] = _count_replica(log)
-            total += self._last.get(key, 0)
-        return total
-
-    def _logs(self, release_id: str) -> list[ReplicaLog]:
-        try:
-            return self.source.replica_logs(release_id)
-        except (OSError, ValueError):  # an odd release id or a folder going away
-            return []
-
-
-def _count_replica(log: ReplicaLog) -> int:
-    """Add what one replica's files gained to its kept count; the new count."""
-    state_path = log.files[0].parent / f"replica-{log.replica}.errors"
-    descriptor = os.open(state_path, os.O_RDWR | os.O_CREAT, 0o600)
-    with os.fdopen(descriptor, "r+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        state = _state(handle.read())
-        tail = FileTail(offsets=state.offsets)
-        errors, previous = _errors(tail.read_blocks(log.files), state.previous)
-        kept = _Kept(state.total + errors, tail.offsets, previous)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(kept.to_bytes())
-    return kept.total
-
-
-@dataclass(frozen=True)
-class _Kept:
-    total: int = 0
-    offsets: Mapping[str, int] = field(default_factory=dict)
-    previous: Level | None = None  # the level of the last line read (tracebacks)
-
-    def to_bytes(self) -> bytes:
-        offsets = dict(self.offsets)
-        previous = None if self.previous is None else int(self.previous)
-        return json.dumps({"total": self.total, "offsets": offsets, "previous": previous}).encode()
-
-
-def _state(data: bytes) -> _Kept:
-    """The kept state; a new, damaged or foreign file starts the count again."""
-    try:
-        raw = json.loads(data) if data else {}
-        offsets = {str(key): int(offset) for key, offset in raw.get("offsets", {}).items()}
-        previous = raw.get("previous")
-        return _Kept(
-            int(raw.get("total", 0)),
-            offsets,
-            None if previous is None else Level(int(previous)),
-        )
-    except (ValueError, TypeError, AttributeError):
-        return _Kept()
-
-
-def _errors(blocks: list[RawLine], previous: Level | None) -> tuple[int, Level | None]:
-    """Error-level lines in `blocks`, and the level of the last line. Only lines a byte
-    search (in C, over the whole block) says may be errors are parsed."""
-    errors = 0
-    for block in blocks:
-        data = block.data
-        for start in _candidate_lines(data):
-            end = data.find(b"\n", start)
-            before = previous if start == 0 else None
-            if start and _TRACEBACK.encode() in data[start:end]:
-                before = parse_line(data[data.rfind(b"\n", 0, start - 1) + 1 : start - 1]).level
-            level = parse_line(data[start:end], before).level
-            if level is not None and level >= Level.ERROR:
-                errors += 1
-        last = data[data.rfind(b"\n", 0, len(data) - 1) + 1 : -1]
-        previous = parse_line(last).level if _MAYBE_ERROR.search(last) else None
-    return errors, previous
-
-
-def _candidate_lines(data: bytes) -> list[int]:
-    """Where the lines that may be error-level start, in order."""
-    lowered, starts = data.lower(), set()
-    for word in _ERROR_WORDS:
-        at = lowered.find(word)
-        while at != -1:
-            starts.add(lowered.rfind(b"\n", 0, at) + 1)
-            at = lowered.find(word, lowered.find(b"\n", at))
-    for match in _NUMERIC_ERROR.finditer(data):
-        starts.add(data.rfind(b"\n", 0, match.start()) + 1)
-    return sorted(starts)
-
-
-def error_counter(runtime: object) -> ErrorCounter | None:
-    """A counter over `runtime`'s replica logs; None for a runtime that keeps none."""
-    return ErrorCounter(runtime) if isinstance(runtime, LogSource) else None

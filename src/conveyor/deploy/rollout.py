@@ -25,7 +25,7 @@ from conveyor.analysis.providers.base import MetricsProvider
 from conveyor.clock import SYSTEM_CLOCK, Clock
 from conveyor.deploy import routing
 from conveyor.deploy.hooks import HookPhase, finished_indexes, run_hooks
-from conveyor.deploy.log_lines import error_counter
+from conveyor.deploy.log_errors import error_counter
 from conveyor.deploy.model import (
     Backend,
     HealthCheck,

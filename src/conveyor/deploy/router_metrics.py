@@ -9,7 +9,7 @@ changed since the previous reading:
   retried it elsewhere, so both figures count it and errors never exceed requests;
 - errors: 5xx answers plus failed connection attempts;
 - slow: answered requests over the latency threshold, read from the latency histogram;
-- log_errors: error-level lines the release's replicas logged (`log_lines.ErrorCounter`,
+- log_errors: error-level lines the release's replicas logged (`log_errors.ErrorCounter`,
   for a runtime that keeps its replicas' logs); the judge reads them only when the
   analysis asks for it (`log_errors: true`).
 
@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from conveyor.analysis.model import Absolute, Counts
 from conveyor.analysis.providers.base import ProviderSite, Reading
-from conveyor.deploy.log_lines import error_counter
+from conveyor.deploy.log_errors import error_counter
 from conveyor.deploy.model import Saturation, SignalSample
 from conveyor.deploy.routers.base import Router
 from conveyor.deploy.routers.proxy import LATENCY_BUCKETS

@@ -40,7 +40,7 @@ def take_sample(
     log_errors_of: LogErrorsOf | None = None,
 ) -> list[SignalSample]:
     """One sample of every release the router knows, recorded in the store; with
-    `log_errors_of` (a `log_lines.ErrorCounter`, kept between samples), its log errors."""
+    `log_errors_of` (a `log_errors.ErrorCounter`, kept between samples), its log errors."""
     running = set(runtime.releases())
 
     def saturation_of(release_id: str) -> Saturation | None:
