@@ -192,3 +192,25 @@ def test_replica_logs_are_found_by_replica_newest_file_first(tmp_path: Path) -> 
     ]
     assert replica_logs_in(tmp_path / "none") == []
     assert os.path.exists(tmp_path / "x")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"level": NaN, "msg": "x"}',
+        '{"level": Infinity, "time": -Infinity, "msg": "x"}',
+        '{"time": "not a time", "level": ["error"], "msg": {"nested": 1}}',
+        "9999-99-99T99:99:99.999Z looks like a stamp",
+        "\udcff".encode("utf-8", "surrogatepass").decode("utf-8", "replace"),
+    ],
+)
+def test_hostile_lines_parse_without_raising(text: str) -> None:
+    for raw in (stamped(text), text.encode()):
+        line = parse_line(raw)
+        assert line.level in (None, *Level)
+        assert line.time is None or line.time == pytest.approx(T0)
+
+
+def test_a_line_that_looks_like_a_stamp_but_is_not_a_time_is_kept_whole() -> None:
+    raw = b"9999-99-99T99:99:99.999Z not ours"
+    assert split_stamp(raw) == (None, raw)

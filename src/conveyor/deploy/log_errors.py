@@ -54,8 +54,9 @@ class ErrorCounter:
         total = 0
         for log in self._logs(release_id):
             key = (release_id, log.replica)
-            # A folder going away, or not ours to write: the last count stands.
-            with contextlib.suppress(OSError):
+            # A folder going away, not ours to write, or a line no parser foresaw: the
+            # last count stands (a signal must never stop a deploy or a watch).
+            with contextlib.suppress(OSError, ValueError, OverflowError):
                 self._last[key] = _count_replica(log)
             total += self._last.get(key, 0)
         return total

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -61,6 +62,8 @@ class Level(IntEnum):
         if isinstance(value, bool):
             return None
         if isinstance(value, int | float):
+            if not math.isfinite(value):  # json.loads takes NaN and Infinity
+                return None
             return _NUMERIC.get(int(value) // 10 * 10)
         if isinstance(value, str):
             return _WORDS.get(value.strip().lower())
@@ -118,7 +121,10 @@ def split_stamp(raw: bytes) -> tuple[float | None, bytes]:
     """The pump's stamp (epoch seconds) and the rest of the line."""
     head = raw[:STAMP_LENGTH]
     if len(head) == STAMP_LENGTH and _STAMP.match(head):
-        when = datetime.fromisoformat(head[:-2].decode()).replace(tzinfo=UTC)
+        try:
+            when = datetime.fromisoformat(head[:-2].decode()).replace(tzinfo=UTC)
+        except ValueError:  # the shape of a stamp, not a time: a replica's own text
+            return None, raw
         return when.timestamp(), raw[STAMP_LENGTH:]
     return None, raw
 
@@ -172,6 +178,8 @@ def _time_of(value: object) -> float | None:
         return None
     if isinstance(value, int | float):
         seconds = float(value)
+        if not math.isfinite(seconds):
+            return None
         return seconds / 1000 if seconds > 1e11 else seconds
     if isinstance(value, str):
         try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -251,8 +252,19 @@ def _entry(
         level=None if parsed.level is None else parsed.level.label,
         message=parsed.message,
         logger=parsed.logger,
-        fields=dict(parsed.fields),
+        fields={key: _finite(value) for key, value in parsed.fields.items()},
     )
+
+
+def _finite(value: Any) -> Any:
+    """JSON as strict parsers read it: a replica's NaN or Infinity becomes its text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    return value
 
 
 # --- following -------------------------------------------------------------------------
