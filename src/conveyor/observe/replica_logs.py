@@ -252,7 +252,7 @@ def _entry(
         level=None if parsed.level is None else parsed.level.label,
         message=parsed.message,
         logger=parsed.logger,
-        fields={key: _finite(value) for key, value in parsed.fields.items()},
+        fields={name: _finite(value) for name, value in parsed.fields.items()},
     )
 
 
