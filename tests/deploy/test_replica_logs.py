@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conveyor.deploy.log_lines import split_stamp
 from conveyor.deploy.runtimes.logs import (
     DEFAULT_KEEP,
     DEFAULT_MAX_BYTES,
@@ -76,7 +77,10 @@ def test_the_pump_copies_the_pipe_and_keeps_the_last_line(tmp_path: Path) -> Non
     assert not pump.thread.is_alive()
     assert pump.last_line() == "Traceback: boom"
     written = b"".join(path.read_bytes() for path in reversed(log.generations()))
-    assert written == b"".join(map(line, range(15))) + b"Traceback: boom\n\n"
+    # Each line starts with the time the pump read it.
+    assert [split_stamp(each)[0] is not None for each in written.splitlines()] == [True] * 17
+    unstamped = b"".join(split_stamp(each)[1] + b"\n" for each in written.splitlines())
+    assert unstamped == b"".join(map(line, range(15))) + b"Traceback: boom\n\n"
 
 
 def test_the_limits_come_from_the_environment() -> None:
@@ -105,3 +109,14 @@ def test_writes_after_close_are_dropped(tmp_path: Path) -> None:
     log.write(line(1))  # a pump whose pipe a detached grandchild kept open
 
     assert (tmp_path / "replica-0.log").read_bytes() == line(0)
+
+
+def test_a_chunk_larger_than_a_file_is_split_at_line_ends(tmp_path: Path) -> None:
+    log = RotatingLog(tmp_path / "replica-0.log", LogLimits(max_bytes=1000, keep=3))
+    log.write(b"".join(map(line, range(25))))  # 2,500 bytes at once: stamps make chunks grow
+    log.close()
+
+    files = log.generations()
+    assert all(path.stat().st_size <= 1000 for path in files)
+    assert b"".join(path.read_bytes() for path in reversed(files)) == b"".join(map(line, range(25)))
+    assert all(path.read_bytes().endswith(b"\n") for path in files)

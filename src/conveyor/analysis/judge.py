@@ -46,7 +46,7 @@ from conveyor.spec.strategy import Analysis
 GUARDRAIL_SHARE = 0.05  # of alpha: the sequential error-rate guardrail
 # The rest of alpha, per kind. Slow events (over the old version's p95: ~5 % of requests)
 # outnumber errors wherever the error guardrail holds, so latency evidence is cheaper.
-KIND_SHARES = {"errors": 0.75, "latency": 0.25}
+KIND_SHARES = {"errors": 0.75, "latency": 0.25, "log_errors": 0.25}
 DRIFT_LEVEL = 0.01  # baseline against stable: a difference this unlikely stops the pooling
 # The absolute route to a promotion closes while the canary has more events than the
 # tolerated ratio of the old version's rate explains, plus this many: where the ratio is
@@ -72,13 +72,25 @@ class Reference(StrEnum):
 class Kind(StrEnum):
     ERRORS = "errors"
     LATENCY = "latency"  # requests slower than the latency threshold
+    # Error-level log lines, at most one per request (the tests count events per request):
+    # a release that answers 200 while it logs exceptions. Only with `log_errors: true`.
+    LOG_ERRORS = "log_errors"
 
     def events(self, counts: Counts) -> int:
+        if self is Kind.LOG_ERRORS:
+            return min(counts.log_errors, counts.requests)
         return counts.errors if self is Kind.ERRORS else counts.slow
 
     @property
     def label(self) -> str:
-        return "errors" if self is Kind.ERRORS else "slow requests"
+        return _LABELS[self]
+
+
+_LABELS = {
+    Kind.ERRORS: "errors",
+    Kind.LATENCY: "slow requests",
+    Kind.LOG_ERRORS: "error log lines",
+}
 
 
 def split_alpha(alpha: float, kinds: list[Kind], *, guardrail: bool) -> dict[str, float]:
@@ -429,8 +441,11 @@ class Judge:
         tolerances = {
             Kind.ERRORS: Tolerance(rule.max_hidden_error_ratio, error_rate),
             Kind.LATENCY: Tolerance(rule.max_hidden_slow_ratio, slow_rate),
+            Kind.LOG_ERRORS: Tolerance(rule.max_hidden_error_ratio, error_rate),
         }
         kinds = [Kind.ERRORS, Kind.LATENCY] if latency_enabled else [Kind.ERRORS]
+        if settings.log_errors:
+            kinds.append(Kind.LOG_ERRORS)
         limit = settings.guardrails.error_rate
         self.levels = split_alpha(settings.alpha, kinds, guardrail=limit is not None)
         # Tempered like the error tests: a cluster of errors in the canary counts as one.
@@ -528,7 +543,10 @@ class Judge:
             "beta": self.settings.beta,
             "min_effect": self.settings.min_effect,
             "levels": dict(self.levels),
-            "counts": {name: _as_dict(counts) for name, counts in self.totals.items()},
+            "counts": {
+                name: _as_dict(counts, logs=self.settings.log_errors)
+                for name, counts in self.totals.items()
+            },
         }
         for tests in self.tests:
             evidence[tests.kind.value] = tests.evidence()
@@ -544,12 +562,16 @@ class Judge:
 
 def _add(total: Counts, more: Counts) -> Counts:
     return Counts(
-        total.requests + more.requests, total.errors + more.errors, total.slow + more.slow
+        total.requests + more.requests,
+        total.errors + more.errors,
+        total.slow + more.slow,
+        total.log_errors + more.log_errors,
     )
 
 
-def _as_dict(counts: Counts) -> dict[str, int]:
-    return {"requests": counts.requests, "errors": counts.errors, "slow": counts.slow}
+def _as_dict(counts: Counts, *, logs: bool = False) -> dict[str, int]:
+    shown = {"requests": counts.requests, "errors": counts.errors, "slow": counts.slow}
+    return {**shown, "log_errors": counts.log_errors} if logs else shown
 
 
 def _compare(attribution: Attribution, reference: str) -> str:

@@ -22,6 +22,7 @@ class Counts:
     requests: int = 0
     errors: int = 0  # 5xx answers and failed connections
     slow: int = 0  # requests slower than the latency threshold
+    log_errors: int = 0  # error-level lines in the replicas' logs (read when asked for)
 
 
 @dataclass(frozen=True)

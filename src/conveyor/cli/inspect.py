@@ -46,6 +46,9 @@ LOGS_EXAMPLES = examples(
     ("conveyor logs unit-tests", "one job's log, of the latest run"),
     ("conveyor logs 12 unit-tests", "one job's log, of run 12"),
     ("conveyor logs 13 build -F", "follow a job while it runs"),
+    ("conveyor logs --env production --level error --since 10m", "replicas' errors"),
+    ("conveyor logs --env staging --release staging-shop-3f1c -F", "follow one release"),
+    ("conveyor logs --env staging --grep timeout -o json", "matching lines, as JSON"),
 )
 HISTORY_EXAMPLES = examples(
     ("conveyor history -n 5", "the 5 newest runs"),
@@ -113,10 +116,49 @@ def logs(
         bool, typer.Option("--follow", "-F", help="Keep printing while it runs.")
     ] = False,
     output: Annotated[OutputFormat, OutputOption] = OutputFormat.TEXT,
+    env: Annotated[
+        str | None,
+        typer.Option("--env", help="An environment: its replicas' logs instead of a run's."),
+    ] = None,
+    release: Annotated[
+        str | None, typer.Option("--release", help="With --env: one release (id or prefix).")
+    ] = None,
+    grep: Annotated[
+        str | None, typer.Option("--grep", help="With --env: lines with this text (any case).")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="With --env: lines since a duration ago (10m) or a time."),
+    ] = None,
+    level: Annotated[
+        str | None,
+        typer.Option("--level", help="With --env: this level or above (debug ... critical)."),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=10000, help="With --env: newest N lines.")
+    ] = 100,
 ) -> None:
-    """Print the (masked) logs of a run's jobs: `logs`, `logs RUN`, `logs JOB`, `logs RUN JOB`."""
-    from conveyor.cli import target
+    """Print the (masked) logs of a run's jobs: `logs`, `logs RUN`, `logs JOB`, `logs RUN JOB`;
+    or, with `--env ENV`, what that environment's replicas wrote, per release."""
+    from conveyor.cli import replica_logs, target
 
+    env_options = replica_logs.env_only_options(release, grep, since, level)
+    if env is None and env_options:
+        raise ConveyorError(
+            f"{', '.join(env_options)} filter an environment's logs: they need --env",
+            hint="`conveyor logs --env ENV " + " ".join(env_options) + " ...`",
+        )
+    if env is not None:
+        if run_or_job is not None or job is not None:
+            raise ConveyorError(
+                "--env shows an environment's replicas' logs, RUN and JOB a run's: not both",
+                hint=f"`conveyor logs --env {env}`, or `conveyor logs RUN JOB` without --env",
+            )
+        args = replica_logs.EnvLogsArgs(
+            env, release, grep, since, level, limit, follow, output, spec
+        )
+        replica_logs.env_logs(args)
+        return
     run_id, job = _run_and_job(run_or_job, job)
     remote = target.client()
     if remote is not None:

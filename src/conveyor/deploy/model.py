@@ -117,6 +117,9 @@ class ReleaseSignals:
     # Cumulative latency histogram: upper bound (seconds) -> requests at or under it.
     latency_buckets: dict[float, int] = field(default_factory=dict)
     latency_sum: float = 0.0
+    # Error-level lines in the replicas' logs (deploy/log_lines.py), counted by the reader
+    # since it started: it restarts from zero on its own, not with the router.
+    log_errors: int = 0
 
 
 @dataclass(frozen=True)
@@ -149,3 +152,6 @@ class SignalRates:
     cpu_percent: float | None  # of one core, over the window
     memory_bytes: int | None
     open_files: int | None
+    log_errors: int = 0  # error-level log lines over the window
+    log_errors_per_second: float = 0.0
+    log_error_share: float | None = None  # per request answered; None without requests

@@ -26,6 +26,7 @@ from conveyor.analysis.providers.base import MetricsProvider
 from conveyor.clock import SYSTEM_CLOCK, Clock
 from conveyor.deploy import routing
 from conveyor.deploy.hooks import HookPhase, finished_indexes, run_hooks
+from conveyor.deploy.log_errors import error_counter
 from conveyor.deploy.model import (
     Backend,
     HealthCheck,
@@ -151,6 +152,7 @@ class TargetActions:
         self.target = target
         self.progress: Progress = progress or (lambda _message: None)
         self._sampled_at: float | None = None
+        self._log_errors = error_counter(target.runtime)  # the releases' error log lines
 
     @property
     def clock(self) -> Clock:
@@ -270,7 +272,9 @@ class TargetActions:
             return []
         self._sampled_at = now
         target = self.target
-        return take_sample(target.name, target.router, target.runtime, target.ledger)
+        return take_sample(
+            target.name, target.router, target.runtime, target.ledger, self._log_errors
+        )
 
 
 class RolloutContext(TargetActions):

@@ -8,7 +8,10 @@ changed since the previous reading:
   could not open is a failed request of the release it tried, even when the router then
   retried it elsewhere, so both figures count it and errors never exceed requests;
 - errors: 5xx answers plus failed connection attempts;
-- slow: answered requests over the latency threshold, read from the latency histogram.
+- slow: answered requests over the latency threshold, read from the latency histogram;
+- log_errors: error-level lines the release's replicas logged (`log_errors.ErrorCounter`,
+  for a runtime that keeps its replicas' logs); the judge reads them only when the
+  analysis asks for it (`log_errors: true`).
 
 Counters going down mean the router restarted and counted from zero again: the newer
 reading is then the whole increase, as in Prometheus' `increase()`.
@@ -25,11 +28,18 @@ from collections.abc import Callable, Mapping, Sequence
 
 from conveyor.analysis.model import Absolute, Counts
 from conveyor.analysis.providers.base import ProviderSite, Reading
+from conveyor.deploy.log_errors import error_counter
 from conveyor.deploy.model import Saturation, SignalSample
 from conveyor.deploy.routers.base import Router
 from conveyor.deploy.routers.proxy import LATENCY_BUCKETS
 from conveyor.deploy.runtimes.base import Runtime
-from conveyor.deploy.sampler import DataPlane, SampleSink, read_samples, saturation_or_none
+from conveyor.deploy.sampler import (
+    DataPlane,
+    LogErrorsOf,
+    SampleSink,
+    read_samples,
+    saturation_or_none,
+)
 from conveyor.deploy.signals import counter_increase, histogram_quantile
 from conveyor.errors import ConveyorError
 
@@ -57,6 +67,7 @@ class RouterProvider:
         on_sample: SampleSink | None = None,
         latency_buckets: Sequence[float] = LATENCY_BUCKETS,
         clock: Callable[[], float] = time.time,
+        log_errors_of: LogErrorsOf | None = None,
     ) -> None:
         self.router = router
         self.runtime = runtime
@@ -66,6 +77,7 @@ class RouterProvider:
         self._clock = clock
         self._latency_bound: float | None = None
         self._previous: dict[str, SignalSample] = {}
+        self._log_errors_of = log_errors_of or error_counter(runtime)
 
     @property
     def latency_bound(self) -> float:
@@ -107,6 +119,7 @@ class RouterProvider:
             lambda release: saturation_or_none(self.runtime, release),
             releases,
             now=self._clock(),
+            log_errors_of=self._log_errors_of,
         )
         if self._on_sample is not None:
             self._on_sample(samples)
@@ -120,6 +133,7 @@ class RouterProvider:
             requests=delta.requests + delta.connect_failures,
             errors=delta.responses_5xx + delta.connect_failures,
             slow=0 if within_bound is None else max(delta.requests - within_bound, 0),
+            log_errors=delta.log_errors,
         )
         absolute = Absolute(
             p99=histogram_quantile(0.99, delta.latency_buckets) if delta.requests else None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from conveyor.deploy.model import ReleaseSignals, Saturation, SignalSample
@@ -19,6 +19,7 @@ from conveyor.errors import ConveyorError
 from conveyor.store.ledger import DeployLedger, SampleRow
 
 SampleSink = Callable[[list[SignalSample]], None]
+LogErrorsOf = Callable[[str], int]  # release id -> its error-level log lines so far
 
 
 @dataclass(frozen=True)
@@ -32,10 +33,15 @@ class DataPlane:
 
 
 def take_sample(
-    environment: str, router: Router, runtime: Runtime, ledger: DeployLedger
+    environment: str,
+    router: Router,
+    runtime: Runtime,
+    ledger: DeployLedger,
+    log_errors_of: LogErrorsOf | None = None,
 ) -> list[SignalSample]:
-    """One sample of every release the router knows, recorded in the store."""
-    samples = plane_samples(environment, router, runtime)
+    """One sample of every release the router knows, recorded in the store; with
+    `log_errors_of` (a `log_errors.ErrorCounter`, kept between samples), its log errors."""
+    samples = plane_samples(environment, router, runtime, log_errors_of=log_errors_of)
     ledger.samples.add([to_row(sample) for sample in samples])
     return samples
 
@@ -46,16 +52,18 @@ def plane_samples(
     runtime: Runtime,
     running: set[str] | None = None,
     now: float | None = None,
+    *,
+    log_errors_of: LogErrorsOf | None = None,
 ) -> list[SignalSample]:
     """One sample of every release the router knows, not recorded (the continuous watch
     records several environments' at once). `running`: the runtime's releases, if known;
-    `now`: the samples' time (default: the clock's)."""
+    `now`: the samples' time (default: the clock's); `log_errors_of`: as `take_sample`."""
     running = set(runtime.releases()) if running is None else running
 
     def saturation_of(release_id: str) -> Saturation | None:
         return saturation_or_none(runtime, release_id) if release_id in running else None
 
-    return read_samples(environment, router, saturation_of, now=now)
+    return read_samples(environment, router, saturation_of, now=now, log_errors_of=log_errors_of)
 
 
 def read_samples(
@@ -63,10 +71,13 @@ def read_samples(
     router: Router,
     saturation_of: Callable[[str], Saturation | None],
     releases: Sequence[str] | None = None,
+    *,
     now: float | None = None,
+    log_errors_of: LogErrorsOf | None = None,
 ) -> list[SignalSample]:
     """One sample per release (default: every release the router routes or counts): its
-    cumulative counters (zeros if the router has none yet), weight and saturation."""
+    cumulative counters (zeros if the router has none yet), weight and saturation; and
+    with `log_errors_of`, the release's cumulative count of error-level log lines."""
     ts = time.time() if now is None else now
     weights = {backend.release_id: backend.weight for backend in router.routes().backends}
     signals = {signal.release_id: signal for signal in router.signals()}
@@ -76,12 +87,20 @@ def read_samples(
             environment,
             release_id,
             ts,
-            signals.get(release_id) or ReleaseSignals(release_id, 0, 0, 0, 0),
+            _with_log_errors(
+                signals.get(release_id) or ReleaseSignals(release_id, 0, 0, 0, 0), log_errors_of
+            ),
             saturation_of(release_id),
             weights.get(release_id, 0),
         )
         for release_id in names
     ]
+
+
+def _with_log_errors(signals: ReleaseSignals, log_errors_of: LogErrorsOf | None) -> ReleaseSignals:
+    if log_errors_of is None:
+        return signals
+    return replace(signals, log_errors=log_errors_of(signals.release_id))
 
 
 def stored_samples(

@@ -28,6 +28,7 @@ class Increase:
     responses_5xx: int = 0
     latency_buckets: dict[float, int] = field(default_factory=dict)
     cpu_seconds: float | None = 0.0  # None when the CPU use of part of the window is unknown
+    log_errors: int = 0
 
     def __add__(self, other: Increase) -> Increase:
         bounds = self.latency_buckets.keys() | other.latency_buckets.keys()
@@ -45,6 +46,7 @@ class Increase:
                 for bound in bounds
             },
             cpu_seconds=cpu,
+            log_errors=self.log_errors + other.log_errors,
         )
 
 
@@ -124,12 +126,17 @@ def _increase(older: SignalSample, newer: SignalSample) -> Increase:
         responses_5xx=gained.responses_5xx,
         latency_buckets=gained.latency_buckets,
         cpu_seconds=_cpu_increase(older.saturation, newer.saturation),
+        log_errors=gained.log_errors,
     )
 
 
 def counter_increase(before: ReleaseSignals, after: ReleaseSignals) -> ReleaseSignals:
     """What the cumulative counters gained from `before` to `after`. A router restart
-    (any counter went down) makes `after` the whole increase, as Prometheus' rate() does."""
+    (any counter went down) makes `after` the whole increase, as Prometheus' rate() does.
+    The log error counter has a reader of its own, so it restarts on its own."""
+    log_errors = after.log_errors - before.log_errors
+    if log_errors < 0:
+        log_errors = after.log_errors
     if router_restarted(before, after):
         before = ReleaseSignals(after.release_id, 0, 0, 0, 0)
     return ReleaseSignals(
@@ -143,6 +150,7 @@ def counter_increase(before: ReleaseSignals, after: ReleaseSignals) -> ReleaseSi
             for bound, count in after.latency_buckets.items()
         },
         latency_sum=after.latency_sum - before.latency_sum,
+        log_errors=log_errors,
     )
 
 
@@ -190,4 +198,7 @@ def _rates(first: SignalSample, last: SignalSample, increase: Increase) -> Signa
         cpu_percent=None if increase.cpu_seconds is None else increase.cpu_seconds / seconds * 100,
         memory_bytes=saturation.memory_bytes if saturation else None,
         open_files=saturation.open_files if saturation else None,
+        log_errors=increase.log_errors,
+        log_errors_per_second=increase.log_errors / seconds,
+        log_error_share=increase.log_errors / requests if requests else None,
     )

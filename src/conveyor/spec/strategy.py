@@ -153,6 +153,12 @@ class Analysis(_Strict):
         "golden signals.",
     )
     prometheus: PrometheusQueries | None = None
+    log_errors: bool = Field(
+        default=False,
+        description="Also judge error-level lines in the replicas' logs (at most one per "
+        "request), canary against the old version like 5xx answers: a release that answers "
+        "200 while it logs exceptions is rolled back. Needs provider: router.",
+    )
 
     def hidden_rates(self) -> tuple[float, float]:
         """The absolute tolerances of errors and slow requests."""
@@ -165,6 +171,8 @@ class Analysis(_Strict):
             return "provider prometheus needs a `prometheus:` section"
         if self.min_duration > self.max_duration:
             return "min_duration is longer than max_duration"
+        if self.log_errors and self.provider != "router":
+            return "log_errors reads the replicas' logs: it needs provider: router"
         return None
 
 

@@ -6,6 +6,11 @@ them into a `RotatingLog`, which moves the file aside before a write would take 
 about (keep + 1) x max_bytes of disk. The pump keeps the last bytes it saw: a crashed
 replica's last words, whatever file they landed in.
 
+Each line gets the time the pump read it as a prefix, `2026-12-07T05:30:00.123Z ` (UTC,
+milliseconds), once per chunk with one `bytes.replace` (no per-line Python): the lines of a
+chunk share their stamp. Readers (`deploy/log_lines.py`) take it as the line's time, so
+plain lines can be filtered by time and replicas' lines merged in order.
+
 The limits come from the environment of the process that starts a release (the CLI):
 CONVEYOR_REPLICA_LOG_MAX_BYTES (default 10 MiB) and CONVEYOR_REPLICA_LOG_KEEP (default 3
 older files); the supervisor reads them from release.json.
@@ -15,7 +20,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
@@ -69,11 +75,20 @@ class RotatingLog:
         with self._lock:
             if self._file.closed:
                 return  # a grandchild still writing after its replica's supervisor stopped
-            if self._size and self._size + len(data) > self.limits.max_bytes:
-                self._rotate()
-            self._file.write(data)
-            self._file.flush()
-            self._size += len(data)
+            # A stamped chunk may outgrow a file: it is split, at a line end if it has one.
+            limit = self.limits.max_bytes
+            while len(data) > limit:
+                cut = data.rfind(b"\n", 0, limit) + 1 or limit
+                self._write(data[:cut])
+                data = data[cut:]
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        if self._size and self._size + len(data) > self.limits.max_bytes:
+            self._rotate()
+        self._file.write(data)
+        self._file.flush()
+        self._size += len(data)
 
     def close(self) -> None:
         with self._lock:
@@ -101,6 +116,33 @@ class RotatingLog:
         return self.path.with_name(f"{self.path.name}.{generation}")
 
 
+STAMP_LENGTH = 25  # "2026-12-07T05:30:00.123Z "
+
+
+def stamp(now: float) -> bytes:
+    """The prefix of every line read at `now` (epoch seconds)."""
+    whole = int(now)
+    millis = int((now - whole) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)).encode() + b".%03dZ " % millis
+
+
+class Stamper:
+    """Prefixes each line of a byte stream with the time it was read."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.at_line_start = True
+
+    def __call__(self, chunk: bytes) -> bytes:
+        if not chunk:
+            return chunk
+        prefix = stamp(self.clock())
+        body = chunk[:-1].replace(b"\n", b"\n" + prefix) + chunk[-1:]
+        stamped = prefix + body if self.at_line_start else body
+        self.at_line_start = chunk.endswith(b"\n")
+        return stamped
+
+
 class Pump:
     """Copies a replica's output pipe into its log on a thread, keeping the last bytes."""
 
@@ -108,13 +150,14 @@ class Pump:
         self.source = source
         self.log = log
         self.tail = b""
+        self.stamper = Stamper()
         self.thread = threading.Thread(target=self._run, name=f"pump {log.path.name}", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
         descriptor = self.source.fileno()
         while chunk := os.read(descriptor, _CHUNK):
-            self.log.write(chunk)
+            self.log.write(self.stamper(chunk))
             self.tail = (self.tail + chunk)[-TAIL_BYTES:]
         self.source.close()
 

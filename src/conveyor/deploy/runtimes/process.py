@@ -31,6 +31,7 @@ from typing import Any
 from conveyor.deploy.model import ReleaseSpec, ReplicaState, ReplicaStatus, Saturation
 from conveyor.deploy.runtimes import supervisor
 from conveyor.deploy.runtimes.base import RuntimeSite
+from conveyor.deploy.runtimes.log_source import ReplicaLog, replica_logs_in
 from conveyor.deploy.runtimes.logs import LogLimits
 from conveyor.deploy.runtimes.sandbox import HOST, Launch, launch_command
 from conveyor.deploy.runtimes.tasks import TaskResult, run_streaming
@@ -163,6 +164,10 @@ class ProcessRuntime:
         return Launch(launch.argv, launch.cwd, {**launch.env, **release.secret_env})
 
     # --- internals ---------------------------------------------------------------------
+
+    def replica_logs(self, release_id: str) -> list[ReplicaLog]:
+        """Each replica's rotated output (the `LogSource` Protocol)."""
+        return replica_logs_in(self._run_dir(release_id))
 
     def _run_dir(self, release_id: str) -> Path:
         if not _RELEASE_ID.match(release_id):
