@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 
 from conftest import CliProcess, run_cli, wait_until
 from conveyor.errors import InfrastructureError, NotFoundError
-from conveyor.observe.watch import Health, Tick, Watcher
+from conveyor.observe.watch import CONSUMERS, Health, Tick, Watcher
 from conveyor.service.project import Project
 from conveyor.spec.environments import Environment
 from conveyor.store.ledger import EnvironmentRecord
@@ -205,7 +205,8 @@ def test_conveyor_yml_is_read_again_only_when_it_changed(
 ) -> None:
     from conveyor.service import environments
 
-    watcher = Watcher(staging.project, staging.store)
+    # No consumers: the SLO and business consumers keep their own cached copy of the spec.
+    watcher = Watcher(staging.project, staging.store, consumers=())
     reads: list[Project] = []
     original = environments.environments_of
 
@@ -311,7 +312,10 @@ def test_conveyor_watch_writes_prometheus_file_sd_and_json_lines(
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert lines[0] == {"ts": lines[0]["ts"], "lease": "held"}
     changes = {(line["subject"], line["health"]) for line in lines[1:]}
-    assert changes == {("production", "not deployed"), ("staging", "sampling")}
+    environments = {change for change in changes if ": " not in change[0]}
+    assert environments == {("production", "not deployed"), ("staging", "sampling")}
+    # Each consumer of CONSUMERS answered for the sampled environment.
+    assert changes - environments == {(f"staging: {c}", "ok") for c in CONSUMERS}
     groups = json.loads(sd_path.read_text())
     assert [group["labels"]["component"] for group in groups] == ["router", "release"]
     assert groups[1]["labels"]["release"] == staging.live
