@@ -1,0 +1,115 @@
+"""The built-in path end to end: a server's continuous watch samples an environment, the
+SLO evaluator sees the error budget burning, its page alert goes through the one alert
+intake, and the release deployed inside the bake window is rolled back, with the alert
+as evidence and an incident that names the suspect release."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import wait_until
+from conveyor.observe import incidents
+from conveyor.service import environments
+from conveyor.store.records import EventKind
+from deploy.apps import build_app
+from server import conftest as server_fixtures
+from server.conftest import MakeServer, ServerUnderTest
+
+make_server = server_fixtures.make_server
+pytestmark = [pytest.mark.real, pytest.mark.timeout(120)]
+
+# time_scale 720: the page's windows, 1 h and 5 min, become 5 s and 0.4 s.
+SPEC = """\
+version: 1
+name: shop
+jobs:
+  noop: {run: 'true'}
+environments:
+  staging:
+    replicas: 1
+    drain: 0.2s
+    health:
+      readiness: {path: /healthz, interval: 100ms}
+    alerts:
+      bake: 1h
+    slos:
+      - kind: availability
+        objective: 99
+        time_scale: 720
+"""
+
+
+class Traffic:
+    """GET / through the router every 20 ms; keeps the last body."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.last = ""
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        with httpx.Client(timeout=2.0) as client:
+            while not self.stopped.is_set():
+                with contextlib.suppress(httpx.HTTPError):
+                    self.last = client.get(self.url).text
+                time.sleep(0.02)
+
+
+@pytest.fixture
+def served(make_server: MakeServer) -> Iterator[ServerUnderTest]:
+    served = make_server(SPEC)
+    yield served
+    context = served.context
+    environments.stop_environment(context.project, context.store, "staging")
+
+
+def test_a_burning_error_budget_rolls_the_new_release_back(
+    served: ServerUnderTest, tmp_path: Path
+) -> None:
+    project, store = served.context.project, served.context.store
+    good = build_app(project, tmp_path / "v1", "v1")
+    bad = build_app(project, tmp_path / "v2", "v2", behaviour="errors-1.0")
+    v1 = environments.deploy(project, store, "staging", good, actor="dana").release_id
+    v2 = environments.deploy(project, store, "staging", bad, actor="dana").release_id
+    record = store.ledger.environments.get("staging")
+    assert record is not None and record.live_release == v2
+    traffic = Traffic(f"http://127.0.0.1:{record.port}/")
+    traffic.thread.start()
+    try:
+        wait_until(lambda: _live(served) == v1, "the SLO alert's rollback", timeout=60)
+        wait_until(lambda: traffic.last == "v1", "traffic back on v1", timeout=10)
+    finally:
+        traffic.stopped.set()
+        traffic.thread.join()
+
+    [rollback] = [e for e in store.events() if e.kind == EventKind.ROLLBACK.value]
+    assert rollback.actor == "conveyor-alerts"
+    assert (rollback.data["from"], rollback.data["to"]) == (v2, v1)
+    alert = rollback.data["evidence"]["alert"]
+    assert alert["source"] == "conveyor"
+    assert alert["labels"]["alertname"] == "ErrorBudgetBurn"
+    assert alert["labels"]["severity"] == "page"
+    assert alert["labels"]["release"] == v2
+    # The intake records the incident mitigated once the rollback it made has returned.
+    incident = wait_until(lambda: _mitigated(served), "the incident mitigated by the rollback")
+    assert incident.suspects[0]["release_id"] == v2  # newest first
+    assert incident.time_to_restore is not None and incident.time_to_restore < 30
+
+
+def _live(served: ServerUnderTest) -> str | None:
+    record = served.context.store.ledger.environments.get("staging")
+    return record.live_release if record else None
+
+
+def _mitigated(served: ServerUnderTest) -> incidents.Incident | None:
+    store = served.context.store
+    [incident] = incidents.list_incidents(store, environment="staging").items
+    return incident if incident.state is incidents.IncidentState.MITIGATED else None
