@@ -8,7 +8,15 @@ Two contenders, alternating, each on a fresh deploy of v2:
   `conveyor server` subprocess (the issue's goal: <= 1 s);
 - Conveyor's own evaluator path: `observe.alerts.receive` called in this process, as the
   SLO evaluator calls it. Detection (the burn-rate windows) is the evaluator's and comes
-  before this; the issue's goal for breach to traffic back is <= 2 s.
+  before this;
+- the whole built-in path, detection included: a second environment, `watched`, declares
+  an availability SLO (99 %, `time_scale: 720`: the page's windows are 5 s and 0.4 s); the
+  server's continuous watch (1 s) samples it, the SLO evaluator raises the page and the
+  intake rolls back. Timed from the first 500 the bench sees from v2 (its own requests,
+  every 2 ms, are the only traffic, so the error ratio is 100 % from the first sample
+  that holds them) to the first answer from v1. The issue's goal for a burn-rate breach
+  to traffic back is <= 2 s; this figure also holds the time from v2's first error to the
+  breach (at most one sample).
 
     .venv/bin/python bench/alert_to_rollback.py --repeat 5
 """
@@ -55,6 +63,15 @@ environments:
       readiness: {path: /healthz, interval: 100ms}
     alerts:
       bake: 1h
+  watched:
+    replicas: 1
+    drain: 0.2s
+    health:
+      readiness: {path: /healthz, interval: 100ms}
+    alerts:
+      bake: 1h
+    slos:
+      - {kind: availability, objective: 99, time_scale: 720}
 """
 
 
@@ -111,13 +128,16 @@ class Bench:
         self.project, self.bad = project, bad
         self.server, self.token = server, token
         self.store = project.open_store()
-        record = self.store.ledger.environments.get("staging")
-        assert record is not None
-        self.router = httpx.Client(base_url=f"http://127.0.0.1:{record.port}", timeout=5)
+        self.routers = {name: self._router(name) for name in ("staging", "watched")}
 
-    def serving(self) -> str:
+    def _router(self, name: str) -> httpx.Client:
+        record = self.store.ledger.environments.get(name)
+        assert record is not None
+        return httpx.Client(base_url=f"http://127.0.0.1:{record.port}", timeout=5)
+
+    def serving(self, environment: str = "staging") -> str:
         try:
-            return self.router.get("/").text
+            return self.routers[environment].get("/").text
         except httpx.HTTPError:
             return ""
 
@@ -125,6 +145,18 @@ class Bench:
         environments.deploy(self.project, self.store, "staging", self.bad, actor="bench")
         while self.serving() != "injected fault":
             time.sleep(0.01)
+
+    def by_watch(self) -> float:
+        """Seconds from v2's first error seen to v1 serving, the server's watch deciding."""
+        environments.deploy(self.project, self.store, "watched", self.bad, actor="bench")
+        while self.serving("watched") != "injected fault":
+            time.sleep(0.002)
+        started = time.perf_counter()
+        while self.serving("watched") != "v1":
+            time.sleep(0.002)
+        took = time.perf_counter() - started
+        time.sleep(3.0)  # the page's short window clears: the alert resolves before the next
+        return took
 
     def measure(self, send: Callable[[], None]) -> float:
         """Seconds from handing the alert over to the first answer from v1."""
@@ -181,6 +213,7 @@ def main() -> None:
         token = issue_token(users_path(project.state_dir), "alertmanager", None, now).token
         with project.open_store() as store:
             environments.deploy(project, store, "staging", good, actor="bench")
+            environments.deploy(project, store, "watched", good, actor="bench")
         port = free_port()
         server = start_server(project, port)
         bench = Bench(project, bad, f"http://127.0.0.1:{port}", token)
@@ -191,6 +224,7 @@ def main() -> None:
                 {
                     "Alertmanager webhook -> v1 serving": bench.by_webhook,
                     "receive() (own evaluator) -> v1 serving": bench.by_receive,
+                    "watch + SLO evaluator, first error -> v1 serving": bench.by_watch,
                 },
                 rounds,
             )
@@ -199,9 +233,14 @@ def main() -> None:
             server.wait(timeout=30)
             with project.open_store() as store:
                 environments.stop_environment(project, store, "staging")
+                environments.stop_environment(project, store, "watched")
             bench.store.close()
-    webhook, own = samples.values()
-    print_samples("alert handed over -> the router answers from v1 (s)", [own, webhook], own)
+    webhook, own, watched = samples.values()
+    print_samples(
+        "alert handed over (or v2's first error) -> the router answers from v1 (s)",
+        [own, webhook, watched],
+        own,
+    )
     print_figures(
         "Alert to traffic back on the warm release",
         [
@@ -209,6 +248,8 @@ def main() -> None:
             Figure("Alertmanager webhook: max", max(webhook.seconds), "s", WEBHOOK_GOAL),
             Figure("receive() path: median (detection excluded)", own.median, "s", EVALUATOR_GOAL),
             Figure("receive() path: max", max(own.seconds), "s", EVALUATOR_GOAL),
+            Figure("watch + evaluator (detected): median", watched.median, "s", EVALUATOR_GOAL),
+            Figure("watch + evaluator (detected): max", max(watched.seconds), "s", EVALUATOR_GOAL),
         ],
     )
 
