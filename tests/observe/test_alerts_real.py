@@ -5,13 +5,9 @@ evidence."""
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from conftest import wait_until
@@ -19,6 +15,7 @@ from conveyor.service import environments
 from conveyor.store.records import EventKind
 from deploy.apps import build_app
 from observe.alerting import error_rate_rule, running_alertmanager, running_prometheus
+from observe.live_traffic import Traffic, live_release
 from server import conftest as server_fixtures
 from server.conftest import MakeServer, ServerUnderTest
 
@@ -39,23 +36,6 @@ environments:
     alerts:
       bake: 1h
 """
-
-
-class Traffic:
-    """GET / through the router every 20 ms; keeps the last body."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.last = ""
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self) -> None:
-        with httpx.Client(timeout=2.0) as client:
-            while not self.stopped.is_set():
-                with contextlib.suppress(httpx.HTTPError):
-                    self.last = client.get(self.url).text
-                time.sleep(0.02)
 
 
 @pytest.fixture
@@ -90,7 +70,7 @@ def test_alertmanager_delivers_a_real_alert_that_rolls_the_release_back(
                 am,
             ),
         ):
-            wait_until(lambda: _live(served) == v1, "the alert's rollback", timeout=60)
+            wait_until(lambda: live_release(served) == v1, "the alert's rollback", timeout=60)
             wait_until(lambda: traffic.last == "v1", "traffic back on v1", timeout=10)
     finally:
         traffic.stopped.set()
@@ -108,8 +88,3 @@ def test_alertmanager_delivers_a_real_alert_that_rolls_the_release_back(
     )
     assert received[0].data["outcome"] == "rolled-back"
     assert received[0].data["incident"] is not None
-
-
-def _live(served: ServerUnderTest) -> str | None:
-    record = served.context.store.ledger.environments.get("staging")
-    return record.live_release if record else None

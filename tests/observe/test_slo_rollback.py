@@ -5,13 +5,9 @@ as evidence and an incident that names the suspect release."""
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from conftest import wait_until
@@ -19,6 +15,7 @@ from conveyor.observe import incidents
 from conveyor.service import environments
 from conveyor.store.records import EventKind
 from deploy.apps import build_app
+from observe.live_traffic import Traffic, live_release
 from server import conftest as server_fixtures
 from server.conftest import MakeServer, ServerUnderTest
 
@@ -46,23 +43,6 @@ environments:
 """
 
 
-class Traffic:
-    """GET / through the router every 20 ms; keeps the last body."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.last = ""
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self) -> None:
-        with httpx.Client(timeout=2.0) as client:
-            while not self.stopped.is_set():
-                with contextlib.suppress(httpx.HTTPError):
-                    self.last = client.get(self.url).text
-                time.sleep(0.02)
-
-
 @pytest.fixture
 def served(make_server: MakeServer) -> Iterator[ServerUnderTest]:
     served = make_server(SPEC)
@@ -84,7 +64,7 @@ def test_a_burning_error_budget_rolls_the_new_release_back(
     traffic = Traffic(f"http://127.0.0.1:{record.port}/")
     traffic.thread.start()
     try:
-        wait_until(lambda: _live(served) == v1, "the SLO alert's rollback", timeout=60)
+        wait_until(lambda: live_release(served) == v1, "the SLO alert's rollback", timeout=60)
         wait_until(lambda: traffic.last == "v1", "traffic back on v1", timeout=10)
     finally:
         traffic.stopped.set()
@@ -102,11 +82,6 @@ def test_a_burning_error_budget_rolls_the_new_release_back(
     incident = wait_until(lambda: _mitigated(served), "the incident mitigated by the rollback")
     assert incident.suspects[0]["release_id"] == v2  # newest first
     assert incident.time_to_restore is not None and incident.time_to_restore < 30
-
-
-def _live(served: ServerUnderTest) -> str | None:
-    record = served.context.store.ledger.environments.get("staging")
-    return record.live_release if record else None
 
 
 def _mitigated(served: ServerUnderTest) -> incidents.Incident | None:
