@@ -112,7 +112,7 @@ class RunFilter:
         self.counted = False  # the present run is no session: counted to its end
 
     def classify(self, canary: int, canary_requests: int, reference: int, references: int) -> Run:
-        """This interval's canary events: count, hold, release the held, or confirm."""
+        """This interval's canary events: count, hold, release the held, or settle."""
         # The reference's rate so far, a little pessimistic before it has data.
         rate = (self.reference_events + 1.0) / (self.reference_requests + 1.0)
         self.reference_events += reference
