@@ -11,7 +11,11 @@ conveyor judge runs them at least `--null-runs` times.
 The clustered scenarios draw errors in clusters (retry bursts, broken sessions, batch
 jobs, a bad upstream connection, a gamma-distributed per-second rate), with and without
 a 2x regression. "conveyor, unclustered" is the judge that counts every error as an
-independent draw (the judge before issue 12), on the same streams.
+independent draw (the judge before issue 12), on the same streams. "conveyor, runs
+counted" is the judge that counts runs of canary errors (a broken session) in its
+rollback tests (`Judge(runs=False)`). The short-step scenarios (2 min) are regressions a
+held-out run could hide: +200 ms on every canary request, 10x and 100 % errors, with
+and without broken sessions; every one must be rolled back within the step.
 
     .venv/bin/python bench/judge_harness.py --runs 500 --seed 1
     .venv/bin/python bench/judge_harness.py --runs 500 --only 2x --prior log-uniform
@@ -125,13 +129,41 @@ CLUSTERED_CASES = tuple(
     for m, effect in ((1.0, "no regression"), (2.0, "2x errors"))
 )
 
+# Regressions a held-out run of canary events could hide (issue 12): a short canary step
+# (2 min) must still roll them back. A uniform latency regression makes every canary
+# second slow, one long run; a severe error regression makes every second err.
+SHORT_STEP_SECONDS = 120.0
+SESSIONS = CLUSTERINGS["broken sessions, 20 errors over 20 s, half the errors"]
+SHORT_STEP_CASES = tuple(
+    Case(
+        Scenario(f"short step, {name}", 100, 0.01, **effect),  # type: ignore[arg-type]
+        regression=True,
+        peers=False,
+        max_seconds=SHORT_STEP_SECONDS,
+    )
+    for name, effect in {
+        "+200 ms on every canary request": {"latency_shift": 0.2},
+        "10x errors": {"error_multiplier": 10.0},
+        "100% errors": {"error_multiplier": 100.0},
+        "broken sessions of 20 s, +200 ms on every canary request": {
+            "latency_shift": 0.2,
+            "clustering": SESSIONS,
+        },
+        "broken sessions of 20 s, 10x errors": {"error_multiplier": 10.0, "clustering": SESSIONS},
+        "broken sessions of 20 s, 100% errors": {
+            "error_multiplier": 100.0,
+            "clustering": SESSIONS,
+        },
+    }.items()
+)
+
 
 def judges(
     scenario: Scenario, prior: Prior, *, peers_too: bool = True
 ) -> dict[str, Callable[[], SequentialJudge]]:
     settings = Analysis(alpha=ALPHA, max_duration=MAX_SECONDS)
     error_effect, slow_effect = scenario.true_effects
-    latency = scenario.latency_multiplier != 1.0
+    latency = scenario.latency_multiplier != 1.0 or scenario.latency_shift > 0.0
     effect = slow_effect if latency else error_effect
     if effect <= 1.0:  # nothing to know: the oracle tests the smallest harmful effect
         effect = settings.min_effect
@@ -139,6 +171,7 @@ def judges(
     ours: dict[str, Callable[[], SequentialJudge]] = {
         "conveyor": lambda: Judge(settings, prior=prior),
         "conveyor, unclustered": lambda: Judge(settings, prior=prior, clustered=False),
+        "conveyor, runs counted": lambda: Judge(settings, prior=prior, runs=False),
     }
     peers: dict[str, Callable[[], SequentialJudge]] = {
         "conveyor, baseline alone": lambda: Judge(
@@ -337,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(args.runs, args.null_runs, args.seed, args.prior, not args.no_peers, args.jobs)
     for case in (
         c
-        for c in (*CASES, *SMALL_TEAM_CASES, *CLUSTERED_CASES)
+        for c in (*CASES, *SMALL_TEAM_CASES, *CLUSTERED_CASES, *SHORT_STEP_CASES)
         if any(w in c.scenario.name for w in wanted)
     ):
         started = time.perf_counter()

@@ -41,6 +41,7 @@ from conveyor.analysis.eprocess import (
     two_sided_mixture,
 )
 from conveyor.analysis.model import Counts, Decision, Observation, Verdict
+from conveyor.analysis.runs import Run, RunFilter
 from conveyor.spec.strategy import Analysis
 
 GUARDRAIL_SHARE = 0.05  # of alpha: the sequential error-rate guardrail
@@ -129,6 +130,17 @@ class Need:
         return f"{self.kind.label}: {more} to {towards}"
 
 
+@dataclass(frozen=True)
+class _Held:
+    """One interval's canary events, left out of the rollback tests."""
+
+    events: int
+    canary_requests: int
+    references: int  # baseline + stable requests
+    baseline: int  # baseline requests
+    weight: float | None  # the interval's own tempering weight, if it has one
+
+
 @dataclass
 class _Scores:
     """Log e-values, refreshed when an attribution changes."""
@@ -138,7 +150,7 @@ class _Scores:
     promote_pooled: float = 0.0  # the ratio route: theta below the tolerated ratio
     promote_paired: float = 0.0
     drift: float = 0.0
-    versions: tuple[int, int, int] = (-1, -1, -1)
+    versions: tuple[int, ...] = ()
 
 
 class KindTests:
@@ -157,6 +169,7 @@ class KindTests:
         drift_level: float,
         tolerance: Tolerance,
         clustered: bool = True,
+        runs: bool = True,
     ) -> None:
         self.kind = kind
         self.tolerance = tolerance
@@ -166,6 +179,14 @@ class KindTests:
         self.pooled = Attribution(grid)  # canary | baseline + stable
         self.paired = Attribution(grid)  # canary | baseline
         self.drift = Attribution(grid)  # baseline | stable
+        # Runs of canary errors (a broken session) are held out of the rollback tests,
+        # for a bounded time: their likelihood ratios are the ones above minus these
+        # (runs.py). Errors only: a latency regression slows every request.
+        held_out = clustered and runs and kind is Kind.ERRORS
+        self.runs = RunFilter() if held_out else None
+        self.pooled_left_out = Attribution(grid)
+        self.paired_left_out = Attribution(grid)
+        self.held: list[_Held] = []  # the present run's canary events, held out for now
         self.regression = regression_mixture(grid, prior)
         self.no_harm = no_harm_mixture(grid, tolerance_index(grid, tolerance.ratio))
         self.rate_below = RateBelow(tolerance.rate)
@@ -185,10 +206,13 @@ class KindTests:
         # The paired state when the judge switched to the baseline alone: from the start
         # with Reference.BASELINE, else when the drift is flagged (sticky). Kept raw, so
         # the growth since then is tempered as the cluster size is now.
-        start = self.paired.snapshot()
+        start = (self.paired.snapshot(), self.paired_left_out.snapshot())
         self.switched_at = start if reference is Reference.BASELINE else None
         self.scores = _Scores()
         self._evidence: tuple[tuple[object, ...], dict[str, Any]] = ((), {})
+        self._attributions = (self.pooled, self.paired, self.drift) + (
+            (self.pooled_left_out, self.paired_left_out) if held_out else ()
+        )
         self._rate_log_e_of: tuple[tuple[float, float], float] = ((-1.0, -1.0), 0.0)
         self._rate_bound: tuple[tuple[float, int], float | None] = ((-1.0, -1), None)
 
@@ -198,29 +222,52 @@ class KindTests:
         if self.dispersion is not None:
             requests = canary.requests + baseline.requests + stable.requests
             weight = self.dispersion.update(c + b + s, requests)
-            for attribution in (self.pooled, self.paired, self.drift):
+            for attribution in self._attributions:
                 attribution.temper(self.dispersion.clusters)
-        self.pooled.update(c, canary.requests, b + s, baseline.requests + stable.requests, weight)
+        references = baseline.requests + stable.requests
+        self.pooled.update(c, canary.requests, b + s, references, weight)
         self.paired.update(c, canary.requests, b, baseline.requests, weight)
         self.drift.update(b, baseline.requests, s, stable.requests, weight)
+        if self.runs is not None:
+            run = self.runs.classify(c, canary.requests, b + s, references)
+            self._hold_runs(run, _Held(c, canary.requests, references, baseline.requests, weight))
         if weight is None:
             self.canary_raw = [self.canary_raw[0] + c, self.canary_raw[1] + canary.requests]
         else:
             fixed = self.canary_fixed
             self.canary_fixed = [fixed[0] + weight * c, fixed[1] + weight * canary.requests]
-        versions = (self.pooled.version, self.paired.version, self.drift.version)
+        versions = tuple(a.version for a in self._attributions)
         if versions == self.scores.versions:
             return
         self.scores = _Scores(
-            self.regression.log_e(self.pooled),
-            self.regression.log_e(self.paired),
+            self.regression.log_e_of(_minus(self.pooled.log_lr, self.pooled_left_out.log_lr)),
+            self.regression.log_e_of(_minus(self.paired.log_lr, self.paired_left_out.log_lr)),
             self.no_harm.log_e(self.pooled),
             self.no_harm.log_e(self.paired),
             self.two_sided.log_e(self.drift),
             versions,
         )
         if self.switched_at is None and self.scores.drift >= self.log_drift:
-            self.switched_at = self.paired.snapshot()
+            self.switched_at = (self.paired.snapshot(), self.paired_left_out.snapshot())
+
+    def _hold_runs(self, run: Run, held: _Held) -> None:
+        """Hold this interval's canary events out, count the run's held ones again, or
+        keep them out for good (the run was a session)."""
+        if run is Run.HOLD:
+            self._leave_out(held)
+            self.held.append(held)
+        if run is Run.RELEASE:  # no session: count its events again
+            for earlier in self.held:
+                self._leave_out(earlier, -1)
+        if run is Run.RELEASE or run is Run.SETTLE:
+            self.held = []
+
+    def _leave_out(self, held: _Held, sign: int = 1) -> None:
+        """Leave the canary events out of the rollback tests (sign -1: count them again).
+        These likelihood ratios get only the left-out canary events, no reference events."""
+        events, weight = sign * held.events, held.weight
+        self.pooled_left_out.update(events, held.canary_requests, 0, held.references, weight)
+        self.paired_left_out.update(events, held.canary_requests, 0, held.baseline, weight)
 
     @property
     def cluster_size(self) -> float:
@@ -239,7 +286,10 @@ class KindTests:
         """The live rollback route: pooled, or the baseline's growth since the drift."""
         if self.switched_at is None:
             return self.scores.rollback_pooled
-        at_switch = self.regression.log_e_of(self.paired.tempered(self.switched_at))
+        paired, left_out = self.switched_at
+        at_switch = self.regression.log_e_of(
+            _minus(self.paired.tempered(paired), self.paired_left_out.tempered(left_out))
+        )
         return self.scores.rollback_paired - at_switch
 
     def baseline_agrees(self) -> bool:
@@ -435,6 +485,7 @@ class Judge:
         reference: Reference = Reference.POOLED,
         drift_level: float = DRIFT_LEVEL,
         clustered: bool = True,
+        runs: bool = True,
     ) -> None:
         self.settings = settings
         rule, (error_rate, slow_rate) = settings.promote_when, settings.hidden_rates()
@@ -462,6 +513,7 @@ class Judge:
                 drift_level=drift_level,
                 tolerance=tolerances[kind],
                 clustered=clustered,
+                runs=runs,
             )
             for kind in kinds
         ]
@@ -558,6 +610,10 @@ class Judge:
                 "e_value": _e(log_e),
             }
         return evidence
+
+
+def _minus(lr: list[float], left_out: list[float]) -> list[float]:
+    return [x - y for x, y in zip(lr, left_out, strict=True)]
 
 
 def _add(total: Counts, more: Counts) -> Counts:

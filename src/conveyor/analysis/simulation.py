@@ -40,12 +40,15 @@ class Latency:
     def sigma(self) -> float:
         return math.log(self.p95 / self.p50) / _P95_Z
 
-    def quantile(self, q: float, multiplier: float = 1.0) -> float:
-        return self.p50 * multiplier * math.exp(self.sigma * NormalDist().inv_cdf(q))
+    def quantile(self, q: float, multiplier: float = 1.0, shift: float = 0.0) -> float:
+        return self.p50 * multiplier * math.exp(self.sigma * NormalDist().inv_cdf(q)) + shift
 
-    def share_over(self, threshold: float, multiplier: float = 1.0) -> float:
-        """The fraction of requests slower than `threshold` when latencies are scaled."""
-        z = math.log(threshold / (self.p50 * multiplier)) / self.sigma
+    def share_over(self, threshold: float, multiplier: float = 1.0, shift: float = 0.0) -> float:
+        """The fraction of requests slower than `threshold` when latencies are scaled,
+        then `shift` seconds added to every one."""
+        if threshold <= shift:
+            return 1.0
+        z = math.log((threshold - shift) / (self.p50 * multiplier)) / self.sigma
         return 1.0 - NormalDist().cdf(z)
 
 
@@ -76,6 +79,7 @@ class Scenario:
     baseline_share: float = 0.1  # stable serves the rest
     error_multiplier: float = 1.0  # the injected effect on the canary
     latency_multiplier: float = 1.0
+    latency_shift: float = 0.0  # seconds added to every canary request (a slow call)
     # Fresh processes (canary and baseline alike) err this much more than warm stable
     # ones, for `warmup_seconds` (None: throughout): the bias the baseline guards against.
     warmup_error_multiplier: float = 1.0
@@ -88,13 +92,17 @@ class Scenario:
         """Slow means slower than the old version's p95."""
         return self.latency.p95
 
-    def slow_share(self, multiplier: float = 1.0) -> float:
-        return self.latency.share_over(self.latency_threshold, multiplier)
+    def slow_share(self, multiplier: float = 1.0, shift: float = 0.0) -> float:
+        return self.latency.share_over(self.latency_threshold, multiplier, shift)
+
+    @property
+    def canary_slow_share(self) -> float:
+        return self.slow_share(self.latency_multiplier, self.latency_shift)
 
     @property
     def true_effects(self) -> tuple[float, float]:
         """The injected effect as rate ratios to the baseline: errors, slow requests."""
-        slow = self.slow_share(self.latency_multiplier) / self.slow_share()
+        slow = self.canary_slow_share / self.slow_share()
         return self.error_multiplier, slow
 
 
@@ -155,7 +163,7 @@ def _arms(scenario: Scenario, *, warm: bool) -> tuple[_Arm, _Arm, _Arm]:
     canary = _Arm(
         per_interval * scenario.canary_share,
         min(fresh_errors * scenario.error_multiplier, 1.0),
-        scenario.slow_share(scenario.latency_multiplier),
+        scenario.canary_slow_share,
     )
     baseline = _Arm(per_interval * scenario.baseline_share, min(fresh_errors, 1.0), slow)
     stable_share = 1.0 - scenario.canary_share - scenario.baseline_share
@@ -167,7 +175,10 @@ def stream(scenario: Scenario, seed: int) -> Iterator[Observation]:
     """Endless observations, one per interval, the same for the same seed."""
     rng = random.Random(seed)
     warming, warm = _arms(scenario, warm=False), _arms(scenario, warm=True)
-    absolute = Absolute(p99=scenario.latency.quantile(0.99, scenario.latency_multiplier))
+    latency = scenario.latency
+    absolute = Absolute(
+        p99=latency.quantile(0.99, scenario.latency_multiplier, scenario.latency_shift)
+    )
     clustering = scenario.clustering
     clusters = [_Clusters(clustering) if clustering else None for _ in range(3)]
     elapsed = 0.0
