@@ -126,3 +126,31 @@ def _collect(process: CliProcess, into: list[dict[str, object]]) -> None:
     assert process.popen.stdout is not None
     for line in process.popen.stdout:
         into.append(json.loads(line))
+
+
+def test_the_continuous_watch_samples_the_error_lines_too(project: Project, tmp_path: Path) -> None:
+    from conveyor.observe.watch import Watcher
+
+    noisy = build_log_app(project, tmp_path, "v1", "exceptions")
+    assert deploy(project, noisy).state is DeployState.SUCCEEDED
+    live = release_name("staging", *noisy.split("@"))
+    with project.open_store() as store:
+        watcher = Watcher(project, store, consumers=())
+        try:
+            watcher.tick()
+            with httpx.Client(base_url=url_of(project), timeout=5) as client:
+                for _ in range(5):
+                    assert client.get("/").status_code == 200
+            # The replica writes its lines as it answers: the next ticks count them.
+            wait_until(
+                lambda: watcher.tick() and _log_errors(project, live) >= 5,
+                "the watch's samples count the error lines",
+            )
+        finally:
+            watcher.lease.release()
+
+
+def _log_errors(project: Project, release: str) -> int:
+    with project.open_store() as store:
+        rows = store.ledger.samples.of("staging", release)
+    return max((int(row.signals.get("log_errors", 0)) for row in rows), default=0)

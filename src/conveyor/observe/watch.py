@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from conveyor.deploy.log_errors import ErrorCounter, error_counter
 from conveyor.deploy.sampler import plane_samples, to_row
 from conveyor.errors import ConveyorError, NotFoundError
 from conveyor.states import ReleaseState
@@ -95,6 +96,8 @@ class _Plane:
     router: Router
     runtime: Runtime
     release_addresses: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # The releases' error-level log lines (None: a runtime that keeps no replica logs).
+    log_errors: ErrorCounter | None = None
 
 
 class WatchLease:
@@ -278,7 +281,14 @@ class Watcher:
             if kind not in running:
                 running[kind] = set(plane.runtime.releases())
             # Stamped with the tick's time: what a consumer called with `now` reads.
-            found = plane_samples(name, plane.router, plane.runtime, running[kind], now=ts)
+            found = plane_samples(
+                name,
+                plane.router,
+                plane.runtime,
+                running[kind],
+                now=ts,
+                log_errors_of=plane.log_errors,
+            )
         except Exception as error:  # one environment never stops the watch
             self._set(changes, name, Health.FAILING, _reason(error), ts)
             return None
@@ -361,7 +371,9 @@ def _make_plane(project: Project, store: Store, name: str, spec: Environment) ->
 
     kept = spec.samples
     store.ledger.samples.retain(name, Retention(kept.full, int(kept.every), kept.keep))
-    return _Plane(spec, make_router(project, name, spec, store), make_runtime(project, spec))
+    router = make_router(project, name, spec, store)
+    runtime = make_runtime(project, spec)
+    return _Plane(spec, router, runtime, log_errors=error_counter(runtime))
 
 
 def _addresses(plane: _Plane, release_id: str) -> tuple[str, ...]:
