@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from markupsafe import escape
 
 from conftest import GIT_ENV
 from observe.test_insights import SPEC, seed
@@ -45,3 +46,23 @@ def test_release_notes_of_an_unknown_environment_are_not_found(make_server: Make
     assert answer.status_code == 404, answer.text
     assert answer.json()["error"] == "not_found"
     assert anonymous.status_code == 401
+
+
+def test_the_insights_page_lists_the_actionable_items(make_server: MakeServer) -> None:
+    served = make_server(SPEC, workers=0)
+    seed(served.project, time.time())
+    body = served.client.get("/api/v1/insights?since=30d", headers=served.as_user("viewer"))
+    items = body.json()["items"]
+
+    page = served.client.get("/insights?since=30d", headers=served.as_user("viewer"))
+    anonymous = served.client.get("/insights", headers={"accept": "text/html"})
+    bad = served.client.get("/insights?since=forever", headers=served.as_user("viewer"))
+
+    assert page.status_code == 200, page.text
+    assert items, "the seeded history has actionable items"
+    for item in items:  # every item the API lists, by its id, with its state
+        assert f'data-item="{item["id"]}"' in page.text
+    assert str(escape(items[0]["title"])) in page.text
+    assert '<a href="/insights/dora">DORA metrics</a>' in page.text
+    assert anonymous.status_code in (401, 303)
+    assert bad.status_code == 400

@@ -80,7 +80,7 @@ def test_the_page_shows_the_figures_and_the_weekly_trends(shop: ServerUnderTest)
             "/api/v1/insights/dora", params={"since": "30d"}, headers=shop.as_user("viewer")
         ).json()["weeks"]
     )
-    assert '<a href="/insights/dora">DORA</a>' in page  # the nav link
+    assert '<a href="/insights">Insights</a>' in page  # the nav link, to the summary
     assert (
         shop.client.get("/insights/dora?env=moon", headers=shop.as_user("viewer")).status_code
         == 404

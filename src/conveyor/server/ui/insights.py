@@ -1,4 +1,5 @@
-"""Insights pages: `/insights/dora`, an environment's DORA metrics with their weekly
+"""Insights pages: `/insights`, a period's summary and its actionable items (as `conveyor
+insights summary`), and `/insights/dora`, an environment's DORA metrics with their weekly
 trends drawn as charts (server-side SVG, server/ui/charts.py)."""
 
 from __future__ import annotations
@@ -9,16 +10,38 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
+from conveyor.errors import ConveyorError
 from conveyor.observe.dora import DEFAULT_SINCE, DoraReport, project_dora
 from conveyor.observe.dora_figures import describe_duration, describe_percent, describe_spread
+from conveyor.observe.insights import summary
 from conveyor.server.auth import Action, Principal, authorize, require
 from conveyor.server.context import ServerContext, server_context
 from conveyor.server.ui import charts, formatting, templates
+from conveyor.spec.durations import parse_duration
 
 formatting.register()
 router = APIRouter(include_in_schema=False)
 Reader = Annotated[Principal, Depends(require("insights", Action.READ))]
 Context = Annotated[ServerContext, Depends(server_context)]
+
+
+@router.get("/insights", response_class=HTMLResponse)
+def summary_page(
+    request: Request,
+    principal: Reader,
+    context: Context,
+    since: Annotated[str, Query(max_length=20)] = "30d",
+) -> HTMLResponse:
+    try:
+        period = parse_duration(since)
+    except ValueError as error:
+        raise ConveyorError(f"since: {error}", hint="for example ?since=30d") from None
+    found = summary(context.project, context.store, period=period)
+    return templates.TemplateResponse(
+        request,
+        "insights/summary.html",
+        {"principal": principal, "summary": found, "since": since},
+    )
 
 
 @router.get("/insights/dora", response_class=HTMLResponse)
