@@ -8,13 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from conveyor.observe.business_figures import sample_environment
-from conveyor.service.environments import environments_of
+from conveyor.service.environments import current_environments
 from conveyor.service.project import Project
-from conveyor.spec.environments import Environment
 from conveyor.store.store import Store
 
 EVERY = 10.0  # seconds between two scrapes of one environment
-_specs: dict[Path, tuple[int, dict[str, Environment]]] = {}  # conveyor.yml, by mtime
 _last: dict[tuple[Path, str], float] = {}
 
 
@@ -23,19 +21,8 @@ def sample_on_watch(project: Project, store: Store, environment: str, now: float
     key = (project.spec_path, environment)
     if now - _last.get(key, float("-inf")) < EVERY:
         return
-    spec = _environments(project).get(environment)
+    spec = current_environments(project).get(environment)
     if spec is None or spec.business is None or not spec.business.metrics:
         return
     _last[key] = now
     sample_environment(project, store, environment, spec.business, spec)
-
-
-def _environments(project: Project) -> dict[str, Environment]:
-    """conveyor.yml's environments, read again only when the file changed."""
-    path = project.spec_path
-    mtime = path.stat().st_mtime_ns
-    known = _specs.get(path)
-    if known is None or known[0] != mtime:
-        known = (mtime, environments_of(project))
-        _specs[path] = known
-    return known[1]

@@ -15,7 +15,7 @@ sends what fires again (the intake deduplicates it by fingerprint).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,9 +24,9 @@ from conveyor.observe import alerts
 from conveyor.observe.alerts import Alert, AlertSource, AlertStatus
 from conveyor.observe.burn import ALERT_NAME, Firing, Severity, scaled_windows
 from conveyor.observe.slo import SloSeries, firing_alerts
+from conveyor.service.environments import current_environments
 from conveyor.service.project import Project
 from conveyor.spec.durations import format_duration
-from conveyor.spec.environments import Environment
 from conveyor.spec.slo import Slo
 from conveyor.store.store import Store
 
@@ -49,12 +49,11 @@ class _Watched:
 
 
 _WATCHED: dict[tuple[Path, str], _Watched] = {}
-_SPECS: dict[Path, tuple[tuple[int, int], Mapping[str, Environment]]] = {}
 
 
 def consume(project: Project, store: Store, environment: str, now: float) -> None:
     """Evaluate the SLOs of `environment` as of `now`; send what starts or stops firing."""
-    spec = _environments(project).get(environment)
+    spec = current_environments(project).get(environment)
     if spec is None or not spec.slos:
         _WATCHED.pop((project.directory, environment), None)
         return
@@ -193,20 +192,3 @@ def _read_new_samples(store: Store, environment: str, watched: _Watched, now: fl
 def _alert_reach(slo: Slo) -> float:
     """The longest alert window: the watch needs no more (the budget is `slo status`'s)."""
     return scaled_windows(slo.time_scale)[-1]
-
-
-def _environments(project: Project) -> Mapping[str, Environment]:
-    """conveyor.yml's environments, read again only when the file changed."""
-    from conveyor.service.environments import environments_of
-
-    path = project.spec_path
-    try:
-        stat = path.stat()
-    except OSError:
-        return {}
-    stamp = (stat.st_mtime_ns, stat.st_size)
-    cached = _SPECS.get(path)
-    if cached is None or cached[0] != stamp:
-        cached = (stamp, environments_of(project))
-        _SPECS[path] = cached
-    return cached[1]

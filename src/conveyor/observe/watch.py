@@ -230,9 +230,9 @@ class Watcher:
     # --- conveyor.yml -----------------------------------------------------------------
 
     def _load_specs(self, *, strict: bool) -> None:
-        from conveyor.service.environments import environments_of
+        from conveyor.service.environments import environments_of, spec_stamp
 
-        stamp = _stamp(self.project)
+        stamp = spec_stamp(self.project)
         declared = environments_of(self.project)
         unknown = [name for name in self.only if name not in declared]
         if unknown and strict:
@@ -250,12 +250,14 @@ class Watcher:
                 del self._planes[name]  # made again from the new spec
 
     def _reload_specs(self, changes: list[Change], ts: float) -> None:
-        if _stamp(self.project) == self._spec_stamp:
+        from conveyor.service.environments import spec_stamp
+
+        if spec_stamp(self.project) == self._spec_stamp:
             return
         try:
             self._load_specs(strict=False)
         except ConveyorError as error:  # a half-edited file: keep watching the old spec
-            self._spec_stamp = _stamp(self.project)
+            self._spec_stamp = spec_stamp(self.project)
             self._set(changes, self.project.spec_path.name, Health.FAILING, error.message, ts)
             return
         self._set(changes, self.project.spec_path.name, Health.OK, None, ts)
@@ -354,15 +356,6 @@ class Watcher:
         changes.append(change)
         level = logging.WARNING if health is Health.FAILING else logging.INFO
         log.log(level, "%s: %s%s", subject, health.value, f": {reason}" if reason else "")
-
-
-def _stamp(project: Project) -> tuple[int, int]:
-    """What tells that conveyor.yml changed, without reading it."""
-    try:
-        status = project.spec_path.stat()
-    except OSError:
-        return (0, 0)
-    return (status.st_mtime_ns, status.st_size)
 
 
 def _make_plane(project: Project, store: Store, name: str, spec: Environment) -> _Plane:

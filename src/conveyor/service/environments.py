@@ -53,6 +53,30 @@ def environments_of(project: Project) -> dict[str, Environment]:
     return dict(load_pipeline(project.spec_path, steps=STEP_PARAMS).pipeline.environments)
 
 
+def spec_stamp(project: Project) -> tuple[int, int]:
+    """What tells that conveyor.yml changed, without reading it: (mtime_ns, size)."""
+    try:
+        status = project.spec_path.stat()
+    except OSError:
+        return (0, 0)
+    return (status.st_mtime_ns, status.st_size)
+
+
+# conveyor.yml's environments by file, with the stamp they were read at.
+_CURRENT: dict[Path, tuple[tuple[int, int], dict[str, Environment]]] = {}
+
+
+def current_environments(project: Project) -> dict[str, Environment]:
+    """`environments_of`, parsed again only when conveyor.yml changed: for what runs every
+    second (the continuous watch and its consumers)."""
+    stamp = spec_stamp(project)
+    known = _CURRENT.get(project.spec_path)
+    if known is None or known[0] != stamp:
+        known = (stamp, environments_of(project))
+        _CURRENT[project.spec_path] = known
+    return known[1]
+
+
 def environment_spec(
     project: Project, name: str, environments: Mapping[str, Environment] | None = None
 ) -> Environment:
