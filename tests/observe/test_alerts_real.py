@@ -13,29 +13,15 @@ import pytest
 from conftest import wait_until
 from conveyor.service import environments
 from conveyor.store.records import EventKind
-from deploy.apps import build_app
 from observe.alerting import error_rate_rule, running_alertmanager, running_prometheus
-from observe.live_traffic import Traffic, live_release
+from observe.live_traffic import STAGING_SPEC, bad_over_good, live_release
 from server import conftest as server_fixtures
 from server.conftest import MakeServer, ServerUnderTest
 
 make_server = server_fixtures.make_server
 pytestmark = [pytest.mark.real, pytest.mark.timeout(120)]
 
-SPEC = """\
-version: 1
-name: shop
-jobs:
-  noop: {run: 'true'}
-environments:
-  staging:
-    replicas: 1
-    drain: 0.2s
-    health:
-      readiness: {path: /healthz, interval: 100ms}
-    alerts:
-      bake: 1h
-"""
+SPEC = STAGING_SPEC
 
 
 @pytest.fixture
@@ -49,15 +35,10 @@ def served(make_server: MakeServer) -> Iterator[ServerUnderTest]:
 def test_alertmanager_delivers_a_real_alert_that_rolls_the_release_back(
     served: ServerUnderTest, tmp_path: Path
 ) -> None:
-    project, store = served.context.project, served.context.store
-    good = build_app(project, tmp_path / "v1", "v1")
-    bad = build_app(project, tmp_path / "v2", "v2", behaviour="errors-1.0")
-    v1 = environments.deploy(project, store, "staging", good, actor="dana").release_id
-    v2 = environments.deploy(project, store, "staging", bad, actor="dana").release_id
+    store = served.context.store
+    v1, v2, traffic = bad_over_good(served, tmp_path)
     record = store.ledger.environments.get("staging")
-    assert record is not None and record.live_release == v2
-    traffic = Traffic(f"http://127.0.0.1:{record.port}/")
-    traffic.thread.start()
+    assert record is not None
     webhook = f"{served.url}/api/v1/alerts/alertmanager"
     try:
         with (

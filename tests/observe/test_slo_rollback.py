@@ -14,8 +14,7 @@ from conftest import wait_until
 from conveyor.observe import incidents
 from conveyor.service import environments
 from conveyor.store.records import EventKind
-from deploy.apps import build_app
-from observe.live_traffic import Traffic, live_release
+from observe.live_traffic import STAGING_SPEC, bad_over_good, live_release
 from server import conftest as server_fixtures
 from server.conftest import MakeServer, ServerUnderTest
 
@@ -23,24 +22,15 @@ make_server = server_fixtures.make_server
 pytestmark = [pytest.mark.real, pytest.mark.timeout(120)]
 
 # time_scale 720: the page's windows, 1 h and 5 min, become 5 s and 0.4 s.
-SPEC = """\
-version: 1
-name: shop
-jobs:
-  noop: {run: 'true'}
-environments:
-  staging:
-    replicas: 1
-    drain: 0.2s
-    health:
-      readiness: {path: /healthz, interval: 100ms}
-    alerts:
-      bake: 1h
+SPEC = (
+    STAGING_SPEC
+    + """\
     slos:
       - kind: availability
         objective: 99
         time_scale: 720
 """
+)
 
 
 @pytest.fixture
@@ -54,15 +44,8 @@ def served(make_server: MakeServer) -> Iterator[ServerUnderTest]:
 def test_a_burning_error_budget_rolls_the_new_release_back(
     served: ServerUnderTest, tmp_path: Path
 ) -> None:
-    project, store = served.context.project, served.context.store
-    good = build_app(project, tmp_path / "v1", "v1")
-    bad = build_app(project, tmp_path / "v2", "v2", behaviour="errors-1.0")
-    v1 = environments.deploy(project, store, "staging", good, actor="dana").release_id
-    v2 = environments.deploy(project, store, "staging", bad, actor="dana").release_id
-    record = store.ledger.environments.get("staging")
-    assert record is not None and record.live_release == v2
-    traffic = Traffic(f"http://127.0.0.1:{record.port}/")
-    traffic.thread.start()
+    store = served.context.store
+    v1, v2, traffic = bad_over_good(served, tmp_path)
     try:
         wait_until(lambda: live_release(served) == v1, "the SLO alert's rollback", timeout=60)
         wait_until(lambda: traffic.last == "v1", "traffic back on v1", timeout=10)
