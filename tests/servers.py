@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
+import threading
 import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -38,3 +43,43 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=STOP_SECONDS)
+
+
+# What a fake answers a POST: (status, JSON body), given (path, lowercased headers, body
+# decoded as JSON or None when it is not JSON).
+PostAnswer = Callable[[str, dict[str, str], Any], tuple[int, Any]]
+
+
+@contextlib.contextmanager
+def json_post_server(answer: PostAnswer) -> Iterator[str]:
+    """A local HTTP server answering POSTs with `answer`, for fakes of hosted APIs (the
+    forges' status and issue endpoints); yields its base URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = None
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status, reply = answer(self.path, headers, body)
+            payload = json.dumps(reply).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

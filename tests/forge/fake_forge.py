@@ -6,14 +6,14 @@ down)."""
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from servers import json_post_server
 
 TOKEN = "forge-token-123"
 
@@ -86,38 +86,15 @@ def fake_forge(kind: str, fail_first: int = 0) -> Iterator[FakeForge]:
     forge = FakeForge(kind, fail_first=fail_first)
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("content-length") or 0)
-            raw = self.rfile.read(length)
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                body = None
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            with lock:
-                failing = forge.fail_first > 0
-                forge.fail_first -= 1 if failing else 0
-            problem = None if failing else forge.check("POST", self.path, headers, body)
-            answer = 503 if failing else (422 if problem else 201)
-            forge.seen.append(Seen("POST", self.path, headers, body or {}, answer, problem))
-            payload = json.dumps({"state": (body or {}).get("state")}).encode()
-            self.send_response(answer)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+    def answer(path: str, headers: dict[str, str], body: Any) -> tuple[int, Any]:
+        with lock:
+            failing = forge.fail_first > 0
+            forge.fail_first -= 1 if failing else 0
+        problem = None if failing else forge.check("POST", path, headers, body)
+        status = 503 if failing else (422 if problem else 201)
+        forge.seen.append(Seen("POST", path, headers, body or {}, status, problem))
+        return status, {"state": (body or {}).get("state")}
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    forge.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with json_post_server(answer) as url:
+        forge.url = url
         yield forge
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()

@@ -13,14 +13,14 @@ naming what was wrong), and keeps every request for the test to read.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from servers import json_post_server
 
 TOKEN = "issue-token-123"
 
@@ -103,36 +103,14 @@ def fake_issues(kind: str, answer_with: int | None = None) -> Iterator[FakeIssue
     forge = FakeIssues(kind, answer_with=answer_with)
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("content-length") or 0))
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                body = None
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            with lock:
-                problem = forge.check("POST", self.path, headers, body)
-                answer = forge.answer_with or (422 if problem else 201)
-                reply = forge.issue(self.path) if answer == 201 else {"message": problem}
-                forge.seen.append(Seen(self.path, headers, body, answer, problem))
-            payload = json.dumps(reply).encode()
-            self.send_response(answer)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+    def answer(path: str, headers: dict[str, str], body: Any) -> tuple[int, Any]:
+        with lock:
+            problem = forge.check("POST", path, headers, body)
+            status = forge.answer_with or (422 if problem else 201)
+            reply = forge.issue(path) if status == 201 else {"message": problem}
+            forge.seen.append(Seen(path, headers, body, status, problem))
+        return status, reply
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    forge.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with json_post_server(answer) as url:
+        forge.url = url
         yield forge
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
