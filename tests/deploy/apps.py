@@ -85,9 +85,17 @@ server.serve_forever()
 
 def build_app(project: Project, root: Path, version: str, behaviour: str = "ok") -> str:
     """Build the app into the project's image store; returns `app@sha256:...`."""
-    source = root / f"src-{version}-{behaviour}"
-    (source / "lib" / "app").mkdir(parents=True)
     main = SERVER.format(version=version, behaviour=behaviour)
+    return build_main(project, root / f"src-{version}-{behaviour}", main, f"{version}-{behaviour}")
+
+
+def build_main(
+    project: Project, source: Path, main: str, tag: str, repository: str = REPOSITORY
+) -> str:
+    """An image whose entrypoint runs `main` (a Python module's text) on Conveyor's Python
+    base, built from `source` into the project's image store; returns
+    `<repository>@sha256:...`."""
+    (source / "lib" / "app").mkdir(parents=True)
     (source / "lib" / "app" / "__main__.py").write_text(main)
     store = LayoutStore(project.state_dir / "images")
     spec = ImageSpec(
@@ -96,8 +104,8 @@ def build_app(project: Project, root: Path, version: str, behaviour: str = "ok")
         entrypoint=("python", "-m", "app"),
         env={"PYTHONPATH": "/app/lib"},
     )
-    built = build_image(spec, store, REPOSITORY, (f"{version}-{behaviour}",))
-    return f"{REPOSITORY}@{built.manifest_digest}"
+    built = build_image(spec, store, repository, (tag,))
+    return f"{repository}@{built.manifest_digest}"
 
 
 def python_base(store: LayoutStore) -> BaseImage:

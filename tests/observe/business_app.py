@@ -13,9 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from conveyor.service.project import Project
-from conveyor.supply.oci.build import AppFiles, ImageSpec, build_image
-from conveyor.supply.oci.layout import LayoutStore
-from deploy.apps import project_with_spec, python_base
+from deploy.apps import build_main, project_with_spec
 
 REPOSITORY = "checkout"
 FLAG = "one-page-checkout"
@@ -98,19 +96,9 @@ Server((os.environ["HOST"], int(os.environ["PORT"])), Handler).serve_forever()
 
 def build_checkout_app(project: Project, root: Path, version: str, conversion: float) -> str:
     """`checkout@sha256:...` in the project's image store."""
-    source = root / f"src-{version}-{conversion}"
-    (source / "lib" / "app").mkdir(parents=True)
     main = SERVER.format(version=version, conversion=conversion, flag=FLAG)
-    (source / "lib" / "app" / "__main__.py").write_text(main)
-    store = LayoutStore(project.state_dir / "images")
-    spec = ImageSpec(
-        app=AppFiles(source),
-        base=python_base(store),
-        entrypoint=("python", "-m", "app"),
-        env={"PYTHONPATH": "/app/lib"},
-    )
-    built = build_image(spec, store, REPOSITORY, (f"{version}-{conversion}",))
-    return f"{REPOSITORY}@{built.manifest_digest}"
+    source, tag = root / f"src-{version}-{conversion}", f"{version}-{conversion}"
+    return build_main(project, source, main, tag, REPOSITORY)
 
 
 SPEC = """\

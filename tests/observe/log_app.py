@@ -9,9 +9,7 @@ import textwrap
 from pathlib import Path
 
 from conveyor.service.project import Project
-from conveyor.supply.oci.build import AppFiles, ImageSpec, build_image
-from conveyor.supply.oci.layout import LayoutStore
-from deploy.apps import REPOSITORY, project_with_spec, python_base
+from deploy.apps import build_main, project_with_spec
 
 SERVER = """\
 import http.server, json, logging, os, socket, sys, time
@@ -103,20 +101,9 @@ environments:
 
 def build_log_app(project: Project, root: Path, version: str, behaviour: str = "ok") -> str:
     """Build the app into the project's image store; returns `app@sha256:...`."""
-    source = root / f"logs-{version}-{behaviour}"
-    (source / "lib" / "app").mkdir(parents=True)
-    (source / "lib" / "app" / "__main__.py").write_text(
-        SERVER.format(version=version, behaviour=behaviour)
-    )
-    store = LayoutStore(project.state_dir / "images")
-    spec = ImageSpec(
-        app=AppFiles(source),
-        base=python_base(store),
-        entrypoint=("python", "-m", "app"),
-        env={"PYTHONPATH": "/app/lib"},
-    )
-    built = build_image(spec, store, REPOSITORY, (f"{version}-{behaviour}",))
-    return f"{REPOSITORY}@{built.manifest_digest}"
+    main = SERVER.format(version=version, behaviour=behaviour)
+    source, tag = root / f"logs-{version}-{behaviour}", f"{version}-{behaviour}"
+    return build_main(project, source, main, tag)
 
 
 def make_log_project(directory: Path) -> Project:
