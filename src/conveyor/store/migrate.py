@@ -21,7 +21,7 @@ from conveyor.store.db import create_engine, read_transaction, write_transaction
 from conveyor.store.schema import metadata
 
 # The newest revision in migrations/versions; tests/store/test_migrations.py checks it.
-HEAD_REVISION = "0011_dora_index"
+HEAD_REVISION = "0013_quality"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 # Alembic's own version table, as Alembic creates it (alembic.runtime.migration).
