@@ -1,4 +1,6 @@
-"""The demo's story, end to end: green, cached, stopped at the gates, fixed."""
+"""The demo's story, end to end: green, cached, stopped at the gates, fixed, released by
+canary, a regression rolled back by the judge, and a defect caught after promotion by
+production's SLO (the loop closed: incident, requirement, experiment, feedback, DORA)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,11 @@ import pytest
 
 from conftest import run_cli
 from conveyor.engine.report import SilentReporter
+from conveyor.observe.business_figures import business_view
+from conveyor.observe.dora import project_dora
+from conveyor.observe.feedback import environment_feedback
 from conveyor.service.demo import DemoResult, run_demo
+from conveyor.service.demo_server import DEMO_PID_DIR, FLAGS_PID_FILE, stop_demo_server
 from conveyor.service.environments import stop_environment
 from conveyor.service.project import Project
 from conveyor.service.release_record import release_record, to_markdown
@@ -21,8 +27,9 @@ from conveyor.store.store import Store
 from conveyor.supply.oci.layout import LayoutStore
 from conveyor.supply.referrers import PROVENANCE_ARTIFACT, SBOM_ARTIFACT, VULN_SCAN_ARTIFACT
 
-# Eight pipeline runs, four of them through staging's E2E, DAST and load tests.
-pytestmark = [pytest.mark.real, pytest.mark.timeout(480)]
+# Nine pipeline runs, five of them through staging's E2E, DAST and load tests, then
+# production watched until its SLO alert rolls the last release back.
+pytestmark = [pytest.mark.real, pytest.mark.timeout(720)]
 
 
 def test_the_demo_stops_the_planted_problems_and_passes_the_fix(tmp_path: Path) -> None:
@@ -32,6 +39,7 @@ def test_the_demo_stops_the_planted_problems_and_passes_the_fix(tmp_path: Path) 
         _check_story(run_demo(SilentReporter(), titles.append, destination=repository))
     finally:  # also after a timeout mid-demo: no router or replica outlives the test
         _stop_environments(repository)
+        stop_demo_server(DEMO_PID_DIR, FLAGS_PID_FILE)
 
 
 def _stop_environments(repository: Path) -> None:
@@ -53,6 +61,7 @@ def _check_story(result: DemoResult) -> None:
         RunState.SUCCESS,
         RunState.SUCCESS,  # squash-merged to main; staging, then a canary in production
         RunState.FAILED,  # 200 ms slower: the canary judge rolls it back
+        RunState.SUCCESS,  # a leak that only all of production's traffic shows: promoted
     ]
     assert result.as_expected
     rerun = result.chapters[1].outcome.jobs
@@ -92,8 +101,9 @@ def _check_story(result: DemoResult) -> None:
         history = store.ledger.history.entries("production")
         decisions = store.ledger.history.events("production", (EventKind.RELEASE_DECISION,))
     deploys = [entry for entry in history if entry.kind == "deploy"]
-    assert [entry.result for entry in deploys] == ["succeeded", "succeeded", "rolled_back"]
-    # Production still serves chapter 7's version, promoted by canary.
+    assert [entry.result for entry in deploys][:3] == ["succeeded", "succeeded", "rolled_back"]
+    # Production serves chapter 7's version again: promoted by canary, and the warm
+    # release chapter 9's SLO alert rolled back to.
     served = httpx.get(result.urls["production"] + "/version", timeout=5).json()["version"]
     assert deploys[1].digest is not None
     assert deploys[1].digest.removeprefix("sha256:").startswith(served)
@@ -114,13 +124,46 @@ def _check_story(result: DemoResult) -> None:
     )
     # The key never reaches a report, in any form.
     assert "sk_live_4eC39HqLyjWDarjtT1zdp7dc9a2B" not in json.dumps(blocked.sarif)
+    _check_the_loop(result, deploys[1].release_id)
+
+
+def _check_the_loop(result: DemoResult, warm: str) -> None:
+    """Chapter 9's release passed its canary; under all of production's traffic its leak
+    burnt the error budget, the SLO's page alert rolled it back to chapter 7's release,
+    the incident names it and its commit, and its follow-up requirement was committed.
+    Meanwhile the experiment's variants and the users' ratings were recorded, and DORA
+    counts the alert's rollback as a failed change."""
+    loop = result.loop
+    assert loop is not None and loop.closed
+    leaky = result.chapters[8].outcome.jobs
+    assert leaky["deploy-production"] is JobState.SUCCESS  # the canary could not see it
+    assert loop.restored_to == warm
+    assert loop.alert.startswith("ErrorBudgetBurn (page): production: availability burns")
+    assert loop.suspects[0] == loop.release
+    project = Project.locate(result.repository / "conveyor.yml")
+    with project.open_store() as store:
+        live = store.ledger.environments.get("production")
+        variants = business_view(project, store, "production", sample=False).variants
+        ratings = environment_feedback(project, store, "production").variants
+        report = project_dora(project, store, "production", "1d")
+    assert live is not None and live.live_release == warm
+    requirement = result.repository / str(loop.requirement)
+    assert "Products: stock levels from a pool" in requirement.read_text()
+    assert loop.release is not None and loop.release in requirement.read_text()
+    log = run_cli(["history"], result.repository)  # the repository is intact afterwards
+    assert log.exit_code == 0
+    # Both arms of the experiment bought and rated (the users' model favours "on").
+    assert {arm.variant for arm in variants if arm.metrics.get("checkouts")} == {"on", "off"}
+    assert {summary.variant for summary in ratings} == {"on", "off"}
+    assert report.deployments == 3  # chapters 1, 7 and 9; chapter 2 deployed no change
+    assert (report.failed_deployments, report.canary_stops) == (1, 1)  # chapters 9 and 8
 
 
 def _check_the_human_gate(result: DemoResult) -> None:
     """Dana's own approvals were refused and recorded; Riley's opened the gate; the audit
     chain holds them all; the release record of production names them."""
     assert result.refusals and all("dana wrote the change" in r for r in result.refusals)
-    production_deploys = 4  # chapters 1, 2, 7 and 8
+    production_deploys = 5  # chapters 1, 2, 7, 8 and 9
     assert len(result.approvals) == production_deploys
     project = Project.locate(result.repository / "conveyor.yml")
     with project.open_store() as store:

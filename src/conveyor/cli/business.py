@@ -63,6 +63,10 @@ def business(
     _print(view)
 
 
+SHOWN_NOTES = 5
+RETIRED = "retired"
+
+
 def _print(view: BusinessView) -> None:
     console.print(f"[bold]{escape(view.environment)}[/]: business metrics (intervals at 95 %)")
     _arms("release", view.releases, lambda a: a.release_id + (f" ({a.state})" if a.state else ""))
@@ -70,9 +74,14 @@ def _print(view: BusinessView) -> None:
     if view.variants:
         _arms("flag variant", view.variants, lambda a: f"{a.flag or '-'}: {a.variant}")
         _compared(view.variant_comparisons, "against the control variant")
-    for arm in view.releases:
-        for note in arm.notes:
-            console.print(f"[yellow]note[/] {escape(note)}")
+    # Notes of live releases first; a retired release's (scrapes it missed as it stopped)
+    # are counted, not listed: `-o json` has them all.
+    live = [n for a in view.releases if a.state != RETIRED for n in a.notes]
+    for note in live[:SHOWN_NOTES]:
+        console.print(f"[yellow]note[/] {escape(note)}")
+    hidden = sum(len(a.notes) for a in view.releases) - min(len(live), SHOWN_NOTES)
+    if hidden:
+        console.print(f"[dim]{hidden} more notes (mostly releases that stopped): -o json[/]")
 
 
 def _arms(title: str, arms: list[ArmFigures], name_of: Callable[[ArmFigures], str]) -> None:

@@ -66,6 +66,7 @@ def demo(
     console.print(f"  [dim](or from anywhere: conveyor history -f {spec})[/]")
     _print_gate(result)
     _print_regression(result.repository)
+    _print_loop(result)
     if result.urls:
         console.rule("[bold]the shop, served through the router[/]", align="left")
         for name, url in result.urls.items():
@@ -84,13 +85,11 @@ def demo(
 
 def _start_server(repository: Path) -> None:
     """The control plane over the demo's project, left running like its environments."""
-    import tempfile
-
-    from conveyor.service.demo_server import start_demo_server
+    from conveyor.service.demo_server import DEMO_PID_DIR, start_demo_server
     from conveyor.service.project import Project
 
     project = Project.locate(repository / "conveyor.yml")
-    server = start_demo_server(project, Path(tempfile.gettempdir()) / "conveyor-demo")
+    server = start_demo_server(project, DEMO_PID_DIR)
     console.rule(
         "[bold]the control plane: runs, releases, approvals in the browser[/]", align="left"
     )
@@ -127,6 +126,42 @@ def _print_regression(repository: Path) -> None:
         f"({report.get('canary_errors')} errors) before all traffic went back to stable "
         f"in {report.get('switch_seconds')} s"
     )
+
+
+def _print_loop(result: DemoResult) -> None:
+    """After chapter 9: the SLO alert's rollback, the incident and its follow-up; then what
+    the checkout experiment did to business and to the users' ratings; then DORA."""
+    from conveyor.cli.business import business
+    from conveyor.cli.feedback import feedback
+    from conveyor.cli.incidents import show
+    from conveyor.cli.insights import dora
+    from conveyor.cli.output import OutputFormat
+
+    loop = result.loop
+    if loop is None:
+        return
+    spec = result.repository / "conveyor.yml"
+    console.rule(
+        "[bold]after promotion: production's SLO catches what the canary could not[/]", align="left"
+    )
+    if loop.release is None:
+        console.print(f"  [red]✗[/] {escape(loop.alert)}")
+        return
+    console.print(
+        f"  {escape(loop.release)} rolled back to {escape(str(loop.restored_to))} "
+        f"{loop.seconds_with_all_traffic} s after it took all the traffic, by {escape(loop.alert)}"
+    )
+    if loop.incident_id is not None:
+        show(loop.incident_id, spec=spec, output=OutputFormat.TEXT)
+    if loop.requirement:
+        console.print(f"  the follow-up requirement, committed: {escape(loop.requirement)}")
+    console.rule(
+        "[bold]the one-page checkout experiment: business and feedback per variant[/]", align="left"
+    )
+    business("production", spec=spec, sample=True, output=OutputFormat.TEXT)
+    feedback("production", release=None, themes=True, spec=spec, output=OutputFormat.TEXT)
+    console.rule("[bold]delivery performance (DORA) over the demo[/]", align="left")
+    dora(env="production", since="1d", spec=spec, output=OutputFormat.TEXT)
 
 
 def _explain(project: Project, outcome: RunOutcome) -> None:

@@ -2,7 +2,9 @@
 
 The whole loop: commits stopped at the gates and fixed, images built, scanned and signed,
 staging verified (E2E, load, DAST), production approved by a reviewer (the author's own
-approval refused), canary releases judged, and a regression rolled back.
+approval refused), canary releases judged, a regression rolled back by the canary's judge,
+and a defect that shows only under production's full traffic rolled back by its SLO alert
+after promotion, with its incident and follow-up requirement (service/demo_loop.py).
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ from pathlib import Path
 from conveyor.deploy.progress import load_progress
 from conveyor.engine.report import Reporter
 from conveyor.errors import ConveyorError
+from conveyor.service.demo_loop import (
+    DemoWatch,
+    LoopOutcome,
+    close_the_loop,
+    every_consumer_but_the_slo,
+    start_experiment,
+)
 from conveyor.service.demo_people import Reviewer, enrol
+from conveyor.service.demo_server import DEMO_PID_DIR, start_flag_server
 from conveyor.service.project import Project
 from conveyor.service.runs import RunOptions, RunOutcome, execute_run
 from conveyor.service.traffic import SyntheticUsers
@@ -40,6 +50,7 @@ _IGNORED = shutil.ignore_patterns(
     "fixtures",  # test-only overlays (a planted injection), never part of the shop
 )
 CHANGES_DIR = "demo-changes"
+LOOP_CHAPTER = 9  # the chapter after which production's watch must catch the defect
 DEMO_AUTHOR = ("Dana Developer", "dana@example.com")
 
 
@@ -50,10 +61,14 @@ class DemoResult:
     urls: dict[str, str] = field(default_factory=dict)  # environment -> its router's URL
     refusals: list[str] = field(default_factory=list)  # approvals refused (self-approval)
     approvals: list[str] = field(default_factory=list)  # approvals that opened the gate
+    loop: LoopOutcome | None = None  # what production taught after the last promotion
 
     @property
     def as_expected(self) -> bool:
-        return bool(self.chapters) and all(c.as_expected for c in self.chapters)
+        chapters = bool(self.chapters) and all(c.as_expected for c in self.chapters)
+        return chapters and (
+            len(self.chapters) < LOOP_CHAPTER or bool(self.loop and self.loop.closed)
+        )
 
 
 def find_sample(explicit: Path | None = None) -> Path:
@@ -134,11 +149,13 @@ def run_demo(
     repository = make_repository(sample_dir, destination)
     project = Project.locate(repository / "conveyor.yml")
     prepare_supply_chain(project, sample_dir)
+    start_flag_server(project, DEMO_PID_DIR)  # production's replicas ask it (conveyor.yml)
     reviewer = Reviewer(project, enrol(project), say).start()
     options = RunOptions(spec=project.spec_path, actor="demo", extra_env=demo_env())
     chapters: list[Chapter] = []
 
     users: SyntheticUsers | None = None
+    loop: list[LoopOutcome] = []
 
     def chapter(title: str, expected: RunState) -> Chapter:
         announce(title)
@@ -158,14 +175,22 @@ def run_demo(
     try:
         if first.as_expected:
             # Production's users: they browse while a release goes to production (from the
-            # approval on), so the canaries of chapters 7 and 8 are judged on their
+            # approval on), so the canaries of chapters 7 to 9 are judged on their
             # requests; between releases they rest, so that staging's load tests do not
-            # share the 2 cores with them.
+            # share the 2 cores with them. Half of them get the one-page checkout, and
+            # the watch records what they buy and say, per release and per variant.
+            start_experiment(project)
             users = SyntheticUsers(_urls(project)["production"]).start(paused=True)
             reviewer.on_approved = users.resume
+            watch = DemoWatch(project, every_consumer_but_the_slo()).start()
             try:
-                _the_rest(repository, sample_dir, chapter)
+                last = _the_rest(repository, sample_dir, chapter)
+                watch.stop()
+                if last.as_expected:
+                    loop.append(close_the_loop(project, users.resume, say))
+                    users.pause()
             finally:
+                watch.stop()
                 users.stop()
     finally:
         reviewer.stop()
@@ -175,12 +200,13 @@ def run_demo(
         urls=_urls(project),
         refusals=reviewer.refusals,
         approvals=reviewer.approvals,
+        loop=loop[0] if loop else None,
     )
 
 
 def _the_rest(
     repository: Path, sample_dir: Path, chapter: Callable[[str, RunState], Chapter]
-) -> None:
+) -> Chapter:
     changes = sample_dir / CHANGES_DIR
     chapter(
         "2. the same commit again: the build comes from the cache; staging is verified again",
@@ -211,6 +237,17 @@ def _the_rest(
         "8. a change that adds 200 ms to every product list where a warehouse is configured "
         "(production only): staging passes, the production canary is rolled back",
         RunState.FAILED,
+    )
+    _apply(
+        changes / "6-stock-cache",
+        repository,
+        "Products: stock levels from a pool of warehouse connections, not a call per list",
+    )
+    return chapter(
+        "9. stock levels from a connection pool that leaks one connection per list "
+        "(production only): the canary passes and is promoted; under all of production's "
+        "traffic errors rise, the SLO's burn-rate alert rolls it back",
+        RunState.SUCCESS,
     )
 
 

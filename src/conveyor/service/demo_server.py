@@ -1,6 +1,7 @@
-"""The demo's last step: `conveyor server` over the demo's project, left running in the
-background like the demo's environments, so its runs, releases and approvals can be seen
-in the browser. A second demo replaces the first one's server."""
+"""The demo's background services, left running like the demo's environments: the flag
+evaluation API the shop's production replicas ask (`conveyor flags serve`, started first),
+and at the end `conveyor server` over the demo's project, so its runs, releases and
+approvals can be seen in the browser. A second demo replaces the first one's."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +24,14 @@ from conveyor.service.project import Project
 
 PREFERRED_PORT = 8080
 READY_SECONDS = 30.0
+# Where the demo's background services' pids are kept: outlives demo repositories.
+DEMO_PID_DIR = Path(tempfile.gettempdir()) / "conveyor-demo"
 PID_FILE = "server.pid"
 LOG_FILE = "server.log"
+# The shop's conveyor.yml names this address as production's CONVEYOR_FLAGS_URL.
+FLAGS_PORT = 4242
+FLAGS_PID_FILE = "flags.pid"
+FLAGS_LOG_FILE = "flags.log"
 _LOGIN_LINE = re.compile(r"Log in as (?P<user>\S+): (?P<url>\S+)")
 
 
@@ -42,35 +50,52 @@ def start_demo_server(project: Project, pid_dir: Path) -> DemoServer:
     port = PREFERRED_PORT if _free(PREFERRED_PORT) else _any_free_port()
     url = f"http://127.0.0.1:{port}"
     log = project.state_dir / LOG_FILE
+    argv = ["server", "-f", str(project.spec_path), "--port", str(port)]
+    pid = _start_detached(project, argv, log, pid_dir / PID_FILE, url + "/healthz")
+    return DemoServer(url=url, pid=pid, log=log, login_link=_login_link(log))
+
+
+def start_flag_server(project: Project, pid_dir: Path) -> str:
+    """Start `conveyor flags serve` on FLAGS_PORT for `project`, detached, the previous
+    demo's stopped first; its URL."""
+    stop_demo_server(pid_dir, FLAGS_PID_FILE)
+    url = f"http://127.0.0.1:{FLAGS_PORT}"
+    if not _free(FLAGS_PORT):
+        raise ConveyorError(
+            f"port {FLAGS_PORT} is taken: the demo serves its feature flags there",
+            hint=f"stop what listens on 127.0.0.1:{FLAGS_PORT}, then run the demo again",
+        )
+    log = project.state_dir / FLAGS_LOG_FILE
+    argv = ["flags", "serve", "-f", str(project.spec_path), "--port", str(FLAGS_PORT)]
+    _start_detached(project, argv, log, pid_dir / FLAGS_PID_FILE, url + "/healthz")
+    return url
+
+
+def _start_detached(
+    project: Project, argv: list[str], log: Path, pid_file: Path, health_url: str
+) -> int:
+    """`conveyor ARGV` in its own session, its output in `log`, its pid in `pid_file`;
+    returns once `health_url` answers 200."""
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "conveyor",
-                "server",
-                "-f",
-                str(project.spec_path),
-                "--port",
-                str(port),
-            ],
+            [sys.executable, "-m", "conveyor", *argv],
             cwd=project.directory,
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # it outlives the demo, like the environments
         )
-    pid_dir.mkdir(parents=True, exist_ok=True)
-    (pid_dir / PID_FILE).write_text(str(process.pid))
-    _wait_until_healthy(process, url, log)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(str(process.pid))
+    _wait_until_healthy(process, health_url, log)
     # Left running on purpose, in its own session: nobody here waits for it.
     process.returncode = 0
-    return DemoServer(url=url, pid=process.pid, log=log, login_link=_login_link(log))
+    return process.pid
 
 
-def stop_demo_server(pid_dir: Path) -> bool:
+def stop_demo_server(pid_dir: Path, name: str = PID_FILE) -> bool:
     """Stop the server a previous demo left running; whether there was one."""
-    pid_file = pid_dir / PID_FILE
+    pid_file = pid_dir / name
     try:
         pid = int(pid_file.read_text())
     except (OSError, ValueError):
@@ -82,7 +107,7 @@ def stop_demo_server(pid_dir: Path) -> bool:
     return False
 
 
-def _wait_until_healthy(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+def _wait_until_healthy(process: subprocess.Popen[bytes], health_url: str, log: Path) -> None:
     deadline = time.monotonic() + READY_SECONDS
     with httpx.Client(timeout=1.0) as client:
         while time.monotonic() < deadline:
@@ -92,10 +117,10 @@ def _wait_until_healthy(process: subprocess.Popen[bytes], url: str, log: Path) -
                     hint=f"its log: {log}",
                 )
             with contextlib.suppress(httpx.TransportError):
-                if client.get(url + "/healthz").status_code == 200:
+                if client.get(health_url).status_code == 200:
                     return
             time.sleep(0.1)
-    raise ConveyorError(f"the demo's server did not answer at {url}", hint=f"its log: {log}")
+    raise ConveyorError(f"the demo's server did not answer at {health_url}", hint=f"its log: {log}")
 
 
 def _login_link(log: Path) -> str | None:

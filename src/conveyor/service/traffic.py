@@ -5,14 +5,18 @@ benchmarks have load generators of their own. Every few steps a user also starts
 shop's checkout (`POST /api/checkout`) and places the order with a probability that
 depends on the checkout's variant (`COMPLETION`): a model of people who finish a
 one-page checkout more often than a two-step one, so the business metrics, the
-conversion guardrail and the checkout experiment have something to show. A service
-without those endpoints just answers 404 to them.
+conversion guardrail and the checkout experiment have something to show. Now and then
+(`feedback_every` seconds over all users, within the router's default rate limit for one
+address) a user who checked out rates the shop through the router's feedback endpoint,
+more kindly after the one-page checkout (`RATINGS`). A service without those endpoints
+just answers 404 to them.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -22,6 +26,12 @@ PATHS = ("/api/products", "/", "/api/products", "/healthz")
 CHECKOUT_EVERY = 5  # steps between a user's checkouts
 # The chance a started checkout ends in an order, by the variant that served it.
 COMPLETION = {"on": 0.6, "off": 0.45}
+FEEDBACK_PATH = "/.conveyor/feedback"
+# What a user who checked out says, by variant: a rating and a text, picked at random.
+RATINGS = {
+    "on": ((5, "quick checkout, one page"), (4, "easy checkout"), (5, "fast and simple")),
+    "off": ((3, "checkout has too many steps"), (4, "fine"), (2, "the review step is slow")),
+}
 
 
 @dataclass
@@ -31,7 +41,10 @@ class SyntheticUsers:
     url: str
     users: int = 4
     per_user: float = 10.0
+    feedback_every: float = 12.5  # seconds between two ratings, over all users
     statuses: Counter[int] = field(default_factory=Counter)
+    _next_feedback: float = 0.0
+    _feedback_lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _browsing: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -82,8 +95,21 @@ class SyntheticUsers:
         if started.status_code != 201:
             return
         body = started.json()
-        if chance.random() < COMPLETION.get(str(body.get("variant")), 0.0):
+        variant = str(body.get("variant"))
+        if chance.random() < COMPLETION.get(variant, 0.0):
             self._count(client.post("/api/orders", json={"checkout": body.get("checkout")}))
+        if variant in RATINGS and self._feedback_due():
+            rating, text = chance.choice(RATINGS[variant])
+            post = {"rating": rating, "text": text, "variants": {"one-page-checkout": variant}}
+            client.post(FEEDBACK_PATH, json=post, headers={"Origin": self.url.rstrip("/")})
+
+    def _feedback_due(self) -> bool:
+        now = time.monotonic()
+        with self._feedback_lock:
+            if now < self._next_feedback:
+                return False
+            self._next_feedback = now + self.feedback_every
+            return True
 
     def _count(self, answer: httpx.Response) -> httpx.Response:
         self.statuses[answer.status_code] += 1
