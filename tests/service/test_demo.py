@@ -170,7 +170,10 @@ def _check_the_human_gate(result: DemoResult) -> None:
         refused = [e for e in store.events() if e.kind == EventKind.APPROVAL_REFUSED]
         assert store.audit_verify() == []
         audited = {entry.kind for entry in store.audit_entries()}
-        record = release_record(project, store, "production")
+        # Chapter 7's release: the squash-merged change, released by canary (chapter 9's,
+        # the latest successful deploy, was rolled back later by its SLO alert).
+        merged = [e for e in store.ledger.history.entries("production") if e.kind == "deploy"]
+        record = release_record(project, store, "production", release_id=merged[1].release_id)
     assert {r.data["code"] for r in refused} == {"author"}
     assert {"approval.granted", "approval.refused", "approval.requested"} <= audited
     kinds = [event["kind"] for event in record["approvals"]]
