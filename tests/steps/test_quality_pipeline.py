@@ -73,6 +73,11 @@ def test_main_s_last_green_run_is_the_baseline_of_a_branch(project: GitProject) 
     project.commit({**CHANGE, "conveyor.yml": SPEC}, "refunds; the gate blocks again")
 
     assert run_cli(["run", "-q"], project.root).exit_code == 1
+    # the same commit again: the measurement comes from the cache, the gate decides anew
+    assert run_cli(["run", "-q"], project.root).exit_code == 1
+    rerun = project.log(3, "quality")
+    assert "cache hit: outputs of run 2 restored" in rerun, rerun  # not measured again
+    assert "gate quality: BLOCKED (2 new, 2 unchanged)" in rerun, rerun
     report = run_cli(["report", "-o", "json"], project.root)
     assert report.exit_code == 0, report.stderr
     gates = [g for g in report.json()["gates"] if g["job"] == "quality"]

@@ -29,7 +29,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, field_validator
 
-from conveyor.engine.step import StepContext, ToolRun
+from conveyor.engine.executors.base import ExecRequest, Stream
+from conveyor.engine.step import RAW_DIR, StepContext, ToolRun
 from conveyor.engine.tool_output import read_json_report, tool_failed
 from conveyor.findings.fingerprint import SourceLines, assign_fingerprints, normalise
 from conveyor.findings.gate import GateDecision
@@ -105,7 +106,7 @@ class QualityStep(FindingsStep):
     found_unit: ClassVar[str] = "functions and copied blocks measured"
 
     def outputs(self, params: BaseModel) -> list[str]:
-        return [*super().outputs(params), f"**/{MEASURES_FILE}"]
+        return [*super().outputs(params), f"{RAW_DIR}/**/{MEASURES_FILE}"]
 
     async def scan(self, params: BaseModel, ctx: StepContext) -> ScanResult:
         assert isinstance(params, QualityParams)
@@ -261,9 +262,22 @@ def complexity_findings(rows: list[dict[str, str]], workspace: Path) -> list[Fin
 
 
 async def _version(ctx: StepContext, tool: ResolvedTool) -> str:
-    request = await ctx.run_tool([*tool.argv, "--version"])
-    lines = [line.strip() for line in request.stdout_tail if line.strip()]
-    return lines[-1].split()[-1] if request.result.ok and lines else "unknown"
+    """The tool's version (`1.24.3`, `jscpd 5.4.2`: the last word), kept out of the log."""
+    sink = _Captured()
+    request = ExecRequest(
+        argv=[*tool.argv, "--version"], cwd=ctx.workspace, env=dict(ctx.env), timeout=ctx.timeout
+    )
+    result = await ctx.executor.execute(request, sink)
+    words = " ".join(sink.lines).split()
+    return words[-1] if result.ok and words else "unknown"
+
+
+class _Captured:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write(self, stream: Stream, line: str) -> None:
+        self.lines.append(line)
 
 
 # --- duplication: jscpd --------------------------------------------------------------------
