@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field, field_validator
 from conveyor.engine.executors.base import ExecRequest, Stream
 from conveyor.engine.step import RAW_DIR, StepContext, ToolRun
 from conveyor.engine.tool_output import read_json_report, tool_failed
+from conveyor.errors import ConveyorError
 from conveyor.findings.fingerprint import SourceLines, assign_fingerprints, normalise
 from conveyor.findings.gate import GateDecision
 from conveyor.findings.model import Category, Finding, Level
@@ -94,8 +95,11 @@ class Measures:
 
     @classmethod
     def read(cls, path: Path) -> Measures:
-        data = json.loads(path.read_text())
-        return cls(files=int(data["files"]), lines=int(data["lines"]))
+        try:
+            data = json.loads(path.read_text())
+            return cls(files=int(data["files"]), lines=int(data["lines"]))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ConveyorError(f"the measures of the quality job are missing: {error}") from None
 
 
 class QualityStep(FindingsStep):
@@ -142,8 +146,10 @@ class QualityStep(FindingsStep):
         return [with_threshold(finding, policy) for finding in scanned if offends(finding, policy)]
 
     def decide(self, findings: list[Finding], params: BaseModel, ctx: StepContext) -> GateDecision:
+        """The findings' decision, and the duplication ratio's; publishes the "quality"
+        report with the decision (the figures the release record shows as trends)."""
         decision = super().decide(findings, params, ctx)
-        report = self.report(findings, ctx)
+        report = self.report(ctx)
         blocked = ratio_reason(report.duplication, baseline_ratio(ctx))
         if blocked is not None:
             decision = replace(decision, passed=False, reasons=[*decision.reasons, blocked])
@@ -156,7 +162,7 @@ class QualityStep(FindingsStep):
         ctx.say(quality_summary(report))
         return decision
 
-    def report(self, offences: list[Finding], ctx: StepContext) -> QualityReport:
+    def report(self, ctx: StepContext) -> QualityReport:
         """The figures of this job (all functions and blocks `run` measured)."""
         scanned = read_scan(ctx)
         policy = ctx.evidence.gates.quality
