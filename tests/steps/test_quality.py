@@ -13,7 +13,7 @@ from conveyor.findings.model import Disposition
 from conveyor.findings.reports import QualityReport
 from conveyor.spec.gates import Gates, QualityGate
 from conveyor.steps.quality import QualityStep
-from steps.conftest import BaselineEvidence, Outcome, run_step, write_files
+from steps.conftest import BaselineEvidence, Outcome, run_step, tools_env, write_files
 from steps.quality_code import CHANGE, EXISTING, NEW_OFFENCES, OLD_OFFENCES
 
 
@@ -198,3 +198,17 @@ def test_excluded_files_are_not_measured(tmp_path: Path) -> None:
 
     assert outcome.final.ok, outcome.log.text
     assert "quality: 2 files scanned" in outcome.log.text
+
+
+def test_tools_from_path_without_the_tools_fails_with_the_install_hint(tmp_path: Path) -> None:
+    write_files(tmp_path, EXISTING)
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+
+    outcome = run_step(
+        QualityStep(), {"tools_from": "path"}, tmp_path, env=tools_env(str(empty_bin))
+    )
+
+    assert not outcome.ran.ok
+    assert "lizard is not installed on the job's PATH" in outcome.ran.detail
+    assert "pip install 'conveyor[scanners]'" in outcome.ran.detail

@@ -220,6 +220,7 @@ async def scan_complexity(ctx: StepContext, lizard: ResolvedTool, files: list[st
     # -i -1: lizard's own threshold warnings never fail it; the gate applies conveyor.yml's.
     argv = [*lizard.argv, "--csv", "-V", "-i", "-1", "-f", str(listing), "-o", str(output)]
     ran = await ctx.run_tool(argv)
+    listing.unlink(missing_ok=True)
     if not ran.result.ok:
         raise tool_failed(LIZARD, ran)
     version = await _version(ctx, lizard)
@@ -232,6 +233,8 @@ def _read_csv(ran: ToolRun, output: Path) -> list[dict[str, str]]:
             rows = list(csv.DictReader(stream))
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise tool_failed(LIZARD, ran, f"lizard wrote no readable CSV ({error})") from None
+    finally:
+        output.unlink(missing_ok=True)  # read once, as the other tools' reports
     missing = LIZARD_COLUMNS - set(rows[0]) if rows else set()
     if missing:
         raise tool_failed(LIZARD, ran, f"lizard's CSV lacks the columns {sorted(missing)}")
