@@ -117,7 +117,7 @@ def test_the_release_record_carries_the_notes(production: Production, tmp_path: 
 
     record = release_record(production.project, production.store, "production")
 
-    assert record["record_version"] == 3
+    assert record["record_version"] >= 3  # notes came with 3
     assert record["notes"]["since"] == first
     assert [e["sha"] for e in record["notes"]["fixes"]] == [fix]
     assert record["notes"]["linked"] == ["#7"]

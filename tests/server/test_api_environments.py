@@ -168,6 +168,7 @@ def test_a_release_record_as_json_and_markdown(shipped: Shipped) -> None:
     record = served.client.get(url, headers=served.as_user("viewer")).json()
     assert record["release"]["deploy_id"] == shipped.second
     assert record["run"]["commit"] == shipped.commits[1]
+    assert record["quality"]["jobs"] == [] and record["quality"]["previous"]["jobs"] == []
     markdown = served.client.get(
         url, params={"format": "markdown"}, headers=served.as_user("viewer")
     )

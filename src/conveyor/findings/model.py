@@ -32,6 +32,7 @@ class Category(StrEnum):
     SECRET = "secret"  # noqa: S105 (a category name, not a password)
     VULNERABILITY = "vulnerability"
     DAST = "dast"
+    QUALITY = "quality"  # complexity and duplication (the `quality` step)
 
 
 class Disposition(StrEnum):

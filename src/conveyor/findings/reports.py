@@ -25,6 +25,7 @@ class ReportKind(StrEnum):
     PERF = "perf"
     DAST = "dast"
     VULN_SCAN = "vuln-scan"
+    QUALITY = "quality"
 
 
 class _Part(BaseModel):
@@ -152,6 +153,40 @@ class VulnScanReport(ReportDocument):
     gate: ScanGate | None = None
 
 
+class ComplexitySummary(_Part):
+    """Cyclomatic complexity per function, over the files the job measured."""
+
+    functions: int = 0
+    mean: float | None = None  # None: no function measured (never "0, fine")
+    max: int | None = None
+    worst: str | None = None  # "path:line name" of the most complex function
+    threshold: int | None = None
+    over_threshold: int = 0
+
+
+class DuplicationSummary(_Part):
+    """Copied blocks at least `min_lines` lines and `min_tokens` tokens long."""
+
+    files: int = 0
+    lines: int = 0
+    duplicated_lines: int = 0
+    ratio: float | None = None  # % of the lines; None: no line measured
+    blocks: int = 0
+    min_lines: int | None = None
+    min_tokens: int | None = None
+    max_ratio: float | None = None
+
+
+class QualityReport(ReportDocument):
+    """Complexity and duplication of one `quality` job: kind "quality" (docs/quality.md)."""
+
+    tools: dict[str, str] = Field(default_factory=dict)
+    complexity: ComplexitySummary = Field(default_factory=ComplexitySummary)
+    duplication: DuplicationSummary = Field(default_factory=DuplicationSummary)
+    passed: bool = False
+    reasons: list[str] = Field(default_factory=list)
+
+
 Document = TypeVar("Document", bound=ReportDocument)
 
 MODELS: dict[ReportKind, type[ReportDocument]] = {
@@ -162,6 +197,7 @@ MODELS: dict[ReportKind, type[ReportDocument]] = {
     ReportKind.PERF: PerfReport,
     ReportKind.DAST: DastReport,
     ReportKind.VULN_SCAN: VulnScanReport,
+    ReportKind.QUALITY: QualityReport,
 }
 
 

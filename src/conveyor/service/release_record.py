@@ -44,8 +44,9 @@ from conveyor.vcs.commit_messages import log_messages
 if TYPE_CHECKING:
     from conveyor.service.reports import RunReport
 
-RECORD_VERSION = 3  # 2: keyed by deploy; `approval`, `approval_required`, run `source`
+RECORD_VERSION = 4  # 2: keyed by deploy; `approval`, `approval_required`, run `source`
 # 3: `notes`, the release notes (commits grouped by type, with their linked ids)
+# 4: `quality`, complexity, duplication and coverage beside the replaced release's
 IMAGE_REPORT = "image"  # what build-image publishes: {repository, digest, tags}
 
 
@@ -94,6 +95,7 @@ def release_record(
             _approvals(store, approvals_run, environment) if approvals_run is not None else []
         ),
         "provenance": _provenance(project, deploy),
+        "quality": _quality(store, run, replaced),
         "audit_head": entries[-1].hash if entries else None,
         "audit_signed_head": signed_head.to_json() if signed_head is not None else None,
     }
@@ -104,6 +106,15 @@ def _change_part(
 ) -> dict[str, Any]:
     change = _change(project, store, run, replaced)
     return {"commits": change.commits, "notes": {"since": change.since, **change.notes}}
+
+
+def _quality(store: Store, run: RunRecord | None, replaced: DeployRecord | None) -> dict[str, Any]:
+    """The quality trends of this release beside the replaced one's (service/quality.py)."""
+    from conveyor.service.quality import release_quality
+
+    earlier = _source_run(store, replaced, _approval_used(store, replaced)) if replaced else None
+    previous = replaced.release_id if replaced is not None else None
+    return release_quality(store, run, previous, earlier.run if earlier is not None else None)
 
 
 def _find_deploy(
@@ -476,6 +487,7 @@ def to_markdown(record: Mapping[str, Any]) -> str:
     lines += _perf_md(staging.get("perf", []))
     lines += _approvals_md(record)
     lines += _provenance_md(record.get("provenance", []))
+    lines += _quality_md(record.get("quality"))
     return "\n".join(lines) + "\n"
 
 
@@ -595,3 +607,9 @@ def _signed_md(signed: Mapping[str, Any] | None) -> str:
     if not signed:
         return " (not signed)"
     return f" (signed over {signed['entries']} entries by key `{str(signed['key_id'])[:16]}`)"
+
+
+def _quality_md(quality: Mapping[str, Any] | None) -> list[str]:
+    from conveyor.service.quality import quality_markdown
+
+    return quality_markdown(quality)

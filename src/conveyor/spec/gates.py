@@ -55,6 +55,31 @@ class CoverageGate(_Strict):
     )
 
 
+class QualityGate(_Strict):
+    """What the `quality` step judges (docs/quality.md). Measured per function and per
+    copied block; only new offences block (existing ones are baselined)."""
+
+    max_complexity: int = Field(
+        default=10, ge=1, le=1000, description="Highest cyclomatic complexity of a function."
+    )
+    min_duplicate_lines: int = Field(
+        default=6,
+        ge=3,  # the scan's own floor (steps/quality.py)
+        le=10_000,
+        description="A copied block of at least this many lines (and tokens) is a finding.",
+    )
+    min_duplicate_tokens: int = Field(
+        default=50, ge=20, le=100_000, description="... and of at least this many tokens."
+    )
+    max_duplication_ratio: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Highest share of duplicated lines, %; blocks only when above it and "
+        "higher than on the target branch's last successful run.",
+    )
+
+
 class Gates(_Strict):
     target_branch: str = Field(
         default="main", description="Baselines come from this branch's last successful run."
@@ -63,3 +88,4 @@ class Gates(_Strict):
     secrets: SecretsGate = Field(default_factory=SecretsGate)
     tests: TestsGate = Field(default_factory=TestsGate)
     coverage: CoverageGate = Field(default_factory=CoverageGate)
+    quality: QualityGate = Field(default_factory=QualityGate)

@@ -79,6 +79,7 @@ class FindingsStep(ABC):
     version: ClassVar[str]
     category: ClassVar[Category]
     scanned_unit: ClassVar[str] = "files"  # what `files_scanned` counts, for the log
+    found_unit: ClassVar[str] = "findings"  # what `run` found, for the log
 
     def describe(self, params: BaseModel) -> str:
         return f"{self.name} {params.model_dump_json()}"
@@ -111,7 +112,7 @@ class FindingsStep(ABC):
             ctx.say(f"{self.name}: {tool.provenance(scanned.tools.get(name, 'unknown'))}")
         ctx.say(
             f"{self.name}: {scanned.files_scanned} {self.scanned_unit} scanned, "
-            f"{len(scanned.findings)} findings"
+            f"{len(scanned.findings)} {self.found_unit}"
         )
         return passed(time.monotonic() - started)
 
@@ -121,7 +122,7 @@ class FindingsStep(ABC):
         if ran is not None and not ran.ok:
             return ran
         scanned = _read_raw(ctx, raw_findings_path(ctx.job_id))
-        findings = self.dispose(scanned.findings, ctx)
+        findings = self.dispose(self.judged(scanned.findings, params, ctx), ctx)
         decision = self.decide(findings, params, ctx)
         log = write_log(findings, tools=scanned.tools)
         ctx.evidence.publish("sarif", json.dumps(log).encode(), {"results": len(findings)})
@@ -139,6 +140,12 @@ class FindingsStep(ABC):
             return passed(detail=decision.summary())
         first = decision.reasons[0] if decision.reasons else ""
         return failed(f"{decision.summary()}: {first}")
+
+    def judged(self, scanned: list[Finding], params: BaseModel, ctx: StepContext) -> list[Finding]:
+        """The scan's findings the gate judges: all of them, unless a step measures in
+        `run` and applies its thresholds here (`quality`: they come from conveyor.yml,
+        which is not part of the cache key)."""
+        return scanned
 
     def dispose(self, findings: list[Finding], ctx: StepContext) -> list[Finding]:
         """Baseline first (new or unchanged), then exceptions (waived or expired).
@@ -208,6 +215,11 @@ def _finding_json(finding: Finding) -> dict[str, Any]:
     data["category"] = finding.category.value
     data["disposition"] = finding.disposition.value
     return data
+
+
+def read_scan(ctx: StepContext) -> ScanResult:
+    """What this job's `run` scanned (its raw findings file), for `finalize`."""
+    return _read_raw(ctx, raw_findings_path(ctx.job_id))
 
 
 def _read_raw(ctx: StepContext, relative: str) -> ScanResult:

@@ -34,6 +34,7 @@ _STEP_CLASSES: dict[str, str] = {
     "perf": "conveyor.steps.perf:PerfStep",
     "dast": "conveyor.steps.dast:DastStep",
     "commit-messages": "conveyor.steps.commit_messages:CommitMessagesStep",
+    "quality": "conveyor.steps.quality:QualityStep",
 }
 
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -42,6 +42,7 @@ from conveyor.steps.lint import (
 from conveyor.steps.tool_env import ResolvedTool
 
 Tool = Literal["bandit", "semgrep"]
+Scan = TypeVar("Scan")  # what one of the tools run at once returns (quality's use it too)
 ALL_TOOLS: tuple[Tool, ...] = ("bandit", "semgrep")
 RULES_PACKAGE = "conveyor.steps.rules"
 RULES_FILE = "semgrep-python.yml"
@@ -135,7 +136,7 @@ class SastStep(FindingsStep):
         return combined
 
 
-async def run_concurrently(scans: list[Coroutine[Any, Any, ToolScan]]) -> list[ToolScan]:
+async def run_concurrently(scans: list[Coroutine[Any, Any, Scan]]) -> list[Scan]:
     """Run the scanners at once; the first failure stops the others and is raised."""
     try:
         async with asyncio.TaskGroup() as group:

@@ -30,6 +30,7 @@ OWN_VENV_HINTS = {
 }
 # The module `python -m` runs for a tool installed as a package but without its script.
 MODULES = {"ruff": "ruff", "bandit": "bandit", "detect-secrets": "detect_secrets"}
+MODULES["lizard"] = "lizard"  # the quality step's; jscpd is a binary (its script only)
 
 
 class ToolSource(StrEnum):
