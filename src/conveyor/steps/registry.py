@@ -34,6 +34,8 @@ _STEP_CLASSES: dict[str, str] = {
     "perf": "conveyor.steps.perf:PerfStep",
     "dast": "conveyor.steps.dast:DastStep",
     "commit-messages": "conveyor.steps.commit_messages:CommitMessagesStep",
+    "contract": "conveyor.steps.contract:ContractStep",
+    "contract-verify": "conveyor.steps.contract_verify:ContractVerifyStep",
 }
 
 
