@@ -68,6 +68,29 @@ def test_a_provider_that_never_answers_fails_and_is_recorded_failed(
     assert found[0].failures[0].interaction == "a payment for an order"
 
 
+HANGS = """\
+import http.server, os, time
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+    def do_POST(self):
+        time.sleep(30)
+address = (os.environ["HOST"], int(os.environ["PORT"]))
+http.server.ThreadingHTTPServer(address, Handler).serve_forever()
+"""
+
+
+def test_a_provider_whose_answer_never_comes_fails_on_the_interaction(
+    shop: Service, payments_of: MakePayments
+) -> None:
+    assert succeeded(shop.run())
+    payments = payments_of(command="[python, hangs.py]")
+    payments.repo.commit({"hangs.py": HANGS})
+    log = verify_log(payments)
+    assert "shop: 'a payment for an order': error sending request" in log
+
+
 def test_a_consumer_version_with_no_recorded_pact_is_refused(
     shop: Service, payments_of: MakePayments
 ) -> None:
