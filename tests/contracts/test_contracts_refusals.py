@@ -4,8 +4,6 @@ environment running a version nobody built, a consumer with no records at all.""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from conftest import MakeProject, run_cli
@@ -17,8 +15,6 @@ from contracts.services import (
     seed_live,
     succeeded,
 )
-from conveyor.spec.contracts import Contracts
-from conveyor.steps.contract import PactFileError, read_pact
 from conveyor.store.contracts import verifications_of_runs
 
 pytestmark = pytest.mark.real  # pipelines that start the Pact tests, a provider, a verifier
@@ -161,26 +157,3 @@ def test_a_consumer_may_go_only_where_a_provider_verified_its_pact(
     with payments.store() as store:
         seed_live(store, "staging", "payments", payments.image_of(verified.run_id, "p1"))
     assert run_cli(ask, shop.repo.root).exit_code == 0
-
-
-@pytest.mark.parametrize(
-    ("content", "named"),
-    [
-        (b"[]", "a pact is a JSON object"),
-        (b'{"provider": {"name": "p"}, "interactions": [{}]}', "key `consumer.name` missing"),
-        (b'{"consumer": {"name": "c"}, "provider": {"name": "p"}}', "key `interactions`"),
-        (
-            b'{"consumer": {"name": "c"}, "provider": {"name": "p"}, "interactions": [{}]}',
-            "key `interactions[0].description` missing",
-        ),
-    ],
-    ids=["not-an-object", "no-consumer", "no-interactions", "no-description"],
-)
-def test_a_pact_missing_what_contracts_rely_on_is_refused(content: bytes, named: str) -> None:
-    with pytest.raises(PactFileError, match=r"c-p\.json") as refused:
-        read_pact(Path("c-p.json"), content)
-    assert named in refused.value.message
-
-
-def test_a_service_without_contracts_is_not_gated() -> None:
-    assert not Contracts().declared

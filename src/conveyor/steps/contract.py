@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -106,7 +107,7 @@ def run_identity(ctx: StepContext, step: str) -> tuple[Path, int, str, str]:
     return Path(state), int(run_id), ctx.env.get("CONVEYOR_COMMIT_SHA", ""), service
 
 
-def open_run_store(state: Path, env: dict[str, str] | Any) -> Store:
+def open_run_store(state: Path, env: Mapping[str, str]) -> Store:
     return Store(state, env.get("CONVEYOR_DATABASE_URL") or os.environ.get("CONVEYOR_DATABASE_URL"))
 
 

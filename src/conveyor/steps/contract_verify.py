@@ -36,7 +36,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -283,8 +283,6 @@ async def _verify(
 
 
 async def _run(ctx: StepContext, argv: list[str], env: dict[str, str]) -> str:
-    from dataclasses import replace
-
     run = await replace(ctx, env=env).run_tool(argv)
     return run.failure_detail("the Pact verifier")
 
