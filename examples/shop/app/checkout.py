@@ -18,13 +18,14 @@ from html import escape
 from string import Template
 from typing import Annotated
 
-from fastapi import FastAPI, Header, Request, status
+from fastapi import FastAPI, Header, HTTPException, Request, status
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from .flags import FlagClient, NoFlags
 from .metrics import Metrics
 from .models import ErrorBody
+from .payments import PaymentFailed, PaymentsClient
 
 ONE_PAGE_CHECKOUT = "one-page-checkout"
 USER_COOKIE = "shop-user"
@@ -54,6 +55,7 @@ class Order(BaseModel):
     order: str
     checkout: str
     variant: str
+    payment: str | None = Field(default=None, description="Its payment, when payments is set.")
 
 
 PAGE = Template("""<!doctype html>
@@ -96,11 +98,20 @@ PAGE = Template("""<!doctype html>
 </body>
 </html>
 """)
+PAYMENT_FAILED: dict[str, object] = {
+    "model": ErrorBody,
+    "description": "The payments service refused the payment or did not answer.",
+}
 CONTINUE = '<button id="continue" type="button">Continue</button>'
 
 
 def add_checkout_routes(
-    app: FastAPI, flags: FlagClient | NoFlags, metrics: Metrics, version: str
+    app: FastAPI,
+    flags: FlagClient | NoFlags,
+    metrics: Metrics,
+    version: str,
+    *,
+    payments: PaymentsClient | None = None,
 ) -> None:
     def start(user: str) -> Checkout:
         context = {"appName": "shop", "version": version, "userId": user}
@@ -144,12 +155,19 @@ def add_checkout_routes(
         "/api/orders",
         tags=["checkout"],
         status_code=status.HTTP_201_CREATED,
-        responses=UNREADABLE_BODY,
+        responses={**UNREADABLE_BODY, 502: PAYMENT_FAILED},
     )
     def place_order(body: OrderIn) -> Order:
         variant = body.checkout.split(".", 1)[0]
+        order = uuid.uuid4().hex
+        payment = None
+        if payments is not None:
+            try:
+                payment = payments.pay(order).payment_id
+            except PaymentFailed as error:
+                raise HTTPException(status.HTTP_502_BAD_GATEWAY, str(error)) from None
         metrics.order_placed(ONE_PAGE_CHECKOUT, variant)
-        return Order(order=uuid.uuid4().hex, checkout=body.checkout, variant=variant)
+        return Order(order=order, checkout=body.checkout, variant=variant, payment=payment)
 
 
 def _user(request: Request, header: str | None) -> str:

@@ -23,6 +23,8 @@ class Settings:
     flags_url: str = ""
     # The environment whose flags apply; Conveyor's runtimes set CONVEYOR_ENVIRONMENT.
     environment: str = "local"
+    # The payments service the checkout asks to take each order's payment; empty: none.
+    payments_url: str = ""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.fault_rate <= 1.0:
@@ -43,6 +45,7 @@ class Settings:
             extra_latency_ms=_number(env, "SHOP_EXTRA_LATENCY_MS"),
             flags_url=env.get("CONVEYOR_FLAGS_URL", "").strip(),
             environment=env.get("CONVEYOR_ENVIRONMENT") or "local",
+            payments_url=env.get("PAYMENTS_URL", "").strip(),
         )
 
 

@@ -19,6 +19,7 @@ from .flags import NEW_CATALOGUE_BANNER, FlagClient, NoFlags, flag_client
 from .metrics import Metrics, MetricsMiddleware
 from .models import ErrorBody, Product, ProductIn
 from .pages import render_catalogue
+from .payments import payments_client
 from .security import SecurityHeadersMiddleware
 
 TITLE = "Conveyor Shop"
@@ -60,6 +61,8 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         flag_source.close()
+        if payments is not None:
+            payments.close()
 
     app = FastAPI(
         title=TITLE,
@@ -70,7 +73,8 @@ def create_app(
     _add_product_routes(app, store)
     _add_operational_routes(app, store, metrics, settings.version)
     _add_catalogue_page(app, store, flag_source, settings.version)
-    add_checkout_routes(app, flag_source, metrics, settings.version)
+    payments = payments_client(settings.payments_url)
+    add_checkout_routes(app, flag_source, metrics, settings.version, payments=payments)
     _add_extra_routes(app, store)
     app.add_middleware(
         FaultMiddleware,

@@ -214,6 +214,18 @@ def deploy(
         from conveyor.service.approvals import approval_used, require_approved
 
         approval = approval_used(require_approved(store, name, ref.name, digest))
+    if pipeline.contracts.declared:  # the contract gate (docs/contracts.md)
+        from conveyor.service.contracts import contract_gate
+
+        service = pipeline.name or project.directory.name
+        contract_gate(
+            project,
+            store,
+            contracts=pipeline.contracts,
+            service=service,
+            digest=digest,
+            environment=name,
+        )
     _admit(project, pipeline.images, ref.name, digest)
     labels = image_labels(image_store(project), ref.name, digest)
     check_interpreter(labels, f"{ref.name}@{digest}")  # before anything is recorded

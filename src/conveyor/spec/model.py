@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from conveyor.spec.contracts import Contracts
 from conveyor.spec.environments import Environment, EnvironmentName
 from conveyor.spec.forge import ForgeConfig
 from conveyor.spec.gates import Gates
@@ -234,4 +235,8 @@ class Pipeline(StrictModel):
     )
     forge: ForgeConfig | None = Field(
         default=None, description="The forge that sends webhooks and receives statuses."
+    )
+    contracts: Contracts = Field(
+        default_factory=Contracts,
+        description="The services this one calls and is called by (Pact contracts).",
     )

@@ -35,6 +35,8 @@ _STEP_CLASSES: dict[str, str] = {
     "dast": "conveyor.steps.dast:DastStep",
     "commit-messages": "conveyor.steps.commit_messages:CommitMessagesStep",
     "quality": "conveyor.steps.quality:QualityStep",
+    "contract": "conveyor.steps.contract:ContractStep",
+    "contract-verify": "conveyor.steps.contract_verify:ContractVerifyStep",
 }
 
 

@@ -422,3 +422,40 @@ business_samples = sa.Table(
     sa.Column("ts", Timestamp, nullable=False),
     sa.Index("ix_business_samples_env_ts", "environment", "ts"),
 )
+
+# Contracts (steps/contract.py, service/contracts.py, migration 0012): the pacts a
+# consumer's run recorded (the pact file itself is a blob, also a "pact" report of the
+# run), and each verification of one pact by one provider run, with the interactions
+# that failed (empty when it passed).
+pacts = sa.Table(
+    "pacts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("consumer", sa.String, nullable=False),
+    sa.Column("provider", sa.String, nullable=False),
+    sa.Column("consumer_version", sa.String, nullable=False),  # the run's commit
+    sa.Column("run_id", sa.Integer, nullable=False),
+    sa.Column("job_id", sa.String, nullable=False),
+    sa.Column("digest", sa.String, nullable=False),  # the pact file's blob
+    sa.Column("interactions", sa.JSON, nullable=False),  # their descriptions
+    sa.Column("ts", Timestamp, nullable=False),
+    sa.Index("ix_pacts_consumer_provider", "consumer", "provider", "run_id"),
+)
+
+pact_verifications = sa.Table(
+    "pact_verifications",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("provider", sa.String, nullable=False),
+    sa.Column("provider_version", sa.String, nullable=False),  # the verifying run's commit
+    sa.Column("run_id", sa.Integer, nullable=False),
+    sa.Column("job_id", sa.String, nullable=False),
+    sa.Column("consumer", sa.String, nullable=False),
+    sa.Column("consumer_version", sa.String, nullable=False),
+    sa.Column("pact_digest", sa.String, nullable=False),
+    sa.Column("environment", sa.String, nullable=False),  # where that consumer version runs
+    sa.Column("passed", sa.Boolean, nullable=False),
+    sa.Column("failures", sa.JSON, nullable=False),  # [{interaction, mismatch}]
+    sa.Column("ts", Timestamp, nullable=False),
+    sa.Index("ix_pact_verifications_provider", "provider", "run_id"),
+)

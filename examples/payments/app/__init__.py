@@ -1,0 +1,1 @@
+"""Conveyor Payments: the card payments the shop's checkout asks for."""
