@@ -24,8 +24,10 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 RECORDED = Path(__file__).parents[1] / "data" / "kubernetes" / "recorded"
-TOKEN = "recorded-token"  # noqa: S105 (the stand-in's, not a secret)
-CORE = re.compile(r"^/api/v1/namespaces/(?P<ns>[a-z0-9-]+)/(?P<plural>services)/(?P<name>[a-z0-9-]+)$")
+TOKEN = "recorded-token"
+CORE = re.compile(
+    r"^/api/v1/namespaces/(?P<ns>[a-z0-9-]+)/(?P<plural>services)/(?P<name>[a-z0-9-]+)$"
+)
 CUSTOM = re.compile(
     r"^/apis/(?P<group>[a-z0-9.-]+)/(?P<version>v[0-9a-z]+)/namespaces/(?P<ns>[a-z0-9-]+)/"
     r"(?P<plural>[a-z]+)/(?P<name>[a-z0-9-]+)(?P<status>/status)?$"
@@ -78,8 +80,14 @@ class RecordedApi:
 
 
 def status(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
-            "reason": reason, "code": code}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
 
 
 def check_apply(seen: Seen, match: re.Match[str]) -> tuple[int, Any]:
@@ -91,14 +99,22 @@ def check_apply(seen: Seen, match: re.Match[str]) -> tuple[int, Any]:
     api_version, kind = KINDS[match["plural"]]
     meta = body.get("metadata", {}) if isinstance(body, dict) else {}
     if (body.get("apiVersion"), body.get("kind")) != (api_version, kind) or (
-        meta.get("name"), meta.get("namespace")) != (match["name"], match["ns"]):
+        meta.get("name"),
+        meta.get("namespace"),
+    ) != (match["name"], match["ns"]):
         return 400, status(400, "BadRequest", "the body is not the object of the path")
     answered = json.loads(json.dumps(body))
     answered["metadata"] |= {
         "uid": "0d6f6c1e-7e55-4bd4-8d7a-0c5b2d1f9e01",
         "resourceVersion": "48200",
-        "managedFields": [{"manager": "conveyor", "operation": "Apply",
-                           "apiVersion": api_version, "fieldsType": "FieldsV1"}],
+        "managedFields": [
+            {
+                "manager": "conveyor",
+                "operation": "Apply",
+                "apiVersion": api_version,
+                "fieldsType": "FieldsV1",
+            }
+        ],
     }
     return 200, answered
 
@@ -125,8 +141,13 @@ def recorded_api() -> Iterator[RecordedApi]:
         def _handle(self) -> None:
             raw = self.rfile.read(int(self.headers.get("content-length") or 0))
             parts = urlsplit(self.path)
-            seen = Seen(self.command, parts.path, parse_qs(parts.query),
-                        self.headers.get("content-type", ""), yaml.safe_load(raw) if raw else None)
+            seen = Seen(
+                self.command,
+                parts.path,
+                parse_qs(parts.query),
+                self.headers.get("content-type", ""),
+                yaml.safe_load(raw) if raw else None,
+            )
             api.seen.append(seen)
             if self.headers.get("authorization") != f"Bearer {TOKEN}":
                 code, reply = 401, status(401, "Unauthorized", "no bearer token")

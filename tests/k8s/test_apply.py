@@ -6,16 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from conftest import run_cli
 from conveyor.deploy.kubernetes.apply import apply_all, connect, rollout_status
 from conveyor.deploy.kubernetes.render import render
 from conveyor.errors import ConveyorError
-from k8s.recorded_api import RecordedApi, Seen, recorded, recorded_api
+from k8s.recorded_api import Seen, recorded, recorded_api
 from k8s.test_render import SHOP, put_image, shop_release
-
-import pytest
 
 
 def test_each_object_goes_by_server_side_apply_and_the_rollout_status_reads_back(
@@ -39,7 +38,9 @@ def test_each_object_goes_by_server_side_apply_and_the_rollout_status_reads_back
     assert [s.body for s in patches] == manifests  # the whole object, as rendered
     assert all(a["metadata"]["managedFields"][0]["manager"] == "conveyor" for a in answered)
     (read,) = [s for s in api.seen if s.method == "GET"]
-    assert read.path == "/apis/argoproj.io/v1alpha1/namespaces/default/rollouts/shop-production/status"
+    assert (
+        read.path == "/apis/argoproj.io/v1alpha1/namespaces/default/rollouts/shop-production/status"
+    )
     assert (status.phase, status.current_step_index, status.steps) == ("Progressing", 1, 4)
     assert (status.canary_weight, status.stable_hash) == (20, "5c4b7d9f8")
 
@@ -65,9 +66,14 @@ def test_a_missing_crd_and_a_missing_kubeconfig_are_clear_errors(tmp_path: Path)
     def no_crd(seen: Seen) -> tuple[int, Any] | None:
         if "/apis/" not in seen.path:
             return None
-        return 404, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                     "message": "the server could not find the requested resource",
-                     "reason": "NotFound", "code": 404}
+        return 404, {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "status": "Failure",
+            "message": "the server could not find the requested resource",
+            "reason": "NotFound",
+            "code": 404,
+        }
 
     with recorded_api() as api:
         api.override = no_crd
@@ -87,7 +93,9 @@ def test_conveyor_k8s_apply_admits_applies_and_shows_the_rollout(tmp_path: Path)
         kubeconfig = api.kubeconfig(tmp_path)
         shop["environments"]["production"]["runtime"] = "kubernetes"
         shop["environments"]["production"]["kubernetes"] = {
-            "kubeconfig": str(kubeconfig), "context": "recorded"}
+            "kubeconfig": str(kubeconfig),
+            "context": "recorded",
+        }
         (tmp_path / "conveyor.yml").write_text(yaml.safe_dump(shop))
         put_image(tmp_path)
         result = run_cli(["k8s", "apply", "production", "shop:v1", "-o", "json"], tmp_path)

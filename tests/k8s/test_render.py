@@ -69,13 +69,17 @@ def test_the_production_canary_becomes_argo_steps_judged_by_conveyor() -> None:
     (rollout,) = by_kind(manifests, "Rollout")
     canary = rollout["spec"]["strategy"]["canary"]
     assert canary["trafficRouting"] == {
-        "plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "shop-production", "namespace": "default"}}
+        "plugins": {
+            "argoproj-labs/gatewayAPI": {"httpRoute": "shop-production", "namespace": "default"}
+        }
     }
     steps = canary["steps"]
     assert [next(iter(s)) for s in steps] == ["setWeight", "analysis", "setWeight", "analysis"]
     assert (steps[0]["setWeight"], steps[2]["setWeight"]) == (20, 50)
     assert steps[1]["analysis"]["templates"] == [{"templateName": "shop-production-judge-1"}]
-    assert steps[1]["analysis"]["args"] == [{"name": "release", "value": "production-shop-3c3c3c3c3c3c"}]
+    assert steps[1]["analysis"]["args"] == [
+        {"name": "release", "value": "production-shop-3c3c3c3c3c3c"}
+    ]
     templates = {t["metadata"]["name"]: t for t in by_kind(manifests, "AnalysisTemplate")}
     # The second analysis step overrides max_duration (8s): fewer measurements.
     counts = {n: t["spec"]["metrics"][0]["count"] for n, t in templates.items()}
@@ -111,7 +115,10 @@ def test_blue_green_and_an_ab_test_render_valid_objects() -> None:
     assert blue_green["previewService"] == "shop-production-canary"
     assert (blue_green["autoPromotionSeconds"], blue_green["scaleDownDelaySeconds"]) == (30, 120)
     env = rollout["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert {"name": "DB_URL", "valueFrom": {"secretKeyRef": {"name": "shop-production-secrets", "key": "DB_URL"}}} in env
+    assert {
+        "name": "DB_URL",
+        "valueFrom": {"secretKeyRef": {"name": "shop-production-secrets", "key": "DB_URL"}},
+    } in env
 
     ab = {"strategy": {"ab": {"cookie": "beta", "value": "yes"}}}
     manifests = render(release_of("production", ab))
@@ -127,16 +134,24 @@ def test_an_image_the_admission_policy_refuses_gets_no_manifest() -> None:
     refused = AdmissionDecision(
         False, [Check(CheckName.SIGNATURE, False, "no attestation is attached to the image")]
     )
-    with pytest.raises(ConveyorError, match="admission refused shop@sha256:3c3c.*no attestation"):
+    with pytest.raises(ConveyorError, match=r"admission refused shop@sha256:3c3c.*no attestation"):
         render(shop_release("production", refused))
 
 
 @pytest.mark.parametrize(
     ("kind", "change", "where"),
     [
-        ("Rollout", ("strategy", "canary", "steps", 0, "setWeight", "twenty"), "spec.strategy.canary.steps.0.setWeight"),
+        (
+            "Rollout",
+            ("strategy", "canary", "steps", 0, "setWeight", "twenty"),
+            "spec.strategy.canary.steps.0.setWeight",
+        ),
         ("HTTPRoute", ("rules", 1, "backendRefs", 0, "wieght", 5), "spec.rules.1.backendRefs.0"),
-        ("AnalysisTemplate", ("metrics", 0, "provider", "web", "timeoutSeconds", "ten"), "spec.metrics.0.provider.web.timeoutSeconds"),
+        (
+            "AnalysisTemplate",
+            ("metrics", 0, "provider", "web", "timeoutSeconds", "ten"),
+            "spec.metrics.0.provider.web.timeoutSeconds",
+        ),
         ("Service", ("ports", 0, "port", "eighty"), "spec.ports.0.port"),
     ],
     ids=["rollout-weight", "route-misspelt-field", "template-timeout", "service-port"],
@@ -184,4 +199,9 @@ def test_the_cli_renders_yaml_and_refuses_an_unadmitted_image(tmp_path: Path) ->
     manifests = list(yaml.safe_load_all(shown.stdout))
     assert len(list(validate_all(manifests))) == 6
     listed = run_cli(["k8s", "render", "staging", "shop:v1", "-o", "json"], tmp_path)
-    assert [i["kind"] for i in listed.json()["items"]] == ["Service", "Service", "HTTPRoute", "Rollout"]
+    assert [i["kind"] for i in listed.json()["items"]] == [
+        "Service",
+        "Service",
+        "HTTPRoute",
+        "Rollout",
+    ]

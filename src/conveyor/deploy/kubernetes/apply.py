@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from conveyor.errors import ConveyorError, InfrastructureError
 
 if TYPE_CHECKING:
-    from kubernetes.client import ApiClient  # type: ignore[import-untyped]
+    from kubernetes.client import ApiClient
 
     from conveyor.deploy.kubernetes.render import Manifest
 
@@ -63,7 +63,10 @@ def connect(kubeconfig: str | None, context: str | None) -> ApiClient:
     from kubernetes import config
 
     try:
-        return config.new_client_from_config(config_file=kubeconfig, context=context)
+        made = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, context=context
+        )
+        return cast("ApiClient", made)
     except (config.ConfigException, OSError) as error:
         raise ConveyorError(
             f"cannot read the kubeconfig{f' {kubeconfig}' if kubeconfig else ''}: {error}",
@@ -81,20 +84,32 @@ def apply_one(client: ApiClient, manifest: Manifest) -> dict[str, Any]:
 
     kind, name = manifest["kind"], manifest["metadata"]["name"]
     namespace = manifest["metadata"]["namespace"]
-    options = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": APPLY_PATCH}
     try:
         if (manifest["apiVersion"], kind) == ("v1", "Service"):
             # Not the client's model: the object as the server sent it, as for the others.
             answer = CoreV1Api(client).patch_namespaced_service(
-                name, namespace, manifest, _preload_content=False, **options
+                name,
+                namespace,
+                manifest,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type=APPLY_PATCH,
+                _preload_content=False,
             )
-            service: dict[str, Any] = json.loads(answer.data)
-            return service
+            return cast(dict[str, Any], json.loads(cast(Any, answer).data))
         group, version, plural = _custom(manifest)
-        answered: dict[str, Any] = CustomObjectsApi(client).patch_namespaced_custom_object(
-            group, version, namespace, plural, name, manifest, **options
+        answered = CustomObjectsApi(client).patch_namespaced_custom_object(
+            group,
+            version,
+            namespace,
+            plural,
+            name,
+            manifest,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY_PATCH,
         )
-        return answered
+        return cast(dict[str, Any], answered)
     except Exception as error:  # the client's ApiException, or the connection's
         raise _refused(f"{kind}/{name}", error) from None
 
@@ -113,8 +128,11 @@ def rollout_status(client: ApiClient, namespace: str, name: str) -> RolloutStatu
     from kubernetes.client import CustomObjectsApi
 
     try:
-        rollout: dict[str, Any] = CustomObjectsApi(client).get_namespaced_custom_object_status(
-            "argoproj.io", "v1alpha1", namespace, "rollouts", name
+        rollout = cast(
+            dict[str, Any],
+            CustomObjectsApi(client).get_namespaced_custom_object_status(
+                "argoproj.io", "v1alpha1", namespace, "rollouts", name
+            ),
         )
     except Exception as error:
         raise _refused(f"Rollout/{name}", error) from None
@@ -141,7 +159,7 @@ def parse_status(rollout: dict[str, Any]) -> RolloutStatus:
 
 def _refused(what: str, error: Exception) -> ConveyorError:
     """One clear error from what the client raised: the server's Status when it sent one."""
-    from kubernetes.client.exceptions import ApiException  # type: ignore[import-untyped]
+    from kubernetes.client.exceptions import ApiException
 
     if not isinstance(error, ApiException):
         if isinstance(error, ConveyorError):

@@ -386,16 +386,16 @@ def _http_route(release: KubeRelease) -> Manifest:
             if ab.header
             else {"headers": [_cookie_match(str(ab.cookie), ab.value)]}
         )
-        rules.append(
-            {"matches": [match], "backendRefs": [_backend(release, CANARY_VERSION, None)]}
-        )
+        rules.append({"matches": [match], "backendRefs": [_backend(release, CANARY_VERSION, None)]})
     blue_green = release.spec.strategy is not None and release.spec.strategy.blue_green
     weighted = (
         [_backend(release, STABLE_VERSION, 100)]
         if blue_green
         else [_backend(release, STABLE_VERSION, 100), _backend(release, CANARY_VERSION, 0)]
     )
-    rules.append({"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": weighted})
+    rules.append(
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": weighted}
+    )
     spec: dict[str, Any] = {"parentRefs": [parent], "rules": rules}
     if settings.hostnames:
         spec["hostnames"] = list(settings.hostnames)
