@@ -3,16 +3,25 @@ read the Rollout back (deploy/kubernetes/, docs/kubernetes.md)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.deploy.kubernetes.apply import RolloutStatus
 from conveyor.deploy.kubernetes.render import KubeRelease, Manifest, render
-from conveyor.deploy.rollout import release_name
+from conveyor.deploy.rollout import DeployOutcome, Progress, release_name
+from conveyor.errors import ConveyorError
 from conveyor.service.environments import environment_spec
 from conveyor.service.images import image_store, parse_ref, resolve, verify_image
 from conveyor.service.project import Project
+from conveyor.spec.strategy import merged
+from conveyor.states import DeployState
+from conveyor.store.store import Store
 from conveyor.supply.oci.model import ImageRef
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
 
 
 @dataclass(frozen=True)
@@ -64,3 +73,121 @@ def apply_release(project: Project, name: str, image: str) -> Applied:
         objects = apply_all(client, manifests)
         status = rollout_status(client, settings.namespace, release.name)
     return Applied(release, objects, status)
+
+
+# --- `conveyor deploy` to a runtime: kubernetes environment -----------------------------
+
+FOLLOW_INTERVAL = 2.0  # seconds between two reads of the Rollout's status
+FOLLOW_MARGIN = 60.0  # beyond the strategy's own durations, for scheduling and pulls
+
+
+def deploy_to_cluster(
+    project: Project,
+    store: Store,
+    name: str,
+    repository: str,
+    digest: str,
+    *,
+    actor: str,
+    run_id: int | None = None,
+    approval: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
+    interval: float | None = None,
+) -> DeployOutcome:
+    """`conveyor deploy` where Argo Rollouts runs the release: record the deploy, apply
+    the objects, then follow the Rollout until it is fully promoted (succeeded), aborted
+    (Degraded: failed, Argo sent the traffic back) or out of time. The judge's verdicts on
+    the release are recorded against this deploy, which the judge endpoint serves."""
+    from conveyor.deploy.kubernetes.apply import apply_all, connect
+
+    say = progress or (lambda _text: None)
+    release = kube_release(project, name, f"{repository}@{digest}")
+    manifests = render(release)
+    live = store.ledger.deploys.of_environment(name, DeployState.SUCCEEDED)
+    deploy = store.ledger.deploys.begin(
+        name,
+        release_id=release.release_id,
+        repository=repository,
+        digest=digest,
+        ports=[],
+        previous=live[-1].release_id if live else None,
+        actor=actor,
+        run_id=run_id,
+        approval=approval,
+    )
+    try:
+        client = connect(release.settings.kubeconfig, release.settings.context)
+        with client:
+            for applied in apply_all(client, manifests):
+                say(f"applied {applied.get('kind')}/{applied.get('metadata', {}).get('name')}")
+            status = _follow(client, release, say, interval or FOLLOW_INTERVAL)
+    except ConveyorError as error:
+        store.ledger.deploys.finish(deploy.id, DeployState.FAILED, error.message)
+        raise
+    state, reason = _outcome(status, follow_budget(release))
+    store.ledger.deploys.finish(deploy.id, state, reason)
+    hosts = release.settings.hostnames
+    return DeployOutcome(
+        deploy_id=deploy.id,
+        release_id=release.release_id,
+        state=state,
+        reason=reason,
+        url=f"http://{hosts[0]}" if hosts else "",
+        report={"rollout": status.as_json()},
+    )
+
+
+def follow_budget(release: KubeRelease) -> float:
+    """How long a deploy follows the Rollout: readiness, every timed pause and every
+    analysis's maximum duration, and a margin. (An indefinite pause waits for a person:
+    the deploy stops following at this budget.)"""
+    budget = release.spec.health.ready_timeout + FOLLOW_MARGIN
+    strategy = release.spec.strategy
+    if strategy is None or strategy.rolling is not None:
+        return budget
+    canary = strategy.as_canary()
+    for step in canary.steps:
+        if isinstance(step.pause, float):
+            budget += step.pause
+        if step.analysis is not None:
+            budget += merged(canary.analysis, step.analysis).max_duration
+    return budget
+
+
+def _follow(
+    client: ApiClient, release: KubeRelease, say: Progress, interval: float
+) -> RolloutStatus:
+    from conveyor.deploy.kubernetes.apply import rollout_status
+
+    deadline = time.monotonic() + follow_budget(release)
+    shown = None
+    while True:
+        status = rollout_status(client, release.settings.namespace, release.name)
+        line = (
+            f"Rollout {status.phase or 'pending'}, step {status.current_step_index}/{status.steps}"
+        )
+        if status.canary_weight is not None:
+            line += f", canary {status.canary_weight}%"
+        if line != shown:
+            say(line + (f": {status.message}" if status.message else ""))
+            shown = line
+        if _finished(status) or time.monotonic() >= deadline:
+            return status
+        time.sleep(interval)
+
+
+def _finished(status: RolloutStatus) -> bool:
+    promoted = status.phase == "Healthy" and status.current_hash == status.stable_hash
+    return promoted or status.phase == "Degraded"
+
+
+def _outcome(status: RolloutStatus, budget: float) -> tuple[DeployState, str | None]:
+    if status.phase == "Degraded":
+        return DeployState.FAILED, f"Argo Rollouts aborted the release: {status.message}"
+    if _finished(status):
+        return DeployState.SUCCEEDED, None
+    return DeployState.FAILED, (
+        f"the Rollout was still {status.phase or 'pending'} after {budget:.0f}s (step "
+        f"{status.current_step_index}/{status.steps}): Argo Rollouts keeps driving it; "
+        "`kubectl argo rollouts get rollout` shows where it stands"
+    )
