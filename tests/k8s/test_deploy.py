@@ -5,12 +5,16 @@ stand-in API server answering recorded statuses)."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from conveyor.analysis.model import Absolute, Counts
+from conveyor.analysis.providers.base import Reading
+from conveyor.clock import SleptClock
 from conveyor.service import environments
 from conveyor.service.judge_verdict import judge_answer
 from conveyor.service.project import Project
@@ -87,3 +91,103 @@ def test_deploy_applies_and_follows_the_rollout(
     )
     if state is DeployState.FAILED:
         assert outcome.reason is not None and "Argo Rollouts aborted the release" in outcome.reason
+
+
+class Scripted:
+    """A metrics provider: every read, `per_read` requests per arm, `errors` of them
+    failed on the canary (tests/analysis/test_polling.py's, by release id)."""
+
+    name = "scripted"
+
+    def __init__(self, per_read: int, errors: int) -> None:
+        self.per_read, self.errors = per_read, errors
+        self.arms: list[str] = []
+
+    def start(self, releases: Sequence[str], latency_threshold: float) -> None:
+        self.arms = list(releases)
+
+    def read(self) -> Mapping[str, Reading]:
+        canary, *others = self.arms
+        readings = {arm: Reading(Counts(self.per_read), Absolute(), 1.0) for arm in others}
+        readings[canary] = Reading(Counts(self.per_read, self.errors), Absolute(), 1.0)
+        return readings
+
+
+PROMETHEUS = {"url": "http://prometheus.monitoring:9090", "requests": "x", "errors": "y"}
+
+
+@pytest.mark.parametrize(
+    ("errors", "answer", "state"),
+    [(0, "promote", DeployState.SUCCEEDED), (100, "rollback", DeployState.FAILED)],
+    ids=["good-canary", "bad-canary"],
+)
+def test_at_an_analysis_step_the_judge_records_the_verdict_argo_reads(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    errors: int,
+    answer: str,
+    state: DeployState,
+) -> None:
+    monkeypatch.setattr("conveyor.service.kubernetes.FOLLOW_INTERVAL", 0.01)
+    monkeypatch.setattr("conveyor.service.kubernetes.CLOCK", SleptClock(lambda _s: None))
+    provider = Scripted(per_read=2000, errors=errors)
+    monkeypatch.setattr("conveyor.service.kubernetes.judge_provider", lambda *_a: provider)
+    shop = yaml.safe_load(SHOP.read_text())
+    del shop["images"]["admission"]
+    verdicts: list[str] = []
+
+    def argo(seen: Seen) -> tuple[int, Any] | None:
+        """Paused at the first analysis until the judge decides; then where its
+        AnalysisRun (which reads the verdict) takes the Rollout."""
+        if seen.method != "GET":
+            return None
+        body = recorded("rollout-paused-at-analysis.json")
+        final = [v for v in verdicts if v != "continue"]
+        if final == ["promote"]:
+            body["status"] |= {
+                "phase": "Healthy",
+                "currentStepIndex": 4,
+                "currentPodHash": "5c4b7d9f8",
+            }
+        elif final == ["rollback"]:
+            body["status"] |= {"phase": "Degraded", "message": "RolloutAborted"}
+        return 200, body
+
+    with recorded_api() as api:
+        api.override = argo
+        production = shop["environments"]["production"]
+        production |= {"runtime": "kubernetes", "after": None, "approval": None}
+        production["strategy"]["canary"]["analysis"] |= {
+            "provider": "prometheus",
+            "prometheus": PROMETHEUS,
+        }
+        production["kubernetes"] = {"kubeconfig": str(api.kubeconfig(tmp_path))}
+        (tmp_path / "conveyor.yml").write_text(yaml.safe_dump(shop))
+        put_image(tmp_path)
+        project = Project.locate(tmp_path / "conveyor.yml")
+        with project.open_store() as store:
+            old = store.ledger.deploys.begin(
+                "production",
+                release_id="production-shop-old",
+                repository="shop",
+                digest="sha256:" + "0" * 64,
+                ports=[],
+                previous=None,
+                actor="t",
+                run_id=None,
+            )
+            store.ledger.deploys.finish(old.id, DeployState.SUCCEEDED, None)
+            original = store.ledger.history.record
+
+            def recording(kind: EventKind, environment: str, **data: Any) -> None:
+                original(kind, environment, **data)
+                if kind is EventKind.RELEASE_DECISION:
+                    verdicts.append(str(data["verdict"]))
+
+            monkeypatch.setattr(store.ledger.history, "record", recording)
+            outcome = environments.deploy(project, store, "production", "shop:v1", actor="t")
+            assert outcome.state is state, outcome.reason
+            assert provider.arms == [outcome.release_id, "production-shop-old"]
+            assert verdicts[-1] == answer and set(verdicts[:-1]) <= {"continue"}
+            served = judge_answer(project, store, "production", outcome.release_id)
+            assert (served.verdict, served.deploy_id) == (answer, outcome.deploy_id)

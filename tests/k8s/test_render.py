@@ -62,6 +62,8 @@ def test_the_shops_environments_render_objects_every_schema_accepts(environment:
     assert container["image"] == f"localhost:5000/shop@{DIGEST}"
     assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert rollout["spec"]["replicas"] == 2
+    labels = rollout["spec"]["template"]["metadata"]["labels"]
+    assert labels["conveyor.dev/release"] == f"{environment}-shop-3c3c3c3c3c3c"
 
 
 def test_the_production_canary_becomes_argo_steps_judged_by_conveyor() -> None:

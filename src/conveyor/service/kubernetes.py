@@ -8,6 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from conveyor.analysis.model import Decision, Verdict
+from conveyor.analysis.providers.base import MetricsProvider, ProviderSite
+from conveyor.clock import SYSTEM_CLOCK, Clock
 from conveyor.deploy.kubernetes.apply import RolloutStatus
 from conveyor.deploy.kubernetes.render import KubeRelease, Manifest, render
 from conveyor.deploy.rollout import DeployOutcome, Progress, release_name
@@ -15,8 +18,10 @@ from conveyor.errors import ConveyorError
 from conveyor.service.environments import environment_spec
 from conveyor.service.images import image_store, parse_ref, resolve, verify_image
 from conveyor.service.project import Project
-from conveyor.spec.strategy import merged
+from conveyor.spec.strategy import Analysis, merged
 from conveyor.states import DeployState
+from conveyor.store.ledger import DeployRecord
+from conveyor.store.records import EventKind
 from conveyor.store.store import Store
 from conveyor.supply.oci.model import ImageRef
 
@@ -79,6 +84,7 @@ def apply_release(project: Project, name: str, image: str) -> Applied:
 
 FOLLOW_INTERVAL = 2.0  # seconds between two reads of the Rollout's status
 FOLLOW_MARGIN = 60.0  # beyond the strategy's own durations, for scheduling and pulls
+CLOCK: Clock = SYSTEM_CLOCK  # the judge's windows
 
 
 def deploy_to_cluster(
@@ -92,12 +98,11 @@ def deploy_to_cluster(
     run_id: int | None = None,
     approval: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
-    interval: float | None = None,
 ) -> DeployOutcome:
     """`conveyor deploy` where Argo Rollouts runs the release: record the deploy, apply
     the objects, then follow the Rollout until it is fully promoted (succeeded), aborted
-    (Degraded: failed, Argo sent the traffic back) or out of time. The judge's verdicts on
-    the release are recorded against this deploy, which the judge endpoint serves."""
+    (Degraded: failed, Argo sent the traffic back) or out of time; at each analysis step,
+    judge the release and record the verdicts that Argo's analysis reads."""
     from conveyor.deploy.kubernetes.apply import apply_all, connect
 
     say = progress or (lambda _text: None)
@@ -120,7 +125,7 @@ def deploy_to_cluster(
         with client:
             for applied in apply_all(client, manifests):
                 say(f"applied {applied.get('kind')}/{applied.get('metadata', {}).get('name')}")
-            status = _follow(client, release, say, interval or FOLLOW_INTERVAL)
+            status = _Follower(client, release, store, deploy, say).follow()
     except ConveyorError as error:
         store.ledger.deploys.finish(deploy.id, DeployState.FAILED, error.message)
         raise
@@ -154,26 +159,105 @@ def follow_budget(release: KubeRelease) -> float:
     return budget
 
 
-def _follow(
-    client: ApiClient, release: KubeRelease, say: Progress, interval: float
-) -> RolloutStatus:
-    from conveyor.deploy.kubernetes.apply import rollout_status
+def analysis_at(release: KubeRelease, index: int | None) -> Analysis | None:
+    """The settings of the canary's step `index` when it is an analysis step."""
+    strategy = release.spec.strategy
+    if index is None or strategy is None or strategy.canary is None:
+        return None
+    canary = strategy.canary
+    if not 0 <= index < len(canary.steps):
+        return None
+    step = canary.steps[index].analysis
+    return merged(canary.analysis, step) if step is not None else None
 
-    deadline = time.monotonic() + follow_budget(release)
-    shown = None
-    while True:
-        status = rollout_status(client, release.settings.namespace, release.name)
+
+def judge_provider(settings: Analysis, environment: str) -> MetricsProvider:
+    """The metrics provider the judge reads on a cluster (a registered one, by name)."""
+    from conveyor.analysis.providers.registry import PROVIDERS
+
+    return PROVIDERS.create(settings.provider, ProviderSite(settings, environment))
+
+
+@dataclass
+class _Follower:
+    client: ApiClient
+    release: KubeRelease
+    store: Store
+    deploy: DeployRecord
+    say: Progress
+    shown: str | None = None
+
+    def read(self) -> RolloutStatus:
+        from conveyor.deploy.kubernetes.apply import rollout_status
+
+        status = rollout_status(self.client, self.release.settings.namespace, self.release.name)
         line = (
             f"Rollout {status.phase or 'pending'}, step {status.current_step_index}/{status.steps}"
         )
         if status.canary_weight is not None:
             line += f", canary {status.canary_weight}%"
-        if line != shown:
-            say(line + (f": {status.message}" if status.message else ""))
-            shown = line
-        if _finished(status) or time.monotonic() >= deadline:
-            return status
-        time.sleep(interval)
+        if line != self.shown:
+            self.say(line + (f": {status.message}" if status.message else ""))
+            self.shown = line
+        return status
+
+    def follow(self) -> RolloutStatus:
+        deadline = time.monotonic() + follow_budget(self.release)
+        judged: set[int] = set()
+        while True:
+            status = self.read()
+            if _finished(status) or time.monotonic() >= deadline:
+                return status
+            step = status.current_step_index
+            settings = analysis_at(self.release, step)
+            if settings is not None and step is not None and step not in judged:
+                judged.add(step)
+                self.judge(step, settings)
+                continue
+            time.sleep(FOLLOW_INTERVAL)
+
+    def judge(self, step: int, settings: Analysis) -> None:
+        from conveyor.analysis.polling import Arms
+        from conveyor.deploy.kubernetes.judging import judge_step
+
+        stable = self.deploy.previous_release
+        if stable is None or settings.provider == "router":
+            why = (
+                "no stable release to compare with"
+                if stable is None
+                else ("provider: router reads Conveyor's router, which a cluster does not have")
+            )
+            self.say(f"judge: not run at step {step} ({why}): Argo's analysis gets `hold`")
+            return
+        provider = judge_provider(settings, self.release.environment)
+        self.say(f"judge: {self.release.release_id} against {stable} at step {step}")
+        judge_step(
+            settings,
+            provider,
+            Arms(canary=self.release.release_id, stable=stable),
+            CLOCK,
+            record=self.record,
+            still_at_step=lambda: self._at(step),
+        )
+
+    def _at(self, step: int) -> bool:
+        status = self.read()
+        return status.current_step_index == step and not _finished(status)
+
+    def record(self, decision: Decision) -> None:
+        self.store.ledger.history.record(
+            EventKind.RELEASE_DECISION,
+            self.release.environment,
+            deploy_id=self.deploy.id,
+            verdict=decision.verdict.value,
+            reason=decision.reason,
+            elapsed=round(decision.elapsed, 3),
+            evidence=dict(decision.evidence),
+            events_needed=decision.events_needed,
+            requests_needed=decision.requests_needed,
+        )
+        if decision.verdict is not Verdict.CONTINUE:
+            self.say(f"judge: {decision.verdict.value}: {decision.reason}")
 
 
 def _finished(status: RolloutStatus) -> bool:

@@ -167,7 +167,7 @@ def _pod_template(release: KubeRelease) -> dict[str, Any]:
     }
     return {
         "metadata": {
-            "labels": _labels(release),
+            "labels": _labels(release) | _release_label(release),
             "annotations": {
                 "conveyor.dev/release": release.release_id,
                 "conveyor.dev/digest": release.digest,
@@ -178,6 +178,14 @@ def _pod_template(release: KubeRelease) -> dict[str, Any]:
             "terminationGracePeriodSeconds": max(1, math.ceil(spec.drain)) + 5,
         },
     }
+
+
+def _release_label(release: KubeRelease) -> dict[str, str]:
+    """The release id on each pod, for the judge's Prometheus queries to select the canary
+    and the stable pods by (`{release}`); left out when it is no valid label value."""
+    if re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", release.release_id):
+        return {"conveyor.dev/release": release.release_id}
+    return {}
 
 
 def _container_env(release: KubeRelease) -> list[dict[str, Any]]:
