@@ -207,3 +207,18 @@ def test_the_cli_renders_yaml_and_refuses_an_unadmitted_image(tmp_path: Path) ->
         "HTTPRoute",
         "Rollout",
     ]
+
+
+def test_an_unknown_environment_and_the_runtimes_own_controller_paths_are_clear(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "conveyor.yml").write_text(SHOP.read_text())
+    unknown = run_cli(["k8s", "render", "nowhere", "shop:v1"], tmp_path)
+    assert unknown.exit_code == 4 and "no environment 'nowhere'" in unknown.stderr
+    from conveyor.deploy.kubernetes.runtime import KubernetesRuntime
+    from conveyor.deploy.runtimes.base import RuntimeSite
+
+    runtime = KubernetesRuntime(RuntimeSite(tmp_path, LayoutStore(tmp_path / "images")))
+    with pytest.raises(ConveyorError, match="released by Argo Rollouts") as raised:
+        runtime.status("production-shop-3c3c3c3c3c3c")
+    assert "conveyor k8s render" in str(raised.value.hint)

@@ -14,8 +14,7 @@ from conveyor.clock import SYSTEM_CLOCK, Clock
 from conveyor.deploy.kubernetes.apply import RolloutStatus
 from conveyor.deploy.kubernetes.render import KubeRelease, Manifest, render
 from conveyor.deploy.rollout import DeployOutcome, Progress, release_name
-from conveyor.errors import ConveyorError
-from conveyor.service.environments import environment_spec
+from conveyor.errors import ConveyorError, NotFoundError
 from conveyor.service.images import image_store, parse_ref, resolve, verify_image
 from conveyor.service.project import Project
 from conveyor.spec.strategy import Analysis, merged
@@ -43,7 +42,13 @@ def kube_release(project: Project, name: str, image: str) -> KubeRelease:
     from conveyor.steps.registry import STEP_PARAMS
 
     pipeline = load_pipeline(project.spec_path, steps=STEP_PARAMS).pipeline
-    spec = environment_spec(project, name, pipeline.environments)
+    spec = pipeline.environments.get(name)
+    if spec is None:  # as service/environments.py says it (which imports this module)
+        known = ", ".join(pipeline.environments) or "none"
+        raise NotFoundError(
+            f"no environment {name!r} in {project.spec_path.name} (environments: {known})",
+            hint="declare it under `environments:` (docs/conveyor-yml.md)",
+        )
     ref = parse_ref(image)
     digest = resolve(image_store(project), ref)
     admission = None
