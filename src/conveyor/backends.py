@@ -22,6 +22,7 @@ from conveyor.errors import ConveyorError
 RUNTIME_FACTORIES: Final[Mapping[str, str]] = {
     "process": "conveyor.deploy.runtimes.process:from_site",
     "podman": "conveyor.deploy.runtimes.podman:from_site",
+    "kubernetes": "conveyor.deploy.kubernetes.runtime:from_site",
 }
 ROUTER_FACTORIES: Final[Mapping[str, str]] = {
     "builtin": "conveyor.deploy.routers.builtin:from_site",

@@ -86,7 +86,7 @@ def test_a_full_environment_loads() -> None:
         (
             "environments:\n  staging: {runtime: docker}\n",
             (5, 22),
-            "unknown runtime 'docker' (known: podman, process)",
+            "unknown runtime 'docker' (known: kubernetes, podman, process)",
         ),
         ("environments:\n  Staging: {}\n", (5, 3), "environment name"),
         ("environments:\n  staging: {replicas: 0}\n", (5, 23), "greater than or equal to 1"),

@@ -70,6 +70,7 @@ COMMAND_MODULES: dict[str, str] = {
     "incidents": "incidents",
     "business": "business",
     "can-i-deploy": "contracts",
+    "k8s": "kubernetes",
 }
 
 HELP = "Conveyor carries a commit to production: pipeline-as-code, gates, images, releases."

@@ -38,6 +38,7 @@ ROUTERS: tuple[str, ...] = (
     "conveyor.server.api.alerts:router",
     "conveyor.server.api.incidents:router",
     "conveyor.server.api.business:router",
+    "conveyor.server.api.judge:router",
     "conveyor.server.ui.business:router",
     "conveyor.server.api.replica_logs:router",
     "conveyor.server.events:router",

@@ -227,6 +227,20 @@ def deploy(
             environment=name,
         )
     _admit(project, pipeline.images, ref.name, digest)
+    if spec.runtime == "kubernetes":  # Argo Rollouts runs the release (docs/kubernetes.md)
+        from conveyor.service.kubernetes import deploy_to_cluster
+
+        return deploy_to_cluster(
+            project,
+            store,
+            name,
+            ref.name,
+            digest,
+            actor=actor,
+            run_id=run_id,
+            approval=approval,
+            progress=progress,
+        )
     labels = image_labels(image_store(project), ref.name, digest)
     check_interpreter(labels, f"{ref.name}@{digest}")  # before anything is recorded
     control = controller(project, store, name, progress, spec, command_path=command_path)

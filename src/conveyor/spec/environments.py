@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from conveyor.spec.business import Business
 from conveyor.spec.hooks import Hooks
+from conveyor.spec.kubernetes import KubernetesSettings
 from conveyor.spec.slo import Slos
 from conveyor.spec.strategy import FlagReleases, Strategy
 from conveyor.spec.types import Duration, RouterName, RuntimeName
@@ -242,6 +243,11 @@ class Environment(_Strict):
         default=None,
         description="Business counters, ratios and guardrails per release and flag variant "
         "(docs/monitoring.md).",
+    )
+    kubernetes: KubernetesSettings = Field(
+        default_factory=KubernetesSettings,
+        description="With runtime: kubernetes: namespace, Gateway, registry, judge URL "
+        "(docs/kubernetes.md).",
     )
 
     @field_validator("env")

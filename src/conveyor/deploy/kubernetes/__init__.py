@@ -1,0 +1,1 @@
+"""The `kubernetes` runtime: Argo Rollouts runs releases, Conveyor renders, applies and judges."""
