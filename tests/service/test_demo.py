@@ -43,12 +43,13 @@ def test_the_demo_stops_the_planted_problems_and_passes_the_fix(tmp_path: Path) 
 
 
 def _stop_environments(repository: Path) -> None:
-    if not (repository / "conveyor.yml").is_file():
-        return  # the demo stopped before it made its repository
-    project = Project.locate(repository / "conveyor.yml")
-    with project.open_store() as store:
-        for name in ("staging", "production"):
-            stop_environment(project, store, name)
+    for folder in (repository, repository.parent / "payments"):
+        if not (folder / "conveyor.yml").is_file():
+            continue  # the demo stopped before it made this repository
+        project = Project.locate(folder / "conveyor.yml")
+        with project.open_store() as store:
+            for name in ("staging", "production"):
+                stop_environment(project, store, name)
 
 
 def _check_story(result: DemoResult) -> None:
@@ -62,6 +63,9 @@ def _check_story(result: DemoResult) -> None:
         RunState.SUCCESS,  # squash-merged to main; staging, then a canary in production
         RunState.FAILED,  # 200 ms slower: the canary judge rolls it back
         RunState.SUCCESS,  # a leak that only all of production's traffic shows: promoted
+        RunState.SUCCESS,  # payments: the shop's contract verified, deployed
+        RunState.FAILED,  # payments: a breaking API change stopped by the contract
+        RunState.SUCCESS,  # payments: a compatible change goes through
     ]
     assert result.as_expected
     rerun = result.chapters[1].outcome.jobs
@@ -125,6 +129,21 @@ def _check_story(result: DemoResult) -> None:
     # The key never reaches a report, in any form.
     assert "sk_live_4eC39HqLyjWDarjtT1zdp7dc9a2B" not in json.dumps(blocked.sarif)
     _check_the_loop(result, deploys[1].release_id)
+    _check_quality_and_contracts(result)
+
+
+def _check_quality_and_contracts(result: DemoResult) -> None:
+    """Both pipelines run the quality gate; the shop records its contract with payments,
+    payments verifies it; the breaking change is refused naming the interaction."""
+    shop, payments, breaking, compatible = (result.chapters[i].outcome.jobs for i in (0, 9, 10, 11))
+    assert (shop["quality"], shop["contract"]) == (JobState.SUCCESS, JobState.SUCCESS)
+    assert (payments["quality"], payments["verify-contracts"]) == (JobState.SUCCESS,) * 2
+    assert payments["deploy-production"] is JobState.SUCCESS
+    assert breaking["verify-contracts"] is JobState.FAILED
+    assert JobState.SUCCESS not in (breaking["deploy-staging"], breaking["deploy-production"])
+    assert compatible["deploy-production"] is JobState.SUCCESS
+    refusals = result.contract_refusal
+    assert any("'a payment for an order'" in r and "status" in r for r in refusals), refusals
 
 
 def _check_the_loop(result: DemoResult, warm: str) -> None:

@@ -67,6 +67,7 @@ def demo(
     _print_gate(result)
     _print_regression(result.repository)
     _print_loop(result)
+    _print_contract_refusal(result)
     if result.urls:
         console.rule("[bold]the shop, served through the router[/]", align="left")
         for name, url in result.urls.items():
@@ -76,6 +77,11 @@ def demo(
         console.print("  conveyor rollback production   [dim](back to the previous release)[/]")
         names = " && ".join(f"conveyor env stop {name}" for name in result.urls)
         console.print(f"  [dim]they keep running; stop them with: {names}[/]")
+        console.print(
+            f"  [dim]and the payments service's, the same way, in "
+            f"{result.repository.parent / 'payments'}; the feature flags' API (port 4242) "
+            "stops with the next demo[/]"
+        )
     _start_server(result.repository)
     if not result.as_expected:
         console.print("[bold red]the demo did not go as expected[/]")
@@ -126,6 +132,17 @@ def _print_regression(repository: Path) -> None:
         f"({report.get('canary_errors')} errors) before all traffic went back to stable "
         f"in {report.get('switch_seconds')} s"
     )
+
+
+def _print_contract_refusal(result: DemoResult) -> None:
+    """Chapter 11: what can-i-deploy said of the breaking payments change."""
+    if not result.contract_refusal:
+        return
+    console.rule("[bold]the contract that would break (conveyor can-i-deploy)[/]", align="left")
+    for reason in result.contract_refusal:
+        console.print(f"  [red]✗[/] {escape(reason)}")
+    payments = result.repository.parent / "payments"
+    console.print(f"  [dim]cd {payments} && conveyor can-i-deploy payments@HEAD --to production[/]")
 
 
 def _print_loop(result: DemoResult) -> None:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from conveyor.deploy.progress import load_progress
@@ -28,6 +28,7 @@ from conveyor.service.demo_loop import (
     every_consumer_but_the_slo,
     start_experiment,
 )
+from conveyor.service.demo_payments import payments_chapters
 from conveyor.service.demo_people import Reviewer, enrol
 from conveyor.service.demo_server import DEMO_PID_DIR, start_flag_server
 from conveyor.service.project import Project
@@ -51,6 +52,7 @@ _IGNORED = shutil.ignore_patterns(
 )
 CHANGES_DIR = "demo-changes"
 LOOP_CHAPTER = 9  # the chapter after which production's watch must catch the defect
+BREAKING_CHAPTER = 11  # the payments change can-i-deploy must refuse
 DEMO_AUTHOR = ("Dana Developer", "dana@example.com")
 
 
@@ -62,6 +64,7 @@ class DemoResult:
     refusals: list[str] = field(default_factory=list)  # approvals refused (self-approval)
     approvals: list[str] = field(default_factory=list)  # approvals that opened the gate
     loop: LoopOutcome | None = None  # what production taught after the last promotion
+    contract_refusal: list[str] = field(default_factory=list)  # can-i-deploy's, chapter 11
 
     @property
     def as_expected(self) -> bool:
@@ -83,13 +86,15 @@ def find_sample(explicit: Path | None = None) -> Path:
     )
 
 
-def make_repository(sample: Path, destination: Path | None = None) -> Path:
+def make_repository(
+    sample: Path, destination: Path | None = None, message: str = "Shop: first version"
+) -> Path:
     """Copy the sample into a new git repository with one commit on `main`."""
     target = destination or Path(tempfile.mkdtemp(prefix="conveyor-demo-")) / "shop"
     shutil.copytree(sample, target, ignore=_IGNORED)
     _git(target, "init", "-q", "-b", "main")
     _git(target, "add", "-A")
-    _git(target, "commit", "-q", "-m", "Shop: first version")
+    _git(target, "commit", "-q", "-m", message)
     return target
 
 
@@ -157,14 +162,17 @@ def run_demo(
     users: SyntheticUsers | None = None
     loop: list[LoopOutcome] = []
 
-    def chapter(title: str, expected: RunState) -> Chapter:
+    refusal: list[str] = []
+
+    def chapter(title: str, expected: RunState, on: Project = project) -> Chapter:
         announce(title)
-        done = Chapter(title, execute_run(project, options, reporter), expected)
+        run_options = replace(options, spec=on.spec_path)
+        done = Chapter(title, execute_run(on, run_options, reporter), expected)
         if users is not None:
             users.pause()  # back at the next production deploy (see below)
         chapters.append(done)
         if explain is not None:
-            explain(project, done.outcome)
+            explain(on, done.outcome)
         return done
 
     first = chapter(
@@ -189,6 +197,9 @@ def run_demo(
                 if last.as_expected:
                     loop.append(close_the_loop(project, users.resume, say))
                     users.pause()
+                refusal = payments_chapters(
+                    repository, sample_dir, chapter, make_repository, _apply
+                )
             finally:
                 watch.stop()
                 users.stop()
@@ -201,6 +212,7 @@ def run_demo(
         refusals=reviewer.refusals,
         approvals=reviewer.approvals,
         loop=loop[0] if loop else None,
+        contract_refusal=refusal,
     )
 
 
