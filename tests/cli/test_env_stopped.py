@@ -17,20 +17,10 @@ from conveyor.deploy.rollout import release_name
 from conveyor.deploy.routers.builtin import BuiltinRouter
 from conveyor.errors import InfrastructureError
 from conveyor.service.project import Project
-from deploy.apps import build_app, free_port, project_with_spec
+from deploy.apps import ONE_REPLICA_STAGING, build_app, free_port, project_with_spec
 from deploy.fake_plane import FakePlane, use_fake_plane
 
-SPEC = """\
-version: 1
-jobs:
-  noop: {run: 'true'}
-environments:
-  staging:
-    replicas: 1
-    drain: 10ms
-    health:
-      readiness: {path: /healthz, interval: 100ms}
-"""
+SPEC = ONE_REPLICA_STAGING
 
 
 @dataclass(frozen=True)

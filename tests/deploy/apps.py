@@ -164,6 +164,20 @@ def make_project(
     return project_with_spec(directory, spec)
 
 
+# The smallest deployable project: one job, staging with one replica, quick to drain.
+ONE_REPLICA_STAGING = """\
+version: 1
+jobs:
+  noop: {run: 'true'}
+environments:
+  staging:
+    replicas: 1
+    drain: 10ms
+    health:
+      readiness: {path: /healthz, interval: 100ms}
+"""
+
+
 def project_with_spec(directory: Path, spec: str) -> Project:
     """A project in `directory` (made if missing) whose conveyor.yml is `spec`, dedented."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -27,20 +27,10 @@ from conveyor.service.project import Project
 from conveyor.service.release_record import release_record, to_markdown
 from conveyor.store.records import NewRun
 from conveyor.store.store import Store
-from deploy.apps import build_app, project_with_spec
+from deploy.apps import ONE_REPLICA_STAGING, build_app, project_with_spec
 from deploy.fake_plane import use_fake_plane
 
-SPEC = """\
-version: 1
-jobs:
-  noop: {run: 'true'}
-environments:
-  staging:
-    replicas: 1
-    drain: 10ms
-    health:
-      readiness: {path: /healthz, interval: 100ms}
-"""
+SPEC = ONE_REPLICA_STAGING
 
 
 @dataclass(frozen=True)

@@ -15,20 +15,10 @@ from conveyor.deploy.model import SignalRates
 from conveyor.deploy.rollout import release_name
 from conveyor.service.watch import WatchChange, WatchLine, WatchRow, changes, rates_moved
 from conveyor.states import ReleaseState
-from deploy.apps import build_app, project_with_spec
+from deploy.apps import ONE_REPLICA_STAGING, build_app, project_with_spec
 from deploy.fake_plane import use_fake_plane
 
-SPEC = """\
-version: 1
-jobs:
-  noop: {run: 'true'}
-environments:
-  staging:
-    replicas: 1
-    drain: 10ms
-    health:
-      readiness: {path: /healthz, interval: 100ms}
-"""
+SPEC = ONE_REPLICA_STAGING
 
 
 def rates(rps: float = 20.0, errors: float = 0.0, p99: float | None = 0.05) -> SignalRates:
