@@ -19,6 +19,7 @@ from conveyor.engine.joblog import JobLog, log_filename
 from conveyor.engine.mask import Masker
 from conveyor.engine.plan import PlannedJob
 from conveyor.engine.report import Reporter
+from conveyor.engine.state_writer import JobStateWriter
 from conveyor.engine.step import (
     Environments,
     NoEnvironments,
@@ -65,10 +66,12 @@ class RunContext:
     environments: Environments = field(default_factory=NoEnvironments)  # the host's
     branch: str | None = None  # the run's, so a cache miss is explained against its own
     tools: ToolVersions = field(init=False)
+    states: JobStateWriter = field(init=False)  # the jobs' states, written off the hot path
     outputs: dict[str, str | None] = field(default_factory=dict)  # job id -> manifest digest
 
     def __post_init__(self) -> None:
         self.tools = ToolVersions(self.base_env)
+        self.states = JobStateWriter(self.store)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
 
 
@@ -78,7 +81,7 @@ class JobRunner:
 
     def transition(self, job_id: str, state: JobState, detail: str = "", **fields: Any) -> None:
         detail = self.ctx.masker.mask_text(detail)  # shown live as well as stored
-        self.ctx.store.set_job_state(self.ctx.run_id, job_id, state, detail=detail, **fields)
+        self.ctx.states.put(self.ctx.run_id, job_id, state, {"detail": detail, **fields})
         self.ctx.reporter.job_state(job_id, state, detail)
 
     async def run(self, job: PlannedJob, slots: asyncio.Semaphore) -> JobState:
@@ -131,6 +134,8 @@ class JobRunner:
     async def _restore(self, job: PlannedJob, key: CacheKey, hit: CacheEntry) -> JobState:
         """A cache hit: outputs back in the workspace, then the never-cached finalize."""
         log = JobLog(self._log_path(job.id), job.id, self.ctx.masker, self.ctx.reporter)
+        if hit.run_id == self.ctx.run_id:
+            self.ctx.states.flush()  # a job of this run: its log is in its queued state
         original = self.ctx.store.get_job(hit.run_id, hit.job_id) if hit.run_id else None
         if original is not None and original.log_blob:
             log.replay(self.ctx.store.blobs.get_bytes(original.log_blob))

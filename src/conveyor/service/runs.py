@@ -332,8 +332,11 @@ def _run_recorded(
         )
         runner = JobRunner(context)
         reporter.run_started(run_id, plan)
-        _settle_unscheduled(runner, plan, options)
-        states = _drive(Scheduler(plan, runner, context_parallelism(options)))
+        try:
+            _settle_unscheduled(runner, plan, options)
+            states = _drive(Scheduler(plan, runner, context_parallelism(options)))
+        finally:
+            context.states.close()  # every job's state written before the run's
     except BaseException as error:
         _finish_abnormally(store, run_id, error)
         reporter.run_finished(run_id, _abnormal_state(error))

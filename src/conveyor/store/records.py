@@ -42,6 +42,18 @@ class NewJob:
 
 
 @dataclass(frozen=True)
+class JobStateChange:
+    """A job's new state, as `Store.set_job_state` takes it, stamped when it happened."""
+
+    run_id: int
+    job_id: str
+    state: JobState
+    fields: Mapping[str, Any]
+    now: float
+    actor: str | None = None
+
+
+@dataclass(frozen=True)
 class RunRecord:
     id: int
     pipeline: str

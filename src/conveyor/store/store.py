@@ -28,6 +28,7 @@ from conveyor.store.records import (
     EventKind,
     EventRecord,
     JobRecord,
+    JobStateChange,
     LockState,
     LockTicket,
     NewJob,
@@ -103,6 +104,21 @@ class Store:
             runs.update_job_state(
                 conn, run_id, job_id, state, fields=fields, actor=actor, now=time.time()
             )
+
+    def set_job_states(self, changes: Sequence[JobStateChange]) -> None:
+        """Several jobs' changes in one transaction, in order (the engine's state writer);
+        each as `set_job_state` with its own `now`."""
+        with write_transaction(self.engine) as conn:
+            for change in changes:
+                runs.update_job_state(
+                    conn,
+                    change.run_id,
+                    change.job_id,
+                    change.state,
+                    fields=change.fields,
+                    actor=change.actor,
+                    now=change.now,
+                )
 
     def get_run(self, run_id: int) -> RunRecord:
         with read_transaction(self.engine) as conn:
