@@ -5,6 +5,7 @@ production's SLO (the loop closed: incident, requirement, experiment, feedback, 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -12,9 +13,7 @@ import pytest
 
 from conftest import run_cli
 from conveyor.engine.report import SilentReporter
-from conveyor.observe.business_figures import business_view
 from conveyor.observe.dora import project_dora
-from conveyor.observe.feedback import environment_feedback
 from conveyor.service.demo import DemoResult, run_demo
 from conveyor.service.demo_server import DEMO_PID_DIR, FLAGS_PID_FILE, stop_demo_server
 from conveyor.service.environments import stop_environment
@@ -63,7 +62,9 @@ def _check_story(result: DemoResult) -> None:
         RunState.SUCCESS,  # squash-merged to main; staging, then a canary in production
         RunState.FAILED,  # 200 ms slower: the canary judge rolls it back
         RunState.SUCCESS,  # a leak that only all of production's traffic shows: promoted
+        RunState.SUCCESS,  # the follow-up's fix (Closes REQ-1): production holds
         RunState.SUCCESS,  # payments: the shop's contract verified, deployed
+        RunState.SUCCESS,  # the shop pays through payments, in staging and production
         RunState.FAILED,  # payments: a breaking API change stopped by the contract
         RunState.SUCCESS,  # payments: a compatible change goes through
     ]
@@ -106,11 +107,10 @@ def _check_story(result: DemoResult) -> None:
         decisions = store.ledger.history.events("production", (EventKind.RELEASE_DECISION,))
     deploys = [entry for entry in history if entry.kind == "deploy"]
     assert [entry.result for entry in deploys][:3] == ["succeeded", "succeeded", "rolled_back"]
-    # Production serves chapter 7's version again: promoted by canary, and the warm
-    # release chapter 9's SLO alert rolled back to.
+    # Production serves chapter 12's version: the shop that pays through payments.
     served = httpx.get(result.urls["production"] + "/version", timeout=5).json()["version"]
-    assert deploys[1].digest is not None
-    assert deploys[1].digest.removeprefix("sha256:").startswith(served)
+    assert deploys[-1].digest is not None
+    assert deploys[-1].digest.removeprefix("sha256:").startswith(served)
     # Chapter 8: the judge saw the slow requests and rolled back.
     regression = result.chapters[7].outcome.jobs
     assert regression["deploy-staging"] is JobState.SUCCESS
@@ -136,7 +136,10 @@ def _check_story(result: DemoResult) -> None:
 def _check_quality_and_contracts(result: DemoResult) -> None:
     """Both pipelines run the quality gate; the shop records its contract with payments,
     payments verifies it; the breaking change is refused naming the interaction."""
-    shop, payments, breaking, compatible = (result.chapters[i].outcome.jobs for i in (0, 9, 10, 11))
+    shop, payments, paying, breaking, compatible = (
+        result.chapters[i].outcome.jobs for i in (0, 10, 11, 12, 13)
+    )
+    assert paying["deploy-production"] is JobState.SUCCESS
     assert (shop["quality"], shop["contract"]) == (JobState.SUCCESS, JobState.SUCCESS)
     assert (payments["quality"], payments["verify-contracts"]) == (JobState.SUCCESS,) * 2
     assert payments["deploy-production"] is JobState.SUCCESS
@@ -163,19 +166,26 @@ def _check_the_loop(result: DemoResult, warm: str) -> None:
     project = Project.locate(result.repository / "conveyor.yml")
     with project.open_store() as store:
         live = store.ledger.environments.get("production")
-        variants = business_view(project, store, "production", sample=False).variants
-        ratings = environment_feedback(project, store, "production").variants
+        rollbacks = [e for e in store.events() if e.kind == EventKind.ROLLBACK.value]
         report = project_dora(project, store, "production", "1d")
-    assert live is not None and live.live_release == warm
+    assert live is not None
+    alerted = [e for e in rollbacks if e.actor == "conveyor-alerts"]
+    assert [(e.data["from"], e.data["to"]) for e in alerted] == [(loop.release, warm)]
+    assert result.addressed == [f"REQ-1 closed by {_head_of(result.repository, 'REQ-1')}"]
     requirement = result.repository / str(loop.requirement)
     assert "Products: stock levels from a pool" in requirement.read_text()
     assert loop.release is not None and loop.release in requirement.read_text()
     log = run_cli(["history"], result.repository)  # the repository is intact afterwards
     assert log.exit_code == 0
-    # Both arms of the experiment bought and rated (the users' model favours "on").
+    # Both arms of the experiment bought and rated (the users' model favours "on"), as
+    # shown while chapter 7's release was live again.
+    assert result.experiment is not None
+    variants = result.experiment.business.variants
+    ratings = result.experiment.feedback.variants
     assert {arm.variant for arm in variants if arm.metrics.get("checkouts")} == {"on", "off"}
     assert {summary.variant for summary in ratings} == {"on", "off"}
-    assert report.deployments == 3  # chapters 1, 7 and 9; chapter 2 deployed no change
+    # Chapters 1, 7, 9, 10 and 12 (chapter 2 deployed no change; 8 was stopped by the canary).
+    assert report.deployments == 5
     assert (report.failed_deployments, report.canary_stops) == (1, 1)  # chapters 9 and 8
 
 
@@ -183,15 +193,14 @@ def _check_the_human_gate(result: DemoResult) -> None:
     """Dana's own approvals were refused and recorded; Riley's opened the gate; the audit
     chain holds them all; the release record of production names them."""
     assert result.refusals and all("dana wrote the change" in r for r in result.refusals)
-    production_deploys = 5  # chapters 1, 2, 7, 8 and 9
+    production_deploys = 7  # chapters 1, 2, 7, 8, 9, 10 and 12
     assert len(result.approvals) == production_deploys
     project = Project.locate(result.repository / "conveyor.yml")
     with project.open_store() as store:
         refused = [e for e in store.events() if e.kind == EventKind.APPROVAL_REFUSED]
         assert store.audit_verify() == []
         audited = {entry.kind for entry in store.audit_entries()}
-        # Chapter 7's release: the squash-merged change, released by canary (chapter 9's,
-        # the latest successful deploy, was rolled back later by its SLO alert).
+        # Chapter 7's release: the squash-merged change, released by canary.
         merged = [e for e in store.ledger.history.entries("production") if e.kind == "deploy"]
         record = release_record(project, store, "production", release_id=merged[1].release_id)
     assert {r.data["code"] for r in refused} == {"author"}
@@ -222,3 +231,15 @@ def _check_staging_reports(result: DemoResult) -> None:
     assert "e2e (e2e): 5 passed" in shown.stdout
     assert "perf (perf): passed" in shown.stdout
     assert "dast (dast): passed" in shown.stdout
+
+
+def _head_of(repository: Path, key: str) -> str:
+    """The short sha of the newest commit whose message names `key`."""
+    found = subprocess.run(
+        ["git", "log", "-1", "--format=%H", f"--grep={key}", "--grep=Closes", "--all-match"],
+        cwd=repository,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return found.stdout.strip()[:12]

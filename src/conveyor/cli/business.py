@@ -60,14 +60,14 @@ def business(
     if output is OutputFormat.JSON:
         emit_json(view)
         return
-    _print(view)
+    print_view(view)
 
 
 SHOWN_NOTES = 5
 RETIRED = "retired"
 
 
-def _print(view: BusinessView) -> None:
+def print_view(view: BusinessView) -> None:
     console.print(f"[bold]{escape(view.environment)}[/]: business metrics (intervals at 95 %)")
     _arms("release", view.releases, lambda a: a.release_id + (f" ({a.state})" if a.state else ""))
     _compared(view.release_comparisons, f"against {view.reference_release or '-'}")

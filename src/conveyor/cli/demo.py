@@ -135,7 +135,7 @@ def _print_regression(repository: Path) -> None:
 
 
 def _print_contract_refusal(result: DemoResult) -> None:
-    """Chapter 11: what can-i-deploy said of the breaking payments change."""
+    """Chapter 13: what can-i-deploy said of the breaking payments change."""
     if not result.contract_refusal:
         return
     console.rule("[bold]the contract that would break (conveyor can-i-deploy)[/]", align="left")
@@ -148,8 +148,8 @@ def _print_contract_refusal(result: DemoResult) -> None:
 def _print_loop(result: DemoResult) -> None:
     """After chapter 9: the SLO alert's rollback, the incident and its follow-up; then what
     the checkout experiment did to business and to the users' ratings; then DORA."""
-    from conveyor.cli.business import business
-    from conveyor.cli.feedback import feedback
+    from conveyor.cli.business import print_view as print_business
+    from conveyor.cli.feedback import print_report as print_feedback
     from conveyor.cli.incidents import show
     from conveyor.cli.insights import dora
     from conveyor.cli.output import OutputFormat
@@ -159,24 +159,30 @@ def _print_loop(result: DemoResult) -> None:
         return
     spec = result.repository / "conveyor.yml"
     console.rule(
-        "[bold]after promotion: production's SLO catches what the canary could not[/]", align="left"
+        "[bold]after promotion: production's SLO catches what the canary could not[/]",
+        align="left",
     )
     if loop.release is None:
         console.print(f"  [red]✗[/] {escape(loop.alert)}")
         return
     console.print(
         f"  {escape(loop.release)} rolled back to {escape(str(loop.restored_to))} "
-        f"{loop.seconds_with_all_traffic} s after it took all the traffic, by {escape(loop.alert)}"
+        f"{loop.seconds_with_all_traffic} s after it took all the traffic, "
+        f"by {escape(loop.alert)}"
     )
     if loop.incident_id is not None:
         show(loop.incident_id, spec=spec, output=OutputFormat.TEXT)
     if loop.requirement:
         console.print(f"  the follow-up requirement, committed: {escape(loop.requirement)}")
-    console.rule(
-        "[bold]the one-page checkout experiment: business and feedback per variant[/]", align="left"
-    )
-    business("production", spec=spec, sample=True, output=OutputFormat.TEXT)
-    feedback("production", release=None, themes=True, spec=spec, output=OutputFormat.TEXT)
+    for line in result.addressed:  # chapter 10's commit names it
+        console.print(f"  [green]✓[/] {escape(line)} (chapter 10)")
+    if result.experiment is not None:
+        console.rule(
+            "[bold]the one-page checkout experiment: business and feedback per variant[/]",
+            align="left",
+        )
+        print_business(result.experiment.business)
+        print_feedback(result.experiment.feedback)
     console.rule("[bold]delivery performance (DORA) over the demo[/]", align="left")
     dora(env="production", since="1d", spec=spec, output=OutputFormat.TEXT)
 

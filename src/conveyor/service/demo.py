@@ -23,9 +23,11 @@ from conveyor.engine.report import Reporter
 from conveyor.errors import ConveyorError
 from conveyor.service.demo_loop import (
     DemoWatch,
+    Experiment,
     LoopOutcome,
     close_the_loop,
     every_consumer_but_the_slo,
+    experiment_figures,
     start_experiment,
 )
 from conveyor.service.demo_payments import payments_chapters
@@ -52,7 +54,7 @@ _IGNORED = shutil.ignore_patterns(
 )
 CHANGES_DIR = "demo-changes"
 LOOP_CHAPTER = 9  # the chapter after which production's watch must catch the defect
-BREAKING_CHAPTER = 11  # the payments change can-i-deploy must refuse
+BREAKING_CHAPTER = 13  # the payments change can-i-deploy must refuse
 DEMO_AUTHOR = ("Dana Developer", "dana@example.com")
 
 
@@ -64,7 +66,9 @@ class DemoResult:
     refusals: list[str] = field(default_factory=list)  # approvals refused (self-approval)
     approvals: list[str] = field(default_factory=list)  # approvals that opened the gate
     loop: LoopOutcome | None = None  # what production taught after the last promotion
-    contract_refusal: list[str] = field(default_factory=list)  # can-i-deploy's, chapter 11
+    contract_refusal: list[str] = field(default_factory=list)  # can-i-deploy's, chapter 13
+    addressed: list[str] = field(default_factory=list)  # requirements chapter 10 addressed
+    experiment: Experiment | None = None  # its figures while chapter 7's release was live
 
     @property
     def as_expected(self) -> bool:
@@ -163,6 +167,8 @@ def run_demo(
     loop: list[LoopOutcome] = []
 
     refusal: list[str] = []
+    addressed: list[str] = []
+    experiment: list[Experiment] = []
 
     def chapter(title: str, expected: RunState, on: Project = project) -> Chapter:
         announce(title)
@@ -197,8 +203,15 @@ def run_demo(
                 if last.as_expected:
                     loop.append(close_the_loop(project, users.resume, say))
                     users.pause()
+                    experiment.append(experiment_figures(project))
+                addressed = _the_fix(repository, sample_dir, project, chapter)
                 refusal = payments_chapters(
-                    repository, sample_dir, chapter, make_repository, _apply
+                    project,
+                    sample_dir,
+                    chapter,
+                    make_repository=make_repository,
+                    apply=_apply,
+                    commit=_commit_all,
                 )
             finally:
                 watch.stop()
@@ -213,6 +226,8 @@ def run_demo(
         approvals=reviewer.approvals,
         loop=loop[0] if loop else None,
         contract_refusal=refusal,
+        addressed=addressed,
+        experiment=experiment[0] if experiment else None,
     )
 
 
@@ -263,6 +278,34 @@ def _the_rest(
     )
 
 
+def _the_fix(
+    repository: Path,
+    sample_dir: Path,
+    project: Project,
+    chapter: Callable[[str, RunState], Chapter],
+) -> list[str]:
+    """Chapter 10: the follow-up requirement's fix, its commit naming it; the requirement
+    is marked addressed by that commit. Returns "REQ-1 closed by <sha>" lines."""
+    from conveyor.observe.requirements import link_commits
+
+    _apply(
+        sample_dir / CHANGES_DIR / "7-stock-cache-fix",
+        repository,
+        "Products: give each warehouse connection back after the list\n\nCloses REQ-1",
+    )
+    chapter(
+        "10. the follow-up's fix (its commit says Closes REQ-1): connections given back; "
+        "the canary passes, and this time production holds",
+        RunState.SUCCESS,
+    )
+    with project.open_store() as store:
+        linked = link_commits(project, store)
+    return [
+        f"{link.key} {'closed' if link.closed else 'addressed'} by {link.sha[:12]}"
+        for link in linked
+    ]
+
+
 def regression_report(project: Project) -> dict[str, object]:
     """What the last production canary's judge found: time with traffic, requests served."""
     with project.open_store() as store:
@@ -297,5 +340,9 @@ def prepare_supply_chain(project: Project, sample_dir: Path) -> None:
 def _apply(change: Path, repository: Path, message: str) -> None:
     """Lay a folder of files over the repository and commit them."""
     shutil.copytree(change, repository, dirs_exist_ok=True)
+    _commit_all(repository, message)
+
+
+def _commit_all(repository: Path, message: str) -> None:
     _git(repository, "add", "-A")
     _git(repository, "commit", "-q", "-m", message)

@@ -15,11 +15,15 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import ConveyorError
 from conveyor.service.project import Project
 from conveyor.store.records import EventKind
+
+if TYPE_CHECKING:
+    from conveyor.observe.business_figures import BusinessView
+    from conveyor.observe.feedback import FeedbackReport
 
 SLO_CONSUMER = "conveyor.observe.slo_watch:consume"
 ALERT_ACTOR = "conveyor-alerts"  # who the alert intake's rollbacks are by
@@ -70,6 +74,25 @@ def every_consumer_but_the_slo() -> tuple[str, ...]:
     from conveyor.observe.watch import CONSUMERS
 
     return tuple(c for c in CONSUMERS if c != SLO_CONSUMER)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """The checkout experiment's figures while the release it ran on was live: business
+    metrics and ratings per release and per variant."""
+
+    business: BusinessView
+    feedback: FeedbackReport
+
+
+def experiment_figures(project: Project, environment: str = "production") -> Experiment:
+    from conveyor.observe.business_figures import business_view
+    from conveyor.observe.feedback import environment_feedback
+
+    with project.open_store() as store:
+        business = business_view(project, store, environment, sample=True)
+        feedback = environment_feedback(project, store, environment, with_themes=True)
+    return Experiment(business, feedback)
 
 
 @dataclass(frozen=True)

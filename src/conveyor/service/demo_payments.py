@@ -1,7 +1,9 @@
 """The demo's payments chapters: the shop's payment provider, a Conveyor project of its
 own beside the shop, whose pipeline verifies the shop's contract (the pact the shop's
-`contract` job records) before it deploys. A breaking change to its API is stopped with
-the interaction it would break; a compatible one goes through (docs/contracts.md)."""
+`contract` job records) and runs the quality gate before it deploys. Once payments runs,
+the shop pays its orders through it, in staging and in production. A breaking change to
+the payments API is stopped with the interaction it would break; a compatible one goes
+through (docs/contracts.md)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from conveyor.errors import ConveyorError
 from conveyor.service.project import Project
 from conveyor.states import RunState
 
 PAYMENTS = "payments"
+# Where each environment's `env:` block of the shop's conveyor.yml gets PAYMENTS_URL: the
+# line it goes after (the demo edits its own file, as a developer would).
+_ANCHORS = {
+    "staging": "  staging:\n",
+    "production": "      CONVEYOR_FLAGS_URL: http://127.0.0.1:4242\n",
+}
 
 
 class ChapterOf(Protocol):
@@ -21,30 +30,40 @@ class ChapterOf(Protocol):
 
 
 def payments_chapters(
-    shop_repository: Path,
+    shop: Project,
     sample_dir: Path,
     chapter: ChapterOf,
+    *,
     make_repository: Callable[[Path, Path, str], Path],
     apply: Callable[[Path, Path, str], None],
+    commit: Callable[[Path, str], None],
 ) -> list[str]:
-    """Chapters 10 to 12; returns why can-i-deploy refused the breaking change to
+    """Chapters 11 to 14; returns why can-i-deploy refused the breaking change to
     production (empty if it did not)."""
     sample = sample_dir.parent / PAYMENTS
     repository = make_repository(
-        sample, shop_repository.parent / PAYMENTS, "Payments: first version"
+        sample, shop.directory.parent / PAYMENTS, "Payments: first version"
     )
     project = Project.locate(repository / "conveyor.yml")
     changes = sample / "demo-changes"
     chapter(
-        f"10. the payments service, the shop's payment provider, in {repository}: its "
-        "pipeline verifies the shop's contract (the pact the shop's releases in staging and "
-        "production recorded) against this commit, then deploys to staging and production",
+        f"11. the payments service, the shop's payment provider, in {repository}: its "
+        "pipeline runs the quality gate, verifies the shop's contract (the pact of each shop "
+        "release in staging and production) against this commit, then deploys both",
         RunState.SUCCESS,
         project,
     )
+    pay_through_payments(shop, project)
+    commit(shop.directory, "Checkout: pay each order through the payments service")
+    chapter(
+        "12. the shop pays through the payments service, in staging (its E2E, DAST and load "
+        "tests against both) and in production (a canary again)",
+        RunState.SUCCESS,
+        shop,
+    )
     apply(changes / "1-breaking-api", repository, "Payments: the answer's status is now state")
     chapter(
-        "11. a breaking change to the payments API: the shop's contract fails verification, "
+        "13. a breaking change to the payments API: the shop's contract fails verification, "
         "and the release is refused before staging, naming the interaction that would break",
         RunState.FAILED,
         project,
@@ -52,11 +71,27 @@ def payments_chapters(
     refusal = refusal_of_production(project, repository)
     apply(changes / "2-compatible-change", repository, "Payments: an optional receipt URL")
     chapter(
-        "12. a compatible change (status back, an optional receipt URL): verified, deployed",
+        "14. a compatible change (status back, an optional receipt URL): verified, deployed",
         RunState.SUCCESS,
         project,
     )
     return refusal
+
+
+def pay_through_payments(shop: Project, payments: Project) -> None:
+    """PAYMENTS_URL in the shop's staging and production: payments' router in each."""
+    from conveyor.service.environments import list_environments
+
+    with payments.open_store() as store:
+        urls = {view.name: view.url for view in list_environments(payments, store) if view.url}
+    text = shop.spec_path.read_text()
+    for environment, anchor in _ANCHORS.items():
+        if environment not in urls or anchor not in text:
+            raise ConveyorError(f"the demo cannot point the shop's {environment} at payments")
+        line = f"      PAYMENTS_URL: {urls[environment]}   # the payments service's router\n"
+        block = "    env:\n" if environment == "staging" else ""  # staging had no env: yet
+        text = text.replace(anchor, anchor + block + line, 1)
+    shop.spec_path.write_text(text)
 
 
 def refusal_of_production(project: Project, repository: Path) -> list[str]:
@@ -68,6 +103,5 @@ def refusal_of_production(project: Project, repository: Path) -> list[str]:
     ).stdout.strip()
     with project.open_store() as store:
         answer = can_i_deploy(project, store, PAYMENTS, head, "production")
-    return (
-        [] if answer.ok else [f"payments@{head[:12]} to production: {r}" for r in answer.reasons()]
-    )
+    label = f"payments@{head[:12]} to production"
+    return [] if answer.ok else [f"{label}: {reason}" for reason in answer.reasons()]
