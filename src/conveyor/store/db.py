@@ -43,7 +43,10 @@ def create_engine(url: str) -> sa.Engine:
     """The engine for `url`, configured; `migrate.open_engine` also brings its schema to
     the head revision."""
     _private_sqlite_files(url)
-    engine = sa.create_engine(url)
+    # A server's connections can go away between transactions (a restart, a failover,
+    # an idle timeout): PostgreSQL's are checked when taken from the pool, and replaced.
+    remote = sa.engine.make_url(url).get_backend_name() == "postgresql"
+    engine = sa.create_engine(url, pool_pre_ping=remote)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
     elif engine.dialect.name == "postgresql":
