@@ -33,6 +33,9 @@ _SQLITE_PRAGMAS = (
 _WRITE_OPTION = "conveyor_write"
 # Any number (ASCII "conw"); held by one PostgreSQL write transaction at a time.
 PG_WRITE_LOCK = 0x636F6E77
+# Execution option: this PostgreSQL write transaction takes the write lock itself, later
+# (`lock_writes`), once row locks have told it that it has something to write.
+_LOCK_LATER_OPTION = "conveyor_write_lock_later"
 
 
 def default_url(state_dir: Path) -> str:
@@ -89,19 +92,30 @@ def _configure_sqlite(engine: sa.Engine) -> None:
 def _configure_postgresql(engine: sa.Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        if conn.get_execution_options().get(_WRITE_OPTION, False):
-            # The transaction's first statement: released by its COMMIT or ROLLBACK, and by
-            # the server when the session dies.
-            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})")
+        options = conn.get_execution_options()
+        if options.get(_WRITE_OPTION, False) and not options.get(_LOCK_LATER_OPTION, False):
+            lock_writes(conn)  # the first statement
 
 
 @contextmanager
-def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
-    """One short transaction holding the database's write lock; commits on success."""
+def write_transaction(engine: sa.Engine, *, lock_first: bool = True) -> Iterator[sa.Connection]:
+    """One short transaction holding the database's write lock; commits on success.
+
+    With `lock_first=False`, on PostgreSQL, the caller takes the write lock with
+    `lock_writes` before its first write (SQLite always takes it first).
+    """
     with engine.connect() as conn:
-        conn.execution_options(**{_WRITE_OPTION: True})
+        conn.execution_options(**{_WRITE_OPTION: True, _LOCK_LATER_OPTION: not lock_first})
         with conn.begin():
             yield conn
+
+
+def lock_writes(conn: sa.Connection) -> None:
+    """Take PostgreSQL's write lock in this transaction (no-op on SQLite, which holds it
+    from BEGIN IMMEDIATE). Released by COMMIT or ROLLBACK, and by the server when the
+    session dies."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})")
 
 
 @contextmanager
