@@ -35,6 +35,7 @@ COMPONENTS = frozenset(
         "haproxy",
         "prometheus",
         "prometheus-alertmanager",
+        "postgres",
         "chromium",
         "wapiti",
         "schemathesis",
@@ -52,7 +53,9 @@ DAEMON_MODULES = frozenset(
     }
 )
 _started: list[str] = []  # components started since the current test's setup began
-_fixture_started: dict[int, list[str]] = {}  # id(fixturedef) -> what its setup started
+# (id(fixturedef), param index) -> what its setup started: a parametrized fixture may
+# start a component for one of its parameters only.
+_fixture_started: dict[tuple[int, int], list[str]] = {}
 
 
 def component_of(args: Any) -> str | None:
@@ -87,13 +90,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any]) -> Any:
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Any:
     before = len(_started)
     try:
         return (yield)
     finally:
         if len(_started) > before:
-            _fixture_started[id(fixturedef)] = _started[before:]
+            key = (id(fixturedef), getattr(request, "param_index", 0))
+            _fixture_started[key] = _started[before:]
 
 
 @pytest.hookimpl(wrapper=True)
@@ -121,11 +125,13 @@ def _started_by_fixtures(item: pytest.Item) -> list[str]:
     info = getattr(item, "_fixtureinfo", None)
     if info is None:
         return []
+    callspec = getattr(item, "callspec", None)
+    indices: dict[str, int] = callspec.indices if callspec is not None else {}
     return [
         component
-        for definitions in info.name2fixturedefs.values()
+        for name, definitions in info.name2fixturedefs.items()
         for definition in definitions
-        for component in _fixture_started.get(id(definition), [])
+        for component in _fixture_started.get((id(definition), indices.get(name, 0)), [])
     ]
 
 

@@ -39,8 +39,8 @@ def record_decisions(store: Store) -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "state") as opened:
+def store(tmp_path: Path, store_url: str | None) -> Iterator[Store]:
+    with Store(tmp_path / "state", store_url) as opened:
         record_decisions(opened)
         yield opened
 
@@ -126,9 +126,13 @@ def test_a_truncated_tail_is_found_against_the_kept_head(store: Store) -> None:
     ]
 
 
-def test_conveyor_audit_verify_exits_1_with_the_reason(tmp_path: Path) -> None:
+def test_conveyor_audit_verify_exits_1_with_the_reason(
+    tmp_path: Path, store_url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if store_url is not None:
+        monkeypatch.setenv("CONVEYOR_DATABASE_URL", store_url)
     (tmp_path / "conveyor.yml").write_text("version: 1\njobs:\n  a: {run: 'true'}\n")
-    with Store(tmp_path / ".conveyor") as store:
+    with Store(tmp_path / ".conveyor", store_url) as store:
         record_decisions(store)
         target = audited_ids(store)[0]
 
@@ -136,7 +140,7 @@ def test_conveyor_audit_verify_exits_1_with_the_reason(tmp_path: Path) -> None:
     assert intact.exit_code == 0, intact.stderr
     assert json.loads(intact.stdout)["entries"] == 5
 
-    with Store(tmp_path / ".conveyor") as store, store.engine.begin() as conn:
+    with Store(tmp_path / ".conveyor", store_url) as store, store.engine.begin() as conn:
         conn.execute(sa.update(events).where(events.c.id == target).values(actor="mallory"))
     tampered = run_cli(["audit", "verify"], tmp_path)
     assert tampered.exit_code == 1

@@ -7,8 +7,8 @@ from conveyor.store import CacheEntry, EventKind, Store
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path) as opened:
+def store(tmp_path: Path, store_url: str | None) -> Iterator[Store]:
+    with Store(tmp_path, store_url) as opened:
         yield opened
 
 

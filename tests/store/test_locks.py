@@ -16,16 +16,16 @@ import sys
 from pathlib import Path
 from conveyor.store import NewJob, NewRun, Store
 
-with Store(Path(sys.argv[1])) as store:
+with Store(Path(sys.argv[1]), sys.argv[2] or None) as store:
     run_id = store.create_run(NewRun("ci"), [NewJob("deploy", "deploy")])
     print(store.lock_enqueue("deploy", run_id, "deploy", supersede=False).state)
 """
 
 
 @pytest.fixture
-def stores(tmp_path: Path) -> Iterator[tuple[Store, Store]]:
+def stores(tmp_path: Path, store_url: str | None) -> Iterator[tuple[Store, Store]]:
     """Two independent Store instances on one database, as two conveyor processes have."""
-    with Store(tmp_path) as first, Store(tmp_path) as second:
+    with Store(tmp_path, store_url) as first, Store(tmp_path, store_url) as second:
         yield first, second
 
 
@@ -96,16 +96,18 @@ def test_supersede_replaces_queued_tickets_of_other_runs(stores: tuple[Store, St
     assert first.lock_poll(same_run_earlier.id) is LockState.HOLDING
 
 
-def test_a_dead_holder_is_released_so_the_group_is_not_blocked(tmp_path: Path) -> None:
+def test_a_dead_holder_is_released_so_the_group_is_not_blocked(
+    tmp_path: Path, store_url: str | None
+) -> None:
     done = subprocess.run(
-        [sys.executable, "-c", _DYING_HOLDER, str(tmp_path)],
+        [sys.executable, "-c", _DYING_HOLDER, str(tmp_path), store_url or ""],
         capture_output=True,
         text=True,
         check=True,
     )
     assert done.stdout.strip() == "holding"
 
-    with Store(tmp_path) as store:
+    with Store(tmp_path, store_url) as store:
         ticket = store.lock_enqueue("deploy", _run(store), "deploy", supersede=False)
 
         assert ticket.state is LockState.HOLDING
@@ -130,13 +132,13 @@ def test_release_is_idempotent_and_unknown_tickets_are_refused(
         first.lock_poll(999)
 
 
-def test_at_most_one_holder_when_many_stores_compete(tmp_path: Path) -> None:
+def test_at_most_one_holder_when_many_stores_compete(tmp_path: Path, store_url: str | None) -> None:
     errors: list[BaseException] = []
     start = threading.Barrier(4)
 
     def compete(rounds: int) -> None:
         try:
-            with Store(tmp_path) as store:
+            with Store(tmp_path, store_url) as store:
                 run_id = _run(store)
                 start.wait()
                 for _ in range(rounds):
@@ -152,7 +154,7 @@ def test_at_most_one_holder_when_many_stores_compete(tmp_path: Path) -> None:
         except BaseException as error:  # surfaced in the main thread below
             errors.append(error)
 
-    Store(tmp_path).close()  # create the tables before the threads race
+    Store(tmp_path, store_url).close()  # create the tables before the threads race
     threads = [threading.Thread(target=compete, args=(5,), daemon=True) for _ in range(4)]
     for thread in threads:
         thread.start()
@@ -160,7 +162,7 @@ def test_at_most_one_holder_when_many_stores_compete(tmp_path: Path) -> None:
         thread.join()
 
     assert errors == []
-    with Store(tmp_path) as store:
+    with Store(tmp_path, store_url) as store:
         # The log is in commit order: each acquisition must be released before the next one.
         handovers = [
             (e.kind, e.data["ticket"])

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from conveyor.store import NewJob, NewRun, Store
 
-with Store(Path(sys.argv[1])) as store:
+with Store(Path(sys.argv[1]), sys.argv[2] or None) as store:
     run_id = store.create_run(NewRun("ci"), [NewJob("deploy", "deploy")])
     print(store.lock_enqueue("deploy", run_id, "deploy", supersede=False).id)
 """
@@ -49,9 +49,9 @@ def spawn() -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
         process.wait()
 
 
-def dead_holder_ticket(state: Path) -> int:
+def dead_holder_ticket(state: Path, url: str | None) -> int:
     done = subprocess.run(
-        [sys.executable, "-c", _DYING_HOLDER, str(state)],
+        [sys.executable, "-c", _DYING_HOLDER, str(state), url or ""],
         capture_output=True,
         text=True,
         check=True,
@@ -59,8 +59,8 @@ def dead_holder_ticket(state: Path) -> int:
     return int(done.stdout)
 
 
-def point_ticket_at(state: Path, ticket_id: int, pid: int) -> None:
-    with Store(state) as store, store.engine.begin() as conn:
+def point_ticket_at(state: Path, url: str | None, ticket_id: int, pid: int) -> None:
+    with Store(state, url) as store, store.engine.begin() as conn:
         conn.execute(sa.update(lock_tickets).where(lock_tickets.c.id == ticket_id).values(pid=pid))
 
 
@@ -69,12 +69,12 @@ def _run(store: Store) -> int:
 
 
 def test_a_lock_whose_dead_holders_pid_was_reused_is_released(
-    tmp_path: Path, spawn: Callable[[], subprocess.Popen[bytes]]
+    tmp_path: Path, store_url: str | None, spawn: Callable[[], subprocess.Popen[bytes]]
 ) -> None:
-    ticket_id = dead_holder_ticket(tmp_path)
-    point_ticket_at(tmp_path, ticket_id, spawn().pid)  # the pid, reused
+    ticket_id = dead_holder_ticket(tmp_path, store_url)
+    point_ticket_at(tmp_path, store_url, ticket_id, spawn().pid)  # the pid, reused
 
-    with Store(tmp_path) as store:
+    with Store(tmp_path, store_url) as store:
         ticket = store.lock_enqueue("deploy", _run(store), "deploy", supersede=False)
 
         assert ticket.state is LockState.HOLDING
@@ -85,12 +85,12 @@ def test_a_lock_whose_dead_holders_pid_was_reused_is_released(
 
 
 def test_a_live_holder_keeps_its_lock(
-    tmp_path: Path, spawn: Callable[[], subprocess.Popen[bytes]]
+    tmp_path: Path, store_url: str | None, spawn: Callable[[], subprocess.Popen[bytes]]
 ) -> None:
-    ticket_id = dead_holder_ticket(tmp_path)
+    ticket_id = dead_holder_ticket(tmp_path, store_url)
     other_process = spawn()
-    point_ticket_at(tmp_path, ticket_id, other_process.pid)
-    with Store(tmp_path) as store, store.engine.begin() as conn:
+    point_ticket_at(tmp_path, store_url, ticket_id, other_process.pid)
+    with Store(tmp_path, store_url) as store, store.engine.begin() as conn:
         started = start_time(other_process.pid)
         conn.execute(
             sa.update(lock_tickets)
@@ -98,7 +98,7 @@ def test_a_live_holder_keeps_its_lock(
             .values(pid_started=started)  # it really is that process's ticket
         )
 
-    with Store(tmp_path) as store:
+    with Store(tmp_path, store_url) as store:
         ticket = store.lock_enqueue("deploy", _run(store), "deploy", supersede=False)
 
         assert ticket.state is LockState.QUEUED

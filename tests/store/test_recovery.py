@@ -15,7 +15,7 @@ from pathlib import Path
 from conveyor.states import JobState
 from conveyor.store import NewJob, NewRun, Store
 
-with Store(Path(sys.argv[1])) as store:
+with Store(Path(sys.argv[1]), sys.argv[2] or None) as store:
     run_id = store.create_run(
         NewRun("ci"), [NewJob("build", "build"), NewJob("test", "test"), NewJob("lint", "lint")]
     )
@@ -27,14 +27,14 @@ with Store(Path(sys.argv[1])) as store:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path) as opened:
+def store(tmp_path: Path, store_url: str | None) -> Iterator[Store]:
+    with Store(tmp_path, store_url) as opened:
         yield opened
 
 
-def _run_in_dead_process(state_dir: Path) -> int:
+def _run_in_dead_process(state_dir: Path, url: str | None) -> int:
     done = subprocess.run(
-        [sys.executable, "-c", _DYING_RUN, str(state_dir)],
+        [sys.executable, "-c", _DYING_RUN, str(state_dir), url or ""],
         capture_output=True,
         text=True,
         check=True,
@@ -42,8 +42,10 @@ def _run_in_dead_process(state_dir: Path) -> int:
     return int(done.stdout)
 
 
-def test_a_run_whose_process_died_becomes_interrupted(tmp_path: Path, store: Store) -> None:
-    dead_run = _run_in_dead_process(tmp_path)
+def test_a_run_whose_process_died_becomes_interrupted(
+    tmp_path: Path, store_url: str | None, store: Store
+) -> None:
+    dead_run = _run_in_dead_process(tmp_path, store_url)
 
     assert store.recover_interrupted() == [dead_run]
 
@@ -65,8 +67,10 @@ def test_a_run_whose_process_died_becomes_interrupted(tmp_path: Path, store: Sto
     assert all(e.data["reason"] == "the conveyor process died" for e in recovery)
 
 
-def test_recovery_releases_the_dead_runs_lock_tickets(tmp_path: Path, store: Store) -> None:
-    dead_run = _run_in_dead_process(tmp_path)
+def test_recovery_releases_the_dead_runs_lock_tickets(
+    tmp_path: Path, store_url: str | None, store: Store
+) -> None:
+    dead_run = _run_in_dead_process(tmp_path, store_url)
     store.recover_interrupted()
 
     mine = store.create_run(NewRun("ci"), [NewJob("deploy", "deploy")])
@@ -87,8 +91,8 @@ def test_a_run_of_a_live_process_is_left_running(store: Store) -> None:
     assert store.get_job(live_run, "build").state is JobState.RUNNING
 
 
-def test_recovery_happens_once(tmp_path: Path, store: Store) -> None:
-    dead_run = _run_in_dead_process(tmp_path)
+def test_recovery_happens_once(tmp_path: Path, store_url: str | None, store: Store) -> None:
+    dead_run = _run_in_dead_process(tmp_path, store_url)
     assert store.recover_interrupted() == [dead_run]
     events_after_first = store.events()
 

@@ -19,8 +19,8 @@ ENCODED = base64.b64encode(SECRET.encode()).decode()
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "state") as opened:
+def store(tmp_path: Path, store_url: str | None) -> Iterator[Store]:
+    with Store(tmp_path / "state", store_url) as opened:
         opened.mask_secrets(Masker([SECRET]))
         yield opened
 
@@ -90,8 +90,10 @@ def test_text_report_outputs_are_stored_masked_and_other_outputs_byte_for_byte(
     assert kept_archive == archive.read_bytes()
 
 
-def test_a_store_told_no_secrets_writes_text_as_it_is(tmp_path: Path) -> None:
-    with Store(tmp_path / "plain") as plain:
+def test_a_store_told_no_secrets_writes_text_as_it_is(
+    tmp_path: Path, store_url: str | None
+) -> None:
+    with Store(tmp_path / "plain", store_url) as plain:
         run_id = plain.create_run(NewRun("ci", commit_sha="abc"), [NewJob("unit", "unit")])
         plain.set_job_state(run_id, "unit", JobState.RUNNING, detail=SECRET)
 
@@ -99,11 +101,11 @@ def test_a_store_told_no_secrets_writes_text_as_it_is(tmp_path: Path) -> None:
 
 
 def test_a_digest_that_happens_to_contain_a_hex_secrets_first_characters_is_kept(
-    tmp_path: Path,
+    tmp_path: Path, store_url: str | None
 ) -> None:
     secret = "9f86d081884c7d65"  # hex-looking, as many API tokens are
     digest = "sha256:" + "0" * 60 + secret[:4]  # ends with the secret's first characters
-    with Store(tmp_path / "hex") as hex_store:
+    with Store(tmp_path / "hex", store_url) as hex_store:
         hex_store.mask_secrets(Masker([secret]))
         hex_store.ledger.history.record(
             EventKind.SMOKE_RESULT, "staging", digest=digest, detail=f"token {secret[:8]}"

@@ -11,8 +11,8 @@ from conveyor.store import EventKind, NewJob, NewRun, Store
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "state") as opened:
+def store(tmp_path: Path, store_url: str | None) -> Iterator[Store]:
+    with Store(tmp_path / "state", store_url) as opened:
         yield opened
 
 

@@ -26,10 +26,10 @@ def per_second(release: str, start: float, seconds: int) -> list[SampleRow]:
 
 
 def test_old_samples_keep_the_last_of_each_minute_and_young_ones_stay_whole(
-    tmp_path: Path,
+    tmp_path: Path, store_url: str | None
 ) -> None:
     two_hours_ago = NOW - 2 * 3600
-    with Store(tmp_path) as store:
+    with Store(tmp_path, store_url) as store:
         samples = store.ledger.samples
         samples.add(per_second("r1", two_hours_ago, 180))  # three old minutes
         samples.add(per_second("r2", two_hours_ago, 120))  # another release, same minutes
@@ -50,9 +50,9 @@ def test_old_samples_keep_the_last_of_each_minute_and_young_ones_stay_whole(
 
 
 def test_samples_past_the_window_are_dropped_and_other_environments_untouched(
-    tmp_path: Path,
+    tmp_path: Path, store_url: str | None
 ) -> None:
-    with Store(tmp_path) as store:
+    with Store(tmp_path, store_url) as store:
         samples = store.ledger.samples
         samples.add([row("r1", NOW - 2 * 86400, 1), row("r1", NOW - 2 * 86400 + 1, 2)])
         samples.add([row("s1", NOW - 2 * 86400, 1, environment="staging")])
@@ -64,8 +64,8 @@ def test_samples_past_the_window_are_dropped_and_other_environments_untouched(
         assert len(samples.of("staging")) == 1
 
 
-def test_pruning_twice_changes_nothing_more(tmp_path: Path) -> None:
-    with Store(tmp_path) as store:
+def test_pruning_twice_changes_nothing_more(tmp_path: Path, store_url: str | None) -> None:
+    with Store(tmp_path, store_url) as store:
         samples = store.ledger.samples
         samples.add(per_second("r1", NOW - 2 * 3600, 150))
         samples.prune("production", RETENTION, NOW)
@@ -77,8 +77,8 @@ def test_pruning_twice_changes_nothing_more(tmp_path: Path) -> None:
         assert samples.of("production") == kept
 
 
-def test_adding_samples_prunes_when_a_check_is_due(tmp_path: Path) -> None:
-    with Store(tmp_path) as store:
+def test_adding_samples_prunes_when_a_check_is_due(tmp_path: Path, store_url: str | None) -> None:
+    with Store(tmp_path, store_url) as store:
         samples = store.ledger.samples
         samples.retain("production", Retention(full=1.0, every=60, keep=2.0, check_every=3600))
         samples.add([row("r1", 1.0, 1)])  # from 1970: past the window, pruned at once
@@ -92,8 +92,10 @@ def test_a_retention_keeping_less_than_full_resolution_is_refused() -> None:
         Retention(full=7200.0, keep=3600.0)
 
 
-def test_each_prune_reads_on_from_where_the_last_one_stopped(tmp_path: Path) -> None:
-    with Store(tmp_path) as store:
+def test_each_prune_reads_on_from_where_the_last_one_stopped(
+    tmp_path: Path, store_url: str | None
+) -> None:
+    with Store(tmp_path, store_url) as store:
         store.ledger.environments.ensure("production", 18080, 18081)
         samples = store.ledger.samples
         samples.add(per_second("r1", NOW - 3600 - 120, 240))  # two old minutes, two young

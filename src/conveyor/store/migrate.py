@@ -39,7 +39,11 @@ _PG_MIGRATION_LOCK = 0x636F6E76
 def open_engine(url: str) -> sa.Engine:
     """The engine for `url`, its database at the head revision (created if new)."""
     engine = create_engine(url)
-    bring_to_head(engine)
+    try:
+        bring_to_head(engine)
+    except BaseException:
+        engine.dispose()  # a refused database leaves no pooled connection behind
+        raise
     return engine
 
 

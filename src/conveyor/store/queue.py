@@ -1,6 +1,11 @@
 """The server's run queue in the store: entries are queued, claimed by one worker, then
 done or cancelled. A claim records its owner's process, so an entry whose owner died
 (a server killed with SIGKILL) is queued again by the next server (`requeue_orphans`).
+
+On PostgreSQL, servers sharing the database claim with `SELECT ... FOR UPDATE SKIP
+LOCKED`: an entry another server is claiming is passed over, not waited for, and a poll
+of an empty queue takes no write lock. A cancel passes over an entry being claimed too
+(it is as good as claimed), so a claim and a cancel never wait for each other.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import sqlalchemy as sa
 
 from conveyor.states import RunState
 from conveyor.store import events as event_log
-from conveyor.store.db import read_transaction, write_transaction
+from conveyor.store.db import lock_writes, read_transaction, write_transaction
 from conveyor.store.procs import ProcessIdentity, is_dead_here
 from conveyor.store.records import EventKind
 from conveyor.store.schema import run_queue, runs
@@ -88,20 +93,23 @@ def enqueue(engine: sa.Engine, entry: NewQueued) -> int:
 
 
 def claim_next(engine: sa.Engine, owner: ProcessIdentity) -> QueuedRun | None:
-    """The oldest queued entry, now claimed by `owner`; None when the queue is empty."""
-    with write_transaction(engine) as conn:
+    """The oldest queued entry no other server is claiming, now claimed by `owner`; None
+    when there is none."""
+    with write_transaction(engine, lock_first=False) as conn:
         row = (
             conn.execute(
                 sa.select(run_queue)
                 .where(run_queue.c.state == QueueState.QUEUED.value)
                 .order_by(run_queue.c.id)
                 .limit(1)
+                .with_for_update(skip_locked=True)
             )
             .mappings()
             .first()
         )
         if row is None:
             return None
+        lock_writes(conn)  # the row is this claim's; the event needs the write lock
         now = time.time()
         conn.execute(
             run_queue.update()
@@ -133,6 +141,13 @@ def cancel_queued(engine: sa.Engine, queue_id: int, actor: str) -> bool:
     """Cancel an entry that no worker has claimed; False if it was claimed or is done."""
     now = time.time()
     with write_transaction(engine) as conn:
+        unclaimed = (
+            sa.select(run_queue.c.id)
+            .where(run_queue.c.id == queue_id, run_queue.c.state == QueueState.QUEUED.value)
+            .with_for_update(skip_locked=True)
+        )
+        if conn.execute(unclaimed).first() is None:
+            return False  # claimed, done, or being claimed right now
         changed = conn.execute(
             run_queue.update()
             .where(run_queue.c.id == queue_id, run_queue.c.state == QueueState.QUEUED.value)
