@@ -39,6 +39,7 @@ COMPONENTS = frozenset(
         "wapiti",
         "schemathesis",
         "locust",
+        "redis-server",
     }
 )
 # Conveyor's own long-running processes (`python -m MODULE`), and the E2E runner's plugin

@@ -69,6 +69,7 @@ COMMAND_MODULES: dict[str, str] = {
     "feedback": "feedback",
     "incidents": "incidents",
     "business": "business",
+    "worker": "worker",
 }
 
 HELP = "Conveyor carries a commit to production: pipeline-as-code, gates, images, releases."
