@@ -55,8 +55,8 @@ class RedisServer:
                  str(self.folder), "--save", "", "--appendonly", "no"],
                 stdout=log, stderr=log,
             )  # fmt: skip
-        client = redis.Redis(port=self.port)
-        wait_until(lambda: _answers(client), "redis-server to answer")
+        with redis.Redis(port=self.port) as client:
+            wait_until(lambda: _answers(client), "redis-server to answer")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -98,6 +98,20 @@ def worker_env(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env
+
+
+@pytest.fixture
+def clients() -> Iterator[Callable[[str], redis.Redis]]:
+    """`clients(url)`: a Redis client, closed after the test."""
+    opened: list[redis.Redis] = []
+
+    def client(url: str) -> redis.Redis:
+        opened.append(redis.Redis.from_url(url))
+        return opened[-1]
+
+    yield client
+    for each in opened:
+        each.close()
 
 
 @dataclass
@@ -185,7 +199,9 @@ jobs:
 
 
 def _project(git_project: MakeProject, executor: str) -> GitProject:
-    return git_project(PIPELINE.format(executor=executor), files={"src.txt": "source\n"})
+    # dist/ is ignored by git: upstream outputs travel all the same.
+    files = {"src.txt": "source\n", ".gitignore": "dist/\n"}
+    return git_project(PIPELINE.format(executor=executor), files=files)
 
 
 def _outputs(project: GitProject, run_id: int) -> dict[str, str | None]:
@@ -212,7 +228,7 @@ def _monitor(url: str, seen: list[str], stop: threading.Event) -> threading.Thre
 
     def target() -> None:
         client = redis.Redis.from_url(url)
-        with client.monitor() as monitor:  # type: ignore[no-untyped-call]
+        with client, client.monitor() as monitor:  # type: ignore[no-untyped-call]
             for command in monitor.listen():
                 seen.append(str(command.get("command", "")))
                 if stop.is_set():
@@ -228,6 +244,7 @@ def test_jobs_spread_over_two_workers_survive_a_kill_and_match_a_local_run(
     workers: Workers,
     broker: RedisServer,
     monkeypatch: pytest.MonkeyPatch,
+    clients: Callable[[str], redis.Redis],
 ) -> None:
     monkeypatch.setenv("TOKEN", SECRET)
     local = _project(git_project, "local")
@@ -241,7 +258,7 @@ def test_jobs_spread_over_two_workers_survive_a_kill_and_match_a_local_run(
     seen: list[str] = []
     stop_monitor = threading.Event()
     _monitor(broker.url, seen, stop_monitor)
-    client = redis.Redis.from_url(broker.url)
+    client = clients(broker.url)
     killed: list[Worker] = []
 
     def kill_the_slow_jobs_worker() -> None:
@@ -292,7 +309,10 @@ def _is_slow(client: redis.Redis, log: str) -> bool:
 
 
 def test_a_job_no_worker_takes_fails_clearly(
-    git_project: MakeProject, worker_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    git_project: MakeProject,
+    worker_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    clients: Callable[[str], redis.Redis],
 ) -> None:
     monkeypatch.setenv("CONVEYOR_PICKUP_TIMEOUT", "1")
     project = git_project(
@@ -307,12 +327,15 @@ def test_a_job_no_worker_takes_fails_clearly(
     assert job.detail is not None
     assert "no worker on queue 'nobody' took the job within 1s" in job.detail
     # A worker that comes later skips it: the attempt is marked cancelled.
-    client = redis.Redis.from_url(worker_env["CONVEYOR_BROKER_URL"])
+    client = clients(worker_env["CONVEYOR_BROKER_URL"])
     assert list(client.scan_iter("conveyor:attempt:*:cancel"))
 
 
 def test_a_broker_restart_mid_job_is_waited_out(
-    git_project: MakeProject, workers: Workers, broker: RedisServer
+    git_project: MakeProject,
+    workers: Workers,
+    broker: RedisServer,
+    clients: Callable[[str], redis.Redis],
 ) -> None:
     workers.start("only", "default")
     workers.wait_ready()
@@ -321,7 +344,7 @@ def test_a_broker_restart_mid_job_is_waited_out(
         "      - echo before\n      - sleep 2\n      - echo after > out.txt\n"
         "    outputs: [out.txt]\n"
     )
-    client = redis.Redis.from_url(broker.url)
+    client = clients(broker.url)
 
     def restart_once_the_job_runs() -> None:
         wait_until(lambda: list(client.scan_iter("conveyor:attempt:*:claim")), "a claim")
@@ -355,13 +378,18 @@ def _message(project: GitProject, tmp_path: Path, attempt: str) -> JobMessage:
 
 
 def test_a_job_picked_up_twice_completes_once(
-    git_project: MakeProject, worker_env: dict[str, str], tmp_path: Path
+    git_project: MakeProject,
+    worker_env: dict[str, str],
+    tmp_path: Path,
+    clients: Callable[[str], redis.Redis],
+    request: pytest.FixtureRequest,
 ) -> None:
     project = git_project("version: 1\njobs:\n  a:\n    run: 'true'\n")
     settings = WorkerSettings.from_env(worker_env)
     runtime = WorkerRuntime(tmp_path / "machine", settings, "w")
+    request.addfinalizer(runtime.close)
     sealer = Sealer(settings.key)
-    client = redis.Redis.from_url(settings.broker_url)
+    client = clients(settings.broker_url)
     counter = tmp_path / "deliveries.txt"
 
     # Two deliveries at once (a redelivery while the first still runs): one runs.

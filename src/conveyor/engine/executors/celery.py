@@ -167,7 +167,7 @@ def _push_inputs(artifacts: ArtifactStore, where: _Checkout, attempt: str) -> st
     `.conveyor-out`, an uncommitted overlay. Deleted files are not carried."""
     status = subprocess.run(
         ["git", "--no-optional-locks", "status", "--porcelain=v1", "-z",
-         "--untracked-files=all", "--ignored=matching", "--", where.prefix or "."],
+         "--untracked-files=all", "--ignored=traditional", "--", where.prefix or "."],
         cwd=where.root, capture_output=True, check=False,
     )  # fmt: skip
     if status.returncode != 0:

@@ -42,7 +42,7 @@ def open_store(location: str) -> ImageStore:
 
 class ArtifactStore:
     def __init__(self, store: ImageStore, seal: SealFn, unseal: SealFn) -> None:
-        self._store = store
+        self.store = store
         self._seal = seal
         self._unseal = unseal
 
@@ -52,8 +52,8 @@ class ArtifactStore:
         if not names:
             return None
         layer = self._seal(pack(root, names))
-        layer_digest = self._store.put_blob(REPOSITORY, layer)
-        config_digest = self._store.put_blob(REPOSITORY, EMPTY_JSON_BYTES)
+        layer_digest = self.store.put_blob(REPOSITORY, layer)
+        config_digest = self.store.put_blob(REPOSITORY, EMPTY_JSON_BYTES)
         manifest = {
             "schemaVersion": 2,
             "mediaType": MANIFEST,
@@ -61,16 +61,16 @@ class ArtifactStore:
             "config": {"mediaType": EMPTY_JSON, "digest": config_digest, "size": 2},
             "layers": [{"mediaType": LAYER_TYPE, "digest": layer_digest, "size": len(layer)}],
         }
-        return self._store.put_manifest(REPOSITORY, canonical_json(manifest), MANIFEST, (tag,))
+        return self.store.put_manifest(REPOSITORY, canonical_json(manifest), MANIFEST, (tag,))
 
     def pull(self, digest: str, root: Path) -> int:
         """Write the artifact's files under `root`; how many."""
-        raw, _ = self._store.get_manifest(REPOSITORY, digest)
+        raw, _ = self.store.get_manifest(REPOSITORY, digest)
         manifest = json.loads(raw)
         if manifest.get("artifactType") != ARTIFACT_TYPE or len(manifest.get("layers", [])) != 1:
             raise ArtifactError(f"{digest} is not a job-files artifact")
         layer = manifest["layers"][0]
-        data = self._unseal(self._store.get_blob(REPOSITORY, layer["digest"]))
+        data = self._unseal(self.store.get_blob(REPOSITORY, layer["digest"]))
         return unpack(data, root)
 
 

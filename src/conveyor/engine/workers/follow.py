@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from conveyor.engine.executors.base import ExecResult, LogSink, Stream
 from conveyor.engine.workers.celery_app import make_app
 from conveyor.engine.workers.protocol import (
+    LINE_FIELD,
     RECORD_TTL_SECONDS,
     TASK_NAME,
     JobResult,
@@ -168,8 +169,10 @@ class _Follower:
             for _stream, entries in found:
                 for entry_id, fields in entries:
                     self.last_entry = entry_id.decode()
-                    stream, line = self.sealer.open_json(fields[b"d"])
-                    self.sink.write(Stream(stream), line)
+                    sealed = fields.get(LINE_FIELD.encode())
+                    if sealed is not None:  # not the end marker
+                        stream, line = self.sealer.open_json(sealed)
+                        self.sink.write(Stream(stream), line)
             block = False  # drain what is there, then go back to checking the result
 
     def _broker_down(self, since: float | None, attempt: str) -> float:

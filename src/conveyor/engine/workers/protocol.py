@@ -17,6 +17,9 @@ TASK_NAME = "conveyor.run_job"
 KEY_PREFIX = "conveyor:attempt:"
 # How long the records of an attempt stay in Redis after it was sent.
 RECORD_TTL_SECONDS = 24 * 3600
+# A log stream entry with this field (instead of a line) says the result is written.
+END_FIELD = "end"
+LINE_FIELD = "d"
 
 
 @dataclass(frozen=True)

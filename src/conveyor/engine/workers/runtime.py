@@ -5,6 +5,7 @@ store what it created or changed, and record the first completion only."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
@@ -20,6 +21,8 @@ from conveyor.engine.executors.base import ExecRequest, ExecResult, Stream
 from conveyor.engine.executors.local import LocalExecutor
 from conveyor.engine.workers.artifacts import ArtifactStore, open_store
 from conveyor.engine.workers.protocol import (
+    END_FIELD,
+    LINE_FIELD,
     RECORD_TTL_SECONDS,
     JobMessage,
     JobResult,
@@ -32,9 +35,9 @@ from conveyor.engine.workers.sealing import Sealer
 from conveyor.engine.workers.settings import WorkerSettings
 from conveyor.errors import ConveyorError
 from conveyor.states import FailureClass
-from conveyor.vcs.checkout import checkout
 from conveyor.vcs.git import run_git
 
+PRUNE_EVERY = 200
 # Renew the claim if it is ours, or take it back if the broker lost it (a restart): the
 # run's side must keep seeing a live claim while this delivery works.
 _RENEW = """
@@ -63,6 +66,12 @@ class WorkerRuntime:
         self.repositories = RepositoryCache(folder / "repos")
         self.jobs = folder / "jobs"
         self.jobs.mkdir(parents=True, exist_ok=True)
+
+    def close(self) -> None:
+        self.redis.close()
+        close_store = getattr(self.artifacts.store, "close", None)
+        if callable(close_store):
+            close_store()
 
     def handle(self, sealed: str) -> str:
         """Run one delivery; what happened, for the worker's own log."""
@@ -95,6 +104,7 @@ class WorkerRuntime:
                 nx=True,
                 ex=RECORD_TTL_SECONDS,
             )
+            self._wake_follower(attempt, delivery)
         finally:
             stop.set()
             beat.join()
@@ -103,6 +113,12 @@ class WorkerRuntime:
         if not won:
             return f"{attempt}: another delivery completed first; this result discarded"
         return f"{attempt}: {result.failure or 'success'}"
+
+    def _wake_follower(self, attempt: str, delivery: str) -> None:
+        """An entry that is no log line, so the run's side, blocked reading the log
+        stream, looks for the result at once."""
+        with contextlib.suppress(redis.RedisError):
+            self.redis.xadd(log_key(attempt), {END_FIELD: delivery})
 
     def _heartbeat(
         self,
@@ -207,7 +223,7 @@ class RedisLogSink:
     def write(self, stream: Stream, line: str) -> None:
         sealed = self._sealer.seal_json([stream.value, line])
         try:
-            self._client.xadd(self._key, {"d": sealed})
+            self._client.xadd(self._key, {LINE_FIELD: sealed})
             if not self._expiry_set:
                 self._client.expire(self._key, RECORD_TTL_SECONDS)
                 self._expiry_set = True
@@ -221,19 +237,32 @@ class RepositoryCache:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._locks: dict[str, threading.Lock] = {}
+        self._known: set[tuple[str, str]] = set()  # commits already in their mirror
+        self._added = 0
         self._guard = threading.Lock()
 
     def checkout(self, url: str, sha: str, destination: Path) -> None:
         mirror = self.folder / hashlib.sha256(url.encode()).hexdigest()[:16]
         with self._lock(url):
-            if not mirror.exists():
-                self.folder.mkdir(parents=True, exist_ok=True)
-                run_git(self.folder, "clone", "--quiet", "--bare", url, str(mirror))
-            if not _has_commit(mirror, sha):
-                run_git(mirror, "fetch", "--quiet", url, "+refs/*:refs/*")
-            if not _has_commit(mirror, sha):
-                raise ConveyorError(f"commit {sha} is not in {url}")
-        checkout(mirror, sha, destination)
+            if (url, sha) not in self._known:
+                self._fetch(url, sha, mirror)
+                self._known.add((url, sha))
+            self._added += 1
+            if self._added % PRUNE_EVERY == 0:  # forget the worktrees of finished jobs
+                run_git(mirror, "worktree", "prune")
+            # A worktree of the mirror: one git process (a clone and a checkout are two,
+            # and the job's folder is a repository either way). Under the lock: git reads
+            # the other worktrees' records while it adds one.
+            run_git(mirror, "worktree", "add", "--quiet", "--detach", str(destination), sha)
+
+    def _fetch(self, url: str, sha: str, mirror: Path) -> None:
+        if not mirror.exists():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            run_git(self.folder, "clone", "--quiet", "--bare", url, str(mirror))
+        if not _has_commit(mirror, sha):
+            run_git(mirror, "fetch", "--quiet", url, "+refs/*:refs/*")
+        if not _has_commit(mirror, sha):
+            raise ConveyorError(f"commit {sha} is not in {url}")
 
     def _lock(self, url: str) -> threading.Lock:
         with self._guard:
