@@ -23,7 +23,13 @@ import pytest
 import redis
 
 from conftest import GIT_ENV, GitProject, MakeProject, wait_until
-from conveyor.engine.workers.protocol import JobMessage, JobResult, claim_key, result_key
+from conveyor.engine.workers.protocol import (
+    JobMessage,
+    JobResult,
+    claim_key,
+    log_key,
+    result_key,
+)
 from conveyor.engine.workers.runtime import WorkerRuntime
 from conveyor.engine.workers.sealing import Sealer, new_key
 from conveyor.engine.workers.settings import WorkerSettings
@@ -331,6 +337,40 @@ def test_a_job_no_worker_takes_fails_clearly(
     assert list(client.scan_iter("conveyor:attempt:*:cancel"))
 
 
+def test_a_worker_that_stops_answering_fails_the_job_clearly(
+    git_project: MakeProject,
+    workers: Workers,
+    broker: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+    clients: Callable[[str], redis.Redis],
+) -> None:
+    monkeypatch.setenv("CONVEYOR_PICKUP_TIMEOUT", "2")
+    frozen = workers.start("frozen", "default")
+    workers.wait_ready()
+    project = git_project(
+        "version: 1\ndefaults:\n  executor: celery\njobs:\n  stuck:\n    run: sleep 6\n"
+    )
+    client = clients(broker.url)
+
+    def freeze_once_it_runs() -> None:
+        wait_until(lambda: list(client.scan_iter("conveyor:attempt:*:claim")), "a claim")
+        os.killpg(frozen.process.pid, signal.SIGSTOP)  # alive, but never answers again
+
+    freezer, errors = _in_background(freeze_once_it_runs)
+    outcome = project.run()
+    freezer.join(timeout=30)
+    assert not errors, errors
+    job = project.jobs(outcome.run_id)["stuck"]
+    assert job.state is JobState.FAILED
+    assert job.failure is FailureClass.INFRASTRUCTURE
+    assert job.detail is not None
+    assert (
+        "no worker on queue 'default' took the job within 2s after its worker stopped answering"
+        in job.detail
+    )
+    assert "stopped answering (its claim lapsed)" in project.log(outcome.run_id, "stuck")
+
+
 def test_a_broker_restart_mid_job_is_waited_out(
     git_project: MakeProject,
     workers: Workers,
@@ -420,9 +460,20 @@ def test_a_job_picked_up_twice_completes_once(
     assert counter.read_text() == "ran\n" * 3
     result = JobResult.from_json(sealer.open_json(client.get(result_key("a2")) or b""))
     assert result.outputs is not None and result.failure is None
+    # A worker whose visibility timeout is below the job's timeout says so in its log.
+    short = WorkerRuntime(tmp_path / "other", settings, "short", visibility_timeout=50)
+    request.addfinalizer(short.close)
+    assert short.handle(sealer.seal_json(_message(project, tmp_path, "a3").to_json())) == (
+        "a3: success"
+    )
+    entries: Any = client.xrange(log_key("a3"))
+    lines = [sealer.open_json(f[b"d"])[1] for _, f in entries if b"d" in f]
+    assert any("above this worker's visibility timeout (50s)" in line for line in lines)
+    assert counter.read_text() == "ran\n" * 4
+
     # A message not sealed with the key is refused, never run.
     assert runtime.handle("not-a-sealed-message").startswith("refused a message")
-    assert counter.read_text() == "ran\n" * 3
+    assert counter.read_text() == "ran\n" * 4
 
 
 def _side_by_side(*actions: Callable[[], str]) -> list[str]:

@@ -70,7 +70,7 @@ def worker(
     if timeout <= 0:
         raise ConveyorError("--visibility-timeout must be a positive number of seconds")
     label = name or f"worker-{os.getpid()}"
-    runtime = WorkerRuntime(folder.resolve(), settings, label)
+    runtime = WorkerRuntime(folder.resolve(), settings, label, visibility_timeout=timeout)
     app = make_app(settings.broker_url, visibility_timeout=timeout)
     route(app, runtime.handle)
     console.print(f"worker {label}: queues {', '.join(wanted)}, {concurrency} at a time")

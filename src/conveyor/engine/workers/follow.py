@@ -129,7 +129,8 @@ class _Follower:
                 claimed = True
             elif not claimed and now - sent > self.settings.pickup_timeout:
                 await _cancel(self.client, attempt)
-                raise Failed(_no_worker(queue, self.settings.pickup_timeout, started))
+                waited = self.settings.pickup_timeout
+                raise Failed(_no_worker(queue, waited, started, lost=deliveries > 1))
             elif claimed:  # the claim lapsed with no result: its worker died
                 if deliveries >= MAX_DELIVERIES:
                     await _cancel(self.client, attempt)
@@ -194,9 +195,10 @@ async def _cancel(client: aioredis.Redis, attempt: str) -> None:
         await client.set(cancel_key(attempt), "1", ex=RECORD_TTL_SECONDS)
 
 
-def _no_worker(queue: str, waited: float, started: float) -> ExecResult:
+def _no_worker(queue: str, waited: float, started: float, *, lost: bool) -> ExecResult:
+    after = " after its worker stopped answering" if lost else ""
     detail = (
-        f"no worker on queue '{queue}' took the job within {waited:g}s "
+        f"no worker on queue '{queue}' took the job within {waited:g}s{after} "
         f"(start one: conveyor worker --queues {queue})"
     )
     return ExecResult(None, FailureClass.INFRASTRUCTURE, time.monotonic() - started, detail)

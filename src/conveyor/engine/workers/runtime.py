@@ -32,12 +32,14 @@ from conveyor.engine.workers.protocol import (
     result_key,
 )
 from conveyor.engine.workers.sealing import Sealer
-from conveyor.engine.workers.settings import WorkerSettings
+from conveyor.engine.workers.settings import DEFAULT_VISIBILITY_TIMEOUT, WorkerSettings
 from conveyor.errors import ConveyorError
 from conveyor.states import FailureClass
 from conveyor.vcs.git import run_git
 
 PRUNE_EVERY = 200
+# A job's timeout plus this must stay under the visibility timeout (see celery_app.py).
+VISIBILITY_MARGIN_SECONDS = 60.0
 # Renew the claim if it is ours, or take it back if the broker lost it (a restart): the
 # run's side must keep seeing a live claim while this delivery works.
 _RENEW = """
@@ -55,8 +57,16 @@ return 0
 
 
 class WorkerRuntime:
-    def __init__(self, folder: Path, settings: WorkerSettings, name: str) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        settings: WorkerSettings,
+        name: str,
+        *,
+        visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT,
+    ) -> None:
         self.name = name
+        self.visibility_timeout = visibility_timeout
         self.settings = settings
         self.redis = redis.Redis.from_url(settings.broker_url)
         self.sealer = Sealer(settings.key)
@@ -142,6 +152,14 @@ class WorkerRuntime:
         root = self.jobs / delivery
         sink = RedisLogSink(self.redis, log_key(message.attempt), self.sealer)
         sink.write(Stream.SYSTEM, f"on worker {self.name} (delivery {delivery[:12]})")
+        longest = (message.timeout or float("inf")) + VISIBILITY_MARGIN_SECONDS
+        if longest > self.visibility_timeout:
+            sink.write(
+                Stream.SYSTEM,
+                f"warning: the job's timeout plus {VISIBILITY_MARGIN_SECONDS:g}s is above this "
+                f"worker's visibility timeout ({self.visibility_timeout:g}s): the broker may "
+                "hand the job to another worker meanwhile (that copy finds the claim and stops)",
+            )
         try:
             await asyncio.to_thread(self._prepare, message, root)
         except (ConveyorError, OSError) as error:
