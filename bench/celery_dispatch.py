@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import redis
 import yaml
 
 from common import (
@@ -164,8 +165,12 @@ def main(argv: list[str] | None = None) -> int:
             run_env = {**env, "CONVEYOR_STATE_DIR": state}
             return time_command(command, cwd=repositories[executor], env=run_env)
 
+        broker = redis.Redis.from_url(settings["CONVEYOR_BROKER_URL"])
+        commands_before = broker.info("stats")["total_commands_processed"]
         samples = alternate({"local": lambda: run("local"), "celery": lambda: run("celery")},
                             args.repeat)  # fmt: skip
+        commands = broker.info("stats")["total_commands_processed"] - commands_before
+        broker.close()
     title = f"{args.jobs} no-op jobs, {PARALLELISM} at a time; 2 workers x {WORKER_SLOTS} slots"
     print_samples(title, list(samples.values()), baseline=samples["local"])
     local, celery = samples["local"].median, samples["celery"].median
@@ -174,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         Figure("celery executor: per job", celery / args.jobs * 1e3, "ms"),
         Figure("celery - local: added per job", (celery - local) / args.jobs * 1e3, "ms", GOAL_MS),
         Figure("celery / local", celery / local, "x"),
+        Figure("Redis commands per celery job", commands / (args.jobs * args.repeat), ""),
     ]
     print_figures("Celery dispatch overhead", figures)
     console.print(f"artifacts: {settings['CONVEYOR_ARTIFACTS'].split(':')[0]}")

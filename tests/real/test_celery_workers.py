@@ -347,6 +347,14 @@ def test_a_worker_that_stops_answering_fails_the_job_clearly(
     monkeypatch.setenv("CONVEYOR_PICKUP_TIMEOUT", "2")
     frozen = workers.start("frozen", "default")
     workers.wait_ready()
+    # First a job past its timeout: the worker stops it, the run records a timeout.
+    late = git_project(
+        "version: 1\ndefaults:\n  executor: celery\njobs:\n  late:\n"
+        "    timeout: 1s\n    run: sleep 5\n"
+    )
+    late_job = late.jobs(late.run().run_id)["late"]
+    assert (late_job.failure, late_job.detail) == (FailureClass.TIMEOUT, "timed out after 1s")
+
     project = git_project(
         "version: 1\ndefaults:\n  executor: celery\njobs:\n  stuck:\n    run: sleep 6\n"
     )

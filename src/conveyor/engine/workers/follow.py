@@ -104,7 +104,7 @@ class _Follower:
         await self._send(sealed, queue)
         deliveries, sent, claimed = 1, time.monotonic(), False
         broker_lost: float | None = None
-        answer_by = None if timeout is None else started + timeout + ANSWER_MARGIN_SECONDS
+        answer_by: float | None = None  # counted from the first claim, not the queueing
         while True:
             try:
                 await self._read_log(attempt, block=True)
@@ -127,6 +127,8 @@ class _Follower:
                     continue
             if holds:
                 claimed = True
+                if answer_by is None and timeout is not None:
+                    answer_by = now + timeout + ANSWER_MARGIN_SECONDS
             elif not claimed and now - sent > self.settings.pickup_timeout:
                 await _cancel(self.client, attempt)
                 waited = self.settings.pickup_timeout
