@@ -23,6 +23,7 @@ import pytest
 import redis
 
 from conftest import GIT_ENV, GitProject, MakeProject, wait_until
+from conveyor.engine.report import SilentReporter
 from conveyor.engine.workers.protocol import (
     JobMessage,
     JobResult,
@@ -33,6 +34,8 @@ from conveyor.engine.workers.protocol import (
 from conveyor.engine.workers.runtime import WorkerRuntime
 from conveyor.engine.workers.sealing import Sealer, new_key
 from conveyor.engine.workers.settings import WorkerSettings
+from conveyor.service.project import Project
+from conveyor.service.runs import RunOptions, execute_run
 from conveyor.states import FailureClass, JobState, RunState
 from real.conftest import free_port
 
@@ -296,6 +299,21 @@ def test_jobs_spread_over_two_workers_survive_a_kill_and_match_a_local_run(
     assert all(SECRET not in command for command in seen)
     assert len(seen) > 20
 
+    # A project in a folder of its repository: the worker finds it at the same place.
+    nested = git_project(
+        "version: 1\njobs:\n  top:\n    run: 'true'\n",
+        files={
+            "top.txt": "from the repository's root\n",
+            "app/conveyor.yml": "version: 1\ndefaults:\n  executor: celery\njobs:\n"
+            "  where:\n    run: cat ../top.txt > copy.txt\n    outputs: [copy.txt]\n",
+        },
+    )
+    spec = nested.root / "app" / "conveyor.yml"
+    ran = execute_run(Project.locate(spec), RunOptions(spec=spec), SilentReporter())
+    assert ran.state is RunState.SUCCESS
+    copy = Project.locate(spec).run_dir(ran.run_id) / "workspace" / "app" / "copy.txt"
+    assert copy.read_text() == "from the repository's root\n"
+
 
 def _slow_job_holder(client: redis.Redis) -> str | None:
     """The name of the worker whose claim is on a job that has printed `started`."""
@@ -310,7 +328,7 @@ def _slow_job_holder(client: redis.Redis) -> str | None:
 def _is_slow(client: redis.Redis, log: str) -> bool:
     sealer = Sealer(os.environ["CONVEYOR_WORKER_KEY"].encode())
     entries: Any = client.xrange(log)
-    lines = [sealer.open_json(fields[b"d"])[1] for _, fields in entries]
+    lines = [sealer.open_json(fields[b"d"])[1] for _, fields in entries if b"d" in fields]
     return "started" in lines
 
 
