@@ -14,8 +14,9 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from conveyor.engine.report import SilentReporter
 from conveyor.engine.workers.protocol import (
     JobMessage,
     JobResult,
+    cancel_key,
     claim_key,
     log_key,
     result_key,
@@ -294,7 +296,9 @@ def test_jobs_spread_over_two_workers_survive_a_kill_and_match_a_local_run(
     slow_log = project.log(run_id, "slow")
     assert "sending it again (delivery 2 of 2)" in slow_log
     assert f"on worker {survivor.name}" in slow_log
-    assert slow_log.count("\tstdout\tstarted\n") == 2  # once per delivery, streamed live
+    assert slow_log.count("\tstdout\tstarted\n") == 2  # once per delivery
+    # Live: the killed delivery's line reached the log before the job was sent again.
+    assert slow_log.index("\tstdout\tstarted\n") < slow_log.index("stopped answering")
     # The secret reached the job (its digest is an output) but never Redis in clear.
     assert all(SECRET not in command for command in seen)
     assert len(seen) > 20
@@ -510,3 +514,31 @@ def _side_by_side(*actions: Callable[[], str]) -> list[str]:
     for thread in threads:
         thread.join(timeout=30)
     return results
+
+
+def test_a_cancelled_attempt_stops_its_command_on_the_worker(
+    git_project: MakeProject,
+    worker_env: dict[str, str],
+    tmp_path: Path,
+    clients: Callable[[str], redis.Redis],
+    request: pytest.FixtureRequest,
+) -> None:
+    project = git_project("version: 1\njobs:\n  a:\n    run: 'true'\n")
+    settings = WorkerSettings.from_env(worker_env)
+    runtime = WorkerRuntime(tmp_path / "machine", settings, "w")
+    request.addfinalizer(runtime.close)
+    sealer = Sealer(settings.key)
+    client = clients(settings.broker_url)
+    message = replace(_message(project, tmp_path, "c1"), argv=["sleep", "30"])
+    started = time.monotonic()
+    sealed = sealer.seal_json(message.to_json())
+    outcomes: list[str] = []
+    worker, errors = _in_background(lambda: outcomes.append(runtime.handle(sealed)))
+    wait_until(lambda: client.exists(claim_key("c1")), "the claim")
+    client.set(cancel_key("c1"), "1")  # what the run's side does when the job is cancelled
+    worker.join(timeout=10)
+    assert not errors, errors
+    assert time.monotonic() - started < 10  # not the command's 30 s
+    assert outcomes == ["c1: infrastructure"]
+    result = JobResult.from_json(sealer.open_json(client.get(result_key("c1")) or b""))
+    assert (result.failure, result.detail) == ("infrastructure", "cancelled by the run")
