@@ -161,7 +161,9 @@ class WorkerRuntime:
                 "hand the job to another worker meanwhile (that copy finds the claim and stops)",
             )
         try:
-            await asyncio.to_thread(self._prepare, message, root)
+            # Blocking calls in this loop are fine: it is this delivery's own, in a thread
+            # of the worker's pool, and nothing else runs in it yet (or any more, below).
+            self._prepare(message, root)
         except (ConveyorError, OSError) as error:
             sink.write(Stream.SYSTEM, f"worker {self.name}: {error}")
             return self._result(delivery, _infrastructure(f"worker {self.name}: {error}"), None)
@@ -171,7 +173,7 @@ class WorkerRuntime:
         try:
             changed = changed_files(workspace, before)
             tag = f"out-{delivery}"
-            outputs = await asyncio.to_thread(self.artifacts.push, workspace, changed, tag)
+            outputs = self.artifacts.push(workspace, changed, tag)
         except (ConveyorError, OSError) as error:
             detail = f"worker {self.name}: could not store the job's files: {error}"
             return self._result(delivery, _infrastructure(detail), None)
