@@ -542,3 +542,25 @@ def test_a_cancelled_attempt_stops_its_command_on_the_worker(
     assert outcomes == ["c1: infrastructure"]
     result = JobResult.from_json(sealer.open_json(client.get(result_key("c1")) or b""))
     assert (result.failure, result.detail) == ("infrastructure", "cancelled by the run")
+
+
+def test_a_commit_the_worker_cannot_fetch_fails_the_job_clearly(
+    git_project: MakeProject,
+    worker_env: dict[str, str],
+    tmp_path: Path,
+    clients: Callable[[str], redis.Redis],
+    request: pytest.FixtureRequest,
+) -> None:
+    project = git_project("version: 1\njobs:\n  a:\n    run: 'true'\n")
+    settings = WorkerSettings.from_env(worker_env)
+    runtime = WorkerRuntime(tmp_path / "machine", settings, "w")
+    request.addfinalizer(runtime.close)
+    sealer = Sealer(settings.key)
+    missing = replace(_message(project, tmp_path, "m1"), commit="0" * 40)
+    assert runtime.handle(sealer.seal_json(missing.to_json())) == "m1: infrastructure"
+    raw = clients(settings.broker_url).get(result_key("m1"))
+    result = JobResult.from_json(sealer.open_json(raw or b""))
+    assert result.detail == f"worker w: commit {'0' * 40} is not in {project.root}"
+    nowhere = replace(_message(project, tmp_path, "m2"), repository=str(tmp_path / "nowhere"))
+    assert runtime.handle(sealer.seal_json(nowhere.to_json())) == "m2: infrastructure"
+    assert not (tmp_path / "deliveries.txt").exists()  # nothing ran
