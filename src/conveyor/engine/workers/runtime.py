@@ -11,6 +11,7 @@ import os
 import shutil
 import stat
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,8 @@ from conveyor.states import FailureClass
 from conveyor.vcs.git import run_git
 
 PRUNE_EVERY = 200
+# How long a finished delivery waits for an unreachable broker to take its result.
+RECORD_PATIENCE_SECONDS = 60.0
 # A job's timeout plus this must stay under the visibility timeout (see celery_app.py).
 VISIBILITY_MARGIN_SECONDS = 60.0
 # Renew the claim if it is ours, or take it back if the broker lost it (a restart): the
@@ -108,12 +111,7 @@ class WorkerRuntime:
         beat.start()
         try:
             result = asyncio.run(self._deliver(message, delivery, cancelled))
-            won = self.redis.set(
-                result_key(attempt),
-                self.sealer.seal_json(result.to_json()),
-                nx=True,
-                ex=RECORD_TTL_SECONDS,
-            )
+            won = self._record(attempt, self.sealer.seal_json(result.to_json()))
             self._wake_follower(attempt, delivery)
         finally:
             stop.set()
@@ -123,6 +121,21 @@ class WorkerRuntime:
         if not won:
             return f"{attempt}: another delivery completed first; this result discarded"
         return f"{attempt}: {result.failure or 'success'}"
+
+    def _record(self, attempt: str, sealed_result: str) -> bool:
+        """Write the result unless another delivery's is there; whether ours counts. A
+        broker that is restarting is waited for: the job's work is not thrown away."""
+        deadline = time.monotonic() + RECORD_PATIENCE_SECONDS
+        while True:
+            try:
+                written = self.redis.set(
+                    result_key(attempt), sealed_result, nx=True, ex=RECORD_TTL_SECONDS
+                )
+                return bool(written)
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def _wake_follower(self, attempt: str, delivery: str) -> None:
         """An entry that is no log line, so the run's side, blocked reading the log
