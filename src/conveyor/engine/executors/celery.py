@@ -14,6 +14,7 @@ again, once, as the same attempt; a job nobody takes within the pickup timeout f
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import subprocess
 import time
@@ -55,7 +56,10 @@ def _store(location: str) -> ImageStore:
     from conveyor.engine.workers.artifacts import open_store
 
     if location not in _STORES:
-        _STORES[location] = open_store(location)
+        store = _STORES[location] = open_store(location)
+        close = getattr(store, "close", None)
+        if callable(close):
+            atexit.register(close)
     return _STORES[location]
 
 

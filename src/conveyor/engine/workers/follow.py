@@ -6,6 +6,7 @@ Needs Redis and Celery (the `workers` extra); imported only when a job uses them
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import time
 from typing import Any
@@ -76,7 +77,8 @@ _APPS: dict[str, Any] = {}
 
 def _app(broker_url: str) -> Any:
     if broker_url not in _APPS:
-        _APPS[broker_url] = make_app(broker_url)
+        app = _APPS[broker_url] = make_app(broker_url)
+        atexit.register(app.close)
     return _APPS[broker_url]
 
 
