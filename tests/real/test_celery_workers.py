@@ -185,7 +185,13 @@ PIPELINE = """\
 version: 1
 defaults:
   executor: {executor}
+gates:
+  findings:
+    fail_on: never
 jobs:
+  lint:
+    queue: beta
+    uses: lint
   build:
     queue: alpha
     run: mkdir -p dist && echo "built from $(cat src.txt)" > dist/app.txt
@@ -211,7 +217,7 @@ jobs:
 
 def _project(git_project: MakeProject, executor: str) -> GitProject:
     # dist/ is ignored by git: upstream outputs travel all the same.
-    files = {"src.txt": "source\n", ".gitignore": "dist/\n"}
+    files = {"src.txt": "source\n", ".gitignore": "dist/\n", "app.py": "import os\n"}
     return git_project(PIPELINE.format(executor=executor), files=files)
 
 
@@ -293,6 +299,12 @@ def test_jobs_spread_over_two_workers_survive_a_kill_and_match_a_local_run(
     assert "on worker first" in project.log(run_id, "build")
     assert "on worker second" in project.log(run_id, "check")
     assert "checked on beta" in project.log(run_id, "check")
+    # A step's report, written on a worker, names the run's paths, as a local run's does
+    # (its findings are among the outputs found identical above).
+    assert "lint: 1 files scanned, 1 findings" in project.log(run_id, "lint")
+    findings = project.workspace(run_id) / ".conveyor-out" / "lint" / "findings.json"
+    assert "F401" in findings.read_text()
+    assert str(workers.root) not in findings.read_text() + project.log(run_id, "lint")
     slow_log = project.log(run_id, "slow")
     assert "sending it again (delivery 2 of 2)" in slow_log
     assert f"on worker {survivor.name}" in slow_log

@@ -14,12 +14,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 
 from conveyor.engine.executors.base import ExecRequest, ExecResult, Stream
 from conveyor.engine.executors.local import LocalExecutor
+from conveyor.engine.step import RAW_DIR
 from conveyor.engine.workers.artifacts import ArtifactStore, open_store
 from conveyor.engine.workers.protocol import (
     END_FIELD,
@@ -163,7 +165,8 @@ class WorkerRuntime:
         self, message: JobMessage, delivery: str, cancelled: threading.Event
     ) -> JobResult:
         root = self.jobs / delivery
-        sink = RedisLogSink(self.redis, log_key(message.attempt), self.sealer)
+        paths = _PathMap(str(root), message.run_root)
+        sink = RedisLogSink(self.redis, log_key(message.attempt), self.sealer, paths.back)
         sink.write(Stream.SYSTEM, f"on worker {self.name} (delivery {delivery[:12]})")
         longest = (message.timeout or float("inf")) + VISIBILITY_MARGIN_SECONDS
         if longest > self.visibility_timeout:
@@ -185,6 +188,7 @@ class WorkerRuntime:
         ran = await _run_unless_cancelled(_request(message, root), sink, cancelled)
         try:
             changed = changed_files(workspace, before)
+            paths.back_in_reports(workspace, changed)
             tag = f"out-{delivery}"
             outputs = self.artifacts.push(workspace, changed, tag)
         except (ConveyorError, OSError) as error:
@@ -244,17 +248,45 @@ def _infrastructure(detail: str) -> ExecResult:
     return ExecResult(None, FailureClass.INFRASTRUCTURE, 0.0, detail)
 
 
+@dataclass(frozen=True)
+class _PathMap:
+    """The worker's checkout stands in for the run's: the run's path in the command and
+    its environment becomes the worker's (`_request`), and the worker's, in what comes
+    back (log lines, and the step reports in `.conveyor-out`, which its finalize reads on
+    the run's side), becomes the run's again, so both read as a local run's."""
+
+    here: str  # the worker's checkout
+    there: str  # the run's checkout ("" when unknown: nothing is replaced)
+
+    def back(self, text: str) -> str:
+        return text.replace(self.here, self.there) if self.there else text
+
+    def back_in_reports(self, workspace: Path, names: list[str]) -> None:
+        if not self.there:
+            return
+        here, there = self.here.encode(), self.there.encode()
+        for name in names:
+            if name.startswith(RAW_DIR + "/"):
+                path = workspace / name
+                data = path.read_bytes()
+                if here in data:
+                    path.write_bytes(data.replace(here, there))
+
+
 class RedisLogSink:
     """Each line, sealed, onto the attempt's Redis stream as it comes."""
 
-    def __init__(self, client: redis.Redis, key: str, sealer: Sealer) -> None:
+    def __init__(
+        self, client: redis.Redis, key: str, sealer: Sealer, back: Callable[[str], str]
+    ) -> None:
         self._client = client
         self._key = key
         self._sealer = sealer
+        self._back = back
         self._expiry_set = False
 
     def write(self, stream: Stream, line: str) -> None:
-        sealed = self._sealer.seal_json([stream.value, line])
+        sealed = self._sealer.seal_json([stream.value, self._back(line)])
         try:
             self._client.xadd(self._key, {LINE_FIELD: sealed})
             if not self._expiry_set:
