@@ -2,7 +2,7 @@
 processes in folders of their own, standing for two machines.
 
 Each worker is a real `python -m conveyor worker` (Celery, threads pool); the run is the
-ordinary service-layer run with `executor: celery`. The claim lease is 1 s here so a
+ordinary service-layer run with `executor: celery`. The claim lease is 2 s here so a
 killed worker is noticed quickly; the pickup timeout is short where a test waits for it.
 """
 
@@ -103,7 +103,7 @@ def worker_env(
         "CONVEYOR_BROKER_URL": broker.url,
         "CONVEYOR_ARTIFACTS": registry,
         "CONVEYOR_WORKER_KEY": new_key().decode(),
-        "CONVEYOR_WORKER_LEASE": "1",
+        "CONVEYOR_WORKER_LEASE": "2",
         "CONVEYOR_PICKUP_TIMEOUT": "20",
     }
     for name, value in env.items():
@@ -468,7 +468,9 @@ def test_a_job_picked_up_twice_completes_once(
 ) -> None:
     project = git_project("version: 1\njobs:\n  a:\n    run: 'true'\n")
     settings = WorkerSettings.from_env(worker_env)
-    runtime = WorkerRuntime(tmp_path / "machine", settings, "w")
+    # A long lease: no renewal runs during these short jobs, so the test alone decides
+    # when a claim lapses.
+    runtime = WorkerRuntime(tmp_path / "machine", replace(settings, lease=30), "w")
     request.addfinalizer(runtime.close)
     sealer = Sealer(settings.key)
     client = clients(settings.broker_url)
