@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml packages/conveyor-openfeature/pyproject.toml
 	  { echo "python venv is missing: sudo apt-get install python3-venv"; exit 2; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e packages/conveyor-openfeature \
-	  -e '.[dev,shop,scanners,verify,contracts]'
+	  -e '.[dev,shop,scanners,verify,contracts,workers]'
 	@touch $(STAMP)
 
 # wapiti (the DAST step's scanner) pins its dependencies exactly: its own venv, linked in.

@@ -40,6 +40,7 @@ COMPONENTS = frozenset(
         "wapiti",
         "schemathesis",
         "locust",
+        "redis-server",
     }
 )
 # Conveyor's own long-running processes (`python -m MODULE`), and the E2E runner's plugin

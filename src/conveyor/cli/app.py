@@ -71,6 +71,7 @@ COMMAND_MODULES: dict[str, str] = {
     "business": "business",
     "can-i-deploy": "contracts",
     "k8s": "kubernetes",
+    "worker": "worker",
 }
 
 HELP = "Conveyor carries a commit to production: pipeline-as-code, gates, images, releases."

@@ -295,6 +295,8 @@ class JobRunner:
 
     def _step_context(self, job: PlannedJob, log: JobLog, executor: Executor) -> StepContext:
         env = {**self.ctx.base_env, **job.env, "CONVEYOR_JOB": job.id}
+        if job.job.executor != "local":  # where a remote executor sends the job
+            env["CONVEYOR_QUEUE"] = job.job.queue
         env.update({name: self.ctx.secrets[name] for name in job.job.secrets})
         evidence = RunEvidence(
             self.ctx.store,

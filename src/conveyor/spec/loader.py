@@ -56,7 +56,7 @@ _NAME_RULES = {
 }
 
 # The executor backends (engine/executors/__init__.py); kept here to keep lint light.
-EXECUTOR_NAMES = ("local",)
+EXECUTOR_NAMES = ("local", "celery")
 ModelT = TypeVar("ModelT", bound=BaseModel)
 # A step name (`uses:`) to the model of its `with:`: the host's step table.
 StepCatalog = Mapping[str, type[BaseModel]]
@@ -101,6 +101,7 @@ def parse_pipeline(text: str, file: str, *, steps: StepCatalog) -> LoadedPipelin
     step_params, step_problems = _validate_steps(jobs, steps)
     problems += [*_graph_problems(jobs), *_environment_problems(document.data, jobs)]
     problems += _scoped_secret_problems(document.data)
+    problems += _default_executor_problems(document.data)
     problems += step_problems
     if problems:
         raise _spec_error(problems, file, document.locator)
@@ -481,6 +482,15 @@ def _cycle_problem(jobs: dict[str, _RawJob], cycle: list[str]) -> _Problem:
         ("jobs", last, "needs", index),
         hint="each arrow is a `needs` entry; remove one of them",
     )
+
+
+def _default_executor_problems(data: object) -> list[_Problem]:
+    defaults = data.get("defaults") if isinstance(data, dict) else None
+    executor = defaults.get("executor") if isinstance(defaults, dict) else None
+    if not isinstance(executor, str) or executor in EXECUTOR_NAMES:
+        return []
+    hint = _suggest(executor, EXECUTOR_NAMES, "executors")
+    return [_Problem(f"unknown executor {_quote(executor)}", ("defaults", "executor"), hint)]
 
 
 def _validate_steps(

@@ -58,6 +58,8 @@ StrList = Annotated[list[str], BeforeValidator(_as_list, json_schema_input_type=
 EnvValue = Annotated[str, BeforeValidator(_env_value, json_schema_input_type=Scalar)]
 EnvName = Annotated[str, Field(pattern=ENV_NAME_PATTERN)]
 EnvMap = dict[EnvName, EnvValue]
+# A Celery queue name, as `conveyor worker --queues` takes it.
+QueueName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
 
 
 class StrictModel(BaseModel):
@@ -196,6 +198,10 @@ class Job(StrictModel):
     matrix: Matrix | None = None
     concurrency: ConcurrencyField | None = None
     executor: str = "local"
+    queue: QueueName = Field(
+        default="default",
+        description="The worker queue a `celery` job goes to (`conveyor worker --queues`).",
+    )
 
     @model_validator(mode="after")
     def _run_xor_uses(self) -> Job:
@@ -218,6 +224,9 @@ class Job(StrictModel):
 class Defaults(StrictModel):
     timeout: Duration = Field(default=3600.0, description="Per job, unless the job sets one.")
     retry: RetryField | None = None
+    executor: str | None = Field(
+        default=None, description="Every job's executor, unless the job sets one."
+    )
 
 
 class Pipeline(StrictModel):
@@ -240,3 +249,13 @@ class Pipeline(StrictModel):
         default_factory=Contracts,
         description="The services this one calls and is called by (Pact contracts).",
     )
+
+    @model_validator(mode="after")
+    def _default_executor(self) -> Pipeline:
+        """`defaults.executor` for the jobs that do not name one themselves."""
+        default = self.defaults.executor
+        if default is not None:
+            for name, job in self.jobs.items():
+                if "executor" not in job.model_fields_set:
+                    self.jobs[name] = job.model_copy(update={"executor": default})
+        return self
