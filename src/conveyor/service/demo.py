@@ -201,7 +201,7 @@ def run_demo(
                 last = _the_rest(repository, sample_dir, chapter)
                 watch.stop()
                 if last.as_expected:
-                    loop.append(close_the_loop(project, users.resume, say))
+                    loop.append(close_the_loop(project, users.resume, say, _commit_file))
                     users.pause()
                     experiment.append(experiment_figures(project))
                 addressed = _the_fix(repository, sample_dir, project, chapter)
@@ -341,6 +341,12 @@ def _apply(change: Path, repository: Path, message: str) -> None:
     """Lay a folder of files over the repository and commit them."""
     shutil.copytree(change, repository, dirs_exist_ok=True)
     _commit_all(repository, message)
+
+
+def _commit_file(path: Path, message: str) -> None:
+    """Commit one file alone, as the demo's author."""
+    _git(path.parent, "add", "--", path.name)
+    _git(path.parent, "commit", "-q", "-m", message, "--only", "--", path.name)
 
 
 def _commit_all(repository: Path, message: str) -> None:

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import ConveyorError
@@ -116,6 +117,7 @@ def close_the_loop(
     project: Project,
     resume_users: Callable[[], None],
     say: Callable[[str], None],
+    commit: Callable[[Path, str], None],
     timeout: float = DEFECT_TIMEOUT,
 ) -> LoopOutcome:
     """The SLO evaluator watches production while the users browse, until an alert
@@ -140,7 +142,7 @@ def close_the_loop(
     alert = f"{labels.get('alertname', 'an alert')} ({labels.get('severity', '?')})"
     if annotations.get("summary"):
         alert += f": {annotations['summary']}"
-    requirement = _resolve(project, incident.id) if incident is not None else None
+    requirement = _resolve(project, incident.id, commit) if incident is not None else None
     return LoopOutcome(
         release=data.get("from"),
         restored_to=data.get("to"),
@@ -170,18 +172,21 @@ def _mitigated(project: Project) -> Any:
     return None
 
 
-def _resolve(project: Project, incident_id: int) -> str | None:
+def _resolve(project: Project, incident_id: int, commit: Callable[[Path, str], None]) -> str | None:
     """A person closes the incident; Conveyor files its follow-up requirement as a
-    Markdown file in the repository (no forge is configured) and commits it."""
-    from conveyor.observe import incidents, requirements
+    Markdown file in the repository (no forge is configured), and the person commits it
+    (`commit(path, message)`, as the demo's author: a new machine may have no git
+    identity of its own)."""
+    from conveyor.observe import incidents
 
     with project.open_store() as store:
         resolved = incidents.resolve(project, store, incident_id, "dana", FOLLOW_UP_NOTE)
-        filed = requirements.requirement_of_source(store, f"incident:{incident_id}")
-    if filed is None or resolved.requirement is None:
+    if resolved.requirement is None:
         return None
-    requirements.commit_requirement_file(project, filed.filed())
-    return str(resolved.requirement.get("location"))
+    location = str(resolved.requirement.get("location"))
+    key, title = resolved.requirement.get("key"), resolved.requirement.get("title")
+    commit(project.directory / location, f"docs: file {key}: {title}")
+    return location
 
 
 def _wait_for(found: Callable[[], Any], timeout: float) -> Any:
