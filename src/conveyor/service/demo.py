@@ -32,7 +32,12 @@ from conveyor.service.demo_loop import (
 )
 from conveyor.service.demo_payments import payments_chapters
 from conveyor.service.demo_people import Reviewer, enrol
-from conveyor.service.demo_server import DEMO_PID_DIR, start_flag_server
+from conveyor.service.demo_server import (
+    DEMO_PID_DIR,
+    FLAGS_PORT,
+    flags_port,
+    start_flag_server,
+)
 from conveyor.service.project import Project
 from conveyor.service.runs import RunOptions, RunOutcome, execute_run
 from conveyor.service.traffic import SyntheticUsers
@@ -91,11 +96,20 @@ def find_sample(explicit: Path | None = None) -> Path:
 
 
 def make_repository(
-    sample: Path, destination: Path | None = None, message: str = "Shop: first version"
+    sample: Path,
+    destination: Path | None = None,
+    message: str = "Shop: first version",
+    *,
+    flags_port: int = FLAGS_PORT,
 ) -> Path:
-    """Copy the sample into a new git repository with one commit on `main`."""
+    """Copy the sample into a new git repository with one commit on `main`; its
+    conveyor.yml names the flag server's `flags_port` (FLAGS_PORT unless it was taken)."""
     target = destination or Path(tempfile.mkdtemp(prefix="conveyor-demo-")) / "shop"
     shutil.copytree(sample, target, ignore=_IGNORED)
+    if flags_port != FLAGS_PORT:
+        spec = target / "conveyor.yml"
+        ours = f"http://127.0.0.1:{flags_port}"
+        spec.write_text(spec.read_text().replace(f"http://127.0.0.1:{FLAGS_PORT}", ours))
     _git(target, "init", "-q", "-b", "main")
     _git(target, "add", "-A")
     _git(target, "commit", "-q", "-m", message)
@@ -155,10 +169,11 @@ def run_demo(
     rerun, bad changes stopped at the gates, their fixes, the fixed feature merged and
     released to production by canary, and a slow change rolled back by the judge."""
     sample_dir = find_sample(sample)
-    repository = make_repository(sample_dir, destination)
+    port = flags_port(DEMO_PID_DIR)
+    repository = make_repository(sample_dir, destination, flags_port=port)
     project = Project.locate(repository / "conveyor.yml")
     prepare_supply_chain(project, sample_dir)
-    start_flag_server(project, DEMO_PID_DIR)  # production's replicas ask it (conveyor.yml)
+    start_flag_server(project, DEMO_PID_DIR, port)  # production's replicas ask it
     reviewer = Reviewer(project, enrol(project), say).start()
     options = RunOptions(spec=project.spec_path, actor="demo", extra_env=demo_env())
     chapters: list[Chapter] = []

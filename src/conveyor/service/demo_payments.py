@@ -7,6 +7,7 @@ through (docs/contracts.md)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -20,8 +21,8 @@ PAYMENTS = "payments"
 # Where each environment's `env:` block of the shop's conveyor.yml gets PAYMENTS_URL: the
 # line it goes after (the demo edits its own file, as a developer would).
 _ANCHORS = {
-    "staging": "  staging:\n",
-    "production": "      CONVEYOR_FLAGS_URL: http://127.0.0.1:4242\n",
+    "staging": re.compile(r"^  staging:\n", re.M),
+    "production": re.compile(r"^      CONVEYOR_FLAGS_URL: \S+\n", re.M),
 }
 
 
@@ -86,11 +87,12 @@ def pay_through_payments(shop: Project, payments: Project) -> None:
         urls = {view.name: view.url for view in list_environments(payments, store) if view.url}
     text = shop.spec_path.read_text()
     for environment, anchor in _ANCHORS.items():
-        if environment not in urls or anchor not in text:
+        found = anchor.search(text)
+        if environment not in urls or found is None:
             raise ConveyorError(f"the demo cannot point the shop's {environment} at payments")
         line = f"      PAYMENTS_URL: {urls[environment]}   # the payments service's router\n"
         block = "    env:\n" if environment == "staging" else ""  # staging had no env: yet
-        text = text.replace(anchor, anchor + block + line, 1)
+        text = text[: found.end()] + block + line + text[found.end() :]
     shop.spec_path.write_text(text)
 
 

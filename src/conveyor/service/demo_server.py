@@ -55,18 +55,18 @@ def start_demo_server(project: Project, pid_dir: Path) -> DemoServer:
     return DemoServer(url=url, pid=pid, log=log, login_link=_login_link(log))
 
 
-def start_flag_server(project: Project, pid_dir: Path) -> str:
-    """Start `conveyor flags serve` on FLAGS_PORT for `project`, detached, the previous
-    demo's stopped first; its URL."""
+def flags_port(pid_dir: Path) -> int:
+    """FLAGS_PORT, the one examples/shop's conveyor.yml names, once the previous demo's
+    flag server is stopped; any free port if something else holds it."""
     stop_demo_server(pid_dir, FLAGS_PID_FILE)
-    url = f"http://127.0.0.1:{FLAGS_PORT}"
-    if not _free(FLAGS_PORT):
-        raise ConveyorError(
-            f"port {FLAGS_PORT} is taken: the demo serves its feature flags there",
-            hint=f"stop what listens on 127.0.0.1:{FLAGS_PORT}, then run the demo again",
-        )
+    return FLAGS_PORT if _free(FLAGS_PORT) else _any_free_port()
+
+
+def start_flag_server(project: Project, pid_dir: Path, port: int) -> str:
+    """Start `conveyor flags serve` on `port` for `project`, detached; its URL."""
+    url = f"http://127.0.0.1:{port}"
     log = project.state_dir / FLAGS_LOG_FILE
-    argv = ["flags", "serve", "-f", str(project.spec_path), "--port", str(FLAGS_PORT)]
+    argv = ["flags", "serve", "-f", str(project.spec_path), "--port", str(port)]
     _start_detached(project, argv, log, pid_dir / FLAGS_PID_FILE, url + "/healthz")
     return url
 
