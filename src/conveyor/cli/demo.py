@@ -79,7 +79,7 @@ def demo(
         console.print(f"  [dim]they keep running; stop them with: {names}[/]")
         console.print(
             f"  [dim]and the payments service's, the same way, in "
-            f"{result.repository.parent / 'payments'}; the feature flags' API (port 4242) "
+            f"{result.repository.parent / 'payments'}; the feature flags' API "
             "stops with the next demo[/]"
         )
     _start_server(result.repository)
