@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,16 @@ from pathlib import Path
 
 import httpx
 
-from common import PYTHON, Figure, alternate, clean_env, header, print_figures, print_samples
+from common import (
+    PYTHON,
+    Figure,
+    alternate,
+    clean_env,
+    free_port,
+    header,
+    print_figures,
+    print_samples,
+)
 from common import repeat_parser as _parser
 from conveyor.approvals.users import add_user, issue_token, users_path
 from conveyor.observe.alerts import Alert, AlertOutcome, AlertSource, AlertStatus, receive
@@ -73,12 +81,6 @@ environments:
     slos:
       - {kind: availability, objective: 99, time_scale: 720}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def start_server(project: Project, port: int) -> subprocess.Popen[bytes]:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from common import (
     clean_env,
     committed_repository,
     console,
+    free_port,
     header,
     print_figures,
     print_samples,
@@ -59,18 +60,18 @@ def spec(jobs: int, executor: str) -> str:
     return yaml.safe_dump(pipeline, sort_keys=False)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
-def process(argv: list[str], log: Path, **options: object) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    argv: list[str],
+    log: Path,
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
         started = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **options
-        )  # type: ignore[call-overload]
+            argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd, env=env
+        )
     try:
         yield started
     finally:
@@ -78,9 +79,9 @@ def process(argv: list[str], log: Path, **options: object) -> Iterator[subproces
         started.wait()
 
 
-def wait_for(condition: object, what: str) -> None:
+def wait_for(condition: Callable[[], object], what: str) -> None:
     deadline = time.monotonic() + READY_SECONDS
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if time.monotonic() > deadline:
             raise SystemExit(f"timed out waiting for {what}")
         time.sleep(0.1)

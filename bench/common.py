@@ -10,6 +10,7 @@ import argparse
 import compileall
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
@@ -188,3 +189,10 @@ def compile_conveyor() -> None:
     PYTHONDONTWRITEBYTECODE set (some shells and CI images set it) and no bytecode on
     disk, every timed run would compile them again, about 0.1 s no user pays."""
     compileall.compile_dir(Path(conveyor.__file__).parent, quiet=1)
+
+
+def free_port() -> int:
+    """A port nothing listens on at 127.0.0.1 now (the kernel's pick)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

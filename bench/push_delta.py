@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,16 @@ from pathlib import Path
 
 import httpx
 
-from common import Figure, Samples, console, header, print_figures, print_samples, repeat_parser
+from common import (
+    Figure,
+    Samples,
+    console,
+    free_port,
+    header,
+    print_figures,
+    print_samples,
+    repeat_parser,
+)
 from conveyor.supply.oci.copy import CopyReport, copy_image
 from conveyor.supply.oci.layers import LayerBlob, LayerEntry, build_layer
 from conveyor.supply.oci.layout import LayoutStore
@@ -75,12 +83,6 @@ def store_image(layout: LayoutStore, layers: list[LayerBlob], tag: str) -> int:
         layout.put_blob("bench", blob)
     layout.put_manifest("bench", manifest, MANIFEST, (tag,))
     return len(manifest) + len(config) + sum(layer.size for layer in layers)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextlib.contextmanager

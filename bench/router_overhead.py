@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from typing import Any
 import httpx
 from rich.table import Table
 
-from common import PYTHON, Figure, console, header, print_figures, repeat_parser
+from common import PYTHON, Figure, console, free_port, header, print_figures, repeat_parser
 from conveyor.deploy.model import Backend, RouteTable
 from conveyor.deploy.routers.builtin import BuiltinRouter
 from conveyor.deploy.routers.haproxy import HAProxyRouter
@@ -128,12 +127,6 @@ def run_wrk(wrk: str, url: str, connections: int, seconds: int) -> WrkResult:
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr}")
     return parse_wrk(done.stdout)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def required_tool(name: str, package: str) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from common import (
     alternate,
     clean_env,
     console,
+    free_port,
     header,
     print_figures,
     print_samples,
@@ -60,13 +60,6 @@ WARM_GOAL_SECONDS = 0.3
 POLL_SECONDS = 0.1
 START_TIMEOUT = 60.0
 RUN_TIMEOUT = 600.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,7 +31,16 @@ from typing import Any
 
 import httpx
 
-from common import PYTHON, Figure, clean_env, committed_repository, console, header, print_figures
+from common import (
+    PYTHON,
+    Figure,
+    clean_env,
+    committed_repository,
+    console,
+    free_port,
+    header,
+    print_figures,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from server.bulk_runs import fill  # type: ignore[import-not-found]  # the tests' filler
@@ -125,12 +133,6 @@ def prepare(root: Path) -> dict[str, Any]:
     add_user(users, "viewer", "viewer@example.org", ["viewer"], [])
     token = issue_token(users, "viewer", None, datetime.now(UTC)).token
     return {"token": token, "logs_run": logs, "live_log": live, "a_run": RUNS // 2}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def server_ms(client: httpx.Client, path: str, repeat: int) -> list[float]:

@@ -19,7 +19,6 @@ import hmac
 import json
 import os
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -30,7 +29,16 @@ from pathlib import Path
 
 import httpx
 
-from common import PYTHON, Figure, Samples, clean_env, header, print_figures, print_samples
+from common import (
+    PYTHON,
+    Figure,
+    Samples,
+    clean_env,
+    free_port,
+    header,
+    print_figures,
+    print_samples,
+)
 from common import repeat_parser as _parser
 
 SECRET = "bench-secret"
@@ -79,12 +87,6 @@ def prepare(root: Path, rounds: int) -> tuple[Path, Path, list[str], str]:
         shas.append(git(project, "rev-parse", "HEAD"))
         git(project, "push", "-q", os.fspath(origin), f"HEAD:refs/heads/new/{index}")
     return project, origin, shas, main
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def start_server(project: Path, port: int) -> subprocess.Popen[bytes]:
