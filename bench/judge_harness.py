@@ -134,27 +134,37 @@ CLUSTERED_CASES = tuple(
 # second slow, one long run; a severe error regression makes every second err.
 SHORT_STEP_SECONDS = 120.0
 SESSIONS = CLUSTERINGS["broken sessions, 20 errors over 20 s, half the errors"]
+_STEP = "short step, "
+_SESSIONS_OF_20 = "broken sessions of 20 s, "
+SHORT_STEPS = (
+    Scenario(_STEP + "+200 ms on every canary request", 100, 0.01, latency_shift=0.2),
+    Scenario(_STEP + "10x errors", 100, 0.01, error_multiplier=10.0),
+    Scenario(_STEP + "100% errors", 100, 0.01, error_multiplier=100.0),
+    Scenario(
+        _STEP + _SESSIONS_OF_20 + "+200 ms on every canary request",
+        100,
+        0.01,
+        latency_shift=0.2,
+        clustering=SESSIONS,
+    ),
+    Scenario(
+        _STEP + _SESSIONS_OF_20 + "10x errors",
+        100,
+        0.01,
+        error_multiplier=10.0,
+        clustering=SESSIONS,
+    ),
+    Scenario(
+        _STEP + _SESSIONS_OF_20 + "100% errors",
+        100,
+        0.01,
+        error_multiplier=100.0,
+        clustering=SESSIONS,
+    ),
+)
 SHORT_STEP_CASES = tuple(
-    Case(
-        Scenario(f"short step, {name}", 100, 0.01, **effect),  # type: ignore[arg-type]
-        regression=True,
-        peers=False,
-        max_seconds=SHORT_STEP_SECONDS,
-    )
-    for name, effect in {
-        "+200 ms on every canary request": {"latency_shift": 0.2},
-        "10x errors": {"error_multiplier": 10.0},
-        "100% errors": {"error_multiplier": 100.0},
-        "broken sessions of 20 s, +200 ms on every canary request": {
-            "latency_shift": 0.2,
-            "clustering": SESSIONS,
-        },
-        "broken sessions of 20 s, 10x errors": {"error_multiplier": 10.0, "clustering": SESSIONS},
-        "broken sessions of 20 s, 100% errors": {
-            "error_multiplier": 100.0,
-            "clustering": SESSIONS,
-        },
-    }.items()
+    Case(scenario, regression=True, peers=False, max_seconds=SHORT_STEP_SECONDS)
+    for scenario in SHORT_STEPS
 )
 
 
