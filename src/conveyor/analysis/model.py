@@ -63,3 +63,14 @@ class Decision:
     # slowest test needs before it can decide, and what that means in requests.
     events_needed: int | None = None
     requests_needed: int | None = None
+
+    def event_data(self) -> dict[str, Any]:
+        """What a RELEASE_DECISION event records of it (a canary's and Argo's alike)."""
+        return {
+            "verdict": self.verdict.value,
+            "reason": self.reason,
+            "elapsed": round(self.elapsed, 3),
+            "evidence": dict(self.evidence),
+            "events_needed": self.events_needed,
+            "requests_needed": self.requests_needed,
+        }

@@ -303,15 +303,7 @@ class CanaryRollout:
         if not changed and recently:
             return
         watch.last_verdict, watch.last_recorded = decision.verdict, now
-        self.ctx.record_event(
-            EventKind.RELEASE_DECISION,
-            verdict=decision.verdict.value,
-            reason=decision.reason,
-            elapsed=round(decision.elapsed, 3),
-            evidence=dict(decision.evidence),
-            events_needed=decision.events_needed,
-            requests_needed=decision.requests_needed,
-        )
+        self.ctx.record_event(EventKind.RELEASE_DECISION, **decision.event_data())
         self._save(verdict=decision.verdict.value, reason=decision.reason)
         if changed:
             self.ctx.progress(f"judge: {decision.verdict.value}: {decision.reason}")

@@ -254,12 +254,7 @@ class _Follower:
             EventKind.RELEASE_DECISION,
             self.release.environment,
             deploy_id=self.deploy.id,
-            verdict=decision.verdict.value,
-            reason=decision.reason,
-            elapsed=round(decision.elapsed, 3),
-            evidence=dict(decision.evidence),
-            events_needed=decision.events_needed,
-            requests_needed=decision.requests_needed,
+            **decision.event_data(),
         )
         if decision.verdict is not Verdict.CONTINUE:
             self.say(f"judge: {decision.verdict.value}: {decision.reason}")
