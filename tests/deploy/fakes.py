@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.deploy.controller import ReleaseController
+from conveyor.deploy.locks import FileLock
 from conveyor.deploy.model import (
     Backend,
     ReleaseSignals,
@@ -243,7 +244,7 @@ class Stage:
             runtime=self.runtime,
             router=self.router,
             ledger=ledger or self.store.ledger,
-            lock_path=self.lock_path,
+            lock=FileLock("staging", self.lock_path),
             provider=provider,
             clock=self.clock,
         )

@@ -17,13 +17,13 @@ its last routes while no controller is alive.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from conveyor.deploy import routing
 from conveyor.deploy.hooks import HookPhase
+from conveyor.deploy.locks import EnvironmentLockHeld
 from conveyor.deploy.rollout import (
     RUNNING_STATES,
     DeployOutcome,
@@ -38,6 +38,8 @@ from conveyor.errors import ConveyorError
 from conveyor.states import DeployState, ReleaseState
 from conveyor.store.ledger import DeployRecord, EnvironmentRecord
 from conveyor.store.records import EventKind
+
+_WAIT_FOR_LOCK_SECONDS = 0.5  # polls of a lock another controller holds
 
 
 class ReleaseController(TargetActions):
@@ -55,10 +57,15 @@ class ReleaseController(TargetActions):
     ) -> DeployOutcome:
         """`approval`: the approval this deploy is made under, recorded with it (opaque
         here: the service checks it before calling)."""
+        release_id = release_name(self.target.name, repository, digest)
+        awaited = self._wait_for_same_release(release_id)
         with self._deploy_lock():
-            self._resume_interrupted()
+            resumed = self._resume_interrupted()
+            if resumed is not None and resumed.release_id == release_id:
+                return resumed  # this release's own interrupted deploy: its outcome is ours
+            if awaited is not None:
+                return self._outcome_of(awaited)
             environment = self.environment()
-            release_id = release_name(self.target.name, repository, digest)
             url = self.target.router.ensure_running()
             self.stop_strays(switched=self._apply_recorded_routes(environment))
             if environment.live_release == release_id and self.running(release_id):
@@ -83,6 +90,41 @@ class ReleaseController(TargetActions):
                 approval=approval,
             )
             return self._roll_out(record, ports)
+
+    def _wait_for_same_release(self, release_id: str) -> int | None:
+        """A deploy of this very release in progress (its controller died and another
+        carries it on, or a second pipeline deploys the same image): wait until the lock is
+        free and take that deploy's outcome, rather than start the release a second time.
+        Its id, or None when there is none."""
+        ongoing = [
+            record
+            for record in self.target.ledger.deploys.of_environment(
+                self.target.name, DeployState.IN_PROGRESS
+            )
+            if record.release_id == release_id and record.pid != os.getpid()
+        ]
+        if not ongoing:
+            return None
+        said = False
+        while True:
+            try:
+                with self._deploy_lock():
+                    return ongoing[-1].id
+            except EnvironmentLockHeld as held:
+                if not said:
+                    self.progress(
+                        f"deploy {ongoing[-1].id} of {release_id} is being carried on by "
+                        f"{held.holder}: waiting for its outcome"
+                    )
+                    said = True
+            self.clock.sleep(_WAIT_FOR_LOCK_SECONDS)
+
+    def _outcome_of(self, deploy_id: int) -> DeployOutcome:
+        """The outcome of a deploy another controller finished."""
+        record = self.target.ledger.deploys.get(deploy_id)
+        self.progress(f"deploy {deploy_id} of {record.release_id}: {record.state.value}")
+        url = self.target.router.ensure_running()
+        return DeployOutcome(record.id, record.release_id, record.state, record.reason, url)
 
     def reconcile(self) -> DeployOutcome | None:
         """Finish an interrupted deploy, restart a dead router or release, stop every
@@ -302,29 +344,10 @@ class ReleaseController(TargetActions):
                     added += 1
         return added
 
-    @contextlib.contextmanager
-    def _deploy_lock(self) -> Iterator[None]:
-        """One controller changes an environment at a time; the kernel frees the lock when
-        its holder dies, which is how a successor knows a deploy was interrupted."""
-        path = self.target.lock_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
-                raise ConveyorError(
-                    f"{self.target.name} is being changed by {holder}",
-                    hint="wait for it, or `conveyor rollback` (which does not wait)",
-                ) from None
-            handle.truncate(0)
-            handle.write(f"pid {os.getpid()}\n")
-            handle.flush()
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _deploy_lock(self) -> contextlib.AbstractContextManager[None]:
+        """One controller changes an environment at a time; the lock frees itself when its
+        holder dies, which is how a successor knows a deploy was interrupted."""
+        return self.target.lock.hold()
 
 
 def _event_key(data: Mapping[str, object]) -> tuple[object, ...]:

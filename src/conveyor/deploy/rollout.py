@@ -26,6 +26,7 @@ from conveyor.analysis.providers.base import MetricsProvider
 from conveyor.clock import SYSTEM_CLOCK, Clock
 from conveyor.deploy import routing
 from conveyor.deploy.hooks import HookPhase, finished_indexes, run_hooks
+from conveyor.deploy.locks import EnvironmentLock
 from conveyor.deploy.log_errors import error_counter
 from conveyor.deploy.model import (
     Backend,
@@ -68,7 +69,7 @@ class Target:
     runtime: Runtime
     router: Router
     ledger: DeployLedger
-    lock_path: Path
+    lock: EnvironmentLock  # one controller at a time (deploy/locks.py)
     replica_env: Mapping[str, str] = field(default_factory=dict)  # env + secrets
     # Masks the environment's secrets in what is recorded or shown (smoke output).
     mask: Callable[[str], str] = field(default=lambda text: text)
@@ -390,7 +391,9 @@ class RolloutContext(TargetActions):
         return self.target.router.routes().pin_header
 
     def check_superseded(self) -> None:
-        """Raises Superseded if someone else changed the intent since our last change."""
+        """Raises Superseded if someone else changed the intent since our last change, and
+        EnvironmentLockLost if this controller no longer holds the environment's lock."""
+        self.target.lock.check()
         if self.target.ledger.environments.generation(self.target.name) != self._generation:
             raise Superseded(f"{self.target.name} was rolled back while deploying")
 

@@ -68,6 +68,7 @@ LIFESPANS: tuple[str, ...] = (
     "conveyor.server.statuses:lifespan",
     "conveyor.server.queue:lifespan",
     "conveyor.server.watch:lifespan",
+    "conveyor.server.controllers:lifespan",
 )
 
 API_PREFIX = "/api/v1"

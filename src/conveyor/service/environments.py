@@ -20,6 +20,7 @@ from conveyor.analysis.providers.base import MetricsProvider, ProviderSite
 from conveyor.analysis.providers.registry import PROVIDERS
 from conveyor.deploy.controller import ReleaseController
 from conveyor.deploy.exposition import exposition
+from conveyor.deploy.locks import EnvironmentLockHeld, LockSite, environment_lock
 from conveyor.deploy.model import ReplicaStatus, SignalRates, SignalSample
 from conveyor.deploy.rollout import DeployOutcome, Progress, RollbackOutcome, Target
 from conveyor.deploy.routers.base import Router, RouterSite
@@ -157,7 +158,7 @@ def controller(
         router=router,
         provider=make_provider(name, router, runtime, store),
         ledger=store.ledger,
-        lock_path=project.state_dir / "environments" / name / "deploy.lock",
+        lock=environment_lock(LockSite(name, store.engine, project.state_dir)),
         replica_env={**spec.env, **secrets},
         mask=masker.mask_text,
         workdir=project.directory,
@@ -452,6 +453,23 @@ def reconcile(
     project: Project, store: Store, name: str, progress: Progress | None = None
 ) -> DeployOutcome | None:
     return controller(project, store, name, progress).reconcile()
+
+
+def orphaned(project: Project, store: Store) -> list[str]:
+    """Environments with a deploy in progress that no controller drives: its lock is free
+    (its controller died, or lost its database session). A probe, cheaper than building a
+    controller: `reconcile` takes the lock for real, and may find it taken meanwhile."""
+    names = sorted({record.environment for record in store.ledger.deploys.in_progress()})
+    return [name for name in names if _lock_is_free(project, store, name)]
+
+
+def _lock_is_free(project: Project, store: Store, name: str) -> bool:
+    lock = environment_lock(LockSite(name, store.engine, project.state_dir))
+    try:
+        with lock.hold():
+            return True
+    except EnvironmentLockHeld:
+        return False
 
 
 def stop_environment(

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
 
 from conveyor.errors import ConveyorError, InfrastructureError
 
@@ -42,8 +43,25 @@ def lock_key(name: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+class HeldSession:
+    """A session lock being held: `alive` says whether its session still is."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+
+    def alive(self) -> bool:
+        """False once the holding session is gone (the connection was cut, the server
+        restarted or terminated it): the lock is free for others, whatever this process
+        still believes. Call it from the thread that took the lock."""
+        try:
+            self._conn.execute(sa.text("SELECT 1"))
+        except DBAPIError:
+            return False
+        return True
+
+
 @contextmanager
-def session_lock(engine: sa.Engine, name: str, holder: str) -> Iterator[None]:
+def session_lock(engine: sa.Engine, name: str, holder: str) -> Iterator[HeldSession]:
     """Hold lock `name` for the block, on a connection of its own; `holder` (a process's
     description) is what a refused caller is told. Raises SessionLockHeld at once when
     another session holds it."""
@@ -62,7 +80,7 @@ def session_lock(engine: sa.Engine, name: str, holder: str) -> Iterator[None]:
             taken = conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": key})
             if not taken.scalar_one():
                 raise SessionLockHeld(name, _holder_of(conn, key))
-            yield
+            yield HeldSession(conn)
         finally:
             conn.invalidate()  # closes the session: frees the lock, forgets application_name
 

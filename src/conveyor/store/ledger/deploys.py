@@ -205,6 +205,12 @@ class Deploys:
             rows = conn.execute(query.order_by(deploys.c.id))
             return [_deploy(row._mapping) for row in rows]
 
+    def in_progress(self) -> list[DeployRecord]:
+        """Every deploy in progress, of every environment (a controller's adoption poll)."""
+        with read_transaction(self.engine) as conn:
+            query = sa.select(deploys).where(deploys.c.state == DeployState.IN_PROGRESS.value)
+            return [_deploy(row._mapping) for row in conn.execute(query.order_by(deploys.c.id))]
+
     def succeeded_digest(self, environment: str, digest: str) -> bool:
         with read_transaction(self.engine) as conn:
             query = sa.select(deploys.c.id).where(
