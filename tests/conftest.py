@@ -29,6 +29,7 @@ from conveyor.service.project import Project
 from conveyor.service.runs import RunOptions, RunOutcome, execute_run
 from conveyor.store.records import JobRecord, RunRecord
 from conveyor.store.store import Store
+from pg_server import PostgresMissing, PostgresServer, start_server
 
 # pytest-xdist starts its workers with COLUMNS=80 and LINES=24: rich would fix the CLI's
 # console at 80 columns when conveyor.cli is first imported (see run_cli, below), and
@@ -199,9 +200,10 @@ def start_cli() -> Iterator[Callable[..., CliProcess]]:
     started: list[CliProcess] = []
 
     def start(args: list[str], cwd: Path, env: Mapping[str, str] | None = None) -> CliProcess:
-        full_env = {**os.environ, **GIT_ENV, "COLUMNS": "200", **(env or {})}
+        full_env = {**os.environ, **GIT_ENV, "COLUMNS": "200"}
         for name in _CONVEYOR_ENV:
             full_env.pop(name, None)
+        full_env.update(env or {})  # what the test asks for explicitly
         popen = subprocess.Popen(
             [sys.executable, "-m", "conveyor", *args],
             cwd=cwd,
@@ -255,3 +257,17 @@ def read_pid(path: Path) -> int:
 def kill_quietly(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL per pytest-xdist worker (tests/pg_server.py); missing, it fails
+    the tests that need it, never skips them."""
+    try:
+        server = start_server()
+    except PostgresMissing as missing:
+        pytest.fail(str(missing))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -5,13 +5,13 @@ each pytest-xdist worker starts once). A missing PostgreSQL fails the tests, nev
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from conveyor.store import Store
-from pg_server import PostgresMissing, PostgresServer, start_server
+from pg_server import PostgresServer
 
 SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
@@ -19,18 +19,6 @@ BACKENDS = [
     pytest.param(SQLITE, id=SQLITE),
     pytest.param(POSTGRESQL, id=POSTGRESQL, marks=pytest.mark.real),
 ]
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    try:
-        server = start_server()
-    except PostgresMissing as missing:
-        pytest.fail(str(missing))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

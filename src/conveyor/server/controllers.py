@@ -76,7 +76,9 @@ class Adopter:
             return
         self._failures.pop(name, None)
         if outcome is not None:
-            log.warning("%s: carried on deploy %s: %s", name, outcome.deploy_id, outcome.state.value)
+            log.warning(
+                "%s: carried on deploy %s: %s", name, outcome.deploy_id, outcome.state.value
+            )
 
 
 @asynccontextmanager
