@@ -24,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from conveyor.engine.executors.base import ExecRequest, ExecResult, LogSink
+from conveyor.engine.executors.base import ExecRequest, ExecResult, LogSink, Stream
 from conveyor.engine.workers.protocol import JobMessage, JobResult
 from conveyor.engine.workers.settings import WorkerSettings
 from conveyor.errors import ConveyorError
@@ -84,6 +84,7 @@ class CeleryExecutor:
         except follow.Failed as failed:
             return failed.result
         except expected as error:
+            sink.write(Stream.SYSTEM, str(error))  # `conveyor logs` says why, not only the CLI
             return _infrastructure(str(error), started)
 
     async def _execute(
@@ -121,7 +122,11 @@ class CeleryExecutor:
         )
         if result.outputs is not None:
             workspace = where.root / where.prefix
-            await asyncio.to_thread(artifacts.pull, result.outputs, workspace)
+            try:
+                await asyncio.to_thread(artifacts.pull, result.outputs, workspace)
+            except ConveyorError as error:
+                detail = f"could not fetch the job's files from worker {result.worker}: {error}"
+                raise ConveyorError(detail) from None
         failure = FailureClass(result.failure) if result.failure else None
         extra = {**result.extra, "worker": result.worker, "attempt": attempt}
         return ExecResult(
@@ -191,7 +196,10 @@ def _push_inputs(artifacts: ArtifactStore, where: _Checkout, attempt: str) -> st
         if "D" in code or under_state_dir(name) or name.endswith("/"):
             continue
         names.append(name)
-    return artifacts.push(where.root, names, f"in-{attempt}")
+    try:
+        return artifacts.push(where.root, names, f"in-{attempt}")
+    except ConveyorError as error:
+        raise ConveyorError(f"could not send the job's files to the workers: {error}") from None
 
 
 def _relative_cwd(cwd: Path, where: _Checkout) -> str:

@@ -193,13 +193,17 @@ class WorkerRuntime:
             outputs = self.artifacts.push(workspace, changed, tag)
         except (ConveyorError, OSError) as error:
             detail = f"worker {self.name}: could not store the job's files: {error}"
+            sink.write(Stream.SYSTEM, detail)  # the job's log says why, as for _prepare
             return self._result(delivery, _infrastructure(detail), None)
         return self._result(delivery, ran, outputs)
 
     def _prepare(self, message: JobMessage, root: Path) -> None:
         self.repositories.checkout(message.repository, message.commit, root)
         if message.inputs is not None:
-            self.artifacts.pull(message.inputs, root)
+            try:
+                self.artifacts.pull(message.inputs, root)
+            except ConveyorError as error:
+                raise ConveyorError(f"could not fetch the job's files: {error}") from None
 
     def _result(self, delivery: str, ran: ExecResult, outputs: str | None) -> JobResult:
         return JobResult(
