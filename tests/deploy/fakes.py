@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.deploy.controller import ReleaseController
-from conveyor.deploy.locks import FileLock
+from conveyor.deploy.locks import EnvironmentLock, FileLock
 from conveyor.deploy.model import (
     Backend,
     ReleaseSignals,
@@ -226,6 +226,7 @@ class Stage:
     runtime: FakeRuntime = field(default_factory=FakeRuntime)
     router: FakeRouter = field(init=False)
     said: list[str] = field(default_factory=list)  # what the controllers reported
+    lock: EnvironmentLock | None = None  # the environment's lock; fcntl on lock_path if None
 
     def __post_init__(self) -> None:
         self.router = FakeRouter(self.clock)
@@ -244,7 +245,7 @@ class Stage:
             runtime=self.runtime,
             router=self.router,
             ledger=ledger or self.store.ledger,
-            lock=FileLock("staging", self.lock_path),
+            lock=self.lock or FileLock("staging", self.lock_path),
             provider=provider,
             clock=self.clock,
         )

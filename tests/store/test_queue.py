@@ -5,6 +5,7 @@ queue is polled without the write lock."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -17,7 +18,7 @@ import sqlalchemy as sa
 from conveyor.store import Store
 from conveyor.store import queue as run_queue_store
 from conveyor.store.db import write_transaction
-from conveyor.store.procs import this_process
+from conveyor.store.procs import ProcessIdentity, this_process
 from conveyor.store.queue import NewQueued, QueueState
 from conveyor.store.schema import run_queue
 from pg_server import PostgresServer
@@ -123,3 +124,48 @@ def test_polling_an_empty_queue_does_not_wait_for_the_write_lock(
         polled = promptly(lambda: run_queue_store.claim_next(second.engine, this_process()))
 
     assert polled is None
+
+
+def _claimed_elsewhere(store: Store, minutes_ago: float) -> int:
+    """An entry claimed by a process on another host, `minutes_ago`."""
+    queue_id = run_queue_store.enqueue(store.engine, ENTRY)
+    far = ProcessIdentity(pid=4242, host="far-away-host", started=1)
+    assert run_queue_store.claim_next(store.engine, far) is not None
+    with write_transaction(store.engine) as conn:
+        conn.execute(
+            run_queue.update()
+            .where(run_queue.c.id == queue_id)
+            .values(claimed_at=time.time() - minutes_ago * 60)
+        )
+    return queue_id
+
+
+@pytest.mark.real
+def test_an_entry_of_another_host_is_queued_again_only_once_its_lock_is_free(
+    postgres_stores: tuple[Store, Store],
+) -> None:
+    """No pid can be checked across hosts: the run's process holds the entry's session
+    lock, which the database frees when that process, or its host, is gone."""
+    first, second = postgres_stores
+    fresh = _claimed_elsewhere(first, minutes_ago=0)  # its process may not hold it yet
+    running = _claimed_elsewhere(first, minutes_ago=5)
+    lost = _claimed_elsewhere(first, minutes_ago=5)
+
+    with run_queue_store.held_by_this_process(first.engine, running):  # its process lives
+        assert run_queue_store.requeue_orphans(second.engine) == [lost]
+    states = {entry.id: entry.state for entry in run_queue_store.pending(first.engine)}
+    assert states == {
+        fresh: QueueState.CLAIMED,
+        running: QueueState.CLAIMED,
+        lost: QueueState.QUEUED,
+    }
+    assert run_queue_store.requeue_orphans(second.engine) == [running]  # its lock is free now
+
+
+def test_on_sqlite_an_entry_of_another_host_is_never_taken_for_dead(tmp_path: Path) -> None:
+    """SQLite is one machine's: an entry claimed elsewhere cannot be, and stays as it is."""
+    with Store(tmp_path) as store:
+        queue_id = _claimed_elsewhere(store, minutes_ago=5)
+        with run_queue_store.held_by_this_process(store.engine, queue_id):
+            pass
+        assert run_queue_store.requeue_orphans(store.engine) == []

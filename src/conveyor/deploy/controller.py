@@ -17,7 +17,6 @@ its last routes while no controller is alive.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -101,7 +100,7 @@ class ReleaseController(TargetActions):
             for record in self.target.ledger.deploys.of_environment(
                 self.target.name, DeployState.IN_PROGRESS
             )
-            if record.release_id == release_id and record.pid != os.getpid()
+            if record.release_id == release_id
         ]
         if not ongoing:
             return None
@@ -165,10 +164,10 @@ class ReleaseController(TargetActions):
         return True
 
     def _resume_interrupted(self) -> DeployOutcome | None:
+        """Under the lock, a deploy in progress has no controller: the one that started it
+        died or lost its lock (even one of this process's). Carry it on."""
         ledger = self.target.ledger
         for record in ledger.deploys.of_environment(self.target.name, DeployState.IN_PROGRESS):
-            if record.pid == os.getpid():
-                continue
             adopted = ledger.deploys.adopt(record.id, "the controller that started it is gone")
             release = self.known_release(record.release_id)
             assert release is not None

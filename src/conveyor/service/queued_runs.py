@@ -115,7 +115,10 @@ def run_queued(
 ) -> None:
     """Run a claimed entry in this process (the server forks one per run), record its run
     on the entry as soon as it exists, and finish the entry when the run ends."""
-    with Store(project.state_dir, project.database_url) as store:
+    with (
+        Store(project.state_dir, project.database_url) as store,
+        queue.held_by_this_process(store.engine, queue_id),
+    ):
         engine = store.engine
         queue.take_over(engine, queue_id, this_process())
         entry = queue.get(engine, queue_id)

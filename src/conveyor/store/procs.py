@@ -26,7 +26,11 @@ class ProcessIdentity:
 
 def this_process() -> ProcessIdentity:
     pid = os.getpid()
-    return ProcessIdentity(pid=pid, host=socket.gethostname(), started=start_time(pid))
+    return ProcessIdentity(pid=pid, host=this_host(), started=start_time(pid))
+
+
+def this_host() -> str:
+    return socket.gethostname()
 
 
 def start_time(pid: int) -> int | None:

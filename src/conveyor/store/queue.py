@@ -10,8 +10,10 @@ of an empty queue takes no write lock. A cancel passes over an entry being claim
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -21,9 +23,15 @@ import sqlalchemy as sa
 from conveyor.states import RunState
 from conveyor.store import events as event_log
 from conveyor.store.db import lock_writes, read_transaction, write_transaction
-from conveyor.store.procs import ProcessIdentity, is_dead_here
+from conveyor.store.procs import ProcessIdentity, is_dead_here, this_host
 from conveyor.store.records import EventKind
+from conveyor.store.runs import interrupt_run
 from conveyor.store.schema import run_queue, runs
+from conveyor.store.session_locks import SessionLockHeld, session_lock
+
+# How long a claim on another host may go without its entry's lock: the server claims,
+# then the run's process (started at once) takes the lock.
+CLAIM_GRACE_SECONDS = 60.0
 
 
 class QueueState(StrEnum):
@@ -204,26 +212,72 @@ def finish(engine: sa.Engine, queue_id: int, state: QueueState, reason: str | No
 def requeue_orphans(engine: sa.Engine, watched: Collection[int] = ()) -> list[int]:
     """Claimed entries whose owner process is gone go back to the queue (oldest first),
     but for the `watched` ones (their process's end is being handled by whoever started
-    it). Cheap when there are none: one read, no write transaction."""
+    it). A run an orphan on another host had started is marked interrupted with it (a
+    process on this host is recovered by `Project.recover`). Cheap when there are none:
+    one read, no write transaction."""
     claimed = sa.select(
-        run_queue.c.id, run_queue.c.pid, run_queue.c.host, run_queue.c.pid_started
+        run_queue.c.id,
+        run_queue.c.pid,
+        run_queue.c.host,
+        run_queue.c.pid_started,
+        run_queue.c.claimed_at,
+        run_queue.c.run_id,
     ).where(run_queue.c.state == QueueState.CLAIMED.value, run_queue.c.id.not_in(list(watched)))
     with read_transaction(engine) as conn:
-        if not _orphans(conn.execute(claimed)):
+        if not _orphans(engine, conn.execute(claimed)):
             return []
+    now = time.time()
     with write_transaction(engine) as conn:
-        dead = _orphans(conn.execute(claimed))
+        rows = list(conn.execute(claimed))
+        dead = _orphans(engine, rows)
         if dead:
             conn.execute(
                 run_queue.update()
                 .where(run_queue.c.id.in_(dead), run_queue.c.state == QueueState.CLAIMED.value)
                 .values(state=QueueState.QUEUED.value, pid=None, host=None, pid_started=None)
             )
+        for row in rows:
+            if row.id in dead and row.run_id is not None and row.host != this_host():
+                reason = f"its process on {row.host} is gone (its run queue lock was free)"
+                interrupt_run(conn, row.run_id, actor="conveyor", reason=reason, now=now)
     return dead
 
 
-def _orphans(rows: Iterable[sa.Row[Any]]) -> list[int]:
-    return [row.id for row in rows if is_dead_here(row.pid, row.host, row.pid_started)]
+def _orphans(engine: sa.Engine, rows: Iterable[sa.Row[Any, Any, Any, Any, Any, Any]]) -> list[int]:
+    return [row.id for row in rows if _is_orphan(engine, row)]
+
+
+def _is_orphan(engine: sa.Engine, row: sa.Row[Any, Any, Any, Any, Any, Any]) -> bool:
+    """Its process is dead here; or, on PostgreSQL, it ran on another host, was claimed
+    long enough ago to have taken its entry's lock, and that lock is free."""
+    if is_dead_here(row.pid, row.host, row.pid_started):
+        return True
+    if engine.dialect.name != "postgresql" or row.host in (None, this_host()):
+        return False
+    if time.time() - (row.claimed_at or 0.0) < CLAIM_GRACE_SECONDS:
+        return False
+    try:
+        with session_lock(engine, entry_lock_name(row.id), "an orphan check"):
+            return True
+    except SessionLockHeld:
+        return False
+
+
+def entry_lock_name(queue_id: int) -> str:
+    return f"run queue entry {queue_id}"
+
+
+@contextmanager
+def held_by_this_process(engine: sa.Engine, queue_id: int) -> Iterator[None]:
+    """On PostgreSQL, hold the entry's session lock while this process runs it: a server
+    on another host sees the entry orphaned when the lock is free (this process died, or
+    its host did). On SQLite every process is on this host: its pid says it."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    holder = f"pid {os.getpid()} on {this_host()}"
+    with session_lock(engine, entry_lock_name(queue_id), holder):
+        yield
 
 
 def get(engine: sa.Engine, queue_id: int) -> QueuedRun | None:
