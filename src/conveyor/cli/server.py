@@ -33,6 +33,10 @@ PrometheusSdOption = typer.Option(
     "--prometheus-sd",
     help="Write Prometheus file-based service discovery of the metrics endpoints here.",
 )
+NoAdoptOption = typer.Option(
+    "--no-adopt",
+    help="Do not carry on deploys whose controller died (docs/scaling.md#several-control-planes).",
+)
 AdminOption = typer.Option(
     "--admin",
     help="The admin whose one-time login link is printed; made an admin user when the "
@@ -62,12 +66,14 @@ def server(
     admin: Annotated[str | None, AdminOption] = None,
     no_watch: Annotated[bool, NoWatchOption] = False,
     prometheus_sd: Annotated[Path | None, PrometheusSdOption] = None,
+    no_adopt: Annotated[bool, NoAdoptOption] = False,
 ) -> None:
     """Serve the REST API, the web UI and the forge webhooks, and run queued pipelines."""
     import uvicorn
 
     from conveyor.server.app import create_app
     from conveyor.server.context import ServerContext
+    from conveyor.server.controllers import configure_adoption
     from conveyor.server.queue import configure_workers, resume
     from conveyor.server.watch import WatchSettings, configure_watch
     from conveyor.service.project import Project
@@ -84,6 +90,7 @@ def server(
     configure_workers(context, workers)
     sd = prometheus_sd.resolve() if prometheus_sd else None
     configure_watch(context, WatchSettings(enabled=not no_watch, prometheus_sd=sd))
+    configure_adoption(context, enabled=not no_adopt)
     try:
         console.print(f"Conveyor serves {project.directory.name} at {url}", highlight=False)
         _print_login_link(context, admin)

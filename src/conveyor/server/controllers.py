@@ -25,7 +25,9 @@ from conveyor.server.context import ServerContext
 from conveyor.service import environments
 
 POLL_SECONDS = 1.0  # part of the failover time: a dead controller's deploy waits this long
-ADOPT_SETTING = "controllers.adopt"  # context.parts: False turns adoption off
+# context.parts: True when `conveyor server` adopts (its default). An app made in-process
+# (the tests' servers, over ledgers they fill by hand) adopts nothing unless told to.
+ADOPT_SETTING = "controllers.adopt"
 log = logging.getLogger("conveyor.server.controllers")
 
 
@@ -70,9 +72,11 @@ class Adopter:
         except EnvironmentLockHeld:
             return  # another server won it
         except ConveyorError as error:
-            if self._failures.get(name) != error.message:
-                log.warning("%s: the interrupted deploy cannot be carried on: %s", name, error)
-                self._failures[name] = error.message
+            self._failed(name, error.message)
+            return
+        except Exception as error:  # a bug, or the store gone: logged, never kills the server
+            log.exception("%s: carrying on the interrupted deploy failed", name)
+            self._failed(name, repr(error))
             return
         self._failures.pop(name, None)
         if outcome is not None:
@@ -80,10 +84,20 @@ class Adopter:
                 "%s: carried on deploy %s: %s", name, outcome.deploy_id, outcome.state.value
             )
 
+    def _failed(self, name: str, reason: str) -> None:
+        """Say why once, not at every poll."""
+        if self._failures.get(name) != reason:
+            log.warning("%s: the interrupted deploy cannot be carried on: %s", name, reason)
+            self._failures[name] = reason
+
+
+def configure_adoption(context: ServerContext, *, enabled: bool) -> None:
+    context.parts[ADOPT_SETTING] = enabled
+
 
 @asynccontextmanager
 async def lifespan(context: ServerContext) -> AsyncIterator[None]:
-    if context.parts.get(ADOPT_SETTING, True) is False:
+    if context.parts.get(ADOPT_SETTING) is not True:
         yield
         return
     adopter = Adopter(context)
