@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -221,7 +222,9 @@ def one_failover(shop: Shop) -> Round:
         deploy_id = wait(shop.canary_at_pause, "the canary to reach its pause", 180)
         standby, _ = shop.server()
         with Traffic(shop.router_url()) as traffic:
-            time.sleep(0.5)
+            # At a random phase of the standby's 1 s poll: a fixed delay after its start
+            # would measure one phase only.
+            time.sleep(random.uniform(0.5, 1.5))
             killed_at = time.time()
             os.killpg(driver.pid, signal.SIGKILL)
             driver.wait()
