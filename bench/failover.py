@@ -41,44 +41,13 @@ from conveyor.store import Store
 from conveyor.store.records import EventKind
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.*
-from tests.deploy.apps import SERVER
+from tests.deploy.apps import CANARY_PIPELINE, app_source
 from tests.pg_server import PostgresServer, start_server
 
 GOAL_SECONDS = 5.0
 T = TypeVar("T")
 BASE_CACHE = Path(tempfile.gettempdir()) / "conveyor-bench-python-base"
-SPEC = """\
-version: 1
-jobs:
-  image:
-    uses: build-image
-    with:
-      repository: app
-      app: ["app/**"]
-      entrypoint: [python, -m, app]
-      env: {HOST: 127.0.0.1, PORT: "8000", PYTHONPATH: /app}
-      port: 8000
-  deploy:
-    needs: [image]
-    uses: deploy
-    with: {from: image, environment: staging}
-environments:
-  staging:
-    replicas: 1
-    health:
-      readiness: {path: /healthz, interval: 100ms}
-      liveness: {path: /healthz, interval: 500ms}
-    drain: 0.2s
-    strategy:
-      canary:
-        baseline: true
-        analysis: {interval: 0.3s, min_duration: 0.5s, max_duration: 20s, inconclusive: promote}
-        steps:
-          - weight: 30
-          - pause: 6s
-          - weight: 60
-          - pause: 1s
-"""
+SPEC = CANARY_PIPELINE.format(pause="6s")
 GIT = {
     "GIT_AUTHOR_NAME": "Bench",
     "GIT_AUTHOR_EMAIL": "bench@example.org",
@@ -151,9 +120,9 @@ class Shop:
 
     def commit(self) -> None:
         self.versions += 1
-        app = self.root / "app" / "__main__.py"
-        app.parent.mkdir(exist_ok=True)
-        app.write_text(SERVER.format(version=f"v{self.versions}", behaviour="ok"))
+        for name, text in app_source(f"v{self.versions}").items():
+            (self.root / name).parent.mkdir(exist_ok=True)
+            (self.root / name).write_text(text)
         self._git("add", "-A")
         self._git("commit", "-q", "-m", f"v{self.versions}")
 

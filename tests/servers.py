@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import subprocess
 import threading
 import time
@@ -34,6 +35,20 @@ def wait_until_answering(
                     return
             time.sleep(0.02)
     pytest.fail(f"{name} did not answer {url} in time: {log_path.read_text()}")
+
+
+def free_port() -> int:
+    """A port nothing listens on at 127.0.0.1 now (the kernel's pick)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def answers_health(url: str) -> bool:
+    """Whether a `conveyor server` at `url` answers its /healthz now."""
+    with contextlib.suppress(httpx.HTTPError):
+        return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
+    return False
 
 
 def stop_server(process: subprocess.Popen[bytes]) -> None:

@@ -191,3 +191,45 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+# A pipeline that builds the app's image (app/__main__.py, `SERVER`) and deploys it to
+# staging by a canary with a baseline: 30 %, a pause of `{pause}`, 60 %, a short pause.
+# The failover test and bench/failover.py kill its controller at the first pause.
+CANARY_PIPELINE = """\
+version: 1
+jobs:
+  image:
+    uses: build-image
+    with:
+      repository: app
+      app: ["app/**"]
+      entrypoint: [python, -m, app]
+      env: {{HOST: 127.0.0.1, PORT: "8000", PYTHONPATH: /app}}
+      port: 8000
+  deploy:
+    needs: [image]
+    uses: deploy
+    with: {{from: image, environment: staging}}
+environments:
+  staging:
+    replicas: 1
+    health:
+      readiness: {{path: /healthz, interval: 100ms}}
+      liveness: {{path: /healthz, interval: 500ms}}
+    drain: 0.2s
+    strategy:
+      canary:
+        baseline: true
+        analysis: {{interval: 0.3s, min_duration: 0.5s, max_duration: 20s, inconclusive: promote}}
+        steps:
+          - weight: 30
+          - pause: {pause}
+          - weight: 60
+          - pause: 1s
+"""
+
+
+def app_source(version: str, behaviour: str = "ok") -> dict[str, str]:
+    """The app's source for CANARY_PIPELINE's build-image job."""
+    return {"app/__main__.py": SERVER.format(version=version, behaviour=behaviour)}

@@ -6,9 +6,7 @@ deploy's outcome instead of deploying a second time."""
 
 from __future__ import annotations
 
-import contextlib
 import signal
-import socket
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -27,63 +25,16 @@ from conveyor.states import DeployState, JobState, RunState
 from conveyor.store import Store, queue
 from conveyor.store.ledger import DeployRecord
 from conveyor.store.records import EventKind, RunRecord
-from deploy.apps import SERVER
+from deploy.apps import CANARY_PIPELINE, app_source
 from deploy.load import Load
 from deploy.test_reliability import supervisors_of
 from pg_server import PostgresServer
+from servers import answers_health, free_port
 
 pytestmark = [pytest.mark.real, pytest.mark.timeout(300)]
 
-SPEC = """\
-version: 1
-jobs:
-  image:
-    uses: build-image
-    with:
-      repository: app
-      app: ["app/**"]
-      entrypoint: [python, -m, app]
-      env: {HOST: 127.0.0.1, PORT: "8000", PYTHONPATH: /app}
-      port: 8000
-  deploy:
-    needs: [image]
-    uses: deploy
-    with: {from: image, environment: staging}
-environments:
-  staging:
-    replicas: 1
-    health:
-      readiness: {path: /healthz, interval: 100ms}
-      liveness: {path: /healthz, interval: 500ms}
-    drain: 0.2s
-    strategy:
-      canary:
-        baseline: true
-        analysis: {interval: 0.3s, min_duration: 0.5s, max_duration: 20s, inconclusive: promote}
-        steps:
-          - weight: 30
-          - pause: 8s
-          - weight: 60
-          - pause: 1s
-"""
+SPEC = CANARY_PIPELINE.format(pause="8s")
 FAILOVER_GOAL_SECONDS = 5.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def healthy(url: str) -> bool:
-    with contextlib.suppress(httpx.HTTPError):
-        return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
-    return False
-
-
-def app_of(version: str) -> dict[str, str]:
-    return {"app/__main__.py": SERVER.format(version=version, behaviour="ok")}
 
 
 @pytest.fixture
@@ -99,7 +50,7 @@ def shared_database(
 @pytest.fixture
 def shop(git_project: MakeProject, shared_database: str) -> Iterator[GitProject]:
     """The project with v1 live in staging (a run in this process), stopped at the end."""
-    project = git_project(SPEC, files=app_of("v1"))
+    project = git_project(SPEC, files=app_source("v1"))
     assert project.run().state is RunState.SUCCESS
     yield project
     with open_store(project) as store:
@@ -119,7 +70,7 @@ class Servers:
         url = f"http://127.0.0.1:{port}"
         args = ["server", "--port", str(port), "--workers", "1"]
         server = self.start_cli(args, self.project.root, self.environ)
-        wait_until(lambda: healthy(url), "the server to answer")
+        wait_until(lambda: answers_health(url), "the server to answer")
         return server, url
 
 
@@ -141,7 +92,7 @@ def test_a_canary_whose_server_is_killed_is_adopted_by_the_other(
     project, state = shop.project(), shop.project().state_dir
     add_user(users_path(state), "dev", "dev@example.org", ["developer"], [])
     token = issue_token(users_path(state), "dev", None, datetime.now(UTC)).token
-    shop.commit(app_of("v2"), "v2")
+    shop.commit(app_source("v2"), "v2")
     servers = Servers(shop, start_cli, shared_database)
     first, first_url = servers.start()
     answer = httpx.post(

@@ -3,7 +3,6 @@ interrupted, its queue entry runs again, the jobs that had finished come back ca
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import socket
 import subprocess
@@ -18,6 +17,7 @@ from conveyor.approvals.users import add_user, issue_token, users_path
 from conveyor.states import JobState, RunState
 from conveyor.store import queue
 from conveyor.store.procs import ProcessIdentity, start_time
+from servers import answers_health, free_port
 
 SPEC = """\
 version: 1
@@ -30,19 +30,6 @@ jobs:
     needs: [first]
     run: sleep 2 && cat first.txt
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def healthy(url: str) -> bool:
-    with contextlib.suppress(httpx.HTTPError):
-        return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
-    return False
 
 
 @pytest.mark.real
@@ -59,7 +46,7 @@ def test_a_killed_server_resumes_its_queue_and_reuses_finished_jobs(
     args = ["server", "--port", str(port), "--workers", "1"]
 
     first_server = start_cli(args, project.root)
-    wait_until(lambda: healthy(url), "the server to answer")
+    wait_until(lambda: answers_health(url), "the server to answer")
     answer = httpx.post(f"{url}/api/v1/runs", json={}, headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 202, answer.text
     queue_id = answer.json()["queue_id"]
