@@ -75,8 +75,7 @@ class Adopter:
             self._failed(name, error.message)
             return
         except Exception as error:  # a bug, or the store gone: logged, never kills the server
-            log.exception("%s: carrying on the interrupted deploy failed", name)
-            self._failed(name, repr(error))
+            self._failed(name, repr(error), with_traceback=True)
             return
         self._failures.pop(name, None)
         if outcome is not None:
@@ -84,10 +83,15 @@ class Adopter:
                 "%s: carried on deploy %s: %s", name, outcome.deploy_id, outcome.state.value
             )
 
-    def _failed(self, name: str, reason: str) -> None:
+    def _failed(self, name: str, reason: str, *, with_traceback: bool = False) -> None:
         """Say why once, not at every poll."""
         if self._failures.get(name) != reason:
-            log.warning("%s: the interrupted deploy cannot be carried on: %s", name, reason)
+            log.warning(
+                "%s: the interrupted deploy cannot be carried on: %s",
+                name,
+                reason,
+                exc_info=with_traceback,
+            )
             self._failures[name] = reason
 
 
