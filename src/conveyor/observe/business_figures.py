@@ -22,7 +22,8 @@ from conveyor.deploy.rollout import baseline_name
 from conveyor.errors import ConveyorError, NotFoundError
 from conveyor.observe.business import Noted, Outcome, Point, SeriesKey, Tracker, scrape_release
 from conveyor.observe.business import store_points as _store_points
-from conveyor.service.environments import environment_spec, make_runtime
+from conveyor.service import environments as environment_service
+from conveyor.service.environments import environment_spec
 from conveyor.service.project import Project
 from conveyor.spec.business import Business
 from conveyor.spec.environments import Environment
@@ -141,7 +142,9 @@ def sample_environment(
     """Scrape every running release of `name` once, into the store (`spec`: its
     environment, when already read)."""
     spec = spec or environment_spec(project, name)
-    runtime = make_runtime(project, spec)
+    # Looked up at each call, not bound at import: the fake data plane of the tests
+    # swaps the service's function, and a module imported meanwhile would keep the fake.
+    runtime = environment_service.make_runtime(project, spec)
     running = set(runtime.releases())
     now = time.time()
     ours = [r.release_id for r in store.ledger.releases.of_environment(name)]

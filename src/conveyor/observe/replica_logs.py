@@ -39,7 +39,8 @@ from conveyor.deploy.runtimes.log_source import LogSource, ReplicaLog
 from conveyor.engine.mask import Masker
 from conveyor.engine.secrets import available_secrets
 from conveyor.errors import ConveyorError, NotFoundError
-from conveyor.service.environments import environment_spec, make_runtime
+from conveyor.service import environments as environment_service
+from conveyor.service.environments import environment_spec
 from conveyor.service.pages import DEFAULT_LIMIT
 from conveyor.service.project import Project
 from conveyor.spec.durations import parse_duration
@@ -175,7 +176,9 @@ class EnvironmentLogs:
 
 def environment_logs(project: Project, store: Store, name: str) -> EnvironmentLogs:
     spec = environment_spec(project, name)
-    runtime = make_runtime(project, spec)
+    # Looked up at each call, not bound at import: the fake data plane of the tests
+    # swaps the service's function, and a module imported meanwhile would keep the fake.
+    runtime = environment_service.make_runtime(project, spec)
     secrets = available_secrets(
         spec.secrets, root=project.directory, environ=os.environ, environment=name
     )

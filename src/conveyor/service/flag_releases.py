@@ -9,7 +9,8 @@ from conveyor.errors import ConveyorError
 from conveyor.flags.release import FlagRelease, FlagReleaseOutcome, Progress
 from conveyor.flags.store import FlagLedger
 from conveyor.observe.business import variant_guard
-from conveyor.service.environments import environment_spec, make_runtime
+from conveyor.service import environments as environment_service
+from conveyor.service.environments import environment_spec
 from conveyor.service.project import Project
 from conveyor.store.store import Store
 
@@ -58,7 +59,9 @@ def _business_guard(
         return None
     record = store.ledger.environments.get(environment)
     live = record.live_release if record is not None else None
-    runtime = make_runtime(project, spec)
+    # Looked up at each call, not bound at import: the fake data plane of the tests
+    # swaps the service's function, and a module imported meanwhile would keep the fake.
+    runtime = environment_service.make_runtime(project, spec)
     return variant_guard(
         spec.business, runtime, environment, store.engine, flag=flag, live_release=live
     )
