@@ -28,7 +28,7 @@ from typing import Final, Protocol
 import sqlalchemy as sa
 
 from conveyor.errors import ConveyorError
-from conveyor.store.session_locks import HeldSession, SessionLockHeld, session_lock
+from conveyor.store.session_locks import HeldSession, SessionLockHeld, is_held, session_lock
 
 
 class EnvironmentLockHeld(ConveyorError):
@@ -55,6 +55,11 @@ class EnvironmentLock(Protocol):
 
     def check(self) -> None:
         """Raises EnvironmentLockLost if this holder's lock ended; nothing when not held."""
+        ...
+
+    def is_free(self) -> bool:
+        """Whether no controller holds it now, without taking it (an adoption poll's
+        probe, cheap enough for every second)."""
         ...
 
 
@@ -91,6 +96,19 @@ class FileLock:
     def check(self) -> None:
         """A kernel lock is never lost while its holder lives."""
 
+    def is_free(self) -> bool:
+        try:
+            handle = self.path.open("rb")
+        except FileNotFoundError:
+            return True  # never held
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return True
+
 
 class SessionLock:
     """A PostgreSQL session advisory lock: every server on the database sees it."""
@@ -100,11 +118,14 @@ class SessionLock:
         self.engine = engine
         self._held: HeldSession | None = None
 
+    @property
+    def _name(self) -> str:
+        return f"environment {self.environment}"
+
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
-        name = f"environment {self.environment}"
         try:
-            with session_lock(self.engine, name, holder_description()) as held:
+            with session_lock(self.engine, self._name, holder_description()) as held:
                 self._held = held
                 try:
                     yield
@@ -112,6 +133,10 @@ class SessionLock:
                     self._held = None
         except SessionLockHeld as refused:
             raise EnvironmentLockHeld(self.environment, refused.holder) from None
+
+    def is_free(self) -> bool:
+        with self.engine.connect() as conn:
+            return not is_held(conn, self._name)
 
     def check(self) -> None:
         if self._held is not None and not self._held.alive():

@@ -20,7 +20,7 @@ from conveyor.analysis.providers.base import MetricsProvider, ProviderSite
 from conveyor.analysis.providers.registry import PROVIDERS
 from conveyor.deploy.controller import ReleaseController
 from conveyor.deploy.exposition import exposition
-from conveyor.deploy.locks import EnvironmentLockHeld, LockSite, environment_lock
+from conveyor.deploy.locks import LockSite, environment_lock
 from conveyor.deploy.model import ReplicaStatus, SignalRates, SignalSample
 from conveyor.deploy.rollout import DeployOutcome, Progress, RollbackOutcome, Target
 from conveyor.deploy.routers.base import Router, RouterSite
@@ -457,19 +457,14 @@ def reconcile(
 
 def orphaned(project: Project, store: Store) -> list[str]:
     """Environments with a deploy in progress that no controller drives: its lock is free
-    (its controller died, or lost its database session). A probe, cheaper than building a
-    controller: `reconcile` takes the lock for real, and may find it taken meanwhile."""
+    (its controller died, or lost its database session). A probe, without taking the lock
+    or building a controller: `reconcile` takes the lock, and may find it taken meanwhile."""
     names = sorted({record.environment for record in store.ledger.deploys.in_progress()})
     return [name for name in names if _lock_is_free(project, store, name)]
 
 
 def _lock_is_free(project: Project, store: Store, name: str) -> bool:
-    lock = environment_lock(LockSite(name, store.engine, project.state_dir))
-    try:
-        with lock.hold():
-            return True
-    except EnvironmentLockHeld:
-        return False
+    return environment_lock(LockSite(name, store.engine, project.state_dir)).is_free()
 
 
 def stop_environment(

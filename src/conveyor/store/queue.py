@@ -27,11 +27,12 @@ from conveyor.store.procs import ProcessIdentity, is_dead_here, this_host
 from conveyor.store.records import EventKind
 from conveyor.store.runs import interrupt_run
 from conveyor.store.schema import run_queue, runs
-from conveyor.store.session_locks import SessionLockHeld, session_lock
+from conveyor.store.session_locks import is_held, session_lock
 
 # How long a claim on another host may go without its entry's lock: the server claims,
 # then the run's process (started at once) takes the lock.
 CLAIM_GRACE_SECONDS = 60.0
+_Claim = sa.Row[Any, Any, Any, Any, Any, Any]  # a claimed entry's owner columns
 
 
 class QueueState(StrEnum):
@@ -224,12 +225,12 @@ def requeue_orphans(engine: sa.Engine, watched: Collection[int] = ()) -> list[in
         run_queue.c.run_id,
     ).where(run_queue.c.state == QueueState.CLAIMED.value, run_queue.c.id.not_in(list(watched)))
     with read_transaction(engine) as conn:
-        if not _orphans(engine, conn.execute(claimed)):
+        if not _orphans(conn, conn.execute(claimed)):
             return []
     now = time.time()
     with write_transaction(engine) as conn:
         rows = list(conn.execute(claimed))
-        dead = _orphans(engine, rows)
+        dead = _orphans(conn, rows)
         if dead:
             conn.execute(
                 run_queue.update()
@@ -243,24 +244,22 @@ def requeue_orphans(engine: sa.Engine, watched: Collection[int] = ()) -> list[in
     return dead
 
 
-def _orphans(engine: sa.Engine, rows: Iterable[sa.Row[Any, Any, Any, Any, Any, Any]]) -> list[int]:
-    return [row.id for row in rows if _is_orphan(engine, row)]
+def _orphans(
+    conn: sa.Connection, rows: Iterable[sa.Row[Any, Any, Any, Any, Any, Any]]
+) -> list[int]:
+    return [row.id for row in rows if _is_orphan(conn, row)]
 
 
-def _is_orphan(engine: sa.Engine, row: sa.Row[Any, Any, Any, Any, Any, Any]) -> bool:
+def _is_orphan(conn: sa.Connection, row: _Claim) -> bool:
     """Its process is dead here; or, on PostgreSQL, it ran on another host, was claimed
-    long enough ago to have taken its entry's lock, and that lock is free."""
+    long enough ago to have taken its entry's lock, and no session holds that lock."""
     if is_dead_here(row.pid, row.host, row.pid_started):
         return True
-    if engine.dialect.name != "postgresql" or row.host in (None, this_host()):
+    if conn.dialect.name != "postgresql" or row.host in (None, this_host()):
         return False
     if time.time() - (row.claimed_at or 0.0) < CLAIM_GRACE_SECONDS:
         return False
-    try:
-        with session_lock(engine, entry_lock_name(row.id), "an orphan check"):
-            return True
-    except SessionLockHeld:
-        return False
+    return not is_held(conn, entry_lock_name(row.id))
 
 
 def entry_lock_name(queue_id: int) -> str:

@@ -18,11 +18,17 @@ from sqlalchemy.exc import DBAPIError
 
 from conveyor.errors import ConveyorError, InfrastructureError
 
+# A bigint advisory key is split over classid (high half) and objid (low half).
 _HOLDER_OF = sa.text(
     "SELECT activity.application_name FROM pg_locks AS lock"
     " JOIN pg_stat_activity AS activity ON activity.pid = lock.pid"
     " WHERE lock.locktype = 'advisory' AND lock.granted AND lock.objsubid = 1"
     " AND lock.classid::bigint = :high AND lock.objid::bigint = :low"
+)
+_IS_HELD = sa.text(
+    "SELECT EXISTS (SELECT 1 FROM pg_locks AS lock"
+    " WHERE lock.locktype = 'advisory' AND lock.granted AND lock.objsubid = 1"
+    " AND lock.classid::bigint = :high AND lock.objid::bigint = :low)"
 )
 
 
@@ -85,7 +91,16 @@ def session_lock(engine: sa.Engine, name: str, holder: str) -> Iterator[HeldSess
             conn.invalidate()  # closes the session: frees the lock, forgets application_name
 
 
+def is_held(conn: sa.Connection, name: str) -> bool:
+    """Whether some session holds lock `name` now, asked on any connection (a pooled one:
+    no session of its own, no lock taken). A probe: it may be taken the moment after."""
+    return bool(conn.execute(_IS_HELD, _key_halves(lock_key(name))).scalar())
+
+
 def _holder_of(conn: sa.Connection, key: int) -> str:
+    return conn.execute(_HOLDER_OF, _key_halves(key)).scalar() or "another session"
+
+
+def _key_halves(key: int) -> dict[str, int]:
     unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
-    found = conn.execute(_HOLDER_OF, {"high": unsigned >> 32, "low": unsigned & 0xFFFF_FFFF})
-    return found.scalar() or "another session"
+    return {"high": unsigned >> 32, "low": unsigned & 0xFFFF_FFFF}
