@@ -15,8 +15,8 @@ from conftest import GitProject, MakeProject
 from conveyor.observe.alerts import Alert, AlertSource, AlertStatus
 from conveyor.service import environments
 from conveyor.service.project import Project
-from conveyor.service.release_record import IMAGE_REPORT
 from conveyor.store.records import EventKind, EventRecord, NewRun
+from conveyor.store.reports import IMAGE_REPORT
 from conveyor.store.store import Store
 from deploy.apps import REPOSITORY, build_app
 from deploy.fake_plane import use_fake_plane

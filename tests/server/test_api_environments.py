@@ -15,8 +15,8 @@ import pytest
 
 from conftest import run_cli
 from conveyor.flags.store import FlagLedger
-from conveyor.service.release_record import IMAGE_REPORT
 from conveyor.store.records import NewRun
+from conveyor.store.reports import IMAGE_REPORT
 from conveyor.supply.attest import CYCLONEDX_BOM, VULN_SCAN, Statement, Subject, sign_statement
 from conveyor.supply.keys import generate_keypair, load_private
 from conveyor.supply.oci.build import AppFiles, ImageSpec, build_image

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from conveyor.store.db import read_transaction
 from conveyor.store.records import EventKind
+from conveyor.store.reports import IMAGE_REPORT
 from conveyor.store.schema import events, reports, runs
 from conveyor.store.store import Store
 
@@ -24,7 +25,6 @@ DORA_KINDS = (
     EventKind.FLAG_KILLED,
 )
 INCIDENT_PREFIX = "incident."
-IMAGE_REPORT = "image"  # what build-image publishes: {repository, digest, tags}
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 RECORD_VERSION = 4  # 2: keyed by deploy; `approval`, `approval_required`, run `source`
 # 3: `notes`, the release notes (commits grouped by type, with their linked ids)
 # 4: `quality`, complexity, duplication and coverage beside the replaced release's
-IMAGE_REPORT = "image"  # what build-image publishes: {repository, digest, tags}
 
 
 class RunSource(StrEnum):
@@ -228,7 +227,7 @@ def _source_run(
     candidates: list[tuple[int | None, RunSource]] = [(deploy.run_id, RunSource.DEPLOY)]
     if approval is not None and isinstance(approval.get("run_id"), int):
         candidates.append((int(approval["run_id"]), RunSource.APPROVAL))
-    built = store.runs_with_report(IMAGE_REPORT, "digest", deploy.digest)
+    built = store.runs_that_built(deploy.digest)
     candidates.append((built[-1] if built else None, RunSource.BUILD))
     for run_id, source in candidates:
         if run_id is None:

@@ -39,6 +39,7 @@ from conveyor.engine.executors.base import ExecResult
 from conveyor.engine.step import RAW_DIR, SimpleStep, StepContext, failed, job_output_dir, passed
 from conveyor.errors import ConveyorError, NotFoundError
 from conveyor.spec.globs import check_glob
+from conveyor.store.reports import IMAGE_REPORT
 from conveyor.supply.oci.build import (
     AppFiles,
     BaseImage,
@@ -229,7 +230,7 @@ class BuildImageStep(SimpleStep):
             write_record(ctx, record)
         content = record_path(ctx).read_bytes()
         summary = {k: record[k] for k in ("repository", "digest", "tags")}
-        ctx.evidence.publish("image", content, summary)
+        ctx.evidence.publish(IMAGE_REPORT, content, summary)
         return ran if ran is not None else passed(detail=record["digest"])
 
     def _build(

@@ -19,7 +19,6 @@ from conveyor.store.db import read_transaction
 from conveyor.store.schema import runs
 from conveyor.store.store import Store
 
-IMAGE_REPORT = "image"  # what build-image publishes: {repository, digest, tags}
 _COMMIT = re.compile(r"^[0-9a-f]{7,40}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -70,7 +69,7 @@ def version_of(store: Store, service: str, label: str) -> Version:
     """The runs that name `label`: a commit (7 to 40 hex digits) or an image digest.
     Refused when none does: an unknown version is never a verified one."""
     if _DIGEST.match(label):
-        run_ids = tuple(store.runs_with_report(IMAGE_REPORT, "digest", label))
+        run_ids = tuple(store.runs_that_built(label))
     elif _COMMIT.match(label):
         run_ids = _runs_of_commit(store, label)
     else:
@@ -96,7 +95,7 @@ def deployed(store: Store, service: str, environment: str) -> Deployed | None:
     release = store.ledger.releases.get(record.live_release, environment)
     if release is None:
         return None
-    run_ids = tuple(store.runs_with_report(IMAGE_REPORT, "digest", release.digest))
+    run_ids = tuple(store.runs_that_built(release.digest))
     version = Version(service, release.digest, run_ids, _commits(store, run_ids))
     return Deployed(environment, release.release_id, release.digest, version)
 

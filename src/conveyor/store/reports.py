@@ -11,6 +11,9 @@ from conveyor.store import events, redaction
 from conveyor.store.records import EventKind, ReportRecord
 from conveyor.store.schema import reports
 
+# What build-image publishes ({repository, digest, tags}): how a digest's runs are found.
+IMAGE_REPORT = "image"
+
 
 def add(
     conn: sa.Connection,

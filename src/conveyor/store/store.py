@@ -311,6 +311,10 @@ class Store:
         with read_transaction(self.engine) as conn:
             return reports.of_run(conn, run_id, kind)
 
+    def runs_that_built(self, digest: str) -> list[int]:
+        """Runs whose build-image job made the image `digest`, oldest first."""
+        return self.runs_with_report(reports.IMAGE_REPORT, "digest", digest)
+
     def runs_with_report(self, kind: str, key: str, value: str) -> list[int]:
         """Runs that published a `kind` report whose summary's `key` is `value`, oldest first."""
         with read_transaction(self.engine) as conn:
