@@ -183,10 +183,10 @@ class ReleaseController(TargetActions):
         rather than start the failed release again. `stop_strays` stops it."""
         state, reason = DeployState.FAILED, "its controller died after sending traffic back"
         for event in self.target.ledger.history.events(
-            self.target.name, (EventKind.ROLLBACK, EventKind.TRAFFIC_SHIFTED)
+            self.target.name, (EventKind.ROLLBACK, EventKind.TRAFFIC_SHIFTED), deploy_id=record.id
         ):
             data = event.data
-            if data.get("deploy_id") == record.id and data.get("from") == record.release_id:
+            if data.get("from") == record.release_id:
                 rolled_back = event.kind == EventKind.ROLLBACK
                 state = DeployState.ROLLED_BACK if rolled_back else DeployState.FAILED
                 reason = str(data.get("reason") or reason)

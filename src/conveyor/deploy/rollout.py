@@ -350,9 +350,8 @@ class RolloutContext(TargetActions):
         ran = [
             event.data
             for event in self.target.ledger.history.events(
-                self.target.name, (EventKind.RELEASE_HOOK,)
+                self.target.name, (EventKind.RELEASE_HOOK,), deploy_id=self.record.id
             )
-            if event.data.get("deploy_id") == self.record.id
         ]
         return run_hooks(
             self.target.runtime,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from conveyor.analysis.model import Verdict
 from conveyor.service.environments import environment_spec
 from conveyor.service.project import Project
 from conveyor.spec.strategy import OnInconclusive
@@ -49,8 +50,7 @@ def judge_answer(project: Project, store: Store, name: str, release: str | None)
         reason = f"no deploy of {what} is recorded in {name}: the judge has nothing to judge"
         return JudgeAnswer(name, release, None, Answer.HOLD, None, reason)
     deploy = deploys[-1]
-    events = store.ledger.history.events(name, (EventKind.RELEASE_DECISION,))
-    ours = [e for e in events if e.data.get("deploy_id") == deploy.id]
+    ours = store.ledger.history.events(name, (EventKind.RELEASE_DECISION,), deploy_id=deploy.id)
     if not ours:
         reason = "the judge has not spoken on this release yet"
         return JudgeAnswer(name, deploy.release_id, deploy.id, Answer.HOLD, None, reason)
@@ -74,10 +74,10 @@ def judge_answer(project: Project, store: Store, name: str, release: str | None)
 
 
 def _answer(recorded: str, on_inconclusive: OnInconclusive) -> Answer:
-    if recorded == "promote":
+    if recorded == Verdict.PROMOTE.value:
         return Answer.PROMOTE
-    if recorded == "rollback":
+    if recorded == Verdict.ROLLBACK.value:
         return Answer.ROLLBACK
-    if recorded == "inconclusive" and on_inconclusive is not OnInconclusive.PAUSE:
+    if recorded == Verdict.INCONCLUSIVE.value and on_inconclusive is not OnInconclusive.PAUSE:
         return Answer(on_inconclusive.value)
     return Answer.HOLD  # continue, inconclusive with a person to decide, or unknown

@@ -156,11 +156,7 @@ def deploy_timeline(store: Store, environment: str, deploy_id: int) -> DeployTim
         deploy = None
     if deploy is None or deploy.environment != environment:
         raise NotFoundError(f"no deploy {deploy_id} in {environment}")
-    ours = [
-        e
-        for e in store.ledger.history.events(environment, TIMELINE_EVENTS)
-        if e.data.get("deploy_id") == deploy_id
-    ]
+    ours = store.ledger.history.events(environment, TIMELINE_EVENTS, deploy_id=deploy_id)
     return DeployTimeline(
         deploy=deploy,
         progress=load_progress(deploy.progress),

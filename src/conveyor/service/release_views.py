@@ -77,8 +77,7 @@ def release_detail(
     deploy = deploy_of(store, environment, deploy_id)
     timeline = [
         {"ts": event.ts, "kind": event.kind, "actor": event.actor, **dict(event.data)}
-        for event in store.ledger.history.events(environment, TIMELINE_EVENTS)
-        if event.data.get("deploy_id") == deploy_id
+        for event in store.ledger.history.events(environment, TIMELINE_EVENTS, deploy_id=deploy_id)
     ]
     decisions = [e for e in timeline if e["kind"] == EventKind.RELEASE_DECISION.value]
     return ReleaseDetail(

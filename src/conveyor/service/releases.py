@@ -47,10 +47,10 @@ def release_status(project: Project, store: Store, name: str, last: int = 10) ->
     deploy = running[-1] if running else (deploys[-1] if deploys else None)
     decisions: list[dict[str, Any]] = []
     if deploy is not None:
-        events = store.ledger.history.events(name, (EventKind.RELEASE_DECISION,))
-        decisions = [
-            {"ts": e.ts, **e.data} for e in events if e.data.get("deploy_id") == deploy.id
-        ][-last:]
+        events = store.ledger.history.events(
+            name, (EventKind.RELEASE_DECISION,), deploy_id=deploy.id
+        )
+        decisions = [{"ts": e.ts, **e.data} for e in events][-last:]
     return ReleaseStatus(
         environment=name,
         deploy=deploy,
@@ -65,10 +65,9 @@ def hook_runs(store: Store, name: str, deploy_id: int) -> list[dict[str, Any]]:
     """The release hooks of a deploy from its `release.hook` events: the last word on each
     (a finished run replaces its start), in the order they started."""
     runs: dict[tuple[str, int], dict[str, Any]] = {}
-    for event in store.ledger.history.events(name, (EventKind.RELEASE_HOOK,)):
-        if event.data.get("deploy_id") == deploy_id:
-            key = (str(event.data.get("phase")), int(event.data.get("index", -1)))
-            runs[key] = {"ts": event.ts, **event.data}
+    for event in store.ledger.history.events(name, (EventKind.RELEASE_HOOK,), deploy_id=deploy_id):
+        key = (str(event.data.get("phase")), int(event.data.get("index", -1)))
+        runs[key] = {"ts": event.ts, **event.data}
     return list(runs.values())
 
 

@@ -62,18 +62,21 @@ class History:
             payload = {"environment": environment, **data}
             event_log.append(conn, [event_log.event_row(kind, now, actor=actor, data=payload)])
 
-    def events(self, environment: str, kinds: Sequence[EventKind] = ()) -> list[EventRecord]:
+    def events(
+        self, environment: str, kinds: Sequence[EventKind] = (), *, deploy_id: int | None = None
+    ) -> list[EventRecord]:
+        """The environment's events of `kinds` (default: all of them), oldest first; only
+        those of one deploy when `deploy_id` is given (filtered by the database)."""
         wanted = [kind.value for kind in kinds or ENVIRONMENT_EVENTS]
+        query = sa.select(events).where(
+            events.c.kind.in_(wanted),
+            events.c.data["environment"].as_string() == environment,
+        )
+        if deploy_id is not None:
+            query = query.where(events.c.data["deploy_id"].as_integer() == deploy_id)
         with read_transaction(self.engine) as conn:
-            query = (
-                sa.select(events)
-                .where(
-                    events.c.kind.in_(wanted),
-                    events.c.data["environment"].as_string() == environment,
-                )
-                .order_by(events.c.id)
-            )
-            return [event_log.event_from_row(row._mapping) for row in conn.execute(query)]
+            rows = conn.execute(query.order_by(events.c.id))
+            return [event_log.event_from_row(row._mapping) for row in rows]
 
     def entries(self, environment: str) -> list[HistoryEntry]:
         """Deploys and rollbacks (a flag's kill switch included), oldest first, folded from
