@@ -441,6 +441,39 @@ def test_a_broker_restart_mid_job_is_waited_out(
     assert (project.workspace(outcome.run_id) / "out.txt").read_text() == "after\n"
 
 
+ONE_JOB = "version: 1\njobs:\n  a:\n    run: 'true'\n"
+
+
+@dataclass
+class DirectWorker:
+    """A worker's runtime called in this process (no Celery), beside a one-job project."""
+
+    project: GitProject
+    settings: WorkerSettings
+    runtime: WorkerRuntime
+    sealer: Sealer
+
+
+@pytest.fixture
+def direct_worker(
+    git_project: MakeProject,
+    worker_env: dict[str, str],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> Callable[..., DirectWorker]:
+    """`direct_worker(lease=None)`: a DirectWorker, closed at teardown."""
+
+    def make(lease: float | None = None) -> DirectWorker:
+        project = git_project(ONE_JOB)
+        settings = WorkerSettings.from_env(worker_env)
+        leased = settings if lease is None else replace(settings, lease=lease)
+        runtime = WorkerRuntime(tmp_path / "machine", leased, "w")
+        request.addfinalizer(runtime.close)
+        return DirectWorker(project, settings, runtime, Sealer(settings.key))
+
+    return make
+
+
 def _message(project: GitProject, tmp_path: Path, attempt: str) -> JobMessage:
     counter = tmp_path / "deliveries.txt"
     return JobMessage(
@@ -460,19 +493,20 @@ def _message(project: GitProject, tmp_path: Path, attempt: str) -> JobMessage:
 
 
 def test_a_job_picked_up_twice_completes_once(
-    git_project: MakeProject,
-    worker_env: dict[str, str],
+    direct_worker: Callable[..., DirectWorker],
     tmp_path: Path,
     clients: Callable[[str], redis.Redis],
     request: pytest.FixtureRequest,
 ) -> None:
-    project = git_project("version: 1\njobs:\n  a:\n    run: 'true'\n")
-    settings = WorkerSettings.from_env(worker_env)
     # A long lease: no renewal runs during these short jobs, so the test alone decides
     # when a claim lapses.
-    runtime = WorkerRuntime(tmp_path / "machine", replace(settings, lease=30), "w")
-    request.addfinalizer(runtime.close)
-    sealer = Sealer(settings.key)
+    direct = direct_worker(lease=30)
+    project, settings, runtime, sealer = (
+        direct.project,
+        direct.settings,
+        direct.runtime,
+        direct.sealer,
+    )
     client = clients(settings.broker_url)
     counter = tmp_path / "deliveries.txt"
 
@@ -531,17 +565,17 @@ def _side_by_side(*actions: Callable[[], str]) -> list[str]:
 
 
 def test_a_cancelled_attempt_stops_its_command_on_the_worker(
-    git_project: MakeProject,
-    worker_env: dict[str, str],
+    direct_worker: Callable[..., DirectWorker],
     tmp_path: Path,
     clients: Callable[[str], redis.Redis],
-    request: pytest.FixtureRequest,
 ) -> None:
-    project = git_project("version: 1\njobs:\n  a:\n    run: 'true'\n")
-    settings = WorkerSettings.from_env(worker_env)
-    runtime = WorkerRuntime(tmp_path / "machine", settings, "w")
-    request.addfinalizer(runtime.close)
-    sealer = Sealer(settings.key)
+    direct = direct_worker()
+    project, settings, runtime, sealer = (
+        direct.project,
+        direct.settings,
+        direct.runtime,
+        direct.sealer,
+    )
     client = clients(settings.broker_url)
     message = replace(_message(project, tmp_path, "c1"), argv=["sleep", "30"])
     started = time.monotonic()
@@ -559,17 +593,17 @@ def test_a_cancelled_attempt_stops_its_command_on_the_worker(
 
 
 def test_a_commit_the_worker_cannot_fetch_fails_the_job_clearly(
-    git_project: MakeProject,
-    worker_env: dict[str, str],
+    direct_worker: Callable[..., DirectWorker],
     tmp_path: Path,
     clients: Callable[[str], redis.Redis],
-    request: pytest.FixtureRequest,
 ) -> None:
-    project = git_project("version: 1\njobs:\n  a:\n    run: 'true'\n")
-    settings = WorkerSettings.from_env(worker_env)
-    runtime = WorkerRuntime(tmp_path / "machine", settings, "w")
-    request.addfinalizer(runtime.close)
-    sealer = Sealer(settings.key)
+    direct = direct_worker()
+    project, settings, runtime, sealer = (
+        direct.project,
+        direct.settings,
+        direct.runtime,
+        direct.sealer,
+    )
     missing = replace(_message(project, tmp_path, "m1"), commit="0" * 40)
     assert runtime.handle(sealer.seal_json(missing.to_json())) == "m1: infrastructure"
     raw = clients(settings.broker_url).get(result_key("m1"))
